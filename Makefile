@@ -1,0 +1,53 @@
+# One entry point per task. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+EMU := devstack/emulators
+STAMP_PY := $(VENV)/.installed
+STAMP_NPM := $(EMU)/node_modules/.installed
+
+.PHONY: help setup emulators stop run test lint bench clean
+
+help: ## List the tasks
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP_PY) $(STAMP_NPM) ## Create .venv, install pinned Python packages and the pinned emulators
+
+$(STAMP_PY): requirements.txt requirements-dev.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+$(STAMP_NPM): $(EMU)/package.json $(EMU)/package-lock.json
+	cd $(EMU) && npm ci --no-audit --no-fund
+	@touch $@
+
+emulators: setup ## Start Azurite and the Cosmos DB server (idempotent)
+	$(PY) -m devstack.emulators start
+
+stop: ## Stop everything the local stack started
+	-@$(PY) -m devstack.run stop 2>/dev/null || true
+	$(PY) -m devstack.emulators stop
+
+run: setup ## Run the whole app locally: emulators, Azure OpenAI simulator, Functions host
+	$(PY) -m devstack.run
+
+test: setup ## Run every test against real local services (started and stopped by the test session)
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	  $(PY) -m devstack.emulators stop --state-dir .devstack/test >/dev/null 2>&1 || true; \
+	  exit $$status
+
+lint: setup ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: setup ## Benchmarks: print JSON figures
+	$(PY) -m bench
+
+clean: stop ## Remove local state (.devstack)
+	rm -rf .devstack
