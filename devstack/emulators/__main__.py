@@ -1,0 +1,42 @@
+"""`python -m devstack.emulators start|stop|status [--state-dir DIR]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from devstack.emulators.processes import is_listening, read_pid
+from devstack.emulators.stack import DEFAULT_STATE_DIR, HOST, EmulatorPorts, start_emulators
+from devstack.emulators.stack import stop_emulators as stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.emulators")
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--in-memory", action="store_true", help="Azurite keeps no files")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ports = EmulatorPorts()
+    if args.command == "start":
+        stack = start_emulators(ports, args.state_dir, in_memory=args.in_memory)
+        print(f"Azurite blob   {stack.blob_endpoint}")
+        print(f"Azurite queue  {stack.queue_endpoint}")
+        print(f"Azurite table  {stack.table_endpoint}")
+        print(f"Cosmos DB      {stack.cosmos_endpoint}  (self-signed TLS, emulator key)")
+        print(f"Logs and data  {args.state_dir}")
+    elif args.command == "stop":
+        stopped = stop(args.state_dir)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    else:
+        for name, port in (("azurite", ports.queue), ("cosmos", ports.cosmos)):
+            pid = read_pid(args.state_dir / f"{name}.pid")
+            state = "listening" if is_listening(HOST, port) else "down"
+            print(f"{name:8} {state:10} pid={pid or '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Background processes recorded by pid file, so a later `stop` stops only what `start` began."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def is_listening(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def spawn(name: str, argv: Sequence[str], state_dir: Path, cwd: Path) -> int:
+    """Start `argv` in its own session with output in `<state_dir>/<name>.log`; record its pid."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log = (state_dir / f"{name}.log").open("ab")
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+    (state_dir / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def wait_listening(name: str, host: str, port: int, pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_listening(host, port):
+            return
+        if not pid_alive(pid):
+            raise RuntimeError(f"{name} exited before it listened on {host}:{port}; see its log")
+        time.sleep(0.1)
+    raise TimeoutError(f"{name} did not listen on {host}:{port} within {timeout:.0f}s")
+
+
+def terminate(name: str, state_dir: Path, grace: float = 10.0) -> bool:
+    """Stop the process group recorded for `name`. True if something was stopped."""
+    pid_file = state_dir / f"{name}.pid"
+    pid = read_pid(pid_file)
+    pid_file.unlink(missing_ok=True)
+    if pid is None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
