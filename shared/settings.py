@@ -1,0 +1,278 @@
+"""Every setting the app reads, in one typed object, read once at start-up.
+
+`load_settings(environ)` takes the environment as an argument (tests pass a dict);
+`get_settings()` reads `os.environ` once per process. A missing or invalid setting raises
+:class:`SettingsError` naming each offending setting, so start-up fails with a clear message.
+See docs/configuration.md for the reference.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
+from pydantic_settings.sources.utils import parse_env_vars
+
+DEFAULT_API_VERSION = "2024-10-21"
+
+
+class SettingsError(RuntimeError):
+    """The configuration is incomplete or invalid; the message names each setting."""
+
+
+class ModelPrice(BaseModel):
+    """USD per one million tokens. Batch jobs are billed at `batch_discount` of these."""
+
+    input: float = Field(ge=0)
+    output: float = Field(default=0.0, ge=0)
+
+
+# List prices (USD per 1M tokens, global standard) used for cost *estimates* only.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-4o": ModelPrice(input=2.50, output=10.00),
+    "gpt-4o-mini": ModelPrice(input=0.15, output=0.60),
+    "gpt-4.1": ModelPrice(input=2.00, output=8.00),
+    "gpt-4.1-mini": ModelPrice(input=0.40, output=1.60),
+    "text-embedding-3-small": ModelPrice(input=0.02),
+    "text-embedding-3-large": ModelPrice(input=0.13),
+}
+
+QueueName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
+ContainerName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
+
+
+class Settings(BaseSettings):
+    """The app's configuration. Environment names are the field names in upper case unless an
+    alias says otherwise (the `AzureWebJobsStorage*` names are the Functions host's own)."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    # --- Azure OpenAI -------------------------------------------------------------------
+    azure_openai_endpoint: HttpUrl | None = Field(
+        default=None, description="Azure OpenAI endpoint, https://<name>.openai.azure.com/."
+    )
+    azure_openai_api_key: SecretStr | None = Field(
+        default=None,
+        description="Key auth instead of Entra ID (local simulator, emergencies). Unset in Azure.",
+    )
+    azure_openai_api_version: str = Field(
+        default=DEFAULT_API_VERSION, description="Data-plane api-version sent on every call."
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        description="Standard OpenAI API key; used only when AZURE_OPENAI_ENDPOINT is unset.",
+    )
+    openai_base_url: HttpUrl | None = Field(
+        default=None, description="Standard OpenAI API base URL (default https://api.openai.com/v1)."
+    )
+    azure_client_id: str | None = Field(
+        default=None,
+        description="Client id of the user-assigned managed identity DefaultAzureCredential uses.",
+    )
+    aoai_deployments: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON map of model alias to deployment name, {"gpt-4o": "gpt-4o-prod"}.',
+    )
+    chat_deployment: str = Field(min_length=1, description="Deployment for /api/chat.")
+    embedding_deployment: str = Field(min_length=1, description="Deployment for embedding jobs.")
+    classify_deployment: str | None = Field(
+        default=None, description="Deployment for classification jobs (default CHAT_DEPLOYMENT)."
+    )
+    batch_deployment: str | None = Field(
+        default=None,
+        description="Global-batch deployment for mode=batch jobs; batch mode is refused if unset.",
+    )
+    aoai_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=600, description="Per-request timeout for Azure OpenAI calls."
+    )
+    aoai_max_retries: int = Field(
+        default=2, ge=0, le=10, description="SDK retries (429/5xx/connection) inside a request."
+    )
+
+    # --- Cosmos DB ----------------------------------------------------------------------
+    cosmos_endpoint: HttpUrl = Field(description="Cosmos DB account endpoint.")
+    cosmos_key: SecretStr | None = Field(
+        default=None,
+        description="Key auth for the local Cosmos DB server only; unset in Azure (Entra ID).",
+    )
+    cosmos_database: str = Field(default="aoai", min_length=1, description="Database name.")
+    cosmos_verify_tls: bool = Field(
+        default=True, description="Verify Cosmos TLS; false only for the local self-signed server."
+    )
+
+    # --- Storage (the Functions host's own connection, reused by the app) ----------------
+    storage_connection_string: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AzureWebJobsStorage", "storage_connection_string"),
+        description="Connection string (Azurite locally). Unset in Azure: identity URIs below.",
+    )
+    storage_queue_uri: HttpUrl | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AzureWebJobsStorage__queueServiceUri", "storage_queue_uri"),
+        description="Queue service URI for identity-based access.",
+    )
+    storage_blob_uri: HttpUrl | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AzureWebJobsStorage__blobServiceUri", "storage_blob_uri"),
+        description="Blob service URI for identity-based access (claim-check payloads).",
+    )
+    embedding_queue: QueueName = Field(default="embedding-jobs", description="Embedding jobs.")
+    classification_queue: QueueName = Field(
+        default="classification-jobs", description="Classification jobs."
+    )
+    claim_check_container: ContainerName = Field(
+        default="job-payloads", description="Blob container for jobs too large for a message."
+    )
+
+    # --- Behaviour ----------------------------------------------------------------------
+    batch_poll_schedule: str = Field(
+        default="0 */5 * * * *", description="NCRONTAB schedule of the Batch API poller."
+    )
+    content_filter_store_text: bool = Field(
+        default=False, description="Store filtered prompt/completion text in events (off)."
+    )
+    chat_max_messages: int = Field(default=50, ge=1, description="Messages per chat request.")
+    chat_max_input_chars: int = Field(
+        default=100_000, ge=1, description="Characters across all messages of a chat request."
+    )
+    chat_max_tokens_limit: int = Field(
+        default=4096, ge=1, description="Upper bound a caller may ask for as max_tokens."
+    )
+    job_max_items: int = Field(default=10_000, ge=1, description="Items per job.")
+    job_max_item_chars: int = Field(default=32_000, ge=1, description="Characters per job item.")
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="JSON map model -> {input, output} USD per 1M tokens, for cost estimates.",
+    )
+    batch_discount: float = Field(
+        default=0.5, gt=0, le=1, description="Batch API price as a fraction of standard."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of the app's own loggers."
+    )
+
+    @field_validator("azure_openai_api_key", "openai_api_key", "cosmos_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        missing = []
+        if self.azure_openai_endpoint is None and self.openai_api_key is None:
+            missing.append("AZURE_OPENAI_ENDPOINT (or OPENAI_API_KEY for the standard OpenAI API)")
+        if self.storage_connection_string is None and self.storage_queue_uri is None:
+            missing.append("AzureWebJobsStorage (or AzureWebJobsStorage__queueServiceUri)")
+        if missing:
+            raise ValueError("missing required setting: " + "; ".join(missing))
+        return self
+
+    @property
+    def uses_openai_api(self) -> bool:
+        """True when talking to the standard OpenAI API instead of Azure OpenAI."""
+        return self.azure_openai_endpoint is None
+
+    @property
+    def classification_deployment(self) -> str:
+        return self.classify_deployment or self.chat_deployment
+
+
+def _env_name(field_name: str) -> str:
+    alias = Settings.model_fields[field_name].validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return field_name.upper()
+
+
+def required_setting_names() -> frozenset[str]:
+    """App-setting names a deployment in Azure (identity mode) must set.
+
+    Required fields, the conditional ones in their identity form, and the settings whose
+    defaults are only right for the local stack.
+    """
+    required = {_env_name(name) for name, f in Settings.model_fields.items() if f.is_required()}
+    required |= {
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_API_VERSION",
+        "AZURE_CLIENT_ID",
+        "AOAI_DEPLOYMENTS",
+        "CLASSIFY_DEPLOYMENT",
+        "BATCH_DEPLOYMENT",
+        "COSMOS_DATABASE",
+        "AzureWebJobsStorage__credential",
+        "AzureWebJobsStorage__clientId",
+        "AzureWebJobsStorage__queueServiceUri",
+        "AzureWebJobsStorage__blobServiceUri",
+        "AzureWebJobsStorage__tableServiceUri",
+        "EMBEDDING_QUEUE",
+        "CLASSIFICATION_QUEUE",
+        "CLAIM_CHECK_CONTAINER",
+        "BATCH_POLL_SCHEDULE",
+        "CONTENT_FILTER_STORE_TEXT",
+    }
+    return frozenset(required)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        if item["type"] == "value_error":
+            problems.append(str(item["ctx"]["error"]) if "ctx" in item else item["msg"])
+            continue
+        name = _env_name(str(item["loc"][0])) if item["loc"] else "settings"
+        if item["type"] == "missing":
+            problems.append(f"missing required setting: {name}")
+        else:
+            problems.append(f"invalid setting {name}: {item['msg']}")
+    return "; ".join(problems) + " (see docs/configuration.md)"
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build the settings from an environment mapping; raise SettingsError naming each problem."""
+    try:
+        values = _MappingEnvSource(Settings, environ)()
+    except PydanticSettingsError as error:
+        # pydantic-settings names the field when a JSON value does not parse.
+        match = re.search(r'field "(\w+)"', str(error))
+        name = _env_name(match.group(1)) if match else "a JSON setting"
+        raise SettingsError(f"invalid setting {name}: not valid JSON") from None
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from os.environ once."""
+    return load_settings(os.environ)
