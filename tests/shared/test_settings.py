@@ -1,0 +1,116 @@
+"""Settings validation: what start-up says when configuration is missing or wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.settings import (
+    Settings,
+    SettingsError,
+    get_settings,
+    load_settings,
+    required_setting_names,
+)
+
+VALID = {
+    "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com/",
+    "CHAT_DEPLOYMENT": "gpt-4o",
+    "EMBEDDING_DEPLOYMENT": "text-embedding-3-small",
+    "COSMOS_ENDPOINT": "https://example.documents.azure.com:443/",
+    "AzureWebJobsStorage__queueServiceUri": "https://example.queue.core.windows.net",
+}
+
+
+def test_valid_identity_configuration_loads_with_defaults() -> None:
+    s = load_settings(VALID)
+    assert s.azure_openai_api_version == "2024-10-21"
+    assert s.cosmos_database == "aoai"
+    assert s.embedding_queue == "embedding-jobs"
+    assert s.batch_poll_schedule == "0 */5 * * * *"
+    assert s.content_filter_store_text is False
+    assert s.classification_deployment == "gpt-4o"
+    assert s.azure_openai_api_key is None
+    assert not s.uses_openai_api
+
+
+@pytest.mark.parametrize("name", ["CHAT_DEPLOYMENT", "EMBEDDING_DEPLOYMENT", "COSMOS_ENDPOINT"])
+def test_missing_required_setting_is_named(name: str) -> None:
+    env = {k: v for k, v in VALID.items() if k != name}
+    with pytest.raises(SettingsError, match=f"missing required setting: {name}"):
+        load_settings(env)
+
+
+def test_missing_endpoint_and_openai_key_is_named() -> None:
+    env = {k: v for k, v in VALID.items() if k != "AZURE_OPENAI_ENDPOINT"}
+    with pytest.raises(SettingsError, match=r"AZURE_OPENAI_ENDPOINT \(or OPENAI_API_KEY"):
+        load_settings(env)
+
+
+def test_missing_storage_connection_is_named() -> None:
+    env = {k: v for k, v in VALID.items() if not k.startswith("AzureWebJobsStorage")}
+    with pytest.raises(SettingsError, match="AzureWebJobsStorage"):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("AOAI_DEPLOYMENTS", "{not json", "invalid setting AOAI_DEPLOYMENTS: not valid JSON"),
+        ("AZURE_OPENAI_ENDPOINT", "not a url", "invalid setting AZURE_OPENAI_ENDPOINT"),
+        ("AOAI_MAX_RETRIES", "-1", "invalid setting AOAI_MAX_RETRIES"),
+        ("EMBEDDING_QUEUE", "Bad_Queue", "invalid setting EMBEDDING_QUEUE"),
+        ("CONTENT_FILTER_STORE_TEXT", "perhaps", "invalid setting CONTENT_FILTER_STORE_TEXT"),
+    ],
+)
+def test_invalid_value_is_named(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings({**VALID, name: value})
+
+
+def test_secrets_never_show_in_repr() -> None:
+    s = load_settings({**VALID, "AZURE_OPENAI_API_KEY": "super-secret-key"})
+    assert "super-secret-key" not in repr(s)
+    assert s.azure_openai_api_key is not None
+    assert s.azure_openai_api_key.get_secret_value() == "super-secret-key"
+
+
+def test_blank_key_means_unset() -> None:
+    assert load_settings({**VALID, "AZURE_OPENAI_API_KEY": "  "}).azure_openai_api_key is None
+
+
+def test_openai_api_mode_needs_no_azure_endpoint() -> None:
+    env = {k: v for k, v in VALID.items() if k != "AZURE_OPENAI_ENDPOINT"}
+    s = load_settings({**env, "OPENAI_API_KEY": "sk-test"})
+    assert s.uses_openai_api
+
+
+def test_names_are_case_insensitive_like_app_settings() -> None:
+    env = {k: v for k, v in VALID.items() if k != "CHAT_DEPLOYMENT"}
+    assert load_settings({**env, "Chat_Deployment": "mixed"}).chat_deployment == "mixed"
+
+
+def test_every_field_is_documented() -> None:
+    undocumented = [n for n, f in Settings.model_fields.items() if not f.description]
+    assert undocumented == []
+
+
+def test_required_names_cover_required_fields_and_identity_storage() -> None:
+    names = required_setting_names()
+    assert {"CHAT_DEPLOYMENT", "EMBEDDING_DEPLOYMENT", "COSMOS_ENDPOINT"} <= names
+    assert "AzureWebJobsStorage__queueServiceUri" in names
+    assert not any("KEY" in n for n in names), "no key setting is required in Azure"
+
+
+def test_get_settings_reads_the_process_environment_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    get_settings.cache_clear()
+    for name, value in VALID.items():
+        monkeypatch.setenv(name, value)
+    try:
+        first = get_settings()
+        monkeypatch.setenv("CHAT_DEPLOYMENT", "changed")
+        assert get_settings() is first
+        assert first.chat_deployment == "gpt-4o"
+    finally:
+        get_settings.cache_clear()
