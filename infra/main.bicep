@@ -1,0 +1,268 @@
+// Composes the deployment: a VNet-integrated Flex Consumption function app reaching Storage,
+// Cosmos DB and Azure OpenAI through private endpoints with one user-assigned identity. No key,
+// no connection string with a secret. Outputs are named like the app settings so azd writes
+// the environment the app expects. Details: docs/deploy.md.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; seeds resource names and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource (Flex Consumption and the models must be offered there).')
+param location string
+
+@description('Object id of the deploying user or principal (azd sets it).')
+param principalId string = ''
+
+@description('Give principalId data roles (Storage, Cosmos DB, Azure OpenAI) for debugging from a VNet-connected machine.')
+param grantUserDataAccess bool = false
+
+@description('Public IP allowed through the storage firewall so code can be deployed from outside the VNet. Empty: storage stays private.')
+param deployerIpAddress string = ''
+
+@description('E-mail address for alert notifications. Empty: alerts without an action group.')
+param alertEmailAddress string = ''
+
+param resourceGroupName string = ''
+
+@description('Region of the Azure OpenAI account, when the models are not offered in location.')
+param openAiLocation string = location
+param openAiApiVersion string = '2024-10-21'
+
+param chatModelName string = 'gpt-4o'
+param chatModelVersion string = '2024-08-06'
+param chatDeploymentName string = 'gpt-4o'
+@minValue(1)
+@description('Chat (GlobalStandard) capacity in thousands of tokens per minute.')
+param chatCapacity int = 30
+
+param embeddingModelName string = 'text-embedding-3-small'
+param embeddingModelVersion string = '1'
+param embeddingDeploymentName string = 'text-embedding-3-small'
+@minValue(1)
+@description('Embedding (Standard) capacity in thousands of tokens per minute.')
+param embeddingCapacity int = 30
+
+param batchModelName string = 'gpt-4o'
+param batchModelVersion string = '2024-08-06'
+param batchDeploymentName string = 'gpt-4o-batch'
+@minValue(1)
+@description('Global batch capacity: enqueued tokens, in thousands.')
+param batchCapacity int = 50
+
+param cosmosDatabaseName string = 'aoai'
+param embeddingQueueName string = 'embedding-jobs'
+param classificationQueueName string = 'classification-jobs'
+param claimCheckContainerName string = 'job-payloads'
+param batchPollSchedule string = '0 */5 * * * *'
+param contentFilterStoreText bool = false
+
+var tags = {
+  'azd-env-name': environmentName
+}
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var functionAppName = 'func-${resourceToken}'
+var deploymentContainerName = 'app-package-${resourceToken}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module network 'modules/network.bicep' = {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module privateDns 'modules/private-dns.bicep' = {
+  name: 'private-dns'
+  scope: rg
+  params: {
+    name: 'vnet-${resourceToken}'
+    tags: tags
+    vnetId: network.outputs.id
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    name: resourceToken
+    location: location
+    tags: tags
+    appPrincipalId: identity.outputs.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
+    blobZoneId: privateDns.outputs.blobZoneId
+    queueZoneId: privateDns.outputs.queueZoneId
+    tableZoneId: privateDns.outputs.tableZoneId
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    grantUserDataAccess: grantUserDataAccess
+    deployerIpAddress: deployerIpAddress
+    deploymentContainerName: deploymentContainerName
+    claimCheckContainerName: claimCheckContainerName
+    embeddingQueueName: embeddingQueueName
+    classificationQueueName: classificationQueueName
+  }
+}
+
+module cosmos 'modules/cosmos.bicep' = {
+  name: 'cosmos'
+  scope: rg
+  params: {
+    name: 'cosmos-${resourceToken}'
+    location: location
+    tags: tags
+    privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
+    cosmosZoneId: privateDns.outputs.cosmosZoneId
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    grantUserDataAccess: grantUserDataAccess
+    databaseName: cosmosDatabaseName
+  }
+}
+
+module openAi 'modules/openai.bicep' = {
+  name: 'openai'
+  scope: rg
+  params: {
+    name: 'oai-${resourceToken}'
+    location: openAiLocation
+    tags: tags
+    privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
+    openAiZoneId: privateDns.outputs.openAiZoneId
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    grantUserDataAccess: grantUserDataAccess
+    chatDeploymentName: chatDeploymentName
+    chatModelName: chatModelName
+    chatModelVersion: chatModelVersion
+    chatCapacity: chatCapacity
+    embeddingDeploymentName: embeddingDeploymentName
+    embeddingModelName: embeddingModelName
+    embeddingModelVersion: embeddingModelVersion
+    embeddingCapacity: embeddingCapacity
+    batchDeploymentName: batchDeploymentName
+    batchModelName: batchModelName
+    batchModelVersion: batchModelVersion
+    batchCapacity: batchCapacity
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    name: resourceToken
+    tags: tags
+    openAiId: openAi.outputs.id
+    appInsightsId: monitoring.outputs.appInsightsId
+    alertEmailAddress: alertEmailAddress
+  }
+}
+
+// Model alias -> deployment name, read by the app as AOAI_DEPLOYMENTS.
+var aoaiDeployments = {
+  '${chatModelName}': openAi.outputs.chatDeploymentName
+  '${embeddingModelName}': openAi.outputs.embeddingDeploymentName
+  '${batchModelName}-batch': openAi.outputs.batchDeploymentName
+}
+
+// Every app setting, in one place. Connections use the identity (AZURE_CLIENT_ID and the
+// AzureWebJobsStorage__* identity settings); nothing here is a key or a secret. The Application
+// Insights connection string only identifies the resource: local auth is disabled on it, so
+// ingestion needs the Entra token described by APPLICATIONINSIGHTS_AUTHENTICATION_STRING.
+var appSettings = {
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.outputs.clientId
+  AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
+  AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.appInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  // HTTP streaming (azurefunctions-extensions-http-fastapi) needs the worker to index at init.
+  PYTHON_ENABLE_INIT_INDEXING: '1'
+  AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
+  AZURE_OPENAI_API_VERSION: openAiApiVersion
+  AOAI_DEPLOYMENTS: string(aoaiDeployments)
+  CHAT_DEPLOYMENT: openAi.outputs.chatDeploymentName
+  EMBEDDING_DEPLOYMENT: openAi.outputs.embeddingDeploymentName
+  CLASSIFY_DEPLOYMENT: openAi.outputs.chatDeploymentName
+  BATCH_DEPLOYMENT: openAi.outputs.batchDeploymentName
+  COSMOS_ENDPOINT: cosmos.outputs.endpoint
+  COSMOS_DATABASE: cosmos.outputs.databaseName
+  EMBEDDING_QUEUE: embeddingQueueName
+  CLASSIFICATION_QUEUE: classificationQueueName
+  CLAIM_CHECK_CONTAINER: claimCheckContainerName
+  BATCH_POLL_SCHEDULE: batchPollSchedule
+  CONTENT_FILTER_STORE_TEXT: contentFilterStoreText ? 'true' : 'false'
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app'
+  scope: rg
+  params: {
+    name: functionAppName
+    location: location
+    tags: union(tags, {
+      'azd-service-name': 'api'
+    })
+    identityId: identity.outputs.id
+    appSubnetId: network.outputs.appSubnetId
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    appSettings: appSettings
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICE_API_NAME string = functionApp.outputs.name
+output SERVICE_API_URI string = functionApp.outputs.uri
+output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
+output AZURE_OPENAI_API_VERSION string = openAiApiVersion
+output AOAI_DEPLOYMENTS string = string(aoaiDeployments)
+output CHAT_DEPLOYMENT string = openAi.outputs.chatDeploymentName
+output EMBEDDING_DEPLOYMENT string = openAi.outputs.embeddingDeploymentName
+output CLASSIFY_DEPLOYMENT string = openAi.outputs.chatDeploymentName
+output BATCH_DEPLOYMENT string = openAi.outputs.batchDeploymentName
+output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
+output COSMOS_DATABASE string = cosmos.outputs.databaseName
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output EMBEDDING_QUEUE string = embeddingQueueName
+output CLASSIFICATION_QUEUE string = classificationQueueName
+output CLAIM_CHECK_CONTAINER string = claimCheckContainerName
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName

@@ -1,0 +1,163 @@
+// Cosmos DB for NoSQL, serverless: Entra ID only (local auth off), private endpoint only.
+// The app identity gets the Built-in Data Contributor SQL role (a data-plane role assignment,
+// not an Azure RBAC one).
+param name string
+param location string
+param tags object = {}
+
+param privateEndpointSubnetId string
+param cosmosZoneId string
+
+param appPrincipalId string
+@description('Principal id of the deploying user; gets the data role only when grantUserDataAccess is true.')
+param userPrincipalId string = ''
+param grantUserDataAccess bool = false
+
+param databaseName string = 'aoai'
+
+// Container name -> partition key, as in docs/architecture.md.
+var containers = [
+  {
+    name: 'jobs'
+    partitionKey: '/job_id'
+  }
+  {
+    name: 'results'
+    partitionKey: '/job_id'
+  }
+  {
+    name: 'content_filter_events'
+    partitionKey: '/day'
+  }
+  {
+    name: 'batches'
+    partitionKey: '/id'
+  }
+  {
+    name: 'usage'
+    partitionKey: '/day'
+  }
+]
+
+var roles = {
+  cosmosBuiltInDataContributor: '00000000-0000-0000-0000-000000000002'
+}
+
+resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'GlobalDocumentDB'
+  properties: {
+    databaseAccountOfferType: 'Standard'
+    locations: [
+      {
+        locationName: location
+        failoverPriority: 0
+        isZoneRedundant: false
+      }
+    ]
+    consistencyPolicy: {
+      defaultConsistencyLevel: 'Session'
+    }
+    capabilities: [
+      {
+        name: 'EnableServerless'
+      }
+    ]
+    disableLocalAuth: true
+    disableKeyBasedMetadataWriteAccess: true
+    publicNetworkAccess: 'Disabled'
+    enableMultipleWriteLocations: false
+    isVirtualNetworkFilterEnabled: false
+    minimalTlsVersion: 'Tls12'
+  }
+}
+
+resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-05-15' = {
+  parent: account
+  name: databaseName
+  properties: {
+    resource: {
+      id: databaseName
+    }
+  }
+}
+
+resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-05-15' = [for container in containers: {
+  parent: database
+  name: container.name
+  properties: {
+    resource: {
+      id: container.name
+      partitionKey: {
+        paths: [
+          container.partitionKey
+        ]
+        kind: 'Hash'
+      }
+    }
+  }
+}]
+
+resource privateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = {
+  name: 'pe-${name}'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: privateEndpointSubnetId
+    }
+    privateLinkServiceConnections: [
+      {
+        name: 'sql'
+        properties: {
+          privateLinkServiceId: account.id
+          groupIds: [
+            'Sql'
+          ]
+        }
+      }
+    ]
+  }
+}
+
+resource dnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-01-01' = {
+  parent: privateEndpoint
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: 'documents'
+        properties: {
+          privateDnsZoneId: cosmosZoneId
+        }
+      }
+    ]
+  }
+}
+
+resource appDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = {
+  parent: account
+  name: guid(account.id, appPrincipalId, roles.cosmosBuiltInDataContributor)
+  properties: {
+    roleDefinitionId: '${account.id}/sqlRoleDefinitions/${roles.cosmosBuiltInDataContributor}'
+    principalId: appPrincipalId
+    scope: account.id
+  }
+}
+
+resource userDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = if (grantUserDataAccess && !empty(userPrincipalId)) {
+  parent: account
+  name: guid(account.id, userPrincipalId, roles.cosmosBuiltInDataContributor)
+  properties: {
+    roleDefinitionId: '${account.id}/sqlRoleDefinitions/${roles.cosmosBuiltInDataContributor}'
+    principalId: userPrincipalId
+    scope: account.id
+  }
+}
+
+output id string = account.id
+output name string = account.name
+output endpoint string = account.properties.documentEndpoint
+output databaseName string = database.name

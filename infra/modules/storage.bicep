@@ -1,0 +1,280 @@
+// Storage for the Functions host (AzureWebJobsStorage), the job queues, the claim-check
+// container and the Flex Consumption deployment package. No shared key, no public blob access,
+// reachable only through its private endpoints (blob, queue, table) unless a deployer IP is
+// explicitly allowed for a code deployment from outside the VNet (see docs/deploy.md).
+param name string
+param location string
+param tags object = {}
+
+param privateEndpointSubnetId string
+param blobZoneId string
+param queueZoneId string
+param tableZoneId string
+
+@description('Principal id of the app identity: gets the data roles the Functions host needs.')
+param appPrincipalId string
+
+@description('Principal id of the deploying user; gets data roles only when grantUserDataAccess is true.')
+param userPrincipalId string = ''
+param grantUserDataAccess bool = false
+
+@description('Public IP allowed through the storage firewall for code deployment from outside the VNet. Empty: public network access disabled.')
+param deployerIpAddress string = ''
+
+param deploymentContainerName string
+param claimCheckContainerName string = 'job-payloads'
+param batchFilesContainerName string = 'batch-files'
+param embeddingQueueName string = 'embedding-jobs'
+param classificationQueueName string = 'classification-jobs'
+
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+}
+
+var queueNames = [
+  embeddingQueueName
+  '${embeddingQueueName}-poison'
+  classificationQueueName
+  '${classificationQueueName}-poison'
+]
+
+var containerNames = [
+  deploymentContainerName
+  claimCheckContainerName
+  batchFilesContainerName
+]
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: empty(deployerIpAddress) ? 'Disabled' : 'Enabled'
+    networkAcls: {
+      defaultAction: 'Deny'
+      // Trusted Azure services (Azure Monitor, Defender) still pass; everything else is denied.
+      bypass: 'AzureServices'
+      ipRules: empty(deployerIpAddress) ? [] : [
+        {
+          value: deployerIpAddress
+          action: 'Allow'
+        }
+      ]
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for containerName in containerNames: {
+  parent: blobService
+  name: containerName
+  properties: {
+    publicAccess: 'None'
+  }
+}]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for queueName in queueNames: {
+  parent: queueService
+  name: queueName
+}]
+
+resource blobPrivateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = {
+  name: 'pe-${name}-blob'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: privateEndpointSubnetId
+    }
+    privateLinkServiceConnections: [
+      {
+        name: 'blob'
+        properties: {
+          privateLinkServiceId: storage.id
+          groupIds: [
+            'blob'
+          ]
+        }
+      }
+    ]
+  }
+}
+
+resource blobDnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-01-01' = {
+  parent: blobPrivateEndpoint
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: 'blob'
+        properties: {
+          privateDnsZoneId: blobZoneId
+        }
+      }
+    ]
+  }
+}
+
+resource queuePrivateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = {
+  name: 'pe-${name}-queue'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: privateEndpointSubnetId
+    }
+    privateLinkServiceConnections: [
+      {
+        name: 'queue'
+        properties: {
+          privateLinkServiceId: storage.id
+          groupIds: [
+            'queue'
+          ]
+        }
+      }
+    ]
+  }
+}
+
+resource queueDnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-01-01' = {
+  parent: queuePrivateEndpoint
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: 'queue'
+        properties: {
+          privateDnsZoneId: queueZoneId
+        }
+      }
+    ]
+  }
+}
+
+// The Functions host keeps diagnostic events in table storage (AzureWebJobsStorage__tableServiceUri).
+resource tablePrivateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = {
+  name: 'pe-${name}-table'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: privateEndpointSubnetId
+    }
+    privateLinkServiceConnections: [
+      {
+        name: 'table'
+        properties: {
+          privateLinkServiceId: storage.id
+          groupIds: [
+            'table'
+          ]
+        }
+      }
+    ]
+  }
+}
+
+resource tableDnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-01-01' = {
+  parent: tablePrivateEndpoint
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: 'table'
+        properties: {
+          privateDnsZoneId: tableZoneId
+        }
+      }
+    ]
+  }
+}
+
+resource appBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appPrincipalId, roles.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appPrincipalId, roles.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appPrincipalId, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource userBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUserDataAccess && !empty(userPrincipalId)) {
+  name: guid(storage.id, userPrincipalId, roles.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: userPrincipalId
+    principalType: 'User'
+  }
+}
+
+resource userQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUserDataAccess && !empty(userPrincipalId)) {
+  name: guid(storage.id, userPrincipalId, roles.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: userPrincipalId
+    principalType: 'User'
+  }
+}
+
+output id string = storage.id
+output name string = storage.name
+output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
+output tableEndpoint string = storage.properties.primaryEndpoints.table
+output deploymentContainerUrl string = '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
