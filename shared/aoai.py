@@ -19,6 +19,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
 from openai import APIStatusError, AsyncAzureOpenAI, AsyncOpenAI
 
+from shared.identity import get_credential
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class AoaiConnection:
     """The client and the credential behind it; closing one closes both."""
 
     client: AsyncOpenAI
-    credential: AsyncTokenCredential | None = None
+    credential: AsyncTokenCredential | None = None  # set only when the connection owns it
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -95,13 +96,16 @@ def get_client(settings: Settings) -> AsyncOpenAI:
     """The process's client, created on first use and reused (one connection pool)."""
     global _connection
     if _connection is None:
-        _connection = create_connection(settings)
+        entra = describe_auth(settings) == "entra-id"
+        credential = get_credential(settings) if entra else None
+        _connection = create_connection(settings, credential=credential)
         log.info("Azure OpenAI client created (%s)", describe_auth(settings))
     return _connection.client
 
 
 async def close_client() -> None:
-    """Close the process's client and credential (worker shutdown)."""
+    """Close the process's client (worker shutdown). The shared credential is closed by
+    `shared.identity.close_credential`."""
     global _connection
     async with _lock:
         if _connection is not None:

@@ -80,7 +80,8 @@ class Settings(BaseSettings):
         description="Standard OpenAI API key; used only when AZURE_OPENAI_ENDPOINT is unset.",
     )
     openai_base_url: HttpUrl | None = Field(
-        default=None, description="Standard OpenAI API base URL (default https://api.openai.com/v1)."
+        default=None,
+        description="Standard OpenAI API base URL (default https://api.openai.com/v1).",
     )
     azure_client_id: str | None = Field(
         default=None,

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from devstack.emulators import EmulatorPorts, EmulatorStack, start_emulators, stop_emulators
+from devstack.emulators import (
+    COSMOS_EMULATOR_KEY,
+    EmulatorPorts,
+    EmulatorStack,
+    start_emulators,
+    stop_emulators,
+)
+from shared.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 # `make test` stops whatever is recorded here even if pytest itself is killed.
@@ -22,3 +29,24 @@ def emulators() -> Iterator[EmulatorStack]:
         yield stack
     finally:
         stop_emulators(TEST_STATE_DIR)
+
+
+def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
+    """App settings pointing at the local emulators (Azure OpenAI endpoint to be overridden)."""
+    return {
+        "AZURE_OPENAI_ENDPOINT": "http://127.0.0.1:9",
+        "AZURE_OPENAI_API_KEY": "local-simulator-key",
+        "CHAT_DEPLOYMENT": "gpt-4o",
+        "EMBEDDING_DEPLOYMENT": "text-embedding-3-small",
+        "COSMOS_ENDPOINT": stack.cosmos_endpoint,
+        "COSMOS_KEY": COSMOS_EMULATOR_KEY,
+        "COSMOS_VERIFY_TLS": "false",
+        "COSMOS_DATABASE": "aoai-test",
+        "AzureWebJobsStorage": stack.storage_connection_string,
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="session")
+def stack_settings(emulators: EmulatorStack) -> Settings:
+    return load_settings(stack_environ(emulators))

@@ -11,6 +11,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+# Children started by this process. Holding the Popen objects keeps their exit status
+# collectable (no zombies) and stops Python warning that they are "still running".
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on right now (the OS picks it)."""
@@ -61,6 +65,7 @@ def spawn(name: str, argv: Sequence[str], state_dir: Path, cwd: Path) -> int:
         )
     finally:
         log.close()
+    _children[proc.pid] = proc
     (state_dir / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
 
@@ -85,13 +90,17 @@ def terminate(name: str, state_dir: Path, grace: float = 10.0) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
+    child = _children.pop(pid, None)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        if not pid_alive(pid):
+        if child is not None:
+            if child.poll() is not None:
+                return True
+        elif not pid_alive(pid):
             return True
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+    if child is not None:
+        child.wait()
     return True

@@ -124,9 +124,7 @@ def _cosmos_argv(ports: EmulatorPorts) -> list[str]:
     return [_node(), str(HERE / "cosmos-launcher.js"), "--host", HOST, "--port", str(ports.cosmos)]
 
 
-def _start_one(
-    name: str, argv: list[str], port: int, state_dir: Path, timeout: float
-) -> bool:
+def _start_one(name: str, argv: list[str], port: int, state_dir: Path, timeout: float) -> bool:
     """Start a service unless it already runs. True if this call started it."""
     if read_pid(state_dir / f"{name}.pid") is not None and is_listening(HOST, port):
         log.info("%s already running on %s:%d", name, HOST, port)

@@ -1,0 +1,136 @@
+"""Cosmos DB access: the database, its containers, idempotent upserts and portable queries.
+
+Every document has a deterministic id, so a redelivered message or a re-run ingestion
+overwrites instead of duplicating. Queries stay within what both Cosmos DB and the local
+server support (no OFFSET/LIMIT, GROUP BY, DISTINCT VALUE): aggregation happens in Python, and
+the partition key is also written into the query text because the local server ignores it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.cosmos import PartitionKey
+from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
+from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+from shared.identity import get_credential
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JOBS: Final = "jobs"
+RESULTS: Final = "results"
+CONTENT_FILTER_EVENTS: Final = "content_filter_events"
+BATCHES: Final = "batches"
+USAGE: Final = "usage"
+
+# container -> partition key path (DESIGN.md, "Cosmos DB").
+CONTAINERS: Final[Mapping[str, str]] = {
+    JOBS: "/job_id",
+    RESULTS: "/job_id",
+    CONTENT_FILTER_EVENTS: "/day",
+    BATCHES: "/id",
+    USAGE: "/day",
+}
+
+Document = dict[str, Any]
+
+
+class Store:
+    """The app's Cosmos DB database. Create with :func:`create_store`; close with `aclose`."""
+
+    def __init__(self, client: CosmosClient, database: str) -> None:
+        self._client = client
+        self._database: DatabaseProxy = client.get_database_client(database)
+        self.database_name = database
+
+    def container(self, name: str) -> ContainerProxy:
+        if name not in CONTAINERS:
+            raise KeyError(f"unknown container {name!r}")
+        return self._database.get_container_client(name)
+
+    async def ensure_schema(self) -> None:
+        """Create the database and every container with its partition key; idempotent."""
+        database = await self._client.create_database_if_not_exists(self.database_name)
+        for name, path in CONTAINERS.items():
+            await database.create_container_if_not_exists(id=name, partition_key=PartitionKey(path))
+
+    async def upsert(self, container: str, document: Document) -> Document:
+        """Insert or replace by `id` (and partition key); the same document twice is one."""
+        if not document.get("id"):
+            raise ValueError("a document needs a deterministic 'id'")
+        stored: Document = await self.container(container).upsert_item(document)
+        return stored
+
+    async def read(self, container: str, item_id: str, partition_key: str) -> Document | None:
+        try:
+            found: Document = await self.container(container).read_item(item_id, partition_key)
+        except CosmosResourceNotFoundError:
+            return None
+        return found
+
+    async def query(
+        self,
+        container: str,
+        query: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        partition_key: str | None = None,
+        max_items: int | None = None,
+    ) -> list[Document]:
+        """Run a query; with `partition_key` it stays in one partition (the query text must
+        also filter on it, see the module doc)."""
+        params = [{"name": k, "value": v} for k, v in (parameters or {}).items()]
+        items = self.container(container).query_items(
+            query, parameters=params, partition_key=partition_key
+        )
+        out: list[Document] = []
+        async for item in items:
+            out.append(item)
+            if max_items is not None and len(out) >= max_items:
+                break
+        return out
+
+    async def ping(self) -> None:
+        """Raise unless the database answers (health checks)."""
+        await self._database.read()
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def create_store(settings: Settings, credential: AsyncTokenCredential | None = None) -> Store:
+    """Key auth when `COSMOS_KEY` is set (the local server), else Entra ID."""
+    auth: str | AsyncTokenCredential
+    if settings.cosmos_key is not None:
+        auth = settings.cosmos_key.get_secret_value()
+    else:
+        auth = credential or get_credential(settings)
+    client = CosmosClient(
+        str(settings.cosmos_endpoint),
+        credential=auth,
+        connection_verify=settings.cosmos_verify_tls,
+    )
+    return Store(client, settings.cosmos_database)
+
+
+_store: Store | None = None
+
+
+def get_store(settings: Settings) -> Store:
+    """The process's store, created on first use and reused."""
+    global _store
+    if _store is None:
+        _store = create_store(settings)
+    return _store
+
+
+async def close_store() -> None:
+    global _store
+    if _store is not None:
+        store, _store = _store, None
+        await store.aclose()

@@ -1,0 +1,44 @@
+"""The emulator launcher: idempotent start, stop only what it started, Cosmos 404 fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from azure.cosmos import PartitionKey
+from azure.cosmos.aio import CosmosClient
+from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorStack, start_emulators
+from devstack.emulators.processes import is_listening, read_pid
+from devstack.emulators.stack import HOST, stop_emulators
+
+
+def test_starting_again_reuses_the_running_services(emulators: EmulatorStack) -> None:
+    again = start_emulators(emulators.ports, emulators.state_dir, in_memory=True)
+    assert again.started == ()
+    assert read_pid(emulators.state_dir / "azurite.pid") is not None
+
+
+def test_stop_leaves_services_another_state_dir_started(
+    emulators: EmulatorStack, tmp_path: Path
+) -> None:
+    other = start_emulators(emulators.ports, tmp_path, in_memory=True)
+    assert other.started == ()  # already served: used, not recorded
+    assert stop_emulators(tmp_path) == []
+    assert is_listening(HOST, emulators.ports.queue)
+    assert is_listening(HOST, emulators.ports.cosmos)
+
+
+async def test_missing_cosmos_item_answers_404(emulators: EmulatorStack) -> None:
+    async with CosmosClient(
+        emulators.cosmos_endpoint, COSMOS_EMULATOR_KEY, connection_verify=False
+    ) as client:
+        db = await client.create_database_if_not_exists("launcher-test")
+        container = await db.create_container_if_not_exists("c", PartitionKey("/pk"))
+        with pytest.raises(CosmosResourceNotFoundError) as caught:
+            await container.read_item("missing", partition_key="p")
+        assert caught.value.status_code == 404
+        await container.upsert_item({"id": "present", "pk": "p"})
+        found = await container.read_item("present", partition_key="p")
+        assert found["id"] == "present"

@@ -1,0 +1,70 @@
+"""Cosmos DB access against the real local Cosmos DB server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared.settings import Settings
+from shared.store import CONTAINERS, JOBS, RESULTS, USAGE, Store, create_store
+
+
+@pytest.fixture(scope="module")
+async def store(stack_settings: Settings) -> AsyncIterator[Store]:
+    store = create_store(stack_settings)
+    await store.ensure_schema()
+    yield store
+    await store.aclose()
+
+
+async def test_schema_has_every_container_with_its_partition_key(store: Store) -> None:
+    await store.ensure_schema()  # a second time is harmless
+    for name, path in CONTAINERS.items():
+        props = await store.container(name).read()
+        assert props["partitionKey"]["paths"] == [path], name
+
+
+async def test_upsert_by_deterministic_id_is_idempotent(store: Store) -> None:
+    job_id = str(uuid.uuid4())
+    doc = {"id": f"{job_id}:item-1", "job_id": job_id, "label": "a"}
+    await store.upsert(RESULTS, doc)
+    await store.upsert(RESULTS, {**doc, "label": "b"})  # a redelivered message
+    rows = await store.query(
+        RESULTS, "SELECT * FROM c WHERE c.job_id = @job_id", {"@job_id": job_id},
+        partition_key=job_id,
+    )  # fmt: skip
+    assert [(r["id"], r["label"]) for r in rows] == [(f"{job_id}:item-1", "b")]
+
+
+async def test_read_missing_item_is_none_not_an_error(store: Store) -> None:
+    assert await store.read(JOBS, "no-such-job", "no-such-job") is None
+
+
+async def test_read_returns_the_stored_document(store: Store) -> None:
+    job_id = str(uuid.uuid4())
+    await store.upsert(JOBS, {"id": job_id, "job_id": job_id, "status": "queued"})
+    found = await store.read(JOBS, job_id, job_id)
+    assert found is not None
+    assert found["status"] == "queued"
+
+
+async def test_upsert_without_id_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="deterministic 'id'"):
+        await store.upsert(USAGE, {"day": "2026-11-26"})
+
+
+async def test_query_filters_by_partition_value_in_the_text(store: Store) -> None:
+    day_a, day_b = "2001-01-01", "2001-01-02"
+    for day in (day_a, day_a, day_b):
+        await store.upsert(USAGE, {"id": str(uuid.uuid4()), "day": day, "tokens": 1})
+    rows = await store.query(
+        USAGE, "SELECT * FROM c WHERE c.day = @day", {"@day": day_a}, partition_key=day_a
+    )
+    assert len(rows) == 2
+    assert {r["day"] for r in rows} == {day_a}
+
+
+async def test_ping_answers_when_up(store: Store) -> None:
+    await store.ping()
