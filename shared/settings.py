@@ -61,7 +61,11 @@ class Settings(BaseSettings):
     alias says otherwise (the `AzureWebJobsStorage*` names are the Functions host's own)."""
 
     model_config = SettingsConfigDict(
-        case_sensitive=False, extra="ignore", populate_by_name=True, frozen=True
+        case_sensitive=False,
+        env_ignore_empty=True,  # an empty app setting means "unset", as in local.settings.json
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
     )
 
     # --- Azure OpenAI -------------------------------------------------------------------

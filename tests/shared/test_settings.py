@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from shared.settings import (
     Settings,
     SettingsError,
+    _env_name,
     get_settings,
     load_settings,
     required_setting_names,
@@ -114,3 +118,14 @@ def test_get_settings_reads_the_process_environment_once(
         assert first.chat_deployment == "gpt-4o"
     finally:
         get_settings.cache_clear()
+
+
+def test_every_setting_is_in_the_example_and_the_reference() -> None:
+    """The example and docs/configuration.md list every setting; the example loads."""
+    root = Path(__file__).resolve().parents[2]
+    example = json.loads((root / "local.settings.json.example").read_text())["Values"]
+    reference = (root / "docs" / "configuration.md").read_text()
+    names = [_env_name(n) for n in Settings.model_fields]
+    assert [n for n in names if n not in example] == []
+    assert [n for n in names if f"`{n}`" not in reference] == []
+    load_settings(example)
