@@ -1,0 +1,62 @@
+"""The app factory: routes, state and error handling in one Starlette app."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from . import batches, control, errors, files, inference
+from .batches import BatchStore
+from .config import SimulatorConfig
+from .files import FileStore
+from .gateway import endpoint
+from .state import SimState
+from .stats import Stats
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return errors.to_response(errors.resource_not_found(), "")
+
+
+def create_app(config: SimulatorConfig | None = None) -> Starlette:
+    """A Starlette app simulating one Azure OpenAI resource with `config`."""
+    config = config or SimulatorConfig()
+    d = "/openai/deployments/{deployment}"
+    routes = [
+        Route(
+            f"{d}/chat/completions", endpoint("chat", inference.chat_completions), methods=["POST"]
+        ),
+        Route(
+            f"{d}/embeddings", endpoint("embeddings", inference.create_embeddings), methods=["POST"]
+        ),
+        Route("/openai/files", endpoint("files", files.upload), methods=["POST"]),
+        Route("/openai/files", endpoint("files", files.list_files), methods=["GET"]),
+        Route("/openai/files/{file_id}", endpoint("files", files.retrieve), methods=["GET"]),
+        Route("/openai/files/{file_id}", endpoint("files", files.delete), methods=["DELETE"]),
+        Route("/openai/files/{file_id}/content", endpoint("files", files.content), methods=["GET"]),
+        Route("/openai/batches", endpoint("batches", batches.create_batch), methods=["POST"]),
+        Route("/openai/batches", endpoint("batches", batches.list_batches), methods=["GET"]),
+        Route(
+            "/openai/batches/{batch_id}",
+            endpoint("batches", batches.retrieve_batch),
+            methods=["GET"],
+        ),
+        Route(
+            "/openai/batches/{batch_id}/cancel",
+            endpoint("batches", batches.cancel_batch),
+            methods=["POST"],
+        ),
+        Route("/sim/config", control.get_config, methods=["GET"]),
+        Route("/sim/config", control.patch_config, methods=["PATCH"]),
+        Route("/sim/stats", control.get_stats, methods=["GET"]),
+        Route("/sim/reset", control.reset, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
+    stats = Stats()
+    file_store = FileStore()
+    batch_store = BatchStore(file_store, stats)
+    app.state.sim = SimState(config=config, files=file_store, batches=batch_store, stats=stats)
+    app.state.initial_config = config
+    return app

@@ -1,0 +1,66 @@
+"""The control plane for tests and benchmarks (no auth, local only).
+
+- `GET /sim/config`: the current SimulatorConfig as JSON.
+- `PATCH /sim/config`: a JSON merge patch, e.g. `{"deployments": {"gpt-4o": {"rpm": 1}},
+  "rate_limit": {"retry_after_ms": 10}}`; answers the new config, or 400 with the errors.
+- `GET /sim/stats`: counters (see `Stats.snapshot`).
+- `POST /sim/reset`: clear stats and quota windows; `{"config": true}` also restores the
+  config the simulator started with.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .state import get_state
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+async def get_config(request: Request) -> Response:
+    return JSONResponse(get_state(request).config.model_dump(mode="json"))
+
+
+async def patch_config(request: Request) -> Response:
+    state = get_state(request)
+    patch = await _json_body(request)
+    if not isinstance(patch, dict):
+        return JSONResponse(
+            {"error": {"code": "invalid_patch", "message": "expected a JSON object"}}, 400
+        )
+    try:
+        new = state.config.merged(patch)
+    except ValidationError as exc:
+        details = json.loads(exc.json(include_url=False, include_context=False))
+        return JSONResponse(
+            {"error": {"code": "invalid_config", "message": str(exc), "details": details}}, 400
+        )
+    state.config = new
+    return JSONResponse(new.model_dump(mode="json"))
+
+
+async def get_stats(request: Request) -> Response:
+    return JSONResponse(get_state(request).stats.snapshot())
+
+
+async def reset(request: Request) -> Response:
+    state = get_state(request)
+    body = await _json_body(request)
+    state.stats.reset()
+    state.limiter.reset()
+    if isinstance(body, dict) and body.get("config"):
+        state.config = request.app.state.initial_config
+    return JSONResponse({"reset": True})

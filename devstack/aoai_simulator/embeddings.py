@@ -1,0 +1,121 @@
+"""Embeddings: Azure's input validation and deterministic unit vectors.
+
+The same text on the same model always gives the same vector. With `dimensions` the
+native vector is shortened and renormalised, as text-embedding-3 models do.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import random
+from array import array
+from typing import Any
+
+from . import errors
+from .config import DeploymentConfig, SimulatorConfig
+from .tokens import estimate_tokens, seed_for
+
+MAX_INPUTS = 2048
+MAX_INPUT_TOKENS = 8192
+_INVALID_INPUT = "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
+
+
+def _inputs(body: dict[str, Any]) -> list[str | list[int]]:
+    raw = body.get("input")
+    if raw is None:
+        raise errors.invalid_request("'input' is a required property", "input")
+    if isinstance(raw, str):
+        items: list[Any] = [raw]
+    elif isinstance(raw, list) and raw and all(isinstance(i, int) for i in raw):
+        items = [raw]  # one input given as token ids
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise errors.invalid_request(_INVALID_INPUT, "input")
+    if not items:
+        raise errors.invalid_request(_INVALID_INPUT, "input")
+    if len(items) > MAX_INPUTS:
+        raise errors.invalid_request(
+            f"Too many inputs. The max number of inputs is {MAX_INPUTS}. We hope to increase the "
+            "number of inputs per request soon. Please contact us through an Azure support request "
+            "at: https://go.microsoft.com/fwlink/?linkid=2213926 for further questions.",
+            "input",
+        )
+    for item in items:
+        valid_text = isinstance(item, str) and item != ""
+        valid_ids = isinstance(item, list) and item and all(isinstance(i, int) for i in item)
+        if not (valid_text or valid_ids):
+            raise errors.invalid_request(_INVALID_INPUT, "input")
+    return items
+
+
+def _tokens(item: str | list[int]) -> int:
+    return len(item) if isinstance(item, list) else estimate_tokens(item)
+
+
+def rate_limit_estimate(body: dict[str, Any]) -> int:
+    raw = body.get("input")
+    if isinstance(raw, str):
+        return estimate_tokens(raw)
+    if isinstance(raw, list):
+        return sum(_tokens(i) if isinstance(i, (str, list)) else 1 for i in raw)
+    return 0
+
+
+def vector(text: str, model: str, size: int, seed: int, native: int) -> list[float]:
+    """A unit vector of `size` floats, a prefix of the `native`-sized one renormalised."""
+    rng = random.Random(seed_for(seed, model, text))
+    values = [rng.gauss(0.0, 1.0) for _ in range(native)][:size]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def create(body: Any, deployment: DeploymentConfig, config: SimulatorConfig) -> dict[str, Any]:
+    """The `list` of embeddings for a request, or an Azure-style 400."""
+    if not isinstance(body, dict):
+        raise errors.invalid_request("The request body must be a JSON object.")
+    items = _inputs(body)
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise errors.invalid_request(
+            f"{encoding!r} is not one of ['float', 'base64'] - 'encoding_format'", "encoding_format"
+        )
+    native = deployment.embedding_size()
+    size = body.get("dimensions")
+    if size is not None:
+        if "text-embedding-3" not in deployment.model:
+            raise errors.invalid_request(
+                "This model does not support specifying dimensions.", "dimensions"
+            )
+        if not isinstance(size, int) or not 1 <= size <= native:
+            raise errors.invalid_request(
+                f"Invalid value for 'dimensions' = {size}. Must be between 1 and {native}.",
+                "dimensions",
+            )
+    data = []
+    total = 0
+    for index, item in enumerate(items):
+        tokens = _tokens(item)
+        if tokens > MAX_INPUT_TOKENS:
+            raise errors.invalid_request(
+                f"This model's maximum context length is {MAX_INPUT_TOKENS} tokens, however you "
+                f"requested {tokens} tokens ({tokens} in your prompt; 0 for the completion). "
+                "Please reduce your prompt; or completion length.",
+                "input",
+            )
+        total += tokens
+        text = item if isinstance(item, str) else " ".join(map(str, item))
+        values = vector(text, deployment.model, size or native, config.seed, native)
+        embedding: list[float] | str
+        if encoding == "base64":
+            embedding = base64.b64encode(array("f", values).tobytes()).decode("ascii")
+        else:
+            embedding = values
+        data.append({"embedding": embedding, "index": index, "object": "embedding"})
+    return {
+        "data": data,
+        "model": deployment.model,
+        "object": "list",
+        "usage": {"prompt_tokens": total, "total_tokens": total},
+    }

@@ -1,0 +1,64 @@
+"""Latency model and fault injection.
+
+Faults are drawn per request and per route, in the order 500, 503, hang, drop. A hang
+waits `hang_seconds` and then answers 408 (what the gateway sends after its timeout); a
+drop sends the response head and part of a body, then closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Literal
+
+from starlette.types import Receive, Scope, Send
+
+from .config import FaultConfig, LatencyConfig
+
+Fault = Literal["error_500", "error_503", "hang", "drop"]
+
+
+def draw_fault(settings: FaultConfig | None, rng: random.Random) -> Fault | None:
+    if settings is None:
+        return None
+    chances: tuple[tuple[Fault, float], ...] = (
+        ("error_500", settings.error_500),
+        ("error_503", settings.error_503),
+        ("hang", settings.hang),
+        ("drop", settings.drop),
+    )
+    for name, probability in chances:
+        if probability > 0 and rng.random() < probability:
+            return name
+    return None
+
+
+def request_delay(settings: LatencyConfig, rng: random.Random) -> float:
+    """Seconds to wait before the first byte of an answer."""
+    jitter = rng.uniform(0, settings.jitter_ms) if settings.jitter_ms else 0.0
+    return (settings.request_ms + jitter) / 1000.0
+
+
+def token_delay(settings: LatencyConfig) -> float:
+    """Seconds per completion token (the stream pace, or added to a whole answer)."""
+    return settings.per_token_ms / 1000.0
+
+
+async def sleep(seconds: float) -> None:
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+class DroppedResponse:
+    """An ASGI response that promises a body and hangs up half way."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"choices": [', "more_body": True})
+        # Returning without finishing makes the server close the connection mid-body.

@@ -1,0 +1,79 @@
+"""The data-plane routes: chat completions (whole or streamed) and embeddings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.responses import Response, StreamingResponse
+
+from . import chat, embeddings, errors, faults
+from .config import DeploymentConfig
+from .gateway import Call, read_json
+from .ratelimit import Decision
+
+_OPERATION_NAMES = {"chat": "ChatCompletions_Create", "embeddings": "Embeddings_Create"}
+
+
+def _admit_quota(call: Call, deployment: DeploymentConfig, tokens: int) -> Decision:
+    decision = call.state.limiter.check(deployment, tokens, call.config.rate_limit)
+    if not decision.allowed:
+        exc = errors.rate_limited(
+            _OPERATION_NAMES[call.route],
+            call.api_version,
+            decision.retry_after_ms,
+            decision.by_tokens,
+        )
+        exc.headers.update(call.headers(decision))
+        raise exc
+    return decision
+
+
+async def chat_completions(call: Call) -> Response:
+    deployment = call.lookup("chat")
+    body = await read_json(call.request)
+    estimate = chat.rate_limit_estimate(body) if isinstance(body, dict) else 0
+    decision = _admit_quota(call, deployment, estimate)
+    try:
+        plan = chat.plan_chat(body, deployment, call.config)
+    except errors.AzureError as exc:
+        if exc.body.get("error", {}).get("code") == "content_filter":
+            call.state.stats.record_filter("prompt")
+        raise
+    if any(c.finish_reason == "content_filter" for c in plan.choices):
+        call.state.stats.record_filter("completion")
+    await faults.sleep(faults.request_delay(call.config.latency, call.state.rng))
+    call.record(200, plan.prompt_tokens, plan.completion_tokens)
+    if body.get("stream"):
+        options = body.get("stream_options") or {}
+        include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+        chunks = chat.stream_chunks(plan, include_usage)
+        pace = faults.token_delay(call.config.latency)
+        return StreamingResponse(
+            _sse(chunks, pace),
+            headers=call.headers(decision),
+            media_type="text/event-stream; charset=utf-8",
+        )
+    await faults.sleep(faults.token_delay(call.config.latency) * plan.completion_tokens)
+    return call.json(chat.completion_body(plan), decision=decision)
+
+
+async def _sse(chunks: list[dict[str, Any]], pace: float) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        choices = chunk.get("choices") or []
+        if pace and choices and choices[0].get("delta", {}).get("content"):
+            await faults.sleep(pace)
+        yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+async def create_embeddings(call: Call) -> Response:
+    deployment = call.lookup("embedding")
+    body = await read_json(call.request)
+    estimate = embeddings.rate_limit_estimate(body) if isinstance(body, dict) else 0
+    decision = _admit_quota(call, deployment, estimate)
+    result = embeddings.create(body, deployment, call.config)
+    await faults.sleep(faults.request_delay(call.config.latency, call.state.rng))
+    call.record(200, result["usage"]["prompt_tokens"])
+    return call.json(result, decision=decision)

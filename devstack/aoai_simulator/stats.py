@@ -1,0 +1,87 @@
+"""Counters behind `GET /sim/stats`: per route and per deployment."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class _Bucket:
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    status: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "throttled": self.throttled,
+            "retries": self.retries,
+            "errors": self.errors,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "status": dict(self.status),
+        }
+
+
+class Stats:
+    """Thread-safe counters. `retries` counts requests whose `x-stainless-retry-count` > 0."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = _Bucket()
+        self._routes: dict[str, _Bucket] = {}
+        self._deployments: dict[str, _Bucket] = {}
+        self._filtered: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._total = _Bucket()
+            self._routes.clear()
+            self._deployments.clear()
+            self._filtered.clear()
+
+    def record(
+        self,
+        route: str,
+        deployment: str | None,
+        status: int,
+        retry_count: int = 0,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+    ) -> None:
+        with self._lock:
+            buckets = [self._total, self._routes.setdefault(route, _Bucket())]
+            if deployment is not None:
+                buckets.append(self._deployments.setdefault(deployment, _Bucket()))
+            for bucket in buckets:
+                bucket.requests += 1
+                bucket.status[str(status)] += 1
+                bucket.throttled += status == 429
+                bucket.errors += status >= 400
+                bucket.retries += retry_count > 0
+                bucket.prompt_tokens += prompt_tokens
+                bucket.completion_tokens += completion_tokens
+
+    def record_filter(self, stage: str) -> None:
+        with self._lock:
+            self._filtered[stage] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """`{"total": {...}, "routes": {route: {...}}, "deployments": {name: {...}},
+        "content_filtered": {"prompt": n, "completion": n}}`; each bucket holds requests,
+        throttled, retries, errors, prompt/completion/total tokens and a status histogram."""
+        with self._lock:
+            return {
+                "total": self._total.as_dict(),
+                "routes": {k: v.as_dict() for k, v in self._routes.items()},
+                "deployments": {k: v.as_dict() for k, v in self._deployments.items()},
+                "content_filtered": dict(self._filtered),
+            }
