@@ -1,0 +1,104 @@
+"""Azure OpenAI content-filter results: read them from SDK objects, store them as events.
+
+A filtered prompt arrives as a 400 whose body has `code: "content_filter"` and
+`innererror.content_filter_result`; a filtered completion as `finish_reason: "content_filter"`
+with the choice's `content_filter_results`. Either way one event document is stored, without
+the text unless `CONTENT_FILTER_STORE_TEXT=true`, and with the caller's id hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import openai
+from pydantic import BaseModel, ValidationError
+
+from shared.models import CategoryResult, ContentFilterEvent, ContentFilterInfo
+from shared.store import CONTENT_FILTER_EVENTS, Store
+
+Stage = Literal["prompt", "completion"]
+Source = Literal["chat", "embedding", "classification", "batch"]
+
+
+def is_prompt_filtered(error: openai.APIStatusError) -> bool:
+    return error.status_code == 400 and error.code == "content_filter"
+
+
+def parse_categories(raw: Any) -> dict[str, CategoryResult]:
+    """`{"violence": {"filtered": true, "severity": "medium"}, ...}` -> typed, skipping any
+    entry that is not a category result (Azure adds e.g. `custom_blocklists`)."""
+    out: dict[str, CategoryResult] = {}
+    if not isinstance(raw, Mapping):
+        return out
+    for name, value in raw.items():
+        if isinstance(value, Mapping) and "filtered" in value:
+            try:
+                out[str(name)] = CategoryResult.model_validate(value)
+            except ValidationError:
+                continue
+    return out
+
+
+def prompt_filter(error: openai.APIStatusError) -> ContentFilterInfo:
+    """The categories of a prompt the service refused."""
+    body = error.body if isinstance(error.body, Mapping) else {}
+    inner = body.get("innererror") or {}
+    raw = inner.get("content_filter_result") if isinstance(inner, Mapping) else None
+    return ContentFilterInfo(stage="prompt", filtered=True, categories=parse_categories(raw))
+
+
+def completion_filter(choice: BaseModel) -> ContentFilterInfo | None:
+    """The choice's filter results (an Azure extension field on the SDK model), if any."""
+    raw = (choice.model_extra or {}).get("content_filter_results")
+    categories = parse_categories(raw)
+    if not categories:
+        return None
+    filtered = any(c.filtered for c in categories.values())
+    return ContentFilterInfo(stage="completion", filtered=filtered, categories=categories)
+
+
+def filtered_only(info: ContentFilterInfo) -> dict[str, CategoryResult]:
+    return {name: c for name, c in info.categories.items() if c.filtered}
+
+
+def hash_user(user: str | None) -> str | None:
+    """A stable, non-reversible id for the caller (SHA-256, hex)."""
+    if user is None:
+        return None
+    return hashlib.sha256(user.encode("utf-8")).hexdigest()
+
+
+def build_event(
+    info: ContentFilterInfo,
+    *,
+    source: Source,
+    deployment: str,
+    request_id: str | None = None,
+    job_id: str | None = None,
+    user: str | None = None,
+    text: str | None = None,
+    store_text: bool = False,
+    now: datetime | None = None,
+) -> ContentFilterEvent:
+    now = now or datetime.now(UTC)
+    return ContentFilterEvent(
+        id=str(uuid.uuid4()),
+        day=now.date().isoformat(),
+        timestamp=now,
+        source=source,
+        stage=info.stage,
+        categories=info.categories,
+        deployment=deployment,
+        request_id=request_id,
+        job_id=job_id,
+        user_hash=hash_user(user),
+        text=text if store_text else None,
+    )
+
+
+async def record_event(store: Store, event: ContentFilterEvent) -> None:
+    await store.upsert(CONTENT_FILTER_EVENTS, event.model_dump(mode="json"))

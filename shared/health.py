@@ -1,0 +1,59 @@
+"""Readiness of what the app depends on: Cosmos DB, the storage queues, Azure OpenAI.
+
+Checks run concurrently, each with a short timeout; any failure makes the whole report
+`unavailable` (HTTP 503) so a load balancer or probe takes the instance out of rotation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import openai
+from openai import AsyncOpenAI
+
+from shared.models import CheckResult, HealthReport
+from shared.queues import JobQueues
+from shared.store import Store
+
+CHECK_TIMEOUT_SECONDS = 3.0
+
+
+async def _timed(check: Callable[[], Awaitable[object]]) -> CheckResult:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        error: str | None = f"no answer within {CHECK_TIMEOUT_SECONDS:.0f}s"
+    except Exception as exc:  # a health check reports every failure, it never raises
+        error = type(exc).__name__
+    else:
+        error = None
+    return CheckResult(
+        ok=error is None, latency_ms=round((time.perf_counter() - started) * 1000, 2), error=error
+    )
+
+
+async def _aoai_reachable(client: AsyncOpenAI) -> None:
+    """Any HTTP answer from the endpoint proves reachability; listing models costs no tokens.
+
+    401/403 fail the check (the identity cannot call the service); other statuses pass, since
+    some endpoints do not serve the model list.
+    """
+    try:
+        await client.with_options(max_retries=0, timeout=CHECK_TIMEOUT_SECONDS).models.list()
+    except (openai.AuthenticationError, openai.PermissionDeniedError):
+        raise
+    except openai.APIStatusError:
+        return
+
+
+async def check_health(store: Store, queues: JobQueues, client: AsyncOpenAI) -> HealthReport:
+    names = ("cosmos", "queues", "azure_openai")
+    results = await asyncio.gather(
+        _timed(store.ping), _timed(queues.ping), _timed(lambda: _aoai_reachable(client))
+    )
+    checks = dict(zip(names, results, strict=True))
+    status = "ok" if all(r.ok for r in results) else "unavailable"
+    return HealthReport(status=status, checks=checks)

@@ -1,0 +1,103 @@
+"""The HTTP boundary: request ids, reading JSON into models, and AppError -> JSON answer.
+
+Every error answer is `{"error": {"code", "message", "details"?}}` with the right status and
+an `x-request-id`; an unexpected exception is logged with its trace and answered as a plain
+500 without one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+# The HTTP streaming extension's Request/Response are FastAPI's own classes (re-exported by
+# azurefunctions.extensions.http.fastapi, which ships no type information).
+from fastapi import Request, Response
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import AppError, InvalidRequest, TooLarge
+from shared.models import ErrorDetail, ErrorResponse
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id_of(req: Request) -> str:
+    """The caller's `x-request-id` when it is a sane token, else a new UUID."""
+    given = req.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+
+
+def json_response(
+    body: BaseModel | Mapping[str, Any],
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    content = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
+    return Response(
+        content=content,
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type="application/json",
+    )
+
+
+def error_response(error: AppError) -> Response:
+    return json_response(ErrorResponse(error=error.detail()), error.status, error.headers)
+
+
+def validation_details(error: ValidationError) -> list[dict[str, Any]]:
+    """Where and what, without echoing the input back (it may be prompt text)."""
+    return [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in error.errors(include_url=False, include_input=False)
+    ]
+
+
+def parse_model(model: type[M], data: bytes | Mapping[str, Any], context: Any = None) -> M:
+    try:
+        if isinstance(data, bytes):
+            return model.model_validate_json(data, context=context)
+        return model.model_validate(data, context=context)
+    except ValidationError as error:
+        raise InvalidRequest("the request is invalid", details=validation_details(error)) from None
+
+
+async def read_json(req: Request, model: type[M], context: Any = None) -> M:
+    """The body as `model`: 413 past MAX_BODY_BYTES, 400 with pydantic details otherwise."""
+    declared = req.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise TooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+    body = await req.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise TooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        raise InvalidRequest("a JSON body is required")
+    return parse_model(model, body, context)
+
+
+async def guarded(req: Request, handle: Callable[[str], Awaitable[Response]]) -> Response:
+    """Run a handler with a request id; turn AppError (and anything else) into JSON errors."""
+    request_id = request_id_of(req)
+    try:
+        response = await handle(request_id)
+    except AppError as error:
+        response = error_response(error)
+    except Exception:
+        log.exception("unhandled error in %s %s (request %s)", req.method, req.url.path, request_id)
+        response = json_response(
+            ErrorResponse(
+                error=ErrorDetail(code="internal_error", message="internal error; see logs")
+            ),
+            500,
+        )
+    response.headers["x-request-id"] = request_id
+    return response
