@@ -11,6 +11,7 @@ import asyncio
 import random
 from typing import Literal
 
+from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from .config import FaultConfig, LatencyConfig
@@ -47,6 +48,17 @@ def token_delay(settings: LatencyConfig) -> float:
 async def sleep(seconds: float) -> None:
     if seconds > 0:
         await asyncio.sleep(seconds)
+
+
+async def hang(request: Request, seconds: float) -> bool:
+    """Wait `seconds`, or until the client disconnects (then True: nobody is listening)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        if await request.is_disconnected():
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 class DroppedResponse:

@@ -96,7 +96,8 @@ async def _faulted(call: Call) -> Response | None:
         raise errors.server_error(503)
     if fault == "hang":
         settings = call.config.faults[call.route]
-        await faults.sleep(settings.hang_seconds)
+        if await faults.hang(call.request, settings.hang_seconds):
+            return Response(status_code=499)  # the client gave up; nobody reads this
         raise errors.error(408, "Timeout", "The operation was timeout.")
     call.record(0)
     return faults.DroppedResponse()  # type: ignore[return-value]

@@ -1,0 +1,172 @@
+"""Chat completions through AzureOpenAI / AsyncAzureOpenAI: shapes, determinism, parse()."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Literal
+
+from openai import AsyncAzureOpenAI, AzureOpenAI
+from pydantic import BaseModel, Field
+
+USER = [{"role": "user", "content": "Tell me about the local stack."}]
+
+
+def test_completion_has_azure_annotations_and_usage(client: AzureOpenAI) -> None:
+    result = client.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
+    choice = result.choices[0]
+    assert result.object == "chat.completion"
+    assert result.model == "gpt-4o-2024-08-06"
+    assert choice.finish_reason == "stop"
+    assert choice.message.content
+    extra = result.model_extra or {}
+    prompt_results = extra["prompt_filter_results"][0]
+    assert prompt_results["prompt_index"] == 0
+    assert prompt_results["content_filter_results"]["violence"] == {
+        "filtered": False,
+        "severity": "safe",
+    }
+    assert prompt_results["content_filter_results"]["jailbreak"] == {
+        "filtered": False,
+        "detected": False,
+    }
+    choice_results = (choice.model_extra or {})["content_filter_results"]
+    assert set(choice_results) >= {"hate", "self_harm", "sexual", "violence"}
+    assert choice_results["protected_material_text"]["detected"] is False
+    usage = result.usage
+    assert usage is not None
+    # one token per word of the simulated text; the prompt is ceil(chars/4) + overheads
+    assert usage.completion_tokens == len(choice.message.content.split(" "))
+    assert usage.prompt_tokens == 3 + 3 + -(-len(USER[0]["content"]) // 4)
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_text_is_deterministic_per_request(client: AzureOpenAI) -> None:
+    first = client.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
+    again = client.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
+    other = client.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "Something else entirely."}],
+    )
+    assert first.choices[0].message.content == again.choices[0].message.content
+    assert first.choices[0].message.content != other.choices[0].message.content
+    assert first.id != again.id
+
+
+def test_max_tokens_cuts_with_length(client: AzureOpenAI) -> None:
+    result = client.chat.completions.create(model="gpt-4o", messages=USER, max_tokens=3)  # type: ignore[arg-type]
+    assert result.choices[0].finish_reason == "length"
+    assert result.usage is not None and result.usage.completion_tokens == 3
+    assert len((result.choices[0].message.content or "").split(" ")) == 3
+
+
+def test_echo_directive_sets_the_completion(client: AzureOpenAI) -> None:
+    result = client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "echo: exactly these words"}]
+    )
+    assert result.choices[0].message.content == "exactly these words"
+
+
+def test_n_gives_distinct_choices(client: AzureOpenAI) -> None:
+    result = client.chat.completions.create(model="gpt-4o", messages=USER, n=2)  # type: ignore[arg-type]
+    assert [c.index for c in result.choices] == [0, 1]
+    assert result.choices[0].message.content != result.choices[1].message.content
+
+
+class Priority(str, Enum):
+    low = "low"
+    urgent = "urgent"
+
+
+class Address(BaseModel):
+    city: str
+    zip_code: str = Field(min_length=5, max_length=5)
+
+
+class Ticket(BaseModel):
+    label: Literal["billing issue", "bug report", "other"]
+    priority: Priority
+    confidence: float = Field(ge=0, le=1)
+    count: int
+    escalate: bool
+    tags: list[str]
+    address: Address
+    previous: Address | None
+
+
+def test_parse_with_a_pydantic_model(client: AzureOpenAI) -> None:
+    result = client.chat.completions.parse(
+        model="gpt-4o",
+        messages=[
+            {"role": "system", "content": "Classify the ticket."},
+            {"role": "user", "content": "This is urgent: I found a bug, please report it."},
+        ],
+        response_format=Ticket,
+    )
+    parsed = result.choices[0].message.parsed
+    assert isinstance(parsed, Ticket)
+    assert parsed.label == "bug report"  # the label whose words appear in the text
+    assert parsed.priority is Priority.urgent
+    assert 0 <= parsed.confidence <= 1
+    assert len(parsed.address.zip_code) == 5
+    assert isinstance(parsed.previous, Address)  # $ref inside anyOf resolved
+
+
+def test_parse_enum_defaults_to_first_value(client: AzureOpenAI) -> None:
+    result = client.chat.completions.parse(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "Nothing matches here."}],
+        response_format=Ticket,
+    )
+    parsed = result.choices[0].message.parsed
+    assert parsed is not None
+    assert parsed.label == "billing issue"
+    assert parsed.priority is Priority.low
+
+
+def test_json_object_mode_returns_json(client: AzureOpenAI) -> None:
+    result = client.chat.completions.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "Answer in JSON."}],
+        response_format={"type": "json_object"},
+    )
+    assert set(json.loads(result.choices[0].message.content or "")) == {"result"}
+
+
+def test_required_tool_call_has_valid_arguments(client: AzureOpenAI) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+                "required": ["city", "unit"],
+            },
+        },
+    }
+    result = client.chat.completions.create(
+        model="gpt-4o",
+        messages=USER,  # type: ignore[arg-type]
+        tools=[tool],  # type: ignore[list-item]
+        tool_choice="required",
+    )
+    choice = result.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls or []
+    assert calls[0].function.name == "get_weather"  # type: ignore[union-attr]
+    arguments = json.loads(calls[0].function.arguments)  # type: ignore[union-attr]
+    assert arguments["unit"] in ("c", "f")
+    assert isinstance(arguments["city"], str)
+
+
+async def test_async_client_chat(aclient: AsyncAzureOpenAI) -> None:
+    result = await aclient.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
+    assert result.choices[0].finish_reason == "stop"
+    parsed = await aclient.chat.completions.parse(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "a billing issue"}],
+        response_format=Ticket,
+    )
+    assert parsed.choices[0].message.parsed is not None
+    assert parsed.choices[0].message.parsed.label == "billing issue"

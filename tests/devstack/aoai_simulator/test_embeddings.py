@@ -1,0 +1,93 @@
+"""Embeddings: float and base64 (the SDK default), dimensions, Azure's input validation."""
+
+from __future__ import annotations
+
+import base64
+import math
+from array import array
+
+import openai
+import pytest
+from openai import AsyncAzureOpenAI, AzureOpenAI
+
+from .conftest import Control
+
+MODEL = "text-embedding-3-small"
+
+
+def _norm(values: list[float]) -> float:
+    return math.sqrt(sum(v * v for v in values))
+
+
+def test_sdk_default_base64_is_decoded(client: AzureOpenAI) -> None:
+    raw = client.embeddings.with_raw_response.create(model=MODEL, input=["alpha", "beta"])
+    assert raw.http_request.read().find(b'"encoding_format":"base64"') >= 0
+    result = raw.parse()
+    assert [d.index for d in result.data] == [0, 1]
+    for item in result.data:
+        assert len(item.embedding) == 1536
+        assert _norm(item.embedding) == pytest.approx(1.0, abs=1e-5)
+    assert result.usage.prompt_tokens == 3  # ceil(5/4) + ceil(4/4)
+    assert raw.headers["x-ratelimit-remaining-requests"].isdigit()
+
+
+def test_explicit_base64_is_little_endian_float32(client: AzureOpenAI) -> None:
+    result = client.embeddings.create(model=MODEL, input="alpha", encoding_format="base64")
+    encoded = result.data[0].embedding
+    assert isinstance(encoded, str)
+    values = array("f", base64.b64decode(encoded)).tolist()
+    floats = client.embeddings.create(model=MODEL, input="alpha", encoding_format="float")
+    assert values == pytest.approx(floats.data[0].embedding, abs=1e-6)
+
+
+def test_same_text_same_vector_and_dimensions(client: AzureOpenAI) -> None:
+    a = client.embeddings.create(model=MODEL, input="same", encoding_format="float")
+    b = client.embeddings.create(model=MODEL, input="same", encoding_format="float")
+    c = client.embeddings.create(model=MODEL, input="other", encoding_format="float")
+    assert a.data[0].embedding == b.data[0].embedding
+    assert a.data[0].embedding != c.data[0].embedding
+    short = client.embeddings.create(model=MODEL, input="same", dimensions=256)
+    assert len(short.data[0].embedding) == 256
+    assert _norm(short.data[0].embedding) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_large_model_default_size(client: AzureOpenAI, control: Control) -> None:
+    control.patch(
+        {"deployments": {"large": {"model": "text-embedding-3-large", "kind": "embedding"}}}
+    )
+    result = client.embeddings.create(model="large", input="x")
+    assert len(result.data[0].embedding) == 3072
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("", "'$.input' is invalid"),
+        ([], "'$.input' is invalid"),
+        (["ok", ""], "'$.input' is invalid"),
+        (["x"] * 2049, "Too many inputs. The max number of inputs is 2048."),
+    ],
+)
+def test_invalid_input_is_azure_400(client: AzureOpenAI, given: object, message: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=MODEL, input=given)  # type: ignore[arg-type]
+    assert message in caught.value.message
+    assert caught.value.type == "invalid_request_error"
+
+
+def test_invalid_dimensions(client: AzureOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=MODEL, input="x", dimensions=5000)
+    assert caught.value.param == "dimensions"
+
+
+def test_chat_deployment_refuses_embeddings(client: AzureOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="gpt-4o", input="x")
+    assert caught.value.code == "OperationNotSupported"
+
+
+async def test_async_embeddings(aclient: AsyncAzureOpenAI) -> None:
+    result = await aclient.embeddings.create(model=MODEL, input=["a"] * 2048)
+    assert len(result.data) == 2048
+    assert len(result.data[-1].embedding) == 1536
