@@ -42,8 +42,13 @@ param embeddingModelName string = 'text-embedding-3-small'
 param embeddingModelVersion string = '1'
 param embeddingDeploymentName string = 'text-embedding-3-small'
 @minValue(1)
-@description('Embedding (Standard) capacity in thousands of tokens per minute.')
+@description('Embedding capacity in thousands of tokens per minute.')
 param embeddingCapacity int = 30
+@allowed([
+  'Standard'
+  'GlobalStandard'
+])
+param embeddingSkuName string = 'Standard'
 
 param batchModelName string = 'gpt-4o'
 param batchModelVersion string = '2024-08-06'
@@ -172,6 +177,7 @@ module openAi 'modules/openai.bicep' = {
     embeddingModelName: embeddingModelName
     embeddingModelVersion: embeddingModelVersion
     embeddingCapacity: embeddingCapacity
+    embeddingSkuName: embeddingSkuName
     batchDeploymentName: batchDeploymentName
     batchModelName: batchModelName
     batchModelVersion: batchModelVersion

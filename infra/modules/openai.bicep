@@ -25,8 +25,10 @@ param chatCapacity int
 param embeddingDeploymentName string
 param embeddingModelName string
 param embeddingModelVersion string
-@description('Embedding deployment capacity, in thousands of tokens per minute (Standard).')
+@description('Embedding deployment capacity, in thousands of tokens per minute.')
 param embeddingCapacity int
+@description('Standard (regional) or GlobalStandard, whichever the region offers for the model.')
+param embeddingSkuName string = 'Standard'
 
 param batchDeploymentName string
 param batchModelName string
@@ -83,7 +85,7 @@ resource embeddingDeployment 'Microsoft.CognitiveServices/accounts/deployments@2
   parent: account
   name: embeddingDeploymentName
   sku: {
-    name: 'Standard'
+    name: embeddingSkuName
     capacity: embeddingCapacity
   }
   properties: {

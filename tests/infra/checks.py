@@ -191,7 +191,8 @@ def check_private_endpoints(root: Path) -> Problems:
             )
             continue
         index = re.fullmatch(r"zones\[(\d+)\]\.id", render(dns_outputs.get(match.group(1))))
-        zone = zone_names[int(index.group(1))] if index else None
+        position = int(index.group(1)) if index else len(zone_names)
+        zone = zone_names[position] if position < len(zone_names) else None
         _expect(
             problems,
             zone == ZONE_FOR_GROUP.get(group_ids[0]),

@@ -72,6 +72,42 @@ MUTATIONS = {
         "  STORAGE: 'DefaultEndpointsProtocol=https;AccountKey=${deployerIpAddress}'",
         "no_secrets",
     ),
+    "app-subnet-not-delegated": (
+        "modules/network.bicep",
+        "serviceName: 'Microsoft.App/environments'",
+        "serviceName: 'Microsoft.Web/serverFarms'",
+        "network",
+    ),
+    "queue-dns-zone-missing": (
+        "modules/private-dns.bicep",
+        "  'privatelink.queue.${environment().suffixes.storage}'\n",
+        "",
+        "private_dns",
+    ),
+    "blob-endpoint-in-the-queue-zone": (
+        "main.bicep",
+        "blobZoneId: privateDns.outputs.blobZoneId",
+        "blobZoneId: privateDns.outputs.queueZoneId",
+        "private_endpoints",
+    ),
+    "app-insights-local-auth-on": (
+        "modules/monitoring.bicep",
+        "DisableLocalAuth: true",
+        "DisableLocalAuth: false",
+        "no_secrets",
+    ),
+    "poison-queue-missing": (
+        "modules/storage.bicep",
+        "  '${classificationQueueName}-poison'\n",
+        "",
+        "storage",
+    ),
+    "storage-public-by-default": (
+        "main.bicep",
+        "param deployerIpAddress string = ''",
+        "param deployerIpAddress string = '203.0.113.7'",
+        "storage",
+    ),
 }
 
 
