@@ -37,7 +37,10 @@ class Control:
 @pytest.fixture(scope="session")
 def sim() -> Iterator[RunningSimulator]:
     pace = BatchConfig(
-        validating_seconds=0.1, in_progress_seconds=0.2, finalizing_seconds=0.1, cancelling_seconds=0.1
+        validating_seconds=0.1,
+        in_progress_seconds=0.2,
+        finalizing_seconds=0.1,
+        cancelling_seconds=0.1,
     )
     with start_simulator(SimulatorConfig(batch=pace), port=0) as running:
         yield running

@@ -60,9 +60,13 @@ def test_api_version_is_required(sim: RunningSimulator, control: Control) -> Non
     missing = httpx.post(url, json={"messages": HI}, headers=headers)
     assert missing.status_code == 404
     assert missing.json() == {"error": {"code": "404", "message": "Resource not found"}}
-    malformed = httpx.post(url, params={"api-version": "latest"}, json={"messages": HI}, headers=headers)
+    malformed = httpx.post(
+        url, params={"api-version": "latest"}, json={"messages": HI}, headers=headers
+    )
     assert malformed.status_code == 400
-    ok = httpx.post(url, params={"api-version": API_VERSION}, json={"messages": HI}, headers=headers)
+    ok = httpx.post(
+        url, params={"api-version": API_VERSION}, json={"messages": HI}, headers=headers
+    )
     assert ok.status_code == 200
     assert ok.headers["apim-request-id"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from openai import AsyncAzureOpenAI, AzureOpenAI
@@ -56,7 +56,8 @@ def test_text_is_deterministic_per_request(client: AzureOpenAI) -> None:
 def test_max_tokens_cuts_with_length(client: AzureOpenAI) -> None:
     result = client.chat.completions.create(model="gpt-4o", messages=USER, max_tokens=3)  # type: ignore[arg-type]
     assert result.choices[0].finish_reason == "length"
-    assert result.usage is not None and result.usage.completion_tokens == 3
+    assert result.usage is not None
+    assert result.usage.completion_tokens == 3
     assert len((result.choices[0].message.content or "").split(" ")) == 3
 
 
@@ -73,7 +74,7 @@ def test_n_gives_distinct_choices(client: AzureOpenAI) -> None:
     assert result.choices[0].message.content != result.choices[1].message.content
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     low = "low"
     urgent = "urgent"
 

@@ -32,7 +32,9 @@ def test_server_errors(
 def test_sdk_retries_server_errors(client: AzureOpenAI, control: Control) -> None:
     control.patch({"faults": {"embeddings": {"error_503": 1.0}}})
     with pytest.raises(openai.InternalServerError):
-        client.with_options(max_retries=1).embeddings.create(model="text-embedding-3-small", input="x")
+        client.with_options(max_retries=1).embeddings.create(
+            model="text-embedding-3-small", input="x"
+        )
     assert control.stats()["routes"]["embeddings"]["status"] == {"503": 2}
     assert control.stats()["routes"]["embeddings"]["retries"] == 1
 

@@ -13,8 +13,12 @@ HI = [{"role": "user", "content": "hi"}]
 
 def test_remaining_headers_count_down(client: AzureOpenAI, control: Control) -> None:
     control.patch({"deployments": {"gpt-4o": {"rpm": 10, "tpm": 1000}}})
-    first = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=HI, max_tokens=50)  # type: ignore[arg-type]
-    second = client.chat.completions.with_raw_response.create(model="gpt-4o", messages=HI, max_tokens=50)  # type: ignore[arg-type]
+    first = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=HI, max_tokens=50
+    )  # type: ignore[arg-type]
+    second = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=HI, max_tokens=50
+    )  # type: ignore[arg-type]
     assert first.headers["x-ratelimit-remaining-requests"] == "9"
     assert second.headers["x-ratelimit-remaining-requests"] == "8"
     # charged on arrival: prompt estimate (3 + 3 + ceil(2/4)) plus max_tokens
@@ -29,7 +33,10 @@ def test_429_body_and_headers(client: AzureOpenAI, control: Control) -> None:
         client.with_options(max_retries=0).chat.completions.create(model="gpt-4o", messages=HI)  # type: ignore[arg-type]
     error = caught.value
     assert error.code == "429"
-    assert "ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21" in error.message
+    assert (
+        "ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21"
+        in error.message
+    )
     assert "exceeded call rate limit" in error.message
     retry_ms = int(error.response.headers["retry-after-ms"])
     assert 0 < retry_ms <= 60_000

@@ -26,15 +26,19 @@ def test_stream_event_order(client: AzureOpenAI) -> None:
     assert first.id == ""
     assert (first.model_extra or {})["prompt_filter_results"][0]["prompt_index"] == 0
     role = chunks[1].choices[0].delta
-    assert role.role == "assistant" and role.content == ""
+    assert role.role == "assistant"
+    assert role.content == ""
     text = "".join(c.choices[0].delta.content or "" for c in chunks[1:] if c.choices)
     assert text == "one two three four"
     content_chunk = chunks[2].choices[0]
-    assert (content_chunk.model_extra or {})["content_filter_results"]["violence"]["filtered"] is False
+    assert (content_chunk.model_extra or {})["content_filter_results"]["violence"][
+        "filtered"
+    ] is False
     assert chunks[-2].choices[0].finish_reason == "stop"
     last = chunks[-1]
     assert last.choices == []
-    assert last.usage is not None and last.usage.completion_tokens == 4
+    assert last.usage is not None
+    assert last.usage.completion_tokens == 4
     assert all(c.object == "chat.completion.chunk" for c in chunks[1:])
 
 
@@ -68,13 +72,14 @@ def test_completion_filter_mid_stream(client: AzureOpenAI) -> None:
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "safe words then"  # the offending word never reaches the client
-    stop = [c for c in chunks if c.choices and c.choices[0].finish_reason][0].choices[0]
+    stop = next(c for c in chunks if c.choices and c.choices[0].finish_reason).choices[0]
     assert stop.finish_reason == "content_filter"
     assert (stop.model_extra or {})["content_filter_results"]["self_harm"] == {
         "filtered": True,
         "severity": "high",
     }
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 3
 
 
 async def test_async_stream(aclient: AsyncAzureOpenAI) -> None:
