@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 
 from shared import content_filter
 from shared.aoai import UnknownModelError, resolve_deployment
-from shared.errors import AppError, ContentFiltered, InvalidRequest, from_openai
+from shared.errors import AppError, ContentFiltered, InvalidRequest, UpstreamError, from_openai
 from shared.models import (
     AssistantMessage,
     ChatRequest,
@@ -171,9 +172,14 @@ class ChatService:
             status = "ok"
             yield sse(DoneFrame(id=completion_id, finish_reason=finish_reason, usage=usage))
             yield SSE_DONE
-        except openai.OpenAIError as error:
+        except (openai.OpenAIError, httpx2.HTTPError) as error:
+            # The SDK raises its transport's errors unwrapped while a stream is being read.
             status = "error"
-            failure = from_openai(error)
+            failure = (
+                from_openai(error)
+                if isinstance(error, openai.OpenAIError)
+                else UpstreamError("the Azure OpenAI stream broke off")
+            )
             log.warning("chat stream %s failed upstream: %s", request_id, failure.code)
             yield sse(ErrorFrame(error=failure.detail()))
             yield SSE_DONE

@@ -81,8 +81,19 @@ def _days(since: datetime, until: datetime) -> list[str]:
     return [(first + timedelta(days=i)).isoformat() for i in range((until.date() - first).days + 1)]
 
 
+def price_for(model: str | None, prices: Mapping[str, ModelPrice]) -> ModelPrice | None:
+    """The price of `model`, matching versioned names the service reports
+    (`gpt-4o-2024-08-06` -> `gpt-4o`; the longest matching name wins)."""
+    if not model:
+        return None
+    if model in prices:
+        return prices[model]
+    matches = [name for name in prices if model.startswith(name + "-")]
+    return prices[max(matches, key=len)] if matches else None
+
+
 def cost_usd(record: UsageRecord, prices: Mapping[str, ModelPrice], batch_discount: float) -> float:
-    price = prices.get(record.model or "")
+    price = price_for(record.model, prices)
     if price is None:
         return 0.0
     cost = (record.prompt_tokens * price.input + record.completion_tokens * price.output) / 1e6
@@ -112,7 +123,7 @@ def summarise(
         row[2] += rec.completion_tokens
         row[3] += rec.total_tokens
         row[4] += cost_usd(rec, prices, batch_discount)
-        if (rec.model or "") not in prices:
+        if price_for(rec.model, prices) is None:
             unpriced.add(rec.model or "(unknown)")
 
     def as_group(key: str | None, row: list[float]) -> UsageGroup:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
 from devstack.emulators import (
     COSMOS_EMULATOR_KEY,
     EmulatorPorts,
@@ -50,3 +51,27 @@ def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def stack_settings(emulators: EmulatorStack) -> Settings:
     return load_settings(stack_environ(emulators))
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[RunningSimulator]:
+    """The Azure OpenAI simulator with its default deployments, on a free port."""
+    with start_simulator(SimulatorConfig(), port=0) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def app_environ(emulators: EmulatorStack, simulator: RunningSimulator) -> dict[str, str]:
+    """The app's settings for the whole local stack."""
+    return stack_environ(
+        emulators,
+        AZURE_OPENAI_ENDPOINT=simulator.url,
+        AZURE_OPENAI_API_KEY=simulator.api_key,
+        BATCH_DEPLOYMENT="gpt-4o-batch",
+        AOAI_DEPLOYMENTS='{"default-chat": "gpt-4o"}',
+    )
+
+
+@pytest.fixture(scope="session")
+def app_settings(app_environ: dict[str, str]) -> Settings:
+    return load_settings(app_environ)

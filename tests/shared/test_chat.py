@@ -1,0 +1,299 @@
+"""The chat service against the Azure OpenAI simulator and the Cosmos DB server.
+
+The HTTP boundary (status codes, SSE over the wire) is tested through the local Functions
+host in tests/test_function_app_http.py; here each failure mode is checked at the service.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from devstack.aoai_simulator import (
+    DeploymentConfig,
+    FaultConfig,
+    RunningSimulator,
+    SimulatorConfig,
+    start_simulator,
+)
+from shared.aoai import create_connection
+from shared.chat import SSE_DONE, ChatService
+from shared.errors import (
+    ContentFiltered,
+    InvalidRequest,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from shared.models import ChatRequest
+from shared.settings import Settings, load_settings
+from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store, create_store
+
+
+@pytest.fixture(scope="module")
+async def store(app_settings: Settings) -> AsyncIterator[Store]:
+    store = create_store(app_settings)
+    await store.ensure_schema()
+    yield store
+    await store.aclose()
+
+
+async def service_for(settings: Settings, store: Store) -> AsyncIterator[ChatService]:
+    conn = create_connection(settings)
+    try:
+        yield ChatService(settings, conn.client, store)
+    finally:
+        await conn.aclose()
+
+
+@pytest.fixture
+async def chat(app_settings: Settings, store: Store) -> AsyncIterator[ChatService]:
+    async for service in service_for(app_settings, store):
+        yield service
+
+
+def ask(text: str, **extra: Any) -> ChatRequest:
+    return ChatRequest.model_validate({"messages": [{"role": "user", "content": text}], **extra})
+
+
+def new_id() -> str:
+    return f"req-{uuid.uuid4()}"
+
+
+async def docs_for(store: Store, container: str, request_id: str) -> list[dict[str, Any]]:
+    return await store.query(
+        container, "SELECT * FROM c WHERE c.request_id = @rid", {"@rid": request_id}
+    )
+
+
+def parse_frames(frames: list[str]) -> list[Any]:
+    out: list[Any] = []
+    for frame in frames:
+        assert frame.startswith("data: ") and frame.endswith("\n\n"), frame
+        payload = frame[len("data: ") : -2]
+        out.append(payload if payload == "[DONE]" else json.loads(payload))
+    return out
+
+
+async def collect(frames: AsyncIterator[str]) -> list[Any]:
+    return parse_frames([f async for f in frames])
+
+
+async def test_complete_answers_and_records_usage(chat: ChatService, store: Store) -> None:
+    rid = new_id()
+    answer = await chat.complete(ask("Hello there", tags={"team": "search"}), rid)
+    assert answer.message.content
+    assert answer.deployment == "gpt-4o"
+    assert answer.model.startswith("gpt-4o")  # Azure reports the versioned model name
+    assert answer.finish_reason == "stop"
+    assert answer.usage.prompt_tokens > 0
+    assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
+    assert answer.content_filter is None
+    (usage,) = await docs_for(store, USAGE, rid)
+    assert usage["operation"] == "chat"
+    assert usage["total_tokens"] == answer.usage.total_tokens
+    assert usage["tags"] == {"team": "search"}
+    assert usage["latency_ms"] > 0
+
+
+async def test_alias_maps_to_its_deployment(chat: ChatService) -> None:
+    answer = await chat.complete(ask("hi", model="default-chat"), new_id())
+    assert answer.deployment == "gpt-4o"
+
+
+async def test_max_tokens_cuts_with_finish_reason_length(chat: ChatService) -> None:
+    answer = await chat.complete(ask("Tell me a long story", max_tokens=3), new_id())
+    assert answer.finish_reason == "length"
+    assert answer.usage.completion_tokens == 3
+
+
+async def test_unknown_alias_is_invalid_request_listing_known_models(chat: ChatService) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        await chat.complete(ask("hi", model="gpt-5"), new_id())
+    assert caught.value.details == {
+        "known_models": ["default-chat", "gpt-4o", "gpt-4o-batch", "text-embedding-3-small"]
+    }
+
+
+async def test_filtered_prompt_raises_and_stores_one_event(chat: ChatService, store: Store) -> None:
+    rid = new_id()
+    with pytest.raises(ContentFiltered) as caught:
+        await chat.complete(ask("some forbidden-violence here", user="alice"), rid)
+    assert caught.value.details["stage"] == "prompt"
+    assert caught.value.details["categories"]["violence"].severity == "high"
+    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, rid)
+    assert event["stage"] == "prompt"
+    assert event["source"] == "chat"
+    assert event["categories"]["violence"]["filtered"] is True
+    assert event["deployment"] == "gpt-4o"
+    assert event["text"] is None
+    assert event["user_hash"] and event["user_hash"] != "alice"
+
+
+async def test_filtered_prompt_text_is_kept_only_when_configured(
+    app_environ: dict[str, str], store: Store
+) -> None:
+    settings = load_settings({**app_environ, "CONTENT_FILTER_STORE_TEXT": "true"})
+    rid = new_id()
+    async for chat in service_for(settings, store):
+        with pytest.raises(ContentFiltered):
+            await chat.complete(ask("forbidden-violence again"), rid)
+    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, rid)
+    assert event["text"] == "forbidden-violence again"
+
+
+async def test_filtered_completion_is_flagged_and_stored(chat: ChatService, store: Store) -> None:
+    rid = new_id()
+    answer = await chat.complete(ask("echo: fine words then forbidden-selfharm and more"), rid)
+    assert answer.finish_reason == "content_filter"
+    assert answer.content_filter is not None
+    assert answer.content_filter.stage == "completion"
+    assert answer.content_filter.categories["self_harm"].filtered
+    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, rid)
+    assert event["stage"] == "completion"
+    (usage,) = await docs_for(store, USAGE, rid)
+    assert usage["status"] == "content_filter"
+
+
+async def test_stream_frames_in_order_with_usage_in_done(chat: ChatService, store: Store) -> None:
+    rid = new_id()
+    frames = await collect(await chat.open_stream(ask("echo: one two three four"), rid))
+    assert frames[-1] == "[DONE]"
+    done = frames[-2]
+    deltas = frames[:-2]
+    assert all(f["type"] == "delta" for f in deltas)
+    assert len(deltas) > 1
+    assert "".join(f["content"] for f in deltas) == "one two three four"
+    assert done["type"] == "done"
+    assert done["finish_reason"] == "stop"
+    assert done["usage"]["completion_tokens"] > 0
+    (usage,) = await docs_for(store, USAGE, rid)
+    assert usage["operation"] == "chat_stream"
+    assert usage["status"] == "ok"
+    assert usage["completion_tokens"] == done["usage"]["completion_tokens"]
+
+
+async def test_stream_filtered_mid_way_ends_with_a_filter_frame(
+    chat: ChatService, store: Store
+) -> None:
+    rid = new_id()
+    stream = await chat.open_stream(ask("echo: calm words first then forbidden-selfharm"), rid)
+    frames = await collect(stream)
+    assert frames[0]["type"] == "delta"  # text before the hit was already sent
+    assert frames[-2]["type"] == "content_filter"
+    assert frames[-2]["stage"] == "completion"
+    assert frames[-2]["categories"]["self_harm"]["filtered"] is True
+    assert frames[-1] == "[DONE]"
+    assert not any(f != "[DONE]" and f["type"] == "done" for f in frames)
+    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, rid)
+    assert event["stage"] == "completion"
+
+
+async def test_stream_with_filtered_prompt_raises_before_any_frame(
+    chat: ChatService, store: Store
+) -> None:
+    rid = new_id()
+    with pytest.raises(ContentFiltered):
+        await chat.open_stream(ask("forbidden-violence"), rid)
+    assert len(await docs_for(store, CONTENT_FILTER_EVENTS, rid)) == 1
+
+
+async def test_caller_hanging_up_closes_the_stream_and_records_it(
+    chat: ChatService, store: Store
+) -> None:
+    rid = new_id()
+    stream = await chat.open_stream(ask("echo: " + " ".join(["word"] * 50)), rid)
+    first = await anext(stream)
+    assert first.startswith("data: ")
+    await stream.aclose()  # what the server does when the client disconnects
+    (usage,) = await docs_for(store, USAGE, rid)
+    assert usage["status"] == "cancelled"
+
+
+@pytest.fixture
+def faulty_simulator() -> Iterator[RunningSimulator]:
+    config = SimulatorConfig(
+        deployments=[
+            DeploymentConfig(name="gpt-4o", model="gpt-4o", kind="chat", rpm=1),
+        ],
+    )
+    with start_simulator(config, port=0) as sim:
+        yield sim
+
+
+def settings_for(app_environ: dict[str, str], sim: RunningSimulator, **extra: str) -> Settings:
+    return load_settings(
+        {
+            **app_environ,
+            "AZURE_OPENAI_ENDPOINT": sim.url,
+            "AZURE_OPENAI_API_KEY": sim.api_key,
+            "AOAI_MAX_RETRIES": "0",
+            "AOAI_DEPLOYMENTS": "{}",
+            **extra,
+        }
+    )
+
+
+async def test_rate_limit_after_retries_is_rate_limited_with_retry_after(
+    app_environ: dict[str, str], faulty_simulator: RunningSimulator, store: Store
+) -> None:
+    settings = settings_for(app_environ, faulty_simulator)
+    async for chat in service_for(settings, store):
+        await chat.complete(ask("first"), new_id())
+        with pytest.raises(RateLimited) as caught:
+            await chat.complete(ask("second"), new_id())
+    assert caught.value.retry_after is not None
+    assert caught.value.retry_after > 0
+    assert int(caught.value.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (FaultConfig(error_500=1.0), UpstreamError),
+        (FaultConfig(error_503=1.0), UpstreamError),
+        (FaultConfig(hang=1.0, hang_seconds=5), UpstreamTimeout),
+    ],
+)
+async def test_upstream_failures_map_to_502_and_504(
+    app_environ: dict[str, str], store: Store, fault: FaultConfig, expected: type[Exception]
+) -> None:
+    with start_simulator(SimulatorConfig(faults={"chat": fault}), port=0) as sim:
+        settings = settings_for(app_environ, sim, AOAI_TIMEOUT_SECONDS="0.5")
+        async for chat in service_for(settings, store):
+            with pytest.raises(expected):
+                await chat.complete(ask("hi"), new_id())
+
+
+async def test_stream_broken_off_upstream_ends_with_an_error_frame(
+    app_environ: dict[str, str], store: Store
+) -> None:
+    with start_simulator(SimulatorConfig(faults={"chat": FaultConfig(drop=1.0)}), port=0) as sim:
+        settings = settings_for(app_environ, sim)
+        rid = new_id()
+        async for chat in service_for(settings, store):
+            frames = await collect(await chat.open_stream(ask("hi"), rid))
+    assert frames[-2]["type"] == "error"
+    assert frames[-2]["error"]["code"] == "upstream_error"
+    assert frames[-1] == "[DONE]"
+    (usage,) = await docs_for(store, USAGE, rid)
+    assert usage["status"] == "error"
+
+
+async def test_upstream_auth_failure_is_502_without_the_key(
+    app_environ: dict[str, str], simulator: RunningSimulator, store: Store
+) -> None:
+    settings = settings_for(app_environ, simulator, AZURE_OPENAI_API_KEY="wrong-key-abc123")
+    async for chat in service_for(settings, store):
+        with pytest.raises(UpstreamError) as caught:
+            await chat.complete(ask("hi"), new_id())
+    assert "wrong-key-abc123" not in caught.value.message
+    assert "401" in caught.value.message
+
+
+def test_sse_done_is_the_openai_terminator() -> None:
+    assert SSE_DONE == "data: [DONE]\n\n"

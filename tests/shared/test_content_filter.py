@@ -1,0 +1,111 @@
+"""Reading Azure's content-filter results and shaping events (pure logic)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx2
+import openai
+from openai.types.chat.chat_completion import Choice
+
+from shared.content_filter import (
+    build_event,
+    completion_filter,
+    filtered_only,
+    hash_user,
+    is_prompt_filtered,
+    parse_categories,
+    prompt_filter,
+)
+from shared.models import ContentFilterInfo
+
+AZURE_PROMPT_FILTER_BODY = {
+    "error": {
+        "message": "The response was filtered due to the prompt triggering Azure OpenAI's "
+        "content management policy.",
+        "type": None,
+        "param": "prompt",
+        "code": "content_filter",
+        "status": 400,
+        "innererror": {
+            "code": "ResponsibleAIPolicyViolation",
+            "content_filter_result": {
+                "hate": {"filtered": False, "severity": "safe"},
+                "jailbreak": {"filtered": False, "detected": False},
+                "self_harm": {"filtered": False, "severity": "safe"},
+                "sexual": {"filtered": False, "severity": "safe"},
+                "violence": {"filtered": True, "severity": "high"},
+            },
+        },
+    }
+}
+
+
+def bad_request(body: dict[str, object]) -> openai.BadRequestError:
+    """The exception the SDK raises for this body (built the way the SDK builds it)."""
+    client = openai.OpenAI(api_key="x", base_url="http://127.0.0.1:9")
+    request = httpx2.Request("POST", "http://127.0.0.1:9/chat/completions")
+    response = httpx2.Response(400, json=body, request=request)
+    error = client._make_status_error_from_response(response)
+    client.close()
+    assert isinstance(error, openai.BadRequestError)
+    return error
+
+
+def test_prompt_filter_reads_innererror_categories() -> None:
+    error = bad_request(AZURE_PROMPT_FILTER_BODY)
+    assert is_prompt_filtered(error)
+    info = prompt_filter(error)
+    assert info.stage == "prompt"
+    assert info.categories["violence"].severity == "high"
+    assert info.categories["jailbreak"].detected is False
+    assert list(filtered_only(info)) == ["violence"]
+
+
+def test_other_bad_requests_are_not_filter_hits() -> None:
+    error = bad_request({"error": {"code": "context_length_exceeded", "message": "too long"}})
+    assert not is_prompt_filtered(error)
+
+
+def test_completion_filter_reads_the_choice_extension_field() -> None:
+    choice = Choice.model_validate(
+        {
+            "index": 0,
+            "finish_reason": "content_filter",
+            "message": {"role": "assistant", "content": ""},
+            "content_filter_results": {
+                "violence": {"filtered": True, "severity": "medium"},
+                "hate": {"filtered": False, "severity": "safe"},
+                "custom_blocklists": [],
+            },
+        }
+    )
+    info = completion_filter(choice)
+    assert info is not None
+    assert info.filtered
+    assert set(info.categories) == {"violence", "hate"}
+
+
+def test_choice_without_results_has_no_filter_info() -> None:
+    choice = Choice.model_validate(
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
+    )
+    assert completion_filter(choice) is None
+
+
+def test_parse_categories_skips_malformed_entries() -> None:
+    parsed = parse_categories({"a": {"filtered": "maybe"}, "b": {"filtered": True}, "c": 3})
+    assert list(parsed) == ["b"]
+
+
+def test_event_hashes_user_and_drops_text_unless_asked() -> None:
+    info = ContentFilterInfo(stage="prompt", filtered=True, categories={})
+    now = datetime(2026, 11, 26, 23, 59, tzinfo=UTC)
+    event = build_event(info, source="chat", deployment="d", user="alice", text="secret prompt",
+                        now=now)  # fmt: skip
+    assert event.day == "2026-11-26"
+    assert event.text is None
+    assert event.user_hash == hash_user("alice") != "alice"
+    assert len(event.user_hash or "") == 64
+    kept = build_event(info, source="chat", deployment="d", text="t", store_text=True)
+    assert kept.text == "t"

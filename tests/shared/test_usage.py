@@ -1,0 +1,149 @@
+"""Usage aggregation and cost estimates (pure logic), and the report against real Cosmos."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.models import Usage, UsageQuery, UsageRecord
+from shared.settings import DEFAULT_PRICES, ModelPrice, Settings
+from shared.store import create_store
+from shared.usage import (
+    build_record,
+    cost_usd,
+    price_for,
+    record_usage,
+    resolve_window,
+    summarise,
+    usage_report,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+PRICES = {"gpt-4o": ModelPrice(input=2.5, output=10.0), "emb": ModelPrice(input=0.02)}
+
+
+def rec(
+    *,
+    deployment: str = "gpt-4o",
+    model: str | None = "gpt-4o",
+    prompt: int = 1000,
+    completion: int = 100,
+    mode: str = "realtime",
+    tags: dict[str, str] | None = None,
+    operation: str = "chat",
+    at: datetime = NOW,
+) -> UsageRecord:
+    record = build_record(
+        operation=operation,  # type: ignore[arg-type]
+        deployment=deployment,
+        model=model,
+        usage=Usage(prompt_tokens=prompt, completion_tokens=completion,
+                    total_tokens=prompt + completion),
+        latency_ms=12.345,
+        tags=tags or {},
+        mode=mode,  # type: ignore[arg-type]
+        now=at,
+    )  # fmt: skip
+    return record
+
+
+def test_cost_is_per_million_tokens_and_batch_is_discounted() -> None:
+    realtime = rec(prompt=1_000_000, completion=1_000_000)
+    assert cost_usd(realtime, PRICES, 0.5) == pytest.approx(12.5)
+    batch = rec(prompt=1_000_000, completion=1_000_000, mode="batch")
+    assert cost_usd(batch, PRICES, 0.5) == pytest.approx(6.25)
+    assert cost_usd(rec(model="unknown"), PRICES, 0.5) == 0.0
+
+
+def test_group_by_deployment_sums_tokens_calls_and_cost() -> None:
+    records = [
+        rec(deployment="a", prompt=1000, completion=0),
+        rec(deployment="a", prompt=3000, completion=1000),
+        rec(deployment="b", model="emb", prompt=500, completion=0),
+    ]
+    groups, total, unpriced = summarise(records, "deployment", PRICES, 0.5)
+    assert [(g.key, g.calls, g.prompt_tokens, g.completion_tokens) for g in groups] == [
+        ("a", 2, 4000, 1000),
+        ("b", 1, 500, 0),
+    ]
+    assert groups[0].estimated_cost_usd == pytest.approx((4000 * 2.5 + 1000 * 10) / 1e6)
+    assert total.calls == 3
+    assert total.total_tokens == 5500
+    assert unpriced == []
+
+
+def test_group_by_tag_puts_untagged_calls_under_null() -> None:
+    records = [
+        rec(tags={"team": "search"}),
+        rec(tags={"team": "search"}),
+        rec(tags={"team": "support"}, prompt=10_000),
+        rec(),
+    ]
+    groups, _, _ = summarise(records, "tag:team", PRICES, 0.5)
+    by_key = {g.key: g.calls for g in groups}
+    assert by_key == {"search": 2, "support": 1, None: 1}
+    assert groups[0].key == "support"  # most expensive first
+
+
+def test_versioned_model_names_find_their_price() -> None:
+    prices = {**PRICES, "gpt-4o-mini": ModelPrice(input=0.15, output=0.6)}
+    assert price_for("gpt-4o-2024-08-06", prices) == PRICES["gpt-4o"]
+    assert price_for("gpt-4o-mini-2024-07-18", prices) == prices["gpt-4o-mini"]
+    assert price_for("gpt-4", prices) is None
+    assert price_for(None, prices) is None
+
+
+def test_unpriced_models_are_reported() -> None:
+    _, _, unpriced = summarise([rec(model="mystery")], "model", PRICES, 0.5)
+    assert unpriced == ["mystery"]
+
+
+def test_default_window_is_the_last_day() -> None:
+    since, until = resolve_window(UsageQuery(), now=NOW)
+    assert (since, until) == (NOW - timedelta(hours=24), NOW)
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "message"),
+    [
+        (NOW, NOW - timedelta(hours=1), "since must be before until"),
+        (NOW - timedelta(days=100), NOW, "at most 92 days"),
+    ],
+)
+def test_bad_windows_are_refused(since: datetime, until: datetime, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_window(UsageQuery(since=since, until=until), now=NOW)
+
+
+def test_group_by_must_be_known() -> None:
+    with pytest.raises(ValueError, match="group_by"):
+        UsageQuery.model_validate({"group_by": "colour"})
+
+
+def test_default_prices_cover_the_default_deployments() -> None:
+    assert {"gpt-4o", "text-embedding-3-small"} <= set(DEFAULT_PRICES)
+
+
+async def test_report_reads_only_the_window_from_cosmos(stack_settings: Settings) -> None:
+    store = create_store(stack_settings)
+    await store.ensure_schema()
+    team = f"team-{uuid.uuid4().hex[:8]}"
+    base = datetime(2031, 3, 10, 23, 30, tzinfo=UTC)  # spans midnight: two day partitions
+    try:
+        for minutes, prompt in ((0, 100), (45, 200), (24 * 60, 400)):
+            await record_usage(
+                store, rec(prompt=prompt, completion=0, tags={"team": team},
+                           at=base + timedelta(minutes=minutes)),
+            )  # fmt: skip
+        report = await usage_report(
+            store,
+            UsageQuery(since=base, until=base + timedelta(hours=2), group_by="tag:team"),
+            PRICES,
+            0.5,
+        )
+    finally:
+        await store.aclose()
+    (group,) = [g for g in report.groups if g.key == team]
+    assert (group.calls, group.prompt_tokens) == (2, 300)
