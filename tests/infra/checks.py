@@ -362,6 +362,8 @@ def check_function_app(root: Path) -> Problems:
         and list(unquoted_keys(identity.get("userAssignedIdentities", {}))) == ["${identityId}"],
         "site must run as the user-assigned identity",
     )
+    unsupported = sorted(FLEX_UNSUPPORTED_SETTINGS & set(app_settings(infra)))
+    _expect(problems, not unsupported, f"settings Flex Consumption does not support: {unsupported}")
     module = "modules/function-app.bicep"
     _expect(
         problems,
@@ -675,6 +677,19 @@ def check_required_settings(root: Path, required: frozenset[str]) -> Problems:
         )
     return problems
 
+
+# Flex Consumption sets the runtime in functionAppConfig and has no Azure Files content share.
+FLEX_UNSUPPORTED_SETTINGS = frozenset(
+    {
+        "FUNCTIONS_WORKER_RUNTIME",
+        "FUNCTIONS_EXTENSION_VERSION",
+        "FUNCTIONS_WORKER_RUNTIME_VERSION",
+        "WEBSITE_RUN_FROM_PACKAGE",
+        "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+        "WEBSITE_CONTENTSHARE",
+        "AzureWebJobsStorage",
+    }
+)
 
 SECRET_PATTERNS = [
     r"AccountKey=",

@@ -102,6 +102,12 @@ MUTATIONS = {
         "",
         "storage",
     ),
+    "flex-unsupported-worker-runtime-setting": (
+        "main.bicep",
+        "  PYTHON_ENABLE_INIT_INDEXING: '1'\n",
+        "  PYTHON_ENABLE_INIT_INDEXING: '1'\n  FUNCTIONS_WORKER_RUNTIME: 'python'\n",
+        "function_app",
+    ),
     "storage-public-by-default": (
         "main.bicep",
         "param deployerIpAddress string = ''",
