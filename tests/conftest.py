@@ -29,7 +29,7 @@ def emulators() -> Iterator[EmulatorStack]:
     try:
         yield stack
     finally:
-        stop_emulators(TEST_STATE_DIR)
+        stop_emulators(TEST_STATE_DIR, grace=1.0)
 
 
 def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:

@@ -160,6 +160,10 @@ def start_emulators(
     return EmulatorStack(ports=ports, state_dir=state_dir, started=tuple(started))
 
 
-def stop_emulators(state_dir: Path = DEFAULT_STATE_DIR) -> list[str]:
-    """Stop what `start_emulators` started with this state dir. Returns the names stopped."""
-    return [name for name in ("cosmos", "azurite") if terminate(name, state_dir)]
+def stop_emulators(state_dir: Path = DEFAULT_STATE_DIR, grace: float = 10.0) -> list[str]:
+    """Stop what `start_emulators` started with this state dir. Returns the names stopped.
+
+    Azurite waits for idle keep-alive connections before exiting on SIGTERM; in-memory stacks
+    (tests) have nothing to save, so they pass a short `grace` before SIGKILL.
+    """
+    return [name for name in ("cosmos", "azurite") if terminate(name, state_dir, grace)]

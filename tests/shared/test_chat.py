@@ -6,7 +6,6 @@ host in tests/test_function_app_http.py; here each failure mode is checked at th
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -32,6 +31,7 @@ from shared.errors import (
 from shared.models import ChatRequest
 from shared.settings import Settings, load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store, create_store
+from tests.sse import parse_frames
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +68,6 @@ async def docs_for(store: Store, container: str, request_id: str) -> list[dict[s
     return await store.query(
         container, "SELECT * FROM c WHERE c.request_id = @rid", {"@rid": request_id}
     )
-
-
-def parse_frames(frames: list[str]) -> list[Any]:
-    out: list[Any] = []
-    for frame in frames:
-        assert frame.startswith("data: ") and frame.endswith("\n\n"), frame
-        payload = frame[len("data: ") : -2]
-        out.append(payload if payload == "[DONE]" else json.loads(payload))
-    return out
 
 
 async def collect(frames: AsyncIterator[str]) -> list[Any]:
@@ -131,7 +122,8 @@ async def test_filtered_prompt_raises_and_stores_one_event(chat: ChatService, st
     assert event["categories"]["violence"]["filtered"] is True
     assert event["deployment"] == "gpt-4o"
     assert event["text"] is None
-    assert event["user_hash"] and event["user_hash"] != "alice"
+    assert event["user_hash"]
+    assert event["user_hash"] != "alice"
 
 
 async def test_filtered_prompt_text_is_kept_only_when_configured(

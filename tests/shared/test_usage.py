@@ -35,7 +35,7 @@ def rec(
     operation: str = "chat",
     at: datetime = NOW,
 ) -> UsageRecord:
-    record = build_record(
+    return build_record(
         operation=operation,  # type: ignore[arg-type]
         deployment=deployment,
         model=model,
@@ -46,7 +46,6 @@ def rec(
         mode=mode,  # type: ignore[arg-type]
         now=at,
     )  # fmt: skip
-    return record
 
 
 def test_cost_is_per_million_tokens_and_batch_is_discounted() -> None:
