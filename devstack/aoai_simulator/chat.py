@@ -162,7 +162,7 @@ def _tool_calls(body: dict[str, Any], messages: list[dict[str, Any]], seed: int)
     arguments = fill_schema(
         function.get("parameters") or {"type": "object"}, user_text(messages), seed
     )
-    call_id = "call_" + uuid.UUID(int=seed % (1 << 128)).hex[:24]
+    call_id = "call_" + format(seed_for("call", seed), "016x")
     return [
         {
             "id": call_id,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import httpx
 from openai import AsyncAzureOpenAI, AzureOpenAI
+from pydantic import BaseModel
 
 from devstack.aoai_simulator import RunningSimulator
 
@@ -80,6 +83,21 @@ def test_completion_filter_mid_stream(client: AzureOpenAI) -> None:
     }
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 3
+
+
+class Label(BaseModel):
+    label: Literal["billing issue", "bug report", "other"]
+    extras: list[Literal["urgent", "duplicate"]]
+
+
+def test_stream_helper_parses_structured_output(client: AzureOpenAI) -> None:
+    with client.chat.completions.stream(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "an urgent bug report"}],
+        response_format=Label,
+    ) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.parsed == Label(label="bug report", extras=["urgent"])
 
 
 async def test_async_stream(aclient: AsyncAzureOpenAI) -> None:
