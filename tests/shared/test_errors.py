@@ -1,0 +1,70 @@
+"""SDK errors -> what the caller sees (pure logic on the SDK's own exception objects)."""
+
+from __future__ import annotations
+
+import httpx2
+import openai
+import pytest
+
+from shared.errors import (
+    AppError,
+    InvalidRequest,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    from_openai,
+)
+
+REQUEST = httpx2.Request("POST", "http://127.0.0.1:9/openai/deployments/d/chat/completions")
+
+
+def status_error(status: int, headers: dict[str, str] | None = None) -> openai.APIStatusError:
+    client = openai.OpenAI(api_key="secret-key-xyz", base_url="http://127.0.0.1:9")
+    response = httpx2.Response(
+        status,
+        json={"error": {"code": "X", "message": "upstream text secret-key-xyz"}},
+        headers=headers,
+        request=REQUEST,
+    )
+    error = client._make_status_error_from_response(response)
+    client.close()
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "status"),
+    [
+        (status_error(429, {"retry-after-ms": "1500"}), RateLimited, 429),
+        (status_error(401), UpstreamError, 502),
+        (status_error(403), UpstreamError, 502),
+        (status_error(404), UpstreamError, 502),
+        (status_error(400), InvalidRequest, 400),
+        (status_error(500), UpstreamError, 502),
+        (status_error(503), UpstreamError, 502),
+        (openai.APITimeoutError(request=REQUEST), UpstreamTimeout, 504),
+        (openai.APIConnectionError(request=REQUEST), UpstreamError, 502),
+    ],
+)
+def test_mapping(error: openai.OpenAIError, kind: type[AppError], status: int) -> None:
+    mapped = from_openai(error)
+    assert type(mapped) is kind
+    assert mapped.status == status
+    assert "secret-key-xyz" not in mapped.message
+    assert "secret-key-xyz" not in str(mapped.details)
+
+
+def test_rate_limit_carries_retry_after_rounded_up_to_a_second() -> None:
+    mapped = from_openai(status_error(429, {"retry-after-ms": "1500"}))
+    assert isinstance(mapped, RateLimited)
+    assert mapped.retry_after == 1.5
+    assert mapped.headers == {"Retry-After": "2"}
+
+
+def test_rate_limit_without_header_still_says_when() -> None:
+    mapped = from_openai(status_error(429))
+    assert mapped.headers == {"Retry-After": "1"}
+
+
+def test_detail_has_code_and_message() -> None:
+    detail = InvalidRequest("bad", details=[1]).detail()
+    assert detail.model_dump() == {"code": "invalid_request", "message": "bad", "details": [1]}
