@@ -26,7 +26,7 @@ def authenticate(request: Request, config: SimulatorConfig) -> None:
     authorization = request.headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer":
-        raise errors.unauthorized(bearer=False)
+        raise errors.unauthorized(bearer=False, missing=not authorization)
     token = token.strip()
     accepted = config.bearer_tokens
     if not token or (accepted is not None and token not in accepted):

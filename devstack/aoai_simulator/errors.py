@@ -46,8 +46,13 @@ def invalid_request(message: str, param: str | None = None) -> AzureError:
     )
 
 
-def unauthorized(bearer: bool) -> AzureError:
-    if bearer:
+def unauthorized(bearer: bool, missing: bool = False) -> AzureError:
+    if missing:
+        message = (
+            "Access denied due to missing subscription key. Make sure to include subscription "
+            "key when making requests to an API."
+        )
+    elif bearer:
         message = (
             "Unauthorized. Access token is missing, invalid, audience is incorrect "
             "(https://cognitiveservices.azure.com), or have expired."

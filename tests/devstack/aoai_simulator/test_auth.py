@@ -41,6 +41,14 @@ def test_listed_bearer_tokens_only(sim: RunningSimulator, control: Control) -> N
     assert "Access token is missing, invalid" in caught.value.message
 
 
+def test_missing_credentials_is_401(sim: RunningSimulator, control: Control) -> None:
+    url = f"{sim.url}/openai/deployments/gpt-4o/chat/completions"
+    response = httpx.post(url, params={"api-version": API_VERSION}, json={"messages": HI})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "401"
+    assert "missing subscription key" in response.json()["error"]["message"]
+
+
 def test_unknown_deployment_is_deployment_not_found(client: AzureOpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="no-such-deployment", messages=HI)  # type: ignore[arg-type]
