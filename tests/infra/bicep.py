@@ -207,4 +207,15 @@ class Infra:
 
 
 def parse(root: Path = INFRA_DIR) -> Infra:
+    """The parsed infra under `root`, re-parsed only when a .bicep file there changes."""
+    signature = tuple(
+        (p.as_posix(), p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted(root.rglob("*.bicep"))
+    )
+    return _parse(root, signature)
+
+
+@functools.lru_cache(maxsize=32)
+def _parse(root: Path, signature: tuple[tuple[str, int, int], ...]) -> Infra:
+    del signature  # part of the cache key only
     return Infra(root)

@@ -39,6 +39,15 @@ ZONE_FOR_GROUP = {
     "table": "privatelink.table.${environment().suffixes.storage}",
 }
 
+# Private endpoint group id -> the resource type it must connect to.
+SERVICE_FOR_GROUP = {
+    "account": "Microsoft.CognitiveServices/accounts",
+    "Sql": "Microsoft.DocumentDB/databaseAccounts",
+    "blob": "Microsoft.Storage/storageAccounts",
+    "queue": "Microsoft.Storage/storageAccounts",
+    "table": "Microsoft.Storage/storageAccounts",
+}
+
 COSMOS_CONTAINERS = {
     "jobs": "/job_id",
     "results": "/job_id",
@@ -133,13 +142,14 @@ def check_private_dns(root: Path) -> Problems:
     dns_file, names = _zone_names(infra)
     for zone in ZONE_FOR_GROUP.values():
         _expect(problems, zone in names, f"private DNS zone {zone} missing")
+    zones = infra.one("Microsoft.Network/privateDnsZones")
     links = infra.one("Microsoft.Network/privateDnsZones/virtualNetworkLinks")
+    zone_loop = zones.loop["detail"] if zones.loop else {}
+    link_loop = links.loop["detail"] if links.loop else {}
     _expect(
         problems,
-        links.loop is not None
-        and links.loop["detail"]["array_name"]
-        == infra.one("Microsoft.Network/privateDnsZones").loop["detail"]["array_name"]  # type: ignore[index]
-        and render(links.body.get("parent")) == f"zones[{links.loop['detail'].get('index_name')}]",
+        link_loop.get("array_name") == zone_loop.get("array_name")
+        and render(links.body.get("parent")) == f"{zones.name}[{link_loop.get('index_name')}]",
         "every private DNS zone needs its own VNet link",
     )
     _expect(
@@ -173,6 +183,17 @@ def check_private_endpoints(root: Path) -> Problems:
             problems,
             render(pe.properties.get("subnet", {}).get("id")) == "privateEndpointSubnetId",
             f"{pe}: not in the private-endpoint subnet",
+        )
+        group = group_ids[0] if group_ids else ""
+        linked = (
+            render(connections[0]["properties"].get("privateLinkServiceId")) if connections else ""
+        )
+        by_name = {r.name: r for r in infra.files[pe.file].resources()}
+        target = by_name.get(linked.removesuffix(".id"))
+        _expect(
+            problems,
+            target is not None and target.type == SERVICE_FOR_GROUP.get(group),
+            f"{pe}: group {group} must connect to a {SERVICE_FOR_GROUP.get(group)}, not {linked}",
         )
         mine = [g for g in groups if g.file == pe.file and render(g.body.get("parent")) == pe.name]
         if len(mine) != 1:
