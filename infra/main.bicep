@@ -268,6 +268,7 @@ output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
 output COSMOS_DATABASE string = cosmos.outputs.databaseName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output AZURE_DEPLOYMENT_CONTAINER string = storage.outputs.deploymentContainerName
 output EMBEDDING_QUEUE string = embeddingQueueName
 output CLASSIFICATION_QUEUE string = classificationQueueName
 output CLAIM_CHECK_CONTAINER string = claimCheckContainerName
