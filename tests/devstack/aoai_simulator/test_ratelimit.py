@@ -58,9 +58,9 @@ def test_token_quota_counts_max_tokens(client: AzureOpenAI, control: Control) ->
 
 
 def test_sdk_retry_honours_retry_after_ms(client: AzureOpenAI, control: Control) -> None:
-    # A 0.3 s window with 1 request: the second call is refused with retry-after-ms of about
-    # 300, the SDK waits that long (not its own backoff) and the retry then succeeds.
-    control.patch({"deployments": {"gpt-4o": {"rpm": 200}}, "rate_limit": {"window_seconds": 0.3}})
+    # A 1 s window with 1 request: the second call is refused with retry-after-ms of under
+    # 1000, the SDK waits that long (not its own backoff) and the retry then succeeds.
+    control.patch({"deployments": {"gpt-4o": {"rpm": 60}}, "rate_limit": {"window_seconds": 1}})
     client.chat.completions.create(model="gpt-4o", messages=HI)  # type: ignore[arg-type]
     result = client.chat.completions.create(model="gpt-4o", messages=HI)  # type: ignore[arg-type]
     assert result.choices[0].finish_reason == "stop"
