@@ -1,0 +1,244 @@
+"""Queue triggers with the WebJobs SDK's listener semantics.
+
+- Poll with exponential back-off from 100 ms up to `maxPollingInterval`; reset on a message.
+- Fetch `batchSize` messages; fetch again only when in-flight invocations drop to
+  `newBatchThreshold`, so at most `batchSize + newBatchThreshold` run at once per queue.
+- A fetched message is leased (invisible) and the lease renewed at half its length while the
+  invocation runs. Success deletes it; failure makes it visible again after
+  `visibilityTimeout`; a failure at `maxDequeueCount` (or an undecodable body) copies the raw
+  message to `<queue>-poison` (created if missing) and deletes the original.
+- Stop: no new fetches; running invocations get a grace period; a message whose invocation did
+  not finish is made visible again, never deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.functions.queue import QueueMessage as FunctionQueueMessage
+from azure.storage.queue import QueueMessage as StorageMessage
+
+from devstack.functions_host.connections import (
+    ClientPool,
+    StorageConnection,
+    describe,
+    resolve_connection,
+)
+from devstack.functions_host.indexing import FunctionSpec
+from devstack.functions_host.invocation import InvocationError, Invoker
+from devstack.functions_host.logs import log
+from devstack.functions_host.settings import QueueOptions, resolve_references
+
+MIN_POLLING_INTERVAL = 0.1
+# The SDK leases a fetched message for 10 minutes and renews at half that while it runs.
+DEFAULT_LEASE = timedelta(minutes=10)
+
+
+class UndecodableMessage(ValueError):
+    pass
+
+
+def decode_body(content: str, encoding: str) -> bytes:
+    if encoding == "none":
+        return content.encode()
+    try:
+        return base64.b64decode(content, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UndecodableMessage("message is not valid base64") from exc
+
+
+@dataclass
+class _Lease:
+    message: StorageMessage
+    pop_receipt: str
+    abandoned: bool = False
+
+
+class QueueListener:
+    """Polls one queue for one function. `start()`, then `stop(grace)`."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        invoker: Invoker,
+        options: QueueOptions,
+        clients: ClientPool,
+        *,
+        lease: timedelta = DEFAULT_LEASE,
+    ) -> None:
+        self.spec = spec
+        self.queue_name = resolve_references(str(spec.trigger["queueName"])).lower()
+        self.connection: StorageConnection = resolve_connection(
+            spec.trigger.get("connection"), "queue"
+        )
+        self._invoker = invoker
+        self._options = options
+        self._client = clients.queue(self.connection, self.queue_name)
+        self._poison = clients.queue(self.connection, f"{self.queue_name}-poison")
+        self._lease = lease.total_seconds()
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._in_flight: dict[asyncio.Task[None], _Lease] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        log.info("Listening on queue '%s' via %s", self.queue_name, describe(self.connection))
+        self._poller = asyncio.create_task(self._poll(), name=f"queue:{self.queue_name}")
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def stop(self, grace: float) -> None:
+        """Stop fetching; wait up to `grace` s for running invocations; release the rest."""
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        pending = set(self._in_flight)
+        if pending:
+            log.info("Waiting up to %.0fs for %d invocation(s) of %s", grace, len(pending),
+                     self.spec.name)  # fmt: skip
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        abandoned = [self._in_flight[t] for t in pending if t in self._in_flight]
+        for lease in abandoned:
+            lease.abandoned = True
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for lease in abandoned:
+            log.warning("Message %s was not processed; it is visible again", lease.message.id)
+            await self._release(lease, 0)
+
+    async def _poll(self) -> None:
+        delay = MIN_POLLING_INTERVAL
+        max_delay = max(self._options.max_polling_interval.total_seconds(), MIN_POLLING_INTERVAL)
+        while not self._stopping.is_set():
+            while self.in_flight > self._options.new_batch_threshold:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+            try:
+                batch = await self._fetch()
+            except Exception:
+                log.exception("Polling queue '%s' failed; retrying", self.queue_name)
+                batch = []
+            for message in batch:
+                lease = _Lease(message=message, pop_receipt=message.pop_receipt or "")
+                task = asyncio.create_task(self._process(lease))
+                self._in_flight[task] = lease
+                task.add_done_callback(self._done)
+            if batch:
+                delay = MIN_POLLING_INTERVAL
+                continue
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+        self._slot_freed.set()
+
+    async def _fetch(self) -> list[StorageMessage]:
+        size = self._options.batch_size
+        try:
+            return [
+                m
+                async for m in self._client.receive_messages(
+                    messages_per_page=size, max_messages=size, visibility_timeout=int(self._lease)
+                )
+            ]
+        except ResourceNotFoundError:
+            return []  # the queue does not exist yet: nothing to do, as in the host
+
+    async def _process(self, lease: _Lease) -> None:
+        try:
+            await self._handle(lease)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease runs out and the message comes back: nothing is lost.
+            log.exception("Completing message %s on '%s' failed", lease.message.id,
+                          self.queue_name)  # fmt: skip
+
+    async def _handle(self, lease: _Lease) -> None:
+        message = lease.message
+        try:
+            body = decode_body(message.content, self._options.message_encoding)
+        except UndecodableMessage:
+            log.error("Message %s on '%s' cannot be decoded as %s; moving it to poison",
+                      message.id, self.queue_name, self._options.message_encoding)  # fmt: skip
+            await self._move_to_poison(lease)
+            return
+        renew = asyncio.create_task(self._keep_alive(lease))
+        succeeded = False
+        try:
+            await self._invoker.invoke(self.spec, self._argument(message, body), self._reason)
+            succeeded = True
+        except InvocationError:
+            pass
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renew
+        if lease.abandoned:
+            return
+        if succeeded:
+            await self._client.delete_message(message.id, lease.pop_receipt)
+        elif (message.dequeue_count or 0) >= self._options.max_dequeue_count:
+            log.warning("Message %s has reached MaxDequeueCount of %d; moving it to '%s-poison'",
+                        message.id, self._options.max_dequeue_count, self.queue_name)  # fmt: skip
+            await self._move_to_poison(lease)
+        else:
+            await self._release(lease, int(self._options.visibility_timeout.total_seconds()))
+
+    @property
+    def _reason(self) -> str:
+        return f"New queue message detected on '{self.queue_name}'."
+
+    def _argument(self, message: StorageMessage, body: bytes) -> Any:
+        annotation = self.spec.annotations.get(self.spec.trigger_param)
+        if annotation is str:
+            return body.decode()
+        if annotation is bytes:
+            return body
+        return FunctionQueueMessage(  # type: ignore[no-untyped-call]
+            id=message.id,
+            body=body,
+            dequeue_count=message.dequeue_count,
+            expiration_time=message.expires_on,
+            insertion_time=message.inserted_on,
+            time_next_visible=message.next_visible_on,
+            pop_receipt=message.pop_receipt,
+        )
+
+    async def _keep_alive(self, lease: _Lease) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 2)
+            updated = await self._client.update_message(
+                lease.message.id, lease.pop_receipt, visibility_timeout=int(self._lease)
+            )
+            lease.pop_receipt = updated.pop_receipt or lease.pop_receipt
+
+    async def _release(self, lease: _Lease, visibility_timeout: int) -> None:
+        try:
+            await self._client.update_message(
+                lease.message.id, lease.pop_receipt, visibility_timeout=visibility_timeout
+            )
+        except ResourceNotFoundError:
+            log.warning("Message %s was gone before it could be released", lease.message.id)
+
+    async def _move_to_poison(self, lease: _Lease) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            await self._poison.create_queue()
+        # The raw text is copied, still encoded, so a poison-queue trigger decodes it the same way.
+        await self._poison.send_message(lease.message.content)
+        await self._client.delete_message(lease.message.id, lease.pop_receipt)
