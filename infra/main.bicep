@@ -163,6 +163,7 @@ module openAi 'modules/openai.bicep' = {
     name: 'oai-${resourceToken}'
     location: openAiLocation
     tags: tags
+    privateEndpointLocation: location
     privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
     openAiZoneId: privateDns.outputs.openAiZoneId
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId

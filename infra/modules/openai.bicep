@@ -7,6 +7,8 @@ param location string
 param tags object = {}
 
 param customSubDomainName string = name
+@description('Region of the VNet: the private endpoint lives there even when the account does not.')
+param privateEndpointLocation string = location
 param privateEndpointSubnetId string
 param openAiZoneId string
 param logAnalyticsWorkspaceId string
@@ -121,7 +123,7 @@ resource batchDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-
 
 resource privateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = {
   name: 'pe-${name}'
-  location: location
+  location: privateEndpointLocation
   tags: tags
   properties: {
     subnet: {

@@ -184,6 +184,13 @@ def check_private_endpoints(root: Path) -> Problems:
             render(pe.properties.get("subnet", {}).get("id")) == "privateEndpointSubnetId",
             f"{pe}: not in the private-endpoint subnet",
         )
+        # A private endpoint must be in its VNet's region, wherever the service is.
+        _expect(
+            problems,
+            _passes(infra, pe.file, render(pe.body.get("location")))
+            == _passes(infra, "modules/network.bicep", "location"),
+            f"{pe}: not in the VNet's region",
+        )
         group = group_ids[0] if group_ids else ""
         linked = (
             render(connections[0]["properties"].get("privateLinkServiceId")) if connections else ""

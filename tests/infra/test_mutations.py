@@ -72,6 +72,12 @@ MUTATIONS = {
         "  STORAGE: 'DefaultEndpointsProtocol=https;AccountKey=${deployerIpAddress}'",
         "no_secrets",
     ),
+    "openai-endpoint-in-the-openai-region": (
+        "modules/openai.bicep",
+        "  location: privateEndpointLocation\n",
+        "  location: location\n",
+        "private_endpoints",
+    ),
     "app-subnet-not-delegated": (
         "modules/network.bicep",
         "serviceName: 'Microsoft.App/environments'",
