@@ -1,0 +1,90 @@
+"""Run the real app under the local Functions host, as a separate process.
+
+The app folder is a temporary directory holding links to `function_app.py`, `shared/` and
+`host.json` plus a `local.settings.json` pointing at the test stack, so the developer's own
+`local.settings.json` is never read or changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from devstack.emulators.processes import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTION_KEY = "test-function-key"
+
+
+@dataclass(frozen=True)
+class AppHost:
+    url: str  # http://127.0.0.1:<port>/api
+    key: str
+    log: Path
+
+    def headers(self) -> dict[str, str]:
+        return {"x-functions-key": self.key}
+
+
+def make_app_dir(target: Path, environ: Mapping[str, str]) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("function_app.py", "shared", "host.json"):
+        link = target / name
+        if not link.exists():
+            link.symlink_to(ROOT / name)
+    values = {
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "PYTHON_ENABLE_INIT_INDEXING": "1",
+        "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
+        **environ,
+    }
+    (target / "local.settings.json").write_text(json.dumps({"Values": values}))
+    return target
+
+
+@contextmanager
+def run_app_host(
+    app_dir: Path, *, timeout: float = 60.0, extra_env: Mapping[str, str] | None = None
+) -> Iterator[AppHost]:
+    port = free_port()
+    log = app_dir / "host.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "COSMOS_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra_env or {})
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(app_dir),
+             "--port", str(port), "--shutdown-grace", "5"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    host = AppHost(url=f"http://127.0.0.1:{port}/api", key=FUNCTION_KEY, log=log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the host exited early:\n{log.read_text()}")
+            try:
+                httpx.get(f"{host.url}/openapi.json", timeout=1.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the host did not listen:\n{log.read_text()}") from None
+                time.sleep(0.1)
+        yield host
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

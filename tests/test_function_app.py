@@ -1,0 +1,301 @@
+"""The HTTP API end to end: the real function_app.py under the local Functions host, the
+Azure OpenAI simulator, Azurite and the Cosmos DB server, driven over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.aoai_simulator import RunningSimulator
+from devstack.emulators.processes import free_port
+from devstack.provision import provision
+from shared.settings import Settings, load_settings
+from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store, create_store
+from tests.app_host import AppHost, make_app_dir, run_app_host
+from tests.sse import parse_frames, split_stream
+
+# The SDK retries once, quickly: the simulator is told to ask for 100 ms (see `throttled`).
+HOST_SETTINGS = {"AOAI_MAX_RETRIES": "1", "AOAI_TIMEOUT_SECONDS": "10"}
+
+
+def chat_body(text: str, **extra: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}], **extra}
+
+
+@pytest.fixture(scope="module")
+async def store(app_settings: Settings) -> AsyncIterator[Store]:
+    await provision(app_settings)
+    store = create_store(app_settings)
+    yield store
+    await store.aclose()
+
+
+@pytest.fixture(scope="module")
+def host(
+    app_environ: dict[str, str], store: Store, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppHost]:
+    app_dir = make_app_dir(tmp_path_factory.mktemp("app"), {**app_environ, **HOST_SETTINGS})
+    with run_app_host(app_dir) as running:
+        yield running
+
+
+@pytest.fixture
+async def http(host: AppHost) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=host.url, headers=host.headers(), timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+async def sim_control(simulator: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
+    """The simulator's control plane; its config and quotas are restored afterwards."""
+    async with httpx.AsyncClient(base_url=simulator.url) as client:
+        yield client
+        (await client.post("/sim/reset", json={"config": True})).raise_for_status()
+
+
+async def docs_for(store: Store, container: str, request_id: str) -> list[dict[str, Any]]:
+    return await store.query(
+        container, "SELECT * FROM c WHERE c.request_id = @rid", {"@rid": request_id}
+    )
+
+
+def rid() -> str:
+    return f"it-{uuid.uuid4()}"
+
+
+async def test_json_chat(http: httpx.AsyncClient) -> None:
+    request_id = rid()
+    r = await http.post("/chat", json=chat_body("Hello"), headers={"x-request-id": request_id})
+    assert r.status_code == 200
+    assert r.headers["x-request-id"] == request_id
+    body = r.json()
+    assert set(body) == {
+        "id", "model", "deployment", "message", "finish_reason", "usage", "content_filter",
+    }  # fmt: skip
+    assert body["message"]["role"] == "assistant"
+    assert body["message"]["content"]
+    assert body["deployment"] == "gpt-4o"
+    assert body["usage"]["total_tokens"] > 0
+
+
+async def test_streamed_chat_frames(http: httpx.AsyncClient, store: Store) -> None:
+    request_id = rid()
+    r = await http.post(
+        "/chat",
+        json=chat_body("echo: alpha beta gamma", stream=True),
+        headers={"x-request-id": request_id},
+    )
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    frames = parse_frames(split_stream(r.text))
+    assert [f["type"] for f in frames[:-2]] == ["delta"] * (len(frames) - 2)
+    assert "".join(f["content"] for f in frames[:-2]) == "alpha beta gamma"
+    assert frames[-2]["type"] == "done"
+    assert frames[-2]["usage"]["completion_tokens"] == 3
+    assert frames[-1] == "[DONE]"
+    (usage,) = await docs_for(store, USAGE, request_id)
+    assert usage["operation"] == "chat_stream"
+
+
+async def test_first_byte_arrives_before_the_function_ends(
+    http: httpx.AsyncClient, store: Store, sim_control: httpx.AsyncClient
+) -> None:
+    """The usage document is written when the function's stream ends; the first frame must
+    reach the client while it does not exist yet."""
+    slow = {"latency": {"per_token_ms": 100}}
+    (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
+    request_id = rid()
+    words = " ".join(f"w{i}" for i in range(30))
+    async with http.stream(
+        "POST", "/chat", json=chat_body(f"echo: {words}", stream=True),
+        headers={"x-request-id": request_id},
+    ) as r:  # fmt: skip
+        assert r.status_code == 200
+        lines = r.aiter_lines()
+        first = await anext(lines)
+        assert first.startswith('data: {"type":"delta"')
+        assert await docs_for(store, USAGE, request_id) == []
+        rest = [line async for line in lines]
+    assert rest[-2] == "data: [DONE]" or rest[-1] == "data: [DONE]"
+    for _ in range(50):
+        if await docs_for(store, USAGE, request_id):
+            break
+        await asyncio.sleep(0.1)
+    (usage,) = await docs_for(store, USAGE, request_id)
+    assert usage["status"] == "ok"
+
+
+async def test_filtered_prompt_is_400_with_categories_and_one_event(
+    http: httpx.AsyncClient, store: Store
+) -> None:
+    request_id = rid()
+    r = await http.post(
+        "/chat",
+        json=chat_body("forbidden-violence please", user="bob"),
+        headers={"x-request-id": request_id},
+    )
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == "content_filter"
+    assert error["details"]["categories"]["violence"] == {
+        "filtered": True, "severity": "high", "detected": None,
+    }  # fmt: skip
+    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, request_id)
+    assert event["stage"] == "prompt"
+    assert event["text"] is None
+
+
+async def test_filtered_completion_is_flagged_with_one_event(
+    http: httpx.AsyncClient, store: Store
+) -> None:
+    request_id = rid()
+    r = await http.post(
+        "/chat",
+        json=chat_body("echo: all good then forbidden-selfharm"),
+        headers={"x-request-id": request_id},
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body["finish_reason"] == "content_filter"
+    assert body["content_filter"]["stage"] == "completion"
+    assert body["content_filter"]["categories"]["self_harm"]["filtered"] is True
+    assert len(await docs_for(store, CONTENT_FILTER_EVENTS, request_id)) == 1
+
+
+async def test_filtered_mid_stream_ends_with_filter_frame_and_one_event(
+    http: httpx.AsyncClient, store: Store
+) -> None:
+    request_id = rid()
+    r = await http.post(
+        "/chat",
+        json=chat_body("echo: fine words then forbidden-selfharm", stream=True),
+        headers={"x-request-id": request_id},
+    )
+    assert r.status_code == 200
+    frames = parse_frames(split_stream(r.text))
+    assert frames[0]["type"] == "delta"
+    assert frames[-2]["type"] == "content_filter"
+    assert frames[-1] == "[DONE]"
+    assert len(await docs_for(store, CONTENT_FILTER_EVENTS, request_id)) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_rate_limit_passes_through_with_retry_after(
+    http: httpx.AsyncClient, sim_control: httpx.AsyncClient, stream: bool
+) -> None:
+    tight = {"deployments": {"gpt-4o": {"rpm": 1}}, "rate_limit": {"retry_after_ms": 100}}
+    (await sim_control.patch("/sim/config", json=tight)).raise_for_status()
+    (await sim_control.post("/sim/reset", json={"config": False})).raise_for_status()
+    assert (await http.post("/chat", json=chat_body("one"))).status_code == 200
+    r = await http.post("/chat", json=chat_body("two", stream=stream))
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "1"
+    assert r.json()["error"]["code"] == "rate_limited"
+    gpt4o = (await sim_control.get("/sim/stats")).json()["deployments"]["gpt-4o"]
+    # One answered call, then the app's call and the SDK's one retry, both throttled.
+    assert (gpt4o["requests"], gpt4o["throttled"], gpt4o["retries"]) == (3, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"messages": []}, 400, "invalid_request"),
+        (chat_body("x", temperature=9), 400, "invalid_request"),
+        (chat_body("x", model="gpt-5"), 400, "invalid_request"),
+        (chat_body("x" * (5 * 1024 * 1024)), 413, "too_large"),
+    ],
+)
+async def test_bad_requests(
+    http: httpx.AsyncClient, body: dict[str, Any], status: int, code: str
+) -> None:
+    r = await http.post("/chat", json=body)
+    assert r.status_code == status
+    assert r.json()["error"]["code"] == code
+
+
+async def test_unknown_alias_lists_known_models(http: httpx.AsyncClient) -> None:
+    r = await http.post("/chat", json=chat_body("x", model="gpt-5"))
+    assert "gpt-4o" in r.json()["error"]["details"]["known_models"]
+
+
+async def test_body_that_is_not_json_is_400(http: httpx.AsyncClient) -> None:
+    r = await http.post("/chat", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"]["details"][0]["type"] == "json_invalid"
+
+
+async def test_function_key_is_required(host: AppHost) -> None:
+    async with httpx.AsyncClient(base_url=host.url) as anonymous:
+        assert (await anonymous.post("/chat", json=chat_body("hi"))).status_code == 401
+        assert (await anonymous.get("/health")).status_code == 200
+        assert (await anonymous.get("/openapi.json")).json()["openapi"].startswith("3.")
+
+
+async def test_usage_groups_by_tag_with_cost(http: httpx.AsyncClient) -> None:
+    team = f"team-{uuid.uuid4().hex[:8]}"
+    for _ in range(2):
+        r = await http.post("/chat", json=chat_body("count me", tags={"team": team}))
+        assert r.status_code == 200
+    r = await http.get("/usage", params={"group_by": "tag:team"})
+    assert r.status_code == 200
+    (group,) = [g for g in r.json()["groups"] if g["key"] == team]
+    assert group["calls"] == 2
+    assert group["estimated_cost_usd"] > 0
+    expected = (group["prompt_tokens"] * 2.5 + group["completion_tokens"] * 10.0) / 1e6
+    assert group["estimated_cost_usd"] == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"group_by": "colour"},
+        {"since": "yesterday"},
+        {"since": "2026-01-02", "until": "2026-01-01"},
+    ],
+)
+async def test_usage_rejects_bad_queries(http: httpx.AsyncClient, params: dict[str, str]) -> None:
+    r = await http.get("/usage", params=params)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_request"
+
+
+async def test_health_ok(http: httpx.AsyncClient) -> None:
+    r = await http.get("/health")
+    assert r.status_code == 200
+    assert {name: c["ok"] for name, c in r.json()["checks"].items()} == {
+        "cosmos": True, "queues": True, "azure_openai": True,
+    }  # fmt: skip
+
+
+def test_health_is_503_when_cosmos_is_down(
+    app_environ: dict[str, str], tmp_path: Path, store: Store
+) -> None:
+    dead = f"https://127.0.0.1:{free_port()}"
+    app_dir = make_app_dir(tmp_path / "app", {**app_environ, "COSMOS_ENDPOINT": dead})
+    with run_app_host(app_dir) as host:
+        r = httpx.get(f"{host.url}/health", timeout=30)
+    assert r.status_code == 503
+    body = r.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["cosmos"]["ok"] is False
+    assert body["checks"]["queues"]["ok"] is True
+
+
+def test_missing_setting_stops_start_up_naming_it(
+    app_environ: dict[str, str], tmp_path: Path
+) -> None:
+    environ = {k: v for k, v in app_environ.items() if k != "COSMOS_ENDPOINT"}
+    app_dir = make_app_dir(tmp_path / "app", environ)
+    with pytest.raises(RuntimeError) as caught, run_app_host(app_dir, timeout=30):
+        pass
+    assert "missing required setting: COSMOS_ENDPOINT" in str(caught.value)
+
+
+def test_settings_used_here_are_valid(app_environ: dict[str, str]) -> None:
+    load_settings({**app_environ, **HOST_SETTINGS})
