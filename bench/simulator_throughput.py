@@ -15,51 +15,21 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 from openai import AsyncAzureOpenAI
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench._serve import serve
+from devstack.emulators.processes import free_port
+
 API_VERSION = "2024-10-21"
 MODEL = "text-embedding-3-small"
 KEY = "bench-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def _serve(args: list[str], ready_url: str) -> Iterator[None]:
-    process = subprocess.Popen([sys.executable, *args], cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(ready_url, timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {args}") from None
-                time.sleep(0.1)
-        yield
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 async def _load(url: str, requests: int, concurrency: int, time_limit: float) -> dict[str, Any]:
@@ -159,16 +129,16 @@ def main(argv: list[str] | None = None) -> None:
                 }
             )
         )
-        sim_port, base_port = _free_port(), _free_port()
+        sim_port, base_port = free_port(), free_port()
         sim_url, base_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{base_port}"
         sim_args = ["-m", "devstack.aoai_simulator", "--port", str(sim_port)]
         sim_args += ["--config", str(config_file), "--log-level", "warning"]
-        with _serve(sim_args, f"{sim_url}/sim/stats"):
+        with serve(sim_args, f"{sim_url}/sim/stats"):
             simulator = asyncio.run(
                 _load(sim_url, args.requests, args.concurrency, args.time_limit)
             )
         base_args = ["-m", "bench.simulator_throughput", "--baseline-server", str(base_port)]
-        with _serve(base_args, f"{base_url}/"):
+        with serve(base_args, f"{base_url}/"):
             baseline = asyncio.run(
                 _load(base_url, args.requests, args.concurrency, args.time_limit)
             )

@@ -9,12 +9,12 @@ import pytest
 
 from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
 from devstack.emulators import (
-    COSMOS_EMULATOR_KEY,
     EmulatorPorts,
     EmulatorStack,
     start_emulators,
     stop_emulators,
 )
+from devstack.hosted_app import stack_environ
 from shared.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,22 +30,6 @@ def emulators() -> Iterator[EmulatorStack]:
         yield stack
     finally:
         stop_emulators(TEST_STATE_DIR, grace=1.0)
-
-
-def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
-    """App settings pointing at the local emulators (Azure OpenAI endpoint to be overridden)."""
-    return {
-        "AZURE_OPENAI_ENDPOINT": "http://127.0.0.1:9",
-        "AZURE_OPENAI_API_KEY": "local-simulator-key",
-        "CHAT_DEPLOYMENT": "gpt-4o",
-        "EMBEDDING_DEPLOYMENT": "text-embedding-3-small",
-        "COSMOS_ENDPOINT": stack.cosmos_endpoint,
-        "COSMOS_KEY": COSMOS_EMULATOR_KEY,
-        "COSMOS_VERIFY_TLS": "false",
-        "COSMOS_DATABASE": "aoai-test",
-        "AzureWebJobsStorage": stack.storage_connection_string,
-        **overrides,
-    }
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from devstack.emulators.processes import free_port
 from devstack.provision import provision
 from shared.settings import Settings, load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store, create_store
-from tests.app_host import AppHost, make_app_dir, run_app_host
+from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from tests.sse import parse_frames, split_stream
 
 # The SDK retries once, quickly: the simulator is told to ask for 100 ms (see `throttled`).

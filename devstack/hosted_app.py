@@ -1,4 +1,4 @@
-"""Run the real app under the local Functions host, as a separate process.
+"""Run the real app under the local Functions host, as a separate process (tests, benchmarks).
 
 The app folder is a temporary directory holding links to `function_app.py`, `shared/` and
 `host.json` plus a `local.settings.json` pointing at the test stack, so the developer's own
@@ -20,10 +20,27 @@ from pathlib import Path
 
 import httpx
 
+from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorStack
 from devstack.emulators.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 FUNCTION_KEY = "test-function-key"
+
+
+def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
+    """App settings pointing at the local emulators (Azure OpenAI endpoint to be overridden)."""
+    return {
+        "AZURE_OPENAI_ENDPOINT": "http://127.0.0.1:9",
+        "AZURE_OPENAI_API_KEY": "local-simulator-key",
+        "CHAT_DEPLOYMENT": "gpt-4o",
+        "EMBEDDING_DEPLOYMENT": "text-embedding-3-small",
+        "COSMOS_ENDPOINT": stack.cosmos_endpoint,
+        "COSMOS_KEY": COSMOS_EMULATOR_KEY,
+        "COSMOS_VERIFY_TLS": "false",
+        "COSMOS_DATABASE": "aoai-test",
+        "AzureWebJobsStorage": stack.storage_connection_string,
+        **overrides,
+    }
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,20 @@
+"""`python -m bench`: run every benchmark; each prints one JSON object on its own line."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import chat_ttfb, simulator_throughput
+
+BENCHMARKS = (simulator_throughput.main, chat_ttfb.main)
+
+
+def main() -> int:
+    for run in BENCHMARKS:
+        run([])
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Streaming overhead: time to the first content token through `/api/chat` against the same
+request sent straight to the Azure OpenAI simulator, in the same run.
+
+    .venv/bin/python -m bench.chat_ttfb [--requests 200] [--per-token-ms 0]
+
+Starts its own emulators, the simulator and the real app under the local Functions host, each
+in its own process on free ports. Requests alternate between the two paths so drift on
+the machine affects both alike. The clock runs from sending the request to reading the first
+frame that carries text: the first `delta` frame of `/api/chat`, the first chunk with
+`choices[0].delta.content` from the simulator (its empty prompt-filter chunk comes earlier and
+is not text). Prints one JSON object; the target is under 5 ms added at p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._serve import serve
+from devstack.aoai_simulator import LatencyConfig, SimulatorConfig
+from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
+from devstack.emulators.processes import free_port
+from devstack.hosted_app import make_app_dir, run_app_host, stack_environ
+from devstack.provision import provision
+from shared.settings import load_settings
+
+API_VERSION = "2024-10-21"
+PROMPT = "echo: " + " ".join(f"token{i}" for i in range(20))
+TARGET_ADDED_P50_MS = 5.0
+
+
+async def _first_text(client: httpx.AsyncClient, url: str, body: dict[str, Any],
+                      headers: dict[str, str], is_text: Any) -> float:  # fmt: skip
+    started = time.perf_counter()
+    async with client.stream("POST", url, json=body, headers=headers) as response:
+        response.raise_for_status()
+        first: float | None = None
+        async for line in response.aiter_lines():
+            if first is None and line.startswith("data: {") and is_text(json.loads(line[6:])):
+                first = (time.perf_counter() - started) * 1000
+        if first is None:
+            raise RuntimeError(f"no text frame from {url}")
+        return first
+
+
+def _app_text(frame: dict[str, Any]) -> bool:
+    return frame.get("type") == "delta"
+
+
+def _direct_text(chunk: dict[str, Any]) -> bool:
+    choices = chunk.get("choices") or []
+    return bool(choices and (choices[0].get("delta") or {}).get("content"))
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+    }
+
+
+async def _measure(app_url: str, key: str, sim_url: str, sim_key: str, n: int) -> dict[str, Any]:
+    app_body = {"messages": [{"role": "user", "content": PROMPT}], "stream": True}
+    direct_body = {**app_body, "stream_options": {"include_usage": True}}
+    direct_url = f"{sim_url}/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
+    app_samples: list[float] = []
+    direct_samples: list[float] = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(n + 20):  # the first 20 of each warm connections and code paths
+            app = await _first_text(client, f"{app_url}/chat", app_body,
+                                    {"x-functions-key": key}, _app_text)  # fmt: skip
+            direct = await _first_text(client, direct_url, direct_body,
+                                       {"api-key": sim_key}, _direct_text)  # fmt: skip
+            if i >= 20:
+                app_samples.append(app)
+                direct_samples.append(direct)
+    via_app, straight = _summary(app_samples), _summary(direct_samples)
+    added_p50 = round(via_app["p50_ms"] - straight["p50_ms"], 3)
+    return {
+        "via_api_chat": via_app,
+        "straight_to_simulator": straight,
+        "added_p50_ms": added_p50,
+        "added_p99_ms": round(via_app["p99_ms"] - straight["p99_ms"], 3),
+        "target_added_p50_ms": TARGET_ADDED_P50_MS,
+        "within_target": added_p50 < TARGET_ADDED_P50_MS,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--per-token-ms", type=float, default=0.0,
+                        help="simulator stream pace (0: as fast as it can)")  # fmt: skip
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "emulators"
+        stack = start_emulators(EmulatorPorts.free(), state, in_memory=True)
+        config = SimulatorConfig(latency=LatencyConfig(per_token_ms=args.per_token_ms))
+        config_file = Path(tmp) / "simulator.json"
+        config_file.write_text(config.model_dump_json())
+        sim_url, sim_key = f"http://127.0.0.1:{free_port()}", config.api_keys[0]
+        sim_args = ["-m", "devstack.aoai_simulator", "--port", sim_url.rsplit(":", 1)[1]]
+        sim_args += ["--config", str(config_file), "--log-level", "warning"]
+        try:
+            with serve(sim_args, f"{sim_url}/sim/stats"):
+                environ = stack_environ(
+                    stack, AZURE_OPENAI_ENDPOINT=sim_url, AZURE_OPENAI_API_KEY=sim_key
+                )
+                asyncio.run(provision(load_settings(environ)))
+                app_dir = make_app_dir(Path(tmp) / "app", environ)
+                with run_app_host(app_dir) as host:
+                    result = asyncio.run(
+                        _measure(host.url, host.key, sim_url, sim_key, args.requests)
+                    )
+        finally:
+            stop_emulators(state, grace=1.0)
+    print(json.dumps({
+        "benchmark": "chat_ttfb",
+        "requests_each": args.requests,
+        "per_token_ms": args.per_token_ms,
+        "cpus": os.cpu_count(),
+        **result,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
