@@ -14,10 +14,10 @@ import pytest
 
 from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators.processes import free_port
+from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
 from shared.settings import Settings, load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store, create_store
-from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from tests.sse import parse_frames, split_stream
 
 # The SDK retries once, quickly: the simulator is told to ask for 100 ms (see `throttled`).
