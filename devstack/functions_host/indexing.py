@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import azure.functions as func
-from azurefunctions.extensions.base import (  # type: ignore[import-untyped]
+from azurefunctions.extensions.base import (
     ModuleTrackerMeta,
     RequestTrackerMeta,
     ResponseTrackerMeta,
@@ -83,7 +83,7 @@ class IndexedApp:
 
 def import_app_module(app_dir: Path) -> ModuleType:
     """Import `<app_dir>/function_app.py` as module `function_app`, app_dir on sys.path."""
-    path = (app_dir / SCRIPT_FILE).resolve()
+    path = (app_dir / SCRIPT_FILE).absolute()
     if not path.is_file():
         raise IndexingError(f"{path} is missing: the v2 programming model needs a {SCRIPT_FILE}")
     if str(path.parent) not in sys.path:
