@@ -37,6 +37,8 @@ EMULATOR_STATE = STATE_DIR / "emulators"
 HOST = "127.0.0.1"
 DEFAULT_SIMULATOR_PORT = 8090
 HOST_GRACE = 30.0
+# Our app's clients are closed on the loop that opened them when the host stops.
+APP_STOP_HOOK = "shared.runtime:close_runtime"
 
 log = logging.getLogger("devstack.run")
 
@@ -120,7 +122,8 @@ def _start_simulator(api_key: str, port: int) -> Any:
 def _start_host(port: int) -> int:
     """The Functions host as a child process in its own session (we forward the stop)."""
     argv = [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(ROOT),
-            "--port", str(port), "--shutdown-grace", str(HOST_GRACE)]  # fmt: skip
+            "--port", str(port), "--shutdown-grace", str(HOST_GRACE),
+            "--on-stop", APP_STOP_HOOK]  # fmt: skip
     return spawn("functions-host", argv, STATE_DIR, cwd=ROOT)
 
 

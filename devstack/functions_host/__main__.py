@@ -37,13 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--shutdown-grace", type=float, default=30.0,
                         help="seconds in-flight invocations get to finish on shutdown")  # fmt: skip
+    parser.add_argument(
+        "--on-stop",
+        action="append",
+        default=[],
+        metavar="MODULE:FUNC",
+        help="call (await) this after draining, e.g. shared.runtime:close_runtime; repeatable",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     app_dir: Path = args.app_dir.resolve()
     # The worker runs with the app folder as working directory and on sys.path.
     sys.path.insert(0, str(app_dir))
-    host = FunctionsHost(app_dir, port=args.port, shutdown_grace=args.shutdown_grace)
+    host = FunctionsHost(
+        app_dir, port=args.port, shutdown_grace=args.shutdown_grace, on_stop=args.on_stop
+    )
     try:
         asyncio.run(serve(host))
     except HostConfigError as exc:

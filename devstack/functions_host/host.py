@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import inspect
 import os
 import re
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from devstack.functions_host import logs
 from devstack.functions_host.connections import (
@@ -71,12 +76,14 @@ class FunctionsHost:
         host: str = LOOPBACK,
         shutdown_grace: float = 30.0,
         message_lease: timedelta = DEFAULT_LEASE,
+        on_stop: Sequence[str | Callable[[], Any]] = (),
     ) -> None:
         self.app_dir = app_dir.resolve()
         self._port = port
         self._host = host
         self.shutdown_grace = shutdown_grace
         self._lease = message_lease
+        self._on_stop = list(on_stop)
         self.settings: HostSettings | None = None
         self.app: IndexedApp | None = None
         self.function_key = ""
@@ -145,8 +152,18 @@ class FunctionsHost:
             port = settings.local_http_port or DEFAULT_PORT
         http_app = HttpApp(app.of_type("httpTrigger"), settings.route_prefix, invoker,
                            self.function_key)  # fmt: skip
+        asgi: ASGIApp = http_app
+        if settings.cors_origins:
+            # Host.CORS of local.settings.json, as Core Tools applies it.
+            asgi = CORSMiddleware(
+                http_app,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["*"],
+                allow_headers=["*"],
+                allow_credentials=settings.cors_credentials,
+            )
         config = uvicorn.Config(
-            http_app,
+            asgi,
             host=self._host,
             port=port,
             lifespan="off",
@@ -164,6 +181,15 @@ class FunctionsHost:
         sockets = server.servers[0].sockets
         self._bound_port = int(sockets[0].getsockname()[1])
 
+    async def _run_stop_hooks(self) -> None:
+        # The Python worker has no shutdown hook (the process just exits); these let a caller
+        # close the app's clients on the loop they were opened on.
+        for hook in self._on_stop:
+            try:
+                await _call_hook(hook)
+            except Exception:
+                log.exception("on-stop hook %s failed", hook)
+
     async def stop(self) -> None:
         """Stop polling, give in-flight invocations `shutdown_grace` s, then close everything."""
         log.info("Stopping host: draining in-flight invocations (grace %.0fs)",
@@ -174,6 +200,7 @@ class FunctionsHost:
         if self._server is not None and self._serve_task is not None:
             self._server.should_exit = True
             await self._serve_task
+        await self._run_stop_hooks()
         await self._clients.close()
         blobs = getattr(self, "_blobs", None)
         if blobs is not None:
@@ -181,6 +208,18 @@ class FunctionsHost:
         if self._invoker is not None:
             self._invoker.close()
         log.info("Host stopped")
+
+
+async def _call_hook(hook: str | Callable[[], Any]) -> None:
+    target: Callable[[], Any]
+    if isinstance(hook, str):
+        module_name, _, attr = hook.partition(":")
+        target = getattr(importlib.import_module(module_name), attr)
+    else:
+        target = hook
+    result = target()
+    if inspect.isawaitable(result):
+        await result
 
 
 def _check_http_streams(app: IndexedApp) -> None:

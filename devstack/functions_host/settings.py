@@ -49,6 +49,8 @@ class HostSettings:
     route_prefix: str = "api"
     queues: QueueOptions = field(default_factory=QueueOptions)
     function_timeout: timedelta | None = None
+    cors_origins: tuple[str, ...] = ()
+    cors_credentials: bool = False
     host_json: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +111,7 @@ def load_settings(app_dir: Path) -> HostSettings:
         raise HostConfigError(f"{host_path}: 'version' must be \"2.0\"")
     values: dict[str, str] = {}
     local_port: int | None = None
+    host_section: dict[str, Any] = {}
     local_path = app_dir / "local.settings.json"
     if local_path.is_file():
         local = _read_json(local_path)
@@ -116,7 +119,8 @@ def load_settings(app_dir: Path) -> HostSettings:
             raise HostConfigError(f"{local_path} is encrypted; decrypt it or set IsEncrypted false")
         raw_values = local.get("Values") or {}
         values = {str(k): "" if v is None else str(v) for k, v in raw_values.items()}
-        port = (local.get("Host") or {}).get("LocalHttpPort")
+        host_section = local.get("Host") or {}
+        port = host_section.get("LocalHttpPort")
         local_port = int(port) if port is not None else None
     extensions = host_json.get("extensions") or {}
     prefix = str((extensions.get("http") or {}).get("routePrefix", "api")).strip("/")
@@ -128,6 +132,8 @@ def load_settings(app_dir: Path) -> HostSettings:
         route_prefix=prefix,
         queues=_queue_options(extensions.get("queues") or {}),
         function_timeout=parse_timespan(timeout) if timeout else None,
+        cors_origins=tuple(o.strip() for o in str(host_section.get("CORS", "")).split(",") if o),
+        cors_credentials=bool(host_section.get("CORSCredentials", False)),
         host_json=host_json,
     )
 

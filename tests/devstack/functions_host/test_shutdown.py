@@ -25,7 +25,8 @@ def run_host(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]
     def run(app_dir: Path, grace: float) -> subprocess.Popen[bytes]:
         log = (tmp_path / "host.log").open("wb")
         argv = [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(app_dir),
-                "--port", "0", "--shutdown-grace", str(grace)]  # fmt: skip
+                "--port", "0", "--shutdown-grace", str(grace),
+                "--on-stop", "function_app:close_things"]  # fmt: skip
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         procs.append(proc)
@@ -67,6 +68,7 @@ async def test_sigterm_lets_the_running_invocation_finish_then_deletes_its_messa
 
     assert code == 0, (tmp_path / "host.log").read_text()
     assert (tmp_path / "done").read_text() == "precious"
+    assert (tmp_path / "closed").read_text() == "closed"  # the on-stop hook ran after draining
     props = await queue.get_queue_properties()
     assert props.approximate_message_count == 0
 

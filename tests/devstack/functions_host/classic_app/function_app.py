@@ -81,3 +81,9 @@ async def slow(msg: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%TICK_SCHEDULE%", use_monitor=True)
 def tick(timer: func.TimerRequest) -> None:
     seen["timer"].append(timer.past_due)
+
+
+async def close_things() -> None:
+    """What an app's clean-up looks like; the host calls it via --on-stop."""
+    await asyncio.sleep(0)
+    (Path(os.environ["MARK_DIR"]) / "closed").write_text("closed")
