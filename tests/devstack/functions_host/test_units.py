@@ -65,7 +65,7 @@ def test_settings_files_and_host_defaults(tmp_path: Path) -> None:
 
 
 def test_missing_host_json_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(HostConfigError, match="host.json is missing"):
+    with pytest.raises(HostConfigError, match=r"host\.json is missing"):
         load_settings(tmp_path)
 
 
