@@ -38,7 +38,7 @@ run: setup ## Run the whole app locally: emulators, Azure OpenAI simulator, Func
 
 test: setup ## Run every test against real local services (started and stopped by the test session)
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
-	  $(PY) -m devstack.emulators stop --state-dir .devstack/test >/dev/null 2>&1 || true; \
+	  $(PY) -m devstack.emulators reap --state-dir .devstack/test || true; \
 	  exit $$status
 
 lint: setup ## ruff and mypy

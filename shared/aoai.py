@@ -9,7 +9,6 @@ Auth, in order (never two at once):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
 from openai import APIStatusError, AsyncAzureOpenAI, AsyncOpenAI
 
 from shared.identity import get_credential
+from shared.lifetime import ProcessResource
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,29 +88,21 @@ def create_connection(
     return AoaiConnection(client, credential if owned else None)
 
 
-_connection: AoaiConnection | None = None
-_lock = asyncio.Lock()
+def _process_connection(settings: Settings) -> AoaiConnection:
+    """The process's connection uses the process's shared credential (closed separately)."""
+    entra = describe_auth(settings) == "entra-id"
+    connection = create_connection(settings, credential=get_credential(settings) if entra else None)
+    log.info("Azure OpenAI client created (%s)", describe_auth(settings))
+    return connection
+
+
+_connection = ProcessResource(_process_connection, AoaiConnection.aclose)
+close_client = _connection.close
 
 
 def get_client(settings: Settings) -> AsyncOpenAI:
     """The process's client, created on first use and reused (one connection pool)."""
-    global _connection
-    if _connection is None:
-        entra = describe_auth(settings) == "entra-id"
-        credential = get_credential(settings) if entra else None
-        _connection = create_connection(settings, credential=credential)
-        log.info("Azure OpenAI client created (%s)", describe_auth(settings))
-    return _connection.client
-
-
-async def close_client() -> None:
-    """Close the process's client (worker shutdown). The shared credential is closed by
-    `shared.identity.close_credential`."""
-    global _connection
-    async with _lock:
-        if _connection is not None:
-            connection, _connection = _connection, None
-            await connection.aclose()
+    return _connection.get(settings).client
 
 
 def describe_auth(settings: Settings) -> str:

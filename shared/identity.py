@@ -8,20 +8,14 @@ from __future__ import annotations
 
 from azure.identity.aio import DefaultAzureCredential
 
+from shared.lifetime import ProcessResource
 from shared.settings import Settings
 
-_credential: DefaultAzureCredential | None = None
+
+def create_credential(settings: Settings) -> DefaultAzureCredential:
+    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
 
 
-def get_credential(settings: Settings) -> DefaultAzureCredential:
-    global _credential
-    if _credential is None:
-        _credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
-    return _credential
-
-
-async def close_credential() -> None:
-    global _credential
-    if _credential is not None:
-        credential, _credential = _credential, None
-        await credential.close()
+_credential = ProcessResource(create_credential, DefaultAzureCredential.close)
+get_credential = _credential.get
+close_credential = _credential.close

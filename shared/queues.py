@@ -21,6 +21,7 @@ from azure.storage.queue.aio import QueueClient, QueueServiceClient
 from pydantic import BaseModel
 
 from shared.identity import get_credential
+from shared.lifetime import ProcessResource
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -123,19 +124,6 @@ def create_queues(settings: Settings, credential: AsyncTokenCredential | None = 
     return JobQueues(queues, blobs, settings.claim_check_container)
 
 
-_queues: JobQueues | None = None
-
-
-def get_queues(settings: Settings) -> JobQueues:
-    """The process's queue access, created on first use and reused."""
-    global _queues
-    if _queues is None:
-        _queues = create_queues(settings)
-    return _queues
-
-
-async def close_queues() -> None:
-    global _queues
-    if _queues is not None:
-        queues, _queues = _queues, None
-        await queues.aclose()
+_queues = ProcessResource(create_queues, JobQueues.aclose)
+get_queues = _queues.get  # the process's queue access, created on first use and reused
+close_queues = _queues.close

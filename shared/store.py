@@ -18,6 +18,7 @@ from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
 from shared.identity import get_credential
+from shared.lifetime import ProcessResource
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,19 +119,6 @@ def create_store(settings: Settings, credential: AsyncTokenCredential | None = N
     return Store(client, settings.cosmos_database)
 
 
-_store: Store | None = None
-
-
-def get_store(settings: Settings) -> Store:
-    """The process's store, created on first use and reused."""
-    global _store
-    if _store is None:
-        _store = create_store(settings)
-    return _store
-
-
-async def close_store() -> None:
-    global _store
-    if _store is not None:
-        store, _store = _store, None
-        await store.aclose()
+_store = ProcessResource(create_store, Store.aclose)
+get_store = _store.get  # the process's store, created on first use and reused
+close_store = _store.close

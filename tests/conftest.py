@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +20,10 @@ from devstack.hosted_app import stack_environ
 from shared.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
-# `make test` stops whatever is recorded here even if pytest itself is killed.
-TEST_STATE_DIR = ROOT / ".devstack" / "test"
+# One folder per test session, so sessions running side by side never stop each other's
+# services; `make test` stops whatever is still recorded under .devstack/test even if pytest
+# itself was killed.
+TEST_STATE_DIR = ROOT / ".devstack" / "test" / f"session-{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +34,7 @@ def emulators() -> Iterator[EmulatorStack]:
         yield stack
     finally:
         stop_emulators(TEST_STATE_DIR, grace=1.0)
+        shutil.rmtree(TEST_STATE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

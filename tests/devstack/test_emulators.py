@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from azure.cosmos.aio import CosmosClient
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
 from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorStack, start_emulators
+from devstack.emulators.__main__ import reap_sessions
 from devstack.emulators.processes import is_listening, read_pid
 from devstack.emulators.stack import HOST, stop_emulators
 
@@ -42,3 +45,19 @@ async def test_missing_cosmos_item_answers_404(emulators: EmulatorStack) -> None
         await container.upsert_item({"id": "present", "pk": "p"})
         found = await container.read_item("present", partition_key="p")
         assert found["id"] == "present"
+
+
+def test_reap_stops_only_sessions_whose_owner_has_ended(tmp_path: Path) -> None:
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    orphan = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    (tmp_path / f"session-{ended.pid}").mkdir()
+    (tmp_path / f"session-{ended.pid}" / "azurite.pid").write_text(str(orphan.pid))
+    (tmp_path / f"session-{os.getpid()}").mkdir()  # this session: alive, left alone
+    try:
+        assert reap_sessions(tmp_path) == [f"session-{ended.pid}"]
+        assert orphan.wait(timeout=5) is not None
+        assert [p.name for p in tmp_path.iterdir()] == [f"session-{os.getpid()}"]
+    finally:
+        orphan.kill()
+        orphan.wait()
