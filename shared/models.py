@@ -162,8 +162,10 @@ class UsageRecord(BaseModel):
     job_id: str | None = None
 
 
-class UsageQuery(Strict):
-    """`GET /api/usage` query: `since`/`until` ISO 8601 (default: the last 24 hours)."""
+class UsageQuery(BaseModel):
+    """`GET /api/usage` query: `since`/`until` ISO 8601 (default: the last 24 hours).
+
+    Other query parameters are ignored: `code` carries the function key."""
 
     since: datetime | None = None
     until: datetime | None = None
