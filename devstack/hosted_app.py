@@ -81,7 +81,8 @@ def run_app_host(
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(app_dir),
-             "--port", str(port), "--shutdown-grace", "5"],
+             "--port", str(port), "--shutdown-grace", "5",
+             "--on-stop", "shared.runtime:close_runtime"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     host = AppHost(url=f"http://127.0.0.1:{port}/api", key=FUNCTION_KEY, log=log)
