@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -9,6 +10,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from devstack.functions_host.indexing import FunctionSpec
+from devstack.functions_host.settings import HostConfigError, resolve_references
 
 log = logging.getLogger("devstack.functions_host")
 
@@ -70,6 +72,9 @@ def function_table(functions: Iterable[FunctionSpec], base_url: str, prefix: str
             path = "/".join(p for p in (prefix, route) if p)
             level = str(spec.trigger.get("authLevel", "FUNCTION")).lower()
             detail = f"{methods} {base_url}/{path}  (auth: {level})"
+        elif "%" in detail:
+            with contextlib.suppress(HostConfigError):
+                detail = f"{resolve_references(detail)}  ({detail})"
         rows.append((spec.name, spec.trigger_type, detail))
     width_name = max((len(r[0]) for r in rows), default=4)
     width_kind = max((len(r[1]) for r in rows), default=7)

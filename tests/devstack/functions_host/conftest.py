@@ -55,6 +55,8 @@ def make_app(tmp_path: Path, emulators: EmulatorStack, queue_names: dict[str, st
             "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
             "PYTHON_ENABLE_INIT_INDEXING": "1",
             "TICK_SCHEDULE": FAR_SCHEDULE,
+            "STARTUP_SCHEDULE": FAR_SCHEDULE,
+            "FLAKY_SCHEDULE": FAR_SCHEDULE,
             "MARK_DIR": str(tmp_path),
             "SLOW_SECONDS": "1",
             **queue_names,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,22 @@ async def test_method_not_in_the_route_is_not_found(
     async with httpx.AsyncClient(base_url=host.api_url) as client:
         response = await client.delete("/hello/ada")
     assert response.status_code == 404
+
+
+async def test_invocations_are_logged_in_the_host_style(
+    make_app: MakeApp, start_host: StartHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="devstack.functions_host")
+    host: FunctionsHost = await start_host(make_app())
+    async with httpx.AsyncClient(base_url=host.api_url) as client:
+        await client.get("/hello/ada")
+        await client.get("/boom")
+    text = caplog.text
+    reason = "Reason='This function was programmatically called via the host APIs.'"
+    assert f"Executing 'Functions.hello' ({reason}, Id=" in text
+    assert "Executed 'Functions.hello' (Succeeded, Id=" in text
+    assert "Executed 'Functions.boom' (Failed, Id=" in text
+    assert "Functions:\n  hello" in text  # the start-up table
 
 
 async def test_function_error_is_a_bare_500(make_app: MakeApp, start_host: StartHost) -> None:

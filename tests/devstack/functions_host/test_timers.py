@@ -80,6 +80,22 @@ async def test_missed_occurrence_is_reported_past_due_after_a_restart(
         await second.stop()
 
 
+async def test_run_on_startup_runs_once_at_start(make_app: MakeApp, start_host: StartHost) -> None:
+    host = await start_host(make_app())
+    seen = host.app.module.seen  # type: ignore[union-attr]
+    await wait_until(lambda: "startup" in seen, what="startup run")
+    assert seen["startup"] == [False]
+
+
+async def test_failing_timer_is_logged_and_keeps_its_schedule(
+    make_app: MakeApp, start_host: StartHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = await start_host(make_app(values={"FLAKY_SCHEDULE": "*/1 * * * * *"}))
+    seen = host.app.module.seen  # type: ignore[union-attr]
+    await wait_until(lambda: len(seen.get("flaky", [])) >= 2, what="two runs despite failures")
+    assert "Executed 'Functions.flaky' (Failed, Id=" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("expression", "after", "expected"),
     [

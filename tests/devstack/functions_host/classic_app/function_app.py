@@ -87,3 +87,16 @@ async def close_things() -> None:
     """What an app's clean-up looks like; the host calls it via --on-stop."""
     await asyncio.sleep(0)
     (Path(os.environ["MARK_DIR"]) / "closed").write_text("closed")
+
+
+@app.timer_trigger(
+    arg_name="timer", schedule="%STARTUP_SCHEDULE%", run_on_startup=True, use_monitor=False
+)
+def on_startup(timer: func.TimerRequest) -> None:
+    seen.setdefault("startup", []).append(timer.past_due)
+
+
+@app.timer_trigger(arg_name="timer", schedule="%FLAKY_SCHEDULE%", use_monitor=False)
+async def flaky(timer: func.TimerRequest) -> None:
+    seen.setdefault("flaky", []).append(timer.past_due)
+    raise RuntimeError("a failing timer keeps its schedule")
