@@ -223,9 +223,14 @@ class QueueListener:
     async def _keep_alive(self, lease: _Lease) -> None:
         while True:
             await asyncio.sleep(self._lease / 2)
-            updated = await self._client.update_message(
-                lease.message.id, lease.pop_receipt, visibility_timeout=int(self._lease)
-            )
+            try:
+                updated = await self._client.update_message(
+                    lease.message.id, lease.pop_receipt, visibility_timeout=int(self._lease)
+                )
+            except Exception:
+                # The invocation goes on; at worst the message shows up again (at-least-once).
+                log.warning("Renewing the lease of message %s failed", lease.message.id)
+                continue
             lease.pop_receipt = updated.pop_receipt or lease.pop_receipt
 
     async def _release(self, lease: _Lease, visibility_timeout: int) -> None:

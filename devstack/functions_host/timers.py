@@ -81,12 +81,18 @@ class ScheduleStatus:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ScheduleStatus:
-        last = datetime.fromisoformat(data["Last"])
+        last = _utc(data["Last"])
         return cls(
             last=None if last.year == 1 else last,
-            next=datetime.fromisoformat(data["Next"]),
-            last_updated=datetime.fromisoformat(data["LastUpdated"]),
+            next=_utc(data["Next"]),
+            last_updated=_utc(data["LastUpdated"]),
         )
+
+
+def _utc(text: str) -> datetime:
+    """An ISO time as the host writes it (7 fraction digits, maybe no offset) in UTC."""
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class ScheduleMonitor:
@@ -154,7 +160,10 @@ class TimerListener:
     async def _run(self) -> None:
         now = utcnow()
         if self._monitor is not None:
-            self.status = await self._monitor.get(self.spec.name)
+            try:
+                self.status = await self._monitor.get(self.spec.name)
+            except Exception:
+                log.exception("Reading the schedule status of '%s' failed", self.spec.name)
         if self.status is not None and now > self.status.next:
             log.info("Timer '%s' is past due (was due %s)", self.spec.name,
                      self.status.next.isoformat())  # fmt: skip
@@ -176,7 +185,11 @@ class TimerListener:
         last = self.status.last if self.status else None
         self.status = ScheduleStatus(last=last, next=due, last_updated=utcnow())
         if self._monitor is not None:
-            await self._monitor.put(self.spec.name, self.status)
+            try:
+                await self._monitor.put(self.spec.name, self.status)
+            except Exception:
+                # The schedule goes on; only past-due detection after a restart is affected.
+                log.exception("Saving the schedule status of '%s' failed", self.spec.name)
 
     async def _invoke(self, occurrence: datetime, *, past_due: bool) -> None:
         status = self.status.to_json() if self.status else {}

@@ -14,7 +14,7 @@ from devstack.emulators import EmulatorStack
 from devstack.functions_host import FunctionsHost
 from devstack.functions_host.host import host_id
 from devstack.functions_host.settings import HostConfigError
-from devstack.functions_host.timers import Schedule
+from devstack.functions_host.timers import Schedule, ScheduleStatus
 from tests.devstack.functions_host.conftest import MakeApp
 from tests.devstack.functions_host.helpers import wait_until
 
@@ -113,3 +113,16 @@ def test_ncrontab_six_and_five_fields_in_utc(expression: str, after: str, expect
 def test_invalid_schedule_is_a_clear_error() -> None:
     with pytest.raises(HostConfigError, match="not a valid NCRONTAB"):
         Schedule("every minute")
+
+
+def test_status_written_by_the_real_host_is_read() -> None:
+    status = ScheduleStatus.from_json(
+        {
+            "Last": "0001-01-01T00:00:00",
+            "Next": "2024-03-06T10:05:00.0069567+00:00",
+            "LastUpdated": "2024-03-06T10:00:00.0069567+01:00",
+        }
+    )
+    assert status.last is None
+    assert status.next == datetime(2024, 3, 6, 10, 5, 0, 6956, tzinfo=UTC)
+    assert status.last_updated.utcoffset() == timedelta(0)
