@@ -142,10 +142,19 @@ def _follow(path: Path, done: threading.Event) -> None:
                 time.sleep(0.1)
 
 
+def _exited(pid: int) -> bool:
+    """True once our child `pid` has exited (reaping it: an unreaped child looks alive)."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return read_pid(STATE_DIR / "functions-host.pid") is None
+    return done == pid
+
+
 def _wait_for_host(pid: int, port: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not is_listening(HOST, port):
-        if read_pid(STATE_DIR / "functions-host.pid") is None:
+        if _exited(pid):
             raise RuntimeError(f"the Functions host (pid {pid}) exited; see the log above")
         if time.monotonic() > deadline:
             raise TimeoutError(f"the Functions host did not listen on {HOST}:{port}")
@@ -202,7 +211,7 @@ def run() -> int:
         key = os.environ.get(FUNCTION_KEY_SETTING, "")
         print(banner(api, key, sim.url, stack), flush=True)
         while not stop.wait(0.5):
-            if read_pid(STATE_DIR / "functions-host.pid") is None:
+            if _exited(pid):
                 print("The Functions host exited; stopping the stack.", flush=True)
                 return 1
         return 0
