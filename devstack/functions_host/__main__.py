@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     app_dir: Path = args.app_dir.resolve()
     # The worker runs with the app folder as working directory and on sys.path.
     sys.path.insert(0, str(app_dir))
+    os.chdir(app_dir)
     host = FunctionsHost(
         app_dir, port=args.port, shutdown_grace=args.shutdown_grace, on_stop=args.on_stop
     )

@@ -15,6 +15,7 @@ import inspect
 import os
 import re
 import secrets
+import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
@@ -171,15 +172,15 @@ class FunctionsHost:
             access_log=False,
             timeout_graceful_shutdown=int(self.shutdown_grace),
         )
+        sock = _bind(self._host, port)
+        self._bound_port = int(sock.getsockname()[1])
         server = self._server = _Server(config)
-        self._serve_task = asyncio.create_task(server.serve(), name="http")
+        self._serve_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         while not server.started:
             if self._serve_task.done():
                 self._serve_task.result()
-                raise HostConfigError(f"cannot listen on {self._host}:{port}")
+                raise HostConfigError(f"the HTTP server on {self._host}:{port} did not start")
             await asyncio.sleep(0.02)
-        sockets = server.servers[0].sockets
-        self._bound_port = int(sockets[0].getsockname()[1])
 
     async def _run_stop_hooks(self) -> None:
         # The Python worker has no shutdown hook (the process just exits); these let a caller
@@ -208,6 +209,18 @@ class FunctionsHost:
         if self._invoker is not None:
             self._invoker.close()
         log.info("Host stopped")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind here rather than in uvicorn, which would exit the process on a busy port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise HostConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
 
 
 async def _call_hook(hook: str | Callable[[], Any]) -> None:

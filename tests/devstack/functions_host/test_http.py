@@ -174,3 +174,11 @@ async def test_unsupported_binding_stops_start_up_naming_it(make_app: MakeApp) -
     )
     with pytest.raises(IndexingError, match=r"'on_blob'.*'blobTrigger' is not supported"):
         await FunctionsHost(app_dir, port=0).start()
+
+
+async def test_port_in_use_is_a_clear_error(make_app: MakeApp, start_host: StartHost) -> None:
+    first: FunctionsHost = await start_host(make_app())
+    second = FunctionsHost(make_app(), port=first.port)
+    with pytest.raises(HostConfigError, match="cannot listen"):
+        await second.start()
+    await second.stop()
