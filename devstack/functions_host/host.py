@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from azure.storage.blob.aio import BlobServiceClient
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
@@ -95,6 +96,7 @@ class FunctionsHost:
         self._server: _Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._bound_port = 0
+        self._blobs: BlobServiceClient | None = None
 
     @property
     def port(self) -> int:
@@ -203,9 +205,8 @@ class FunctionsHost:
             await self._serve_task
         await self._run_stop_hooks()
         await self._clients.close()
-        blobs = getattr(self, "_blobs", None)
-        if blobs is not None:
-            await blobs.close()
+        if self._blobs is not None:
+            await self._blobs.close()
         if self._invoker is not None:
             self._invoker.close()
         log.info("Host stopped")

@@ -99,10 +99,15 @@ class QueueListener:
     async def stop(self, grace: float) -> None:
         """Stop fetching; wait up to `grace` s for running invocations; release the rest."""
         self._stopping.set()
+        self._slot_freed.set()
         if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+            # Not cancelled: a receive cut short would leave its messages leased (invisible)
+            # for the full lease. The poller sees the flag and releases what it just fetched.
+            done, _ = await asyncio.wait({self._poller}, timeout=max(grace, 1.0))
+            if not done:  # a receive hung (storage unreachable): give up on it
+                self._poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._poller
         pending = set(self._in_flight)
         if pending:
             log.info("Waiting up to %.0fs for %d invocation(s) of %s", grace, len(pending),
@@ -127,11 +132,17 @@ class QueueListener:
             while self.in_flight > self._options.new_batch_threshold:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+                if self._stopping.is_set():
+                    return
             try:
                 batch = await self._fetch()
             except Exception:
                 log.exception("Polling queue '%s' failed; retrying", self.queue_name)
                 batch = []
+            if self._stopping.is_set():
+                for message in batch:
+                    await self._release(_Lease(message, message.pop_receipt or ""), 0)
+                return
             for message in batch:
                 lease = _Lease(message=message, pop_receipt=message.pop_receipt or "")
                 task = asyncio.create_task(self._process(lease))
@@ -140,7 +151,8 @@ class QueueListener:
             if batch:
                 delay = MIN_POLLING_INTERVAL
                 continue
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * 2, max_delay)
 
     def _done(self, task: asyncio.Task[None]) -> None:
