@@ -183,6 +183,13 @@ class QueueListener:
 
     async def _handle(self, lease: _Lease) -> None:
         message = lease.message
+        if (message.dequeue_count or 0) > self._options.max_dequeue_count:
+            # Delivered too often without completing (e.g. the host died mid-invocation each
+            # time): poison it without another attempt, as the SDK's queue processor does.
+            log.warning("Message %s was dequeued %d times; moving it to '%s-poison'",
+                        message.id, message.dequeue_count, self.queue_name)  # fmt: skip
+            await self._move_to_poison(lease)
+            return
         try:
             body = decode_body(message.content, self._options.message_encoding)
         except UndecodableMessage:

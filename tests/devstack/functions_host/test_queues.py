@@ -61,6 +61,29 @@ async def test_failing_message_is_retried_then_poisoned_with_its_dequeue_counts(
     assert props.approximate_message_count == 0
 
 
+async def test_message_dequeued_too_often_elsewhere_is_poisoned_without_an_attempt(
+    make_app: MakeApp,
+    start_host: StartHost,
+    queue_factory: QueueFactory,
+    queue_names: dict[str, str],
+) -> None:
+    # Three deliveries that never completed (a crashing consumer), then the host starts.
+    name = queue_names["FAIL_QUEUE"]
+    queue = await _created(queue_factory(name))
+    await queue.send_message(b64("crashy"))
+    for _ in range(3):
+        [message] = [m async for m in queue.receive_messages(visibility_timeout=1)]
+        await queue.update_message(message, message.pop_receipt, visibility_timeout=0)
+    poison = queue_factory(f"{name}-poison")
+
+    host = await start_host(make_app())
+    await wait_until(lambda: _visible(poison), what="poison message")
+
+    assert _seen(host, "failing") == []
+    [poisoned] = await _visible(poison)
+    assert poisoned.content == b64("crashy")
+
+
 async def test_base64_message_reaches_the_function_decoded(
     make_app: MakeApp,
     start_host: StartHost,
