@@ -126,6 +126,7 @@ class FunctionsHost:
             self._clients,
             message_encoding=settings.queues.message_encoding,
             function_timeout=settings.function_timeout,
+            max_threads=int(os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT") or 0) or None,
         )
         self.queue_listeners = [
             QueueListener(spec, invoker, settings.queues, self._clients, lease=self._lease)

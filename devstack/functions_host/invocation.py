@@ -144,12 +144,14 @@ class Invoker:
         *,
         message_encoding: str = "base64",
         function_timeout: timedelta | None = None,
-        max_threads: int = 16,
+        max_threads: int | None = None,
     ) -> None:
         self._app_dir = str(app_dir)
         self._clients = clients
         self._encoding = message_encoding
         self._timeout = function_timeout.total_seconds() if function_timeout else None
+        # None: Python's default (min(32, cpus + 4)), as the worker without
+        # PYTHON_THREADPOOL_THREAD_COUNT.
         self._executor = ThreadPoolExecutor(max_threads, thread_name_prefix="function")
         self._created_queues: set[tuple[str, str]] = set()
 
