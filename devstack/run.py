@@ -68,7 +68,7 @@ def examples(api: str, key: str) -> str:
     """Copy-paste curl examples for a newcomer."""
     chat = '{"messages":[{"role":"user","content":"Hello"}]}'
     stream = '{"messages":[{"role":"user","content":"Hello"}],"stream":true}'
-    job = '{"items":[{"id":"1","text":"hello"}]}'
+    filtered = '{"messages":[{"role":"user","content":"forbidden-violence"}]}'
     header = f'-H "x-functions-key: {key}"'
     return "\n".join(
         [
@@ -79,11 +79,11 @@ def examples(api: str, key: str) -> str:
             "  # the same, streamed as Server-Sent Events (-N: print chunks as they arrive)",
             f"  curl -N {header} -H 'Content-Type: application/json' \\",
             f"       -d '{stream}' {api}/chat",
-            "  # drop an embedding job on the queue (answers 202 with a job_id)",
+            "  # a prompt the simulator's content filter refuses: 400 content_filter, one event",
             f"  curl -s {header} -H 'Content-Type: application/json' \\",
-            f"       -d '{job}' {api}/jobs/embeddings",
-            "  # read the job and its results back (put the job_id from above in the URL)",
-            f"  curl -s {header} {api}/jobs/<job_id>",
+            f"       -d '{filtered}' {api}/chat",
+            "  # tokens and estimated cost of the last 24 hours, by deployment",
+            f"  curl -s {header} '{api}/usage?group_by=deployment'",
             f"  # health, no key needed:  curl -s {api}/health",
         ]
     )

@@ -4,6 +4,7 @@ Azure OpenAI simulator, Azurite and the Cosmos DB server, driven over loopback."
 from __future__ import annotations
 
 import asyncio
+import shlex
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators.processes import free_port
 from devstack.hosted_app import FUNCTION_KEY, AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
+from devstack.run import examples
 from shared.settings import Settings, load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store, create_store
 from tests.sse import parse_frames, split_stream
@@ -301,3 +303,28 @@ def test_missing_setting_stops_start_up_naming_it(
 
 def test_settings_used_here_are_valid(app_environ: dict[str, str]) -> None:
     load_settings({**app_environ, **HOST_SETTINGS})
+
+
+def curl_commands(text: str) -> list[list[str]]:
+    """The curl command lines of `make run`'s printed examples, as argv lists."""
+    joined = text.replace("\\\n", " ")
+    return [
+        shlex.split(line[line.index("curl") :]) for line in joined.splitlines() if "curl" in line
+    ]
+
+
+async def test_make_run_examples_work_as_printed(host: AppHost) -> None:
+    """Every example a newcomer copies from `make run` answers as its comment says."""
+    commands = curl_commands(examples(host.url, host.key))
+    assert len(commands) == 5
+    async with httpx.AsyncClient(timeout=30) as client:
+        for argv in commands:
+            headers = dict(argv[i + 1].split(": ", 1) for i, arg in enumerate(argv) if arg == "-H")
+            body = next((argv[i + 1] for i, arg in enumerate(argv) if arg == "-d"), None)
+            url = argv[-1]
+            if body is None:
+                r = await client.get(url, headers=headers)
+            else:
+                r = await client.post(url, content=body, headers=headers)
+            expected = 400 if body and "forbidden" in body else 200
+            assert r.status_code == expected, (argv, r.text)

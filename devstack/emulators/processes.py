@@ -33,13 +33,20 @@ def is_listening(host: str, port: int, timeout: float = 0.2) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while the process runs. A zombie (exited, not yet reaped: in containers whose
+    PID 1 reaps nothing, orphans stay so) counts as ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs (macOS): signal 0 is all we can know
+    # The state letter follows the parenthesised command name, which may contain spaces.
+    return stat[stat.rindex(")") + 2 :].split(" ", 1)[0] != "Z"
 
 
 def read_pid(pid_file: Path) -> int | None:

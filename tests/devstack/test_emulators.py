@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
 from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorStack, start_emulators
 from devstack.emulators.__main__ import reap_sessions
-from devstack.emulators.processes import is_listening, read_pid
+from devstack.emulators.processes import is_listening, pid_alive, read_pid
 from devstack.emulators.stack import HOST, stop_emulators
 
 
@@ -61,3 +62,15 @@ def test_reap_stops_only_sessions_whose_owner_has_ended(tmp_path: Path) -> None:
     finally:
         orphan.kill()
         orphan.wait()
+
+
+def test_a_zombie_counts_as_ended() -> None:
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 5
+    while pid_alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # exited but not reaped until wait(): a zombie
+    try:
+        assert not pid_alive(child.pid)
+        assert pid_alive(os.getpid())
+    finally:
+        child.wait()

@@ -123,7 +123,7 @@ def test_make_run_examples_carry_the_key_and_the_calls() -> None:
     assert text.count('x-functions-key: k3y"') == 4
     assert '"stream":true' in text
     assert "curl -N" in text
-    assert "/api/jobs/embeddings" in text
-    assert "/api/jobs/<job_id>" in text
+    assert "forbidden-violence" in text  # a filtered prompt
+    assert "/api/usage?group_by=deployment" in text
     assert run.simulator_port("http://127.0.0.1:8091") == 8091
     assert run.simulator_port("https://x.openai.azure.com") == 8090
