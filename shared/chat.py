@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx2
 import openai
 from openai import AsyncOpenAI
@@ -184,22 +185,25 @@ class ChatService:
             yield sse(ErrorFrame(error=failure.detail()))
             yield SSE_DONE
         finally:
-            # Runs on normal end, on error and when the caller hangs up (generator closed):
-            # the upstream connection is released either way.
-            await upstream.close()
-            await record_usage(
-                self.store,
-                build_record(
-                    operation="chat_stream",
-                    deployment=deployment,
-                    model=model,
-                    usage=usage,
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                    tags=request.tags,
-                    status=status,
-                    request_id=request_id,
-                ),
-            )
+            # Runs on normal end, on error and when the caller hangs up. A hang-up arrives as
+            # cancellation of the response's task group, which Starlette's anyio cancels
+            # level-triggered: unshielded, every await here would be cancelled too, leaving
+            # the upstream stream open and the call unrecorded.
+            with anyio.CancelScope(shield=True):
+                await upstream.close()
+                await record_usage(
+                    self.store,
+                    build_record(
+                        operation="chat_stream",
+                        deployment=deployment,
+                        model=model,
+                        usage=usage,
+                        latency_ms=(time.perf_counter() - started) * 1000,
+                        tags=request.tags,
+                        status=status,
+                        request_id=request_id,
+                    ),
+                )
 
     async def _upstream_failure(
         self,

@@ -133,6 +133,29 @@ async def test_first_byte_arrives_before_the_function_ends(
     assert usage["status"] == "ok"
 
 
+async def test_caller_hanging_up_ends_the_upstream_stream(
+    http: httpx.AsyncClient, store: Store, sim_control: httpx.AsyncClient
+) -> None:
+    """Closing the connection after the first frame closes the function's generator, which
+    closes the upstream stream and records the call as cancelled."""
+    slow = {"latency": {"per_token_ms": 100}}
+    (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
+    request_id = rid()
+    words = " ".join(f"w{i}" for i in range(50))
+    async with http.stream(
+        "POST", "/chat", json=chat_body(f"echo: {words}", stream=True),
+        headers={"x-request-id": request_id},
+    ) as r:  # fmt: skip
+        assert (await anext(r.aiter_lines())).startswith('data: {"type":"delta"')
+    # Leaving the block closed the connection, about 5 s before the stream would end.
+    for _ in range(30):
+        if await docs_for(store, USAGE, request_id):
+            break
+        await asyncio.sleep(0.1)
+    (usage,) = await docs_for(store, USAGE, request_id)
+    assert usage["status"] == "cancelled"
+
+
 async def test_filtered_prompt_is_400_with_categories_and_one_event(
     http: httpx.AsyncClient, store: Store
 ) -> None:
