@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,9 @@ from devstack.emulators import (
     stop_emulators,
 )
 from devstack.hosted_app import stack_environ
+from devstack.provision import provision
 from shared.settings import Settings, load_settings
+from shared.store import Store, create_store
 
 ROOT = Path(__file__).resolve().parents[1]
 # One folder per test session, so sessions running side by side never stop each other's
@@ -64,3 +66,12 @@ def app_environ(emulators: EmulatorStack, simulator: RunningSimulator) -> dict[s
 @pytest.fixture(scope="session")
 def app_settings(app_environ: dict[str, str]) -> Settings:
     return load_settings(app_environ)
+
+
+@pytest.fixture(scope="session")
+async def store(app_settings: Settings) -> AsyncIterator[Store]:
+    """The test database, provisioned once (containers, queues, claim-check container)."""
+    await provision(app_settings)
+    store = create_store(app_settings)
+    yield store
+    await store.aclose()

@@ -16,10 +16,9 @@ import pytest
 from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators.processes import free_port
 from devstack.hosted_app import FUNCTION_KEY, AppHost, make_app_dir, run_app_host
-from devstack.provision import provision
 from devstack.run import examples
-from shared.settings import Settings, load_settings
-from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store, create_store
+from shared.settings import load_settings
+from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from tests.sse import parse_frames, split_stream
 
 # The SDK retries once, quickly: the simulator is told to ask for 100 ms (see `throttled`).
@@ -28,14 +27,6 @@ HOST_SETTINGS = {"AOAI_MAX_RETRIES": "1", "AOAI_TIMEOUT_SECONDS": "10"}
 
 def chat_body(text: str, **extra: Any) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": text}], **extra}
-
-
-@pytest.fixture(scope="module")
-async def store(app_settings: Settings) -> AsyncIterator[Store]:
-    await provision(app_settings)
-    store = create_store(app_settings)
-    yield store
-    await store.aclose()
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +56,16 @@ async def docs_for(store: Store, container: str, request_id: str) -> list[dict[s
     return await store.query(
         container, "SELECT * FROM c WHERE c.request_id = @rid", {"@rid": request_id}
     )
+
+
+async def usage_written(store: Store, request_id: str) -> dict[str, Any]:
+    """The one usage document of a streamed call, written when its stream ends (wait 3 s)."""
+    for _ in range(30):
+        if found := await docs_for(store, USAGE, request_id):
+            (usage,) = found
+            return usage
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no usage document for {request_id}")
 
 
 def rid() -> str:
@@ -124,13 +125,8 @@ async def test_first_byte_arrives_before_the_function_ends(
         assert first.startswith('data: {"type":"delta"')
         assert await docs_for(store, USAGE, request_id) == []
         rest = [line async for line in lines]
-    assert rest[-2] == "data: [DONE]" or rest[-1] == "data: [DONE]"
-    for _ in range(50):
-        if await docs_for(store, USAGE, request_id):
-            break
-        await asyncio.sleep(0.1)
-    (usage,) = await docs_for(store, USAGE, request_id)
-    assert usage["status"] == "ok"
+    assert [line for line in rest if line][-1] == "data: [DONE]"
+    assert (await usage_written(store, request_id))["status"] == "ok"
 
 
 async def test_caller_hanging_up_ends_the_upstream_stream(
@@ -148,12 +144,7 @@ async def test_caller_hanging_up_ends_the_upstream_stream(
     ) as r:  # fmt: skip
         assert (await anext(r.aiter_lines())).startswith('data: {"type":"delta"')
     # Leaving the block closed the connection, about 5 s before the stream would end.
-    for _ in range(30):
-        if await docs_for(store, USAGE, request_id):
-            break
-        await asyncio.sleep(0.1)
-    (usage,) = await docs_for(store, USAGE, request_id)
-    assert usage["status"] == "cancelled"
+    assert (await usage_written(store, request_id))["status"] == "cancelled"
 
 
 async def test_filtered_prompt_is_400_with_categories_and_one_event(

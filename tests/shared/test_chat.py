@@ -30,16 +30,8 @@ from shared.errors import (
 )
 from shared.models import ChatRequest
 from shared.settings import Settings, load_settings
-from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store, create_store
+from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from tests.sse import parse_frames
-
-
-@pytest.fixture(scope="module")
-async def store(app_settings: Settings) -> AsyncIterator[Store]:
-    store = create_store(app_settings)
-    await store.ensure_schema()
-    yield store
-    await store.aclose()
 
 
 async def service_for(settings: Settings, store: Store) -> AsyncIterator[ChatService]:

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
-from shared.settings import Settings
-from shared.store import CONTAINERS, JOBS, RESULTS, USAGE, Store, create_store
-
-
-@pytest.fixture(scope="module")
-async def store(stack_settings: Settings) -> AsyncIterator[Store]:
-    store = create_store(stack_settings)
-    await store.ensure_schema()
-    yield store
-    await store.aclose()
+from shared.store import CONTAINERS, JOBS, RESULTS, USAGE, Store
 
 
 async def test_schema_has_every_container_with_its_partition_key(store: Store) -> None:

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.models import Usage, UsageQuery, UsageRecord
-from shared.settings import DEFAULT_PRICES, ModelPrice, Settings
-from shared.store import create_store
+from shared.settings import DEFAULT_PRICES, ModelPrice
+from shared.store import Store
 from shared.usage import (
     build_record,
     cost_usd,
@@ -125,24 +125,17 @@ def test_default_prices_cover_the_default_deployments() -> None:
     assert {"gpt-4o", "text-embedding-3-small"} <= set(DEFAULT_PRICES)
 
 
-async def test_report_reads_only_the_window_from_cosmos(stack_settings: Settings) -> None:
-    store = create_store(stack_settings)
-    await store.ensure_schema()
+async def test_report_reads_only_the_window_from_cosmos(store: Store) -> None:
     team = f"team-{uuid.uuid4().hex[:8]}"
     base = datetime(2031, 3, 10, 23, 30, tzinfo=UTC)  # spans midnight: two day partitions
-    try:
-        for minutes, prompt in ((0, 100), (45, 200), (24 * 60, 400)):
-            await record_usage(
-                store, rec(prompt=prompt, completion=0, tags={"team": team},
-                           at=base + timedelta(minutes=minutes)),
-            )  # fmt: skip
-        report = await usage_report(
-            store,
-            UsageQuery(since=base, until=base + timedelta(hours=2), group_by="tag:team"),
-            PRICES,
-            0.5,
-        )
-    finally:
-        await store.aclose()
+    for minutes, prompt in ((0, 100), (45, 200), (24 * 60, 400)):
+        at = base + timedelta(minutes=minutes)
+        await record_usage(store, rec(prompt=prompt, completion=0, tags={"team": team}, at=at))
+    report = await usage_report(
+        store,
+        UsageQuery(since=base, until=base + timedelta(hours=2), group_by="tag:team"),
+        PRICES,
+        0.5,
+    )
     (group,) = [g for g in report.groups if g.key == team]
     assert (group.calls, group.prompt_tokens) == (2, 300)
