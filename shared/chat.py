@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import httpx2
@@ -85,7 +85,9 @@ class ChatService:
                 **self._arguments(request, deployment)
             )
         except openai.OpenAIError as error:
-            raise await self._upstream_failure(error, request, deployment, request_id) from None
+            raise await self._upstream_failure(
+                error, request, deployment, request_id, "chat", started
+            ) from None
         latency = (time.perf_counter() - started) * 1000
         choice = completion.choices[0]
         content = choice.message.content or ""
@@ -131,7 +133,9 @@ class ChatService:
                 stream_options={"include_usage": True},
             )
         except openai.OpenAIError as error:
-            raise await self._upstream_failure(error, request, deployment, request_id) from None
+            raise await self._upstream_failure(
+                error, request, deployment, request_id, "chat_stream", started
+            ) from None
         return self._frames(upstream, request, deployment, request_id, started)
 
     async def _frames(
@@ -211,22 +215,41 @@ class ChatService:
         request: ChatRequest,
         deployment: str,
         request_id: str,
+        operation: Literal["chat", "chat_stream"],
+        started: float,
     ) -> AppError:
+        """Record the failed call (a filter event too, for a filtered prompt) and say what
+        the caller sees."""
+        failure: AppError
         if isinstance(error, openai.APIStatusError) and content_filter.is_prompt_filtered(error):
             info = content_filter.prompt_filter(error)
             prompt = "\n".join(m.content for m in request.messages)
             await self._record_filter(info, request, deployment, request_id, prompt)
-            return ContentFiltered(
+            failure = ContentFiltered(
                 "the prompt was filtered by Azure OpenAI's content management policy",
                 details={"stage": "prompt", "categories": content_filter.filtered_only(info)},
             )
-        failure = from_openai(error)
-        log.warning(
-            "chat %s on %s failed upstream: %s (%s)",
-            request_id,
-            deployment,
-            failure.code,
-            type(error).__name__,
+        else:
+            failure = from_openai(error)
+            log.warning(
+                "chat %s on %s failed upstream: %s (%s)",
+                request_id,
+                deployment,
+                failure.code,
+                type(error).__name__,
+            )
+        await record_usage(
+            self.store,
+            build_record(
+                operation=operation,
+                deployment=deployment,
+                model=None,
+                usage=None,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                tags=request.tags,
+                status="content_filter" if isinstance(failure, ContentFiltered) else "error",
+                request_id=request_id,
+            ),
         )
         return failure
 

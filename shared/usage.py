@@ -123,7 +123,7 @@ def summarise(
         row[2] += rec.completion_tokens
         row[3] += rec.total_tokens
         row[4] += cost_usd(rec, prices, batch_discount)
-        if price_for(rec.model, prices) is None:
+        if rec.total_tokens and price_for(rec.model, prices) is None:
             unpriced.add(rec.model or "(unknown)")
 
     def as_group(key: str | None, row: list[float]) -> UsageGroup:

@@ -116,6 +116,8 @@ async def test_filtered_prompt_raises_and_stores_one_event(chat: ChatService, st
     assert event["text"] is None
     assert event["user_hash"]
     assert event["user_hash"] != "alice"
+    (usage,) = await docs_for(store, USAGE, rid)
+    assert (usage["status"], usage["total_tokens"]) == ("content_filter", 0)
 
 
 async def test_filtered_prompt_text_is_kept_only_when_configured(
@@ -228,11 +230,14 @@ async def test_rate_limit_after_retries_is_rate_limited_with_retry_after(
     settings = settings_for(app_environ, faulty_simulator)
     async for chat in service_for(settings, store):
         await chat.complete(ask("first"), new_id())
+        throttled = new_id()
         with pytest.raises(RateLimited) as caught:
-            await chat.complete(ask("second"), new_id())
+            await chat.complete(ask("second", tags={"team": "t"}), throttled)
     assert caught.value.retry_after is not None
     assert caught.value.retry_after > 0
     assert int(caught.value.headers["Retry-After"]) >= 1
+    (usage,) = await docs_for(store, USAGE, throttled)  # failed calls are recorded too
+    assert (usage["status"], usage["total_tokens"], usage["tags"]) == ("error", 0, {"team": "t"})
 
 
 @pytest.mark.parametrize(

@@ -95,7 +95,8 @@ def test_versioned_model_names_find_their_price() -> None:
 
 
 def test_unpriced_models_are_reported() -> None:
-    _, _, unpriced = summarise([rec(model="mystery")], "model", PRICES, 0.5)
+    failed_call = rec(model=None, prompt=0, completion=0)  # no tokens: nothing to price
+    _, _, unpriced = summarise([rec(model="mystery"), failed_call], "model", PRICES, 0.5)
     assert unpriced == ["mystery"]
 
 
