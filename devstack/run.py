@@ -29,11 +29,12 @@ from urllib.parse import urlparse
 
 from devstack.emulators import start_emulators, stop_emulators
 from devstack.emulators.processes import is_listening, read_pid, spawn, terminate
+from devstack.emulators.stack import DEFAULT_STATE_DIR
 from devstack.functions_host.settings import FUNCTION_KEY_SETTING, apply_values, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = ROOT / ".devstack"
-EMULATOR_STATE = STATE_DIR / "emulators"
+EMULATOR_STATE = DEFAULT_STATE_DIR  # where `make emulators` keeps them too
 HOST = "127.0.0.1"
 DEFAULT_SIMULATOR_PORT = 8090
 HOST_GRACE = 30.0
