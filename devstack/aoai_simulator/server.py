@@ -68,7 +68,10 @@ def start_simulator(
     """Start serving on `host:port` (0 = a free port); return once connections are accepted."""
     config = config or SimulatorConfig()
     app = create_app(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto
+    # says TCP, and a listening socket's proto passes to the sockets it accepts. With proto 0,
+    # a response head and its first body chunk wait ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]

@@ -215,7 +215,10 @@ class FunctionsHost:
 
 def _bind(host: str, port: int) -> socket.socket:
     """Bind here rather than in uvicorn, which would exit the process on a busy port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose proto
+    # says TCP, and a listening socket's proto passes to the sockets it accepts. With proto 0,
+    # a response head and its first body chunk wait ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
