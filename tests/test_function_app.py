@@ -7,6 +7,7 @@ import asyncio
 import shlex
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,23 +107,31 @@ async def test_streamed_chat_frames(http: httpx.AsyncClient, store: Store) -> No
     assert usage["operation"] == "chat_stream"
 
 
+@asynccontextmanager
+async def slow_stream(
+    http: httpx.AsyncClient, sim_control: httpx.AsyncClient, words: int
+) -> AsyncIterator[tuple[httpx.Response, str]]:
+    """A streamed chat of `words` tokens that the simulator paces at 100 ms a token."""
+    slow = {"latency": {"per_token_ms": 100}}
+    (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
+    request_id = rid()
+    text = "echo: " + " ".join(f"w{i}" for i in range(words))
+    headers = {"x-request-id": request_id}
+    async with http.stream(
+        "POST", "/chat", json=chat_body(text, stream=True), headers=headers
+    ) as r:
+        assert r.status_code == 200
+        yield r, request_id
+
+
 async def test_first_byte_arrives_before_the_function_ends(
     http: httpx.AsyncClient, store: Store, sim_control: httpx.AsyncClient
 ) -> None:
     """The usage document is written when the function's stream ends; the first frame must
     reach the client while it does not exist yet."""
-    slow = {"latency": {"per_token_ms": 100}}
-    (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
-    request_id = rid()
-    words = " ".join(f"w{i}" for i in range(30))
-    async with http.stream(
-        "POST", "/chat", json=chat_body(f"echo: {words}", stream=True),
-        headers={"x-request-id": request_id},
-    ) as r:  # fmt: skip
-        assert r.status_code == 200
+    async with slow_stream(http, sim_control, words=30) as (r, request_id):
         lines = r.aiter_lines()
-        first = await anext(lines)
-        assert first.startswith('data: {"type":"delta"')
+        assert (await anext(lines)).startswith('data: {"type":"delta"')
         assert await docs_for(store, USAGE, request_id) == []
         rest = [line async for line in lines]
     assert [line for line in rest if line][-1] == "data: [DONE]"
@@ -134,14 +143,7 @@ async def test_caller_hanging_up_ends_the_upstream_stream(
 ) -> None:
     """Closing the connection after the first frame closes the function's generator, which
     closes the upstream stream and records the call as cancelled."""
-    slow = {"latency": {"per_token_ms": 100}}
-    (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
-    request_id = rid()
-    words = " ".join(f"w{i}" for i in range(50))
-    async with http.stream(
-        "POST", "/chat", json=chat_body(f"echo: {words}", stream=True),
-        headers={"x-request-id": request_id},
-    ) as r:  # fmt: skip
+    async with slow_stream(http, sim_control, words=50) as (r, request_id):
         assert (await anext(r.aiter_lines())).startswith('data: {"type":"delta"')
     # Leaving the block closed the connection, about 5 s before the stream would end.
     assert (await usage_written(store, request_id))["status"] == "cancelled"
