@@ -9,6 +9,7 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from shared import api
+from shared.bookkeeping import OutboxMessage
 from shared.http import guarded
 from shared.runtime import get_runtime
 from shared.settings import get_settings
@@ -37,3 +38,8 @@ async def health(req: Request) -> Response:
 @app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def openapi(req: Request) -> Response:
     return await guarded(req, lambda rid: api.openapi(get_runtime(), req, rid))
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%OUTBOX_QUEUE%", connection="AzureWebJobsStorage")
+async def drain_outbox(msg: func.QueueMessage) -> None:
+    await get_runtime().books.drain(OutboxMessage.model_validate_json(msg.get_body()))

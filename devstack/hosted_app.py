@@ -39,6 +39,10 @@ def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
         "COSMOS_VERIFY_TLS": "false",
         "COSMOS_DATABASE": "aoai-test",
         "AzureWebJobsStorage": stack.storage_connection_string,
+        # Trigger bindings name their queues as %SETTING%: the host needs each one set.
+        "EMBEDDING_QUEUE": "embedding-jobs",
+        "CLASSIFICATION_QUEUE": "classification-jobs",
+        "OUTBOX_QUEUE": "cosmos-outbox",
         **overrides,
     }
 

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.queues import create_queues
+from shared.runtime import create_runtime
 from shared.settings import Settings, get_settings
-from shared.store import create_store
 
 
 async def provision(settings: Settings) -> None:
-    store = create_store(settings)
-    queues = create_queues(settings)
+    runtime = create_runtime(settings)
     try:
-        await store.ensure_schema()
-        await queues.ensure([settings.embedding_queue, settings.classification_queue])
+        await runtime.store.ensure_schema()
+        await runtime.queues.ensure(
+            [settings.embedding_queue, settings.classification_queue, settings.outbox_queue]
+        )
     finally:
-        await store.aclose()
-        await queues.aclose()
+        await runtime.aclose()
 
 
 if __name__ == "__main__":

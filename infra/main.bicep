@@ -60,6 +60,7 @@ param batchCapacity int = 50
 param cosmosDatabaseName string = 'aoai'
 param embeddingQueueName string = 'embedding-jobs'
 param classificationQueueName string = 'classification-jobs'
+param outboxQueueName string = 'cosmos-outbox'
 param claimCheckContainerName string = 'job-payloads'
 param batchPollSchedule string = '0 */5 * * * *'
 param contentFilterStoreText bool = false
@@ -137,6 +138,7 @@ module storage 'modules/storage.bicep' = {
     claimCheckContainerName: claimCheckContainerName
     embeddingQueueName: embeddingQueueName
     classificationQueueName: classificationQueueName
+    outboxQueueName: outboxQueueName
   }
 }
 
@@ -231,6 +233,7 @@ var appSettings = {
   COSMOS_DATABASE: cosmos.outputs.databaseName
   EMBEDDING_QUEUE: embeddingQueueName
   CLASSIFICATION_QUEUE: classificationQueueName
+  OUTBOX_QUEUE: outboxQueueName
   CLAIM_CHECK_CONTAINER: claimCheckContainerName
   BATCH_POLL_SCHEDULE: batchPollSchedule
   CONTENT_FILTER_STORE_TEXT: contentFilterStoreText ? 'true' : 'false'
@@ -272,5 +275,6 @@ output AZURE_STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output AZURE_DEPLOYMENT_CONTAINER string = storage.outputs.deploymentContainerName
 output EMBEDDING_QUEUE string = embeddingQueueName
 output CLASSIFICATION_QUEUE string = classificationQueueName
+output OUTBOX_QUEUE string = outboxQueueName
 output CLAIM_CHECK_CONTAINER string = claimCheckContainerName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName

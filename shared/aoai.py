@@ -10,16 +10,12 @@ Auth, in order (never two at once):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-import httpx2
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
-from openai import APIStatusError, AsyncAzureOpenAI, AsyncOpenAI
+from openai import AsyncAzureOpenAI, AsyncOpenAI
 
-from shared.identity import get_credential
-from shared.lifetime import ProcessResource
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +48,9 @@ class AoaiConnection:
 def create_connection(
     settings: Settings, *, credential: AsyncTokenCredential | None = None
 ) -> AoaiConnection:
-    """Build a client from settings. `credential` overrides DefaultAzureCredential."""
+    """Build a client from settings. With Entra ID, `credential` is the process's shared one
+    (shared/runtime.py passes it; the connection does not own it); without one the connection
+    creates and owns a DefaultAzureCredential."""
     timeout, max_retries = settings.aoai_timeout_seconds, settings.aoai_max_retries
     if settings.azure_openai_endpoint is None:
         if settings.openai_api_key is None:  # settings validation makes this unreachable
@@ -86,23 +84,6 @@ def create_connection(
         max_retries=max_retries,
     )
     return AoaiConnection(client, credential if owned else None)
-
-
-def _process_connection(settings: Settings) -> AoaiConnection:
-    """The process's connection uses the process's shared credential (closed separately)."""
-    entra = describe_auth(settings) == "entra-id"
-    connection = create_connection(settings, credential=get_credential(settings) if entra else None)
-    log.info("Azure OpenAI client created (%s)", describe_auth(settings))
-    return connection
-
-
-_connection = ProcessResource(_process_connection, AoaiConnection.aclose)
-close_client = _connection.close
-
-
-def get_client(settings: Settings) -> AsyncOpenAI:
-    """The process's client, created on first use and reused (one connection pool)."""
-    return _connection.get(settings).client
 
 
 def describe_auth(settings: Settings) -> str:
@@ -142,22 +123,3 @@ def resolve_deployment(settings: Settings, model: str | None, default: str) -> s
     if model in known:
         return model
     raise UnknownModelError(model, known)
-
-
-def retry_after_seconds(headers: Mapping[str, str] | httpx2.Headers) -> float | None:
-    """The server's requested wait: `retry-after-ms` first (Azure), then `retry-after` seconds."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            continue
-        if seconds >= 0:
-            return seconds
-    return None
-
-
-def error_retry_after(error: APIStatusError) -> float | None:
-    return retry_after_seconds(error.response.headers)

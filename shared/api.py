@@ -9,7 +9,6 @@ from __future__ import annotations
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from shared.errors import InvalidRequest
 from shared.health import check_health
 from shared.http import json_response, parse_model, read_json
 from shared.models import ChatRequest, UsageQuery
@@ -36,12 +35,9 @@ async def chat(rt: Runtime, req: Request, request_id: str) -> Response:
 async def usage(rt: Runtime, req: Request, request_id: str) -> Response:
     """`GET /api/usage?since=&until=&group_by=`."""
     query = parse_model(UsageQuery, dict(req.query_params))
-    try:
-        report = await usage_report(
-            rt.store, query, rt.settings.model_prices, rt.settings.batch_discount
-        )
-    except ValueError as error:
-        raise InvalidRequest(str(error)) from None
+    report = await usage_report(
+        rt.store, query, rt.settings.model_prices, rt.settings.batch_discount
+    )
     return json_response(report)
 
 

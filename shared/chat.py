@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import httpx2
@@ -21,22 +21,20 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel
 
 from shared import content_filter
-from shared.aoai import UnknownModelError, resolve_deployment
-from shared.errors import AppError, ContentFiltered, InvalidRequest, UpstreamError, from_openai
+from shared.aoai import resolve_deployment
+from shared.bookkeeping import Bookkeeper, CallSite, Status, usage_of
+from shared.errors import AppError, UpstreamError, translate
 from shared.models import (
     AssistantMessage,
     ChatRequest,
     ChatResponse,
     ContentFilterFrame,
-    ContentFilterInfo,
     DeltaFrame,
     DoneFrame,
     ErrorFrame,
     Usage,
 )
 from shared.settings import Settings
-from shared.store import Store
-from shared.usage import build_record, record_usage
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +52,18 @@ class ChatService:
 
     settings: Settings
     client: AsyncOpenAI
-    store: Store
+    books: Bookkeeper
 
-    def deployment_for(self, request: ChatRequest) -> str:
-        try:
-            return resolve_deployment(self.settings, request.model, self.settings.chat_deployment)
-        except UnknownModelError as error:
-            raise InvalidRequest(str(error), details={"known_models": error.known}) from None
+    def _site(self, request: ChatRequest, request_id: str, *, stream: bool) -> CallSite:
+        deployment = resolve_deployment(self.settings, request.model, self.settings.chat_deployment)
+        return CallSite(
+            operation="chat_stream" if stream else "chat",
+            source="chat",
+            deployment=deployment,
+            tags=request.tags,
+            request_id=request_id,
+            user=request.user,
+        )
 
     def _arguments(self, request: ChatRequest, deployment: str) -> dict[str, Any]:
         args: dict[str, Any] = {
@@ -78,43 +81,31 @@ class ChatService:
 
     async def complete(self, request: ChatRequest, request_id: str) -> ChatResponse:
         """One whole answer."""
-        deployment = self.deployment_for(request)
+        site = self._site(request, request_id, stream=False)
         started = time.perf_counter()
         try:
             completion: ChatCompletion = await self.client.chat.completions.create(
-                **self._arguments(request, deployment)
+                **self._arguments(request, site.deployment)
             )
         except openai.OpenAIError as error:
-            raise await self._upstream_failure(
-                error, request, deployment, request_id, "chat", started
-            ) from None
-        latency = (time.perf_counter() - started) * 1000
+            raise await self._upstream_failure(error, request, site, started) from None
         choice = completion.choices[0]
         content = choice.message.content or ""
-        usage = _usage(completion.usage)
-        info = content_filter.completion_filter(choice)
-        flagged = info if info is not None and info.filtered else None
-        if choice.finish_reason == "content_filter" and flagged is None:
-            flagged = ContentFilterInfo(stage="completion", filtered=True, categories={})
+        usage = usage_of(completion.usage)
+        flagged = content_filter.completion_flag(choice)
         if flagged is not None:
-            await self._record_filter(flagged, request, deployment, request_id, content)
-        await record_usage(
-            self.store,
-            build_record(
-                operation="chat",
-                deployment=deployment,
-                model=completion.model,
-                usage=usage,
-                latency_ms=latency,
-                tags=request.tags,
-                status="content_filter" if flagged else "ok",
-                request_id=request_id,
-            ),
+            await self.books.filtered(site, flagged, content)
+        await self.books.usage(
+            site,
+            model=completion.model,
+            usage=usage,
+            started=started,
+            status="content_filter" if flagged else "ok",
         )
         return ChatResponse(
             id=completion.id,
             model=completion.model,
-            deployment=deployment,
+            deployment=site.deployment,
             message=AssistantMessage(content=content),
             finish_reason=choice.finish_reason,
             usage=usage,
@@ -124,39 +115,32 @@ class ChatService:
     async def open_stream(self, request: ChatRequest, request_id: str) -> AsyncIterator[str]:
         """Start the upstream stream, raising AppError *before* any byte is sent (so 400/429
         keep their status), then return the iterator of SSE frames."""
-        deployment = self.deployment_for(request)
+        site = self._site(request, request_id, stream=True)
         started = time.perf_counter()
         try:
             upstream = await self.client.chat.completions.create(
-                **self._arguments(request, deployment),
+                **self._arguments(request, site.deployment),
                 stream=True,
                 stream_options={"include_usage": True},
             )
         except openai.OpenAIError as error:
-            raise await self._upstream_failure(
-                error, request, deployment, request_id, "chat_stream", started
-            ) from None
-        return self._frames(upstream, request, deployment, request_id, started)
+            raise await self._upstream_failure(error, request, site, started) from None
+        return self._frames(upstream, site, started)
 
     async def _frames(
-        self,
-        upstream: openai.AsyncStream[ChatCompletionChunk],
-        request: ChatRequest,
-        deployment: str,
-        request_id: str,
-        started: float,
+        self, upstream: openai.AsyncStream[ChatCompletionChunk], site: CallSite, started: float
     ) -> AsyncIterator[str]:
         completion_id, model = "", None
         finish_reason: str | None = None
         usage: Usage | None = None
         parts: list[str] = []
-        status = "cancelled"  # until the stream reaches an end of its own
+        status: Status = "cancelled"  # until the stream reaches an end of its own
         try:
             async for chunk in upstream:
                 completion_id = chunk.id or completion_id
                 model = chunk.model or model
                 if chunk.usage is not None:
-                    usage = _usage(chunk.usage)
+                    usage = usage_of(chunk.usage)
                 if not chunk.choices:  # prompt_filter_results first, usage last
                     continue
                 choice = chunk.choices[0]
@@ -165,27 +149,20 @@ class ChatService:
                     yield sse(DeltaFrame(content=choice.delta.content))
                 if choice.finish_reason is not None:
                     finish_reason = choice.finish_reason
-                if finish_reason == "content_filter":
-                    info = content_filter.completion_filter(choice) or ContentFilterInfo(
-                        stage="completion", filtered=True, categories={}
-                    )
-                    await self._record_filter(info, request, deployment, request_id, "".join(parts))
+                flagged = content_filter.completion_flag(choice)
+                if flagged is not None:
+                    await self.books.filtered(site, flagged, "".join(parts))
                     status = "content_filter"
-                    yield sse(ContentFilterFrame(stage="completion", categories=info.categories))
+                    yield sse(ContentFilterFrame(stage="completion", categories=flagged.categories))
                     yield SSE_DONE
                     return
             status = "ok"
             yield sse(DoneFrame(id=completion_id, finish_reason=finish_reason, usage=usage))
             yield SSE_DONE
         except (openai.OpenAIError, httpx2.HTTPError) as error:
-            # The SDK raises its transport's errors unwrapped while a stream is being read.
             status = "error"
-            failure = (
-                from_openai(error)
-                if isinstance(error, openai.OpenAIError)
-                else UpstreamError("the Azure OpenAI stream broke off")
-            )
-            log.warning("chat stream %s failed upstream: %s", request_id, failure.code)
+            failure = translate(error) or UpstreamError("the Azure OpenAI stream broke off")
+            log.warning("chat stream %s failed upstream: %s", site.request_id, failure.code)
             yield sse(ErrorFrame(error=failure.detail()))
             yield SSE_DONE
         finally:
@@ -195,96 +172,13 @@ class ChatService:
             # the upstream stream open and the call unrecorded.
             with anyio.CancelScope(shield=True):
                 await upstream.close()
-                await record_usage(
-                    self.store,
-                    build_record(
-                        operation="chat_stream",
-                        deployment=deployment,
-                        model=model,
-                        usage=usage,
-                        latency_ms=(time.perf_counter() - started) * 1000,
-                        tags=request.tags,
-                        status=status,
-                        request_id=request_id,
-                    ),
+                await self.books.usage(
+                    site, model=model, usage=usage, started=started, status=status
                 )
 
     async def _upstream_failure(
-        self,
-        error: openai.OpenAIError,
-        request: ChatRequest,
-        deployment: str,
-        request_id: str,
-        operation: Literal["chat", "chat_stream"],
-        started: float,
+        self, error: openai.OpenAIError, request: ChatRequest, site: CallSite, started: float
     ) -> AppError:
-        """Record the failed call (a filter event too, for a filtered prompt) and say what
-        the caller sees."""
-        failure: AppError
-        if isinstance(error, openai.APIStatusError) and content_filter.is_prompt_filtered(error):
-            info = content_filter.prompt_filter(error)
-            prompt = "\n".join(m.content for m in request.messages)
-            await self._record_filter(info, request, deployment, request_id, prompt)
-            failure = ContentFiltered(
-                "the prompt was filtered by Azure OpenAI's content management policy",
-                details={"stage": "prompt", "categories": content_filter.filtered_only(info)},
-            )
-        else:
-            failure = from_openai(error)
-            log.warning(
-                "chat %s on %s failed upstream: %s (%s)",
-                request_id,
-                deployment,
-                failure.code,
-                type(error).__name__,
-            )
-        await record_usage(
-            self.store,
-            build_record(
-                operation=operation,
-                deployment=deployment,
-                model=None,
-                usage=None,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                tags=request.tags,
-                status="content_filter" if isinstance(failure, ContentFiltered) else "error",
-                request_id=request_id,
-            ),
-        )
-        return failure
-
-    async def _record_filter(
-        self,
-        info: ContentFilterInfo,
-        request: ChatRequest,
-        deployment: str,
-        request_id: str,
-        text: str,
-    ) -> None:
-        event = content_filter.build_event(
-            info,
-            source="chat",
-            deployment=deployment,
-            request_id=request_id,
-            user=request.user,
-            text=text,
-            store_text=self.settings.content_filter_store_text,
-        )
-        await content_filter.record_event(self.store, event)
-        log.info(
-            "content filter: %s %s on %s (request %s)",
-            info.stage,
-            ",".join(content_filter.filtered_only(info)) or "unspecified",
-            deployment,
-            request_id,
-        )
-
-
-def _usage(raw: Any) -> Usage:
-    if raw is None:
-        return Usage()
-    return Usage(
-        prompt_tokens=raw.prompt_tokens or 0,
-        completion_tokens=raw.completion_tokens or 0,
-        total_tokens=raw.total_tokens or 0,
-    )
+        """Record the failed call and say what the caller sees."""
+        prompt = "\n".join(m.content for m in request.messages)
+        return await self.books.failed(site, error, started=started, prompt=prompt)

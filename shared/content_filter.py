@@ -3,7 +3,8 @@
 A filtered prompt arrives as a 400 whose body has `code: "content_filter"` and
 `innererror.content_filter_result`; a filtered completion as `finish_reason: "content_filter"`
 with the choice's `content_filter_results`. Either way one event document is stored, without
-the text unless `CONTENT_FILTER_STORE_TEXT=true`, and with the caller's id hashed.
+the text unless `CONTENT_FILTER_STORE_TEXT=true`, and with the caller's id hashed. Storing
+them is `shared/bookkeeping.py`'s job.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import openai
 from pydantic import BaseModel, ValidationError
 
 from shared.models import CategoryResult, ContentFilterEvent, ContentFilterInfo
-from shared.store import CONTENT_FILTER_EVENTS, Store
 
 Stage = Literal["prompt", "completion"]
-Source = Literal["chat", "embedding", "classification", "batch"]
+Source = Literal["chat", "job", "batch"]
 
 
 def is_prompt_filtered(error: openai.APIStatusError) -> bool:
@@ -61,6 +61,18 @@ def completion_filter(choice: BaseModel) -> ContentFilterInfo | None:
     return ContentFilterInfo(stage="completion", filtered=filtered, categories=categories)
 
 
+def completion_flag(choice: BaseModel) -> ContentFilterInfo | None:
+    """The filter verdict on a finished choice when it was filtered, else None.
+
+    `finish_reason: "content_filter"` without category details still counts as filtered."""
+    info = completion_filter(choice)
+    if info is not None and info.filtered:
+        return info
+    if getattr(choice, "finish_reason", None) == "content_filter":
+        return ContentFilterInfo(stage="completion", filtered=True, categories={})
+    return None
+
+
 def filtered_only(info: ContentFilterInfo) -> dict[str, CategoryResult]:
     return {name: c for name, c in info.categories.items() if c.filtered}
 
@@ -79,14 +91,18 @@ def build_event(
     deployment: str,
     request_id: str | None = None,
     job_id: str | None = None,
+    item_id: str | None = None,
     user: str | None = None,
     text: str | None = None,
     store_text: bool = False,
     now: datetime | None = None,
 ) -> ContentFilterEvent:
+    """One event. A job item's event has the deterministic id `{job_id}:{item_id}`, so a
+    redelivered message overwrites it instead of adding a second one."""
     now = now or datetime.now(UTC)
+    event_id = f"{job_id}:{item_id}" if job_id and item_id else str(uuid.uuid4())
     return ContentFilterEvent(
-        id=str(uuid.uuid4()),
+        id=event_id,
         day=now.date().isoformat(),
         timestamp=now,
         source=source,
@@ -95,10 +111,7 @@ def build_event(
         deployment=deployment,
         request_id=request_id,
         job_id=job_id,
+        item_id=item_id,
         user_hash=hash_user(user),
         text=text if store_text else None,
     )
-
-
-async def record_event(store: Store, event: ContentFilterEvent) -> None:
-    await store.upsert(CONTENT_FILTER_EVENTS, event.model_dump(mode="json"))

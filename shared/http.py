@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from fastapi import Request, Response
 from pydantic import BaseModel, ValidationError
 
-from shared.errors import AppError, InvalidRequest, TooLarge
+from shared.errors import AppError, InvalidRequest, TooLarge, translate
 from shared.models import ErrorDetail, ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -85,19 +85,22 @@ async def read_json(req: Request, model: type[M], context: Any = None) -> M:
 
 
 async def guarded(req: Request, handle: Callable[[str], Awaitable[Response]]) -> Response:
-    """Run a handler with a request id; turn AppError (and anything else) into JSON errors."""
+    """Run a handler with a request id; turn every error into a JSON error answer."""
     request_id = request_id_of(req)
     try:
         response = await handle(request_id)
-    except AppError as error:
-        response = error_response(error)
-    except Exception:
-        log.exception("unhandled error in %s %s (request %s)", req.method, req.url.path, request_id)
-        response = json_response(
-            ErrorResponse(
-                error=ErrorDetail(code="internal_error", message="internal error; see logs")
-            ),
-            500,
-        )
+    except Exception as error:
+        known = translate(error)
+        if known is not None:
+            response = error_response(known)
+        else:
+            log.exception("unhandled error in %s %s (request %s)", req.method, req.url.path,
+                          request_id)  # fmt: skip
+            response = json_response(
+                ErrorResponse(
+                    error=ErrorDetail(code="internal_error", message="internal error; see logs")
+                ),
+                500,
+            )
     response.headers["x-request-id"] = request_id
     return response

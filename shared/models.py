@@ -201,12 +201,13 @@ class ContentFilterEvent(BaseModel):
     id: str
     day: str
     timestamp: datetime
-    source: Literal["chat", "embedding", "classification", "batch"]
+    source: Literal["chat", "job", "batch"]
     stage: Literal["prompt", "completion"]
     categories: dict[str, CategoryResult]
     deployment: str
     request_id: str | None = None
     job_id: str | None = None
+    item_id: str | None = None
     user_hash: str | None = None
     text: str | None = Field(default=None, description="Only if CONTENT_FILTER_STORE_TEXT.")
 

@@ -1,21 +1,32 @@
-"""The process's clients and services, created once on first use and closed together.
+"""The process's clients and services: the one registry, created once on first use and closed
+together.
 
-Function handlers call :func:`get_runtime`; nothing else constructs clients. The Python
-worker has no shutdown hook, so in Azure the process exit releases the sockets; the local host
-and the tests call :func:`close_runtime`.
+Function handlers call :func:`get_runtime`; nothing else constructs clients. The factories it
+calls (`create_connection`, `create_store`, `create_queues`, `create_credential`) take their
+arguments and never read the environment. The Python worker has no shutdown hook, so in Azure
+the process exit releases the sockets; the local host and the tests call :func:`close_runtime`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
+from azure.core.credentials_async import AsyncTokenCredential
 from openai import AsyncOpenAI
 
-from shared import aoai, identity, queues, store
+from shared.aoai import create_connection, describe_auth
+from shared.bookkeeping import Bookkeeper
 from shared.chat import ChatService
-from shared.queues import JobQueues
+from shared.identity import create_credential
+from shared.queues import JobQueues, create_queues
 from shared.settings import Settings, get_settings
-from shared.store import Store
+from shared.store import Store, create_store
+
+log = logging.getLogger(__name__)
+
+Closer = tuple[str, Callable[[], Awaitable[None]]]
 
 
 @dataclass(frozen=True)
@@ -24,32 +35,80 @@ class Runtime:
     aoai: AsyncOpenAI
     store: Store
     queues: JobQueues
+    books: Bookkeeper
     chat: ChatService
+    closers: Sequence[Closer] = field(default=(), repr=False)
+
+    async def aclose(self) -> list[BaseException]:
+        return await close_all(self.closers)
+
+
+async def close_all(closers: Sequence[Closer]) -> list[BaseException]:
+    """Close each in order; one that fails is logged and the rest are still closed.
+    Returns the failures (empty when every close succeeded)."""
+    failures: list[BaseException] = []
+    for name, close in closers:
+        try:
+            await close()
+        except Exception as error:
+            log.exception("closing %s failed", name)
+            failures.append(error)
+    return failures
+
+
+def uses_entra_id(settings: Settings) -> bool:
+    """True when any client authenticates with Microsoft Entra ID (no key or connection string)."""
+    return (
+        describe_auth(settings) == "entra-id"
+        or settings.cosmos_key is None
+        or settings.storage_connection_string is None
+    )
+
+
+def create_runtime(settings: Settings) -> Runtime:
+    """Every client and service of a process. One credential serves every Entra client."""
+    credential: AsyncTokenCredential | None = (
+        create_credential(settings) if uses_entra_id(settings) else None
+    )
+    connection = create_connection(settings, credential=credential)
+    store = create_store(settings, credential)
+    queues = create_queues(settings, credential)
+    books = Bookkeeper(
+        store, queues, settings.outbox_queue, store_text=settings.content_filter_store_text
+    )
+    closers: list[Closer] = [
+        ("the Azure OpenAI client", connection.aclose),
+        ("the Cosmos DB client", store.aclose),
+        ("the storage clients", queues.aclose),
+    ]
+    if credential is not None:
+        closers.append(("the Entra ID credential", credential.close))
+    log.info("runtime created (Azure OpenAI auth: %s)", describe_auth(settings))
+    return Runtime(
+        settings=settings,
+        aoai=connection.client,
+        store=store,
+        queues=queues,
+        books=books,
+        chat=ChatService(settings, connection.client, books),
+        closers=tuple(closers),
+    )
 
 
 _runtime: Runtime | None = None
 
 
 def get_runtime() -> Runtime:
+    """The process's runtime, created on first use and reused by every invocation."""
     global _runtime
     if _runtime is None:
-        settings = get_settings()
-        client = aoai.get_client(settings)
-        cosmos = store.get_store(settings)
-        _runtime = Runtime(
-            settings=settings,
-            aoai=client,
-            store=cosmos,
-            queues=queues.get_queues(settings),
-            chat=ChatService(settings, client, cosmos),
-        )
+        _runtime = create_runtime(get_settings())
     return _runtime
 
 
 async def close_runtime() -> None:
+    """Close every client of the process (the local host's --on-stop hook)."""
     global _runtime
-    _runtime = None
-    await aoai.close_client()
-    await store.close_store()
-    await queues.close_queues()
-    await identity.close_credential()
+    runtime, _runtime = _runtime, None
+    if runtime is not None:
+        await runtime.aclose()

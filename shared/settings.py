@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     classification_queue: QueueName = Field(
         default="classification-jobs", description="Classification jobs."
     )
+    outbox_queue: QueueName = Field(
+        default="cosmos-outbox",
+        description="Usage documents and filter events written behind while Cosmos DB fails.",
+    )
     claim_check_container: ContainerName = Field(
         default="job-payloads", description="Blob container for jobs too large for a message."
     )
@@ -228,6 +232,7 @@ def required_setting_names() -> frozenset[str]:
         "AzureWebJobsStorage__tableServiceUri",
         "EMBEDDING_QUEUE",
         "CLASSIFICATION_QUEUE",
+        "OUTBOX_QUEUE",
         "CLAIM_CHECK_CONTAINER",
         "BATCH_POLL_SCHEDULE",
         "CONTENT_FILTER_STORE_TEXT",

@@ -17,8 +17,6 @@ from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
-from shared.identity import get_credential
-from shared.lifetime import ProcessResource
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +37,9 @@ CONTAINERS: Final[Mapping[str, str]] = {
 }
 
 Document = dict[str, Any]
+
+CONNECT_TIMEOUT_SECONDS: Final = 5
+OPERATION_TIMEOUT_SECONDS: Final = 15
 
 
 class Store:
@@ -110,15 +111,16 @@ def create_store(settings: Settings, credential: AsyncTokenCredential | None = N
     if settings.cosmos_key is not None:
         auth = settings.cosmos_key.get_secret_value()
     else:
-        auth = credential or get_credential(settings)
+        if credential is None:
+            raise ValueError("Cosmos DB without COSMOS_KEY needs the process's Entra credential")
+        auth = credential
     client = CosmosClient(
         str(settings.cosmos_endpoint),
         credential=auth,
         connection_verify=settings.cosmos_verify_tls,
+        # A hung Cosmos DB must not hold a chat answer or a job for the SDK's default minute:
+        # callers write behind or re-deliver instead.
+        connection_timeout=CONNECT_TIMEOUT_SECONDS,
+        timeout=OPERATION_TIMEOUT_SECONDS,
     )
     return Store(client, settings.cosmos_database)
-
-
-_store = ProcessResource(create_store, Store.aclose)
-get_store = _store.get  # the process's store, created on first use and reused
-close_store = _store.close

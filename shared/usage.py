@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 
+from shared.errors import InvalidRequest
 from shared.models import Mode, Operation, Usage, UsageGroup, UsageQuery, UsageRecord, UsageReport
 from shared.settings import ModelPrice
 from shared.store import USAGE, Store
@@ -31,13 +32,15 @@ def build_record(
     status: str = "ok",
     request_id: str | None = None,
     job_id: str | None = None,
+    record_id: str | None = None,
     now: datetime | None = None,
 ) -> UsageRecord:
+    """One usage document; `record_id` is deterministic for calls that may be repeated."""
     now = now or datetime.now(UTC)
     usage = usage or Usage()
     return UsageRecord.model_validate(
         {
-            "id": str(uuid.uuid4()),
+            "id": record_id or str(uuid.uuid4()),
             "day": now.date().isoformat(),
             "timestamp": now,
             "operation": operation,
@@ -56,19 +59,15 @@ def build_record(
     )
 
 
-async def record_usage(store: Store, record: UsageRecord) -> None:
-    await store.upsert(USAGE, record.model_dump(mode="json"))
-
-
 def resolve_window(query: UsageQuery, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """Apply defaults and bounds; naive times are UTC. Raises ValueError on a bad window."""
+    """Apply defaults and bounds; naive times are UTC. Raises InvalidRequest on a bad window."""
     now = now or datetime.now(UTC)
     until = _utc(query.until) if query.until else now
     since = _utc(query.since) if query.since else until - DEFAULT_WINDOW
     if since >= until:
-        raise ValueError("since must be before until")
+        raise InvalidRequest("since must be before until")
     if until - since > MAX_WINDOW:
-        raise ValueError(f"the window may span at most {MAX_WINDOW.days} days")
+        raise InvalidRequest(f"the window may span at most {MAX_WINDOW.days} days")
     return since, until
 
 

@@ -17,6 +17,7 @@ import pytest
 from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators.processes import free_port
 from devstack.hosted_app import FUNCTION_KEY, AppHost, make_app_dir, run_app_host
+from devstack.provision import provision
 from devstack.run import examples
 from shared.settings import load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
@@ -293,18 +294,40 @@ async def test_health_ok(http: httpx.AsyncClient) -> None:
     }  # fmt: skip
 
 
-def test_health_is_503_when_cosmos_is_down(
+async def test_with_cosmos_down_chat_still_answers_usage_is_503_and_nothing_is_lost(
     app_environ: dict[str, str], tmp_path: Path, store: Store
 ) -> None:
+    """Health says 503; a paid-for chat answer is kept (its usage written behind to the
+    outbox queue); the usage report says 503, not 500; a host with Cosmos DB back drains the
+    outbox into the usage container."""
     dead = f"https://127.0.0.1:{free_port()}"
-    app_dir = make_app_dir(tmp_path / "app", {**app_environ, "COSMOS_ENDPOINT": dead})
-    with run_app_host(app_dir) as host:
-        r = httpx.get(f"{host.url}/health", timeout=30)
-    assert r.status_code == 503
-    body = r.json()
-    assert body["status"] == "unavailable"
-    assert body["checks"]["cosmos"]["ok"] is False
-    assert body["checks"]["queues"]["ok"] is True
+    outbox = f"outbox-{uuid.uuid4().hex[:12]}"
+    environ = {**app_environ, **HOST_SETTINGS, "OUTBOX_QUEUE": outbox}
+    await provision(load_settings(environ))
+    request_id = rid()
+    down_dir = make_app_dir(tmp_path / "down", {**environ, "COSMOS_ENDPOINT": dead})
+    with run_app_host(down_dir) as down:
+        async with httpx.AsyncClient(base_url=down.url, headers=down.headers(), timeout=60) as c:
+            health = await c.get("/health")
+            chat = await c.post("/chat", json=chat_body("Hello"),
+                                headers={"x-request-id": request_id})  # fmt: skip
+            usage = await c.get("/usage")
+    assert health.status_code == 503
+    assert health.json()["checks"]["cosmos"]["ok"] is False
+    assert health.json()["checks"]["queues"]["ok"] is True
+    assert chat.status_code == 200
+    assert chat.json()["usage"]["total_tokens"] > 0
+    assert usage.status_code == 503
+    assert usage.json()["error"]["code"] == "unavailable"
+    assert await docs_for(store, USAGE, request_id) == []
+
+    with run_app_host(make_app_dir(tmp_path / "back", environ)):
+        # The drain attempt of the host that had no Cosmos DB put the record back for 5 s.
+        for _ in range(300):
+            if found := await docs_for(store, USAGE, request_id):
+                break
+            await asyncio.sleep(0.1)
+    assert [d["total_tokens"] for d in found] == [chat.json()["usage"]["total_tokens"]]
 
 
 def test_missing_setting_stops_start_up_naming_it(

@@ -26,6 +26,8 @@ param claimCheckContainerName string = 'job-payloads'
 param batchFilesContainerName string = 'batch-files'
 param embeddingQueueName string = 'embedding-jobs'
 param classificationQueueName string = 'classification-jobs'
+@description('Usage documents and filter events written behind while Cosmos DB fails.')
+param outboxQueueName string = 'cosmos-outbox'
 
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -38,6 +40,8 @@ var queueNames = [
   '${embeddingQueueName}-poison'
   classificationQueueName
   '${classificationQueueName}-poison'
+  outboxQueueName
+  '${outboxQueueName}-poison'
 ]
 
 var containerNames = [

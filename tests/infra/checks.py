@@ -687,6 +687,7 @@ def check_required_settings(root: Path, required: frozenset[str]) -> Problems:
     defaults = {
         "EMBEDDING_QUEUE": "embedding-jobs",
         "CLASSIFICATION_QUEUE": "classification-jobs",
+        "OUTBOX_QUEUE": "cosmos-outbox",
         "CLAIM_CHECK_CONTAINER": "job-payloads",
         "BATCH_POLL_SCHEDULE": "0 */5 * * * *",
     }

@@ -9,12 +9,10 @@ from typing import Any
 import pytest
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
-from shared import aoai
 from shared.aoai import (
     UnknownModelError,
     create_connection,
     resolve_deployment,
-    retry_after_seconds,
 )
 from shared.settings import Settings, load_settings
 from tests.recording_server import Recorded, RecordingServer, recording_server
@@ -126,20 +124,6 @@ async def test_timeout_and_retries_come_from_settings(server: RecordingServer) -
     assert server.requests[0].query["api-version"] == ["2025-01-01-preview"]
 
 
-async def test_one_client_per_process_until_closed(server: RecordingServer) -> None:
-    s = settings(AZURE_OPENAI_ENDPOINT=server.url, AZURE_OPENAI_API_KEY="k")
-    first = aoai.get_client(s)
-    try:
-        assert aoai.get_client(s) is first
-    finally:
-        await aoai.close_client()
-    second = aoai.get_client(s)
-    try:
-        assert second is not first
-    finally:
-        await aoai.close_client()
-
-
 def test_alias_maps_to_deployment() -> None:
     s = settings(
         AZURE_OPENAI_ENDPOINT="https://x.openai.azure.com",
@@ -161,16 +145,3 @@ def test_unknown_alias_lists_known_aliases() -> None:
     assert str(caught.value) == (
         "unknown model 'gpt-5'; known models: gpt-4o, mini, text-embedding-3-small"
     )
-
-
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({"retry-after-ms": "250", "retry-after": "3"}, 0.25),
-        ({"retry-after": "3"}, 3.0),
-        ({"retry-after": "soon"}, None),
-        ({}, None),
-    ],
-)
-def test_retry_after_prefers_milliseconds(headers: dict[str, str], expected: float | None) -> None:
-    assert retry_after_seconds(headers) == expected

@@ -19,7 +19,7 @@ from devstack.aoai_simulator import (
     SimulatorConfig,
     start_simulator,
 )
-from shared.aoai import create_connection
+from shared.aoai import UnknownModelError
 from shared.chat import SSE_DONE, ChatService
 from shared.errors import (
     ContentFiltered,
@@ -27,19 +27,22 @@ from shared.errors import (
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
+    translate,
 )
 from shared.models import ChatRequest
+from shared.runtime import create_runtime
 from shared.settings import Settings, load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from tests.sse import parse_frames
 
 
 async def service_for(settings: Settings, store: Store) -> AsyncIterator[ChatService]:
-    conn = create_connection(settings)
+    """The chat service of a runtime built from `settings` (`store`: provisioned first)."""
+    runtime = create_runtime(settings)
     try:
-        yield ChatService(settings, conn.client, store)
+        yield runtime.chat
     finally:
-        await conn.aclose()
+        await runtime.aclose()
 
 
 @pytest.fixture
@@ -95,9 +98,11 @@ async def test_max_tokens_cuts_with_finish_reason_length(chat: ChatService) -> N
 
 
 async def test_unknown_alias_is_invalid_request_listing_known_models(chat: ChatService) -> None:
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(UnknownModelError) as caught:
         await chat.complete(ask("hi", model="gpt-5"), new_id())
-    assert caught.value.details == {
+    seen = translate(caught.value)
+    assert isinstance(seen, InvalidRequest)
+    assert seen.details == {
         "known_models": ["default-chat", "gpt-4o", "gpt-4o-batch", "text-embedding-3-small"]
     }
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import httpx2
 import openai
 import pytest
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
 
+from shared.aoai import UnknownModelError
 from shared.errors import (
     AppError,
     InvalidRequest,
     RateLimited,
+    ServiceUnavailable,
     UpstreamError,
     UpstreamTimeout,
-    from_openai,
+    retry_after_seconds,
+    translate,
 )
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1:9/openai/deployments/d/chat/completions")
@@ -46,7 +50,7 @@ def status_error(status: int, headers: dict[str, str] | None = None) -> openai.A
     ],
 )
 def test_mapping(error: openai.OpenAIError, kind: type[AppError], status: int) -> None:
-    mapped = from_openai(error)
+    mapped = translate(error)
     assert type(mapped) is kind
     assert mapped.status == status
     assert "secret-key-xyz" not in mapped.message
@@ -54,17 +58,73 @@ def test_mapping(error: openai.OpenAIError, kind: type[AppError], status: int) -
 
 
 def test_rate_limit_carries_retry_after_rounded_up_to_a_second() -> None:
-    mapped = from_openai(status_error(429, {"retry-after-ms": "1500"}))
+    mapped = translate(status_error(429, {"retry-after-ms": "1500"}))
     assert isinstance(mapped, RateLimited)
     assert mapped.retry_after == 1.5
     assert mapped.headers == {"Retry-After": "2"}
 
 
 def test_rate_limit_without_header_still_says_when() -> None:
-    mapped = from_openai(status_error(429))
+    mapped = translate(status_error(429))
     assert mapped.headers == {"Retry-After": "1"}
 
 
 def test_detail_has_code_and_message() -> None:
     detail = InvalidRequest("bad", details=[1]).detail()
     assert detail.model_dump() == {"code": "invalid_request", "message": "bad", "details": [1]}
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "250", "retry-after": "3"}, 0.25),
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_prefers_milliseconds(headers: dict[str, str], expected: float | None) -> None:
+    assert retry_after_seconds(headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (status_error(429), True),
+        (status_error(500), True),
+        (status_error(503), True),
+        (openai.APITimeoutError(request=REQUEST), True),
+        (openai.APIConnectionError(request=REQUEST), True),
+        (status_error(400), False),
+        (status_error(401), False),
+        (status_error(404), False),
+    ],
+)
+def test_retryable_tells_passing_failures_from_permanent_ones(
+    error: openai.OpenAIError, retryable: bool
+) -> None:
+    mapped = translate(error)
+    assert mapped is not None
+    assert mapped.retryable is retryable
+
+
+def test_storage_failures_are_passing_and_answer_503() -> None:
+    mapped = translate(ServiceRequestError("connection refused"))
+    assert isinstance(mapped, ServiceUnavailable)
+    assert (mapped.status, mapped.retryable) == (503, True)
+    throttled = HttpResponseError("busy")
+    throttled.status_code = 429
+    assert isinstance(translate(throttled), ServiceUnavailable)
+
+
+def test_a_bug_of_ours_is_not_translated() -> None:
+    assert translate(KeyError("x")) is None
+    conflict = HttpResponseError("precondition failed")
+    conflict.status_code = 412
+    assert translate(conflict) is None
+
+
+def test_unknown_model_is_invalid_request_listing_known_models() -> None:
+    mapped = translate(UnknownModelError("gpt-5", ["a", "b"]))
+    assert isinstance(mapped, InvalidRequest)
+    assert mapped.details == {"known_models": ["a", "b"]}

@@ -1,0 +1,46 @@
+"""The one registry of process clients: built from settings, closed together."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.runtime import Closer, close_all, create_runtime, uses_entra_id
+from shared.settings import Settings, load_settings
+
+
+async def test_close_all_closes_the_rest_when_one_fails() -> None:
+    closed: list[str] = []
+
+    def closer(name: str, fail: bool = False) -> Closer:
+        async def close() -> None:
+            closed.append(name)
+            if fail:
+                raise RuntimeError(f"{name} would not close")
+
+        return name, close
+
+    failures = await close_all([closer("a"), closer("b", fail=True), closer("c")])
+    assert closed == ["a", "b", "c"]
+    assert [str(f) for f in failures] == ["b would not close"]
+
+
+async def test_runtime_closes_every_client(app_settings: Settings) -> None:
+    runtime = create_runtime(app_settings)
+    names = [name for name, _ in runtime.closers]
+    assert names == ["the Azure OpenAI client", "the Cosmos DB client", "the storage clients"]
+    assert await runtime.aclose() == []
+    assert runtime.aoai.is_closed()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "entra"),
+    [
+        ({}, False),
+        ({"AZURE_OPENAI_API_KEY": ""}, True),
+        ({"COSMOS_KEY": ""}, True),
+    ],
+)
+def test_a_credential_only_when_some_client_uses_entra_id(
+    app_environ: dict[str, str], overrides: dict[str, str], entra: bool
+) -> None:
+    assert uses_entra_id(load_settings({**app_environ, **overrides})) is entra
