@@ -55,6 +55,16 @@ class RateLimitConfig(_Model):
     )
 
 
+class EmbeddingLimits(_Model):
+    """Azure's per-request caps on embeddings; a request over one is a 400."""
+
+    max_inputs: int = Field(default=2048, ge=1, description="inputs in one request")
+    max_input_tokens: int = Field(default=8192, ge=1, description="tokens in one input")
+    max_request_tokens: int = Field(
+        default=300_000, ge=1, description="tokens summed over all inputs of one request"
+    )
+
+
 class LatencyConfig(_Model):
     """Added delay. Zero by default so tests run fast."""
 
@@ -154,6 +164,7 @@ class SimulatorConfig(_Model):
     )
     require_api_version: bool = True
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    embeddings: EmbeddingLimits = Field(default_factory=EmbeddingLimits)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     faults: dict[str, FaultConfig] = Field(
         default_factory=dict, description="per route: chat, embeddings, files, batches"

@@ -46,9 +46,7 @@ def test_429_body_and_headers(client: AzureOpenAI, control: Control) -> None:
     assert stats["deployments"]["gpt-4o"]["requests"] == 2
 
 
-def test_requests_are_counted_in_ten_second_windows(
-    client: AzureOpenAI, control: Control
-) -> None:
+def test_requests_are_counted_in_ten_second_windows(client: AzureOpenAI, control: Control) -> None:
     # 12 RPM is 2 requests per 10 s: a third at once is refused though the minute has room,
     # and the wait is at most the 10 s request window, not the minute.
     control.patch({"deployments": {"gpt-4o": {"rpm": 12, "tpm": 1000}}})
