@@ -33,8 +33,8 @@ def _admit_quota(call: Call, deployment: DeploymentConfig, tokens: int) -> Decis
 async def chat_completions(call: Call) -> Response:
     deployment = call.lookup("chat")
     body = await read_json(call.request)
-    estimate = chat.rate_limit_estimate(body) if isinstance(body, dict) else 0
-    decision = _admit_quota(call, deployment, estimate)
+    chat.validate(body)  # a malformed request is a 400 before it is charged
+    decision = _admit_quota(call, deployment, chat.rate_limit_estimate(body))
     try:
         plan = chat.plan_chat(body, deployment, call.config)
     except errors.AzureError as exc:
