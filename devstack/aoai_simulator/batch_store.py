@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import chat, embeddings, errors
+from . import batch_quota, chat, embeddings, errors
 from .batch_input import BatchLine, parse_input
 from .config import SimulatorConfig
 from .file_store import FileStore
@@ -25,6 +25,7 @@ from .stats import Stats
 
 _ENDPOINTS = {"/chat/completions", "/embeddings", "/v1/chat/completions", "/v1/embeddings"}
 _TERMINAL = {"completed", "failed", "cancelled", "expired"}
+_QUEUED = {"validating", "in_progress", "finalizing", "cancelling"}  # holding enqueued tokens
 _DAY = 24 * 3600
 
 
@@ -44,6 +45,7 @@ class _Batch:
     output_file_id: str | None = None
     error_file_id: str | None = None
     files_written: bool = False
+    tokens: int = 0  # enqueued input tokens, counted against the deployment's quota
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,6 +54,7 @@ class BatchStore:
         self._files = files
         self._stats = stats
         self._lock = threading.Lock()
+        self._admit = threading.Lock()  # one create at a time checks and takes the quota
         self._batches: dict[str, _Batch] = {}
 
     def create(self, body: Any, config: SimulatorConfig) -> dict[str, Any]:
@@ -69,6 +72,16 @@ class BatchStore:
                 param="completion_window",
             )
         endpoint = body["endpoint"]
+        if endpoint.endswith("/embeddings") and not config.batch.allow_embeddings:
+            # Azure's Batch API takes no embeddings (no embedding model has a global-batch
+            # deployment); the OpenAI API does, which `batch.allow_embeddings` simulates.
+            raise errors.error(
+                400,
+                "invalid_value",
+                f"Invalid value for 'endpoint': {endpoint!r}. Supported values are: "
+                "'/chat/completions'.",
+                param="endpoint",
+            )
         if endpoint not in _ENDPOINTS:
             raise errors.error(
                 400,
@@ -87,20 +100,45 @@ class BatchStore:
                 param="input_file_id",
             )
         parsed = parse_input(self._files.content(meta["id"]), endpoint, config)
-        batch = _Batch(
-            id="batch_" + str(uuid.uuid4()),
-            input_file_id=meta["id"],
-            endpoint=endpoint,
-            metadata=body.get("metadata"),
-            t0=time.time(),
-            config=config,
-            lines=parsed.lines,
-            model=parsed.model,
-            validation_errors=parsed.errors,
-        )
-        with self._lock:
-            self._batches[batch.id] = batch
+        with self._admit:
+            batch = _Batch(
+                id="batch_" + str(uuid.uuid4()),
+                input_file_id=meta["id"],
+                endpoint=endpoint,
+                metadata=body.get("metadata"),
+                t0=time.time(),
+                config=config,
+                lines=parsed.lines,
+                model=parsed.model,
+                validation_errors=parsed.errors,
+                tokens=sum(batch_quota.line_tokens(line) for line in parsed.lines),
+            )
+            if not parsed.errors and parsed.model is not None:
+                self._check_quota(batch, parsed.model)
+            with self._lock:
+                self._batches[batch.id] = batch
         return self._view(batch, batch.t0)
+
+    def _check_quota(self, batch: _Batch, model: str) -> None:
+        deployment = batch.config.deployment(model)
+        limit = deployment.enqueued_token_limit if deployment is not None else 0
+        if not limit:
+            return
+        with self._lock:
+            # A batch bound to fail after validating holds no tokens.
+            others = [
+                b for b in self._batches.values() if b.model == model and not b.validation_errors
+            ]
+        queued = sum(b.tokens for b in others if self._view(b, batch.t0)["status"] in _QUEUED)
+        refused = batch_quota.admit(limit, model, queued, batch.tokens)
+        if refused is not None:
+            batch.validation_errors = [refused]
+
+    def release_quota(self) -> None:
+        """Existing batches stop counting against enqueued-token quotas (`/sim/reset`)."""
+        with self._lock:
+            for batch in self._batches.values():
+                batch.tokens = 0
 
     def get(self, batch_id: str) -> dict[str, Any]:
         with self._lock:
@@ -183,8 +221,8 @@ class BatchStore:
             "input_file_id": batch.input_file_id,
             "completion_window": "24h",
             "status": status,
-            "output_file_id": batch.output_file_id,
-            "error_file_id": batch.error_file_id,
+            "output_file_id": self._file_id(batch, batch.output_file_id),
+            "error_file_id": self._file_id(batch, batch.error_file_id),
             "created_at": int(batch.t0),
             "expires_at": int(batch.t0) + _DAY,
             "request_counts": {
@@ -207,6 +245,13 @@ class BatchStore:
             value = stamps.get(key)
             view[key] = int(value) if value is not None else None
         return view
+
+    @staticmethod
+    def _file_id(batch: _Batch, file_id: str | None) -> str | None:
+        """An absent file is `null`, or `""` as the service sometimes writes it."""
+        if file_id is None and batch.config.batch.empty_file_ids:
+            return ""
+        return file_id
 
     def _done_by(self, batch: _Batch, moment: float, v_end: float, p_end: float) -> int:
         """How many lines were answered by `moment` (spread evenly over in_progress)."""
@@ -292,8 +337,8 @@ class BatchStore:
                 batch.output_file_id = self._files.add(
                     f"{batch.id}_output.jsonl", "batch_output", data
                 )["id"]
-            if failures:
-                data = ("\n".join(failures) + "\n").encode()
+            if failures or batch.config.batch.empty_error_file:
+                data = ("\n".join(failures) + "\n").encode() if failures else b""
                 batch.error_file_id = self._files.add(
                     f"{batch.id}_error.jsonl", "batch_output", data
                 )["id"]
