@@ -10,7 +10,7 @@ Anything else is a 400 with OpenAI's `invalid_json_schema` body, which Azure pas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from . import errors
 
@@ -123,7 +123,7 @@ def check_strict(schema: Any, owner: str, param: str) -> None:
         _raise(owner, param, f"In context={refused.path!r}, {refused.problem}")
 
 
-def _raise(owner: str, param: str, problem: str) -> None:
+def _raise(owner: str, param: str, problem: str) -> NoReturn:
     raise errors.AzureError(
         400,
         {

@@ -25,7 +25,7 @@ _MAX_DEPTH = 8
 _ITEM_LINE = re.compile(r"^[ \t]*\[([^\]\n]+)\][ \t]*(.*)$", re.MULTILINE)
 
 
-def words(text: str) -> set[str]:
+def word_set(text: str) -> set[str]:
     """The words of `text` as enum matching compares them."""
     found = set()
     for token in re.findall(r"[a-z0-9]+", text.lower()):
@@ -44,7 +44,7 @@ class _Filler:
     def __init__(self, root: dict[str, Any], context: str, seed: int) -> None:
         self.root = root
         self.context = context
-        self.words = words(context)
+        self.words = word_set(context)
         self.rng = random.Random(seed)
 
     def about(self, context: str) -> _Filler:
@@ -63,7 +63,7 @@ class _Filler:
 
     def overlap(self, option: Any) -> tuple[int, float]:
         """Words `option` shares with the text, and the share of its own words that is."""
-        own = words(str(option))
+        own = word_set(str(option))
         shared = len(own & self.words)
         return shared, shared / len(own) if own else 0.0
 
