@@ -9,6 +9,7 @@ from .app import create_app
 from .config import (
     BatchConfig,
     DeploymentConfig,
+    EmbeddingLimits,
     FaultConfig,
     FilterRule,
     LatencyConfig,
@@ -21,6 +22,7 @@ from .server import RunningSimulator, start_simulator
 __all__ = [
     "BatchConfig",
     "DeploymentConfig",
+    "EmbeddingLimits",
     "FaultConfig",
     "FilterRule",
     "LatencyConfig",

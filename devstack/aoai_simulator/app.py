@@ -8,9 +8,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import batches, control, errors, files, inference
-from .batches import BatchStore
+from .batch_store import BatchStore
 from .config import SimulatorConfig
-from .files import FileStore
+from .file_store import FileStore
 from .gateway import endpoint
 from .state import SimState
 from .stats import Stats

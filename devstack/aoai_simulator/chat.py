@@ -17,6 +17,7 @@ from typing import Any
 from . import errors
 from .config import DeploymentConfig, SimulatorConfig
 from .content_filter import FilterVerdict, evaluate, prompt_filter_results
+from .strict_schema import check_strict
 from .structured import fill_schema
 from .tokens import (
     estimate_tokens,
@@ -92,7 +93,27 @@ def validate(body: Any) -> list[dict[str, Any]]:
         value = body.get(key)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise errors.invalid_request(f"{value!r} is less than the minimum of 1 - '{key}'", key)
+    _check_strict_schemas(body)
     return messages
+
+
+def _check_strict_schemas(body: dict[str, Any]) -> None:
+    """Strict schemas (response format, function tools) must keep to the strict subset."""
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        spec = fmt.get("json_schema")
+        if isinstance(spec, dict) and spec.get("strict") is True:
+            name = spec.get("name", "")
+            check_strict(spec.get("schema"), f"response_format '{name}'", "response_format")
+    tools = body.get("tools")
+    for index, tool in enumerate(tools if isinstance(tools, list) else []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and function.get("strict") is True:
+            check_strict(
+                function.get("parameters"),
+                f"function '{function.get('name', '')}'",
+                f"tools[{index}].function.parameters",
+            )
 
 
 def max_tokens(body: dict[str, Any]) -> int | None:
@@ -108,9 +129,9 @@ def rate_limit_estimate(body: dict[str, Any]) -> int:
 
 
 def user_text(messages: list[dict[str, Any]]) -> str:
-    return "\n".join(
-        message_text(m.get("content")) for m in messages if m.get("role") in ("user", "system")
-    )
+    """The user messages' text: what structured answers relate to (not the instructions,
+    which often list every label)."""
+    return "\n".join(message_text(m.get("content")) for m in messages if m.get("role") == "user")
 
 
 def _last_user(messages: list[dict[str, Any]]) -> str:

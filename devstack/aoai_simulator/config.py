@@ -39,6 +39,11 @@ class DeploymentConfig(_Model):
     dimensions: int | None = Field(
         default=None, description="embedding size; default from the model (1536 / 3072)"
     )
+    enqueued_token_limit: int = Field(
+        default=0,
+        ge=0,
+        description="global-batch: input tokens its unfinished batches may hold (0 = unlimited)",
+    )
 
     def embedding_size(self) -> int:
         if self.dimensions is not None:
@@ -52,6 +57,16 @@ class RateLimitConfig(_Model):
     window_seconds: float = Field(default=60.0, gt=0)
     retry_after_ms: int | None = Field(
         default=None, ge=0, description="force this retry-after-ms instead of the computed wait"
+    )
+
+
+class EmbeddingLimits(_Model):
+    """Azure's per-request caps on embeddings; a request over one is a 400."""
+
+    max_inputs: int = Field(default=2048, ge=1, description="inputs in one request")
+    max_input_tokens: int = Field(default=8192, ge=1, description="tokens in one input")
+    max_request_tokens: int = Field(
+        default=300_000, ge=1, description="tokens summed over all inputs of one request"
     )
 
 
@@ -92,9 +107,22 @@ class BatchConfig(_Model):
     finalizing_seconds: float = Field(default=0.5, ge=0)
     cancelling_seconds: float = Field(default=0.5, ge=0)
     expire_after_seconds: float | None = Field(
-        default=None, ge=0, description="a batch not done this long after creation expires"
+        default=None,
+        ge=0,
+        description="OpenAI's expiry: a batch not done this long after creation expires "
+        "(Azure never expires a batch)",
     )
     max_requests_per_file: int = Field(default=100_000, ge=1)
+    allow_embeddings: bool = Field(
+        default=False,
+        description="accept /embeddings batches, as the OpenAI API does (Azure refuses them)",
+    )
+    empty_file_ids: bool = Field(
+        default=False, description='an absent output or error file id is "" instead of null'
+    )
+    empty_error_file: bool = Field(
+        default=False, description="write an empty error file when no line failed"
+    )
 
 
 def default_deployments() -> list[DeploymentConfig]:
@@ -154,6 +182,7 @@ class SimulatorConfig(_Model):
     )
     require_api_version: bool = True
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    embeddings: EmbeddingLimits = Field(default_factory=EmbeddingLimits)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     faults: dict[str, FaultConfig] = Field(
         default_factory=dict, description="per route: chat, embeddings, files, batches"

@@ -4,8 +4,8 @@
 - `PATCH /sim/config`: a JSON merge patch, e.g. `{"deployments": {"gpt-4o": {"rpm": 1}},
   "rate_limit": {"retry_after_ms": 10}}`; answers the new config, or 400 with the errors.
 - `GET /sim/stats`: counters (see `Stats.snapshot`).
-- `POST /sim/reset`: clear stats and quota windows; `{"config": true}` also restores the
-  config the simulator started with.
+- `POST /sim/reset`: clear stats, quota windows and the enqueued tokens of existing
+  batches; `{"config": true}` also restores the config the simulator started with.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ async def reset(request: Request) -> Response:
     body = await _json_body(request)
     state.stats.reset()
     state.limiter.reset()
+    state.batches.release_quota()
     if isinstance(body, dict) and body.get("config"):
         state.config = request.app.state.initial_config
     return JSONResponse({"reset": True})

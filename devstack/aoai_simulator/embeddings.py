@@ -1,7 +1,8 @@
 """Embeddings: Azure's input validation and deterministic unit vectors.
 
 The same text on the same model always gives the same vector. With `dimensions` the
-native vector is shortened and renormalised, as text-embedding-3 models do.
+native vector is shortened and renormalised, as text-embedding-3 models do. Requests over
+Azure's caps (inputs, tokens per input, tokens per request; `config.embeddings`) are 400s.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import base64
 import math
 import random
 from array import array
+from dataclasses import dataclass
 from typing import Any
 
 from . import errors
-from .config import DeploymentConfig, SimulatorConfig
+from .config import DeploymentConfig, EmbeddingLimits, SimulatorConfig
 from .tokens import estimate_tokens, seed_for
 
 MAX_INPUTS = 2048
@@ -21,7 +23,17 @@ MAX_INPUT_TOKENS = 8192
 _INVALID_INPUT = "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
 
 
-def _inputs(body: dict[str, Any]) -> list[str | list[int]]:
+@dataclass
+class EmbeddingRequest:
+    """A validated request: the inputs, their token counts, the encoding and the size."""
+
+    items: list[str | list[int]]
+    tokens: list[int]
+    encoding: str
+    size: int | None
+
+
+def _inputs(body: dict[str, Any], limits: EmbeddingLimits) -> list[str | list[int]]:
     raw = body.get("input")
     if raw is None:
         raise errors.invalid_request("'input' is a required property", "input")
@@ -35,11 +47,12 @@ def _inputs(body: dict[str, Any]) -> list[str | list[int]]:
         raise errors.invalid_request(_INVALID_INPUT, "input")
     if not items:
         raise errors.invalid_request(_INVALID_INPUT, "input")
-    if len(items) > MAX_INPUTS:
+    if len(items) > limits.max_inputs:
         raise errors.invalid_request(
-            f"Too many inputs. The max number of inputs is {MAX_INPUTS}. We hope to increase the "
-            "number of inputs per request soon. Please contact us through an Azure support request "
-            "at: https://go.microsoft.com/fwlink/?linkid=2213926 for further questions.",
+            f"Too many inputs. The max number of inputs is {limits.max_inputs}. We hope to "
+            "increase the number of inputs per request soon. Please contact us through an Azure "
+            "support request at: https://go.microsoft.com/fwlink/?linkid=2213926 for further "
+            "questions.",
             "input",
         )
     for item in items:
@@ -54,30 +67,39 @@ def _tokens(item: str | list[int]) -> int:
     return len(item) if isinstance(item, list) else estimate_tokens(item)
 
 
-def rate_limit_estimate(body: dict[str, Any]) -> int:
-    raw = body.get("input")
-    if isinstance(raw, str):
-        return estimate_tokens(raw)
-    if isinstance(raw, list):
-        return sum(_tokens(i) if isinstance(i, (str, list)) else 1 for i in raw)
-    return 0
+def _check_tokens(tokens: list[int], limits: EmbeddingLimits) -> None:
+    for count in tokens:
+        if count > limits.max_input_tokens:
+            raise errors.invalid_request(
+                f"This model's maximum context length is {limits.max_input_tokens} tokens, "
+                f"however you requested {count} tokens ({count} in your prompt; 0 for the "
+                "completion). Please reduce your prompt; or completion length.",
+                "input",
+            )
+    total = sum(tokens)
+    if total > limits.max_request_tokens:
+        # The service's own body for this cap: type and code both name it.
+        raise errors.AzureError(
+            400,
+            {
+                "error": {
+                    "message": f"Requested {total} tokens, max {limits.max_request_tokens} "
+                    "tokens per request",
+                    "type": "max_tokens_per_request",
+                    "param": None,
+                    "code": "max_tokens_per_request",
+                }
+            },
+        )
 
 
-def vector(text: str, model: str, size: int, seed: int, native: int) -> list[float]:
-    """A unit vector of `size` floats, a prefix of the `native`-sized one renormalised."""
-    # Uniform 16-bit components: about ten times faster than gauss() and still spread
-    # over the whole sphere closely enough for similarity tests.
-    raw = random.Random(seed_for(seed, model, text)).randbytes(2 * native)
-    values = array("h", raw)[:size].tolist()
-    norm = math.sqrt(sum(v * v for v in values)) or 1.0
-    return [v / norm for v in values]
-
-
-def create(body: Any, deployment: DeploymentConfig, config: SimulatorConfig) -> dict[str, Any]:
-    """The `list` of embeddings for a request, or an Azure-style 400."""
+def validate(body: Any, deployment: DeploymentConfig, config: SimulatorConfig) -> EmbeddingRequest:
+    """The checked request, or Azure's 400: inputs, per-request caps, encoding, dimensions."""
     if not isinstance(body, dict):
         raise errors.invalid_request("The request body must be a JSON object.")
-    items = _inputs(body)
+    items = _inputs(body, config.embeddings)
+    tokens = [_tokens(item) for item in items]
+    _check_tokens(tokens, config.embeddings)
     encoding = body.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
         raise errors.invalid_request(
@@ -95,26 +117,38 @@ def create(body: Any, deployment: DeploymentConfig, config: SimulatorConfig) -> 
                 f"Invalid value for 'dimensions' = {size}. Must be between 1 and {native}.",
                 "dimensions",
             )
+    return EmbeddingRequest(items, tokens, encoding, size)
+
+
+def rate_limit_estimate(request: EmbeddingRequest) -> int:
+    return sum(request.tokens)
+
+
+def vector(text: str, model: str, size: int, seed: int, native: int) -> list[float]:
+    """A unit vector of `size` floats, a prefix of the `native`-sized one renormalised."""
+    # Uniform 16-bit components: about ten times faster than gauss() and still spread
+    # over the whole sphere closely enough for similarity tests.
+    raw = random.Random(seed_for(seed, model, text)).randbytes(2 * native)
+    values = array("h", raw)[:size].tolist()
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def create(body: Any, deployment: DeploymentConfig, config: SimulatorConfig) -> dict[str, Any]:
+    """The `list` of embeddings for a request, or an Azure-style 400."""
+    request = validate(body, deployment, config)
+    native = deployment.embedding_size()
     data = []
-    total = 0
-    for index, item in enumerate(items):
-        tokens = _tokens(item)
-        if tokens > MAX_INPUT_TOKENS:
-            raise errors.invalid_request(
-                f"This model's maximum context length is {MAX_INPUT_TOKENS} tokens, however you "
-                f"requested {tokens} tokens ({tokens} in your prompt; 0 for the completion). "
-                "Please reduce your prompt; or completion length.",
-                "input",
-            )
-        total += tokens
+    for index, item in enumerate(request.items):
         text = item if isinstance(item, str) else " ".join(map(str, item))
-        values = vector(text, deployment.model, size or native, config.seed, native)
+        values = vector(text, deployment.model, request.size or native, config.seed, native)
         embedding: list[float] | str
-        if encoding == "base64":
+        if request.encoding == "base64":
             embedding = base64.b64encode(array("f", values).tobytes()).decode("ascii")
         else:
             embedding = values
         data.append({"embedding": embedding, "index": index, "object": "embedding"})
+    total = sum(request.tokens)
     return {
         "data": data,
         "model": deployment.model,

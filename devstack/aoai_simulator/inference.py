@@ -33,8 +33,8 @@ def _admit_quota(call: Call, deployment: DeploymentConfig, tokens: int) -> Decis
 async def chat_completions(call: Call) -> Response:
     deployment = call.lookup("chat")
     body = await read_json(call.request)
-    estimate = chat.rate_limit_estimate(body) if isinstance(body, dict) else 0
-    decision = _admit_quota(call, deployment, estimate)
+    chat.validate(body)  # a malformed request is a 400 before it is charged
+    decision = _admit_quota(call, deployment, chat.rate_limit_estimate(body))
     try:
         plan = chat.plan_chat(body, deployment, call.config)
     except errors.AzureError as exc:
@@ -71,8 +71,9 @@ async def _sse(chunks: list[dict[str, Any]], pace: float) -> AsyncIterator[bytes
 async def create_embeddings(call: Call) -> Response:
     deployment = call.lookup("embedding")
     body = await read_json(call.request)
-    estimate = embeddings.rate_limit_estimate(body) if isinstance(body, dict) else 0
-    decision = _admit_quota(call, deployment, estimate)
+    # Validation first: a request over a per-request cap is a 400 whatever the quota says.
+    request = embeddings.validate(body, deployment, call.config)
+    decision = _admit_quota(call, deployment, embeddings.rate_limit_estimate(request))
     result = embeddings.create(body, deployment, call.config)
     await faults.sleep(faults.request_delay(call.config.latency, call.state.rng))
     call.record(200, result["usage"]["prompt_tokens"])

@@ -5,17 +5,14 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
+from .batch_store import BatchStore
 from .config import SimulatorConfig
+from .file_store import FileStore
 from .ratelimit import RateLimiter
 from .stats import Stats
-
-if TYPE_CHECKING:
-    from .batches import BatchStore
-    from .files import FileStore
 
 
 @dataclass

@@ -2,8 +2,17 @@
 
 Handles objects, arrays, strings (with `format`), numbers, integers, booleans, null, `enum`,
 `const`, `anyOf`/`oneOf`/`allOf`, `required`, nesting and `$defs`/`$ref` as pydantic emits
-them. Enum values are picked by the user's words: the first value whose words all appear in
-the text wins, else the first value. Everything else is deterministic from the seed.
+them. Everything is deterministic from the seed and the text.
+
+Enum values follow the user's words, so a test can check that labels follow the text: one
+value takes the value sharing the most words with the text (then the larger share of its own
+words, then the earlier value; no shared word: the first value); an array of enum values
+takes every value sharing a word (at least the first value). Words are lowercase letters and
+digits, a plural `s` dropped.
+
+An array of objects with an `id` property answers one object per `[id] text` line of the
+user messages, with that id, its other fields filled from that line's text alone: the shape
+of a classification request carrying several items.
 """
 
 from __future__ import annotations
@@ -13,13 +22,34 @@ import re
 from typing import Any
 
 _MAX_DEPTH = 8
+_ITEM_LINE = re.compile(r"^[ \t]*\[([^\]\n]+)\][ \t]*(.*)$", re.MULTILINE)
+
+
+def word_set(text: str) -> set[str]:
+    """The words of `text` as enum matching compares them."""
+    found = set()
+    for token in re.findall(r"[a-z0-9]+", text.lower()):
+        if len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
+            token = token[:-1]
+        found.add(token)
+    return found
+
+
+def item_lines(text: str) -> list[tuple[str, str]]:
+    """The `[id] text` lines of `text`, as (id, text) pairs in order."""
+    return [(m.group(1).strip(), m.group(2)) for m in _ITEM_LINE.finditer(text)]
 
 
 class _Filler:
     def __init__(self, root: dict[str, Any], context: str, seed: int) -> None:
         self.root = root
-        self.words = set(re.findall(r"[a-z0-9]+", context.lower()))
+        self.context = context
+        self.words = word_set(context)
         self.rng = random.Random(seed)
+
+    def about(self, context: str) -> _Filler:
+        """A filler for the same schema whose choices follow `context` instead."""
+        return _Filler(self.root, context, self.rng.getrandbits(64))
 
     def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         ref = schema.get("$ref")
@@ -31,19 +61,19 @@ class _Filler:
         merged = {**node, **{k: v for k, v in schema.items() if k != "$ref"}}
         return self.resolve(merged)
 
+    def overlap(self, option: Any) -> tuple[int, float]:
+        """Words `option` shares with the text, and the share of its own words that is."""
+        own = word_set(str(option))
+        shared = len(own & self.words)
+        return shared, shared / len(own) if own else 0.0
+
     def pick(self, options: list[Any]) -> Any:
-        for option in options:
-            tokens = re.findall(r"[a-z0-9]+", str(option).lower())
-            if tokens and all(token in self.words for token in tokens):
-                return option
-        return options[0]
+        scores = [self.overlap(option) for option in options]
+        best = max(range(len(options)), key=lambda i: (*scores[i], -i))
+        return options[best] if scores[best][0] else options[0]
 
     def matching(self, options: list[Any]) -> list[Any]:
-        found = []
-        for option in options:
-            tokens = re.findall(r"[a-z0-9]+", str(option).lower())
-            if tokens and all(token in self.words for token in tokens):
-                found.append(option)
+        found = [option for option in options if self.overlap(option)[0]]
         return found or [options[0]]
 
     def fill(self, schema: Any, depth: int = 0, name: str = "value") -> Any:
@@ -99,6 +129,9 @@ class _Filler:
 
     def _array(self, schema: dict[str, Any], depth: int, name: str) -> list[Any]:
         items = self.resolve(schema.get("items") or {})
+        per_line = self._per_line(items, depth)
+        if per_line is not None:
+            return per_line
         low = int(schema.get("minItems", 1 if depth < _MAX_DEPTH else 0))
         high = int(schema.get("maxItems", max(low, 2)))
         enum = items.get("enum")
@@ -109,6 +142,33 @@ class _Filler:
             return chosen[: max(high, 1)]
         count = max(low, min(high, 2))
         return [self.fill(items, depth + 1, name) for _ in range(count)]
+
+    def _per_line(self, items: dict[str, Any], depth: int) -> list[Any] | None:
+        """One object per `[id] text` line, if the items are objects with an `id`."""
+        properties = items.get("properties")
+        if not isinstance(properties, dict) or "id" not in properties:
+            return None
+        lines = item_lines(self.context)
+        if not lines:
+            return None
+        answers = []
+        for item_id, text in lines:
+            filler = self.about(text)
+            answer = {}
+            for key, sub in properties.items():
+                if key == "id":
+                    answer[key] = self._id(item_id, self.resolve(sub))
+                else:
+                    answer[key] = filler.fill(sub, depth + 2, key)
+            answers.append(answer)
+        return answers
+
+    @staticmethod
+    def _id(item_id: str, schema: dict[str, Any]) -> Any:
+        kind = schema.get("type")
+        if kind in ("integer", "number") and item_id.lstrip("-").isdigit():
+            return int(item_id)
+        return item_id
 
     def _string(self, schema: dict[str, Any], name: str) -> str:
         fmt = schema.get("format")

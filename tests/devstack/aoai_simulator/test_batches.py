@@ -84,20 +84,168 @@ def test_chat_batch_runs_to_completion(client: AzureOpenAI, control: Control) ->
     assert control.stats()["routes"]["batch"]["requests"] == 3
 
 
-def test_embedding_batch(client: AzureOpenAI) -> None:
-    line = {
-        "custom_id": "e1",
-        "method": "POST",
-        "url": "/embeddings",
-        "body": {"model": "text-embedding-3-small-batch", "input": "vector me"},
-    }
+EMBEDDING_LINE = {
+    "custom_id": "e1",
+    "method": "POST",
+    "url": "/embeddings",
+    "body": {"model": "text-embedding-3-small-batch", "input": "vector me"},
+}
+
+
+def test_embedding_batch_is_refused_as_on_azure(client: AzureOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.batches.create(
+            input_file_id=_upload(client, [EMBEDDING_LINE]),
+            endpoint="/embeddings",
+            completion_window="24h",
+        )
+    assert caught.value.param == "endpoint"
+    assert caught.value.code == "invalid_value"
+    assert "Supported values are: '/chat/completions'." in caught.value.message
+
+
+def test_embedding_batch_when_allowed(client: AzureOpenAI, control: Control) -> None:
+    control.patch({"batch": {"allow_embeddings": True}})  # the OpenAI API's shape
     created = client.batches.create(
-        input_file_id=_upload(client, [line]), endpoint="/embeddings", completion_window="24h"
+        input_file_id=_upload(client, [EMBEDDING_LINE]),
+        endpoint="/embeddings",
+        completion_window="24h",
     )
     done = _wait(client, created.id)
     assert done.status == "completed"
     body = _jsonl(client, done.output_file_id)[0]["response"]["body"]
     assert len(body["data"][0]["embedding"]) == 1536
+
+
+def test_all_lines_failed_leaves_no_output_file(client: AzureOpenAI) -> None:
+    lines = [_chat_line("a", "forbidden-violence"), _chat_line("b", "forbidden-hate")]
+    created = client.batches.create(
+        input_file_id=_upload(client, lines), endpoint="/chat/completions", completion_window="24h"
+    )
+    done = _wait(client, created.id)
+    assert done.status == "completed"
+    assert done.output_file_id is None
+    assert done.request_counts is not None
+    assert (done.request_counts.completed, done.request_counts.failed) == (0, 2)
+    assert {e["custom_id"] for e in _jsonl(client, done.error_file_id)} == {"a", "b"}
+
+
+def test_absent_file_ids_as_empty_strings_and_an_empty_error_file(
+    client: AzureOpenAI, control: Control
+) -> None:
+    control.patch({"batch": {"empty_file_ids": True, "empty_error_file": True}})
+    good = client.batches.create(
+        input_file_id=_upload(client, [_chat_line("a", "x")]),
+        endpoint="/chat/completions",
+        completion_window="24h",
+    )
+    bad = client.batches.create(
+        input_file_id=_upload(client, [_chat_line("b", "forbidden-violence")]),
+        endpoint="/chat/completions",
+        completion_window="24h",
+    )
+    assert good.output_file_id == ""  # not written yet
+    done_good, done_bad = _wait(client, good.id), _wait(client, bad.id)
+    assert done_good.error_file_id
+    assert client.files.content(done_good.error_file_id).read() == b""
+    assert done_bad.output_file_id == ""
+
+
+def _fill_quota(client: AzureOpenAI, control: Control, limit: int) -> None:
+    control.patch(
+        {
+            "deployments": {"gpt-4o-batch": {"enqueued_token_limit": limit}},
+            "batch": {"in_progress_seconds": 30},
+        }
+    )
+
+
+def test_token_limit_exceeded_at_create(client: AzureOpenAI, control: Control) -> None:
+    # One chat line of "x" is 7 input tokens (3 + 3 + 1); the quota holds two such lines.
+    _fill_quota(client, control, 14)
+    first = client.batches.create(
+        input_file_id=_upload(client, [_chat_line("a", "x"), _chat_line("b", "x")]),
+        endpoint="/chat/completions",
+        completion_window="24h",
+    )
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.batches.create(
+            input_file_id=_upload(client, [_chat_line("c", "x")]),
+            endpoint="/chat/completions",
+            completion_window="24h",
+        )
+    body = caught.value.body
+    assert isinstance(body, dict)
+    problem = body["errors"]["data"][0]
+    assert problem["code"] == "token_limit_exceeded"
+    assert "configured limit of 14 for the deployment 'gpt-4o-batch'" in problem["message"]
+    client.batches.cancel(first.id)
+    assert _wait(client, first.id).status == "cancelled"  # a finished batch frees its tokens
+    again = client.batches.create(
+        input_file_id=_upload(client, [_chat_line("c", "x")]),
+        endpoint="/chat/completions",
+        completion_window="24h",
+    )
+    assert again.status == "validating"
+
+
+def test_token_limit_exceeded_after_validating(client: AzureOpenAI, control: Control) -> None:
+    _fill_quota(client, control, 10)
+    created = client.batches.create(
+        input_file_id=_upload(client, [_chat_line("a", "x"), _chat_line("b", "x")]),
+        endpoint="/chat/completions",
+        completion_window="24h",
+    )
+    assert created.status == "validating"
+    done = _wait(client, created.id)
+    assert done.status == "failed"
+    assert done.errors is not None
+    assert done.errors.data is not None
+    problem = done.errors.data[0]
+    assert (problem.code, problem.line) == ("token_limit_exceeded", None)
+    assert "limit of 10 " in (problem.message or "")
+    assert done.output_file_id is None
+    # It held no tokens: a batch that fits is accepted beside it.
+    fits = client.batches.create(
+        input_file_id=_upload(client, [_chat_line("c", "x")]),
+        endpoint="/chat/completions",
+        completion_window="24h",
+    )
+    assert fits.status == "validating"
+
+
+def test_reset_frees_the_enqueued_tokens(client: AzureOpenAI, control: Control) -> None:
+    _fill_quota(client, control, 7)
+    client.batches.create(
+        input_file_id=_upload(client, [_chat_line("a", "x")]),
+        endpoint="/chat/completions",
+        completion_window="24h",
+    )
+    control.reset(config=False)
+    again = client.batches.create(
+        input_file_id=_upload(client, [_chat_line("b", "x")]),
+        endpoint="/chat/completions",
+        completion_window="24h",
+    )
+    assert _wait(client, again.id, {"in_progress", *TERMINAL}).status == "in_progress"
+
+
+async def test_async_token_limit_exceeded_at_create(
+    aclient: AsyncAzureOpenAI, control: Control
+) -> None:
+    control.patch({"deployments": {"gpt-4o-batch": {"enqueued_token_limit": 960}}})
+    control.patch({"batch": {"in_progress_seconds": 30}})
+    lines = "\n".join(json.dumps(_chat_line(str(i), "y" * 40)) for i in range(60)).encode()
+    uploaded = await aclient.files.create(file=("big.jsonl", lines), purpose="batch")
+    first = await aclient.batches.create(
+        input_file_id=uploaded.id, endpoint="/chat/completions", completion_window="24h"
+    )
+    assert first.status == "validating"  # 60 x (3 + 3 + 10) = 960 tokens: just fits
+    with pytest.raises(openai.BadRequestError) as caught:
+        await aclient.batches.create(
+            input_file_id=uploaded.id, endpoint="/chat/completions", completion_window="24h"
+        )
+    assert "token_limit_exceeded" in str(caught.value.body)
 
 
 def test_cancel(client: AzureOpenAI, control: Control) -> None:

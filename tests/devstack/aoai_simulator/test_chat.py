@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Literal
 
 from openai import AsyncAzureOpenAI, AzureOpenAI
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 USER = [{"role": "user", "content": "Tell me about the local stack."}]
 
@@ -81,13 +81,13 @@ class Priority(StrEnum):
 
 class Address(BaseModel):
     city: str
-    zip_code: str = Field(min_length=5, max_length=5)
+    zip_code: str
 
 
 class Ticket(BaseModel):
     label: Literal["billing issue", "bug report", "other"]
     priority: Priority
-    confidence: float = Field(ge=0, le=1)
+    confidence: float
     count: int
     escalate: bool
     tags: list[str]
@@ -108,8 +108,8 @@ def test_parse_with_a_pydantic_model(client: AzureOpenAI) -> None:
     assert isinstance(parsed, Ticket)
     assert parsed.label == "bug report"  # the label whose words appear in the text
     assert parsed.priority is Priority.urgent
-    assert 0 <= parsed.confidence <= 1
-    assert len(parsed.address.zip_code) == 5
+    assert isinstance(parsed.confidence, float)
+    assert parsed.address.zip_code
     assert isinstance(parsed.previous, Address)  # $ref inside anyOf resolved
 
 

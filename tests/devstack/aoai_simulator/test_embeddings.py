@@ -91,3 +91,50 @@ async def test_async_embeddings(aclient: AsyncAzureOpenAI) -> None:
     result = await aclient.embeddings.create(model=MODEL, input=["a"] * 2048)
     assert len(result.data) == 2048
     assert len(result.data[-1].embedding) == 1536
+
+
+def test_request_over_the_token_cap_is_400(client: AzureOpenAI) -> None:
+    # 38 inputs of 8,000 tokens each: every input fits, the request (304,000) does not.
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=MODEL, input=["x" * 32_000] * 38)
+    assert caught.value.code == "max_tokens_per_request"
+    assert caught.value.type == "max_tokens_per_request"
+    assert caught.value.message.endswith("Requested 304000 tokens, max 300000 tokens per request")
+
+
+def test_input_over_the_token_cap_is_400(client: AzureOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=MODEL, input=["ok", "x" * (8193 * 4)])
+    assert "maximum context length is 8192 tokens" in caught.value.message
+    assert "you requested 8193 tokens" in caught.value.message
+    assert caught.value.param == "input"
+
+
+def test_caps_are_settings_and_come_before_the_quota(client: AzureOpenAI, control: Control) -> None:
+    control.patch(
+        {
+            "embeddings": {"max_inputs": 3, "max_request_tokens": 10},
+            "deployments": {MODEL: {"tpm": 5}},
+        }
+    )
+    once = client.with_options(max_retries=0).embeddings
+    with pytest.raises(openai.BadRequestError) as many:
+        once.create(model=MODEL, input=["a", "b", "c", "d"])
+    assert "The max number of inputs is 3." in many.value.message
+    with pytest.raises(openai.BadRequestError) as large:
+        once.create(model=MODEL, input=["x" * 40, "abcd"])  # 10 + 1 tokens
+    assert large.value.message.endswith("Requested 11 tokens, max 10 tokens per request")
+    assert once.create(model=MODEL, input=["x" * 20]).usage.total_tokens == 5  # quota intact
+    stats = control.stats()["deployments"][MODEL]
+    assert stats["status"] == {"400": 2, "200": 1}
+
+
+async def test_async_request_over_the_token_cap(
+    aclient: AsyncAzureOpenAI, control: Control
+) -> None:
+    control.patch({"embeddings": {"max_request_tokens": 100}})
+    with pytest.raises(openai.BadRequestError) as caught:
+        await aclient.embeddings.create(model=MODEL, input=["x" * 200, "y" * 204])
+    assert caught.value.message.endswith("Requested 101 tokens, max 100 tokens per request")
+    ok = await aclient.embeddings.create(model=MODEL, input=["x" * 200, "y" * 200])
+    assert ok.usage.prompt_tokens == 100
