@@ -19,7 +19,7 @@ from devstack.emulators.processes import free_port
 from devstack.hosted_app import FUNCTION_KEY, AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
 from devstack.run import examples
-from shared.settings import load_settings
+from shared.settings import DEFAULT_PRICES, load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from tests.sse import parse_frames, split_stream
 
@@ -268,7 +268,10 @@ async def test_usage_groups_by_tag_with_cost(http: httpx.AsyncClient) -> None:
     (group,) = [g for g in r.json()["groups"] if g["key"] == team]
     assert group["calls"] == 2
     assert group["estimated_cost_usd"] > 0
-    expected = (group["prompt_tokens"] * 2.5 + group["completion_tokens"] * 10.0) / 1e6
+    price = DEFAULT_PRICES["gpt-5.1"]  # the model behind the local chat deployment
+    expected = (
+        group["prompt_tokens"] * price.input + group["completion_tokens"] * price.output
+    ) / 1e6
     assert group["estimated_cost_usd"] == pytest.approx(expected, rel=1e-3)
 
 

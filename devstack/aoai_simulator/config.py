@@ -125,9 +125,17 @@ class BatchConfig(_Model):
     )
 
 
+# The models infra/main.bicep deploys by default (gpt-5.1 2025-11-13, text-embedding-3-small 1).
+# The local deployment names stay `gpt-4o` / `gpt-4o-batch`: they are names, not models, and the
+# local settings, examples and tests address them; only the model behind them follows Azure.
+CHAT_MODEL, CHAT_MODEL_VERSION = "gpt-5.1", "2025-11-13"
+
+
 def default_deployments() -> list[DeploymentConfig]:
     return [
-        DeploymentConfig(name="gpt-4o", model="gpt-4o", kind="chat"),
+        DeploymentConfig(
+            name="gpt-4o", model=CHAT_MODEL, kind="chat", model_version=CHAT_MODEL_VERSION
+        ),
         DeploymentConfig(
             name="text-embedding-3-small",
             model="text-embedding-3-small",
@@ -135,7 +143,13 @@ def default_deployments() -> list[DeploymentConfig]:
             model_version="1",
             tpm=10_000_000,
         ),
-        DeploymentConfig(name="gpt-4o-batch", model="gpt-4o", kind="chat", sku="global-batch"),
+        DeploymentConfig(
+            name="gpt-4o-batch",
+            model=CHAT_MODEL,
+            kind="chat",
+            sku="global-batch",
+            model_version=CHAT_MODEL_VERSION,
+        ),
         DeploymentConfig(
             name="text-embedding-3-small-batch",
             model="text-embedding-3-small",

@@ -16,7 +16,8 @@ def test_completion_has_azure_annotations_and_usage(client: AzureOpenAI) -> None
     result = client.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
     choice = result.choices[0]
     assert result.object == "chat.completion"
-    assert result.model == "gpt-4o-2024-08-06"
+    # The model behind the local `gpt-4o` deployment: what infra/ deploys (model-version).
+    assert result.model == "gpt-5.1-2025-11-13"
     assert choice.finish_reason == "stop"
     assert choice.message.content
     extra = result.model_extra or {}
