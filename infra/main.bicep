@@ -16,14 +16,25 @@ param location string
 @description('Object id of the deploying user or principal (azd sets it).')
 param principalId string = ''
 
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+@description('What principalId is: User for a person running azd, ServicePrincipal for a CI pipeline.')
+param principalType string = 'User'
+
 @description('Give principalId data roles (Storage, Cosmos DB, Azure OpenAI) for debugging from a VNet-connected machine.')
 param grantUserDataAccess bool = false
 
-@description('Public IP allowed through the storage firewall so code can be deployed from outside the VNet. Empty: storage stays private.')
-param deployerIpAddress string = ''
-
 @description('E-mail address for alert notifications. Empty: alerts without an action group.')
 param alertEmailAddress string = ''
+
+@minValue(1)
+@description('Monthly cost budget for the resource group, in the billing currency.')
+param budgetAmount int = 100
+@description('E-mail address for budget notifications. Empty: no budget.')
+param budgetAlertEmail string = ''
 
 param resourceGroupName string = ''
 
@@ -31,30 +42,38 @@ param resourceGroupName string = ''
 param openAiLocation string = location
 param openAiApiVersion string = '2024-10-21'
 
-param chatModelName string = 'gpt-4o'
-param chatModelVersion string = '2024-08-06'
-param chatDeploymentName string = 'gpt-4o'
+// Models: generally available versions with the latest retirement dates as of 2026-11
+// (gpt-5.1 2025-11-13 retires no earlier than 2027-05-15; text-embedding-3-small 1 on
+// 2027-04-15). gpt-4o 2024-08-06 is refused for new deployments (ServiceModelDeprecating).
+// `az cognitiveservices model list -l <region>` lists what a region offers; docs/deploy.md.
+param chatModelName string = 'gpt-5.1'
+param chatModelVersion string = '2025-11-13'
+param chatDeploymentName string = chatModelName
+@description('Chat deployment type: GlobalStandard, DataZoneStandard or Standard.')
+param chatSkuName string = 'GlobalStandard'
 @minValue(1)
-@description('Chat (GlobalStandard) capacity in thousands of tokens per minute.')
+@description('Chat capacity in thousands of tokens per minute.')
 param chatCapacity int = 30
 
 param embeddingModelName string = 'text-embedding-3-small'
 param embeddingModelVersion string = '1'
-param embeddingDeploymentName string = 'text-embedding-3-small'
+param embeddingDeploymentName string = embeddingModelName
 @minValue(1)
 @description('Embedding capacity in thousands of tokens per minute.')
 param embeddingCapacity int = 30
-@allowed([
-  'Standard'
-  'GlobalStandard'
-])
-param embeddingSkuName string = 'Standard'
-
-param batchModelName string = 'gpt-4o'
-param batchModelVersion string = '2024-08-06'
-param batchDeploymentName string = 'gpt-4o-batch'
+@description('Embedding deployment type. GlobalStandard is offered in more regions than Standard for text-embedding-3-small.')
+param embeddingSkuName string = 'GlobalStandard'
 @minValue(1)
-@description('Global batch capacity: enqueued tokens, in thousands.')
+@description('Vector size the embedding deployment returns (text-embedding-3-small: 1536); the results container indexes this size.')
+param embeddingDimensions int = 1536
+
+param batchModelName string = 'gpt-5.1'
+param batchModelVersion string = '2025-11-13'
+param batchDeploymentName string = '${batchModelName}-batch'
+@description('Batch deployment type: GlobalBatch or DataZoneBatch.')
+param batchSkuName string = 'GlobalBatch'
+@minValue(1)
+@description('Batch capacity: enqueued tokens, in thousands.')
 param batchCapacity int = 50
 
 param cosmosDatabaseName string = 'aoai'
@@ -132,8 +151,8 @@ module storage 'modules/storage.bicep' = {
     tableZoneId: privateDns.outputs.tableZoneId
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
+    userPrincipalType: principalType
     grantUserDataAccess: grantUserDataAccess
-    deployerIpAddress: deployerIpAddress
     deploymentContainerName: deploymentContainerName
     claimCheckContainerName: claimCheckContainerName
     embeddingQueueName: embeddingQueueName
@@ -155,6 +174,7 @@ module cosmos 'modules/cosmos.bicep' = {
     userPrincipalId: principalId
     grantUserDataAccess: grantUserDataAccess
     databaseName: cosmosDatabaseName
+    embeddingDimensions: embeddingDimensions
   }
 }
 
@@ -171,10 +191,12 @@ module openAi 'modules/openai.bicep' = {
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId
+    userPrincipalType: principalType
     grantUserDataAccess: grantUserDataAccess
     chatDeploymentName: chatDeploymentName
     chatModelName: chatModelName
     chatModelVersion: chatModelVersion
+    chatSkuName: chatSkuName
     chatCapacity: chatCapacity
     embeddingDeploymentName: embeddingDeploymentName
     embeddingModelName: embeddingModelName
@@ -184,6 +206,7 @@ module openAi 'modules/openai.bicep' = {
     batchDeploymentName: batchDeploymentName
     batchModelName: batchModelName
     batchModelVersion: batchModelVersion
+    batchSkuName: batchSkuName
     batchCapacity: batchCapacity
   }
 }
@@ -197,6 +220,20 @@ module alerts 'modules/alerts.bicep' = {
     openAiId: openAi.outputs.id
     appInsightsId: monitoring.outputs.appInsightsId
     alertEmailAddress: alertEmailAddress
+    budgetAmount: budgetAmount
+    budgetAlertEmail: budgetAlertEmail
+  }
+}
+
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    name: resourceToken
+    location: location
+    tags: tags
+    workspaceId: monitoring.outputs.workspaceId
+    openAiId: openAi.outputs.id
   }
 }
 

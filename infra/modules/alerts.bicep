@@ -1,6 +1,8 @@
 // Metric alerts: Azure OpenAI throttling (429s) and server errors, and failed app requests.
 // An action group is created only when an e-mail address is given; without it the alerts
-// still fire and show in the portal.
+// still fire and show in the portal. A monthly cost budget on the resource group mails its own
+// address at 80% of the amount spent and at 100% forecast; no address, no budget. The budget
+// says that the month costs too much; GET /api/usage says which team spent it.
 param name string
 param location string = 'global'
 param tags object = {}
@@ -9,6 +11,14 @@ param openAiId string
 param appInsightsId string
 @description('E-mail address notified by the alerts. Empty: no action group.')
 param alertEmailAddress string = ''
+
+@description('Monthly budget for the resource group, in the billing currency.')
+@minValue(1)
+param budgetAmount int = 100
+@description('E-mail address for budget notifications. Empty: no budget.')
+param budgetAlertEmail string = ''
+@description('First day of the budget; a budget starts on the first of a month, not in the past.')
+param budgetStartDate string = '${utcNow('yyyy')}-${utcNow('MM')}-01T00:00:00Z'
 
 param throttledRequestsThreshold int = 10
 param serverErrorsThreshold int = 5
@@ -138,6 +148,38 @@ resource appFailures 'Microsoft.Insights/metricAlerts@2018-03-01' = {
       ]
     }
     actions: actions
+  }
+}
+
+resource budget 'Microsoft.Consumption/budgets@2023-11-01' = if (!empty(budgetAlertEmail)) {
+  name: 'budget-${name}'
+  properties: {
+    category: 'Cost'
+    amount: budgetAmount
+    timeGrain: 'Monthly'
+    timePeriod: {
+      startDate: budgetStartDate
+    }
+    notifications: {
+      actualOver80Percent: {
+        enabled: true
+        operator: 'GreaterThan'
+        threshold: 80
+        thresholdType: 'Actual'
+        contactEmails: [
+          budgetAlertEmail
+        ]
+      }
+      forecastOver100Percent: {
+        enabled: true
+        operator: 'GreaterThan'
+        threshold: 100
+        thresholdType: 'Forecasted'
+        contactEmails: [
+          budgetAlertEmail
+        ]
+      }
+    }
   }
 }
 

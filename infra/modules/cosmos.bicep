@@ -1,6 +1,9 @@
 // Cosmos DB for NoSQL, serverless: Entra ID only (local auth off), private endpoint only.
 // The app identity gets the Built-in Data Contributor SQL role (a data-plane role assignment,
-// not an Azure RBAC one).
+// not an Azure RBAC one). SQL role assignments wait for the containers and for each other:
+// a write while the account is busy answers 412 (AVM chains them the same way).
+// `results` is ready for vector search: embeddings live in `embedding` as float arrays, with a
+// vector embedding policy and a vector index, and kept out of the regular index.
 param name string
 param location string
 param tags object = {}
@@ -15,14 +18,14 @@ param grantUserDataAccess bool = false
 
 param databaseName string = 'aoai'
 
-// Container name -> partition key, as in docs/architecture.md.
+@description('Dimensions of the embedding deployment (text-embedding-3-small: 1536); the vector policy of results.')
+param embeddingDimensions int = 1536
+
+// Container name -> partition key, as in docs/architecture.md. `results` is declared on its own
+// below because of its vector policy.
 var containers = [
   {
     name: 'jobs'
-    partitionKey: '/job_id'
-  }
-  {
-    name: 'results'
     partitionKey: '/job_id'
   }
   {
@@ -39,11 +42,13 @@ var containers = [
   }
 ]
 
+var resultsContainerName = 'results'
+
 var roles = {
   cosmosBuiltInDataContributor: '00000000-0000-0000-0000-000000000002'
 }
 
-resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
+resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   name: name
   location: location
   tags: tags
@@ -64,6 +69,10 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
       {
         name: 'EnableServerless'
       }
+      // Vector indexes and VectorDistance need this capability on serverless accounts.
+      {
+        name: 'EnableNoSQLVectorSearch'
+      }
     ]
     disableLocalAuth: true
     disableKeyBasedMetadataWriteAccess: true
@@ -74,7 +83,7 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-05-15' = {
   }
 }
 
-resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-05-15' = {
+resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
   parent: account
   name: databaseName
   properties: {
@@ -84,7 +93,7 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-05-15
   }
 }
 
-resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-05-15' = [for container in containers: {
+resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = [for container in containers: {
   parent: database
   name: container.name
   properties: {
@@ -99,6 +108,56 @@ resource sqlContainers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/conta
     }
   }
 }]
+
+resource resultsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: resultsContainerName
+  properties: {
+    resource: {
+      id: resultsContainerName
+      partitionKey: {
+        paths: [
+          '/job_id'
+        ]
+        kind: 'Hash'
+      }
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: [
+          {
+            path: '/*'
+          }
+        ]
+        // A 1536-float array in the range index costs RUs on every write and helps no query.
+        excludedPaths: [
+          {
+            path: '/"_etag"/?'
+          }
+          {
+            path: '/embedding/*'
+          }
+        ]
+        vectorIndexes: [
+          {
+            path: '/embedding'
+            type: 'quantizedFlat'
+          }
+        ]
+      }
+      vectorEmbeddingPolicy: {
+        vectorEmbeddings: [
+          {
+            path: '/embedding'
+            dataType: 'float32'
+            distanceFunction: 'cosine'
+            dimensions: embeddingDimensions
+          }
+        ]
+      }
+    }
+  }
+}
 
 resource privateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = {
   name: 'pe-${name}'
@@ -137,7 +196,7 @@ resource dnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2
   }
 }
 
-resource appDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = {
+resource appDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = {
   parent: account
   name: guid(account.id, appPrincipalId, roles.cosmosBuiltInDataContributor)
   properties: {
@@ -145,9 +204,13 @@ resource appDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssign
     principalId: appPrincipalId
     scope: account.id
   }
+  dependsOn: [
+    sqlContainers
+    resultsContainer
+  ]
 }
 
-resource userDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-05-15' = if (grantUserDataAccess && !empty(userPrincipalId)) {
+resource userDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = if (grantUserDataAccess && !empty(userPrincipalId)) {
   parent: account
   name: guid(account.id, userPrincipalId, roles.cosmosBuiltInDataContributor)
   properties: {
@@ -155,6 +218,11 @@ resource userDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssig
     principalId: userPrincipalId
     scope: account.id
   }
+  dependsOn: [
+    sqlContainers
+    resultsContainer
+    appDataContributor
+  ]
 }
 
 output id string = account.id

@@ -1,7 +1,11 @@
 // Azure OpenAI: Entra ID only (local auth off), private endpoint only, three deployments
 // (chat, embeddings, global batch) created one at a time (the service rejects concurrent
-// deployment writes on one account). Diagnostic settings send RequestResponse logs and all
-// metrics to Log Analytics.
+// deployment writes on one account). The private endpoint and the diagnostic settings wait for
+// the last deployment: while a deployment is being written the account is not 'Succeeded' and
+// either write fails with AccountProvisioningStateInvalid (AVM orders them the same way).
+// Diagnostic settings send RequestResponse logs and all metrics to Log Analytics. The app
+// identity gets Cognitive Services OpenAI User (inference) plus a custom role holding only the
+// files and batch data actions the Batch API path uses.
 param name string
 param location string
 param tags object = {}
@@ -16,12 +20,21 @@ param logAnalyticsWorkspaceId string
 param appPrincipalId string
 @description('Principal id of the deploying user; gets the data role only when grantUserDataAccess is true.')
 param userPrincipalId string = ''
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+@description('Principal type of userPrincipalId: ServicePrincipal when a CI pipeline deploys.')
+param userPrincipalType string = 'User'
 param grantUserDataAccess bool = false
 
 param chatDeploymentName string
 param chatModelName string
 param chatModelVersion string
-@description('Chat deployment capacity, in thousands of tokens per minute (GlobalStandard).')
+@description('Chat deployment type: GlobalStandard, DataZoneStandard or Standard, as the region offers it.')
+param chatSkuName string = 'GlobalStandard'
+@description('Chat deployment capacity, in thousands of tokens per minute.')
 param chatCapacity int
 
 param embeddingDeploymentName string
@@ -30,17 +43,34 @@ param embeddingModelVersion string
 @description('Embedding deployment capacity, in thousands of tokens per minute.')
 param embeddingCapacity int
 @description('Standard (regional) or GlobalStandard, whichever the region offers for the model.')
-param embeddingSkuName string = 'Standard'
+param embeddingSkuName string = 'GlobalStandard'
 
 param batchDeploymentName string
 param batchModelName string
 param batchModelVersion string
+@description('GlobalBatch, or DataZoneBatch to keep batch processing in the data zone.')
+param batchSkuName string = 'GlobalBatch'
 @description('Global batch deployment capacity: enqueued tokens, in thousands.')
 param batchCapacity int
 
 var roles = {
   cognitiveServicesOpenAiUser: '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
 }
+
+// The Batch API path (upload JSONL, create / poll / cancel a batch, read and delete the files).
+// Cognitive Services OpenAI User does not include the files actions; OpenAI Contributor would
+// add deployments, fine-tuning and more. Names from the Azure RBAC permissions reference
+// (Microsoft.CognitiveServices: accounts/OpenAI/files/*) and the Foundry RBAC guide
+// (accounts/OpenAI/batch-jobs/*, accounts/OpenAI/batches/*); see docs/deploy.md.
+var batchDataActions = [
+  'Microsoft.CognitiveServices/accounts/OpenAI/files/read'
+  'Microsoft.CognitiveServices/accounts/OpenAI/files/write'
+  'Microsoft.CognitiveServices/accounts/OpenAI/files/delete'
+  'Microsoft.CognitiveServices/accounts/OpenAI/batch-jobs/read'
+  'Microsoft.CognitiveServices/accounts/OpenAI/batch-jobs/write'
+  'Microsoft.CognitiveServices/accounts/OpenAI/batches/read'
+  'Microsoft.CognitiveServices/accounts/OpenAI/batches/cancel/action'
+]
 
 resource account 'Microsoft.CognitiveServices/accounts@2024-10-01' = {
   name: name
@@ -70,7 +100,7 @@ resource chatDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-1
   parent: account
   name: chatDeploymentName
   sku: {
-    name: 'GlobalStandard'
+    name: chatSkuName
     capacity: chatCapacity
   }
   properties: {
@@ -106,7 +136,7 @@ resource batchDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-
   parent: account
   name: batchDeploymentName
   sku: {
-    name: 'GlobalBatch'
+    name: batchSkuName
     capacity: batchCapacity
   }
   properties: {
@@ -141,6 +171,9 @@ resource privateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = {
       }
     ]
   }
+  dependsOn: [
+    batchDeployment
+  ]
 }
 
 resource dnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-01-01' = {
@@ -180,6 +213,9 @@ resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
       }
     ]
   }
+  dependsOn: [
+    batchDeployment
+  ]
 }
 
 resource appOpenAiUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -198,7 +234,39 @@ resource userOpenAiUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.cognitiveServicesOpenAiUser)
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
+  }
+}
+
+// Custom roles cannot be assignable at a single resource, so the role is assignable in this
+// resource group; its one assignment below is scoped to this account and to the app identity.
+resource batchFilesRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(account.id, 'batch-files-data-actions')
+  properties: {
+    roleName: 'Azure OpenAI batch and files (${account.name})'
+    description: 'Upload, read and delete files; create, read and cancel batches. Data actions only.'
+    type: 'CustomRole'
+    assignableScopes: [
+      resourceGroup().id
+    ]
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: batchDataActions
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+resource appBatchFiles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(account.id, appPrincipalId, batchFilesRole.id)
+  scope: account
+  properties: {
+    roleDefinitionId: batchFilesRole.id
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
   }
 }
 

@@ -1,7 +1,8 @@
 // Storage for the Functions host (AzureWebJobsStorage), the job queues, the claim-check
 // container and the Flex Consumption deployment package. No shared key, no public blob access,
-// reachable only through its private endpoints (blob, queue, table) unless a deployer IP is
-// explicitly allowed for a code deployment from outside the VNet (see docs/deploy.md).
+// public network access disabled, no firewall bypass: reachable only through its private
+// endpoints (blob, queue, table). Code deployment does not need a public opening: `azd deploy`
+// posts the package to the app, which writes it here over its VNet integration (docs/deploy.md).
 param name string
 param location string
 param tags object = {}
@@ -16,10 +17,14 @@ param appPrincipalId string
 
 @description('Principal id of the deploying user; gets data roles only when grantUserDataAccess is true.')
 param userPrincipalId string = ''
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+@description('Principal type of userPrincipalId: ServicePrincipal when a CI pipeline deploys.')
+param userPrincipalType string = 'User'
 param grantUserDataAccess bool = false
-
-@description('Public IP allowed through the storage firewall for code deployment from outside the VNet. Empty: public network access disabled.')
-param deployerIpAddress string = ''
 
 param deploymentContainerName string
 param claimCheckContainerName string = 'job-payloads'
@@ -66,17 +71,13 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: empty(deployerIpAddress) ? 'Disabled' : 'Enabled'
+    publicNetworkAccess: 'Disabled'
     networkAcls: {
       defaultAction: 'Deny'
-      // Trusted Azure services (Azure Monitor, Defender) still pass; everything else is denied.
-      bypass: 'AzureServices'
-      ipRules: empty(deployerIpAddress) ? [] : [
-        {
-          value: deployerIpAddress
-          action: 'Allow'
-        }
-      ]
+      // No trusted-service exception either: nothing here is read by another Azure service.
+      bypass: 'None'
+      ipRules: []
+      virtualNetworkRules: []
     }
   }
 }
@@ -262,7 +263,7 @@ resource userBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
   }
 }
 
@@ -272,7 +273,7 @@ resource userQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
   }
 }
 

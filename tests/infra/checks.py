@@ -264,6 +264,22 @@ def check_role_assignments(root: Path) -> Problems:
     for ra in infra.resources("Microsoft.Authorization/roleAssignments"):
         scope = render(ra.body.get("scope"))
         principal = render(ra.properties.get("principalId"))
+        custom = by_name.get(
+            (ra.file, render(ra.properties.get("roleDefinitionId")).removesuffix(".id"))
+        )
+        if custom is not None and custom.type == "Microsoft.Authorization/roleDefinitions":
+            # A custom role declared beside it (tests/infra/deploy_checks.py judges its actions).
+            _expect(
+                problems,
+                render(ra.body.get("name")) == f"guid({scope}.id, {principal}, {custom.name}.id)",
+                f"{ra}: name must be guid({scope}.id, {principal}, {custom.name}.id)",
+            )
+            _expect(
+                problems,
+                principal == APP_PRINCIPAL,
+                f"{ra}: custom role {custom.name} is for the app identity only",
+            )
+            continue
         role_def = re.fullmatch(
             r"subscription_resource_id\(Microsoft\.Authorization/roleDefinitions, (.+)\)",
             render(ra.properties.get("roleDefinitionId")),
@@ -433,21 +449,23 @@ def check_storage(root: Path) -> Problems:
         props.get("networkAcls", {}).get("defaultAction") == "Deny",
         "storage firewall must deny by default",
     )
-    # Public access is off unless the deployer IP parameter is set; it defaults to empty.
-    access = render(props.get("publicNetworkAccess"))
-    ip_param = re.fullmatch(r"empty\((\w+)\) \? Disabled : Enabled", access)
+    # Code deployment goes through the app, not the public endpoint: no opening at all.
+    acls = props.get("networkAcls", {})
     _expect(
         problems,
-        access == "Disabled" or ip_param is not None,
-        f"storage public access must be Disabled, is {access}",
+        props.get("publicNetworkAccess") == "Disabled",
+        f"storage public access must be Disabled, is {render(props.get('publicNetworkAccess'))}",
     )
-    if ip_param:
-        _expect(
-            problems,
-            infra.resolve(account.file, ip_param.group(1)) == ""
-            and infra.main.param_default(_passes(infra, account.file, ip_param.group(1))) == "",
-            "the deployer IP exception must be off by default",
-        )
+    _expect(
+        problems,
+        acls.get("bypass") == "None",
+        f"storage firewall bypass must be None, is {render(acls.get('bypass'))}",
+    )
+    _expect(
+        problems,
+        not acls.get("ipRules") and not acls.get("virtualNetworkRules"),
+        "storage firewall must not admit IPs or subnets",
+    )
     queues = infra.one("Microsoft.Storage/storageAccounts/queueServices/queues")
     queue_names = (
         [render(q) for q in infra.resolve(queues.file, queues.loop["detail"]["array_name"])]
@@ -513,13 +531,31 @@ def check_cosmos(root: Path) -> Problems:
         props.get("publicNetworkAccess") == "Disabled",
         "Cosmos DB public access must be off",
     )
-    containers = infra.one("Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")
+    all_containers = infra.resources(
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"
+    )
+    looped = [c for c in all_containers if c.loop]
+    _expect(problems, len(looped) == 1, "the plain containers are declared in one loop")
+    containers = looped[0] if looped else all_containers[0]
     declared = (
         infra.resolve(containers.file, containers.loop["detail"]["array_name"])
         if containers.loop
         else []
     )
     found = {c["name"]: c["partitionKey"] for c in declared}
+    # Containers with a policy of their own (results: vector search) are declared one by one.
+    for single in all_containers:
+        if single.loop:
+            continue
+        resource = single.properties.get("resource", {})
+        paths = resource.get("partitionKey", {}).get("paths", [])
+        single_name = infra.resolve(single.file, render(resource.get("id")))
+        _expect(
+            problems,
+            infra.resolve(single.file, render(single.body.get("name"))) == single_name,
+            f"{single}: name and resource id differ",
+        )
+        found[str(single_name)] = paths[0] if len(paths) == 1 else render(paths)
     _expect(
         problems, found == COSMOS_CONTAINERS, f"Cosmos containers {found} != {COSMOS_CONTAINERS}"
     )
@@ -556,7 +592,9 @@ def check_openai(root: Path) -> Problems:
         "Azure OpenAI public access must be off",
     )
     deployments = infra.resources("Microsoft.CognitiveServices/accounts/deployments")
-    skus = sorted(d.body.get("sku", {}).get("name", "") for d in deployments)
+    skus = sorted(
+        str(infra.resolve(d.file, d.body.get("sku", {}).get("name", ""))) for d in deployments
+    )
     _expect(
         problems,
         len(deployments) == 3 and "GlobalBatch" in skus,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 import shutil
 from pathlib import Path
@@ -11,9 +13,21 @@ import pytest
 from shared.settings import required_setting_names
 from tests.infra.bicep import INFRA_DIR
 from tests.infra.checks import STRUCTURAL_CHECKS, check_required_settings
+from tests.infra.deploy_checks import DEPLOY_CHECKS, check_models
 from tests.infra.test_syntax import syntax_errors
 
+ALL_CHECKS = {**STRUCTURAL_CHECKS, **DEPLOY_CHECKS}
+
 ZONE_GROUP = re.compile(r"resource dnsZoneGroup .*?\n}\n", re.DOTALL)
+OPENAI_ENDPOINT_WAIT = re.compile(
+    r"(resource privateEndpoint .*?\n  \})\n  dependsOn: \[\n    batchDeployment\n  \]\n", re.DOTALL
+)
+DIAGNOSTICS_WAIT = re.compile(
+    r"(resource diagnostics .*?\n  \})\n  dependsOn: \[\n    batchDeployment\n  \]\n", re.DOTALL
+)
+APP_SQL_ROLE_WAIT = re.compile(
+    r"(resource appDataContributor .*?\n  \})\n  dependsOn: \[\n.*?\n  \]\n", re.DOTALL
+)
 QUEUE_ENDPOINT = re.compile(
     r"resource queuePrivateEndpoint .*?\n}\n\nresource queueDnsZoneGroup .*?\n}\n", re.DOTALL
 )
@@ -114,11 +128,121 @@ MUTATIONS = {
         "  PYTHON_ENABLE_INIT_INDEXING: '1'\n  FUNCTIONS_WORKER_RUNTIME: 'python'\n",
         "function_app",
     ),
-    "storage-public-by-default": (
-        "main.bicep",
-        "param deployerIpAddress string = ''",
-        "param deployerIpAddress string = '203.0.113.7'",
+    # Issue 11: what only fails when ARM deploys, and what a deployer must be able to change.
+    "storage-public-access-on": (
+        "modules/storage.bicep",
+        "publicNetworkAccess: 'Disabled'",
+        "publicNetworkAccess: 'Enabled'",
         "storage",
+    ),
+    "storage-bypass-azure-services": (
+        "modules/storage.bicep",
+        "bypass: 'None'",
+        "bypass: 'AzureServices'",
+        "storage",
+    ),
+    "old-chat-model-version": (
+        "main.bicep",
+        "param chatModelName string = 'gpt-5.1'\nparam chatModelVersion string = '2025-11-13'",
+        "param chatModelName string = 'gpt-4o'\nparam chatModelVersion string = '2024-08-06'",
+        "models",
+    ),
+    "unknown-batch-model-version": (
+        "main.bicep",
+        "param batchModelVersion string = '2025-11-13'",
+        "param batchModelVersion string = '2024-08-06'",
+        "models",
+    ),
+    "chat-sku-hard-coded": (
+        "modules/openai.bicep",
+        "    name: chatSkuName\n",
+        "    name: 'GlobalStandard'\n",
+        "models",
+    ),
+    "openai-endpoint-does-not-wait": (
+        "modules/openai.bicep",
+        OPENAI_ENDPOINT_WAIT,
+        "\\1\n",
+        "openai_ordering",
+    ),
+    "openai-diagnostics-do-not-wait": (
+        "modules/openai.bicep",
+        DIAGNOSTICS_WAIT,
+        "\\1\n",
+        "openai_ordering",
+    ),
+    "cosmos-role-does-not-wait-for-containers": (
+        "modules/cosmos.bicep",
+        APP_SQL_ROLE_WAIT,
+        "\\1\n",
+        "cosmos_ordering",
+    ),
+    "cosmos-roles-in-parallel": (
+        "modules/cosmos.bicep",
+        "    resultsContainer\n    appDataContributor\n",
+        "    resultsContainer\n",
+        "cosmos_ordering",
+    ),
+    "principal-type-hard-coded": (
+        "modules/storage.bicep",
+        "    principalType: userPrincipalType\n",
+        "    principalType: 'User'\n",
+        "principal_type",
+    ),
+    "principal-type-not-passed": (
+        "main.bicep",
+        "    userPrincipalType: principalType\n    grantUserDataAccess: grantUserDataAccess\n"
+        "    chatDeploymentName",
+        "    grantUserDataAccess: grantUserDataAccess\n    chatDeploymentName",
+        "principal_type",
+    ),
+    "batch-role-wildcard": (
+        "modules/openai.bicep",
+        "'Microsoft.CognitiveServices/accounts/OpenAI/batches/read'",
+        "'Microsoft.CognitiveServices/accounts/OpenAI/*'",
+        "batch_role",
+    ),
+    "batch-role-fine-tuning": (
+        "modules/openai.bicep",
+        "'Microsoft.CognitiveServices/accounts/OpenAI/batches/read'",
+        "'Microsoft.CognitiveServices/accounts/OpenAI/fine-tunes/write'",
+        "batch_role",
+    ),
+    "batch-role-for-the-user": (
+        "modules/openai.bicep",
+        "guid(account.id, appPrincipalId, batchFilesRole.id)",
+        "guid(account.id, userPrincipalId, batchFilesRole.id)",
+        "role_assignments",
+    ),
+    "vector-capability-missing": (
+        "modules/cosmos.bicep",
+        "      {\n        name: 'EnableNoSQLVectorSearch'\n      }\n",
+        "",
+        "vector_search",
+    ),
+    "embedding-in-the-regular-index": (
+        "modules/cosmos.bicep",
+        "          {\n            path: '/embedding/*'\n          }\n",
+        "",
+        "vector_search",
+    ),
+    "vector-dimensions-hard-coded": (
+        "modules/cosmos.bicep",
+        "dimensions: embeddingDimensions",
+        "dimensions: 3072",
+        "vector_search",
+    ),
+    "budget-always-on": (
+        "modules/alerts.bicep",
+        "= if (!empty(budgetAlertEmail)) {",
+        "= {",
+        "budget",
+    ),
+    "workbook-without-throttling": (
+        "modules/workbook.bicep",
+        'ResultSignature == "429"',
+        'ResultSignature == "500"',
+        "workbook",
     ),
 }
 
@@ -146,13 +270,42 @@ def test_a_broken_copy_fails_the_checks(
 ) -> None:
     file, pattern, replacement, expected = mutation
     copy = mutate(tmp_path, file, pattern, replacement)
-    failing = {name for name, check in STRUCTURAL_CHECKS.items() if check(copy)}
+    failing = {name for name, check in ALL_CHECKS.items() if check(copy)}
     assert expected in failing
     # The untouched original passes the same check.
-    assert STRUCTURAL_CHECKS[expected](INFRA_DIR) == []
+    assert ALL_CHECKS[expected](INFRA_DIR) == []
 
 
 def test_a_copy_missing_a_required_setting_fails(tmp_path: Path) -> None:
     copy = mutate(tmp_path, "main.bicep", "  COSMOS_ENDPOINT: cosmos.outputs.endpoint\n", "")
     problems = check_required_settings(copy, required_setting_names())
     assert any("COSMOS_ENDPOINT" in p for p in problems)
+
+
+def test_a_model_past_its_retirement_date_fails() -> None:
+    # gpt-5.1 2025-11-13 retires 2027-05-15: the check is an alarm that goes off by itself.
+    assert DEPLOY_CHECKS["models"](INFRA_DIR) == []
+    problems = check_models(INFRA_DIR, today=dt.date(2027, 6, 1))
+    assert any("gpt-5.1 2025-11-13 retires 2027-05-15" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "expected"),
+    [
+        ("chatModelVersion", "${CHAT_MODEL_VERSION=2024-08-06}", "CHAT_MODEL_VERSION defaults to"),
+        ("embeddingSkuName", "Standard", "must map embeddingSkuName"),
+        ("principalType", "User", "AZURE_PRINCIPAL_TYPE"),
+        ("budgetAlertEmail", "${BUDGET_ALERT_EMAIL=ops@example.com}", "default to empty"),
+    ],
+)
+def test_a_broken_parameters_file_fails(
+    tmp_path: Path, parameter: str, value: str, expected: str
+) -> None:
+    copy = tmp_path / "infra"
+    shutil.copytree(INFRA_DIR, copy)
+    path = copy / "main.parameters.json"
+    data = json.loads(path.read_text())
+    data["parameters"][parameter]["value"] = value
+    path.write_text(json.dumps(data))
+    problems = [p for check in DEPLOY_CHECKS.values() for p in check(copy)]
+    assert any(expected in p for p in problems), problems

@@ -1,4 +1,4 @@
-"""Structural requirements of issue 6 on the real infra/ (pycep-parser)."""
+"""Structural requirements of issues 6 and 11 on the real infra/ (pycep-parser)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ import yaml
 from shared.settings import required_setting_names
 from tests.infra.bicep import INFRA_DIR, parse, render
 from tests.infra.checks import STRUCTURAL_CHECKS, Problems, app_settings, check_required_settings
+from tests.infra.deploy_checks import DEPLOY_CHECKS
+
+ALL_CHECKS = {**STRUCTURAL_CHECKS, **DEPLOY_CHECKS}
 
 
-@pytest.mark.parametrize("check", STRUCTURAL_CHECKS.values(), ids=list(STRUCTURAL_CHECKS))
+@pytest.mark.parametrize("check", ALL_CHECKS.values(), ids=list(ALL_CHECKS))
 def test_requirement_holds(check: Callable[[Path], Problems]) -> None:
     assert check(INFRA_DIR) == []
 
