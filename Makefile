@@ -9,7 +9,7 @@ EMU := devstack/emulators
 STAMP_PY := $(VENV)/.installed
 STAMP_NPM := $(EMU)/node_modules/.installed
 
-.PHONY: help setup emulators stop run test lint bench clean
+.PHONY: help setup emulators stop run test lint bench smoke clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# URL / KEY default to the azd environment (SERVICE_API_URI; FUNCTION_KEY or az functionapp keys).
+smoke: setup ## Check a deployed app right after `azd up` (URL=... KEY=... to test another)
+	$(if $(KEY),FUNCTION_KEY='$(KEY)') $(PY) -m devstack.smoke $(if $(URL),--url '$(URL)') $(SMOKE_ARGS)
 
 bench: setup ## Benchmarks: print JSON figures
 	$(PY) -m bench
