@@ -226,6 +226,12 @@ MUTATIONS = {
         "",
         "vector_search",
     ),
+    "vector-index-flat": (  # flat indexes at most 505 dimensions: the container write fails
+        "modules/cosmos.bicep",
+        "type: 'quantizedFlat'",
+        "type: 'flat'",
+        "vector_search",
+    ),
     "vector-dimensions-hard-coded": (
         "modules/cosmos.bicep",
         "dimensions: embeddingDimensions",
