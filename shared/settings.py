@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     HttpUrl,
     SecretStr,
@@ -33,6 +34,22 @@ DEFAULT_API_VERSION = "2024-10-21"
 
 class SettingsError(RuntimeError):
     """The configuration is incomplete or invalid; the message names each setting."""
+
+
+class DeploymentQuota(BaseModel):
+    """A deployment's quota as Azure grants it: tokens and requests per minute.
+
+    `rpm` defaults to Azure's standard ratio of 6 requests per minute per 1,000 TPM.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tpm: int = Field(gt=0)
+    rpm: int | None = Field(default=None, gt=0)
+
+    @property
+    def requests_per_minute(self) -> int:
+        return self.rpm if self.rpm is not None else max(1, self.tpm * 6 // 1000)
 
 
 class ModelPrice(BaseModel):
@@ -112,6 +129,12 @@ class Settings(BaseSettings):
     )
     aoai_max_retries: int = Field(
         default=2, ge=0, le=10, description="SDK retries (429/5xx/connection) inside a request."
+    )
+    aoai_quotas: dict[str, DeploymentQuota] = Field(
+        default_factory=dict,
+        description='JSON map of deployment name to its quota, {"text-embedding-3-small": '
+        '{"tpm": 350000, "rpm": 2100}}; rpm defaults to 6 per 1,000 TPM. Job limiters pace '
+        "calls to it; an unlisted deployment is paced by the rate-limit headers and 429s only.",
     )
 
     # --- Cosmos DB ----------------------------------------------------------------------
