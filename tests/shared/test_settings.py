@@ -64,11 +64,22 @@ def test_missing_storage_connection_is_named() -> None:
         ("AOAI_MAX_RETRIES", "-1", "invalid setting AOAI_MAX_RETRIES"),
         ("EMBEDDING_QUEUE", "Bad_Queue", "invalid setting EMBEDDING_QUEUE"),
         ("CONTENT_FILTER_STORE_TEXT", "perhaps", "invalid setting CONTENT_FILTER_STORE_TEXT"),
+        ("AOAI_QUOTAS", "{not json", "invalid setting AOAI_QUOTAS: not valid JSON"),
+        ("AOAI_QUOTAS", '{"emb": {"tpm": 0}}', "invalid setting AOAI_QUOTAS"),
+        ("AOAI_QUOTAS", '{"emb": {"tpm": 1000, "rpmm": 6}}', "invalid setting AOAI_QUOTAS"),
     ],
 )
 def test_invalid_value_is_named(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load_settings({**VALID, name: value})
+
+
+def test_quotas_default_rpm_to_6_per_1000_tpm() -> None:
+    raw = '{"text-embedding-3-small": {"tpm": 350000}, "gpt-4o": {"tpm": 1000, "rpm": 50}}'
+    quotas = load_settings({**VALID, "AOAI_QUOTAS": raw}).aoai_quotas
+    assert quotas["text-embedding-3-small"].requests_per_minute == 2100
+    assert quotas["gpt-4o"].requests_per_minute == 50
+    assert load_settings(VALID).aoai_quotas == {}
 
 
 def test_secrets_never_show_in_repr() -> None:
