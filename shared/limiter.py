@@ -65,10 +65,18 @@ class _Window:
     seconds: float
     entries: deque[_Entry] = field(default_factory=deque)
     total: int = 0
+    # Our entries that left the window lately: an answer counted them if they were still in
+    # the service's window when it arrived, so reconcile() must not take them for others'.
+    gone: deque[_Entry] = field(default_factory=deque)
 
     def expire(self, now: float, margin: float) -> None:
         while self.entries and self.entries[0].stamp + self.seconds + margin <= now:
-            self.total -= self.entries.popleft().amount
+            entry = self.entries.popleft()
+            self.total -= entry.amount
+            if entry.own:
+                self.gone.append(entry)
+        while self.gone and self.gone[0].stamp + 2 * self.seconds <= now:
+            self.gone.popleft()
 
     def add(self, now: float, amount: int, *, own: bool = True) -> None:
         self.entries.append(_Entry(now, amount, own))
@@ -111,6 +119,9 @@ class _Window:
                 phantoms += entry.amount
             elif seen_until is None or entry.stamp <= seen_until:
                 own += entry.amount
+        if seen_until is not None:
+            since = seen_until - self.seconds
+            own += sum(e.amount for e in self.gone if since < e.stamp <= seen_until)
         change = max(0, counted - own) - phantoms
         if change > 0:
             self.add(now, change, own=False)

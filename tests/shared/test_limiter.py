@@ -303,6 +303,91 @@ def test_a_429_without_retry_after_still_pauses(clock: FakeClock) -> None:
     assert lim.delay_for(1) > 0.0
 
 
+# --- several hosts on one quota (fake clock, a service counting as the simulator does) -----
+
+
+class SlidingService:
+    """A deployment's quota as the simulator counts it: sliding 60 s tokens, 10 s requests."""
+
+    def __init__(self, tpm: int, rpm: int) -> None:
+        self.tpm, self.per_window = tpm, rpm // 6
+        self.tokens: list[tuple[float, int]] = []
+        self.requests: list[float] = []
+
+    def call(self, now: float, tokens: int) -> tuple[bool, dict[str, str], float]:
+        self.tokens = [(t, n) for t, n in self.tokens if t > now - TOKEN_WINDOW]
+        self.requests = [t for t in self.requests if t > now - REQUEST_WINDOW]
+        used = sum(n for _, n in self.tokens)
+        if used + tokens > self.tpm or len(self.requests) >= self.per_window:
+            waits = [0.0]
+            if used + tokens > self.tpm:
+                waits.append(self.tokens[0][0] + TOKEN_WINDOW - now)
+            if len(self.requests) >= self.per_window:
+                waits.append(self.requests[0] + REQUEST_WINDOW - now)
+            return False, self.headers(used, len(self.requests)), max(waits)
+        self.tokens.append((now, tokens))
+        self.requests.append(now)
+        return True, self.headers(used + tokens, len(self.requests)), 0.0
+
+    def headers(self, used: int, requests: int) -> dict[str, str]:
+        return {
+            "x-ratelimit-remaining-tokens": str(self.tpm - used),
+            "x-ratelimit-remaining-requests": str(self.per_window - requests),
+        }
+
+
+def share(
+    hosts: int, tokens: int, *, observe: bool, tpm: int = 60_000, rpm: int = 360
+) -> tuple[float, int]:
+    """Hosts of 4 concurrent 0.2 s calls each, 5 minutes at full demand on one quota.
+
+    (tokens admitted per minute over minutes 2-4 / min(TPM, RPM x tokens), 429s).
+    """
+    clock = FakeClock()
+    start = clock.now
+    service = SlidingService(tpm, rpm)
+    limiters = [limiter(clock, tpm, rpm) for _ in range(hosts)]
+    in_flight: list[tuple[float, int, bool, dict[str, str], float]] = []
+    admitted: list[float] = []
+    refused = 0
+    while clock.now < start + 300:
+        for call in [c for c in in_flight if c[0] <= clock.now]:
+            in_flight.remove(call)
+            _, host, ok, headers, wait = call
+            limiters[host].settle(tokens, tokens if ok else 0)
+            if observe:
+                limiters[host].observe(headers)
+            if not ok:
+                limiters[host].throttled(wait)
+        for host, lim in enumerate(limiters):
+            busy = sum(1 for c in in_flight if c[1] == host)
+            while busy < 4 and lim.delay_for(tokens) == 0.0:
+                lim._reserve(tokens)
+                ok, headers, wait = service.call(clock.now + 0.1, tokens)
+                admitted += [clock.now] if ok else []
+                refused += 0 if ok else 1
+                in_flight.append((clock.now + 0.2, host, ok, headers, wait))
+                busy += 1
+        clock.now += 0.01
+    middle = sum(1 for t in admitted if start + 60 <= t < start + 240) * tokens / 3
+    return middle / min(tpm, rpm * tokens), refused
+
+
+def test_one_host_uses_its_quota_with_calls_in_flight_and_no_429s() -> None:
+    assert share(1, 1000, observe=True) == (pytest.approx(1.0, abs=0.02), 0)  # TPM binds
+    utilisation, refused = share(1, 100, observe=True)  # RPM binds
+    assert refused == 0
+    assert utilisation >= 0.97  # our own old requests are not mistaken for others'
+
+
+def test_hosts_sharing_a_quota_are_kept_near_it_by_the_headers() -> None:
+    utilisation, refused = share(2, 1000, observe=True)
+    _, blind_refused = share(2, 1000, observe=False)
+    assert utilisation >= 0.95
+    assert refused < blind_refused
+    assert refused <= 0.1 * 300
+
+
 # --- the registry -------------------------------------------------------------------------
 
 
