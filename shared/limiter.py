@@ -70,11 +70,18 @@ class _Window:
     gone: deque[_Entry] = field(default_factory=deque)
 
     def expire(self, now: float, margin: float) -> None:
+        renewed: list[int] = []
         while self.entries and self.entries[0].stamp + self.seconds + margin <= now:
             entry = self.entries.popleft()
             self.total -= entry.amount
             if entry.own:
                 self.gone.append(entry)
+            elif entry.amount // 2 > 0:
+                # Others likely go on spending: assume half of it again until an answer
+                # says how much (reconcile), rather than rushing into room that isn't free.
+                renewed.append(entry.amount // 2)
+        for amount in renewed:
+            self.add(now, amount, own=False)
         while self.gone and self.gone[0].stamp + 2 * self.seconds <= now:
             self.gone.popleft()
 

@@ -208,9 +208,9 @@ def test_remaining_headers_book_what_others_spent(clock: FakeClock) -> None:
     # seen again, the same usage is not booked twice
     lim.observe(httpx.Headers({"x-ratelimit-remaining-tokens": "5000"}))
     assert lim.delay_for(5000) == 0.0
-    # what others spent ages out like our own
+    # what others spent ages out like our own, fading (see the next test)
     clock.now += TOKEN_WINDOW + MARGIN
-    assert lim.delay_for(10_000) == 0.0
+    assert lim.delay_for(8000) == 0.0
 
 
 def test_reservations_still_in_flight_are_not_taken_for_others(clock: FakeClock) -> None:
@@ -233,6 +233,16 @@ def test_phantoms_shrink_when_the_service_counts_less(clock: FakeClock) -> None:
     lim.observe({"x-ratelimit-remaining-tokens": "9000"})
     assert lim.delay_for(9000) == 0.0
     assert lim.delay_for(9001) > 0.0
+
+
+def test_others_usage_fades_rather_than_vanishing_when_it_ages_out(clock: FakeClock) -> None:
+    lim = limiter(clock, tpm=10_000, rpm=None)
+    lim.observe({"x-ratelimit-remaining-tokens": "2000"})  # others: 8,000
+    clock.now += TOKEN_WINDOW + MARGIN
+    assert lim.delay_for(6000) == 0.0
+    assert lim.delay_for(6001) > 0.0  # half is assumed still spent, until an answer says
+    lim.observe({"x-ratelimit-remaining-tokens": "10000"})
+    assert lim.delay_for(10_000) == 0.0
 
 
 def test_remaining_requests_book_others_requests(clock: FakeClock) -> None:
