@@ -17,6 +17,8 @@ Several hosts share one quota, so the limiter also listens to the service:
 `observe()` reads `x-ratelimit-remaining-*` and books what others used as phantom entries in
 the same windows; `throttled()` (a 429) stops this process until the retry-after and cuts the
 allowed rate (multiplicative decrease), which then recovers linearly (additive increase).
+Azure's `x-ratelimit-remaining-requests` counts the 10 s window (120 RPM answers 19 after one
+call), `-tokens` the minute; a deployment without a configured quota learns it from them.
 
 aiolimiter was considered: its leaky bucket cannot report a wait without taking capacity,
 give capacity back, book usage seen in headers, change its rate, or run on an injected clock,
