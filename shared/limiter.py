@@ -264,8 +264,9 @@ class DeploymentLimiter:
 
         Azure charges the estimate made on arrival (prompt + `max_tokens`) and does not give
         unused `max_tokens` back, so for chat `used` is usage.prompt_tokens + max_tokens; for
-        embeddings it is usage.prompt_tokens. A reservation that has left the window is
-        forgotten (nothing to correct).
+        embeddings it is usage.prompt_tokens. A 429 was not charged: settle it to 0. A call
+        that failed without an answer (timeout) may have been charged: leave it. A reservation
+        that has left the window is forgotten (nothing to correct).
         """
         now = self._clock()
         self._expire(now)
