@@ -10,8 +10,9 @@ enforces as RPM/6 per 10 seconds (and sometimes per second: bursts are refused e
   tenth of that (rounded up), so starts are spread and a burst never trips a per-second check.
 
 A sliding window is the strictest reading of Azure's counting: traffic it admits also passes a
-fixed-window or token-bucket counter of the same quota. Entries live `margin` seconds longer
-than the window, because the service stamps a request when it arrives, a little after ours.
+fixed-window or token-bucket counter of the same quota. Entries outlive the window by a
+margin, because the service stamps a request when it arrives, a little after ours; the token
+margin is wider (jitter of a loaded host) as it costs less of a 60 s window than of a 10 s one.
 
 Several hosts share one quota, so the limiter also listens to the service:
 `observe()` reads `x-ratelimit-remaining-*` and books what others used as phantom entries in
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_WINDOW = 60.0
 REQUEST_WINDOW = 10.0
-MARGIN = 0.1  # seconds an entry outlives its window (send latency, clock granularity)
+TOKEN_MARGIN = 0.5  # seconds an entry outlives its window: 0.8 % of a minute
+REQUEST_MARGIN = 0.1  # 1 % of a 10 s window
 DECREASE = 0.7  # rate factor kept after a 429
 RECOVERY_PER_SECOND = 0.005  # rate factor regained per second: 0.7 -> 1.0 in a minute
 MIN_FACTOR = 0.05
@@ -65,15 +67,16 @@ class _Window:
     """A sliding-window log: what was charged in the last `seconds`."""
 
     seconds: float
+    margin: float
     entries: deque[_Entry] = field(default_factory=deque)
     total: int = 0
     # Our entries that left the window lately: an answer counted them if they were still in
     # the service's window when it arrived, so reconcile() must not take them for others'.
     gone: deque[_Entry] = field(default_factory=deque)
 
-    def expire(self, now: float, margin: float) -> None:
+    def expire(self, now: float) -> None:
         renewed: list[int] = []
-        while self.entries and self.entries[0].stamp + self.seconds + margin <= now:
+        while self.entries and self.entries[0].stamp + self.seconds + self.margin <= now:
             entry = self.entries.popleft()
             self.total -= entry.amount
             if entry.own:
@@ -91,7 +94,7 @@ class _Window:
         self.entries.append(_Entry(now, amount, own))
         self.total += amount
 
-    def delay(self, now: float, margin: float, amount: int, limit: int) -> float:
+    def delay(self, now: float, amount: int, limit: int) -> float:
         """Seconds until `amount` more fits under `limit` (more than the limit: an empty log)."""
         excess = self.total + min(amount, limit) - limit
         if excess <= 0:
@@ -100,7 +103,7 @@ class _Window:
         for entry in self.entries:
             freed += entry.amount
             if freed >= excess:
-                return max(0.0, entry.stamp + self.seconds + margin - now)
+                return max(0.0, entry.stamp + self.seconds + self.margin - now)
         return 0.0  # unreachable while total is the sum of the entries
 
     def settle(self, reserved: int, used: int) -> float | None:
@@ -189,20 +192,18 @@ class DeploymentLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         name: str = "",
-        margin: float = MARGIN,
     ) -> None:
         self.name = name
         self._clock = clock
         self._sleep = sleep
-        self._margin = margin
         self._tpm = tpm
         # The service's unit is requests per 10 s window; learnt limits arrive in that unit.
         self._per_window: int | None = None if rpm is None else max(1, rpm // 6)
         self._learn_tokens, self._learn_requests = tpm is None, rpm is None
-        self._tokens = _Window(TOKEN_WINDOW)
-        self._requests = _Window(REQUEST_WINDOW)
+        self._tokens = _Window(TOKEN_WINDOW, TOKEN_MARGIN)
+        self._requests = _Window(REQUEST_WINDOW, REQUEST_MARGIN)
         # Smoothing only, no service counter to match: it needs no margin, costs no throughput.
-        self._second = _Window(1.0)
+        self._second = _Window(1.0, 0.0)
         self._paused_until = -math.inf
         self._factor = 1.0
         self._factor_at = clock()
@@ -236,11 +237,11 @@ class DeploymentLimiter:
         waits = [self._paused_until - now]
         if self._tpm is not None:
             limit = self._scaled(self._tpm, factor)
-            waits.append(self._tokens.delay(now, self._margin, tokens, limit))
+            waits.append(self._tokens.delay(now, tokens, limit))
         if self._per_window is not None:
             per_window = self._scaled(self._per_window, factor)
-            waits.append(self._requests.delay(now, self._margin, 1, per_window))
-            waits.append(self._second.delay(now, 0.0, 1, math.ceil(per_window / 10)))
+            waits.append(self._requests.delay(now, 1, per_window))
+            waits.append(self._second.delay(now, 1, math.ceil(per_window / 10)))
         return max(0.0, *waits)
 
     async def acquire(self, tokens: int, *, max_wait: float) -> bool:
@@ -328,9 +329,9 @@ class DeploymentLimiter:
         self._second.add(now, 1)
 
     def _expire(self, now: float) -> None:
-        self._tokens.expire(now, self._margin)
-        self._requests.expire(now, self._margin)
-        self._second.expire(now, 0.0)
+        self._tokens.expire(now)
+        self._requests.expire(now)
+        self._second.expire(now)
 
     def _recover(self, now: float) -> float:
         if self._factor < 1.0:

@@ -14,9 +14,10 @@ from openai import AsyncAzureOpenAI
 from devstack.aoai_simulator import RunningSimulator
 from shared.limiter import (
     DECREASE,
-    MARGIN,
     RECOVERY_PER_SECOND,
+    REQUEST_MARGIN,
     REQUEST_WINDOW,
+    TOKEN_MARGIN,
     TOKEN_WINDOW,
     DeploymentLimiter,
     Limiters,
@@ -68,8 +69,8 @@ def test_tokens_fill_the_minute_then_wait_for_the_oldest_to_age_out(clock: FakeC
     clock.now += 5
     assert fill(lim, 100) == 1  # 900 + 100 = the whole quota
     # the first 300 leave the window at 60 s (+ margin) after they were sent
-    assert lim.delay_for(300) == pytest.approx(TOKEN_WINDOW + MARGIN - 20)
-    clock.now += TOKEN_WINDOW + MARGIN - 20
+    assert lim.delay_for(300) == pytest.approx(TOKEN_WINDOW + TOKEN_MARGIN - 20)
+    clock.now += TOKEN_WINDOW + TOKEN_MARGIN - 20
     assert lim.delay_for(300) == 0.0
     assert lim.delay_for(301) > 0.0
 
@@ -87,14 +88,14 @@ def test_requests_are_counted_per_10_seconds(clock: FakeClock) -> None:
     assert started == 20
     # the 21st waits for the first to leave the 10 s window, not a minute
     wait = lim.delay_for(1)
-    assert 0.5 < wait <= REQUEST_WINDOW + MARGIN
+    assert 0.5 < wait <= REQUEST_WINDOW + REQUEST_MARGIN
 
 
 def test_a_request_larger_than_the_quota_goes_alone(clock: FakeClock) -> None:
     lim = limiter(clock, tpm=1000, rpm=None)
     assert lim.delay_for(5000) == 0.0  # an empty window never blocks forever
     lim._reserve(10)
-    assert lim.delay_for(5000) == pytest.approx(TOKEN_WINDOW + MARGIN)
+    assert lim.delay_for(5000) == pytest.approx(TOKEN_WINDOW + TOKEN_MARGIN)
 
 
 def test_no_quota_holds_nothing_back(clock: FakeClock) -> None:
@@ -152,7 +153,7 @@ async def test_acquire_waits_when_the_room_comes_in_time(clock: FakeClock) -> No
     assert await lim.acquire(1000, max_wait=0)
     start = clock.now
     assert await lim.acquire(500, max_wait=120)
-    assert clock.now - start == pytest.approx(TOKEN_WINDOW + MARGIN)
+    assert clock.now - start == pytest.approx(TOKEN_WINDOW + TOKEN_MARGIN)
     assert clock.slept
 
 
@@ -190,7 +191,7 @@ async def test_settle_gives_back_an_overestimate_and_charges_an_underestimate(
 def test_settle_after_the_reservation_aged_out_changes_nothing(clock: FakeClock) -> None:
     lim = limiter(clock, tpm=1000, rpm=None)
     lim._reserve(600)
-    clock.now += TOKEN_WINDOW + MARGIN + 1
+    clock.now += TOKEN_WINDOW + TOKEN_MARGIN + 1
     lim.settle(600, 5000)
     assert lim.delay_for(1000) == 0.0
 
@@ -209,7 +210,7 @@ def test_remaining_headers_book_what_others_spent(clock: FakeClock) -> None:
     lim.observe(httpx.Headers({"x-ratelimit-remaining-tokens": "5000"}))
     assert lim.delay_for(5000) == 0.0
     # what others spent ages out like our own, fading (see the next test)
-    clock.now += TOKEN_WINDOW + MARGIN
+    clock.now += TOKEN_WINDOW + TOKEN_MARGIN
     assert lim.delay_for(8000) == 0.0
 
 
@@ -238,7 +239,7 @@ def test_phantoms_shrink_when_the_service_counts_less(clock: FakeClock) -> None:
 def test_others_usage_fades_rather_than_vanishing_when_it_ages_out(clock: FakeClock) -> None:
     lim = limiter(clock, tpm=10_000, rpm=None)
     lim.observe({"x-ratelimit-remaining-tokens": "2000"})  # others: 8,000
-    clock.now += TOKEN_WINDOW + MARGIN
+    clock.now += TOKEN_WINDOW + TOKEN_MARGIN
     assert lim.delay_for(6000) == 0.0
     assert lim.delay_for(6001) > 0.0  # half is assumed still spent, until an answer says
     lim.observe({"x-ratelimit-remaining-tokens": "10000"})
