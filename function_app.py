@@ -3,6 +3,8 @@
 HTTP functions use the HTTP streaming extension's FastAPI types (`Request` in, `Response` or
 `StreamingResponse` out): with the extension enabled the worker serves every HTTP function
 that way, and it is what lets `/api/chat` stream on Azure (`PYTHON_ENABLE_INIT_INDEXING=1`).
+Queue functions hand their message to `shared/worker.py`, the queue-side twin of
+`shared/http.py`; the timers call one service method each.
 """
 
 import azure.functions as func
@@ -20,9 +22,32 @@ get_settings()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
+# --- HTTP ---------------------------------------------------------------------------------
+
+
 @app.route(route="chat", methods=["POST"])
 async def chat(req: Request) -> Response:
     return await guarded(req, lambda rid: api.chat(get_runtime(), req, rid))
+
+
+@app.route(route="jobs/embeddings", methods=["POST"])
+async def submit_embedding_job(req: Request) -> Response:
+    return await guarded(req, lambda rid: api.submit_job(get_runtime(), req, rid, "embedding"))
+
+
+@app.route(route="jobs/classifications", methods=["POST"])
+async def submit_classification_job(req: Request) -> Response:
+    return await guarded(req, lambda rid: api.submit_job(get_runtime(), req, rid, "classification"))
+
+
+@app.route(route="jobs/{job_id}", methods=["GET"])
+async def get_job(req: Request) -> Response:
+    return await guarded(req, lambda rid: api.get_job(get_runtime(), req, rid))
+
+
+@app.route(route="jobs/{job_id}/cancel", methods=["POST"])
+async def cancel_job(req: Request) -> Response:
+    return await guarded(req, lambda rid: api.cancel_job(get_runtime(), req, rid))
 
 
 @app.route(route="usage", methods=["GET"])
@@ -40,6 +65,29 @@ async def openapi(req: Request) -> Response:
     return await guarded(req, lambda rid: api.openapi(get_runtime(), req, rid))
 
 
+# --- queues -------------------------------------------------------------------------------
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%EMBEDDING_QUEUE%", connection="AzureWebJobsStorage")
+async def embed(msg: func.QueueMessage) -> None:
+    await get_runtime().worker.on_message("embedding", msg)
+
+
+@app.queue_trigger(
+    arg_name="msg", queue_name="%CLASSIFICATION_QUEUE%", connection="AzureWebJobsStorage"
+)
+async def classify(msg: func.QueueMessage) -> None:
+    await get_runtime().worker.on_message("classification", msg)
+
+
 @app.queue_trigger(arg_name="msg", queue_name="%OUTBOX_QUEUE%", connection="AzureWebJobsStorage")
 async def drain_outbox(msg: func.QueueMessage) -> None:
     await get_runtime().books.drain(OutboxMessage.model_validate_json(msg.get_body()))
+
+
+# --- timers -------------------------------------------------------------------------------
+
+
+@app.timer_trigger(arg_name="timer", schedule="%POISON_SWEEP_SCHEDULE%", run_on_startup=False)
+async def record_poison(timer: func.TimerRequest) -> None:
+    await get_runtime().poison.sweep()

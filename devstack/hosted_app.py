@@ -43,6 +43,7 @@ def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
         "EMBEDDING_QUEUE": "embedding-jobs",
         "CLASSIFICATION_QUEUE": "classification-jobs",
         "OUTBOX_QUEUE": "cosmos-outbox",
+        "POISON_SWEEP_SCHEDULE": "*/5 * * * * *",
         **overrides,
     }
 

@@ -82,6 +82,7 @@ param classificationQueueName string = 'classification-jobs'
 param outboxQueueName string = 'cosmos-outbox'
 param claimCheckContainerName string = 'job-payloads'
 param batchPollSchedule string = '0 */5 * * * *'
+param poisonSweepSchedule string = '0 */1 * * * *'
 param contentFilterStoreText bool = false
 
 var tags = {
@@ -273,6 +274,7 @@ var appSettings = {
   OUTBOX_QUEUE: outboxQueueName
   CLAIM_CHECK_CONTAINER: claimCheckContainerName
   BATCH_POLL_SCHEDULE: batchPollSchedule
+  POISON_SWEEP_SCHEDULE: poisonSweepSchedule
   CONTENT_FILTER_STORE_TEXT: contentFilterStoreText ? 'true' : 'false'
 }
 

@@ -10,7 +10,8 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from shared.health import check_health
-from shared.http import json_response, parse_model, read_json
+from shared.http import json_response, parse_model, read_body, read_json
+from shared.job_models import JobKind, JobQuery
 from shared.models import ChatRequest, UsageQuery
 from shared.openapi import openapi_document
 from shared.runtime import Runtime
@@ -49,3 +50,25 @@ async def health(rt: Runtime, req: Request, request_id: str) -> Response:
 
 async def openapi(rt: Runtime, req: Request, request_id: str) -> Response:
     return json_response(openapi_document())
+
+
+async def submit_job(rt: Runtime, req: Request, request_id: str, kind: JobKind) -> Response:
+    """`POST /api/jobs/embeddings` and `/api/jobs/classifications`: 202 with the job id."""
+    body = await read_body(req)
+    accepted = await rt.job_requests.submit(
+        kind, body, request_id, status_url=lambda job_id: f"{req.base_url}api/jobs/{job_id}"
+    )
+    return json_response(accepted, 202)
+
+
+async def get_job(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`GET /api/jobs/{job_id}?page_size=&continuation=`: status, counts, one page of results."""
+    query = parse_model(JobQuery, dict(req.query_params))
+    return json_response(
+        await rt.job_requests.view(req.path_params["job_id"], query.page_size, query.continuation)
+    )
+
+
+async def cancel_job(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`POST /api/jobs/{job_id}/cancel`: no new requests; results so far are kept."""
+    return json_response(await rt.job_requests.cancel(req.path_params["job_id"]))

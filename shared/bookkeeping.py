@@ -110,12 +110,15 @@ class Bookkeeper:
         prompt: str | None,
         item_id: str | None = None,
         record_id: str | None = None,
+        filter_event: bool = True,
     ) -> AppError:
-        """Record a failed call (zero tokens; and an event when the prompt was filtered) and
-        return what the caller sees. `prompt` is stored only with CONTENT_FILTER_STORE_TEXT."""
+        """Record a failed call (zero tokens; and an event when the prompt was filtered, unless
+        `filter_event` is False: a job request of several items is split until the filtered
+        item stands alone, and the event is that item's) and return what the caller sees.
+        `prompt` is stored only with CONTENT_FILTER_STORE_TEXT."""
         failure = translate(error) or UpstreamError("Azure OpenAI call failed")
         filtered = isinstance(failure, ContentFiltered)
-        if filtered and isinstance(error, openai.APIStatusError):
+        if filtered and filter_event and isinstance(error, openai.APIStatusError):
             await self.filtered(site, content_filter.prompt_filter(error), prompt, item_id=item_id)
         else:
             log.warning("%s on %s failed upstream: %s (%s; request %s, job %s)", site.operation,

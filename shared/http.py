@@ -71,8 +71,8 @@ def parse_model(model: type[M], data: bytes | Mapping[str, Any], context: Any = 
         raise InvalidRequest("the request is invalid", details=validation_details(error)) from None
 
 
-async def read_json(req: Request, model: type[M], context: Any = None) -> M:
-    """The body as `model`: 413 past MAX_BODY_BYTES, 400 with pydantic details otherwise."""
+async def read_body(req: Request) -> bytes:
+    """The raw body: 413 past MAX_BODY_BYTES, 400 when empty."""
     declared = req.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise TooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
@@ -81,7 +81,12 @@ async def read_json(req: Request, model: type[M], context: Any = None) -> M:
         raise TooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
     if not body.strip():
         raise InvalidRequest("a JSON body is required")
-    return parse_model(model, body, context)
+    return body
+
+
+async def read_json(req: Request, model: type[M], context: Any = None) -> M:
+    """The body as `model`: 413 past MAX_BODY_BYTES, 400 with pydantic details otherwise."""
+    return parse_model(model, await read_body(req), context)
 
 
 async def guarded(req: Request, handle: Callable[[str], Awaitable[Response]]) -> Response:

@@ -61,6 +61,16 @@ class JobQueues:
             self._clients[name] = client
         return client
 
+    def raw_queue(self, name: str) -> QueueClient:
+        """A client that sends and receives the text as it is (no base64 policy): for the
+        poison sweep, which must read what the host could not decode."""
+        key = f"raw:{name}"
+        client = self._clients.get(key)
+        if client is None:
+            client = self._queues.get_queue_client(name)
+            self._clients[key] = client
+        return client
+
     async def ensure(self, queue_names: Iterable[str]) -> None:
         """Create each queue, its poison queue and the claim-check container; idempotent."""
         for name in queue_names:

@@ -19,10 +19,17 @@ from openai import AsyncOpenAI
 from shared.aoai import create_connection, describe_auth
 from shared.bookkeeping import Bookkeeper
 from shared.chat import ChatService
+from shared.classification import ClassificationService
+from shared.embeddings import EmbeddingService
 from shared.identity import create_credential
+from shared.job_requests import JobRequests
+from shared.jobs import JobStore
+from shared.limiter import Limiters
+from shared.poison import PoisonSweeper
 from shared.queues import JobQueues, create_queues
 from shared.settings import Settings, get_settings
 from shared.store import Store, create_store
+from shared.worker import JobWorker
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,9 @@ class Runtime:
     queues: JobQueues
     books: Bookkeeper
     chat: ChatService
+    job_requests: JobRequests
+    worker: JobWorker
+    poison: PoisonSweeper
     closers: Sequence[Closer] = field(default=(), repr=False)
 
     async def aclose(self) -> list[BaseException]:
@@ -83,6 +93,17 @@ def create_runtime(settings: Settings) -> Runtime:
     ]
     if credential is not None:
         closers.append(("the Entra ID credential", credential.close))
+    jobs = JobStore(store)
+    # Inside a queue invocation the SDK never sleeps on a 429: the worker hands the rest on.
+    job_client = connection.client.with_options(max_retries=0)
+    worker = JobWorker(
+        settings=settings,
+        jobs=jobs,
+        queues=queues,
+        limiters=Limiters(settings.aoai_quotas),
+        embeddings=EmbeddingService(settings, job_client, books),
+        classification=ClassificationService(settings, job_client, books),
+    )
     log.info("runtime created (Azure OpenAI auth: %s)", describe_auth(settings))
     return Runtime(
         settings=settings,
@@ -91,6 +112,9 @@ def create_runtime(settings: Settings) -> Runtime:
         queues=queues,
         books=books,
         chat=ChatService(settings, connection.client, books),
+        job_requests=JobRequests(settings, jobs, queues),
+        worker=worker,
+        poison=PoisonSweeper(settings, jobs, queues, worker),
         closers=tuple(closers),
     )
 

@@ -192,6 +192,42 @@ class Settings(BaseSettings):
     )
     job_max_items: int = Field(default=10_000, ge=1, description="Items per job.")
     job_max_item_chars: int = Field(default=32_000, ge=1, description="Characters per job item.")
+    job_max_labels: int = Field(default=50, ge=2, description="Labels per classification job.")
+    job_raw_body_chars: int = Field(
+        default=2048, ge=0, description="Characters of an invalid message kept in its failed job."
+    )
+    job_retry_after_cap_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="Longest 429 retry-after a job waits; past it: quota_exhausted.",
+    )
+    job_max_attempts: int = Field(
+        default=8, ge=1, description="Continuations after passing failures (5xx, Cosmos down)."
+    )
+    job_backoff_seconds: float = Field(
+        default=5, gt=0, description="First backoff after a passing failure; doubles each time."
+    )
+    job_slice_seconds: float = Field(
+        default=120, gt=0, description="Work one invocation does before handing on the rest."
+    )
+    job_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Azure OpenAI requests in flight per job invocation."
+    )
+    embedding_max_inputs: int = Field(
+        default=2048, ge=1, le=2048, description="Inputs per embeddings request (Azure: 2048)."
+    )
+    embedding_max_input_tokens: int = Field(
+        default=8192, ge=1, description="Estimated tokens per embedding input (Azure: 8192)."
+    )
+    embedding_max_request_tokens: int = Field(
+        default=300_000, ge=1, description="Estimated tokens per embeddings request (Azure: 300k)."
+    )
+    classify_items_per_request: int = Field(
+        default=20, ge=1, le=200, description="Items labelled by one chat request (docs/jobs.md)."
+    )
+    poison_sweep_schedule: str = Field(
+        default="0 */1 * * * *", description="NCRONTAB schedule of the poison-queue sweep."
+    )
     model_prices: dict[str, ModelPrice] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
         description="JSON map model -> {input, output} USD per 1M tokens, for cost estimates.",
@@ -261,6 +297,7 @@ def required_setting_names() -> frozenset[str]:
         "OUTBOX_QUEUE",
         "CLAIM_CHECK_CONTAINER",
         "BATCH_POLL_SCHEDULE",
+        "POISON_SWEEP_SCHEDULE",
         "CONTENT_FILTER_STORE_TEXT",
     }
     return frozenset(required)

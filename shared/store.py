@@ -12,10 +12,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
+from azure.core import MatchConditions
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
-from azure.cosmos.exceptions import CosmosResourceNotFoundError
+from azure.cosmos.exceptions import CosmosResourceExistsError, CosmosResourceNotFoundError
 
 from shared.settings import Settings
 
@@ -96,6 +97,49 @@ class Store:
             if max_items is not None and len(out) >= max_items:
                 break
         return out
+
+    async def query_page(
+        self,
+        container: str,
+        query: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        partition_key: str | None = None,
+        page_size: int = 100,
+        continuation: str | None = None,
+    ) -> tuple[list[Document], str | None]:
+        """One page of a query and the Cosmos DB continuation token of the next (None at the
+        end). Pages follow the service's own token, never OFFSET."""
+        params = [{"name": k, "value": v} for k, v in (parameters or {}).items()]
+        pages = (
+            self.container(container)
+            .query_items(
+                query, parameters=params, partition_key=partition_key, max_item_count=page_size
+            )
+            .by_page(continuation)
+        )
+        async for page in pages:
+            items = [item async for item in page]
+            token: str | None = getattr(pages, "continuation_token", None)
+            return items, token
+        return [], None
+
+    async def replace_if_unchanged(self, container: str, document: Document, etag: str) -> Document:
+        """Replace `document` only if it still has `etag` (optimistic concurrency); raises
+        CosmosAccessConditionFailedError (412) when someone else wrote it first. Take `etag`
+        from a read: the local server answers an upsert with an etag it does not keep."""
+        stored: Document = await self.container(container).replace_item(
+            document["id"], document, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
+        return stored
+
+    async def create(self, container: str, document: Document) -> Document | None:
+        """Insert `document`; None if one with its id already exists (first writer wins)."""
+        try:
+            stored: Document = await self.container(container).create_item(document)
+        except CosmosResourceExistsError:
+            return None
+        return stored
 
     async def ping(self) -> None:
         """Raise unless the database answers (health checks)."""

@@ -728,6 +728,7 @@ def check_required_settings(root: Path, required: frozenset[str]) -> Problems:
         "OUTBOX_QUEUE": "cosmos-outbox",
         "CLAIM_CHECK_CONTAINER": "job-payloads",
         "BATCH_POLL_SCHEDULE": "0 */5 * * * *",
+        "POISON_SWEEP_SCHEDULE": "0 */1 * * * *",
     }
     for name, value in defaults.items():
         _expect(

@@ -1,0 +1,97 @@
+"""The HTTP side of jobs: submit (validate, record, enqueue), view (true counts and a page of
+results) and cancel. The queue side is shared/worker.py."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from shared.job_intake import InvalidJob, enqueue, job_spec, parse_job
+from shared.job_models import JobDoc, JobKind, JobSource, JobView, SubmitAccepted
+from shared.jobs import OPEN, JobStore, is_terminal, now
+from shared.models import ErrorDetail
+from shared.queues import JobQueues
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobRequests:
+    settings: Settings
+    jobs: JobStore
+    queues: JobQueues
+
+    def queue_for(self, kind: JobKind) -> str:
+        if kind == "embedding":
+            return self.settings.embedding_queue
+        return self.settings.classification_queue
+
+    async def submit(
+        self, kind: JobKind, body: bytes, request_id: str, *, status_url: Callable[[str], str]
+    ) -> SubmitAccepted:
+        """Validate, store the job record (`queued`), enqueue it (a claim check when it is
+        too large for one message). Submitting the same job_id again is answered with the
+        job as it stands, not a second job."""
+        try:
+            job = parse_job(kind, body, self.settings)
+            spec = job_spec(job, self.settings)
+        except InvalidJob as error:
+            raise InvalidRequest(error.reason, details=error.details) from None
+        assert job.job_id is not None
+        doc, created = await self.jobs.create(
+            JobDoc(
+                id=job.job_id, job_id=job.job_id, kind=kind, mode=job.mode, status="queued",
+                spec=spec, total=len(job.items), created_at=now(), updated_at=now(),
+                source=JobSource(via="http", request_id=request_id),
+            )
+        )  # fmt: skip
+        if not created:
+            if doc.kind != kind:
+                raise Conflict(f"job {job.job_id} exists and is a {doc.kind} job")
+            return SubmitAccepted(
+                job_id=doc.job_id, status=doc.status, status_url=status_url(doc.job_id)
+            )
+        try:
+            await enqueue(self.queues, self.queue_for(kind), job)
+        except Exception as error:
+            log.warning("job %s could not be queued (%s)", job.job_id, type(error).__name__)
+            await self.jobs.update(
+                job.job_id, status="failed", only_from=OPEN,
+                error=ErrorDetail(code="unavailable", message="the job could not be queued"),
+            )  # fmt: skip
+            raise ServiceUnavailable("the job could not be queued; submit it again") from None
+        log.info("job %s queued: %d %s items (request %s)", job.job_id, len(job.items), kind,
+                 request_id)  # fmt: skip
+        return SubmitAccepted(job_id=job.job_id, status="queued", status_url=status_url(job.job_id))
+
+    async def view(self, job_id: str, page_size: int, continuation: str | None) -> JobView:
+        doc = await self._job(job_id)
+        counts, usage = (
+            (doc.counts, doc.usage)
+            if is_terminal(doc.status) and doc.counts.total
+            else await self.jobs.tally(job_id, doc.total)
+        )
+        try:
+            results, token = await self.jobs.results_page(job_id, page_size, continuation)
+        except ValueError:
+            raise InvalidRequest("the continuation token is not valid") from None
+        return JobView(
+            job_id=doc.job_id, kind=doc.kind, mode=doc.mode, status=doc.status, counts=counts,
+            usage=usage, error=doc.error, tags=doc.spec.tags if doc.spec else {},
+            created_at=doc.created_at, updated_at=doc.updated_at, results=results,
+            continuation=token,
+        )  # fmt: skip
+
+    async def cancel(self, job_id: str) -> JobView:
+        await self._job(job_id)
+        await self.jobs.update(job_id, status="cancelled", only_from=OPEN)
+        return await self.view(job_id, 100, None)
+
+    async def _job(self, job_id: str) -> JobDoc:
+        doc = await self.jobs.get(job_id)
+        if doc is None:
+            raise NotFound(f"no job {job_id!r}")
+        return doc

@@ -1,0 +1,128 @@
+"""One slice of a job: its requests run concurrently under the deployment's limiter until the
+work is done, a request fails in a way that needs waiting, the job is cancelled, or the slice's
+time is up. Whatever is left goes back to the queue (see shared/worker.py).
+
+Inside a queue invocation nothing sleeps on the server's behalf: the first 429 stops new
+requests and its retry-after becomes the continuation's delay. The limiter's own pacing (a
+short wait for room in the quota) is the one wait allowed, bounded by `MAX_PACING_WAIT`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from shared.bookkeeping import CallSite
+from shared.errors import AppError, RateLimited, translate
+from shared.job_models import Item, JobSpec, ResultDoc
+from shared.limiter import DeploymentLimiter
+
+log = logging.getLogger(__name__)
+
+MAX_PACING_WAIT = 20.0
+CANCEL_CHECK_SECONDS = 2.0
+
+Stop = Literal["done", "rate_limited", "passing", "slice", "cancelled"]
+PRIORITY: dict[Stop, int] = {"done": 0, "slice": 1, "rate_limited": 2, "passing": 2, "cancelled": 3}
+
+
+class JobService(Protocol):
+    def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]: ...
+
+    async def run(
+        self, group: list[Item], spec: JobSpec, site: CallSite, limiter: DeploymentLimiter
+    ) -> list[ResultDoc]: ...
+
+
+@dataclass
+class SliceOutcome:
+    stop: Stop = "done"
+    remaining: list[Item] = field(default_factory=list)
+    retry_after: float | None = None
+    failure: AppError | None = None
+    requests: int = 0
+
+
+async def run_slice(
+    groups: list[list[Item]],
+    *,
+    run: Callable[[list[Item]], Awaitable[list[ResultDoc]]],
+    estimate: Callable[[list[Item]], int],
+    write: Callable[[list[ResultDoc]], Awaitable[None]],
+    fail: Callable[[list[Item], AppError], list[ResultDoc]],
+    limiter: DeploymentLimiter,
+    concurrency: int,
+    seconds: float,
+    cancelled: Callable[[], Awaitable[bool]],
+) -> SliceOutcome:
+    """Run `groups` (one request each) and write their results; stop as the module says."""
+    outcome = SliceOutcome()
+    pending = list(groups)
+    deadline = time.monotonic() + seconds
+    stopping = asyncio.Event()
+    last_cancel_check = [0.0]
+
+    def stop(reason: Stop, group: list[Item]) -> None:
+        # A cancel outranks everything; a 429 or a passing failure outranks the end of the
+        # slice (both mean "wait before the rest"); otherwise the first reason stands.
+        if PRIORITY[reason] > PRIORITY[outcome.stop]:
+            outcome.stop = reason
+        stopping.set()
+        outcome.remaining.extend(group)
+
+    async def is_cancelled() -> bool:
+        if time.monotonic() - last_cancel_check[0] < CANCEL_CHECK_SECONDS:
+            return False
+        last_cancel_check[0] = time.monotonic()
+        return await cancelled()
+
+    async def worker() -> None:
+        while pending and not stopping.is_set():
+            group = pending.pop(0)
+            if time.monotonic() >= deadline:
+                stop("slice", group)
+                return
+            if await is_cancelled():
+                stop("cancelled", group)
+                return
+            tokens = estimate(group)
+            wait = min(MAX_PACING_WAIT, max(0.0, deadline - time.monotonic()))
+            if not await limiter.acquire(tokens, max_wait=wait):
+                outcome.retry_after = max(outcome.retry_after or 0.0, limiter.delay_for(tokens))
+                stop("rate_limited", group)
+                return
+            if stopping.is_set():  # stopped while this one waited for room
+                limiter.settle(tokens, 0)
+                outcome.remaining.extend(group)
+                return
+            try:
+                outcome.requests += 1
+                results = await run(group)
+                await write(results)
+                limiter.settle(tokens, sum(r.usage.total_tokens for r in results) or tokens)
+            except Exception as error:
+                failure = translate(error)
+                if failure is None:
+                    raise
+                if isinstance(failure, RateLimited):
+                    limiter.throttled(failure.retry_after)
+                    outcome.retry_after = max(outcome.retry_after or 0.0, failure.retry_after or 1)
+                    stop("rate_limited", group)
+                elif failure.retryable:
+                    outcome.failure = outcome.failure or failure
+                    stop("passing", group)
+                else:  # no use waiting (auth, missing deployment): these items fail
+                    await write(fail(group, failure))
+                    continue
+                return
+
+    async with asyncio.TaskGroup() as tasks:
+        for _ in range(max(1, min(concurrency, len(pending)))):
+            tasks.create_task(worker())
+    for group in pending:  # never started
+        outcome.remaining.extend(group)
+    return outcome

@@ -1,0 +1,126 @@
+"""The poison sweep: every message the host gave up on becomes a failed-job record.
+
+A timer (`POISON_SWEEP_SCHEDULE`) reads `<queue>-poison` for both job queues with a client that
+does not decode, rather than a trigger on those queues. A message the host moved because it was
+not base64 is still not base64 on the poison queue: a trigger would fail on it again, and on
+Azure a `-poison` queue has no poison queue of its own, so it would cycle there until it
+expired, unrecorded. The sweep reads the raw text, records it, and deletes it only once the
+record is stored; it never raises, and a message it could not record stays for the next run.
+
+A poisoned message that names a job fails that job's open items (code `poisoned`) and settles
+the job; anything else is recorded like an invalid message, with its raw body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+
+from azure.storage.queue import QueueMessage
+
+from shared.job_intake import InvalidJob, job_spec, read_message
+from shared.job_models import JobDoc, JobKind, JobSource
+from shared.job_results import failed_result
+from shared.jobs import OPEN, JobStore, now
+from shared.models import ErrorDetail
+from shared.queues import POISON_SUFFIX, JobQueues
+from shared.settings import Settings
+from shared.worker import JobWorker, Message
+
+log = logging.getLogger(__name__)
+
+MESSAGES_PER_RUN = 512
+LEASE_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class PoisonSweeper:
+    settings: Settings
+    jobs: JobStore
+    queues: JobQueues
+    worker: JobWorker
+
+    def queues_to_sweep(self) -> list[tuple[JobKind, str]]:
+        return [
+            ("embedding", self.settings.embedding_queue + POISON_SUFFIX),
+            ("classification", self.settings.classification_queue + POISON_SUFFIX),
+        ]
+
+    async def sweep(self) -> int:
+        """Record and delete what the poison queues hold; returns how many were recorded."""
+        recorded = 0
+        for kind, name in self.queues_to_sweep():
+            client = self.queues.raw_queue(name)
+            try:
+                messages = [
+                    m
+                    async for m in client.receive_messages(
+                        messages_per_page=32, max_messages=MESSAGES_PER_RUN,
+                        visibility_timeout=LEASE_SECONDS,
+                    )
+                ]  # fmt: skip
+            except Exception:
+                log.exception("reading poison queue %s failed; next run tries again", name)
+                continue
+            for message in messages:
+                try:
+                    await self.record(kind, name, message)
+                    await client.delete_message(message.id, message.pop_receipt)
+                    recorded += 1
+                except Exception:
+                    log.exception("poisoned message %s on %s not recorded; it stays for the next "
+                                  "run", message.id, name)  # fmt: skip
+        return recorded
+
+    async def record(self, kind: JobKind, queue: str, raw: QueueMessage) -> None:
+        text = str(raw.content or "")
+        try:
+            body = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            body = text.encode("utf-8", errors="replace")
+            error = InvalidJob(
+                "the message is not base64, so the Functions host could not decode it; send "
+                "the job's JSON base64-encoded (see docs/jobs.md)",
+                code="undecodable",
+            )
+            await self.worker.record_invalid(kind, _message(queue, raw, body), error, via="poison")
+            log.warning("recorded undecodable message %s from %s", raw.id, queue)
+            return
+        try:
+            job, _ = await read_message(kind, body, self.queues, self.settings)
+            spec = job_spec(job, self.settings)
+        except InvalidJob as error:
+            await self.worker.record_invalid(kind, _message(queue, raw, body), error, via="poison")
+            return
+        assert job.job_id is not None
+        reason = ErrorDetail(
+            code="poisoned",
+            message=f"the message failed {raw.dequeue_count or 'several'} deliveries and was "
+            f"moved to {queue}" + (f" (last reason: {job.reason})" if job.reason else ""),
+        )
+        doc, _ = await self.jobs.create(
+            JobDoc(
+                id=job.job_id, job_id=job.job_id, kind=job.kind, mode=job.mode, status="running",
+                spec=spec, total=len(job.items), created_at=now(), updated_at=now(),
+                source=JobSource(via="poison", queue=queue, message_id=raw.id),
+            )
+        )  # fmt: skip
+        if doc.status not in OPEN:
+            return
+        done = await self.jobs.done_item_ids(job.job_id)
+        await self.jobs.write_results(
+            failed_result(job.job_id, item.id, job.kind, reason, spec.deployment)
+            for item in job.items
+            if item.id not in done
+        )
+        finished = await self.jobs.finish(job.job_id, doc.total)
+        if finished is not None and finished.status in OPEN:
+            # Items the poisoned message did not carry are still open: the job has failed.
+            await self.jobs.update(job.job_id, status="failed", only_from=OPEN, error=reason)
+        log.warning("job %s: poisoned message %s recorded; open items failed", job.job_id, raw.id)
+
+
+def _message(queue: str, raw: QueueMessage, body: bytes) -> Message:
+    return Message(queue=queue, id=raw.id, body=body, dequeue_count=raw.dequeue_count or 0)

@@ -1,0 +1,259 @@
+"""The queue boundary: the twin of shared/http.py for job messages.
+
+It reads a message into a job, runs one slice of it and turns what happened into a job status,
+failed items or a continuation message, so the host's own retries are only for what we cannot
+settle ourselves:
+
+- not a valid job: recorded at once as a failed job (reason, truncated raw body, queue and
+  message id) and not retried;
+- a 429: the rest goes back delayed by the server's retry-after (capped by
+  `JOB_RETRY_AFTER_CAP_SECONDS`; past the cap the rest fails as `quota_exhausted`);
+- a passing failure (5xx, timeout, Cosmos DB or Storage down): the rest goes back with
+  exponential backoff, at most `JOB_MAX_ATTEMPTS` times, then fails with the reason;
+- slice time used up: the rest goes back at once.
+
+Redelivery is normal: items that already have a result are skipped before any call, results
+and usage documents have deterministic ids, and counts are derived from the results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import azure.functions as func
+
+from shared.bookkeeping import CallSite
+from shared.classification import ClassificationService
+from shared.embeddings import EmbeddingService
+from shared.errors import AppError, translate
+from shared.job_intake import InvalidJob, enqueue, job_spec, read_message
+from shared.job_models import (
+    EmbeddingJob,
+    Item,
+    Job,
+    JobDoc,
+    JobKind,
+    JobSource,
+    JobSpec,
+    ResultDoc,
+)
+from shared.job_results import failed_result
+from shared.job_runner import SliceOutcome, run_slice
+from shared.jobs import OPEN, JobStore, is_terminal, now
+from shared.limiter import Limiters
+from shared.models import ErrorDetail
+from shared.queues import JobQueues
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the worker needs of a queue message (the host's QueueMessage, or a test's)."""
+
+    queue: str
+    id: str | None
+    body: bytes
+    dequeue_count: int = 1
+
+
+@dataclass(frozen=True)
+class JobWorker:
+    settings: Settings
+    jobs: JobStore
+    queues: JobQueues
+    limiters: Limiters
+    embeddings: EmbeddingService
+    classification: ClassificationService
+
+    def queue_for(self, kind: JobKind) -> str:
+        if kind == "embedding":
+            return self.settings.embedding_queue
+        return self.settings.classification_queue
+
+    async def on_message(self, kind: JobKind, msg: func.QueueMessage) -> None:
+        """The queue trigger's entry point."""
+        message = Message(queue=self.queue_for(kind), id=msg.id, body=msg.get_body(),
+                          dequeue_count=msg.dequeue_count or 1)  # fmt: skip
+        await self.handle(kind, message)
+
+    async def handle(self, kind: JobKind, message: Message) -> None:
+        """Process one job message. Raises only when nothing could be settled (then the host
+        redelivers it; after maxDequeueCount the poison sweep records it)."""
+        try:
+            job, _ = await read_message(kind, message.body, self.queues, self.settings)
+            spec = job_spec(job, self.settings)
+        except InvalidJob as error:
+            await self.record_invalid(kind, message, error)
+            return
+        try:
+            await self._process(job, spec, message)
+        except Exception as error:
+            failure = translate(error)
+            outcome = SliceOutcome(stop="passing", failure=failure)
+            if failure is None or not failure.retryable or self._delay(job, outcome) is None:
+                raise  # the host redelivers it; once poisoned, the sweep records it
+            # Cosmos DB or Storage failed before the slice could settle anything.
+            await self._continue(job, [*job.items], outcome, message.queue)
+
+    async def _process(self, job: Job, spec: JobSpec, message: Message) -> None:
+        assert job.job_id is not None
+        doc, _ = await self.jobs.create(
+            JobDoc(
+                id=job.job_id, job_id=job.job_id, kind=job.kind, mode=job.mode, status="running",
+                spec=spec, total=len(job.items), created_at=now(), updated_at=now(),
+                source=JobSource(via="queue", queue=message.queue, message_id=message.id),
+            )
+        )  # fmt: skip
+        if is_terminal(doc.status):
+            log.info("job %s is %s; message %s has nothing to do", doc.job_id, doc.status,
+                     message.id)  # fmt: skip
+            return
+        if job.mode == "batch":
+            await self._not_supported(doc, job)
+            return
+        done = await self.jobs.done_item_ids(job.job_id)
+        remaining = [item for item in job.items if item.id not in done]
+        if doc.status == "queued":
+            await self.jobs.update(job.job_id, status="running", only_from={"queued"})
+        if remaining:
+            outcome = await self._slice(job, spec, remaining)
+            if outcome.stop == "cancelled":
+                log.info("job %s cancelled; %d items left undone", job.job_id,
+                         len(outcome.remaining))  # fmt: skip
+                return
+            if outcome.stop != "done" and outcome.remaining:
+                await self._continue(job, outcome.remaining, outcome, message.queue)
+                if outcome.remaining and not await self._gave_up(job, spec, outcome):
+                    return
+        await self.jobs.finish(job.job_id, doc.total)
+
+    async def _slice(self, job: Job, spec: JobSpec, items: list[Item]) -> SliceOutcome:
+        assert job.job_id is not None
+        service: EmbeddingService | ClassificationService = (
+            self.embeddings if isinstance(job, EmbeddingJob) else self.classification
+        )
+        limiter = self.limiters.get(spec.deployment)
+        site = CallSite(
+            operation="embedding" if isinstance(job, EmbeddingJob) else "classification",
+            source="job", deployment=spec.deployment, tags=spec.tags, job_id=job.job_id,
+        )  # fmt: skip
+        job_id = job.job_id
+
+        async def cancelled() -> bool:
+            current = await self.jobs.get(job_id)
+            return current is None or current.status == "cancelled"
+
+        def fail(group: list[Item], error: AppError) -> list[ResultDoc]:
+            return [failed_result(job_id, i.id, job.kind, error.detail(), spec.deployment)
+                    for i in group]  # fmt: skip
+
+        def estimate(group: list[Item]) -> int:
+            if isinstance(service, ClassificationService):
+                return service.estimate(group, spec)
+            return service.estimate(group)
+
+        async def run(group: list[Item]) -> list[ResultDoc]:
+            return await service.run(group, spec, site, limiter)
+
+        # A request of a tenth of the quota keeps the flow steady and fits any window.
+        budget = limiter.token_limit // 10 if limiter.token_limit else None
+        return await run_slice(
+            service.plan(items, budget),
+            run=run, estimate=estimate, write=self.jobs.write_results, fail=fail,
+            limiter=limiter, concurrency=self.settings.job_concurrency,
+            seconds=self.settings.job_slice_seconds, cancelled=cancelled,
+        )  # fmt: skip
+
+    def _delay(self, job: Job, outcome: SliceOutcome) -> tuple[float, int] | None:
+        """(delay, attempt) of the continuation, or None when the rest must fail instead."""
+        if outcome.stop == "slice":
+            return 0.0, job.attempt
+        if outcome.stop == "rate_limited":
+            wait = outcome.retry_after or 1.0
+            if wait > self.settings.job_retry_after_cap_seconds:
+                return None
+            return wait, job.attempt
+        attempt = job.attempt + 1
+        if attempt > self.settings.job_max_attempts:
+            return None
+        backoff = self.settings.job_backoff_seconds * 2 ** (attempt - 1)
+        return min(backoff, MAX_BACKOFF_SECONDS), attempt
+
+    async def _continue(
+        self, job: Job, remaining: list[Item], outcome: SliceOutcome, queue: str
+    ) -> None:
+        plan = self._delay(job, outcome)
+        if plan is None:
+            return  # _gave_up settles these items
+        delay, attempt = plan
+        reason = outcome.failure.code if outcome.failure else outcome.stop
+        rest = job.model_copy(update={"items": remaining, "attempt": attempt, "reason": reason})
+        await enqueue(self.queues, queue, rest, delay_seconds=delay)
+        log.info("job %s: %d items continue in %.1fs (%s, attempt %d)", job.job_id,
+                 len(remaining), delay, reason, attempt)  # fmt: skip
+
+    async def _gave_up(self, job: Job, spec: JobSpec, outcome: SliceOutcome) -> bool:
+        """Fail the remaining items when waiting more is not allowed; True if it did."""
+        if self._delay(job, outcome) is not None:
+            return False
+        assert job.job_id is not None
+        if outcome.stop == "rate_limited":
+            error = ErrorDetail(
+                code="quota_exhausted",
+                message=f"Azure OpenAI asked to wait {outcome.retry_after:.0f}s, longer than "
+                f"JOB_RETRY_AFTER_CAP_SECONDS ({self.settings.job_retry_after_cap_seconds:.0f}s)",
+            )
+        else:
+            failure = outcome.failure
+            error = ErrorDetail(
+                code=failure.code if failure else "upstream_error",
+                message=f"gave up after {self.settings.job_max_attempts} attempts: "
+                + (failure.message if failure else "passing failures"),
+            )
+        await self.jobs.write_results(
+            failed_result(job.job_id, item.id, job.kind, error, spec.deployment)
+            for item in outcome.remaining
+        )
+        return True
+
+    async def _not_supported(self, doc: JobDoc, job: Job) -> None:
+        if isinstance(job, EmbeddingJob) and not self.settings.uses_openai_api:
+            message = "Azure's Batch API does not accept embeddings; submit it with mode realtime"
+        else:
+            message = "batch mode is accepted but not processed yet: the Batch API poller is "
+            message += "not built; submit it with mode realtime"
+        await self.jobs.update(
+            doc.job_id, status="failed", only_from=OPEN,
+            error=ErrorDetail(code="not_supported", message=message),
+        )  # fmt: skip
+
+    async def record_invalid(self, kind: JobKind | None, message: Message, error: InvalidJob,
+                             *, via: str = "queue") -> JobDoc:  # fmt: skip
+        """Record a message that is not a valid job, once however often it is delivered."""
+        digest = hashlib.sha256(message.queue.encode() + b"\n" + message.body).hexdigest()
+        detail = ErrorDetail(code=error.code, message=error.reason, details=error.details)
+        raw = message.body.decode("utf-8", errors="replace")[: self.settings.job_raw_body_chars]
+        record = JobDoc(
+            id=f"invalid-{digest[:32]}", job_id=f"invalid-{digest[:32]}", kind=kind,
+            status="failed", error=detail, raw_body=raw, created_at=now(), updated_at=now(),
+            source=JobSource(via=via, queue=message.queue, message_id=message.id),
+        )  # fmt: skip
+        log.warning("message %s on %s is not a valid job: %s", message.id, message.queue,
+                    error.reason)  # fmt: skip
+        if error.job_id is not None:
+            named = record.model_copy(update={"id": error.job_id, "job_id": error.job_id})
+            stored, created = await self.jobs.create(named)
+            if created:
+                return stored
+            if stored.status in OPEN:
+                failed = await self.jobs.update(error.job_id, status="failed", only_from=OPEN,
+                                                error=detail)  # fmt: skip
+                return failed or stored
+        stored, _ = await self.jobs.create(record)
+        return stored
