@@ -70,6 +70,11 @@ def examples(api: str, key: str) -> str:
     chat = '{"messages":[{"role":"user","content":"Hello"}]}'
     stream = '{"messages":[{"role":"user","content":"Hello"}],"stream":true}'
     filtered = '{"messages":[{"role":"user","content":"forbidden-violence"}]}'
+    job = (
+        '{"job_id":"example-1","labels":["billing","shipping"],"items":['
+        '{"id":"t1","text":"I was charged twice, billing error"},'
+        '{"id":"t2","text":"my parcel shipping is late"}]}'
+    )
     header = f'-H "x-functions-key: {key}"'
     return "\n".join(
         [
@@ -83,6 +88,10 @@ def examples(api: str, key: str) -> str:
             "  # a prompt the simulator's content filter refuses: 400 content_filter, one event",
             f"  curl -s {header} -H 'Content-Type: application/json' \\",
             f"       -d '{filtered}' {api}/chat",
+            "  # a classification job: 202 and its id; then its status, counts and labels",
+            f"  curl -s {header} -H 'Content-Type: application/json' \\",
+            f"       -d '{job}' {api}/jobs/classifications",
+            f"  curl -s {header} {api}/jobs/example-1",
             "  # tokens and estimated cost of the last 24 hours, by deployment",
             f"  curl -s {header} '{api}/usage?group_by=deployment'",
             f"  # health, no key needed:  curl -s {api}/health",

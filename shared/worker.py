@@ -249,11 +249,11 @@ class JobWorker:
         if error.job_id is not None:
             named = record.model_copy(update={"id": error.job_id, "job_id": error.job_id})
             stored, created = await self.jobs.create(named)
-            if created:
+            if created or stored.raw_body == raw:  # new, or this very message again
                 return stored
             if stored.status in OPEN:
                 failed = await self.jobs.update(error.job_id, status="failed", only_from=OPEN,
-                                                error=detail)  # fmt: skip
+                                                error=detail, raw_body=raw)  # fmt: skip
                 return failed or stored
         stored, _ = await self.jobs.create(record)
         return stored

@@ -4,7 +4,9 @@ Azure OpenAI simulator, Azurite and the Cosmos DB server, driven over loopback."
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -15,6 +17,7 @@ import httpx
 import pytest
 
 from devstack.aoai_simulator import RunningSimulator
+from devstack.emulators import EmulatorStack
 from devstack.emulators.processes import free_port
 from devstack.hosted_app import FUNCTION_KEY, AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
@@ -24,6 +27,7 @@ from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from tests.sse import parse_frames, split_stream
 
 # The SDK retries once, quickly: the simulator is told to ask for 100 ms (see `throttled`).
+ROOT = Path(__file__).resolve().parents[1]
 HOST_SETTINGS = {"AOAI_MAX_RETRIES": "1", "AOAI_TIMEOUT_SECONDS": "10"}
 
 
@@ -358,7 +362,7 @@ def curl_commands(text: str) -> list[list[str]]:
 async def test_make_run_examples_work_as_printed(host: AppHost) -> None:
     """Every example a newcomer copies from `make run` answers as its comment says."""
     commands = curl_commands(examples(host.url, host.key))
-    assert len(commands) == 5
+    assert len(commands) == 7
     async with httpx.AsyncClient(timeout=30) as client:
         for argv in commands:
             headers = dict(argv[i + 1].split(": ", 1) for i, arg in enumerate(argv) if arg == "-H")
@@ -369,4 +373,49 @@ async def test_make_run_examples_work_as_printed(host: AppHost) -> None:
             else:
                 r = await client.post(url, content=body, headers=headers)
             expected = 400 if body and "forbidden" in body else 200
+            if url.endswith("/jobs/classifications"):
+                expected = 202
             assert r.status_code == expected, (argv, r.text)
+        # The job example's GET, repeated, shows it finished with labels that follow the text.
+        for _ in range(120):
+            r = await client.get(url_of(commands, "/jobs/example-1"), headers=host.headers())
+            job = r.json()
+            if job["status"] == "succeeded":
+                break
+            await asyncio.sleep(0.25)
+    labels = {r["item_id"]: r["labels"] for r in job["results"]}
+    assert labels == {"t1": ["billing"], "t2": ["shipping"]}
+
+
+def url_of(commands: list[list[str]], suffix: str) -> str:
+    return next(argv[-1] for argv in commands if argv[-1].endswith(suffix))
+
+
+def docs_python_example(path: Path, heading: str) -> str:
+    """The first ```python block after `heading` in a Markdown file."""
+    text = path.read_text()
+    after = text[text.index(heading) :]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start : after.index("```", start)]
+
+
+async def test_the_jobs_doc_python_example_works_as_printed(
+    host: AppHost, emulators: EmulatorStack, http: httpx.AsyncClient
+) -> None:
+    """docs/jobs.md's azure-storage-queue example, run as printed, gives a finished job."""
+    code = docs_python_example(ROOT / "docs" / "jobs.md", "### Python (azure-storage-queue)")
+    env = {**os.environ, "AzureWebJobsStorage": emulators.storage_connection_string}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    job_id = out.decode().strip()
+    for _ in range(120):
+        r = await http.get(f"/jobs/{job_id}")
+        if r.status_code == 200 and r.json()["status"] == "succeeded":
+            break
+        await asyncio.sleep(0.25)
+    labels = {x["item_id"]: x["labels"] for x in r.json()["results"]}
+    assert labels == {"t1": ["billing"], "t2": ["shipping"]}
+    assert r.json()["tags"] == {"team": "support"}

@@ -250,6 +250,20 @@ async def test_each_bad_message_ends_recorded_with_its_reason(
     assert marker in doc["raw_body"]
 
 
+async def test_a_bad_message_delivered_twice_is_recorded_once(
+    stack: JobsStack, store: Store
+) -> None:
+    marker = uuid.uuid4().hex[:8]
+    for body in (f"not json {marker}", json_text({"job_id": f"named-{marker}", "items": []})):
+        await send_raw(stack.connection_string, stack.embedding_queue, body)
+        await send_raw(stack.connection_string, stack.embedding_queue, body)
+    await asyncio.sleep(3)
+    found = await store.query(
+        "jobs", "SELECT c.id FROM c WHERE CONTAINS(c.raw_body, @m)", {"@m": marker}
+    )
+    assert len(found) == 2, found  # one record per distinct message
+
+
 async def test_a_job_with_too_many_items_ends_recorded(
     http: httpx.AsyncClient, stack: JobsStack
 ) -> None:
