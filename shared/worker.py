@@ -96,7 +96,11 @@ class JobWorker:
         except Exception as error:
             failure = translate(error)
             outcome = SliceOutcome(stop="passing", failure=failure)
-            if failure is None or not failure.retryable or self._delay(job, outcome) is None:
+            if (
+                failure is None
+                or not failure.retryable
+                or continuation_plan(self.settings, job.attempt, outcome) is None
+            ):
                 raise  # the host redelivers it; once poisoned, the sweep records it
             # Cosmos DB or Storage failed before the slice could settle anything.
             await self._continue(job, [*job.items], outcome, message.queue)
@@ -170,25 +174,10 @@ class JobWorker:
             seconds=self.settings.job_slice_seconds, cancelled=cancelled,
         )  # fmt: skip
 
-    def _delay(self, job: Job, outcome: SliceOutcome) -> tuple[float, int] | None:
-        """(delay, attempt) of the continuation, or None when the rest must fail instead."""
-        if outcome.stop == "slice":
-            return 0.0, job.attempt
-        if outcome.stop == "rate_limited":
-            wait = outcome.retry_after or 1.0
-            if wait > self.settings.job_retry_after_cap_seconds:
-                return None
-            return wait, job.attempt
-        attempt = job.attempt + 1
-        if attempt > self.settings.job_max_attempts:
-            return None
-        backoff = self.settings.job_backoff_seconds * 2 ** (attempt - 1)
-        return min(backoff, MAX_BACKOFF_SECONDS), attempt
-
     async def _continue(
         self, job: Job, remaining: list[Item], outcome: SliceOutcome, queue: str
     ) -> None:
-        plan = self._delay(job, outcome)
+        plan = continuation_plan(self.settings, job.attempt, outcome)
         if plan is None:
             return  # _gave_up settles these items
         delay, attempt = plan
@@ -200,7 +189,7 @@ class JobWorker:
 
     async def _gave_up(self, job: Job, spec: JobSpec, outcome: SliceOutcome) -> bool:
         """Fail the remaining items when waiting more is not allowed; True if it did."""
-        if self._delay(job, outcome) is not None:
+        if continuation_plan(self.settings, job.attempt, outcome) is not None:
             return False
         assert job.job_id is not None
         if outcome.stop == "rate_limited":
@@ -257,3 +246,23 @@ class JobWorker:
                 return failed or stored
         stored, _ = await self.jobs.create(record)
         return stored
+
+
+def continuation_plan(
+    settings: Settings, attempt: int, outcome: SliceOutcome
+) -> tuple[float, int] | None:
+    """(delay in seconds, attempt) of the continuation for what a slice left, or None when the
+    rest must fail instead (a retry-after past the cap, or the passing-failure budget spent).
+
+    A 429 or a finished slice does not use up the budget: only passing failures count."""
+    if outcome.stop == "slice":
+        return 0.0, attempt
+    if outcome.stop == "rate_limited":
+        wait = outcome.retry_after or 1.0
+        if wait > settings.job_retry_after_cap_seconds:
+            return None
+        return wait, attempt
+    attempt += 1
+    if attempt > settings.job_max_attempts:
+        return None
+    return min(settings.job_backoff_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS), attempt

@@ -394,3 +394,40 @@ async def test_ten_thousand_items_through_claim_check_and_continuations(
     assert len({r["item_id"] for r in results}) == 10_000
     log = stack.log()
     assert re.search(rf"job {job_id}: \d+ items continue in 0.0s \(slice", log)
+
+
+# --- passing failures and a quota that will not come back soon --------------------------------
+
+
+async def test_upstream_5xx_and_drops_give_backoff_continuations_and_the_job_completes(
+    http: httpx.AsyncClient, sim: httpx.AsyncClient, stack: JobsStack
+) -> None:
+    faults = {"faults": {"chat": {"error_500": 0.3, "error_503": 0.2, "drop": 0.1}}}
+    (await sim.patch("/sim/config", json=faults)).raise_for_status()
+    job_id = await submit(http, "classification", {"items": items(24), "labels": LABELS})
+    view = await wait_job(http, job_id, within=120)
+    assert view["status"] == "succeeded", view
+    assert view["counts"]["succeeded"] == 24
+    assert re.search(rf"job {job_id}: \d+ items continue in [\d.]+s \(upstream_error, attempt 1",
+                     stack.log())  # fmt: skip
+
+
+async def test_a_retry_after_beyond_the_cap_fails_the_rest_as_quota_exhausted(
+    http: httpx.AsyncClient, sim: httpx.AsyncClient
+) -> None:
+    """Last in this module: the embedding limiter stays paused for the long retry-after."""
+    # One request per 10 s window, and the service asks for 10 minutes (cap: 300 s).
+    tight = {
+        "deployments": {"text-embedding-3-small": {"rpm": 6}},
+        "rate_limit": {"retry_after_ms": 600_000},
+    }
+    (await sim.patch("/sim/config", json=tight)).raise_for_status()
+    body = {"items": [{"id": f"q{i}", "text": "x" * 2000} for i in range(300)]}
+    job_id = await submit(http, "embedding", body)
+    view = await wait_job(http, job_id)
+    assert view["status"] == "partially_failed", view
+    results = await all_results(http, job_id)
+    failed = [r for r in results if r["status"] == "failed"]
+    assert failed
+    assert {r["error"]["code"] for r in failed} == {"quota_exhausted"}
+    assert len(results) == 300
