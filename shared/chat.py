@@ -71,7 +71,8 @@ class ChatService:
             "messages": [m.model_dump() for m in request.messages],
         }
         if request.max_tokens is not None:
-            args["max_tokens"] = request.max_tokens
+            # Reasoning models (gpt-5.x, o-series: the deployed default) refuse max_tokens.
+            args["max_completion_tokens"] = request.max_tokens
         if request.temperature is not None:
             args["temperature"] = request.temperature
         if request.user is not None:
