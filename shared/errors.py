@@ -136,6 +136,11 @@ def translate(error: BaseException) -> AppError | None:
 
     if isinstance(error, AppError):
         return error
+    if isinstance(error, BaseExceptionGroup):  # concurrent work (TaskGroup) failed
+        for inner in error.exceptions:
+            if (found := translate(inner)) is not None:
+                return found
+        return None
     if isinstance(error, openai.OpenAIError):
         return _from_openai(error)
     if isinstance(error, UnknownModelError):

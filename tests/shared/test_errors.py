@@ -128,3 +128,9 @@ def test_unknown_model_is_invalid_request_listing_known_models() -> None:
     mapped = translate(UnknownModelError("gpt-5", ["a", "b"]))
     assert isinstance(mapped, InvalidRequest)
     assert mapped.details == {"known_models": ["a", "b"]}
+
+
+def test_a_group_of_concurrent_failures_translates_to_its_first_known_one() -> None:
+    group = ExceptionGroup("writes", [KeyError("x"), ServiceRequestError("refused")])
+    assert isinstance(translate(group), ServiceUnavailable)
+    assert translate(ExceptionGroup("bugs", [KeyError("x")])) is None
