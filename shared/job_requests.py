@@ -24,11 +24,6 @@ class JobRequests:
     jobs: JobStore
     queues: JobQueues
 
-    def queue_for(self, kind: JobKind) -> str:
-        if kind == "embedding":
-            return self.settings.embedding_queue
-        return self.settings.classification_queue
-
     async def submit(
         self, kind: JobKind, body: bytes, request_id: str, *, status_url: Callable[[str], str]
     ) -> SubmitAccepted:
@@ -55,7 +50,7 @@ class JobRequests:
                 job_id=doc.job_id, status=doc.status, status_url=status_url(doc.job_id)
             )
         try:
-            await enqueue(self.queues, self.queue_for(kind), job)
+            await enqueue(self.queues, self.settings.queue_for(kind), job)
         except Exception as error:
             log.warning("job %s could not be queued (%s)", job.job_id, type(error).__name__)
             await self.jobs.update(

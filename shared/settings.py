@@ -260,6 +260,10 @@ class Settings(BaseSettings):
         """True when talking to the standard OpenAI API instead of Azure OpenAI."""
         return self.azure_openai_endpoint is None
 
+    def queue_for(self, kind: Literal["embedding", "classification"]) -> str:
+        """The queue a job of `kind` travels on."""
+        return self.embedding_queue if kind == "embedding" else self.classification_queue
+
     @property
     def classification_deployment(self) -> str:
         return self.classify_deployment or self.chat_deployment

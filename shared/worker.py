@@ -71,14 +71,9 @@ class JobWorker:
     embeddings: EmbeddingService
     classification: ClassificationService
 
-    def queue_for(self, kind: JobKind) -> str:
-        if kind == "embedding":
-            return self.settings.embedding_queue
-        return self.settings.classification_queue
-
     async def on_message(self, kind: JobKind, msg: func.QueueMessage) -> None:
         """The queue trigger's entry point."""
-        message = Message(queue=self.queue_for(kind), id=msg.id, body=msg.get_body(),
+        message = Message(queue=self.settings.queue_for(kind), id=msg.id, body=msg.get_body(),
                           dequeue_count=msg.dequeue_count or 1)  # fmt: skip
         await self.handle(kind, message)
 

@@ -83,6 +83,14 @@ def tickets() -> list[dict[str, str]]:
     ]
 
 
+def raw_job(stack: JobsStack, kind: str, job_id: str) -> tuple[str, dict[str, Any]]:
+    """The queue and body of a five-ticket job of `kind`, as another system would send it."""
+    if kind == "classification":
+        body = {"job_id": job_id, "items": tickets(), "labels": LABELS}
+        return stack.classification_queue, body
+    return stack.embedding_queue, {"job_id": job_id, "items": tickets()}
+
+
 async def usage_docs(store: Store, job_id: str) -> list[dict[str, Any]]:
     return await store.query(USAGE, "SELECT * FROM c WHERE c.job_id = @j", {"@j": job_id})
 
@@ -138,11 +146,7 @@ async def test_a_raw_base64_queue_message_is_a_job(
     http: httpx.AsyncClient, stack: JobsStack, kind: str
 ) -> None:
     job_id = new_id("raw")
-    body: dict[str, Any] = {"job_id": job_id, "items": tickets()}
-    queue = stack.embedding_queue
-    if kind == "classification":
-        body["labels"] = LABELS
-        queue = stack.classification_queue
+    queue, body = raw_job(stack, kind, job_id)
     await send_raw(stack.connection_string, queue, body)
     await wait_for_job_doc(http, job_id)
     view = await wait_job(http, job_id)
@@ -159,11 +163,7 @@ async def test_the_same_message_twice_gives_no_duplicates(
     http: httpx.AsyncClient, stack: JobsStack, store: Store, kind: str
 ) -> None:
     job_id = new_id("twice")
-    body: dict[str, Any] = {"job_id": job_id, "items": tickets()}
-    queue = stack.embedding_queue
-    if kind == "classification":
-        body["labels"] = LABELS
-        queue = stack.classification_queue
+    queue, body = raw_job(stack, kind, job_id)
     await send_raw(stack.connection_string, queue, body)
     await send_raw(stack.connection_string, queue, body)
     await wait_job(http, job_id)
