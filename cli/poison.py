@@ -1,0 +1,120 @@
+"""Poisoned messages: read raw from `<queue>-poison`, shown decoded, requeued base64-encoded.
+
+The host moves two kinds of message to a poison queue: valid base64 that failed five times,
+and text that was never base64 (sent without an encode policy), which the host could not
+decode at all. Both are read raw here. Requeueing sends the decoded text, or the raw text
+when it was not base64, base64-encoded onto the main queue, then deletes the poison copy.
+Sending comes first: a crash in between leaves a duplicate, which the job workers skip
+(results have deterministic ids), never a loss.
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+from base64 import b64decode
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+from azure.storage.queue import QueueMessage
+from azure.storage.queue.aio import QueueClient
+
+from cli.storage import Storage
+from shared.queues import POISON_SUFFIX, encoded_size, fits_in_message
+
+log = logging.getLogger(__name__)
+
+PEEK_MAX: Final = 32  # the most one peek returns (a Storage limit)
+# Received messages stay hidden this long; a requeue of 32 messages ends well within it.
+RECEIVE_VISIBILITY_SECONDS: Final = 120
+
+
+@dataclass(frozen=True)
+class PoisonMessage:
+    queue: str  # the main queue, without -poison
+    id: str
+    encoding: Literal["base64", "raw"]
+    text: str  # decoded when base64, else the raw text
+    dequeue_count: int | None
+    inserted_on: datetime | None
+
+
+@dataclass(frozen=True)
+class Requeued:
+    message: PoisonMessage
+    new_id: str | None  # None in a dry run or when it could not be sent
+    problem: str | None = None
+
+
+def decode(raw: str) -> tuple[Literal["base64", "raw"], str]:
+    """The text a message carries: base64 of UTF-8 text is decoded, anything else is raw."""
+    try:
+        data = b64decode(raw, validate=True)
+        return "base64", data.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return "raw", raw
+
+
+def _message(queue: str, msg: QueueMessage) -> PoisonMessage:
+    encoding, text = decode(str(msg.content))
+    return PoisonMessage(
+        queue=queue,
+        id=str(msg.id),
+        encoding=encoding,
+        text=text,
+        dequeue_count=msg.dequeue_count,
+        inserted_on=msg.inserted_on,
+    )
+
+
+async def peek(storage: Storage, queue: str, max_messages: int = PEEK_MAX) -> list[PoisonMessage]:
+    """Up to 32 messages of `<queue>-poison`, without hiding or changing them."""
+    async with storage.raw_queue(queue + POISON_SUFFIX) as client:
+        found = await client.peek_messages(max_messages=min(max_messages, PEEK_MAX))
+    return [_message(queue, m) for m in found]
+
+
+async def requeue(
+    storage: Storage,
+    queue: str,
+    *,
+    ids: Collection[str] = (),
+    max_messages: int = PEEK_MAX,
+    dry_run: bool = False,
+) -> list[Requeued]:
+    """Move poisoned messages (all, or those in `ids`) back onto `queue`, at most
+    `max_messages` in one run. In a dry run nothing is sent, hidden or deleted."""
+    if dry_run:
+        peeked = await peek(storage, queue, max_messages)
+        return [Requeued(m, None) for m in peeked if not ids or m.id in ids]
+    done: list[Requeued] = []
+    async with storage.raw_queue(queue + POISON_SUFFIX) as poison:
+        received = poison.receive_messages(
+            messages_per_page=min(max_messages, PEEK_MAX),
+            visibility_timeout=RECEIVE_VISIBILITY_SECONDS,
+            max_messages=max_messages,
+        )
+        async for raw in received:
+            message = _message(queue, raw)
+            if ids and message.id not in ids:
+                # Not asked for: visible again at once for the next reader.
+                await poison.update_message(raw, visibility_timeout=0)
+                continue
+            done.append(await _move(storage, poison, raw, message))
+    return done
+
+
+async def _move(
+    storage: Storage, poison: QueueClient, raw: QueueMessage, message: PoisonMessage
+) -> Requeued:
+    if not fits_in_message(message.text):
+        await poison.update_message(raw, visibility_timeout=0)
+        return Requeued(
+            message, None, f"{encoded_size(message.text)} bytes once encoded: over 64 KiB"
+        )
+    new_id = await storage.jobs.send(message.queue, message.text)
+    await poison.delete_message(raw)
+    log.info("requeued poison message %s of %s as %s", message.id, message.queue, new_id)
+    return Requeued(message, new_id)
