@@ -9,7 +9,7 @@ EMU := devstack/emulators
 STAMP_PY := $(VENV)/.installed
 STAMP_NPM := $(EMU)/node_modules/.installed
 
-.PHONY: help setup emulators stop run test lint bench smoke clean
+.PHONY: help setup emulators stop run test lint bench smoke cli clean
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ smoke: setup ## Check a deployed app right after `azd up` (URL=... KEY=... to te
 
 bench: setup ## Benchmarks: print JSON figures
 	$(PY) -m bench
+
+cli: setup ## Operator CLI for queue jobs (docs/jobs-cli.md): make cli ARGS="poison list"
+	$(PY) -m cli $(ARGS)
 
 clean: stop ## Remove local state (.devstack)
 	rm -rf .devstack

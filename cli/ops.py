@@ -119,8 +119,7 @@ def requeue_command(
     connection_string: opt.ConnectionString = None,
     queue_url: opt.QueueUrl = None,
 ) -> None:
-    """Move poisoned messages back onto their queue, base64-encoded, then delete them from
-    the poison queue. Run it after fixing what poisoned them."""
+    """Move poisoned messages back onto their queue, base64-encoded; run it after a fix."""
     storage = _storage(connection_string, queue_url, "job-payloads")
 
     async def go() -> list[Requeued]:

@@ -26,9 +26,7 @@ def test_jsonl_items_in_order_blank_lines_skipped_numeric_ids_as_text(tmp_path: 
 
 
 def test_csv_with_bom_quoted_newlines_and_other_columns(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "items.csv", '\ufeffid,lang,text\nx1,en,"two\nlines"\nx2,fr,"a, b"\n'
-    )
+    path = write(tmp_path, "items.csv", '\ufeffid,lang,text\nx1,en,"two\nlines"\nx2,fr,"a, b"\n')
     items = read_items(path)
     assert [(i.id, i.text) for i in items] == [("x1", "two\nlines"), ("x2", "a, b")]
 

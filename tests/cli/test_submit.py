@@ -31,7 +31,9 @@ async def receive_one(queues: JobQueues, name: str) -> str:
 
 def test_job_built_with_the_apps_models() -> None:
     items = [Item(id="a", text="x")]
-    job = build_job(JobOptions(kind="classification", labels=("cat", "dog"), tags={"t": "1"}), items)
+    job = build_job(
+        JobOptions(kind="classification", labels=("cat", "dog"), tags={"t": "1"}), items
+    )
     assert isinstance(job, ClassificationJob)
     assert job.job_id
     assert job.labels == ["cat", "dog"]
@@ -62,9 +64,7 @@ async def test_small_job_is_one_base64_message_the_app_parses(
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == "cli-small"
     assert "one message" in result.stderr
-    job = ClassificationJob.model_validate_json(
-        await receive_one(job_queues, fresh.classification)
-    )
+    job = ClassificationJob.model_validate_json(await receive_one(job_queues, fresh.classification))
     assert job.job_id == "cli-small"
     assert [i.id for i in job.items] == ["i0", "i1", "i2"]
     assert (job.labels, job.multi_label, job.tags) == (["spam", "ham"], True, {"team": "ops"})
