@@ -111,7 +111,7 @@ def submit(
     typer.echo(sent.job_id)
     if then_watch:
         assert url is not None
-        _watch(url, key, sent.job_id, interval=2.0, timeout=None, as_json=False)
+        _watch(url, key, sent.job_id, interval=2.0, timeout=None, wait=60.0, as_json=False)
 
 
 @app.command("watch")
@@ -119,6 +119,14 @@ def watch_command(
     job_id: Annotated[str, typer.Argument(help="The job to watch.")],
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls.")] = 2.0,
     timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
+    wait_for_record: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds a 404 means 'not yet': a queued job has no record "
+            "until a worker takes its message.",
+        ),
+    ] = 60.0,
     as_json: opt.Json = False,
     url: opt.Url = None,
     key: opt.Key = None,
@@ -126,18 +134,26 @@ def watch_command(
     """Show a job's progress until it ends; the exit code tells how it ended."""
     if not url:
         raise typer.BadParameter("needed (or JOBS_API_URL)", param_hint="--url")
-    _watch(url, key, job_id, interval=interval, timeout=timeout, as_json=as_json)
+    _watch(
+        url, key, job_id, interval=interval, timeout=timeout, wait=wait_for_record,
+        as_json=as_json,
+    )  # fmt: skip
 
 
 def _watch(
     url: str, key: str | None, job_id: str, *, interval: float, timeout: float | None,
-    as_json: bool,
+    wait: float, as_json: bool,
 ) -> None:  # fmt: skip
     async def go() -> Any:
         async with JobsApi(url, key) as api:
             try:
                 return await watch(
-                    api, job_id, interval=interval, give_up_after=timeout, console=err()
+                    api,
+                    job_id,
+                    interval=interval,
+                    give_up_after=timeout,
+                    wait_for_record=wait,
+                    console=err(),
                 )
             except WatchTimeout as exc:
                 return exc

@@ -14,7 +14,7 @@ from typing import Final
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.api import JobsApi
+from cli.api import ApiError, JobsApi
 from shared.job_models import TERMINAL, JobView
 
 # 2 is click's code for a bad command line, so the job outcomes skip it.
@@ -23,9 +23,9 @@ EXIT_TIMEOUT: Final = 5
 
 
 class WatchTimeout(TimeoutError):
-    def __init__(self, last: JobView) -> None:
-        super().__init__(f"job {last.job_id} still {last.status}")
-        self.last = last
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} still {status}")
+        self.status = status
 
 
 def done_items(view: JobView) -> int:
@@ -38,19 +38,30 @@ async def poll(
     *,
     interval: float = 2.0,
     give_up_after: float | None = None,
-    on_update: Callable[[JobView], None] = lambda _: None,
+    wait_for_record: float = 0.0,
+    on_update: Callable[[JobView | None], None] = lambda _: None,
 ) -> JobView:
     """Poll until the job reaches a terminal status; raises WatchTimeout after
-    `give_up_after` seconds."""
-    deadline = None if give_up_after is None else time.monotonic() + give_up_after
+    `give_up_after` seconds. A job sent straight to a queue has no record until a worker
+    takes its message: its 404 counts as "not yet" for `wait_for_record` seconds
+    (`on_update(None)`), then is raised as the ApiError it is."""
+    started = time.monotonic()
+    status = "unrecorded"
     while True:
-        # One result a page: the poll wants the counts, not the results.
-        view = await api.job(job_id, page_size=1)
-        on_update(view)
-        if view.status in TERMINAL:
-            return view
-        if deadline is not None and time.monotonic() >= deadline:
-            raise WatchTimeout(view)
+        try:
+            # One result a page: the poll wants the counts, not the results.
+            view = await api.job(job_id, page_size=1)
+        except ApiError as exc:
+            if exc.status != 404 or time.monotonic() - started >= wait_for_record:
+                raise
+            on_update(None)
+        else:
+            on_update(view)
+            if view.status in TERMINAL:
+                return view
+            status = view.status
+        if give_up_after is not None and time.monotonic() - started >= give_up_after:
+            raise WatchTimeout(job_id, status)
         await asyncio.sleep(interval)
 
 
@@ -60,6 +71,7 @@ async def watch(
     *,
     interval: float = 2.0,
     give_up_after: float | None = None,
+    wait_for_record: float = 0.0,
     console: Console | None = None,
 ) -> JobView:
     """`poll` with a progress bar of items done (succeeded, failed or filtered) over total."""
@@ -73,7 +85,10 @@ async def watch(
     with Progress(*columns, console=console or Console(stderr=True)) as progress:
         task = progress.add_task("job", total=None, job=job_id, status="...", ok=0, failed=0)
 
-        def show(view: JobView) -> None:
+        def show(view: JobView | None) -> None:
+            if view is None:
+                progress.update(task, status="waiting for a worker to record it")
+                return
             progress.update(
                 task,
                 total=view.counts.total or None,
@@ -84,7 +99,12 @@ async def watch(
             )
 
         return await poll(
-            api, job_id, interval=interval, give_up_after=give_up_after, on_update=show
+            api,
+            job_id,
+            interval=interval,
+            give_up_after=give_up_after,
+            wait_for_record=wait_for_record,
+            on_update=show,
         )
 
 

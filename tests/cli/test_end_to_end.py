@@ -153,7 +153,7 @@ async def test_a_failed_job_exits_1_and_is_listed_by_failed(
 
 
 async def test_watching_an_unknown_job_is_the_apps_not_found(http_env: dict[str, str]) -> None:
-    watched = await ainvoke(["watch", "no-such-job", *WATCH], http_env)
+    watched = await ainvoke(["watch", "no-such-job", "--wait-for-record", "0"], http_env)
     assert watched.exit_code == 6
     assert "404 not_found" in watched.stderr
 
