@@ -6,6 +6,7 @@ as Cosmos DB Built-in Data Reader on the account).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from azure.identity.aio import DefaultAzureCredential
 from shared.job_models import JobDoc
 from shared.store import CONNECT_TIMEOUT_SECONDS, JOBS, OPERATION_TIMEOUT_SECONDS, Store
 
+TLS_CLOSE_GRACE_SECONDS: Final = 0.5
 FAILED_STATUSES: Final = ("failed", "partially_failed")
 # OR rather than IN, and no ORDER BY: within what the local server supports too. The time
 # filter and the order are applied to the parsed documents, whatever the stored date format.
@@ -56,6 +58,10 @@ async def open_store(options: CosmosOptions) -> AsyncIterator[Store]:
     finally:
         try:
             await store.aclose()
+            # Closing cancels the client's background endpoint health check; a TLS
+            # connection it had open still needs the peer's close_notify, and a loop closed
+            # before that leaks the socket. The app's loop lives on; a CLI's ends here.
+            await asyncio.sleep(TLS_CLOSE_GRACE_SECONDS)
         finally:
             if credential is not None:
                 await credential.close()

@@ -116,3 +116,19 @@ async def test_requeue_all_reencodes_base64_and_empties_the_poison_queue(
     ) as main:
         for message in await main.peek_messages(max_messages=32):
             assert base64.b64decode(str(message.content), validate=True)
+
+
+async def test_a_raw_message_too_large_once_encoded_is_kept_and_reported(
+    emulators: EmulatorStack, storage_env: dict[str, str], fresh: Queues, job_queues: JobQueues
+) -> None:
+    big = "not base64! " * 5000  # 60,000 bytes raw, 80,000 once base64-encoded
+    async with QueueClient.from_connection_string(
+        emulators.storage_connection_string, fresh.classification + "-poison"
+    ) as raw:
+        sent = await raw.send_message(big)
+        result = await ainvoke(["poison", "requeue", fresh.classification], storage_env)
+        assert result.exit_code == 1
+        assert f"kept {sent.id}: 80000 bytes once encoded" in result.stdout
+        assert await main_queue_texts(job_queues, fresh.classification) == []
+        # Visible again at once, for a later look.
+        assert [m.id for m in await raw.peek_messages()] == [sent.id]
