@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from cli import options as opt
 from cli.api import JobsApi
@@ -107,7 +108,7 @@ def submit(
     sent = run(send())
     how = f"claim check {sent.claim_check}" if sent.claim_check else "one message"
     where = "HTTP" if sent.via == "http" else f"the queue, as {how}"
-    err().print(f"submitted {len(items)} items as job {sent.job_id} over {where}")
+    err().print(escape(f"submitted {len(items)} items as job {sent.job_id} over {where}"))
     typer.echo(sent.job_id)
     if then_watch:
         assert url is not None
@@ -160,7 +161,7 @@ def _watch(
 
     outcome = run(go())
     if isinstance(outcome, WatchTimeout):
-        err().print(f"[yellow]timed out:[/] {outcome}")
+        err().print(f"[yellow]timed out:[/] {escape(str(outcome))}")
         raise typer.Exit(EXIT_TIMEOUT)
     summary = outcome.model_dump(mode="json", exclude={"results", "continuation"})
     if as_json:
@@ -202,4 +203,4 @@ def export(
     summary = run(go())
     if summary.status not in TERMINAL:
         err().print(f"[yellow]job is still {summary.status}: the export is partial[/]")
-    err().print(f"{summary.rows} results in {summary.pages} pages -> {summary.path}")
+    err().print(escape(f"{summary.rows} results in {summary.pages} pages -> {summary.path}"))

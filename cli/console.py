@@ -18,6 +18,7 @@ import typer
 from azure.core.exceptions import AzureError
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from cli.api import ApiError
 from cli.items import ItemsError
@@ -48,21 +49,32 @@ def failures() -> Iterator[None]:
     """Known failures as one line on stderr and an exit code, never a traceback."""
     try:
         yield
-    except (ItemsError, StorageOptionsError, ValidationError, ValueError) as exc:
-        err().print(f"[red]error:[/] {exc}", markup=True)
+    except ValidationError as exc:
+        # The app's own model refused the job: one line per problem, as the API would say.
+        for problem in exc.errors():
+            field = ".".join(map(str, problem["loc"])) or exc.title
+            fail("invalid job:", f"{field}: {problem['msg']}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except (ItemsError, StorageOptionsError, ValueError) as exc:
+        fail("error:", str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     except ApiError as exc:
-        err().print(f"[red]the app answered[/] {exc}")
+        fail("the app answered", str(exc))
         raise typer.Exit(EXIT_SERVICE) from None
     except httpx.HTTPError as exc:
-        where = exc.request.url if isinstance(exc, httpx.RequestError) else ""
-        err().print(f"[red]cannot reach the app[/] {where}: {exc}")
+        url = exc.request.url if isinstance(exc, httpx.RequestError) else ""
+        fail("cannot reach the app", f"{url}: {exc}")
         raise typer.Exit(EXIT_SERVICE) from None
     except AzureError as exc:
         # The SDK's message names the operation and the service's error code.
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        err().print(f"[red]{type(exc).__name__}:[/] {first}")
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        fail(f"{type(exc).__name__}:", first)
         raise typer.Exit(EXIT_SERVICE) from None
+
+
+def fail(headline: str, detail: str) -> None:
+    """One red headline and the detail verbatim (escaped: brackets are not markup)."""
+    err().print(f"[red]{escape(headline)}[/] {escape(detail)}")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

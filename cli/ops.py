@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cli import options as opt
 from cli.console import echo_json, err, out, run
@@ -54,11 +55,16 @@ def failed_command(
         error = f"{job.error.code}: {job.error.message}" if job.error else ""
         failed = job.counts.failed + job.counts.content_filtered
         table.add_row(
-            job.job_id, job.kind or "?", job.status, f"{failed} / {job.counts.total}",
-            error, where, job.updated_at.isoformat(timespec="seconds"),
+            *plain(job.job_id, job.kind or "?", job.status, f"{failed} / {job.counts.total}",
+                   error, where, job.updated_at.isoformat(timespec="seconds")),
         )  # fmt: skip
     out().print(table)
     err().print(f"{len(jobs)} failed jobs in the last {hours:g} hours")
+
+
+def plain(*cells: str) -> list[Text]:
+    """Table cells shown as they are: message text may hold `[...]` that is not markup."""
+    return [Text(cell) for cell in cells]
 
 
 def _storage(
@@ -102,7 +108,9 @@ def list_command(
     for m in messages:
         preview = m.text if len(m.text) <= PREVIEW_CHARS else m.text[:PREVIEW_CHARS] + "..."
         inserted = m.inserted_on.isoformat(timespec="seconds") if m.inserted_on else ""
-        table.add_row(m.queue, m.id, m.encoding, str(m.dequeue_count or ""), inserted, preview)
+        table.add_row(
+            *plain(m.queue, m.id, m.encoding, str(m.dequeue_count or ""), inserted, preview)
+        )
     out().print(table)
     err().print(f"{len(messages)} poisoned messages (at most {PEEK_MAX} a queue are shown)")
 

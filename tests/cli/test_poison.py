@@ -16,7 +16,8 @@ from shared.queues import JobQueues
 from tests.cli.conftest import Queues, ainvoke
 
 JOB_TEXT = json.dumps({"job_id": "p1", "items": [{"id": "a", "text": "héllo"}]})
-NOT_BASE64 = '{"job_id": "p2", "items": [] } sent without an encode policy'
+# Brackets that look like rich markup must reach the operator as they are.
+NOT_BASE64 = '{"job_id": "p2", "items": []} [bold]sent without an encode policy[/]'
 
 
 @pytest.fixture
@@ -61,6 +62,7 @@ async def test_list_shows_decoded_and_raw_text(
     assert {row["queue"] for row in rows.values()} == {fresh.embedding}
     table = await ainvoke(["poison", "list"], storage_env)
     assert ids[NOT_BASE64] in table.stdout
+    assert "[bold]sent without an encode policy[/]" in table.stdout
     assert "2 poisoned messages" in table.stderr
 
 

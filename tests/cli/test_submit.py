@@ -98,6 +98,13 @@ async def test_bad_file_exits_2_and_sends_nothing(
     assert peeked == []
 
 
+async def test_the_apps_refusal_is_one_line_per_problem(tmp_path: Path) -> None:
+    path = items_file(tmp_path, 1)
+    result = await ainvoke(["submit", str(path), "-k", "classification", "-l", "only"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("invalid job: labels: List should have at least 2 items")
+
+
 async def test_no_storage_and_no_url_is_a_clear_error(tmp_path: Path) -> None:
     result = await ainvoke(["submit", str(items_file(tmp_path, 1)), "-k", "embedding"])
     assert result.exit_code == 2
