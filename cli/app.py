@@ -106,7 +106,7 @@ def submit(
             return await submit_to_queue(opened, queue, job)
 
     sent = run(send())
-    how = f"claim check {sent.claim_check}" if sent.claim_check else "one message"
+    how = "a claim check (the job in a blob)" if sent.claim_check else "one message"
     where = "HTTP" if sent.via == "http" else f"the queue, as {how}"
     err().print(escape(f"submitted {len(items)} items as job {sent.job_id} over {where}"))
     typer.echo(sent.job_id)

@@ -5,7 +5,8 @@ and text that was never base64 (sent without an encode policy), which the host c
 decode at all. Both are read raw here. Requeueing sends the decoded text, or the raw text
 when it was not base64, base64-encoded onto the main queue, then deletes the poison copy.
 Sending comes first: a crash in between leaves a duplicate, which the job workers skip
-(results have deterministic ids), never a loss.
+(results have deterministic ids), never a loss. The app's poison sweep records and deletes
+what it finds, so these see only what it has not taken yet (docs/jobs-cli.md).
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from typing import Final, Literal
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
-from cli.storage import Storage
-from shared.queues import POISON_SUFFIX, encoded_size, fits_in_message
+from shared.queues import POISON_SUFFIX, JobQueues, encoded_size, fits_in_message
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,15 @@ def _message(queue: str, msg: QueueMessage) -> PoisonMessage:
     )
 
 
-async def peek(storage: Storage, queue: str, max_messages: int = PEEK_MAX) -> list[PoisonMessage]:
+async def peek(queues: JobQueues, queue: str, max_messages: int = PEEK_MAX) -> list[PoisonMessage]:
     """Up to 32 messages of `<queue>-poison`, without hiding or changing them."""
-    async with storage.raw_queue(queue + POISON_SUFFIX) as client:
-        found = await client.peek_messages(max_messages=min(max_messages, PEEK_MAX))
+    client = queues.raw_queue(queue + POISON_SUFFIX)
+    found = await client.peek_messages(max_messages=min(max_messages, PEEK_MAX))
     return [_message(queue, m) for m in found]
 
 
 async def requeue(
-    storage: Storage,
+    queues: JobQueues,
     queue: str,
     *,
     ids: Collection[str] = (),
@@ -87,34 +87,34 @@ async def requeue(
     """Move poisoned messages (all, or those in `ids`) back onto `queue`, at most
     `max_messages` in one run. In a dry run nothing is sent, hidden or deleted."""
     if dry_run:
-        peeked = await peek(storage, queue, max_messages)
+        peeked = await peek(queues, queue, max_messages)
         return [Requeued(m, None) for m in peeked if not ids or m.id in ids]
     done: list[Requeued] = []
-    async with storage.raw_queue(queue + POISON_SUFFIX) as poison:
-        received = poison.receive_messages(
-            messages_per_page=min(max_messages, PEEK_MAX),
-            visibility_timeout=RECEIVE_VISIBILITY_SECONDS,
-            max_messages=max_messages,
-        )
-        async for raw in received:
-            message = _message(queue, raw)
-            if ids and message.id not in ids:
-                # Not asked for: visible again at once for the next reader.
-                await poison.update_message(raw, visibility_timeout=0)
-                continue
-            done.append(await _move(storage, poison, raw, message))
+    poison = queues.raw_queue(queue + POISON_SUFFIX)
+    received = poison.receive_messages(
+        messages_per_page=min(max_messages, PEEK_MAX),
+        visibility_timeout=RECEIVE_VISIBILITY_SECONDS,
+        max_messages=max_messages,
+    )
+    async for raw in received:
+        message = _message(queue, raw)
+        if ids and message.id not in ids:
+            # Not asked for: visible again at once for the next reader.
+            await poison.update_message(raw, visibility_timeout=0)
+            continue
+        done.append(await _move(queues, poison, raw, message))
     return done
 
 
 async def _move(
-    storage: Storage, poison: QueueClient, raw: QueueMessage, message: PoisonMessage
+    queues: JobQueues, poison: QueueClient, raw: QueueMessage, message: PoisonMessage
 ) -> Requeued:
     if not fits_in_message(message.text):
         await poison.update_message(raw, visibility_timeout=0)
         return Requeued(
             message, None, f"{encoded_size(message.text)} bytes once encoded: over 64 KiB"
         )
-    new_id = await storage.jobs.send(message.queue, message.text)
+    new_id = await queues.send(message.queue, message.text)
     await poison.delete_message(raw)
     log.info("requeued poison message %s of %s as %s", message.id, message.queue, new_id)
     return Requeued(message, new_id)

@@ -1,8 +1,7 @@
 """Storage access for the CLI: the app's `JobQueues` over a connection string or Entra ID.
 
 The clients are the app's own (`shared.queues.JobQueues`), so the CLI encodes messages and
-stores claim checks exactly as the app does. Poison queues are read raw (no decode policy):
-the host moves messages there that were never valid base64.
+stores claim checks exactly as the app does, and reads poison queues raw as its sweep does.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential
 from azure.storage.blob.aio import BlobServiceClient
-from azure.storage.queue.aio import QueueClient, QueueServiceClient
+from azure.storage.queue.aio import QueueServiceClient
 
 from shared.queues import RETRY, JobQueues
 
@@ -37,34 +36,18 @@ class StorageOptions:
         return self.queue_url.replace(".queue.", ".blob.", 1)
 
 
-@dataclass
-class Storage:
-    """The app's queues and claim-check container, plus raw clients for poison queues."""
-
-    jobs: JobQueues
-    service: QueueServiceClient
-
-    @asynccontextmanager
-    async def raw_queue(self, name: str) -> AsyncIterator[QueueClient]:
-        """A client that sends and receives message text as it is, without base64."""
-        async with self.service.get_queue_client(name) as client:
-            yield client
-
-
 @asynccontextmanager
-async def open_storage(options: StorageOptions) -> AsyncIterator[Storage]:
+async def open_storage(options: StorageOptions) -> AsyncIterator[JobQueues]:
     """Connection string if given (Azurite, or a key), else DefaultAzureCredential on the
     account URL; every client is closed on the way out."""
     credential: AsyncTokenCredential | None = None
     if options.connection_string:
         conn = options.connection_string
         queues = QueueServiceClient.from_connection_string(conn, **RETRY)
-        raw = QueueServiceClient.from_connection_string(conn, **RETRY)
         blobs = BlobServiceClient.from_connection_string(conn, **RETRY)
     elif options.queue_url:
         credential = DefaultAzureCredential()
         queues = QueueServiceClient(options.queue_url, credential=credential, **RETRY)
-        raw = QueueServiceClient(options.queue_url, credential=credential, **RETRY)
         blobs = BlobServiceClient(options.blob_service_url(), credential=credential, **RETRY)
     else:
         raise StorageOptionsError(
@@ -73,11 +56,10 @@ async def open_storage(options: StorageOptions) -> AsyncIterator[Storage]:
         )
     jobs = JobQueues(queues, blobs, options.claim_check_container)
     try:
-        yield Storage(jobs=jobs, service=raw)
+        yield jobs
     finally:
         try:
             await jobs.aclose()
-            await raw.close()
         finally:
             if credential is not None:
                 await credential.close()

@@ -1,7 +1,8 @@
 """Submitting a job: built with the app's models, sent over HTTP or straight to the queue.
 
-Over the queue a job too large for one message (64 KiB once base64-encoded) goes into a blob
-of the claim-check container and the message carries a `ClaimCheck`, as the app itself does.
+Over the queue the app's own `enqueue` sends it: a job too large for one message (64 KiB once
+base64-encoded) goes into a blob of the claim-check container and the message carries a
+`ClaimCheck`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cli.api import JobsApi
-from cli.storage import Storage
-from shared.job_models import ClaimCheck, ClassificationJob, EmbeddingJob, Item, Job, JobMode
-from shared.queues import encoded_size, fits_in_message
+from shared.job_intake import enqueue
+from shared.job_models import ClassificationJob, EmbeddingJob, Item, Job, JobMode
+from shared.queues import JobQueues, fits_in_message
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class JobOptions:
 class Submitted:
     job_id: str
     via: Literal["http", "queue"]
-    claim_check: str | None = None  # the blob name when the job went as a claim check
+    claim_check: bool = False  # the job went to a blob, the message is a claim check
     status_url: str | None = None
     message_id: str | None = None
 
@@ -72,25 +73,15 @@ def build_job(options: JobOptions, items: list[Item]) -> Job:
     )
 
 
-def claim_check_blob(job: Job) -> str:
-    """Blob name of a job's claim check: one per job id, so a resubmission overwrites it."""
-    return f"{job.kind}/{job.job_id}.json"
-
-
-async def submit_to_queue(storage: Storage, queue: str, job: Job) -> Submitted:
-    """Send `job` to `queue`; a claim check when it does not fit in one message."""
+async def submit_to_queue(queues: JobQueues, queue: str, job: Job) -> Submitted:
+    """Send `job` to `queue` with the app's own `enqueue`: a claim check when it does not fit
+    in one message, exactly as the app re-enqueues its continuations."""
     assert job.job_id is not None  # build_job sets it
-    body = job.model_dump_json(exclude_none=True)
-    if fits_in_message(body):
-        message_id = await storage.jobs.send(queue, body)
-        return Submitted(job.job_id, "queue", message_id=message_id)
-    blob = claim_check_blob(job)
-    log.info("job %s is %d bytes encoded: sent as claim check %s", job.job_id,
-             encoded_size(body), blob)  # fmt: skip
-    await storage.jobs.put_payload(blob, body.encode("utf-8"))
-    check = ClaimCheck(job_id=job.job_id, kind=job.kind, items_blob=blob)
-    message_id = await storage.jobs.send(queue, check)
-    return Submitted(job.job_id, "queue", claim_check=blob, message_id=message_id)
+    claim_check = not fits_in_message(job.model_dump_json(exclude_none=True))
+    message_id = await enqueue(queues, queue, job)
+    if claim_check:
+        log.info("job %s sent as a claim check", job.job_id)
+    return Submitted(job.job_id, "queue", claim_check=claim_check, message_id=message_id)
 
 
 async def submit_over_http(api: JobsApi, job: Job) -> Submitted:

@@ -4,12 +4,15 @@ straight to the host's queues), watched to the end and exported."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.storage.queue.aio import QueueClient
 
 from cli.export import read_parquet_rows
 from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorStack
@@ -28,7 +31,10 @@ WATCH = ["--interval", "0.5", "--timeout", "90"]
 def host(
     app_environ: dict[str, str], store: Store, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AppHost]:
-    app_dir = make_app_dir(tmp_path_factory.mktemp("cli-app"), {**app_environ})
+    # The app's poison sweep records and deletes poisoned messages within seconds; here it is
+    # held off (once a year) so the messages wait in the poison queue for the operator.
+    settings = {**app_environ, "POISON_SWEEP_SCHEDULE": "0 0 0 1 1 *"}
+    app_dir = make_app_dir(tmp_path_factory.mktemp("cli-app"), settings)
     with run_app_host(app_dir) as running:
         yield running
 
@@ -66,8 +72,7 @@ async def test_http_submit_watch_and_export_an_embedding_job(
     tmp_path: Path, http_env: dict[str, str]
 ) -> None:
     items = csv_items(tmp_path, [f"sentence number {n}" for n in range(5)])
-    submitted = await ainvoke(["submit", str(items), "-k", "embedding", "--watch", *WATCH[:2]],
-                              http_env)  # fmt: skip
+    submitted = await ainvoke(["submit", str(items), "-k", "embedding", "--watch"], http_env)
     assert submitted.exit_code == 0, submitted.stderr
     job_id, summary = submitted.stdout.splitlines()
     assert f"job {job_id} succeeded: 5 succeeded" in summary
@@ -95,7 +100,7 @@ async def test_http_submit_watch_and_export_an_embedding_job(
 async def test_queue_submit_of_a_classification_job(
     tmp_path: Path, http_env: dict[str, str], queue_env: dict[str, str]
 ) -> None:
-    texts = ["the invoice is overdue, please pay", "our team won the football match"]
+    texts = ["a billing question: the invoice is overdue", "sports news: our team won"]
     items = csv_items(tmp_path, texts)
     labels = ["billing", "sports", "weather"]
     submitted = await ainvoke(
@@ -115,7 +120,7 @@ async def test_queue_submit_of_a_classification_job(
     out = tmp_path / "labels.jsonl"
     assert (await ainvoke(["export", job_id, str(out)], http_env)).exit_code == 0
     rows = {json.loads(line)["item_id"]: json.loads(line) for line in out.read_text().splitlines()}
-    # The simulator picks labels that share words with the text.
+    # The simulator answers with the labels that share a word with each item's text.
     assert rows["item-0"]["labels"] == ["billing"]
     assert rows["item-1"]["labels"] == ["sports"]
 
@@ -162,3 +167,45 @@ async def test_a_wrong_key_is_refused(http_env: dict[str, str]) -> None:
     watched = await ainvoke(["watch", "any", *WATCH], {**http_env, "JOBS_API_KEY": "wrong"})
     assert watched.exit_code == 6
     assert "401" in watched.stderr
+
+
+async def test_a_message_sent_without_base64_is_requeued_and_runs(
+    tmp_path: Path,
+    http_env: dict[str, str],
+    queue_env: dict[str, str],
+    emulators: EmulatorStack,
+    app_settings: Settings,
+) -> None:
+    """The classic mistake: a job sent without an encode policy. The host cannot decode it and
+    moves it to the poison queue; `poison requeue` sends it again base64-encoded, and it runs."""
+    job_id = f"cli-raw-{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"job_id": job_id, "items": [{"id": "a", "text": "hello there"}]})
+    queue = app_settings.embedding_queue
+    async with QueueClient.from_connection_string(
+        emulators.storage_connection_string, queue
+    ) as raw:
+        await raw.send_message(body)
+
+    async def poisoned() -> dict[str, object] | None:
+        """The copy the host put on the poison queue (a new message, found by its text)."""
+        listed = await ainvoke(["poison", "list", "--queue", queue, "--json"], queue_env)
+        assert listed.exit_code == 0, listed.stderr
+        return next((m for m in json.loads(listed.stdout) if m["text"] == body), None)
+
+    found = None
+    for _ in range(60):  # the host polls its queues at most every 2 s
+        if found := await poisoned():
+            break
+        await asyncio.sleep(0.5)
+    assert found is not None, "the host never moved the message to the poison queue"
+    assert found["encoding"] == "raw"
+    poison_id = str(found["id"])
+
+    moved = await ainvoke(["poison", "requeue", queue, "--id", poison_id], queue_env)
+    assert moved.exit_code == 0, moved.stderr
+    assert f"requeued {poison_id} to {queue}" in moved.stdout
+    assert await poisoned() is None
+
+    watched = await ainvoke(["watch", job_id, "--json", *WATCH], http_env)
+    assert watched.exit_code == 0, watched.stderr
+    assert json.loads(watched.stdout)["counts"]["succeeded"] == 1

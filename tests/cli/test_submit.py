@@ -83,7 +83,7 @@ async def test_large_job_goes_as_a_claim_check_holding_the_whole_job(
     job = EmbeddingJob.model_validate_json(await job_queues.get_payload(check.items_blob))
     assert job.job_id == job_id
     assert len(job.items) == 60
-    assert f"claim check {check.items_blob}" in result.stderr
+    assert "as a claim check" in result.stderr
 
 
 async def test_bad_file_exits_2_and_sends_nothing(
