@@ -14,7 +14,7 @@ from rich.text import Text
 from cli import options as opt
 from cli.console import echo_json, err, out, run
 from cli.failed import CosmosOptions, failed_jobs, open_store
-from cli.poison import PEEK_MAX, PoisonMessage, Requeued, peek, requeue
+from cli.poison import PEEK_MAX, PoisonMessage, Requeued, peek, requeue, requeue_record
 from cli.storage import StorageOptions, open_storage
 from shared.job_models import JobDoc
 
@@ -153,3 +153,33 @@ def requeue_command(
     err().print(f"{verb} {len(moved) - problems} of {len(moved)} messages")
     if problems:
         raise typer.Exit(1)
+
+
+@poison_app.command("requeue-record")
+def requeue_record_command(
+    job_id: Annotated[str, typer.Argument(help="A failed job the poison sweep recorded.")],
+    dry_run: Annotated[bool, typer.Option(help="Show what would be sent; send nothing.")] = False,
+    connection_string: opt.ConnectionString = None,
+    queue_url: opt.QueueUrl = None,
+    blob_url: opt.BlobUrl = None,
+    claim_check_container: opt.ClaimCheckContainer = "job-payloads",
+    cosmos_endpoint: opt.CosmosEndpoint = "",
+    cosmos_key: opt.CosmosKey = None,
+    cosmos_database: opt.CosmosDatabase = "aoai",
+    cosmos_verify_tls: opt.CosmosVerifyTls = True,
+) -> None:
+    """Send again, after a fix, the whole message the app's poison sweep kept for a failed job."""
+    if not cosmos_endpoint:
+        raise typer.BadParameter("needed (or COSMOS_ENDPOINT)", param_hint="--cosmos-endpoint")
+    cosmos = CosmosOptions(cosmos_endpoint, cosmos_key, cosmos_database, cosmos_verify_tls)
+    storage = StorageOptions(connection_string, queue_url, blob_url, claim_check_container)
+
+    async def go() -> tuple[PoisonMessage, str | None]:
+        async with open_store(cosmos) as store, open_storage(storage) as opened:
+            return await requeue_record(store, opened, job_id, dry_run=dry_run)
+
+    message, new_id = run(go())
+    if dry_run:
+        typer.echo(f"would requeue job {job_id}'s message ({message.encoding}) to {message.queue}")
+    else:
+        typer.echo(f"requeued job {job_id}'s message to {message.queue} as {new_id}")

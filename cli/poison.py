@@ -6,7 +6,8 @@ decode at all. Both are read raw here. Requeueing sends the decoded text, or the
 when it was not base64, base64-encoded onto the main queue, then deletes the poison copy.
 Sending comes first: a crash in between leaves a duplicate, which the job workers skip
 (results have deterministic ids), never a loss. The app's poison sweep records and deletes
-what it finds, so these see only what it has not taken yet (docs/jobs-cli.md).
+what it finds, so these see only what it has not taken yet; what it took it keeps whole in a
+blob named by the failed-job record, and `requeue_record` sends that (docs/jobs-cli.md).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Final, Literal
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
+from shared.job_models import JobDoc
 from shared.queues import POISON_SUFFIX, JobQueues, encoded_size, fits_in_message
+from shared.store import JOBS, Store
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +121,31 @@ async def _move(
     await poison.delete_message(raw)
     log.info("requeued poison message %s of %s as %s", message.id, message.queue, new_id)
     return Requeued(message, new_id)
+
+
+async def requeue_record(
+    store: Store, queues: JobQueues, job_id: str, *, dry_run: bool = False
+) -> tuple[PoisonMessage, str | None]:
+    """Send again the whole message the app's poison sweep kept for failed job `job_id`
+    (its `raw_blob`), base64-encoded onto the queue it first came in on. Returns the message
+    and its new id (None in a dry run). The worker runs such a job again."""
+    found = await store.read(JOBS, job_id, job_id)
+    record = JobDoc.model_validate(found) if found is not None else None
+    if record is None or record.raw_blob is None or record.source is None:
+        raise ValueError(f"job {job_id} keeps no poisoned message (no raw_blob)")
+    queue = (record.source.queue or "").removesuffix(POISON_SUFFIX)
+    content = (await queues.get_payload(record.raw_blob)).decode("utf-8", errors="replace")
+    encoding, text = decode(content)
+    message = PoisonMessage(
+        queue=queue,
+        id=record.source.message_id or "",
+        encoding=encoding,
+        text=text,
+        dequeue_count=None,
+        inserted_on=record.created_at,
+    )
+    if dry_run:
+        return message, None
+    if not fits_in_message(text):
+        raise ValueError(f"{encoded_size(text)} bytes once encoded: over 64 KiB")
+    return message, await queues.send(queue, text)

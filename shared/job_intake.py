@@ -48,7 +48,7 @@ def parse_job(kind: JobKind, data: bytes | dict[str, Any], settings: Settings) -
         raise InvalidJob(f"the message is not JSON: {error.__class__.__name__}") from None
     if not isinstance(document, dict):
         raise InvalidJob("the message is not a JSON object")
-    job_id = _named_job_id(document)
+    job_id = named_job_id(document)
     if document.get("kind", kind) != kind:
         raise InvalidJob(
             f"a {document.get('kind')!r} job was sent to the {kind} queue", job_id=job_id
@@ -105,7 +105,7 @@ async def read_message(
             raise InvalidJob(
                 "the claim check is invalid",
                 details=validation_details(error),
-                job_id=_named_job_id(document),
+                job_id=named_job_id(document),
             ) from None
         try:
             payload = await queues.get_payload(check.items_blob)
@@ -144,7 +144,7 @@ async def enqueue(
     return await queues.send(queue, check, delay_seconds=delay)
 
 
-def _named_job_id(document: Any) -> str | None:
+def named_job_id(document: Any) -> str | None:
     """The job id a body names, if it is a usable id (for the failed-job record)."""
     if not isinstance(document, dict):
         return None

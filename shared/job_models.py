@@ -22,6 +22,11 @@ JobStatus = Literal[
 ]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "partially_failed", "failed", "cancelled"})
 ResultStatus = Literal["succeeded", "failed", "content_filtered"]
+# A failed job with one of these codes never ran (or was poisoned): the same job requeued by an
+# operator after a fix runs again instead of being taken for a finished job.
+REQUEUEABLE: frozenset[str] = frozenset(
+    {"invalid_job", "undecodable", "claim_check_missing", "poisoned"}
+)
 
 # Cosmos DB ids may not hold / \ ? #; ours are `{job_id}:{item_id}`, so ':' is fine inside.
 Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
@@ -160,6 +165,9 @@ class JobDoc(BaseModel):
     error: ErrorDetail | None = None
     source: JobSource | None = None
     raw_body: str | None = Field(default=None, description="Invalid messages only, truncated.")
+    raw_blob: str | None = Field(
+        default=None, description="Poisoned messages: the whole message, kept for a requeue."
+    )
     created_at: datetime
     updated_at: datetime
     etag: str | None = Field(default=None, alias="_etag", exclude=True)

@@ -80,15 +80,18 @@ class JobStore:
             return JobDoc.model_validate(stored)
         raise RuntimeError(f"job {job_id} kept changing under {ETAG_RETRIES} updates")
 
-    async def done_item_ids(self, job_id: str) -> set[str]:
-        """Items that already have their one result (skipped on redelivery)."""
+    async def done_item_ids(self, job_id: str, redo: Collection[str] = ()) -> set[str]:
+        """Items that already have their one result (skipped on redelivery); a failed result
+        whose error code is in `redo` does not count (it is to be done again)."""
         rows = await self._store.query(
             RESULTS,
-            "SELECT c.item_id FROM c WHERE c.job_id = @job_id",
+            "SELECT c.item_id, c.error FROM c WHERE c.job_id = @job_id",
             {"@job_id": job_id},
             partition_key=job_id,
         )
-        return {row["item_id"] for row in rows}
+        return {
+            row["item_id"] for row in rows if ((row.get("error") or {}).get("code")) not in redo
+        }
 
     async def write_results(self, results: Iterable[ResultDoc]) -> None:
         """Upsert each result (deterministic ids: writing one twice keeps one)."""

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 from dataclasses import dataclass
 
 from azure.storage.queue import QueueMessage
 
-from shared.job_intake import InvalidJob, job_spec, read_message
+from shared.job_intake import InvalidJob, job_spec, named_job_id, read_message
 from shared.job_models import JobDoc, JobKind, JobSource
 from shared.job_results import failed_result
 from shared.jobs import OPEN, JobStore, now
@@ -76,6 +77,10 @@ class PoisonSweeper:
 
     async def record(self, kind: JobKind, queue: str, raw: QueueMessage) -> None:
         text = str(raw.content or "")
+        # The whole message, as it was on the queue, for a requeue after a fix (the record
+        # keeps only JOB_RAW_BODY_CHARS of it): `python -m cli poison requeue-record`.
+        blob = f"poisoned/{queue}/{raw.id}.txt"
+        await self.queues.put_payload(blob, text.encode("utf-8"))
         try:
             body = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -84,15 +89,18 @@ class PoisonSweeper:
                 "the message is not base64, so the Functions host could not decode it; send "
                 "the job's JSON base64-encoded (see docs/jobs.md)",
                 code="undecodable",
+                job_id=named_job_id(_json_or_none(text)),
             )
-            await self.worker.record_invalid(kind, _message(queue, raw, body), error, via="poison")
+            await self.worker.record_invalid(kind, _message(queue, raw, body), error,
+                                             via="poison", raw_blob=blob)  # fmt: skip
             log.warning("recorded undecodable message %s from %s", raw.id, queue)
             return
         try:
             job, _ = await read_message(kind, body, self.queues, self.settings)
             spec = job_spec(job, self.settings)
         except InvalidJob as error:
-            await self.worker.record_invalid(kind, _message(queue, raw, body), error, via="poison")
+            await self.worker.record_invalid(kind, _message(queue, raw, body), error,
+                                             via="poison", raw_blob=blob)  # fmt: skip
             return
         assert job.job_id is not None
         reason = ErrorDetail(
@@ -115,12 +123,18 @@ class PoisonSweeper:
             for item in job.items
             if item.id not in done
         )
-        finished = await self.jobs.finish(job.job_id, doc.total)
-        if finished is not None and finished.status in OPEN:
-            # Items the poisoned message did not carry are still open: the job has failed.
-            await self.jobs.update(job.job_id, status="failed", only_from=OPEN, error=reason)
+        await self.jobs.update(
+            job.job_id, status="failed", only_from=OPEN, error=reason, raw_blob=blob
+        )
         log.warning("job %s: poisoned message %s recorded; open items failed", job.job_id, raw.id)
 
 
 def _message(queue: str, raw: QueueMessage, body: bytes) -> Message:
     return Message(queue=queue, id=raw.id, body=body, dequeue_count=raw.dequeue_count or 0)
+
+
+def _json_or_none(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

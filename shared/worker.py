@@ -30,6 +30,7 @@ from shared.embeddings import EmbeddingService
 from shared.errors import AppError, translate
 from shared.job_intake import InvalidJob, enqueue, job_spec, read_message
 from shared.job_models import (
+    REQUEUEABLE,
     EmbeddingJob,
     Item,
     Job,
@@ -109,6 +110,14 @@ class JobWorker:
                 source=JobSource(via="queue", queue=message.queue, message_id=message.id),
             )
         )  # fmt: skip
+        if doc.status == "failed" and doc.error is not None and doc.error.code in REQUEUEABLE:
+            # An operator requeued it after a fix: it runs again (its poisoned items too).
+            log.info("job %s (%s) runs again from message %s", doc.job_id, doc.error.code,
+                     message.id)  # fmt: skip
+            doc = await self.jobs.update(
+                job.job_id, status="running", only_from={"failed"}, kind=job.kind, spec=spec,
+                total=len(job.items), error=None, raw_body=None, raw_blob=None,
+            ) or doc  # fmt: skip
         if is_terminal(doc.status):
             log.info("job %s is %s; message %s has nothing to do", doc.job_id, doc.status,
                      message.id)  # fmt: skip
@@ -116,7 +125,7 @@ class JobWorker:
         if job.mode == "batch":
             await self._not_supported(doc, job)
             return
-        done = await self.jobs.done_item_ids(job.job_id)
+        done = await self.jobs.done_item_ids(job.job_id, redo={"poisoned"})
         remaining = [item for item in job.items if item.id not in done]
         if doc.status == "queued":
             await self.jobs.update(job.job_id, status="running", only_from={"queued"})
@@ -217,15 +226,23 @@ class JobWorker:
             error=ErrorDetail(code="not_supported", message=message),
         )  # fmt: skip
 
-    async def record_invalid(self, kind: JobKind | None, message: Message, error: InvalidJob,
-                             *, via: str = "queue") -> JobDoc:  # fmt: skip
+    async def record_invalid(
+        self,
+        kind: JobKind | None,
+        message: Message,
+        error: InvalidJob,
+        *,
+        via: str = "queue",
+        raw_blob: str | None = None,
+    ) -> JobDoc:
         """Record a message that is not a valid job, once however often it is delivered."""
         digest = hashlib.sha256(message.queue.encode() + b"\n" + message.body).hexdigest()
         detail = ErrorDetail(code=error.code, message=error.reason, details=error.details)
         raw = message.body.decode("utf-8", errors="replace")[: self.settings.job_raw_body_chars]
         record = JobDoc(
             id=f"invalid-{digest[:32]}", job_id=f"invalid-{digest[:32]}", kind=kind,
-            status="failed", error=detail, raw_body=raw, created_at=now(), updated_at=now(),
+            status="failed", error=detail, raw_body=raw, raw_blob=raw_blob, created_at=now(),
+            updated_at=now(),
             source=JobSource(via=via, queue=message.queue, message_id=message.id),
         )  # fmt: skip
         log.warning("message %s on %s is not a valid job: %s", message.id, message.queue,

@@ -15,7 +15,10 @@ import httpx
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
 
+from cli.poison import requeue_record
 from devstack.emulators import EmulatorStack
+from shared.runtime import create_runtime
+from shared.settings import load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from tests.jobs_stack import (
     JobsStack,
@@ -303,17 +306,39 @@ async def failed_job_with(store: Store, marker: str, within: float = 30) -> dict
     raise AssertionError(f"no failed job recorded for {marker}")
 
 
-async def test_a_message_that_is_not_base64_ends_recorded_from_the_poison_queue(
-    stack: JobsStack, store: Store
+async def test_a_message_that_is_not_base64_ends_recorded_from_the_poison_queue_and_can_be_requeued(
+    http: httpx.AsyncClient, stack: JobsStack, store: Store
 ) -> None:
     marker = uuid.uuid4().hex[:8]
-    text = '{"items": [{"id": "a", "text": "MARKER"}]}'.replace("MARKER", marker)
+    job_id = f"nb-{marker}"
+    text = json_text({"job_id": job_id, "items": [{"id": "a", "text": f"shipping {marker}"}]})
     await send_raw(stack.connection_string, stack.embedding_queue, text, base64=False)
     doc = await failed_job_with(store, marker)
+    assert doc["id"] == job_id
     assert doc["error"]["code"] == "undecodable"
     assert doc["source"]["via"] == "poison"
     assert doc["source"]["queue"] == stack.embedding_queue + "-poison"
     assert "not base64" in doc["error"]["message"]
+
+    # After the sender's fix, the operator sends the kept message again (base64 this time):
+    # the job runs.
+    runtime = create_runtime(load_settings(stack.environ))
+    try:
+        message, new_id = await requeue_record(store, runtime.queues, job_id)
+    finally:
+        await runtime.aclose()
+    assert (message.queue, message.text, new_id is not None) == (stack.embedding_queue, text, True)
+    view = await wait_job_status(http, job_id, "succeeded")
+    assert view["counts"]["succeeded"] == 1
+
+
+async def wait_job_status(http: httpx.AsyncClient, job_id: str, status: str) -> dict[str, Any]:
+    for _ in range(120):
+        view = (await http.get(f"/jobs/{job_id}")).json()
+        if view["status"] == status:
+            return dict(view)
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"job {job_id} never {status}: {view}")
 
 
 # --- content filter ---------------------------------------------------------------------------
