@@ -7,6 +7,9 @@
   invocation runs. Success deletes it; failure makes it visible again after
   `visibilityTimeout`; a failure at `maxDequeueCount` (or an undecodable body) copies the raw
   message to `<queue>-poison` (created if missing) and deletes the original.
+- A queue whose name ends with `-poison` has no poison queue of its own (as in the SDK): a
+  failed or over-delivered message is neither moved nor released. It stays invisible until
+  its lease runs out, then comes back, until it expires.
 - Stop: no new fetches; running invocations get a grace period; a message whose invocation did
   not finish is made visible again, never deleted.
 """
@@ -39,6 +42,7 @@ from devstack.functions_host.settings import QueueOptions, resolve_references
 MIN_POLLING_INTERVAL = 0.1
 # The SDK leases a fetched message for 10 minutes and renews at half that while it runs.
 DEFAULT_LEASE = timedelta(minutes=10)
+POISON_SUFFIX = "-poison"
 
 
 class UndecodableMessage(ValueError):
@@ -81,7 +85,12 @@ class QueueListener:
         self._invoker = invoker
         self._options = options
         self._client = clients.queue(self.connection, self.queue_name)
-        self._poison = clients.queue(self.connection, f"{self.queue_name}-poison")
+        # The SDK gives a `*-poison` queue no poison queue: never `<name>-poison-poison`.
+        self._poison = (
+            None
+            if self.queue_name.endswith(POISON_SUFFIX)
+            else clients.queue(self.connection, f"{self.queue_name}{POISON_SUFFIX}")
+        )
         self._lease = lease.total_seconds()
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -186,14 +195,14 @@ class QueueListener:
         if (message.dequeue_count or 0) > self._options.max_dequeue_count:
             # Delivered too often without completing (e.g. the host died mid-invocation each
             # time): poison it without another attempt, as the SDK's queue processor does.
-            log.warning("Message %s was dequeued %d times; moving it to '%s-poison'",
-                        message.id, message.dequeue_count, self.queue_name)  # fmt: skip
+            log.warning("Message %s on '%s' was dequeued %d times; not running it again",
+                        message.id, self.queue_name, message.dequeue_count)  # fmt: skip
             await self._move_to_poison(lease)
             return
         try:
             body = decode_body(message.content, self._options.message_encoding)
         except UndecodableMessage:
-            log.error("Message %s on '%s' cannot be decoded as %s; moving it to poison",
+            log.error("Message %s on '%s' cannot be decoded as %s",
                       message.id, self.queue_name, self._options.message_encoding)  # fmt: skip
             await self._move_to_poison(lease)
             return
@@ -212,9 +221,14 @@ class QueueListener:
             return
         if succeeded:
             await self._client.delete_message(message.id, lease.pop_receipt)
+        elif self._poison is None:
+            # Not released, as in the SDK: an immediate retry would spin on a message that
+            # already failed its way here. It comes back when the lease runs out.
+            log.warning("Message %s on '%s' failed; it stays in the queue and comes back when "
+                        "its lease ends", message.id, self.queue_name)  # fmt: skip
         elif (message.dequeue_count or 0) >= self._options.max_dequeue_count:
-            log.warning("Message %s has reached MaxDequeueCount of %d; moving it to '%s-poison'",
-                        message.id, self._options.max_dequeue_count, self.queue_name)  # fmt: skip
+            log.warning("Message %s on '%s' has reached MaxDequeueCount of %d",
+                        message.id, self.queue_name, self._options.max_dequeue_count)  # fmt: skip
             await self._move_to_poison(lease)
         else:
             await self._release(lease, int(self._options.visibility_timeout.total_seconds()))
@@ -261,6 +275,11 @@ class QueueListener:
             log.warning("Message %s was gone before it could be released", lease.message.id)
 
     async def _move_to_poison(self, lease: _Lease) -> None:
+        if self._poison is None:
+            log.warning("'%s' has no poison queue of its own: message %s stays until it expires",
+                        self.queue_name, lease.message.id)  # fmt: skip
+            return
+        log.warning("Moving message %s to '%s'", lease.message.id, self._poison.queue_name)
         with contextlib.suppress(ResourceExistsError):
             await self._poison.create_queue()
         # The raw text is copied, still encoded, so a poison-queue trigger decodes it the same way.

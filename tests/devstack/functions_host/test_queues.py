@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient
 
@@ -82,6 +84,36 @@ async def test_message_dequeued_too_often_elsewhere_is_poisoned_without_an_attem
     assert _seen(host, "failing") == []
     [poisoned] = await _visible(poison)
     assert poisoned.content == b64("crashy")
+
+
+async def test_a_poison_queue_has_no_poison_queue_of_its_own(
+    make_app: MakeApp,
+    start_host: StartHost,
+    queue_factory: QueueFactory,
+    queue_names: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # As on Azure: failures on `x-poison` never move the message to `x-poison-poison`; it is
+    # not released either, so it comes back only when its (here 2 s) lease runs out.
+    caplog.set_level(logging.INFO, logger="devstack.functions_host")
+    name = f"{queue_names['FAIL_QUEUE']}-poison"
+    queue = await _created(queue_factory(name))
+    app = make_app(values={"FAIL_QUEUE": name})
+    host = await start_host(app, message_lease=timedelta(seconds=2))
+    sent = await queue.send_message(b64("poisoned already"))
+
+    await wait_until(lambda: len(_seen(host, "failing")) >= 3, 60, what="three attempts")
+    # The fourth delivery is over maxDequeueCount (3): skipped and left in place.
+    await wait_until(
+        lambda: f"Message {sent.id} on '{name}' was dequeued 4 times" in caplog.text,
+        60,
+        what="the fourth delivery",
+    )
+
+    assert _seen(host, "failing") == [1, 2, 3]
+    assert await _visible(queue_factory(f"{name}-poison")) == []
+    assert await _count(queue, 1)  # still there, until it expires
+    assert f"'{name}' has no poison queue of its own" in caplog.text
 
 
 async def test_base64_message_reaches_the_function_decoded(
