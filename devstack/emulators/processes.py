@@ -8,8 +8,13 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+
+class StartCancelled(Exception):
+    """A start was given up because a stop was asked for meanwhile."""
+
 
 # Children started by this process. Holding the Popen objects keeps their exit status
 # collectable (no zombies) and stops Python warning that they are "still running".
@@ -77,15 +82,26 @@ def spawn(name: str, argv: Sequence[str], state_dir: Path, cwd: Path) -> int:
     return proc.pid
 
 
-def wait_listening(name: str, host: str, port: int, pid: int, timeout: float) -> None:
+def wait_listening(
+    name: str,
+    host: str,
+    port: int,
+    pid: int | None,
+    timeout: float,
+    cancelled: Callable[[], bool] | None = None,
+) -> None:
+    """Wait until `port` accepts connections; fail early if `pid` exits or `cancelled()`."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         if is_listening(host, port):
             return
-        if not pid_alive(pid):
+        if pid is not None and not pid_alive(pid):
             raise RuntimeError(f"{name} exited before it listened on {host}:{port}; see its log")
+        if cancelled is not None and cancelled():
+            raise StartCancelled(f"stopped while waiting for {name} on {host}:{port}")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{name} did not listen on {host}:{port} within {timeout:.0f}s")
         time.sleep(0.1)
-    raise TimeoutError(f"{name} did not listen on {host}:{port} within {timeout:.0f}s")
 
 
 def terminate(name: str, state_dir: Path, grace: float = 10.0) -> bool:
@@ -97,6 +113,7 @@ def terminate(name: str, state_dir: Path, grace: float = 10.0) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, signal.SIGCONT)  # a paused (SIGSTOP) process handles SIGTERM only then
     child = _children.pop(pid, None)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:

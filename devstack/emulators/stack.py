@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
 DEFAULT_STATE_DIR = HERE.parents[1] / ".devstack" / "emulators"
+COSMOS_DATA_FILE = "cosmos-data.jsonl"
+COSMOS_SAVE_INTERVAL = 2.0  # seconds between saves of a changed Cosmos DB store, at least
+STOP_ON_FAILURE_GRACE = 5.0
 
 # Well-known development credentials published by Microsoft for Azurite and the Cosmos DB
 # emulator. They unlock nothing outside this machine.
@@ -56,6 +61,7 @@ class EmulatorStack:
     ports: EmulatorPorts
     state_dir: Path
     started: tuple[str, ...] = field(default=())
+    in_memory: bool = False
 
     @property
     def blob_endpoint(self) -> str:
@@ -120,22 +126,96 @@ def _azurite_argv(ports: EmulatorPorts, state_dir: Path, in_memory: bool) -> lis
     return argv
 
 
-def _cosmos_argv(ports: EmulatorPorts) -> list[str]:
-    return [_node(), str(HERE / "cosmos-launcher.js"), "--host", HOST, "--port", str(ports.cosmos)]
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One background service: it is ready once every port in `ports` accepts connections."""
+
+    name: str
+    argv: tuple[str, ...]
+    ports: tuple[int, ...]
 
 
-def _start_one(name: str, argv: list[str], port: int, state_dir: Path, timeout: float) -> bool:
-    """Start a service unless it already runs. True if this call started it."""
-    if read_pid(state_dir / f"{name}.pid") is not None and is_listening(HOST, port):
-        log.info("%s already running on %s:%d", name, HOST, port)
+def azurite_spec(ports: EmulatorPorts, state_dir: Path, *, in_memory: bool) -> ServiceSpec:
+    argv = _azurite_argv(ports, state_dir, in_memory)
+    return ServiceSpec("azurite", tuple(argv), (ports.queue, ports.blob, ports.table))
+
+
+def cosmos_spec(
+    ports: EmulatorPorts, state_dir: Path, *, in_memory: bool, fresh: bool | None = None
+) -> ServiceSpec:
+    """The Cosmos DB server, its data kept in `<state_dir>/cosmos-data.jsonl`.
+
+    Persistent (the default): loaded at start, saved a few seconds after each change and on
+    SIGTERM. In memory (tests): started empty (`fresh`) and saved only on SIGTERM, so that
+    :func:`devstack.emulators.outage.restart_cosmos` (which passes `fresh=False`) keeps it.
+    """
+    argv = [_node(), str(HERE / "cosmos-launcher.js"), "--host", HOST, "--port",
+            str(ports.cosmos), "--data-file", str(state_dir / COSMOS_DATA_FILE),
+            "--save-interval", "0" if in_memory else str(COSMOS_SAVE_INTERVAL)]  # fmt: skip
+    if in_memory if fresh is None else fresh:
+        argv.append("--fresh")
+    return ServiceSpec("cosmos", tuple(argv), (ports.cosmos,))
+
+
+def _remaining(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.0)
+
+
+def start_service(
+    spec: ServiceSpec,
+    state_dir: Path,
+    *,
+    timeout: float = 60.0,
+    cancelled: Callable[[], bool] | None = None,
+) -> bool:
+    """Start a service unless it already runs, and wait for all its ports. True if started.
+
+    A service this call starts is stopped again if any of its ports does not come up.
+    """
+    deadline = time.monotonic() + timeout
+    first = spec.ports[0]
+    recorded = read_pid(state_dir / f"{spec.name}.pid")
+    if is_listening(HOST, first):
+        if recorded is not None:
+            log.info("%s already running on %s:%d", spec.name, HOST, first)
+        else:
+            log.warning("%s:%d is already served by another process; using it as %s",
+                        HOST, first, spec.name)  # fmt: skip
+        for port in spec.ports:
+            wait_listening(spec.name, HOST, port, recorded, _remaining(deadline), cancelled)
         return False
-    if is_listening(HOST, port):
-        log.warning("%s:%d is already served by another process; using it as %s", HOST, port, name)
-        return False
-    pid = spawn(name, argv, state_dir, cwd=HERE)
-    wait_listening(name, HOST, port, pid, timeout)
-    log.info("%s ready on %s:%d (pid %d)", name, HOST, port, pid)
+    pid = spawn(spec.name, spec.argv, state_dir, cwd=HERE)
+    try:
+        for port in spec.ports:
+            wait_listening(spec.name, HOST, port, pid, _remaining(deadline), cancelled)
+    except BaseException:
+        terminate(spec.name, state_dir, grace=STOP_ON_FAILURE_GRACE)
+        raise
+    log.info("%s ready on %s (pid %d)", spec.name,
+             ", ".join(f"{HOST}:{p}" for p in spec.ports), pid)  # fmt: skip
     return True
+
+
+def start_services(
+    specs: Sequence[ServiceSpec],
+    state_dir: Path,
+    *,
+    timeout: float = 60.0,
+    cancelled: Callable[[], bool] | None = None,
+) -> tuple[str, ...]:
+    """Start `specs` in order; the names this call started. On any failure (or `cancelled`)
+    the services it started are stopped before the error propagates."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    started: list[str] = []
+    try:
+        for spec in specs:
+            if start_service(spec, state_dir, timeout=timeout, cancelled=cancelled):
+                started.append(spec.name)
+    except BaseException:
+        for name in reversed(started):
+            terminate(name, state_dir, grace=STOP_ON_FAILURE_GRACE)
+        raise
+    return tuple(started)
 
 
 def start_emulators(
@@ -144,26 +224,30 @@ def start_emulators(
     *,
     in_memory: bool = False,
     timeout: float = 60.0,
+    cancelled: Callable[[], bool] | None = None,
 ) -> EmulatorStack:
-    """Start Azurite (blob, queue, table) and the Cosmos DB server; wait until both listen."""
+    """Start Azurite (blob, queue, table) and the Cosmos DB server; wait until all listen.
+
+    If anything fails (or `cancelled()` turns true while waiting), what this call started is
+    stopped before the error propagates.
+    """
     ports = ports or EmulatorPorts()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    started: list[str] = []
-    azurite_argv = _azurite_argv(ports, state_dir, in_memory)
-    if _start_one("azurite", azurite_argv, ports.queue, state_dir, timeout):
-        started.append("azurite")
-    for port in (ports.blob, ports.table):
-        if not is_listening(HOST, port):
-            raise RuntimeError(f"Azurite is up but nothing listens on {HOST}:{port}")
-    if _start_one("cosmos", _cosmos_argv(ports), ports.cosmos, state_dir, timeout):
-        started.append("cosmos")
-    return EmulatorStack(ports=ports, state_dir=state_dir, started=tuple(started))
+    specs = [
+        azurite_spec(ports, state_dir, in_memory=in_memory),
+        cosmos_spec(ports, state_dir, in_memory=in_memory),
+    ]
+    started = start_services(specs, state_dir, timeout=timeout, cancelled=cancelled)
+    return EmulatorStack(ports=ports, state_dir=state_dir, started=started, in_memory=in_memory)
 
 
-def stop_emulators(state_dir: Path = DEFAULT_STATE_DIR, grace: float = 10.0) -> list[str]:
+def stop_emulators(
+    state_dir: Path = DEFAULT_STATE_DIR,
+    grace: float = 10.0,
+    names: Iterable[str] = ("cosmos", "azurite"),
+) -> list[str]:
     """Stop what `start_emulators` started with this state dir. Returns the names stopped.
 
     Azurite waits for idle keep-alive connections before exiting on SIGTERM; in-memory stacks
     (tests) have nothing to save, so they pass a short `grace` before SIGKILL.
     """
-    return [name for name in ("cosmos", "azurite") if terminate(name, state_dir, grace)]
+    return [name for name in names if terminate(name, state_dir, grace)]
