@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,8 +15,36 @@ from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
 from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorStack, start_emulators
 from devstack.emulators.__main__ import reap_sessions
-from devstack.emulators.processes import is_listening, pid_alive, read_pid
-from devstack.emulators.stack import HOST, stop_emulators
+from devstack.emulators.processes import (
+    StartCancelled,
+    free_port,
+    is_listening,
+    pid_alive,
+    read_pid,
+    terminate,
+)
+from devstack.emulators.stack import HOST, ServiceSpec, start_services, stop_emulators
+
+# A stand-in service: `PORT:DELAY ...` listens on each port DELAY seconds after start (a
+# negative delay: never), then idles until stopped.
+LATE_LISTENER = """
+import socket, sys, time
+start, held = time.monotonic(), []
+for port, delay in (arg.split(":") for arg in sys.argv[1:]):
+    if float(delay) < 0:
+        continue
+    time.sleep(max(0.0, start + float(delay) - time.monotonic()))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", int(port)))
+    sock.listen()
+    held.append(sock)
+time.sleep(3600)
+"""
+
+
+def _listener(name: str, *ports: tuple[int, float]) -> ServiceSpec:
+    argv = (sys.executable, "-c", LATE_LISTENER, *(f"{p}:{d}" for p, d in ports))
+    return ServiceSpec(name, argv, tuple(p for p, _ in ports))
 
 
 def test_starting_again_reuses_the_running_services(emulators: EmulatorStack) -> None:
@@ -74,3 +103,39 @@ def test_a_zombie_counts_as_ended() -> None:
         assert pid_alive(os.getpid())
     finally:
         child.wait()
+
+
+def test_a_port_that_listens_late_is_waited_for(tmp_path: Path) -> None:
+    # Azurite's shape: queue first, table seconds later (as under load).
+    first, queue, table = free_port(), free_port(), free_port()
+    specs = [_listener("first", (first, 0)), _listener("late", (queue, 0), (table, 2.0))]
+    try:
+        started = start_services(specs, tmp_path, timeout=60)
+        assert started == ("first", "late")
+        assert is_listening(HOST, table)
+    finally:
+        terminate("first", tmp_path, grace=2)
+        terminate("late", tmp_path, grace=2)
+
+
+@pytest.mark.slow
+def test_a_port_that_never_listens_stops_everything_started(tmp_path: Path) -> None:
+    first, queue, table = free_port(), free_port(), free_port()
+    specs = [_listener("first", (first, 0)), _listener("late", (queue, 0), (table, -1))]
+    with pytest.raises(TimeoutError, match=f"late did not listen on {HOST}:{table}"):
+        start_services(specs, tmp_path, timeout=8)
+    for name in ("first", "late"):
+        assert read_pid(tmp_path / f"{name}.pid") is None
+        assert not (tmp_path / f"{name}.pid").exists()
+    assert not is_listening(HOST, first)
+    assert not is_listening(HOST, queue)
+
+
+def test_a_start_cancelled_while_waiting_stops_what_it_started(tmp_path: Path) -> None:
+    first, late = free_port(), free_port()
+    specs = [_listener("first", (first, 0)), _listener("late", (late, -1))]
+    with pytest.raises(StartCancelled):
+        # Cancelled as soon as the first service is up, as a Ctrl-C during `make run` is.
+        start_services(specs, tmp_path, cancelled=lambda: is_listening(HOST, first))
+    assert read_pid(tmp_path / "first.pid") is None
+    assert not is_listening(HOST, first)
