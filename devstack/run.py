@@ -1,13 +1,17 @@
-"""`make run`: the whole app on this machine. `python -m devstack.run [stop]`.
+"""`make run`: the whole app on this machine.
+
+`python -m devstack.run [start|stop] [--app-dir DIR] [--state-dir DIR]`
 
 1. `local.settings.json` from `local.settings.json.example` if missing (fresh function key).
-2. Azurite + Cosmos DB server (default ports, state in `.devstack/emulators`).
+2. Azurite + Cosmos DB server where the settings point (default ports; state, Cosmos DB data
+   included, in `<state-dir>/emulators`).
 3. The Azure OpenAI simulator (in this process), accepting `AZURE_OPENAI_API_KEY`.
 4. Queues, containers and the database (`devstack.provision`).
 5. The local Functions host on `Host.LocalHttpPort` (7071), as a child process.
 6. Endpoints, the key and copy-paste examples; Ctrl-C or SIGTERM stops all of it in reverse.
 
-`python -m devstack.run stop` stops what a previous run left behind (pid files in `.devstack/`).
+Whatever fails or is interrupted, what this run started is stopped before it exits.
+`python -m devstack.run stop` stops what a previous run left behind (pid files in the state dir).
 """
 
 from __future__ import annotations
@@ -18,24 +22,33 @@ import json
 import logging
 import os
 import secrets
+import select
 import signal
+import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import urlparse
 
-from devstack.emulators import start_emulators, stop_emulators
-from devstack.emulators.processes import is_listening, read_pid, spawn, terminate
-from devstack.emulators.stack import DEFAULT_STATE_DIR
+from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
+from devstack.emulators.processes import (
+    StartCancelled,
+    is_listening,
+    read_pid,
+    spawn,
+    terminate,
+)
 from devstack.functions_host.settings import FUNCTION_KEY_SETTING, apply_values, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = ROOT / ".devstack"
-EMULATOR_STATE = DEFAULT_STATE_DIR  # where `make emulators` keeps them too
+EMULATORS = "emulators"  # <state dir>/emulators: where `make emulators` keeps them too
 HOST = "127.0.0.1"
+LOOPBACK = ("127.0.0.1", "localhost")
 DEFAULT_SIMULATOR_PORT = 8090
 HOST_GRACE = 30.0
 # Our app's clients are closed on the loop that opened them when the host stops.
@@ -44,25 +57,87 @@ APP_STOP_HOOK = "shared.runtime:close_runtime"
 log = logging.getLogger("devstack.run")
 
 
-def ensure_local_settings(root: Path = ROOT) -> bool:
+class StopRequested(Exception):
+    """SIGINT or SIGTERM arrived while the stack was starting."""
+
+
+class StopSignals:
+    """SIGINT and SIGTERM set a flag and nothing else.
+
+    A signal handler runs in the main thread between two bytecodes, possibly while that thread
+    holds a lock: `threading.Event.set()` in the handler once deadlocked `make run` inside
+    `Event.wait()`. So the handler takes no lock; the wakeup fd (written by the interpreter's
+    C-level handler) wakes :meth:`wait` at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def install(self) -> None:
+        signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise StopRequested
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` s or until a signal arrives. True once a stop was asked for."""
+        if not self.requested:
+            select.select([self._reader], [], [], timeout)
+            try:
+                while self._reader.recv(64):
+                    pass
+            except BlockingIOError:
+                pass
+        return self.requested
+
+
+def ensure_local_settings(root: Path = ROOT, example: Path | None = None) -> bool:
     """Create local.settings.json from the example with a fresh function key. True if created."""
     target = root / "local.settings.json"
     if target.exists():
         return False
-    example = json.loads((root / "local.settings.json.example").read_text())
-    values: dict[str, Any] = example.setdefault("Values", {})
+    source = example or root / "local.settings.json.example"
+    template = json.loads(source.read_text())
+    values: dict[str, Any] = template.setdefault("Values", {})
     if not values.get(FUNCTION_KEY_SETTING):
         values[FUNCTION_KEY_SETTING] = secrets.token_urlsafe(32)
-    target.write_text(json.dumps(example, indent=2) + "\n")
+    target.write_text(json.dumps(template, indent=2) + "\n")
     return True
+
+
+def _loopback_port(url: str, default: int) -> int:
+    parsed = urlparse(url)
+    if parsed.hostname in LOOPBACK and parsed.port:
+        return parsed.port
+    return default
 
 
 def simulator_port(endpoint: str) -> int:
     """Serve the simulator where AZURE_OPENAI_ENDPOINT points, when that is this machine."""
-    parsed = urlparse(endpoint)
-    if parsed.hostname in ("127.0.0.1", "localhost") and parsed.port:
-        return parsed.port
-    return DEFAULT_SIMULATOR_PORT
+    return _loopback_port(endpoint, DEFAULT_SIMULATOR_PORT)
+
+
+def emulator_ports(values: Mapping[str, str]) -> EmulatorPorts:
+    """Serve the emulators where the app's settings point (AzureWebJobsStorage endpoints,
+    COSMOS_ENDPOINT), when that is this machine; the default ports otherwise."""
+    default = EmulatorPorts()
+    storage = values.get("AzureWebJobsStorage", "")
+    parts = dict(p.split("=", 1) for p in storage.split(";") if "=" in p)
+    return EmulatorPorts(
+        blob=_loopback_port(parts.get("BlobEndpoint", ""), default.blob),
+        queue=_loopback_port(parts.get("QueueEndpoint", ""), default.queue),
+        table=_loopback_port(parts.get("TableEndpoint", ""), default.table),
+        cosmos=_loopback_port(values.get("COSMOS_ENDPOINT", ""), default.cosmos),
+    )
 
 
 def examples(api: str, key: str) -> str:
@@ -99,7 +174,7 @@ def examples(api: str, key: str) -> str:
     )
 
 
-def banner(api: str, key: str, sim_url: str, stack: Any) -> str:
+def banner(api: str, key: str, sim_url: str, stack: Any, state_dir: Path) -> str:
     lines = [
         "",
         "Local stack is up (Ctrl-C stops everything):",
@@ -107,8 +182,9 @@ def banner(api: str, key: str, sim_url: str, stack: Any) -> str:
         f"  Function key       {key}   (header x-functions-key or ?code=)",
         f"  Azure OpenAI sim   {sim_url}",
         f"  Azurite            blob {stack.blob_endpoint}  queue {stack.queue_endpoint}",
+        f"                     table {stack.table_endpoint}",
         f"  Cosmos DB          {stack.cosmos_endpoint}  (self-signed TLS, emulator key)",
-        f"  Logs and state     {STATE_DIR}",
+        f"  Logs and state     {state_dir}  (data survives a restart)",
         "",
         examples(api, key),
         "",
@@ -129,16 +205,16 @@ def _start_simulator(api_key: str, port: int) -> Any:
     return start_simulator(SimulatorConfig(api_keys=[api_key]), host=HOST, port=port)
 
 
-def _start_host(port: int) -> int:
+def _start_host(app_dir: Path, port: int, state_dir: Path) -> int:
     """The Functions host as a child process in its own session (we forward the stop)."""
-    argv = [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(ROOT),
+    argv = [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(app_dir),
             "--port", str(port), "--shutdown-grace", str(HOST_GRACE),
             "--on-stop", APP_STOP_HOOK]  # fmt: skip
-    return spawn("functions-host", argv, STATE_DIR, cwd=ROOT)
+    return spawn("functions-host", argv, state_dir, cwd=ROOT)
 
 
 def _follow(path: Path, done: threading.Event) -> None:
-    """Echo the host's log to the terminal (it writes to .devstack/functions-host.log)."""
+    """Echo the host's log to the terminal (it writes to <state dir>/functions-host.log)."""
     with path.open("rb") as handle:
         handle.seek(0, os.SEEK_END)
         while True:
@@ -152,82 +228,84 @@ def _follow(path: Path, done: threading.Event) -> None:
                 time.sleep(0.1)
 
 
-def _exited(pid: int) -> bool:
+def _exited(pid: int, state_dir: Path) -> bool:
     """True once our child `pid` has exited (reaping it: an unreaped child looks alive)."""
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        return read_pid(STATE_DIR / "functions-host.pid") is None
+        return read_pid(state_dir / "functions-host.pid") is None
     return done == pid
 
 
-def _wait_for_host(pid: int, port: int, timeout: float = 60.0) -> None:
+def _wait_for_host(
+    pid: int, port: int, state_dir: Path, signals: StopSignals, timeout: float = 60.0
+) -> None:
     deadline = time.monotonic() + timeout
     while not is_listening(HOST, port):
-        if _exited(pid):
+        if _exited(pid, state_dir):
             raise RuntimeError(f"the Functions host (pid {pid}) exited; see the log above")
         if time.monotonic() > deadline:
             raise TimeoutError(f"the Functions host did not listen on {HOST}:{port}")
-        time.sleep(0.1)
+        signals.check()
+        signals.wait(0.1)
 
 
-def run() -> int:
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    if ensure_local_settings():
+def run(app_dir: Path = ROOT, state_dir: Path = STATE_DIR) -> int:
+    """Start everything, wait for a stop, stop everything. 0 on a requested stop."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    emulator_state = state_dir / EMULATORS
+    if ensure_local_settings(app_dir, ROOT / "local.settings.json.example"):
         print("Created local.settings.json from local.settings.json.example (new function key)")
-    settings = load_settings(ROOT)
+    settings = load_settings(app_dir)
     apply_values(settings.values, os.environ)
-    (STATE_DIR / "run.pid").write_text(str(os.getpid()))
-    stop = threading.Event()
+    (state_dir / "run.pid").write_text(str(os.getpid()))
+    signals = StopSignals()
+    signals.install()
     following = threading.Event()
     cleanups: list[Callable[[], object]] = []
     follower: threading.Thread | None = None
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()
-
-    def check() -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     try:
         print("Starting Azurite and the Cosmos DB server ...", flush=True)
-        stack = start_emulators(state_dir=EMULATOR_STATE)
-        cleanups.append(lambda: stop_emulators(EMULATOR_STATE) if stack.started else None)
-        check()
+        stack = start_emulators(
+            emulator_ports(os.environ), emulator_state, cancelled=lambda: signals.requested
+        )
+        # Only what this run started: emulators `make emulators` started keep running.
+        cleanups.append(lambda: stop_emulators(emulator_state, names=stack.started))
+        signals.check()
         api_key = os.environ.get("AZURE_OPENAI_API_KEY", "")
         port = simulator_port(os.environ.get("AZURE_OPENAI_ENDPOINT", ""))
         print(f"Starting the Azure OpenAI simulator on {HOST}:{port} ...", flush=True)
         sim = _start_simulator(api_key, port)
         cleanups.append(sim.stop)
-        check()
+        signals.check()
         print("Creating queues, containers and the database ...", flush=True)
         _provision()
-        check()
+        signals.check()
         host_port = settings.local_http_port or 7071
         print(f"Starting the Functions host on {HOST}:{host_port} ...", flush=True)
-        (STATE_DIR / "functions-host.log").touch()
-        follower = threading.Thread(
-            target=_follow, args=(STATE_DIR / "functions-host.log", following), daemon=True
-        )
+        host_log = state_dir / "functions-host.log"
+        host_log.touch()
+        follower = threading.Thread(target=_follow, args=(host_log, following), daemon=True)
         follower.start()
-        pid = _start_host(host_port)
-        cleanups.append(lambda: terminate("functions-host", STATE_DIR, grace=HOST_GRACE + 5))
-        _wait_for_host(pid, host_port)
-        check()
+        pid = _start_host(app_dir, host_port, state_dir)
+        cleanups.append(lambda: terminate("functions-host", state_dir, grace=HOST_GRACE + 5))
+        _wait_for_host(pid, host_port, state_dir, signals)
         api = f"http://{HOST}:{host_port}/{settings.route_prefix}".rstrip("/")
         key = os.environ.get(FUNCTION_KEY_SETTING, "")
-        print(banner(api, key, sim.url, stack), flush=True)
-        while not stop.wait(0.5):
-            if _exited(pid):
+        print(banner(api, key, sim.url, stack, state_dir), flush=True)
+        while not signals.wait(0.5):
+            if _exited(pid, state_dir):
                 print("The Functions host exited; stopping the stack.", flush=True)
                 return 1
         return 0
+    except (StopRequested, StartCancelled):
+        return 0
+    except Exception as exc:
+        expected = isinstance(exc, RuntimeError | TimeoutError | OSError)
+        log.error("make run failed: %s", exc, exc_info=not expected)
+        return 1
     finally:
         print("\nStopping ...", flush=True)
-        stop.set()
         for cleanup in reversed(cleanups):
             try:
                 started = time.monotonic()
@@ -238,24 +316,25 @@ def run() -> int:
         following.set()
         if follower is not None:
             follower.join(2)
-        (STATE_DIR / "run.pid").unlink(missing_ok=True)
+        (state_dir / "run.pid").unlink(missing_ok=True)
+        # The handlers stay until the process exits: a late signal must not kill it mid-exit.
         print("Stopped.", flush=True)
 
 
-def stop_previous() -> int:
+def stop_previous(state_dir: Path = STATE_DIR) -> int:
     """Stop a running `make run` (it cleans up) or whatever one left behind."""
     stopped: list[str] = []
-    pid = read_pid(STATE_DIR / "run.pid")
+    pid = read_pid(state_dir / "run.pid")
     if pid is not None and pid != os.getpid():
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + HOST_GRACE + 15
-        while read_pid(STATE_DIR / "run.pid") is not None and time.monotonic() < deadline:
+        while read_pid(state_dir / "run.pid") is not None and time.monotonic() < deadline:
             time.sleep(0.2)
         stopped.append(f"make run (pid {pid})")
-    (STATE_DIR / "run.pid").unlink(missing_ok=True)
-    if terminate("functions-host", STATE_DIR, grace=HOST_GRACE + 5):
+    (state_dir / "run.pid").unlink(missing_ok=True)
+    if terminate("functions-host", state_dir, grace=HOST_GRACE + 5):
         stopped.append("functions-host")
-    stopped += stop_emulators(EMULATOR_STATE)
+    stopped += stop_emulators(state_dir / EMULATORS)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     return 0
 
@@ -263,13 +342,22 @@ def stop_previous() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.run")
     parser.add_argument("command", nargs="?", choices=["start", "stop"], default="start")
+    parser.add_argument("--app-dir", type=Path, default=ROOT,
+                        help="the function app (its local.settings.json says where each "
+                             "service listens)")  # fmt: skip
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR,
+                        help="pid files, logs and emulator data")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The SDKs log every HTTP request at INFO: too much for a terminal.
     logging.getLogger("azure").setLevel(logging.WARNING)
     if args.command == "stop":
-        return stop_previous()
-    return run()
+        return stop_previous(args.state_dir.resolve())
+    status = run(args.app_dir.resolve(), args.state_dir.resolve())
+    # Everything is stopped: a late Ctrl-C must not turn a clean exit into a signal death (the
+    # interpreter restores the default handlers while it shuts down).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    return status
 
 
 if __name__ == "__main__":
