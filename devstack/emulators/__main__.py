@@ -35,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         "--state-dir) whose pytest process has ended",
     )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    parser.add_argument("--in-memory", action="store_true", help="Azurite keeps no files")
+    parser.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="start empty: Azurite keeps no files, Cosmos DB ignores its saved store",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     ports = EmulatorPorts()
