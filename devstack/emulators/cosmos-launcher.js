@@ -142,18 +142,31 @@ function load(account) {
   return count;
 }
 
-// The server creates its account when it starts listening; restore into it right there, before
-// any request can be served.
-let account = null;
+// Load before listening: a store that cannot be read stops the start before the port opens, so
+// the caller never mistakes a dying server for a ready one. Never start empty over such a store:
+// that would look like data loss.
 const OriginalAccount = accountModule.default;
+let preloaded = null;
+if (dataFile && !fresh) {
+  try {
+    preloaded = new OriginalAccount(host, port);
+    console.log(`restored ${load(preloaded)} item(s) from ${dataFile}`);
+  } catch (err) {
+    console.error(`cannot load ${dataFile} (${err.message}); move it away to start empty`);
+    process.exit(1);
+  }
+}
+
+// The server creates its account when it starts listening: hand it the loaded databases.
+let account = null;
 accountModule.default = class PersistentAccount extends OriginalAccount {
   constructor(...rest) {
     super(...rest);
-    account = this;
-    if (dataFile && !fresh) {
-      const loaded = load(this);
-      console.log(`restored ${loaded} item(s) from ${dataFile}`);
+    if (preloaded) {
+      this.databases = preloaded.databases;
+      this.databases._parent = this;
     }
+    account = this;
     dirty = false;
   }
 };

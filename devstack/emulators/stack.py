@@ -188,8 +188,10 @@ def start_service(
     try:
         for port in spec.ports:
             wait_listening(spec.name, HOST, port, pid, _remaining(deadline), cancelled)
-    except BaseException:
+    except BaseException as exc:
         terminate(spec.name, state_dir, grace=STOP_ON_FAILURE_GRACE)
+        if isinstance(exc, RuntimeError | TimeoutError):
+            exc.add_note(f"{spec.name} log: {state_dir / (spec.name + '.log')}")
         raise
     log.info("%s ready on %s (pid %d)", spec.name,
              ", ".join(f"{HOST}:{p}" for p in spec.ports), pid)  # fmt: skip

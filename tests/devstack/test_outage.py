@@ -200,3 +200,14 @@ async def test_a_paused_server_answers_after_resume(start_cosmos: StartCosmos) -
         answer = await http.get(stack.cosmos_endpoint, timeout=30)
     assert answer.status_code in (200, 401)
     assert await _read_all(stack.cosmos_endpoint) == [0, 1]
+
+
+def test_an_unreadable_store_fails_the_start_and_is_kept(
+    start_cosmos: StartCosmos, tmp_path: Path
+) -> None:
+    data = tmp_path / COSMOS_DATA_FILE
+    data.write_text("{not json\n")
+    with pytest.raises(RuntimeError, match="cosmos exited before it listened"):
+        start_cosmos(in_memory=False)
+    assert data.read_text() == "{not json\n"  # never replaced by an empty store
+    assert "move it away to start empty" in (tmp_path / "cosmos.log").read_text()
