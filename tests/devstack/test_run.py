@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,16 +43,25 @@ class MakeRun:
         local["Host"] = {"LocalHttpPort": self.host_port}
         settings.write_text(json.dumps(local))
         self.log = tmp_path / "run.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self._proc is not None, "start() first"
+        return self._proc
+
+    def start(self) -> subprocess.Popen[bytes]:
         # The developer's environment must not point the run elsewhere (it wins over the file).
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE", "COSMOS_"))}
         env["PYTHONPATH"] = str(ROOT)
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
+            self._proc = subprocess.Popen(
                 [sys.executable, "-m", "devstack.run",
                  "--app-dir", str(self.app), "--state-dir", str(self.state)],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
+        return self._proc
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -86,9 +97,9 @@ class MakeRun:
         return [port for port in ports if is_listening(HOST, port)]
 
     def kill_leftovers(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
         subprocess.run(
             [sys.executable, "-m", "devstack.run", "stop", "--state-dir", str(self.state)],
             cwd=ROOT, check=False, capture_output=True, timeout=120,
@@ -114,6 +125,7 @@ def _assert_all_stopped(run: MakeRun, pids: dict[str, int]) -> None:
 
 @pytest.mark.slow
 def test_a_signal_storm_after_start_up_stops_everything(make_run: MakeRun) -> None:
+    make_run.start()
     make_run.wait_for("Local stack is up")
     pids = make_run.pids()
     assert set(pids) == {"azurite", "cosmos", "functions-host"}
@@ -125,6 +137,7 @@ def test_a_signal_storm_after_start_up_stops_everything(make_run: MakeRun) -> No
 
 @pytest.mark.slow
 def test_a_signal_storm_during_start_up_stops_what_was_started(make_run: MakeRun) -> None:
+    make_run.start()
     make_run.wait_for("Starting Azurite and the Cosmos DB server")
     deadline = time.monotonic() + 60
     while "azurite" not in make_run.pids() and time.monotonic() < deadline:
@@ -136,3 +149,23 @@ def test_a_signal_storm_during_start_up_stops_what_was_started(make_run: MakeRun
 
     _assert_all_stopped(make_run, pids)
     assert "Local stack is up" not in make_run.output()
+
+
+@pytest.mark.slow
+def test_a_failed_start_stops_what_was_started(make_run: MakeRun) -> None:
+    # The simulator's port is taken: the emulators are up by then and must be stopped again.
+    with socket.socket() as taken:
+        taken.bind((HOST, make_run.sim_port))
+        taken.listen()
+        make_run.start()
+        assert make_run.proc.wait(timeout=180) == 1, make_run.output()
+
+    # The pid files are gone by now: the start-up log names the processes.
+    started = re.findall(r"(\w+) ready on .* \(pid (\d+)\)", make_run.output())
+    emulators = {name: int(pid) for name, pid in started}
+    assert set(emulators) == {"azurite", "cosmos"}
+
+    assert "make run failed" in make_run.output()
+    assert [name for name, pid in emulators.items() if pid_alive(pid)] == []
+    assert make_run.pids() == {}
+    assert make_run.ports_in_use() == []
