@@ -105,17 +105,39 @@ function save(account) {
   return Date.now() - started;
 }
 
-function load(account) {
-  let text;
+// Lines of a file, read in chunks: a store can outgrow the longest string V8 can hold.
+function* readLines(file) {
+  let fd;
   try {
-    text = fs.readFileSync(dataFile, "utf8");
+    fd = fs.openSync(file, "r");
   } catch (err) {
-    if (err.code === "ENOENT") return 0;
+    if (err.code === "ENOENT") return;
     throw err;
   }
+  try {
+    const chunk = Buffer.alloc(16 * 1024 * 1024);
+    let rest = Buffer.alloc(0);
+    for (;;) {
+      const read = fs.readSync(fd, chunk, 0, chunk.length, null);
+      if (read === 0) break;
+      let data = Buffer.concat([rest, chunk.subarray(0, read)]);
+      let newline;
+      while ((newline = data.indexOf(10)) >= 0) {
+        yield data.subarray(0, newline).toString("utf8");
+        data = data.subarray(newline + 1);
+      }
+      rest = Buffer.from(data);
+    }
+    if (rest.length) yield rest.toString("utf8");
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function load(account) {
   let count = 0;
   const collections = new Map();
-  for (const line of text.split("\n")) {
+  for (const line of readLines(dataFile)) {
     if (!line) continue;
     const record = JSON.parse(line);
     if (record.kind === "store") {
