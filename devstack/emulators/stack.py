@@ -152,7 +152,8 @@ def cosmos_spec(
     argv = [_node(), str(HERE / "cosmos-launcher.js"), "--host", HOST, "--port",
             str(ports.cosmos), "--data-file", str(state_dir / COSMOS_DATA_FILE),
             "--save-interval", "0" if in_memory else str(COSMOS_SAVE_INTERVAL)]  # fmt: skip
-    if in_memory if fresh is None else fresh:
+    start_empty = in_memory if fresh is None else fresh
+    if start_empty:
         argv.append("--fresh")
     return ServiceSpec("cosmos", tuple(argv), (ports.cosmos,))
 
@@ -249,7 +250,8 @@ def stop_emulators(
 ) -> list[str]:
     """Stop what `start_emulators` started with this state dir. Returns the names stopped.
 
-    Azurite waits for idle keep-alive connections before exiting on SIGTERM; in-memory stacks
-    (tests) have nothing to save, so they pass a short `grace` before SIGKILL.
+    Azurite waits for idle keep-alive connections before exiting on SIGTERM, and the Cosmos DB
+    server saves its store; in-memory stacks (tests) need neither, so they pass a short `grace`
+    before SIGKILL.
     """
     return [name for name in names if terminate(name, state_dir, grace)]
