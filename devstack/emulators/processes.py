@@ -54,12 +54,16 @@ def pid_alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2 :].split(" ", 1)[0] != "Z"
 
 
-def read_pid(pid_file: Path) -> int | None:
+def _recorded_pid(pid_file: Path) -> int | None:
     try:
-        pid = int(pid_file.read_text().strip())
+        return int(pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if pid_alive(pid) else None
+
+
+def read_pid(pid_file: Path) -> int | None:
+    pid = _recorded_pid(pid_file)
+    return pid if pid is not None and pid_alive(pid) else None
 
 
 def spawn(name: str, argv: Sequence[str], state_dir: Path, cwd: Path) -> int:
@@ -107,14 +111,20 @@ def wait_listening(
 def terminate(name: str, state_dir: Path, grace: float = 10.0) -> bool:
     """Stop the process group recorded for `name`. True if something was stopped."""
     pid_file = state_dir / f"{name}.pid"
-    pid = read_pid(pid_file)
+    pid = _recorded_pid(pid_file)
     pid_file.unlink(missing_ok=True)
     if pid is None:
+        return False
+    child = _children.pop(pid, None)
+    if not pid_alive(pid):
+        if child is not None:
+            # Exiting already (killed): its thread-group leader can be a zombie while other
+            # threads still hold its sockets. Reaping waits for all of them, so the ports are free.
+            child.wait()
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
         os.killpg(pid, signal.SIGCONT)  # a paused (SIGSTOP) process handles SIGTERM only then
-    child = _children.pop(pid, None)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         if child is not None:
