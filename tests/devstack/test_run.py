@@ -163,7 +163,7 @@ def test_a_failed_start_stops_what_was_started(make_run: MakeRun) -> None:
     # The pid files are gone by now: the start-up log names the processes.
     started = re.findall(r"(\w+) ready on .* \(pid (\d+)\)", make_run.output())
     emulators = {name: int(pid) for name, pid in started}
-    assert set(emulators) == {"azurite", "cosmos"}
+    assert set(emulators) == {"azurite", "cosmos"}, make_run.output()
 
     assert "make run failed" in make_run.output()
     assert [name for name, pid in emulators.items() if pid_alive(pid)] == []
