@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from azure.storage.blob.aio import BlobServiceClient
+from openai import AsyncAzureOpenAI
 
 from cli.poison import requeue_record
 from devstack.emulators import EmulatorStack
@@ -438,21 +439,24 @@ async def test_upstream_5xx_and_drops_give_backoff_continuations_and_the_job_com
 
 
 async def test_a_retry_after_beyond_the_cap_fails_the_rest_as_quota_exhausted(
-    http: httpx.AsyncClient, sim: httpx.AsyncClient
+    http: httpx.AsyncClient, sim: httpx.AsyncClient, stack: JobsStack
 ) -> None:
     """Last in this module: the embedding limiter stays paused for the long retry-after."""
-    # One request per 10 s window, and the service asks for 10 minutes (cap: 300 s).
+    # One request per 10 s window, and the service asks for 10 minutes (cap: 300 s). Another
+    # client takes this window's one request first, so the job's first request is refused.
     tight = {
         "deployments": {"text-embedding-3-small": {"rpm": 6}},
         "rate_limit": {"retry_after_ms": 600_000},
     }
     (await sim.patch("/sim/config", json=tight)).raise_for_status()
-    body = {"items": [{"id": f"q{i}", "text": "x" * 2000} for i in range(300)]}
-    job_id = await submit(http, "embedding", body)
+    other = AsyncAzureOpenAI(azure_endpoint=stack.simulator.url, api_key=stack.simulator.api_key,
+                             api_version="2024-10-21", max_retries=0)  # fmt: skip
+    async with other:
+        await other.embeddings.create(model="text-embedding-3-small", input=["another team"])
+    job_id = await submit(http, "embedding", {"items": items(20)})
     view = await wait_job(http, job_id)
-    assert view["status"] == "partially_failed", view
+    assert view["status"] == "failed", view
     results = await all_results(http, job_id)
-    failed = [r for r in results if r["status"] == "failed"]
-    assert failed
-    assert {r["error"]["code"] for r in failed} == {"quota_exhausted"}
-    assert len(results) == 300
+    assert len(results) == 20
+    assert {r["error"]["code"] for r in results} == {"quota_exhausted"}
+    assert "600s, longer than JOB_RETRY_AFTER_CAP_SECONDS" in results[0]["error"]["message"]
