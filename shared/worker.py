@@ -116,7 +116,7 @@ class JobWorker:
                      message.id)  # fmt: skip
             doc = await self.jobs.update(
                 job.job_id, status="running", only_from={"failed"}, kind=job.kind, spec=spec,
-                total=len(job.items), error=None, raw_body=None, raw_blob=None,
+                total=max(doc.total, len(job.items)), error=None, raw_body=None, raw_blob=None,
             ) or doc  # fmt: skip
         if is_terminal(doc.status):
             log.info("job %s is %s; message %s has nothing to do", doc.job_id, doc.status,
