@@ -27,7 +27,7 @@ from shared.job_models import Item, JobSpec, ResultDoc
 from shared.job_results import failed_result, request_usage_id, share_usage
 from shared.jobs import now, result_id
 from shared.limiter import DeploymentLimiter
-from shared.models import ErrorDetail
+from shared.models import ErrorDetail, Usage
 from shared.settings import Settings
 
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -86,6 +86,24 @@ def max_answer_tokens(spec: JobSpec, group: list[Item]) -> int:
     return 32 + 2 * per_item * len(group)
 
 
+def request_body(spec: JobSpec, group: list[Item]) -> dict[str, Any]:
+    """The chat request that labels `group`: the realtime call's arguments, and the `body` of
+    a Batch API line (shared/batch_files.py), so both paths send the same request."""
+    return {
+        "model": spec.deployment,
+        "messages": messages(spec, group),
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "classification",
+                "strict": True,
+                "schema": schema(spec, [i.id for i in group]),
+            },
+        },
+        "max_completion_tokens": max_answer_tokens(spec, group),
+    }
+
+
 @dataclass(frozen=True)
 class ClassificationService:
     settings: Settings
@@ -107,20 +125,8 @@ class ClassificationService:
         timeout, auth); filtered, refused and malformed answers are settled here."""
         job_id = site.job_id or ""
         record_id = request_usage_id(site, [i.id for i in group])
-        prompt = messages(spec, group)
-        args: dict[str, Any] = {
-            "model": spec.deployment,
-            "messages": prompt,
-            "response_format": {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": "classification",
-                    "strict": True,
-                    "schema": schema(spec, [i.id for i in group]),
-                },
-            },
-            "max_completion_tokens": max_answer_tokens(spec, group),
-        }
+        args = request_body(spec, group)
+        prompt = args["messages"]
         started = time.perf_counter()
         try:
             raw = await self.client.chat.completions.with_raw_response.create(**args)
@@ -163,7 +169,7 @@ class ClassificationService:
             ]  # fmt: skip
         if choice.message.refusal:
             problem = ErrorDetail(code="refusal", message="the model refused to classify it")
-        answers = None if problem else _answers(choice.message.content)
+        answers = None if problem else parse_answers(choice.message.content)
         if answers is None:
             problem = problem or ErrorDetail(
                 code="invalid_answer",
@@ -174,7 +180,8 @@ class ClassificationService:
                 return await self._split(group, spec, site, limiter, singly=False)
             return [failed_result(job_id, group[0].id, "classification", problem, spec.deployment,
                                   usage=usage)]  # fmt: skip
-        return self._results(group, spec, site, answers, share_usage(usage, [1] * len(group)))
+        return label_results(site.job_id or "", group, spec, answers,
+                             share_usage(usage, [1] * len(group)))  # fmt: skip
 
     async def _split(
         self,
@@ -192,49 +199,46 @@ class ClassificationService:
             results.extend(await self.run(part, spec, site, limiter))
         return results
 
-    def _results(
-        self,
-        group: list[Item],
-        spec: JobSpec,
-        site: CallSite,
-        answers: dict[str, Any],
-        shares: list[Any],
-    ) -> list[ResultDoc]:
-        allowed = set(spec.labels or [])
-        job_id = site.job_id or ""
-        created = now()
-        out: list[ResultDoc] = []
-        for item, share in zip(group, shares, strict=True):
-            answer = answers.get(item.id)
-            labels = _labels(answer, spec.multi_label)
-            if labels is None:
-                error = ErrorDetail(code="missing_answer", message="the answer did not cover it")
-            elif not labels or not set(labels) <= allowed:
-                error = ErrorDetail(
-                    code="invalid_label",
-                    message="the answer named a label outside the job's labels",
+
+def label_results(
+    job_id: str, group: list[Item], spec: JobSpec, answers: dict[str, Any], shares: list[Usage]
+) -> list[ResultDoc]:
+    """One result per item from a parsed answer (`parse_answers`): its labels, or a failure
+    when the answer misses it or names a label outside the job's."""
+    allowed = set(spec.labels or [])
+    created = now()
+    out: list[ResultDoc] = []
+    for item, share in zip(group, shares, strict=True):
+        answer = answers.get(item.id)
+        labels = _labels(answer, spec.multi_label)
+        if labels is None:
+            error = ErrorDetail(code="missing_answer", message="the answer did not cover it")
+        elif not labels or not set(labels) <= allowed:
+            error = ErrorDetail(
+                code="invalid_label",
+                message="the answer named a label outside the job's labels",
+            )
+        else:
+            out.append(
+                ResultDoc(
+                    id=result_id(job_id, item.id),
+                    job_id=job_id,
+                    item_id=item.id,
+                    kind="classification",
+                    status="succeeded",
+                    deployment=spec.deployment,
+                    labels=labels,
+                    usage=share,
+                    created_at=created,
                 )
-            else:
-                out.append(
-                    ResultDoc(
-                        id=result_id(job_id, item.id),
-                        job_id=job_id,
-                        item_id=item.id,
-                        kind="classification",
-                        status="succeeded",
-                        deployment=spec.deployment,
-                        labels=labels,
-                        usage=share,
-                        created_at=created,
-                    )
-                )
-                continue
-            out.append(failed_result(job_id, item.id, "classification", error, spec.deployment,
-                                     usage=share))  # fmt: skip
-        return out
+            )
+            continue
+        out.append(failed_result(job_id, item.id, "classification", error, spec.deployment,
+                                 usage=share))  # fmt: skip
+    return out
 
 
-def _answers(content: str | None) -> dict[str, Any] | None:
+def parse_answers(content: str | None) -> dict[str, Any] | None:
     """`{"results": [{"id": ..., ...}]}` as {id: answer}, or None if it is not that shape."""
     try:
         document = json.loads(content or "")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from shared.bookkeeping import CallSite
-from shared.classification import ClassificationService, _answers, schema
+from shared.classification import ClassificationService, label_results, parse_answers, schema
 from shared.embeddings import EmbeddingService, estimate_tokens
 from shared.errors import ServiceUnavailable
 from shared.job_models import ClassificationJob, EmbeddingJob, Item, JobSpec
@@ -98,13 +98,11 @@ def test_the_schema_is_strict_with_ids_and_labels_as_enums(multi: bool) -> None:
 
 
 def test_answers_outside_the_labels_or_missing_fail_only_those_items() -> None:
-    service = ClassificationService(settings(), None, None)  # type: ignore[arg-type]
     spec = JobSpec(deployment="d", labels=["a", "b"])
-    site = CallSite(operation="classification", source="job", deployment="d", job_id="j")
-    answers = _answers(json.dumps({"results": [{"id": "i0", "label": "a"},
+    answers = parse_answers(json.dumps({"results": [{"id": "i0", "label": "a"},
                                                {"id": "i1", "label": "zzz"}]}))  # fmt: skip
     assert answers is not None
-    results = service._results(make(3), spec, site, answers, [Usage()] * 3)
+    results = label_results("j", make(3), spec, answers, [Usage()] * 3)
     assert [(r.item_id, r.status, r.error.code if r.error else None) for r in results] == [
         ("i0", "succeeded", None),
         ("i1", "failed", "invalid_label"),
@@ -114,7 +112,7 @@ def test_answers_outside_the_labels_or_missing_fail_only_those_items() -> None:
 
 @pytest.mark.parametrize("content", ["not json", '{"results": 3}', "[]", None])
 def test_malformed_answers_are_none(content: str | None) -> None:
-    assert _answers(content) is None
+    assert parse_answers(content) is None
 
 
 def test_continuations_wait_for_retry_after_until_the_cap() -> None:
