@@ -180,6 +180,39 @@ class Settings(BaseSettings):
     batch_poll_schedule: str = Field(
         default="0 */5 * * * *", description="NCRONTAB schedule of the Batch API poller."
     )
+    batch_max_lines: int = Field(
+        default=100_000,
+        ge=1,
+        le=100_000,
+        description="Lines per Batch API input file (Azure: 100,000).",
+    )
+    batch_max_file_bytes: int = Field(
+        default=200_000_000,
+        ge=1024,
+        le=200_000_000,
+        description="Bytes per Batch API input file (Azure: 200 MB); a larger job is split.",
+    )
+    batch_max_age: float = Field(
+        default=172_800,
+        gt=0,
+        description="Seconds a batch may run before the poller cancels it, keeps its partial "
+        "output and resubmits the rest once (Azure does not expire slow batches).",
+    )
+    batch_retry_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="First wait before resubmitting a batch refused for the enqueued-token "
+        "quota; doubles each time, at most an hour.",
+    )
+    batch_lease_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How long a poller's claim on a batch lasts unless renewed (a killed "
+        "run's claim expires).",
+    )
+    batch_checkpoint_lines: int = Field(
+        default=1000, ge=1, description="Output lines ingested between two checkpoints."
+    )
     content_filter_store_text: bool = Field(
         default=False, description="Store filtered prompt/completion text in events (off)."
     )
