@@ -27,6 +27,12 @@ _ENDPOINTS = {"/chat/completions", "/embeddings", "/v1/chat/completions", "/v1/e
 _TERMINAL = {"completed", "failed", "cancelled", "expired"}
 _QUEUED = {"validating", "in_progress", "finalizing", "cancelling"}  # holding enqueued tokens
 _DAY = 24 * 3600
+_LINE_ERROR = {
+    "error": {
+        "code": "internal_error",
+        "message": "The server had an error processing this request. Please retry it.",
+    }
+}
 
 
 @dataclass
@@ -276,6 +282,10 @@ class BatchStore:
         config = batch.config
         deployment = config.deployment(line.model)
         assert deployment is not None  # parse_input checked it
+        marker = config.batch.fail_lines_containing
+        if marker is not None and marker in json.dumps(line.body):
+            self._stats.record("batch", deployment.name, 500)
+            return line, 500, _LINE_ERROR
         try:
             if deployment.kind == "chat":
                 plan = chat.plan_chat(line.body, deployment, config)

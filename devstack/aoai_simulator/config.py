@@ -123,6 +123,12 @@ class BatchConfig(_Model):
     empty_error_file: bool = Field(
         default=False, description="write an empty error file when no line failed"
     )
+    fail_lines_containing: str | None = Field(
+        default=None,
+        min_length=1,
+        description="a line whose body contains this text is answered with a 500 "
+        "`internal_error` in the error file (the service fails a single line now and then)",
+    )
 
 
 # The models infra/main.bicep deploys by default (gpt-5.1 2025-11-13, text-embedding-3-small 1).
