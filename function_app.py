@@ -91,3 +91,8 @@ async def drain_outbox(msg: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%POISON_SWEEP_SCHEDULE%", run_on_startup=False)
 async def record_poison(timer: func.TimerRequest) -> None:
     await get_runtime().poison.sweep()
+
+
+@app.timer_trigger(arg_name="timer", schedule="%BATCH_POLL_SCHEDULE%", run_on_startup=False)
+async def poll_batches(timer: func.TimerRequest) -> None:
+    await get_runtime().batches.poll()

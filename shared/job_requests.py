@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from shared.batch import BatchService
 from shared.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from shared.job_intake import InvalidJob, enqueue, job_spec, parse_job
 from shared.job_models import JobDoc, JobKind, JobSource, JobView, SubmitAccepted
@@ -23,6 +24,7 @@ class JobRequests:
     settings: Settings
     jobs: JobStore
     queues: JobQueues
+    batches: BatchService
 
     async def submit(
         self, kind: JobKind, body: bytes, request_id: str, *, status_url: Callable[[str], str]
@@ -81,8 +83,11 @@ class JobRequests:
         )  # fmt: skip
 
     async def cancel(self, job_id: str) -> JobView:
-        await self._job(job_id)
-        await self.jobs.update(job_id, status="cancelled", only_from=OPEN)
+        doc = await self._job(job_id)
+        cancelled = await self.jobs.update(job_id, status="cancelled", only_from=OPEN)
+        if doc.mode == "batch" and cancelled is not None and cancelled.status == "cancelled":
+            # The poller ingests what the batches finished before the cancel took effect.
+            await self.batches.cancel_job(job_id)
         return await self.view(job_id, 100, None)
 
     async def _job(self, job_id: str) -> JobDoc:

@@ -17,6 +17,9 @@ from azure.core.credentials_async import AsyncTokenCredential
 from openai import AsyncOpenAI
 
 from shared.aoai import create_connection, describe_auth
+from shared.batch import BatchService
+from shared.batch_poller import BatchPoller
+from shared.batch_store import BatchDocs
 from shared.bookkeeping import Bookkeeper
 from shared.chat import ChatService
 from shared.classification import ClassificationService
@@ -47,6 +50,7 @@ class Runtime:
     job_requests: JobRequests
     worker: JobWorker
     poison: PoisonSweeper
+    batches: BatchPoller
     closers: Sequence[Closer] = field(default=(), repr=False)
 
     async def aclose(self) -> list[BaseException]:
@@ -96,6 +100,14 @@ def create_runtime(settings: Settings) -> Runtime:
     jobs = JobStore(store)
     # Inside a queue invocation the SDK never sleeps on a 429: the worker hands the rest on.
     job_client = connection.client.with_options(max_retries=0)
+    # Batch API calls are few and nothing waits on them: the SDK's own retries are welcome.
+    batches = BatchService(
+        settings=settings,
+        client=connection.client,
+        jobs=jobs,
+        docs=BatchDocs(store, settings.batch_lease_seconds),
+        queues=queues,
+    )
     worker = JobWorker(
         settings=settings,
         jobs=jobs,
@@ -103,6 +115,7 @@ def create_runtime(settings: Settings) -> Runtime:
         limiters=Limiters(settings.aoai_quotas),
         embeddings=EmbeddingService(settings, job_client, books),
         classification=ClassificationService(settings, job_client, books),
+        batches=batches,
     )
     log.info("runtime created (Azure OpenAI auth: %s)", describe_auth(settings))
     return Runtime(
@@ -112,9 +125,10 @@ def create_runtime(settings: Settings) -> Runtime:
         queues=queues,
         books=books,
         chat=ChatService(settings, connection.client, books),
-        job_requests=JobRequests(settings, jobs, queues),
+        job_requests=JobRequests(settings, jobs, queues, batches),
         worker=worker,
         poison=PoisonSweeper(settings, jobs, queues, worker),
+        batches=BatchPoller(settings, batches, books),
         closers=tuple(closers),
     )
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import azure.functions as func
 
+from shared.batch import BatchService
 from shared.bookkeeping import CallSite
 from shared.classification import ClassificationService
 from shared.embeddings import EmbeddingService
@@ -71,6 +72,7 @@ class JobWorker:
     limiters: Limiters
     embeddings: EmbeddingService
     classification: ClassificationService
+    batches: BatchService
 
     async def on_message(self, kind: JobKind, msg: func.QueueMessage) -> None:
         """The queue trigger's entry point."""
@@ -123,7 +125,7 @@ class JobWorker:
                      message.id)  # fmt: skip
             return
         if job.mode == "batch":
-            await self._not_supported(doc, job)
+            await self.batches.start(job, spec)
             return
         done = await self.jobs.done_item_ids(job.job_id, redo={"poisoned"})
         remaining = [item for item in job.items if item.id not in done]
@@ -214,17 +216,6 @@ class JobWorker:
             for item in outcome.remaining
         )
         return True
-
-    async def _not_supported(self, doc: JobDoc, job: Job) -> None:
-        if isinstance(job, EmbeddingJob) and not self.settings.uses_openai_api:
-            message = "Azure's Batch API does not accept embeddings; submit it with mode realtime"
-        else:
-            message = "batch mode is accepted but not processed yet: the Batch API poller is "
-            message += "not built; submit it with mode realtime"
-        await self.jobs.update(
-            doc.job_id, status="failed", only_from=OPEN,
-            error=ErrorDetail(code="not_supported", message=message),
-        )  # fmt: skip
 
     async def record_invalid(
         self,

@@ -367,12 +367,15 @@ async def test_a_filtered_item_gives_one_event_and_the_job_goes_on(
 # --- batch mode, cancel, validation ---------------------------------------------------------
 
 
-async def test_batch_mode_is_accepted_and_fails_not_supported(http: httpx.AsyncClient) -> None:
-    job_id = await submit(http, "classification", {"items": tickets(), "labels": LABELS,
-                                                    "mode": "batch"})  # fmt: skip
+async def test_a_batch_embedding_job_is_refused_on_azure_with_its_reason(
+    http: httpx.AsyncClient,
+) -> None:
+    job_id = await submit(http, "embedding", {"items": tickets(), "mode": "batch"})
     view = await wait_job(http, job_id)
     assert view["status"] == "failed"
     assert view["error"]["code"] == "not_supported"
+    assert "Batch API does not accept embeddings" in view["error"]["message"]
+    assert view["counts"]["pending"] == 5
 
 
 async def test_bad_submissions_are_400_with_reasons(http: httpx.AsyncClient) -> None:
