@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import chat_ttfb, simulator_throughput
+from bench import batch_ingest, chat_ttfb, simulator_throughput
 
-BENCHMARKS = (simulator_throughput.main, chat_ttfb.main)
+BENCHMARKS = (simulator_throughput.main, chat_ttfb.main, batch_ingest.main)
 
 
 def main() -> int:
