@@ -98,8 +98,8 @@ class BatchService:
             )
             return
         owner = new_owner("submit")
-        if not await self.docs.of_job(job.job_id):
-            await self._plan(job, spec, owner)
+        # Always: a redelivery after a crash halfway through planning creates the rest.
+        await self._plan(job, spec, owner)
         await self.jobs.update(job.job_id, status="submitted", only_from={"queued", "running"})
         for doc in await self.docs.of_job(job.job_id):
             claimed = await self.docs.claim(doc.id, owner)
@@ -112,7 +112,8 @@ class BatchService:
         assert job.job_id is not None
         blob = f"{job.job_id}/batch-items.json"
         await self.queues.put_payload(blob, job.model_dump_json(exclude_none=True).encode())
-        sizes = [len(input_line(job.job_id, job.kind, spec, item)) for item in job.items]
+        url = endpoint_for(job.kind, openai_api=self.settings.uses_openai_api)
+        sizes = [len(input_line(job.job_id, url, spec, item)) for item in job.items]
         parts = split(sizes, self.settings.batch_max_lines, self.settings.batch_max_file_bytes)
         lease = now() + timedelta(seconds=self.settings.batch_lease_seconds)
         for part, (first, last) in enumerate(parts):
@@ -122,7 +123,7 @@ class BatchService:
                     job_id=job.job_id,
                     part=part,
                     deployment=spec.deployment,
-                    endpoint=endpoint_for(job.kind),
+                    endpoint=url,
                     items_blob=blob,
                     first=first,
                     last=last,
@@ -151,8 +152,8 @@ class BatchService:
         found = await self.remaining(doc)
         if found is None or not found[2]:
             return await self.docs.save(doc, owner, state="done", **changes)
-        kind, spec, items = found
-        data = b"".join(input_line(doc.job_id, kind, spec, item) for item in items)
+        _, spec, items = found
+        data = b"".join(input_line(doc.job_id, doc.endpoint, spec, item) for item in items)
         file_id: str | None = None
         try:
             uploaded = await self.client.files.create(

@@ -26,8 +26,10 @@ from shared.job_results import failed_result
 from shared.jobs import now, result_id
 from shared.models import ContentFilterInfo, ErrorDetail, Usage
 
-CHAT_URL = "/chat/completions"
-EMBEDDINGS_URL = "/v1/embeddings"  # the OpenAI API only: Azure's Batch API takes no embeddings
+# Azure's Batch API takes `/chat/completions` (and no embeddings); the OpenAI API wants the
+# `/v1/` paths and also takes embeddings.
+AZURE_CHAT_URL = "/chat/completions"
+OPENAI_URLS = {"classification": "/v1/chat/completions", "embedding": "/v1/embeddings"}
 # The error-file code of a line the service never ran because the batch expired (OpenAI API):
 # not the item's failure, so the item is resubmitted instead.
 EXPIRED_LINE = "batch_expired"
@@ -35,14 +37,15 @@ EXPIRED_LINE = "batch_expired"
 LineStatus = Literal["ok", "content_filter", "error"]
 
 
-def endpoint_for(kind: JobKind) -> str:
-    return CHAT_URL if kind == "classification" else EMBEDDINGS_URL
+def endpoint_for(kind: JobKind, *, openai_api: bool) -> str:
+    """The batch's `endpoint`, which is also every line's `url`."""
+    return OPENAI_URLS[kind] if openai_api else AZURE_CHAT_URL
 
 
-def input_line(job_id: str, kind: JobKind, spec: JobSpec, item: Item) -> bytes:
+def input_line(job_id: str, url: str, spec: JobSpec, item: Item) -> bytes:
     """One JSONL line (with its newline), UTF-8 without BOM."""
     body: dict[str, Any]
-    if kind == "classification":
+    if url.endswith("/chat/completions"):
         body = request_body(spec, [item])
     else:
         body = {"model": spec.deployment, "input": item.text}
@@ -51,7 +54,7 @@ def input_line(job_id: str, kind: JobKind, spec: JobSpec, item: Item) -> bytes:
     line = {
         "custom_id": custom_id(job_id, item.id),
         "method": "POST",
-        "url": endpoint_for(kind),
+        "url": url,
         "body": body,
     }
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"

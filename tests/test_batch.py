@@ -274,6 +274,38 @@ async def test_a_job_over_the_line_limit_is_split_across_files(
         assert [d.ingested for d in await docs(runtime, job_id)] == [3, 3, 1]
 
 
+async def test_an_expired_batch_keeps_its_output_and_resubmits_the_rest_once(
+    runtime: Runtime, sim: httpx.AsyncClient
+) -> None:
+    # The OpenAI API's expiry: unanswered lines come back as `batch_expired` error lines.
+    await patch(sim, {"batch": {"in_progress_seconds": 4, "expire_after_seconds": 1.5}})
+    job_id = await send_job(runtime, tickets(20))
+    await asyncio.sleep(2)
+    await patch(sim, {"batch": {**FAST.model_dump(), "expire_after_seconds": None}})
+    job = await poll_until(runtime, job_id)
+    assert job.status == "succeeded"
+    assert len(await results(runtime, job_id)) == 20
+    (doc,) = await docs(runtime, job_id)
+    assert doc.resubmitted
+    assert len(await usage(runtime, job_id)) == 20  # expired lines cost nothing
+
+
+async def test_a_failed_batch_ends_the_job_with_its_reason(
+    runtime: Runtime, sim: httpx.AsyncClient
+) -> None:
+    await patch(sim, {"batch": {"max_requests_per_file": 2}})
+    job_id = await send_job(runtime, tickets())
+    job = await poll_until(runtime, job_id)
+    assert job.status == "failed"
+    assert job.error is not None
+    assert job.error.code == "batch_failed"
+    rows = await results(runtime, job_id)
+    assert {(r["status"], r["error"]["code"]) for r in rows} == {("failed", "batch_failed")}
+    assert len(rows) == 5
+    (doc,) = await docs(runtime, job_id)
+    assert await gone(runtime, doc.input_file_id)
+
+
 # --- exactly once ----------------------------------------------------------------------------
 
 
