@@ -44,6 +44,7 @@ def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
         "CLASSIFICATION_QUEUE": "classification-jobs",
         "OUTBOX_QUEUE": "cosmos-outbox",
         "POISON_SWEEP_SCHEDULE": "*/5 * * * * *",
+        "BATCH_POLL_SCHEDULE": "0 */5 * * * *",
         **overrides,
     }
 
