@@ -50,6 +50,10 @@ class JobsStack:
     def log(self) -> str:
         return self.host.log.read_text(errors="replace")
 
+    def client(self) -> httpx.AsyncClient:
+        """An HTTP client for the host's API, with the function key (`async with` it)."""
+        return httpx.AsyncClient(base_url=self.host.url, headers=self.host.headers(), timeout=30)
+
 
 def queue_names(prefix: str) -> dict[str, str]:
     suffix = uuid.uuid4().hex[:8]

@@ -50,9 +50,7 @@ def stack(
 
 @pytest.fixture
 async def http(stack: JobsStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=stack.host.url, headers=stack.host.headers(), timeout=30
-    ) as client:
+    async with stack.client() as client:
         yield client
 
 
