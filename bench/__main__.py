@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import sys
 
-from bench import batch_ingest, chat_ttfb, simulator_throughput
+from bench import (
+    batch_ingest,
+    chat_ttfb,
+    classify_batching,
+    embedding_utilization,
+    simulator_throughput,
+)
 
-BENCHMARKS = (simulator_throughput.main, chat_ttfb.main, batch_ingest.main)
+BENCHMARKS = (
+    simulator_throughput.main,
+    chat_ttfb.main,
+    batch_ingest.main,
+    embedding_utilization.main,
+    classify_batching.main,
+)
 
 
 def main() -> int:

@@ -1,0 +1,232 @@
+"""The rig of the queue-job benchmarks: emulators, the simulator and the real app under the
+local Functions host, each in its own process on free ports; jobs submitted over HTTP; the
+simulator's per-deployment counters sampled in fixed windows.
+
+Tokens are counted on the simulator's side (`GET /sim/stats`, per deployment): the tokens of
+the requests it answered, so a refused request (429) counts for nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._serve import serve
+from bench._timescale import host_env, host_json
+from devstack.aoai_simulator import SimulatorConfig
+from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
+from devstack.emulators.processes import free_port
+from devstack.hosted_app import make_app_dir, run_app_host, stack_environ
+from devstack.provision import provision
+from shared.settings import load_settings
+
+API_VERSION = "2024-10-21"
+TERMINAL = {"succeeded", "partially_failed", "failed", "cancelled"}
+
+
+@dataclass(frozen=True)
+class Rig:
+    app_url: str
+    app_key: str
+    sim_url: str
+    sim_key: str
+    log: Path
+
+    def app(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.app_url, headers={"x-functions-key": self.app_key}, timeout=60
+        )
+
+    def sim(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.sim_url, timeout=30)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Emulators and the simulator, running; `host()` starts the app on them."""
+
+    tmp: Path
+    environ: dict[str, str]
+    window: float
+    pacing_wait: float | None
+
+    @contextmanager
+    def host(self, app_settings: dict[str, str]) -> Iterator[Rig]:
+        """The app under the local Functions host with these settings, on fresh queues."""
+        suffix = uuid.uuid4().hex[:8]
+        environ = {
+            **self.environ,
+            "EMBEDDING_QUEUE": f"bench-emb-{suffix}",
+            "CLASSIFICATION_QUEUE": f"bench-cls-{suffix}",
+            "OUTBOX_QUEUE": f"bench-out-{suffix}",
+            **app_settings,
+        }
+        asyncio.run(provision(load_settings(environ)))
+        folder = self.tmp / f"app-{suffix}"
+        host_json(folder, self.window)
+        app_dir = make_app_dir(folder, environ)
+        hook = host_env(self.tmp / "hook", self.window, self.pacing_wait)
+        with run_app_host(app_dir, extra_env=hook) as host:
+            try:
+                yield Rig(host.url, host.key, environ["AZURE_OPENAI_ENDPOINT"],
+                          environ["AZURE_OPENAI_API_KEY"], host.log)  # fmt: skip
+            finally:
+                keep = os.environ.get("BENCH_HOST_LOG")
+                if keep:  # the host's log outlives the temporary folder
+                    shutil.copyfile(host.log, keep)
+
+
+@contextmanager
+def rig(
+    config: SimulatorConfig, window: float, pacing_wait: float | None = None
+) -> Iterator[Stack]:
+    """Emulators and the simulator in a temporary folder, stopped after; quota windows of
+    `window` seconds on both sides (see bench/_timescale.py)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "emulators"
+        stack = start_emulators(EmulatorPorts.free(), state, in_memory=True)
+        config_file = Path(tmp) / "simulator.json"
+        config_file.write_text(config.model_dump_json())
+        sim_url, sim_key = f"http://127.0.0.1:{free_port()}", config.api_keys[0]
+        sim_args = ["-m", "devstack.aoai_simulator", "--port", sim_url.rsplit(":", 1)[1]]
+        sim_args += ["--config", str(config_file), "--log-level", "warning"]
+        try:
+            with serve(sim_args, f"{sim_url}/sim/stats"):
+                environ = stack_environ(
+                    stack, AZURE_OPENAI_ENDPOINT=sim_url, AZURE_OPENAI_API_KEY=sim_key
+                )
+                yield Stack(Path(tmp), environ, window, pacing_wait)
+        finally:
+            stop_emulators(state, grace=1.0)
+
+
+async def reset_sim(sim: httpx.AsyncClient) -> None:
+    """Clear the simulator's counters and quota windows: each contender starts afresh."""
+    (await sim.post("/sim/reset", json={})).raise_for_status()
+
+
+async def deployment_stats(sim: httpx.AsyncClient, deployment: str) -> dict[str, Any]:
+    response = await sim.get("/sim/stats")
+    response.raise_for_status()
+    empty = {"requests": 0, "throttled": 0, "total_tokens": 0, "errors": 0}
+    return dict(response.json()["deployments"].get(deployment, empty))
+
+
+@dataclass
+class Sampler:
+    """The deployment's counters at the end of each fixed window of `seconds`."""
+
+    sim: httpx.AsyncClient
+    deployment: str
+    seconds: float
+    on_sample: Callable[[], Awaitable[None]] | None = None  # read something else alongside
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+
+    async def _sample(self) -> None:
+        self.samples.append(await deployment_stats(self.sim, self.deployment))
+        if self.on_sample is not None:
+            await self.on_sample()
+
+    async def __aenter__(self) -> Sampler:
+        await self._sample()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        start = time.monotonic()
+        while True:
+            # Sleep to the next window boundary from the start, so windows do not drift.
+            boundary = start + self.seconds * len(self.samples)
+            await asyncio.sleep(max(0.0, boundary - time.monotonic()))
+            await self._sample()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._task
+
+    def windows(self) -> list[dict[str, int]]:
+        """Per window: what the counters grew by in it."""
+        keys = ("requests", "throttled", "total_tokens")
+        return [
+            {k: int(after[k]) - int(before[k]) for k in keys}
+            for before, after in zip(self.samples, self.samples[1:], strict=False)
+        ]
+
+
+def utilisation(
+    windows: list[dict[str, int]], tpm: int, rpm: int, tokens_per_request: float
+) -> dict[str, Any]:
+    """Tokens per minute achieved in the windows (first and last dropped) over
+    min(TPM, RPM x tokens per request), with the 429 share and requests per minute. Each
+    window is one (compressed) minute."""
+    kept = windows[1:-1]
+    if not kept:
+        raise RuntimeError(f"too few windows to measure: {len(windows)}")
+    per_minute = 1.0 / len(kept)
+    tokens = sum(w["total_tokens"] for w in kept)
+    answered = sum(w["requests"] - w["throttled"] for w in kept)
+    sent = sum(w["requests"] for w in kept)
+    by_requests = rpm * tokens_per_request
+    ceiling = min(tpm, by_requests)
+    return {
+        "windows_kept": len(kept),
+        "tokens_per_minute": round(tokens * per_minute),
+        "ceiling_tokens_per_minute": round(ceiling),
+        "binding_limit": "tpm" if tpm <= by_requests else "rpm",
+        "utilisation": round(tokens * per_minute / ceiling, 4),
+        "requests_per_minute": round(answered * per_minute, 1),
+        "share_429": round(sum(w["throttled"] for w in kept) / sent, 4) if sent else 0.0,
+        "per_window_tokens": [w["total_tokens"] for w in windows],
+    }
+
+
+async def submit(app: httpx.AsyncClient, route: str, body: dict[str, Any]) -> str:
+    response = await app.post(f"/jobs/{route}", json=body)
+    if response.status_code != 202:
+        raise RuntimeError(f"submit answered {response.status_code}: {response.text}")
+    return str(response.json()["job_id"])
+
+
+async def wait_jobs(app: httpx.AsyncClient, job_ids: list[str], within: float) -> list[Any]:
+    """Each job's view once all are terminal."""
+    deadline = time.monotonic() + within
+    views: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        for job_id in job_ids:
+            if job_id in views:
+                continue
+            response = await app.get(f"/jobs/{job_id}", params={"page_size": 1})
+            if response.status_code == 200 and response.json()["status"] in TERMINAL:
+                views[job_id] = response.json()
+        if len(views) == len(job_ids):
+            return [views[j] for j in job_ids]
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"jobs not finished in {within:.0f}s: {sorted(set(job_ids) - set(views))}")
+
+
+def job_totals(views: list[Any]) -> dict[str, int]:
+    """Items over all jobs by outcome; `lost` is whatever did not succeed."""
+    counts = {"total": 0, "succeeded": 0, "failed": 0, "content_filtered": 0, "pending": 0}
+    for view in views:
+        for key in counts:
+            counts[key] += int(view["counts"][key])
+    return {**counts, "lost": counts["total"] - counts["succeeded"]}
+
+
+def print_result(result: dict[str, Any]) -> None:
+    print(json.dumps(result))

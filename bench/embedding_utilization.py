@@ -1,0 +1,176 @@
+"""Embedding quota utilisation: tokens per minute achieved over min(TPM, RPM x tokens per
+request), ours (embedding jobs through the real app) against a naive one-request-per-item
+loop with the openai SDK's defaults (its own retries), in the same run, on the same quota.
+
+    .venv/bin/python -m bench.embedding_utilization [--tpm 30000] [--rpm 180] [--window 6]
+
+The simulator's embedding deployment gets the quota, in compressed time (bench/_timescale.py:
+a "minute" is `--window` seconds on both sides; the app's AOAI_QUOTAS is the per-minute
+quota as Azure grants it). Each contender starts on a reset simulator. Tokens are counted on
+the simulator's side: `GET /sim/stats` for the deployment, sampled at the end of every fixed
+window of `--window` seconds; the first and last window are dropped. Nothing lost means every
+item of ours has a succeeded result; the naive loop loses an item when its request finally
+fails after the SDK's retries. Target: ours >= 0.95 with nothing lost. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from typing import Any
+
+import openai
+from openai import AsyncAzureOpenAI
+
+from bench._jobs import (
+    API_VERSION,
+    Rig,
+    Sampler,
+    job_totals,
+    print_result,
+    reset_sim,
+    rig,
+    submit,
+    utilisation,
+    wait_jobs,
+)
+from bench._timescale import scaled
+from devstack.aoai_simulator import SimulatorConfig
+
+DEPLOYMENT = "text-embedding-3-small"
+TARGET = 0.95
+WORDS = ("parcel", "invoice", "router", "refund", "latency", "warranty", "billing", "driver")
+
+
+def item_text(n: int, tokens: int) -> str:
+    """About `tokens` tokens (characters / 4, as the quota counts them), distinct per item."""
+    words = [f"{WORDS[(n + i) % len(WORDS)]}{n}" for i in range(tokens)]
+    return " ".join(words)[: tokens * 4].ljust(tokens * 4, ".")
+
+
+async def run_ours(rig_: Rig, args: argparse.Namespace) -> dict[str, Any]:
+    """Jobs sized to outlast the measured windows at the full quota; windows until they end."""
+    items_needed = (args.windows + 1) * args.tpm // args.item_tokens
+    per_job = -(-items_needed // args.jobs)
+    async with rig_.app() as app, rig_.sim() as sim:
+        await reset_sim(sim)
+        started = time.monotonic()
+        async with Sampler(sim, DEPLOYMENT, args.window) as sampler:
+            job_ids = []
+            for j in range(args.jobs):
+                body = {
+                    "items": [
+                        {"id": f"j{j}-{i}", "text": item_text(j * per_job + i, args.item_tokens)}
+                        for i in range(per_job)
+                    ],
+                    "dimensions": args.dimensions,
+                }
+                job_ids.append(await submit(app, "embeddings", body))
+            views = await wait_jobs(app, job_ids, within=args.window * (args.windows + 3) * 4)
+        elapsed = time.monotonic() - started
+    windows = sampler.windows()
+    answered = sum(w["requests"] - w["throttled"] for w in windows)
+    tokens = sum(w["total_tokens"] for w in windows)
+    return {
+        "jobs": args.jobs,
+        "items": per_job * args.jobs,
+        "seconds": round(elapsed, 1),
+        **utilisation(windows, args.tpm, args.rpm, tokens / max(1, answered)),
+        "tokens_per_request": round(tokens / max(1, answered)),
+        "items_by_outcome": job_totals(views),
+    }
+
+
+async def run_naive(rig_: Rig, args: argparse.Namespace) -> dict[str, Any]:
+    """One request per item, SDK defaults, `--naive-concurrency` at a time, for as many
+    windows as ours is measured over; items in flight at the end are waited for."""
+    lost = done = 0
+    next_item = 0
+    async with (
+        rig_.sim() as sim,
+        AsyncAzureOpenAI(
+            azure_endpoint=rig_.sim_url, api_key=rig_.sim_key, api_version=API_VERSION
+        ) as client,
+    ):
+        await reset_sim(sim)
+        deadline = time.monotonic() + args.window * (args.windows + 2)
+
+        async def worker() -> None:
+            nonlocal lost, done, next_item
+            while time.monotonic() < deadline:
+                n = next_item
+                next_item += 1
+                try:
+                    await client.embeddings.create(
+                        model=DEPLOYMENT, input=item_text(n, args.item_tokens),
+                        dimensions=args.dimensions,
+                    )  # fmt: skip
+                    done += 1
+                except openai.APIError:  # the SDK gave up after its retries: the item is lost
+                    lost += 1
+
+        async with Sampler(sim, DEPLOYMENT, args.window) as sampler:
+            await asyncio.gather(*(worker() for _ in range(args.naive_concurrency)))
+        stats = sampler.samples[-1]
+    windows = sampler.windows()
+    return {
+        "concurrency": args.naive_concurrency,
+        "max_retries": client.max_retries,
+        **utilisation(windows, args.tpm, args.rpm, args.item_tokens),
+        "tokens_per_request": args.item_tokens,
+        "items_by_outcome": {"total": next_item, "succeeded": done, "lost": lost},
+        "requests_sent_with_retries": int(stats["requests"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tpm", type=int, default=30_000, help="tokens per minute (quota)")
+    parser.add_argument("--rpm", type=int, default=180, help="requests per minute (quota)")
+    parser.add_argument("--window", type=float, default=6.0,
+                        help="seconds of a compressed minute (Azure: 60)")  # fmt: skip
+    parser.add_argument("--windows", type=int, default=11,
+                        help="windows measured, first and last included")  # fmt: skip
+    parser.add_argument("--item-tokens", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument(
+        "--dimensions", type=int, default=16, help="vector size (the local Cosmos DB stores them)"
+    )
+    parser.add_argument("--naive-concurrency", type=int, default=8)
+    parser.add_argument(
+        "--pacing-wait", type=float, default=None, help="runner's longest wait for quota, s (20)"
+    )
+    parser.add_argument("--skip-naive", action="store_true", help="ours only (diagnosis)")
+    args = parser.parse_args(argv)
+    config = SimulatorConfig.model_validate({})
+    deployment = config.deployment(DEPLOYMENT)
+    assert deployment is not None
+    deployment.tpm = scaled(args.tpm, args.window)
+    deployment.rpm = scaled(args.rpm, args.window)
+    config.rate_limit.window_seconds = args.window
+    quotas = f'{{"{DEPLOYMENT}": {{"tpm": {args.tpm}, "rpm": {args.rpm}}}}}'
+    with (
+        rig(config, args.window, args.pacing_wait) as stack,
+        stack.host({"AOAI_QUOTAS": quotas}) as running,
+    ):
+        ours = asyncio.run(run_ours(running, args))
+        naive = None if args.skip_naive else asyncio.run(run_naive(running, args))
+    print_result({
+        "benchmark": "embedding_utilization",
+        "tokens_counted_by": "simulator /sim/stats per deployment, sampled each window",
+        "tpm": args.tpm,
+        "rpm": args.rpm,
+        "window_seconds": args.window,
+        "item_tokens": args.item_tokens,
+        "cpus": os.cpu_count(),
+        "ours": ours,
+        **({"naive": naive} if naive else {}),
+        "target": TARGET,
+        "within_target": ours["utilisation"] >= TARGET and ours["items_by_outcome"]["lost"] == 0,
+    })  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
