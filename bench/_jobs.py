@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench._serve import serve
-from bench._timescale import host_env, host_json
+from bench._timescale import TimeScale, host_env, host_json
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
 from devstack.emulators.processes import free_port
@@ -59,8 +59,7 @@ class Stack:
 
     tmp: Path
     environ: dict[str, str]
-    window: float
-    pacing_wait: float | None
+    scale: TimeScale
 
     @contextmanager
     def host(self, app_settings: dict[str, str]) -> Iterator[Rig]:
@@ -75,9 +74,9 @@ class Stack:
         }
         asyncio.run(provision(load_settings(environ)))
         folder = self.tmp / f"app-{suffix}"
-        host_json(folder, self.window)
+        host_json(folder, self.scale.window)
         app_dir = make_app_dir(folder, environ)
-        hook = host_env(self.tmp / "hook", self.window, self.pacing_wait)
+        hook = host_env(self.tmp / "hook", self.scale)
         with run_app_host(app_dir, extra_env=hook) as host:
             try:
                 yield Rig(host.url, host.key, environ["AZURE_OPENAI_ENDPOINT"],
@@ -89,11 +88,9 @@ class Stack:
 
 
 @contextmanager
-def rig(
-    config: SimulatorConfig, window: float, pacing_wait: float | None = None
-) -> Iterator[Stack]:
+def rig(config: SimulatorConfig, scale: TimeScale) -> Iterator[Stack]:
     """Emulators and the simulator in a temporary folder, stopped after; quota windows of
-    `window` seconds on both sides (see bench/_timescale.py)."""
+    `scale.window` seconds on both sides (see bench/_timescale.py)."""
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "emulators"
         stack = start_emulators(EmulatorPorts.free(), state, in_memory=True)
@@ -107,7 +104,7 @@ def rig(
                 environ = stack_environ(
                     stack, AZURE_OPENAI_ENDPOINT=sim_url, AZURE_OPENAI_API_KEY=sim_key
                 )
-                yield Stack(Path(tmp), environ, window, pacing_wait)
+                yield Stack(Path(tmp), environ, scale)
         finally:
             stop_emulators(state, grace=1.0)
 

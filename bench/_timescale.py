@@ -12,11 +12,17 @@ compressed too: the limiter's margins, the runner's longest pacing wait
 (shared/job_runner.py MAX_PACING_WAIT) and the host's queue `maxPollingInterval` (a copy of
 host.json). HTTP, Cosmos DB and queue round trips keep real time, so compression can only
 make the pipeline look worse than on Azure, never better.
+
+`--diagnose headers,settle` (both benchmarks) runs the app without one or both suspected
+faults of the limiter's feeding, to measure what they cost: `headers` makes the limiter deaf
+to `x-ratelimit-remaining-*` (harmless with one host), `settle` keeps each reservation at the
+estimate the quota charged instead of correcting it to the usage returned.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench._serve import ROOT
@@ -58,13 +64,22 @@ if os.environ.get("BENCH_DIAGNOSE"):  # what the limiter does without two suspec
 '''
 
 
-def host_env(folder: Path, window: float, pacing_wait: float | None) -> dict[str, str]:
+@dataclass(frozen=True)
+class TimeScale:
+    window: float  # seconds of a compressed minute
+    pacing_wait: float | None = None  # MAX_PACING_WAIT to try, in Azure seconds
+    diagnose: str = ""  # "headers", "settle" or both, comma-separated
+
+
+def host_env(folder: Path, scale: TimeScale) -> dict[str, str]:
     """Environment for the host process: the hook first on PYTHONPATH, then the repository."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sitecustomize.py").write_text(HOOK)
-    env = {"PYTHONPATH": f"{folder}:{ROOT}", "BENCH_QUOTA_WINDOW_SECONDS": str(window)}
-    if pacing_wait is not None:
-        env["BENCH_PACING_WAIT_SECONDS"] = str(pacing_wait)
+    env = {"PYTHONPATH": f"{folder}:{ROOT}", "BENCH_QUOTA_WINDOW_SECONDS": str(scale.window)}
+    if scale.pacing_wait is not None:
+        env["BENCH_PACING_WAIT_SECONDS"] = str(scale.pacing_wait)
+    if scale.diagnose:
+        env["BENCH_DIAGNOSE"] = scale.diagnose
     return env
 
 

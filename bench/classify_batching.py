@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from bench._jobs import Rig, Sampler, print_result, reset_sim, rig, submit
-from bench._timescale import scaled
+from bench._timescale import TimeScale, scaled
 from devstack.aoai_simulator import SimulatorConfig
 from shared.classification import MESSAGE_OVERHEAD_TOKENS, max_answer_tokens, messages
 from shared.embeddings import estimate_tokens
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds of a compressed minute (Azure: 60)")  # fmt: skip
     parser.add_argument("--windows", type=int, default=4,
                         help="windows measured per size, first and last included")  # fmt: skip
+    parser.add_argument("--diagnose", default="", help="headers,settle (bench/_timescale.py)")
     args = parser.parse_args(argv)
     config = SimulatorConfig.model_validate({})
     deployment = config.deployment(DEPLOYMENT)
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     config.rate_limit.window_seconds = args.window
     quotas = f'{{"{DEPLOYMENT}": {{"tpm": {args.tpm}, "rpm": {args.rpm}}}}}'
     results = []
-    with rig(config, args.window) as stack:
+    with rig(config, TimeScale(args.window, diagnose=args.diagnose)) as stack:
         for size in (int(s) for s in args.sizes.split(",")):
             settings = {"AOAI_QUOTAS": quotas, "CLASSIFY_ITEMS_PER_REQUEST": str(size)}
             with stack.host(settings) as running:
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         "tpm": args.tpm,
         "rpm": args.rpm,
         "window_seconds": args.window,
+        "diagnose": args.diagnose or None,
         "labels": len(LABELS),
         "cpus": os.cpu_count(),
         "sizes": results,

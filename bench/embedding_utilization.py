@@ -36,7 +36,7 @@ from bench._jobs import (
     utilisation,
     wait_jobs,
 )
-from bench._timescale import scaled
+from bench._timescale import TimeScale, scaled
 from devstack.aoai_simulator import SimulatorConfig
 
 DEPLOYMENT = "text-embedding-3-small"
@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         "--pacing-wait", type=float, default=None, help="runner's longest wait for quota, s (20)"
     )
     parser.add_argument("--skip-naive", action="store_true", help="ours only (diagnosis)")
+    parser.add_argument("--diagnose", default="", help="headers,settle (bench/_timescale.py)")
     args = parser.parse_args(argv)
     config = SimulatorConfig.model_validate({})
     deployment = config.deployment(DEPLOYMENT)
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     config.rate_limit.window_seconds = args.window
     quotas = f'{{"{DEPLOYMENT}": {{"tpm": {args.tpm}, "rpm": {args.rpm}}}}}'
     with (
-        rig(config, args.window, args.pacing_wait) as stack,
+        rig(config, TimeScale(args.window, args.pacing_wait, args.diagnose)) as stack,
         stack.host({"AOAI_QUOTAS": quotas}) as running,
     ):
         ours = asyncio.run(run_ours(running, args))
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         "tpm": args.tpm,
         "rpm": args.rpm,
         "window_seconds": args.window,
+        "diagnose": args.diagnose or None,
         "item_tokens": args.item_tokens,
         "cpus": os.cpu_count(),
         "ours": ours,
