@@ -8,6 +8,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from tests.conftest import ROOT
 
 SHAPE = {"windows_kept", "tokens_per_minute", "ceiling_tokens_per_minute", "binding_limit",
@@ -26,6 +28,7 @@ def run_bench(module: str, *args: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.timeout(400)  # two contenders, each a few short windows, plus start-up
 def test_embedding_utilization_measures_both_and_ours_loses_nothing() -> None:
     result = run_bench(
         "bench.embedding_utilization",
@@ -46,6 +49,7 @@ def test_embedding_utilization_measures_both_and_ours_loses_nothing() -> None:
     assert isinstance(result["within_target"], bool)
 
 
+@pytest.mark.timeout(400)  # a host start per size
 def test_classify_batching_reports_each_size_without_failures() -> None:
     result = run_bench(
         "bench.classify_batching",
