@@ -11,6 +11,10 @@ the simulator's side: `GET /sim/stats` for the deployment, sampled at the end of
 window of `--window` seconds; the first and last window are dropped. Nothing lost means every
 item of ours has a succeeded result; the naive loop loses an item when its request finally
 fails after the SDK's retries. Target: ours >= 0.95 with nothing lost. Prints one JSON object.
+
+Ours is 4 jobs (`--jobs`) sized to outlast the windows at the full quota; the naive loop runs
+8 requests at a time (`--naive-concurrency`, the app's JOB_CONCURRENCY) for as many windows.
+For diagnosis: `--skip-naive`, `--pacing-wait` and `--diagnose` (bench/_timescale.py).
 """
 
 from __future__ import annotations
