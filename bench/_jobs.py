@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from bench._serve import serve
-from bench._timescale import TimeScale, host_env, host_json
+from bench._timescale import TimeScale, host_json
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
 from devstack.emulators.processes import free_port
@@ -70,14 +70,14 @@ class Stack:
             "EMBEDDING_QUEUE": f"bench-emb-{suffix}",
             "CLASSIFICATION_QUEUE": f"bench-cls-{suffix}",
             "OUTBOX_QUEUE": f"bench-out-{suffix}",
+            **self.scale.app_settings(),
             **app_settings,
         }
         asyncio.run(provision(load_settings(environ)))
         folder = self.tmp / f"app-{suffix}"
         host_json(folder, self.scale.window)
         app_dir = make_app_dir(folder, environ)
-        hook = host_env(self.tmp / "hook", self.scale)
-        with run_app_host(app_dir, extra_env=hook) as host:
+        with run_app_host(app_dir) as host:
             try:
                 yield Rig(host.url, host.key, environ["AZURE_OPENAI_ENDPOINT"],
                           environ["AZURE_OPENAI_API_KEY"], host.log)  # fmt: skip

@@ -104,7 +104,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds of a compressed minute (Azure: 60)")  # fmt: skip
     parser.add_argument("--windows", type=int, default=4,
                         help="windows measured per size, first and last included")  # fmt: skip
-    parser.add_argument("--diagnose", default="", help="headers,settle (bench/_timescale.py)")
     args = parser.parse_args(argv)
     config = SimulatorConfig.model_validate({})
     deployment = config.deployment(DEPLOYMENT)
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     config.rate_limit.window_seconds = args.window
     quotas = f'{{"{DEPLOYMENT}": {{"tpm": {args.tpm}, "rpm": {args.rpm}}}}}'
     results = []
-    with rig(config, TimeScale(args.window, diagnose=args.diagnose)) as stack:
+    with rig(config, TimeScale(args.window)) as stack:
         for size in (int(s) for s in args.sizes.split(",")):
             settings = {"AOAI_QUOTAS": quotas, "CLASSIFY_ITEMS_PER_REQUEST": str(size)}
             with stack.host(settings) as running:
@@ -125,7 +124,6 @@ def main(argv: list[str] | None = None) -> None:
         "tpm": args.tpm,
         "rpm": args.rpm,
         "window_seconds": args.window,
-        "diagnose": args.diagnose or None,
         "labels": len(LABELS),
         "cpus": os.cpu_count(),
         "sizes": results,

@@ -14,7 +14,7 @@ fails after the SDK's retries. Target: ours >= 0.95 with nothing lost. Prints on
 
 Ours is 4 jobs (`--jobs`) sized to outlast the windows at the full quota; the naive loop runs
 8 requests at a time (`--naive-concurrency`, the app's JOB_CONCURRENCY) for as many windows.
-For diagnosis: `--skip-naive`, `--pacing-wait` and `--diagnose` (bench/_timescale.py).
+For diagnosis: `--skip-naive`.
 """
 
 from __future__ import annotations
@@ -143,11 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         "--dimensions", type=int, default=16, help="vector size (the local Cosmos DB stores them)"
     )
     parser.add_argument("--naive-concurrency", type=int, default=8)
-    parser.add_argument(
-        "--pacing-wait", type=float, default=None, help="runner's longest wait for quota, s (20)"
-    )
     parser.add_argument("--skip-naive", action="store_true", help="ours only (diagnosis)")
-    parser.add_argument("--diagnose", default="", help="headers,settle (bench/_timescale.py)")
     args = parser.parse_args(argv)
     config = SimulatorConfig.model_validate({})
     deployment = config.deployment(DEPLOYMENT)
@@ -157,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     config.rate_limit.window_seconds = args.window
     quotas = f'{{"{DEPLOYMENT}": {{"tpm": {args.tpm}, "rpm": {args.rpm}}}}}'
     with (
-        rig(config, TimeScale(args.window, args.pacing_wait, args.diagnose)) as stack,
+        rig(config, TimeScale(args.window)) as stack,
         stack.host({"AOAI_QUOTAS": quotas}) as running,
     ):
         ours = asyncio.run(run_ours(running, args))
@@ -168,7 +164,6 @@ def main(argv: list[str] | None = None) -> None:
         "tpm": args.tpm,
         "rpm": args.rpm,
         "window_seconds": args.window,
-        "diagnose": args.diagnose or None,
         "item_tokens": args.item_tokens,
         "cpus": os.cpu_count(),
         "ours": ours,

@@ -26,7 +26,7 @@ from shared.errors import AppError, ContentFiltered, InvalidRequest
 from shared.job_models import Item, JobSpec, ResultDoc
 from shared.job_results import failed_result, request_usage_id, share_usage
 from shared.jobs import now, result_id
-from shared.limiter import DeploymentLimiter
+from shared.limiter import Reservation
 from shared.models import ErrorDetail, Usage
 from shared.settings import Settings
 
@@ -119,7 +119,7 @@ class ClassificationService:
         return prompt + max_answer_tokens(spec, group)
 
     async def run(
-        self, group: list[Item], spec: JobSpec, site: CallSite, limiter: DeploymentLimiter
+        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
     ) -> list[ResultDoc]:
         """Label one group. Raises AppError for a failure of the whole request (429, 5xx,
         timeout, auth); filtered, refused and malformed answers are settled here."""
@@ -132,7 +132,7 @@ class ClassificationService:
             raw = await self.client.chat.completions.with_raw_response.create(**args)
         except openai.OpenAIError as error:
             if isinstance(error, openai.APIStatusError):
-                limiter.observe(error.response.headers)
+                reservation.refused(error.response.headers)
             item_id = group[0].id if len(group) == 1 else None
             failure: AppError = await self.books.failed(
                 site, error, started=started, prompt=prompt[1]["content"], item_id=item_id,
@@ -140,7 +140,7 @@ class ClassificationService:
             )  # fmt: skip
             if isinstance(failure, ContentFiltered | InvalidRequest):
                 if len(group) > 1:
-                    return await self._split(group, spec, site, limiter, singly=True)
+                    return await self._split(group, spec, site, reservation, singly=True)
                 return [
                     failed_result(job_id, group[0].id, "classification", failure.detail(),
                                   spec.deployment,
@@ -148,7 +148,7 @@ class ClassificationService:
                                   if isinstance(failure, ContentFiltered) else None)
                 ]  # fmt: skip
             raise failure from None
-        limiter.observe(raw.headers)
+        reservation.answered(raw.headers)  # charged: the prompt estimate and max tokens
         completion = raw.parse()
         choice = completion.choices[0]
         usage = usage_of(completion.usage)
@@ -160,7 +160,7 @@ class ClassificationService:
         problem: ErrorDetail | None = None
         if flagged is not None:
             if len(group) > 1:
-                return await self._split(group, spec, site, limiter, singly=True)
+                return await self._split(group, spec, site, reservation, singly=True)
             await self.books.filtered(site, flagged, None, item_id=group[0].id)
             detail = ErrorDetail(code="content_filter", message="the answer was filtered")
             return [
@@ -177,7 +177,7 @@ class ClassificationService:
                 f"{choice.finish_reason})",
             )
             if len(group) > 1:
-                return await self._split(group, spec, site, limiter, singly=False)
+                return await self._split(group, spec, site, reservation, singly=False)
             return [failed_result(job_id, group[0].id, "classification", problem, spec.deployment,
                                   usage=usage)]  # fmt: skip
         return label_results(site.job_id or "", group, spec, answers,
@@ -188,7 +188,7 @@ class ClassificationService:
         group: list[Item],
         spec: JobSpec,
         site: CallSite,
-        limiter: DeploymentLimiter,
+        reservation: Reservation,
         *,
         singly: bool,
     ) -> list[ResultDoc]:
@@ -196,7 +196,7 @@ class ClassificationService:
                                                            group[len(group) // 2 :]]  # fmt: skip
         results: list[ResultDoc] = []
         for part in parts:
-            results.extend(await self.run(part, spec, site, limiter))
+            results.extend(await self.run(part, spec, site, reservation))
         return results
 
 

@@ -23,7 +23,7 @@ from shared.errors import AppError, InvalidRequest
 from shared.job_models import Item, JobSpec, ResultDoc
 from shared.job_results import failed_result, request_usage_id, share_usage
 from shared.jobs import now, result_id
-from shared.limiter import DeploymentLimiter
+from shared.limiter import Reservation
 from shared.models import ErrorDetail, Usage
 from shared.settings import Settings
 
@@ -65,7 +65,7 @@ class EmbeddingService:
         return sum(estimate_tokens(item.text) for item in group)
 
     async def run(
-        self, group: list[Item], spec: JobSpec, site: CallSite, limiter: DeploymentLimiter
+        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
     ) -> list[ResultDoc]:
         """Embed one group; a group the service refuses as too large is split and retried.
         Raises AppError for a failure of the whole request (429, 5xx, timeout, auth)."""
@@ -88,9 +88,9 @@ class EmbeddingService:
                 )
                 for item in too_long
             ]
-            return failed + (await self.run(rest, spec, site, limiter) if rest else [])
+            return failed + (await self.run(rest, spec, site, reservation) if rest else [])
         try:
-            return await self._call(group, spec, site, limiter)
+            return await self._call(group, spec, site, reservation)
         except InvalidRequest as error:
             if len(group) == 1:
                 return [
@@ -99,12 +99,12 @@ class EmbeddingService:
                     )
                 ]
             half = len(group) // 2
-            return await self.run(group[:half], spec, site, limiter) + await self.run(
-                group[half:], spec, site, limiter
+            return await self.run(group[:half], spec, site, reservation) + await self.run(
+                group[half:], spec, site, reservation
             )
 
     async def _call(
-        self, group: list[Item], spec: JobSpec, site: CallSite, limiter: DeploymentLimiter
+        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
     ) -> list[ResultDoc]:
         args: dict[str, Any] = {"model": spec.deployment, "input": [i.text for i in group]}
         if spec.dimensions is not None:
@@ -115,13 +115,13 @@ class EmbeddingService:
             raw = await self.client.embeddings.with_raw_response.create(**args)
         except openai.OpenAIError as error:
             if isinstance(error, openai.APIStatusError):
-                limiter.observe(error.response.headers)
+                reservation.refused(error.response.headers)
             failure: AppError = await self.books.failed(
                 site, error, started=started, prompt=None, record_id=record_id
             )
             raise failure from None
-        limiter.observe(raw.headers)
         response = raw.parse()
+        reservation.answered(raw.headers, charged=response.usage.prompt_tokens)
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens, total_tokens=response.usage.total_tokens
         )

@@ -4,7 +4,8 @@ time is up. Whatever is left goes back to the queue (see shared/worker.py).
 
 Inside a queue invocation nothing sleeps on the server's behalf: the first 429 stops new
 requests and its retry-after becomes the continuation's delay. The limiter's own pacing (a
-short wait for room in the quota) is the one wait allowed, bounded by `MAX_PACING_WAIT`.
+short wait for room in the quota) is the one wait allowed, bounded by a third of the quota's
+minute (20 s on Azure).
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from typing import Literal, Protocol
 from shared.bookkeeping import CallSite
 from shared.errors import AppError, RateLimited, translate
 from shared.job_models import Item, JobSpec, ResultDoc
-from shared.limiter import DeploymentLimiter
+from shared.limiter import DeploymentLimiter, Reservation
 
 log = logging.getLogger(__name__)
 
-MAX_PACING_WAIT = 20.0
+PACING_SHARE_OF_MINUTE = 1 / 3
 CANCEL_CHECK_SECONDS = 2.0
 
 Stop = Literal["done", "rate_limited", "passing", "slice", "cancelled"]
@@ -34,7 +35,7 @@ class JobService(Protocol):
     def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]: ...
 
     async def run(
-        self, group: list[Item], spec: JobSpec, site: CallSite, limiter: DeploymentLimiter
+        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
     ) -> list[ResultDoc]: ...
 
 
@@ -50,7 +51,7 @@ class SliceOutcome:
 async def run_slice(
     groups: list[list[Item]],
     *,
-    run: Callable[[list[Item]], Awaitable[list[ResultDoc]]],
+    run: Callable[[list[Item], Reservation], Awaitable[list[ResultDoc]]],
     estimate: Callable[[list[Item]], int],
     write: Callable[[list[ResultDoc]], Awaitable[None]],
     fail: Callable[[list[Item], AppError], list[ResultDoc]],
@@ -90,7 +91,8 @@ async def run_slice(
                 stop("cancelled", group)
                 return
             tokens = estimate(group)
-            wait = min(MAX_PACING_WAIT, max(0.0, deadline - time.monotonic()))
+            pacing = limiter.minute * PACING_SHARE_OF_MINUTE
+            wait = min(pacing, max(0.0, deadline - time.monotonic()))
             if not await limiter.acquire(tokens, max_wait=wait):
                 outcome.retry_after = max(outcome.retry_after or 0.0, limiter.delay_for(tokens))
                 stop("rate_limited", group)
@@ -101,9 +103,9 @@ async def run_slice(
                 return
             try:
                 outcome.requests += 1
-                results = await run(group)
+                # The service settles the reservation when it answers (or refuses).
+                results = await run(group, Reservation(limiter, tokens))
                 await write(results)
-                limiter.settle(tokens, sum(r.usage.total_tokens for r in results) or tokens)
             except Exception as error:
                 failure = translate(error)
                 if failure is None:

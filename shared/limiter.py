@@ -192,18 +192,24 @@ class DeploymentLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         name: str = "",
+        minute: float = 60.0,
     ) -> None:
         self.name = name
         self._clock = clock
         self._sleep = sleep
+        # Azure's quota minute. Tests and benchmarks shorten it (AOAI_QUOTA_WINDOW_SECONDS)
+        # together with the simulator's window; every duration below scales with it.
+        self.minute = minute
+        scale = minute / 60.0
+        self._recovery_per_second = RECOVERY_PER_SECOND / scale
         self._tpm = tpm
         # The service's unit is requests per 10 s window; learnt limits arrive in that unit.
         self._per_window: int | None = None if rpm is None else max(1, rpm // 6)
         self._learn_tokens, self._learn_requests = tpm is None, rpm is None
-        self._tokens = _Window(TOKEN_WINDOW, TOKEN_MARGIN)
-        self._requests = _Window(REQUEST_WINDOW, REQUEST_MARGIN)
+        self._tokens = _Window(TOKEN_WINDOW * scale, TOKEN_MARGIN * scale)
+        self._requests = _Window(REQUEST_WINDOW * scale, REQUEST_MARGIN * scale)
         # Smoothing only, no service counter to match: it needs no margin, costs no throughput.
-        self._second = _Window(1.0, 0.0)
+        self._second = _Window(1.0 * scale, 0.0)
         self._paused_until = -math.inf
         self._factor = 1.0
         self._factor_at = clock()
@@ -336,7 +342,7 @@ class DeploymentLimiter:
     def _recover(self, now: float) -> float:
         if self._factor < 1.0:
             elapsed = max(0.0, now - self._factor_at)
-            self._factor = min(1.0, self._factor + elapsed * RECOVERY_PER_SECOND)
+            self._factor = min(1.0, self._factor + elapsed * self._recovery_per_second)
         self._factor_at = now
         return self._factor
 
@@ -354,8 +360,10 @@ class Limiters:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        minute: float = 60.0,
     ) -> None:
         self._quotas = dict(quotas)
+        self._minute = minute
         self._clock = clock
         self._sleep = sleep
         self._limiters: dict[str, DeploymentLimiter] = {}
@@ -373,6 +381,39 @@ class Limiters:
                     clock=self._clock,
                     sleep=self._sleep,
                     name=deployment,
+                    minute=self._minute,
                 )
                 self._limiters[deployment] = limiter
             return limiter
+
+
+@dataclass
+class Reservation:
+    """One request's share of the quota, from `acquire` to the service's answer.
+
+    The order matters (see `DeploymentLimiter.observe`): the reservation is settled first,
+    then the answer's headers are observed, so requests still in flight are not taken for
+    other hosts' usage. A request that got no answer at all (a timeout) stays reserved: the
+    service may have counted it.
+    """
+
+    limiter: DeploymentLimiter
+    tokens: int
+    settled: bool = False
+
+    def answered(self, headers: Mapping[str, str], charged: int | None = None) -> None:
+        """The service answered and charged `charged` tokens (default: what was reserved,
+        as for chat, where the quota charges the prompt estimate plus max tokens)."""
+        self._settle(self.tokens if charged is None else charged)
+        self.limiter.observe(headers)
+
+    def refused(self, headers: Mapping[str, str]) -> None:
+        """The service refused the request (429, 400): it was not charged."""
+        self._settle(0)
+        self.limiter.observe(headers)
+
+    def _settle(self, used: int) -> None:
+        # A split request answers several times; only its first answer settles.
+        if not self.settled:
+            self.limiter.settle(self.tokens, used)
+            self.settled = True

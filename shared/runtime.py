@@ -112,7 +112,7 @@ def create_runtime(settings: Settings) -> Runtime:
         settings=settings,
         jobs=jobs,
         queues=queues,
-        limiters=Limiters(settings.aoai_quotas),
+        limiters=Limiters(settings.aoai_quotas, minute=settings.aoai_quota_window_seconds),
         embeddings=EmbeddingService(settings, job_client, books),
         classification=ClassificationService(settings, job_client, books),
         batches=batches,

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         '{"tpm": 350000, "rpm": 2100}}; rpm defaults to 6 per 1,000 TPM. Job limiters pace '
         "calls to it; an unlisted deployment is paced by the rate-limit headers and 429s only.",
     )
+    aoai_quota_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=60,
+        description="Azure's quota minute, as the job limiters count it; shorten it only with "
+        "the simulator's window, to compress time in tests and benchmarks.",
+    )
 
     # --- Cosmos DB ----------------------------------------------------------------------
     cosmos_endpoint: HttpUrl = Field(description="Cosmos DB account endpoint.")

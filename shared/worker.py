@@ -44,7 +44,7 @@ from shared.job_models import (
 from shared.job_results import failed_result
 from shared.job_runner import SliceOutcome, run_slice
 from shared.jobs import OPEN, JobStore, is_terminal, now
-from shared.limiter import Limiters
+from shared.limiter import Limiters, Reservation
 from shared.models import ErrorDetail
 from shared.queues import JobQueues
 from shared.settings import Settings
@@ -168,8 +168,8 @@ class JobWorker:
                 return service.estimate(group, spec)
             return service.estimate(group)
 
-        async def run(group: list[Item]) -> list[ResultDoc]:
-            return await service.run(group, spec, site, limiter)
+        async def run(group: list[Item], reservation: Reservation) -> list[ResultDoc]:
+            return await service.run(group, spec, site, reservation)
 
         # A request of a tenth of the quota keeps the flow steady and fits any window.
         budget = limiter.token_limit // 10 if limiter.token_limit else None
