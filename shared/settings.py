@@ -263,7 +263,7 @@ class Settings(BaseSettings):
         default=300_000, ge=1, description="Estimated tokens per embeddings request (Azure: 300k)."
     )
     classify_items_per_request: int = Field(
-        default=20, ge=1, le=200, description="Items labelled by one chat request (docs/jobs.md)."
+        default=10, ge=1, le=200, description="Items labelled by one chat request (docs/jobs.md)."
     )
     poison_sweep_schedule: str = Field(
         default="0 */1 * * * *", description="NCRONTAB schedule of the poison-queue sweep."
