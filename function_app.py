@@ -60,6 +60,11 @@ async def health(req: Request) -> Response:
     return await guarded(req, lambda rid: api.health(get_runtime(), req, rid))
 
 
+@app.route(route="health/details", methods=["GET"])
+async def health_details(req: Request) -> Response:
+    return await guarded(req, lambda rid: api.health_details(get_runtime(), req, rid))
+
+
 @app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def openapi(req: Request) -> Response:
     return await guarded(req, lambda rid: api.openapi(get_runtime(), req, rid))
@@ -96,3 +101,8 @@ async def record_poison(timer: func.TimerRequest) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%BATCH_POLL_SCHEDULE%", run_on_startup=False)
 async def poll_batches(timer: func.TimerRequest) -> None:
     await get_runtime().batches.poll()
+
+
+@app.timer_trigger(arg_name="timer", schedule="%USAGE_ROLLUP_SCHEDULE%", run_on_startup=False)
+async def roll_up_usage(timer: func.TimerRequest) -> None:
+    await get_runtime().rollups.run()

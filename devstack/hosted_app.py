@@ -25,6 +25,8 @@ from devstack.emulators.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 FUNCTION_KEY = "test-function-key"
+# A made-up value for test stacks only; real ones are generated (make run) or in Key Vault.
+TEST_USER_HASH_SECRET = "test-user-hash-secret-0123456789abcdef"  # noqa: S105
 
 
 def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
@@ -45,6 +47,8 @@ def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
         "OUTBOX_QUEUE": "cosmos-outbox",
         "POISON_SWEEP_SCHEDULE": "*/5 * * * * *",
         "BATCH_POLL_SCHEDULE": "0 */5 * * * *",
+        "USAGE_ROLLUP_SCHEDULE": "*/2 * * * * *",
+        "USER_HASH_SECRET": TEST_USER_HASH_SECRET,
         **overrides,
     }
 

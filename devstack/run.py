@@ -100,18 +100,25 @@ class StopSignals:
         return self.requested
 
 
+# Settings `make run` makes up on this machine, never committed: each gets a fresh random value
+# when local.settings.json is created, and when an older local.settings.json lacks it.
+GENERATED_SETTINGS = (FUNCTION_KEY_SETTING, "USER_HASH_SECRET")
+
+
 def ensure_local_settings(root: Path = ROOT, example: Path | None = None) -> bool:
-    """Create local.settings.json from the example with a fresh function key. True if created."""
+    """Create local.settings.json from the example, or fill in what an older one lacks, with
+    fresh secrets (GENERATED_SETTINGS). True if the file was created."""
     target = root / "local.settings.json"
-    if target.exists():
-        return False
-    source = example or root / "local.settings.json.example"
-    template = json.loads(source.read_text())
-    values: dict[str, Any] = template.setdefault("Values", {})
-    if not values.get(FUNCTION_KEY_SETTING):
-        values[FUNCTION_KEY_SETTING] = secrets.token_urlsafe(32)
-    target.write_text(json.dumps(template, indent=2) + "\n")
-    return True
+    created = not target.exists()
+    source = (example or root / "local.settings.json.example") if created else target
+    settings = json.loads(source.read_text())
+    values: dict[str, Any] = settings.setdefault("Values", {})
+    missing = [name for name in GENERATED_SETTINGS if not values.get(name)]
+    for name in missing:
+        values[name] = secrets.token_urlsafe(32)
+    if created or missing:
+        target.write_text(json.dumps(settings, indent=2) + "\n")
+    return created
 
 
 def _loopback_port(url: str, default: int) -> int:
@@ -179,7 +186,7 @@ def banner(api: str, key: str, sim_url: str, stack: Any, state_dir: Path) -> str
         "",
         "Local stack is up (Ctrl-C stops everything):",
         f"  Functions host     {api}/...",
-        f"  Function key       {key}   (header x-functions-key or ?code=)",
+        f"  Function key       {key}   (header x-functions-key; printed here, never logged)",
         f"  Azure OpenAI sim   {sim_url}",
         f"  Azurite            blob {stack.blob_endpoint}  queue {stack.queue_endpoint}",
         f"                     table {stack.table_endpoint}",
@@ -255,7 +262,7 @@ def run(app_dir: Path = ROOT, state_dir: Path = STATE_DIR) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     emulator_state = state_dir / EMULATORS
     if ensure_local_settings(app_dir, ROOT / "local.settings.json.example"):
-        print("Created local.settings.json from local.settings.json.example (new function key)")
+        print("Created local.settings.json from local.settings.json.example (new secrets)")
     settings = load_settings(app_dir)
     apply_values(settings.values, os.environ)
     (state_dir / "run.pid").write_text(str(os.getpid()))

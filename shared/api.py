@@ -9,10 +9,19 @@ from __future__ import annotations
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from shared.health import check_health
-from shared.http import json_response, parse_model, read_body, read_json
+from shared.callers import (
+    CHAT_ROLE,
+    JOBS_ROLE,
+    USAGE_ROLE,
+    Principal,
+    Role,
+    principal_of,
+    require_role,
+)
+from shared.chat import Caller
+from shared.http import client_request_id_of, json_response, parse_model, read_body, read_json
 from shared.job_models import JobKind, JobQuery
-from shared.models import ChatRequest, UsageQuery
+from shared.models import ChatRequest, HealthStatus, UsageQuery
 from shared.openapi import openapi_document
 from shared.runtime import Runtime
 from shared.usage import usage_report
@@ -24,27 +33,46 @@ SSE_HEADERS = {
 }
 
 
+def authorised(rt: Runtime, req: Request, role: Role) -> Principal | None:
+    """The signed-in caller, after checking its app role (with ENTRA_AUTH on)."""
+    principal = principal_of(req.headers, trusted=rt.settings.entra_auth)
+    require_role(principal, role, enforced=rt.settings.entra_auth)
+    return principal
+
+
 async def chat(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/chat`: JSON answer, or Server-Sent Events when `stream` is true."""
+    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
     request = await read_json(req, ChatRequest, context={"settings": rt.settings})
     if not request.stream:
-        return json_response(await rt.chat.complete(request, request_id))
-    frames = await rt.chat.open_stream(request, request_id)
+        return json_response(await rt.chat.complete(request, request_id, caller))
+    frames = await rt.chat.open_stream(request, request_id, caller)
     return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 async def usage(rt: Runtime, req: Request, request_id: str) -> Response:
-    """`GET /api/usage?since=&until=&group_by=`."""
+    """`GET /api/usage?since=&until=&group_by=`: from the daily roll-ups (bounded cost)."""
+    authorised(rt, req, USAGE_ROLE)
     query = parse_model(UsageQuery, dict(req.query_params))
     report = await usage_report(
-        rt.store, query, rt.settings.model_prices, rt.settings.batch_discount
+        rt.rollups,
+        query,
+        rt.settings.model_prices,
+        rt.settings.batch_discount,
+        max_cells=rt.settings.usage_report_max_cells,
     )
     return json_response(report)
 
 
 async def health(rt: Runtime, req: Request, request_id: str) -> Response:
-    """`GET /api/health`: 200 when Cosmos, queues and Azure OpenAI answer, else 503."""
-    report = await check_health(rt.store, rt.queues, rt.aoai)
+    """`GET /api/health` (anonymous): the status only, from checks at most a few seconds old."""
+    report = await rt.health.report()
+    return json_response(HealthStatus(status=report.status), 200 if report.status == "ok" else 503)
+
+
+async def health_details(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`GET /api/health/details` (function key): each check's result, latency and error."""
+    report = await rt.health.report()
     return json_response(report, 200 if report.status == "ok" else 503)
 
 
@@ -54,6 +82,7 @@ async def openapi(rt: Runtime, req: Request, request_id: str) -> Response:
 
 async def submit_job(rt: Runtime, req: Request, request_id: str, kind: JobKind) -> Response:
     """`POST /api/jobs/embeddings` and `/api/jobs/classifications`: 202 with the job id."""
+    authorised(rt, req, JOBS_ROLE)
     body = await read_body(req)
     accepted = await rt.job_requests.submit(
         kind, body, request_id, status_url=lambda job_id: f"{req.base_url}api/jobs/{job_id}"
@@ -63,6 +92,7 @@ async def submit_job(rt: Runtime, req: Request, request_id: str, kind: JobKind) 
 
 async def get_job(rt: Runtime, req: Request, request_id: str) -> Response:
     """`GET /api/jobs/{job_id}?page_size=&continuation=`: status, counts, one page of results."""
+    authorised(rt, req, JOBS_ROLE)
     query = parse_model(JobQuery, dict(req.query_params))
     return json_response(
         await rt.job_requests.view(req.path_params["job_id"], query.page_size, query.continuation)
@@ -71,4 +101,5 @@ async def get_job(rt: Runtime, req: Request, request_id: str) -> Response:
 
 async def cancel_job(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/jobs/{job_id}/cancel`: no new requests; results so far are kept."""
+    authorised(rt, req, JOBS_ROLE)
     return json_response(await rt.job_requests.cancel(req.path_params["job_id"]))

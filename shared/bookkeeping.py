@@ -27,6 +27,7 @@ from shared.content_filter import Source
 from shared.errors import AppError, ContentFiltered, UpstreamError, translate
 from shared.models import ContentFilterInfo, Mode, Operation, Usage, UsageRecord
 from shared.queues import JobQueues
+from shared.rollups import UsageRollups
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from shared.usage import build_record
 
@@ -50,6 +51,8 @@ class CallSite:
     tags: Mapping[str, str] = field(default_factory=dict)
     mode: Mode = "realtime"
     request_id: str | None = None
+    client_request_id: str | None = None
+    principal_id: str | None = None
     job_id: str | None = None
     user: str | None = None
 
@@ -66,9 +69,18 @@ class Bookkeeper:
     """Writes usage documents and content-filter events; one per process (shared/runtime.py)."""
 
     def __init__(
-        self, store: Store, queues: JobQueues, outbox_queue: str, *, store_text: bool = False
+        self,
+        store: Store,
+        queues: JobQueues,
+        outbox_queue: str,
+        *,
+        user_hash_secret: str,
+        store_text: bool = False,
+        rollups: UsageRollups | None = None,
     ) -> None:
+        self._rollups = rollups
         self._store = store
+        self._user_hash_secret = user_hash_secret
         self._queues = queues
         self._outbox = outbox_queue
         self._store_text = store_text
@@ -95,6 +107,8 @@ class Bookkeeper:
             mode=site.mode,
             status=status,
             request_id=site.request_id,
+            client_request_id=site.client_request_id,
+            principal_id=site.principal_id,
             job_id=site.job_id,
             record_id=record_id,
         )
@@ -149,9 +163,10 @@ class Bookkeeper:
             source=site.source,
             deployment=site.deployment,
             request_id=site.request_id,
+            client_request_id=site.client_request_id,
             job_id=site.job_id,
             item_id=item_id,
-            user=site.user,
+            user_hash=content_filter.hash_user(site.user, self._user_hash_secret),
             text=text,
             store_text=self._store_text,
         )
@@ -189,9 +204,12 @@ class Bookkeeper:
                           message.model_dump_json())  # fmt: skip
 
     async def drain(self, message: OutboxMessage) -> None:
-        """Upsert one written-behind document; if Cosmos DB still fails, put it back later."""
+        """Upsert one written-behind document; if Cosmos DB still fails, put it back later.
+        A usage document marks its day for the roll-up timer: that day may be closed."""
         try:
             await self._store.upsert(message.container, message.document)
+            if message.container == USAGE and self._rollups is not None:
+                await self._rollups.mark_dirty(message.document["day"])
         except AzureError as error:
             attempt = message.attempt + 1
             delay = min(OUTBOX_FIRST_DELAY * 2 ** (attempt - 1), OUTBOX_MAX_DELAY)

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from shared import content_filter
 from shared.aoai import resolve_deployment
 from shared.bookkeeping import Bookkeeper, CallSite, Status, usage_of
+from shared.callers import CallerLimiter, Principal, caller_key
 from shared.errors import AppError, UpstreamError, translate
 from shared.models import (
     AssistantMessage,
@@ -47,14 +48,25 @@ def sse(frame: BaseModel) -> str:
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who sent a chat request, besides what its body says."""
+
+    client_request_id: str | None = None
+    principal: Principal | None = None
+
+
+@dataclass(frozen=True)
 class ChatService:
     """What a chat call needs, created once per process (see shared/runtime.py)."""
 
     settings: Settings
     client: AsyncOpenAI
     books: Bookkeeper
+    limiter: CallerLimiter
 
-    def _site(self, request: ChatRequest, request_id: str, *, stream: bool) -> CallSite:
+    def _site(
+        self, request: ChatRequest, request_id: str, caller: Caller, *, stream: bool
+    ) -> CallSite:
         deployment = resolve_deployment(self.settings, request.model, self.settings.chat_deployment)
         return CallSite(
             operation="chat_stream" if stream else "chat",
@@ -62,37 +74,62 @@ class ChatService:
             deployment=deployment,
             tags=request.tags,
             request_id=request_id,
+            client_request_id=caller.client_request_id,
+            principal_id=caller.principal.object_id if caller.principal else None,
             user=request.user,
         )
+
+    def _user_hash(self, request: ChatRequest) -> str | None:
+        return content_filter.hash_user(
+            request.user, self.settings.user_hash_secret.get_secret_value()
+        )
+
+    def max_tokens(self, request: ChatRequest) -> int:
+        """Always sent: left out, the model's own default (far above the limit) would apply."""
+        return request.max_tokens or self.settings.chat_max_tokens_limit
 
     def _arguments(self, request: ChatRequest, deployment: str) -> dict[str, Any]:
         args: dict[str, Any] = {
             "model": deployment,
             "messages": [m.model_dump() for m in request.messages],
-        }
-        if request.max_tokens is not None:
             # Reasoning models (gpt-5.x, o-series: the deployed default) refuse max_tokens.
-            args["max_completion_tokens"] = request.max_tokens
+            "max_completion_tokens": self.max_tokens(request),
+        }
         if request.temperature is not None:
             args["temperature"] = request.temperature
         if request.user is not None:
             # Azure abuse monitoring gets a stable id, never the caller's own.
-            args["user"] = content_filter.hash_user(request.user)
+            args["user"] = self._user_hash(request)
         return args
 
-    async def complete(self, request: ChatRequest, request_id: str) -> ChatResponse:
+    def _reserve(self, request: ChatRequest, caller: Caller) -> list[float] | None:
+        """Book the call against its caller's tokens per minute (429 when spent)."""
+        if not self.limiter.enabled:
+            return None
+        key = caller_key(caller.principal, request.tags, self._user_hash(request),
+                         self.settings.chat_caller_tag)  # fmt: skip
+        estimate = sum(len(m.content) for m in request.messages) // 4 + self.max_tokens(request)
+        return self.limiter.reserve(key, estimate)
+
+    async def complete(
+        self, request: ChatRequest, request_id: str, caller: Caller | None = None
+    ) -> ChatResponse:
         """One whole answer."""
-        site = self._site(request, request_id, stream=False)
+        caller = caller or Caller()
+        site = self._site(request, request_id, caller, stream=False)
+        booked = self._reserve(request, caller)
         started = time.perf_counter()
         try:
             completion: ChatCompletion = await self.client.chat.completions.create(
                 **self._arguments(request, site.deployment)
             )
         except openai.OpenAIError as error:
+            self.limiter.settle(booked, 0)
             raise await self._upstream_failure(error, request, site, started) from None
         choice = completion.choices[0]
         content = choice.message.content or ""
         usage = usage_of(completion.usage)
+        self.limiter.settle(booked, usage.total_tokens)
         flagged = content_filter.completion_flag(choice)
         if flagged is not None:
             await self.books.filtered(site, flagged, content)
@@ -113,10 +150,14 @@ class ChatService:
             content_filter=flagged,
         )
 
-    async def open_stream(self, request: ChatRequest, request_id: str) -> AsyncIterator[str]:
+    async def open_stream(
+        self, request: ChatRequest, request_id: str, caller: Caller | None = None
+    ) -> AsyncIterator[str]:
         """Start the upstream stream, raising AppError *before* any byte is sent (so 400/429
         keep their status), then return the iterator of SSE frames."""
-        site = self._site(request, request_id, stream=True)
+        caller = caller or Caller()
+        site = self._site(request, request_id, caller, stream=True)
+        booked = self._reserve(request, caller)
         started = time.perf_counter()
         try:
             upstream = await self.client.chat.completions.create(
@@ -125,11 +166,16 @@ class ChatService:
                 stream_options={"include_usage": True},
             )
         except openai.OpenAIError as error:
+            self.limiter.settle(booked, 0)
             raise await self._upstream_failure(error, request, site, started) from None
-        return self._frames(upstream, site, started)
+        return self._frames(upstream, site, started, booked)
 
     async def _frames(
-        self, upstream: openai.AsyncStream[ChatCompletionChunk], site: CallSite, started: float
+        self,
+        upstream: openai.AsyncStream[ChatCompletionChunk],
+        site: CallSite,
+        started: float,
+        booked: list[float] | None,
     ) -> AsyncIterator[str]:
         completion_id, model = "", None
         finish_reason: str | None = None
@@ -172,6 +218,8 @@ class ChatService:
             # level-triggered: unshielded, every await here would be cancelled too, leaving
             # the upstream stream open and the call unrecorded.
             with anyio.CancelScope(shield=True):
+                if usage is not None:
+                    self.limiter.settle(booked, usage.total_tokens)
                 await upstream.close()
                 await self.books.usage(
                     site, model=model, usage=usage, started=started, status=status

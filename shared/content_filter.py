@@ -3,13 +3,14 @@
 A filtered prompt arrives as a 400 whose body has `code: "content_filter"` and
 `innererror.content_filter_result`; a filtered completion as `finish_reason: "content_filter"`
 with the choice's `content_filter_results`. Either way one event document is stored, without
-the text unless `CONTENT_FILTER_STORE_TEXT=true`, and with the caller's id hashed. Storing
+the text unless `CONTENT_FILTER_STORE_TEXT=true`, and with the caller's id hashed (HMAC). Storing
 them is `shared/bookkeeping.py`'s job.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -77,11 +78,14 @@ def filtered_only(info: ContentFilterInfo) -> dict[str, CategoryResult]:
     return {name: c for name, c in info.categories.items() if c.filtered}
 
 
-def hash_user(user: str | None) -> str | None:
-    """A stable, non-reversible id for the caller (SHA-256, hex)."""
+def hash_user(user: str | None, secret: str) -> str | None:
+    """A stable id for the caller that cannot be reversed without `USER_HASH_SECRET`:
+    HMAC-SHA256, hex. A plain hash of an email address falls to a dictionary of addresses."""
     if user is None:
         return None
-    return hashlib.sha256(user.encode("utf-8")).hexdigest()
+    if not secret:
+        raise ValueError("hash_user needs USER_HASH_SECRET")
+    return hmac.new(secret.encode("utf-8"), user.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def build_event(
@@ -92,7 +96,8 @@ def build_event(
     request_id: str | None = None,
     job_id: str | None = None,
     item_id: str | None = None,
-    user: str | None = None,
+    client_request_id: str | None = None,
+    user_hash: str | None = None,
     text: str | None = None,
     store_text: bool = False,
     now: datetime | None = None,
@@ -110,8 +115,9 @@ def build_event(
         categories=info.categories,
         deployment=deployment,
         request_id=request_id,
+        client_request_id=client_request_id,
         job_id=job_id,
         item_id=item_id,
-        user_hash=hash_user(user),
+        user_hash=user_hash,
         text=text if store_text else None,
     )

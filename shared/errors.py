@@ -67,6 +67,12 @@ class NotSupported(AppError):
     status, code = 400, "not_supported"
 
 
+class Forbidden(AppError):
+    """Signed in, but without the app role the route needs."""
+
+    status, code = 403, "forbidden"
+
+
 class NotFound(AppError):
     status, code = 404, "not_found"
 

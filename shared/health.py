@@ -2,6 +2,8 @@
 
 Checks run concurrently, each with a short timeout; any failure makes the whole report
 `unavailable` (HTTP 503) so a load balancer or probe takes the instance out of rotation.
+`HealthCache` reuses a report for `HEALTH_CACHE_SECONDS`, so an anonymous caller hammering
+`/api/health` costs the dependencies at most one round of checks per interval.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import openai
 from openai import AsyncOpenAI
@@ -57,3 +60,29 @@ async def check_health(store: Store, queues: JobQueues, client: AsyncOpenAI) -> 
     checks = dict(zip(names, results, strict=True))
     status = "ok" if all(r.ok for r in results) else "unavailable"
     return HealthReport(status=status, checks=checks)
+
+
+@dataclass
+class HealthCache:
+    """The last report, reused while fresh; concurrent callers share one round of checks."""
+
+    check: Callable[[], Awaitable[HealthReport]]
+    ttl_seconds: float
+    clock: Callable[[], float] = time.monotonic
+    _report: HealthReport | None = field(default=None, init=False)
+    _at: float = field(default=0.0, init=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+
+    async def report(self) -> HealthReport:
+        if self._fresh():
+            assert self._report is not None
+            return self._report
+        async with self._lock:
+            if not self._fresh():
+                self._report = await self.check()
+                self._at = self.clock()
+            assert self._report is not None
+            return self._report
+
+    def _fresh(self) -> bool:
+        return self._report is not None and self.clock() - self._at < self.ttl_seconds

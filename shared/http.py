@@ -27,13 +27,20 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# fullmatch: with `re.match` and `$`, a trailing newline would pass (log and header injection).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-def request_id_of(req: Request) -> str:
-    """The caller's `x-request-id` when it is a sane token, else a new UUID."""
+def client_request_id_of(req: Request) -> str | None:
+    """The caller's `x-request-id` when it is a sane token, else None. It is stored beside
+    the server's own id, never in its place: a caller must not be able to choose the id that
+    audit records are correlated by."""
     given = req.headers.get("x-request-id", "")
-    return given if _REQUEST_ID.match(given) else str(uuid.uuid4())
+    return given if _REQUEST_ID.fullmatch(given) else None
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
 
 
 def json_response(
@@ -71,17 +78,23 @@ def parse_model(model: type[M], data: bytes | Mapping[str, Any], context: Any = 
         raise InvalidRequest("the request is invalid", details=validation_details(error)) from None
 
 
-async def read_body(req: Request) -> bytes:
-    """The raw body: 413 past MAX_BODY_BYTES, 400 when empty."""
+async def read_body(req: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body: 413 past `limit`, 400 when empty.
+
+    The stream is read chunk by chunk and abandoned at the limit: a chunked upload has no
+    Content-Length, and reading it whole first would let one caller fill the instance's
+    memory before the 413."""
     declared = req.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise TooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
-    body = await req.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise TooLarge(f"the body may be at most {MAX_BODY_BYTES} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body may be at most {limit} bytes")
+    body = bytearray()
+    async for chunk in req.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"the body may be at most {limit} bytes")
     if not body.strip():
         raise InvalidRequest("a JSON body is required")
-    return body
+    return bytes(body)
 
 
 async def read_json(req: Request, model: type[M], context: Any = None) -> M:
@@ -90,8 +103,12 @@ async def read_json(req: Request, model: type[M], context: Any = None) -> M:
 
 
 async def guarded(req: Request, handle: Callable[[str], Awaitable[Response]]) -> Response:
-    """Run a handler with a request id; turn every error into a JSON error answer."""
-    request_id = request_id_of(req)
+    """Run a handler with a server-made request id; turn every error into a JSON error answer.
+
+    The answer carries the server's id as `x-request-id` and echoes a well-formed caller id
+    as `x-client-request-id`."""
+    request_id = new_request_id()
+    client_id = client_request_id_of(req)
     try:
         response = await handle(request_id)
     except Exception as error:
@@ -108,4 +125,6 @@ async def guarded(req: Request, handle: Callable[[str], Awaitable[Response]]) ->
                 500,
             )
     response.headers["x-request-id"] = request_id
+    if client_id is not None:
+        response.headers["x-client-request-id"] = client_id
     return response

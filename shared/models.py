@@ -159,6 +159,10 @@ class UsageRecord(BaseModel):
     status: Literal["ok", "content_filter", "error", "cancelled"] = "ok"
     tags: dict[str, str] = Field(default_factory=dict)
     request_id: str | None = None
+    client_request_id: str | None = Field(default=None, description="The caller's x-request-id.")
+    principal_id: str | None = Field(
+        default=None, description="Entra object id of the signed-in caller (App Service auth)."
+    )
     job_id: str | None = None
 
 
@@ -169,7 +173,9 @@ class UsageQuery(BaseModel):
 
     since: datetime | None = None
     until: datetime | None = None
-    group_by: str = Field(default="deployment", pattern=r"^(deployment|operation|model|tag:.+)$")
+    group_by: str = Field(
+        default="deployment", pattern=r"^(deployment|operation|model|principal_id|tag:.+)$"
+    )
 
 
 class UsageGroup(BaseModel):
@@ -190,6 +196,10 @@ class UsageReport(BaseModel):
     unpriced_models: list[str] = Field(
         default_factory=list, description="Models with no price in MODEL_PRICES (cost 0)."
     )
+    as_of: datetime | None = Field(
+        default=None,
+        description="When the oldest roll-up read was computed: calls after it are not in yet.",
+    )
 
 
 # --- content filter events ---------------------------------------------------------------
@@ -206,6 +216,7 @@ class ContentFilterEvent(BaseModel):
     categories: dict[str, CategoryResult]
     deployment: str
     request_id: str | None = None
+    client_request_id: str | None = None
     job_id: str | None = None
     item_id: str | None = None
     user_hash: str | None = None
@@ -219,6 +230,12 @@ class CheckResult(BaseModel):
     ok: bool
     latency_ms: float
     error: str | None = None
+
+
+class HealthStatus(BaseModel):
+    """What an anonymous caller of `/api/health` learns: no dependency names or errors."""
+
+    status: Literal["ok", "unavailable"]
 
 
 class HealthReport(BaseModel):

@@ -12,13 +12,21 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared.models import ChatRequest, ChatResponse, ErrorResponse, HealthReport, UsageReport
+from shared.models import (
+    ChatRequest,
+    ChatResponse,
+    ErrorResponse,
+    HealthReport,
+    HealthStatus,
+    UsageReport,
+)
 
 _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
     (ChatRequest, "validation"),
     (ChatResponse, "serialization"),
     (UsageReport, "serialization"),
     (HealthReport, "serialization"),
+    (HealthStatus, "serialization"),
     (ErrorResponse, "serialization"),
 ]
 
@@ -34,6 +42,7 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "invalid_request or content_filter",
+        403: "forbidden (ENTRA_AUTH: the app role is missing)",
         404: "not_found",
         413: "too_large",
         429: "rate_limited (see Retry-After)",
@@ -53,7 +62,8 @@ STREAM_DESCRIPTION = (
 @functools.cache
 def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
     _, defs = models_json_schema(_SCHEMAS, ref_template="#/components/schemas/{model}")
-    key_header: list[dict[str, list[str]]] = [{"functionKey": []}, {"functionKeyQuery": []}]
+    # The header only: a key in `?code=` ends up in URLs, browser history and proxy logs.
+    key_header: list[dict[str, list[str]]] = [{"functionKey": []}]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -79,7 +89,7 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
                                 "text/event-stream": {"schema": {"type": "string"}},
                             },
                         },
-                        **_errors(400, 413, 429, 502, 504),
+                        **_errors(400, 403, 413, 429, 502, 504),
                     },
                 }
             },
@@ -94,14 +104,14 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
                             "group_by",
                             {
                                 "type": "string",
-                                "pattern": "^(deployment|operation|model|tag:.+)$",
+                                "pattern": "^(deployment|operation|model|principal_id|tag:.+)$",
                                 "default": "deployment",
                             },
                         ),
                     ],
                     "responses": {
                         "200": _json(UsageReport, "Totals and estimated cost per group."),
-                        **_errors(400),
+                        **_errors(400, 403, 413),
                     },
                 }
             },
@@ -109,6 +119,16 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
                 "get": {
                     "operationId": "health",
                     "security": [],
+                    "responses": {
+                        "200": _json(HealthStatus, "Every dependency answers."),
+                        "503": _json(HealthStatus, "A dependency does not answer."),
+                    },
+                }
+            },
+            "/health/details": {
+                "get": {
+                    "operationId": "healthDetails",
+                    "security": key_header,
                     "responses": {
                         "200": _json(HealthReport, "Every dependency answers."),
                         "503": _json(HealthReport, "A dependency does not answer."),
@@ -127,7 +147,6 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
             "schemas": defs["$defs"],
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
-                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
             },
         },
     }

@@ -21,15 +21,18 @@ from shared.batch import BatchService
 from shared.batch_poller import BatchPoller
 from shared.batch_store import BatchDocs
 from shared.bookkeeping import Bookkeeper
+from shared.callers import CallerLimiter
 from shared.chat import ChatService
 from shared.classification import ClassificationService
 from shared.embeddings import EmbeddingService
+from shared.health import HealthCache, check_health
 from shared.identity import create_credential
 from shared.job_requests import JobRequests
 from shared.jobs import JobStore
 from shared.limiter import Limiters
 from shared.poison import PoisonSweeper
 from shared.queues import JobQueues, create_queues
+from shared.rollups import UsageRollups
 from shared.settings import Settings, get_settings
 from shared.store import Store, create_store
 from shared.worker import JobWorker
@@ -51,6 +54,8 @@ class Runtime:
     worker: JobWorker
     poison: PoisonSweeper
     batches: BatchPoller
+    rollups: UsageRollups
+    health: HealthCache
     closers: Sequence[Closer] = field(default=(), repr=False)
 
     async def aclose(self) -> list[BaseException]:
@@ -87,8 +92,14 @@ def create_runtime(settings: Settings) -> Runtime:
     connection = create_connection(settings, credential=credential)
     store = create_store(settings, credential)
     queues = create_queues(settings, credential)
+    rollups = UsageRollups(store)
     books = Bookkeeper(
-        store, queues, settings.outbox_queue, store_text=settings.content_filter_store_text
+        store,
+        queues,
+        settings.outbox_queue,
+        user_hash_secret=settings.user_hash_secret.get_secret_value(),
+        store_text=settings.content_filter_store_text,
+        rollups=rollups,
     )
     closers: list[Closer] = [
         ("the Azure OpenAI client", connection.aclose),
@@ -124,11 +135,17 @@ def create_runtime(settings: Settings) -> Runtime:
         store=store,
         queues=queues,
         books=books,
-        chat=ChatService(settings, connection.client, books),
+        chat=ChatService(
+            settings, connection.client, books, CallerLimiter(settings.chat_caller_tpm)
+        ),
         job_requests=JobRequests(settings, jobs, queues, batches),
         worker=worker,
         poison=PoisonSweeper(settings, jobs, queues, worker),
         batches=BatchPoller(settings, batches, books),
+        rollups=rollups,
+        health=HealthCache(
+            lambda: check_health(store, queues, connection.client), settings.health_cache_seconds
+        ),
         closers=tuple(closers),
     )
 

@@ -183,6 +183,38 @@ class Settings(BaseSettings):
         default="job-payloads", description="Blob container for jobs too large for a message."
     )
 
+    # --- Security (docs/security.md) -----------------------------------------------------
+    user_hash_secret: SecretStr = Field(
+        description="HMAC key for the chat `user` id before it is stored or sent upstream; "
+        "at least 32 characters. Azure: a Key Vault reference. Local: made by `make run`.",
+    )
+    entra_auth: bool = Field(
+        default=False,
+        description="App Service authentication (Entra ID) is on: trust its "
+        "x-ms-client-principal header, require app roles, attribute cost to the principal.",
+    )
+    chat_caller_tpm: int = Field(
+        default=0,
+        ge=0,
+        description="Tokens per minute one caller may spend on /api/chat, per instance (0: off). "
+        "The caller is the signed-in principal, else the CHAT_CALLER_TAG tag, else `user`.",
+    )
+    chat_caller_tag: str = Field(
+        default="team", min_length=1, description="The tag that names a caller for CHAT_CALLER_TPM."
+    )
+    health_cache_seconds: float = Field(
+        default=5, ge=0, le=300, description="How long /api/health reuses its last checks."
+    )
+    usage_rollup_schedule: str = Field(
+        default="0 */5 * * * *",
+        description="NCRONTAB schedule of the usage roll-up (the report is this fresh).",
+    )
+    usage_report_max_cells: int = Field(
+        default=50_000,
+        ge=1,
+        description="Roll-up cells one usage report may read; past it the report is refused.",
+    )
+
     # --- Behaviour ----------------------------------------------------------------------
     batch_poll_schedule: str = Field(
         default="0 */5 * * * *", description="NCRONTAB schedule of the Batch API poller."
@@ -284,6 +316,13 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("user_hash_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("USER_HASH_SECRET must be at least 32 characters")
+        return value
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         missing = []
@@ -343,6 +382,9 @@ def required_setting_names() -> frozenset[str]:
         "BATCH_POLL_SCHEDULE",
         "POISON_SWEEP_SCHEDULE",
         "CONTENT_FILTER_STORE_TEXT",
+        "ENTRA_AUTH",
+        "CHAT_CALLER_TPM",
+        "USAGE_ROLLUP_SCHEDULE",
     }
     return frozenset(required)
 

@@ -9,14 +9,19 @@ the partition key is also written into the query text because the local server i
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from azure.core import MatchConditions
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient, DatabaseProxy
-from azure.cosmos.exceptions import CosmosResourceExistsError, CosmosResourceNotFoundError
+from azure.cosmos.exceptions import (
+    CosmosAccessConditionFailedError,
+    CosmosResourceExistsError,
+    CosmosResourceNotFoundError,
+)
 
 from shared.settings import Settings
 
@@ -27,6 +32,7 @@ RESULTS: Final = "results"
 CONTENT_FILTER_EVENTS: Final = "content_filter_events"
 BATCHES: Final = "batches"
 USAGE: Final = "usage"
+USAGE_ROLLUPS: Final = "usage_rollups"
 
 # container -> partition key path (DESIGN.md, "Cosmos DB").
 CONTAINERS: Final[Mapping[str, str]] = {
@@ -35,12 +41,31 @@ CONTAINERS: Final[Mapping[str, str]] = {
     CONTENT_FILTER_EVENTS: "/day",
     BATCHES: "/id",
     USAGE: "/day",
+    USAGE_ROLLUPS: "/day",
 }
 
 Document = dict[str, Any]
 
 CONNECT_TIMEOUT_SECONDS: Final = 5
 OPERATION_TIMEOUT_SECONDS: Final = 15
+
+
+@dataclass
+class RequestCharge:
+    """Request units Cosmos DB charged (its `x-ms-request-charge` header), summed over the
+    responses of a query. `reported` stays False where the server sends no such header (the
+    local Cosmos DB server)."""
+
+    request_units: float = 0.0
+    responses: int = 0
+    reported: bool = False
+
+    def add(self, headers: Mapping[str, str], *_: Any) -> None:
+        self.responses += 1
+        value = headers.get("x-ms-request-charge")
+        if value is not None:
+            self.request_units += float(value)
+            self.reported = True
 
 
 class Store:
@@ -98,6 +123,24 @@ class Store:
                 break
         return out
 
+    async def iterate(
+        self,
+        container: str,
+        query: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        partition_key: str | None = None,
+        charge: RequestCharge | None = None,
+    ) -> AsyncIterator[Document]:
+        """Stream a query's documents without holding them all (aggregations over a day)."""
+        params = [{"name": k, "value": v} for k, v in (parameters or {}).items()]
+        extra: dict[str, Any] = {"response_hook": charge.add} if charge is not None else {}
+        items = self.container(container).query_items(
+            query, parameters=params, partition_key=partition_key, **extra
+        )
+        async for item in items:
+            yield item
+
     async def query_page(
         self,
         container: str,
@@ -132,6 +175,19 @@ class Store:
             document["id"], document, etag=etag, match_condition=MatchConditions.IfNotModified
         )
         return stored
+
+    async def delete_if_unchanged(
+        self, container: str, item_id: str, partition_key: str, etag: str | None
+    ) -> bool:
+        """Delete unless someone rewrote it since `etag` was read (or it is gone already)."""
+        extra: dict[str, Any] = (
+            {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+        )
+        try:
+            await self.container(container).delete_item(item_id, partition_key, **extra)
+        except (CosmosResourceNotFoundError, CosmosAccessConditionFailedError):
+            return False
+        return True
 
     async def create(self, container: str, document: Document) -> Document | None:
         """Insert `document`; None if one with its id already exists (first writer wins)."""

@@ -1,7 +1,9 @@
 """Token usage: one document per upstream call, and the report behind `GET /api/usage`.
 
-The report reads the days in the window (partition `/day`) and groups in Python: neither the
-local Cosmos DB server nor portable Cosmos SQL offers GROUP BY across partitions.
+The report reads the daily roll-ups of its window (`shared/rollups.py`), never the usage
+documents: its cost is at most one roll-up per day, however many calls there were. It groups
+in Python: neither the local Cosmos DB server nor portable Cosmos SQL offers GROUP BY. Roll-ups
+count by the hour, so the window is widened to whole hours.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, TooLarge
 from shared.models import Mode, Operation, Usage, UsageGroup, UsageQuery, UsageRecord, UsageReport
+from shared.rollups import RollupCell, UsageRollups
 from shared.settings import ModelPrice
-from shared.store import USAGE, Store
+from shared.store import RequestCharge
 
 MAX_WINDOW = timedelta(days=92)
 DEFAULT_WINDOW = timedelta(hours=24)
@@ -31,6 +35,8 @@ def build_record(
     mode: Mode = "realtime",
     status: str = "ok",
     request_id: str | None = None,
+    client_request_id: str | None = None,
+    principal_id: str | None = None,
     job_id: str | None = None,
     record_id: str | None = None,
     now: datetime | None = None,
@@ -54,30 +60,49 @@ def build_record(
             "status": status,
             "tags": dict(tags),
             "request_id": request_id,
+            "client_request_id": client_request_id,
+            "principal_id": principal_id,
             "job_id": job_id,
         }
     )
 
 
+# Far enough from datetime's own edges (years 1 and 9999) that defaults, hour rounding and
+# time-zone shifts can never overflow.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def resolve_window(query: UsageQuery, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """Apply defaults and bounds; naive times are UTC. Raises InvalidRequest on a bad window."""
+    """Apply defaults and bounds; naive times are UTC; widen to whole hours. Raises
+    InvalidRequest on a bad window (never OverflowError: the edges are checked first)."""
     now = now or datetime.now(UTC)
-    until = _utc(query.until) if query.until else now
-    since = _utc(query.since) if query.since else until - DEFAULT_WINDOW
+    try:
+        until = _utc(query.until) if query.until else now
+        since = _utc(query.since) if query.since else None
+    except OverflowError:
+        raise InvalidRequest(_range_message()) from None
+    for moment in (until, since):
+        if moment is not None and not EARLIEST <= moment <= LATEST:
+            raise InvalidRequest(_range_message())
+    since = since if since is not None else until - DEFAULT_WINDOW
     if since >= until:
         raise InvalidRequest("since must be before until")
     if until - since > MAX_WINDOW:
         raise InvalidRequest(f"the window may span at most {MAX_WINDOW.days} days")
-    return since, until
+    floor = since.replace(minute=0, second=0, microsecond=0)
+    ceil = until.replace(minute=0, second=0, microsecond=0)
+    if ceil < until:
+        ceil += timedelta(hours=1)
+    return floor, ceil
+
+
+def _range_message() -> str:
+    return f"since and until must lie between {EARLIEST.date()} and {LATEST.date()}"
 
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _days(since: datetime, until: datetime) -> list[str]:
-    first: date = since.date()
-    return [(first + timedelta(days=i)).isoformat() for i in range((until.date() - first).days + 1)]
 
 
 def price_for(model: str | None, prices: Mapping[str, ModelPrice]) -> ModelPrice | None:
@@ -91,7 +116,36 @@ def price_for(model: str | None, prices: Mapping[str, ModelPrice]) -> ModelPrice
     return prices[max(matches, key=len)] if matches else None
 
 
-def cost_usd(record: UsageRecord, prices: Mapping[str, ModelPrice], batch_discount: float) -> float:
+class Counted(Protocol):
+    """A usage record or a roll-up cell: what the report sums."""
+
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def mode(self) -> Mode: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def total_tokens(self) -> int: ...
+    @property
+    def tags(self) -> dict[str, str]: ...
+
+
+def cell_of(record: UsageRecord) -> RollupCell:
+    """One record as the roll-up cell it would be summed into."""
+    return RollupCell(
+        hour=_utc(record.timestamp).hour,
+        calls=1,
+        **record.model_dump(
+            include={"operation", "deployment", "model", "mode", "principal_id", "tags",
+                     "prompt_tokens", "completion_tokens", "total_tokens"}
+        ),
+    )  # fmt: skip
+
+
+def cost_usd(record: Counted, prices: Mapping[str, ModelPrice], batch_discount: float) -> float:
     price = price_for(record.model, prices)
     if price is None:
         return 0.0
@@ -99,7 +153,7 @@ def cost_usd(record: UsageRecord, prices: Mapping[str, ModelPrice], batch_discou
     return cost * batch_discount if record.mode == "batch" else cost
 
 
-def group_key(record: UsageRecord, group_by: str) -> str | None:
+def group_key(record: Counted, group_by: str) -> str | None:
     if group_by.startswith("tag:"):
         return record.tags.get(group_by[4:])
     value: str | None = getattr(record, group_by)
@@ -107,7 +161,7 @@ def group_key(record: UsageRecord, group_by: str) -> str | None:
 
 
 def summarise(
-    records: Iterable[UsageRecord],
+    records: Iterable[RollupCell],
     group_by: str,
     prices: Mapping[str, ModelPrice],
     batch_discount: float,
@@ -117,7 +171,7 @@ def summarise(
     unpriced: set[str] = set()
     for rec in records:
         row = sums[group_key(rec, group_by)]
-        row[0] += 1
+        row[0] += rec.calls
         row[1] += rec.prompt_tokens
         row[2] += rec.completion_tokens
         row[3] += rec.total_tokens
@@ -142,21 +196,32 @@ def summarise(
 
 
 async def usage_report(
-    store: Store,
+    rollups: UsageRollups,
     query: UsageQuery,
     prices: Mapping[str, ModelPrice],
     batch_discount: float,
+    *,
+    max_cells: int,
     now: datetime | None = None,
+    charge: RequestCharge | None = None,
 ) -> UsageReport:
+    """Sum the roll-up cells of the window. More than `max_cells` cells (many distinct tags
+    over a long window) is refused with 413 rather than read."""
     since, until = resolve_window(query, now)
-    days = _days(since, until)
-    rows = await store.query(
-        USAGE,
-        "SELECT * FROM c WHERE c.day >= @first AND c.day <= @last",
-        {"@first": days[0], "@last": days[-1]},
-    )
-    records = [UsageRecord.model_validate(r) for r in rows]
-    in_window = [r for r in records if since <= _utc(r.timestamp) < until]
+    days = await rollups.read(since.date(), (until - timedelta(microseconds=1)).date(), charge)
+    cells_read = sum(len(d.cells) for d in days)
+    if cells_read > max_cells:
+        raise TooLarge(
+            f"the window holds {cells_read} usage cells; at most {max_cells} are read at once: "
+            "ask for a shorter window",
+            details={"cells": cells_read, "max_cells": max_cells},
+        )
+    in_window = [
+        cell
+        for d in days
+        for cell in d.cells
+        if since <= datetime.fromisoformat(d.day).replace(hour=cell.hour, tzinfo=UTC) < until
+    ]
     groups, total, unpriced = summarise(in_window, query.group_by, prices, batch_discount)
     return UsageReport(
         since=since,
@@ -165,4 +230,5 @@ async def usage_report(
         groups=groups,
         total=total,
         unpriced_models=unpriced,
+        as_of=min((d.computed_at for d in days), default=None),
     )

@@ -143,12 +143,25 @@ class FunctionsHost:
         await self._serve_http(settings, app, invoker)
         log.info("%s", logs.function_table(app.functions, self.url, settings.route_prefix))
         if app.of_type("httpTrigger"):
-            log.info("Function key (header x-functions-key or ?code=): %s", self.function_key)
+            self._announce_key()
         for listener in self.queue_listeners:
             listener.start()
         for timer in self.timer_listeners:
             timer.start()
         log.info("Host started: %s", self.url)
+
+    def _announce_key(self) -> None:
+        """The key goes to the terminal once, never into a log (logs end up in files:
+        `make run` sends this host's output to .devstack/functions-host.log)."""
+        if os.environ.get(FUNCTION_KEY_SETTING):
+            log.info("Function key: %s from local.settings.json (header x-functions-key)",
+                     FUNCTION_KEY_SETTING)  # fmt: skip
+        elif sys.stdout.isatty():
+            print(f"Function key for this run (header x-functions-key): {self.function_key}",
+                  flush=True)  # fmt: skip
+        else:
+            log.warning("the made-up function key is not shown (output is not a terminal): "
+                        "set %s to know it", FUNCTION_KEY_SETTING)  # fmt: skip
 
     async def _serve_http(self, settings: HostSettings, app: IndexedApp, invoker: Invoker) -> None:
         port = self._port

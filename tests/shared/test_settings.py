@@ -19,6 +19,7 @@ from shared.settings import (
 VALID = {
     "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com/",
     "CHAT_DEPLOYMENT": "gpt-4o",
+    "USER_HASH_SECRET": "unit-test-user-hash-secret-0123456789",
     "EMBEDDING_DEPLOYMENT": "text-embedding-3-small",
     "COSMOS_ENDPOINT": "https://example.documents.azure.com:443/",
     "AzureWebJobsStorage__queueServiceUri": "https://example.queue.core.windows.net",
