@@ -19,7 +19,7 @@ import pytest
 from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators import EmulatorStack
 from devstack.emulators.processes import free_port
-from devstack.hosted_app import FUNCTION_KEY, AppHost, make_app_dir, run_app_host
+from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
 from devstack.run import examples
 from shared.settings import DEFAULT_PRICES, load_settings
@@ -59,8 +59,10 @@ async def sim_control(simulator: RunningSimulator) -> AsyncIterator[httpx.AsyncC
 
 
 async def docs_for(store: Store, container: str, request_id: str) -> list[dict[str, Any]]:
+    """The documents of the call the test sent with `x-request-id: request_id` (stored as
+    `client_request_id`; `request_id` is the server's own)."""
     return await store.query(
-        container, "SELECT * FROM c WHERE c.request_id = @rid", {"@rid": request_id}
+        container, "SELECT * FROM c WHERE c.client_request_id = @rid", {"@rid": request_id}
     )
 
 
@@ -82,7 +84,8 @@ async def test_json_chat(http: httpx.AsyncClient) -> None:
     request_id = rid()
     r = await http.post("/chat", json=chat_body("Hello"), headers={"x-request-id": request_id})
     assert r.status_code == 200
-    assert r.headers["x-request-id"] == request_id
+    assert r.headers["x-client-request-id"] == request_id
+    assert r.headers["x-request-id"] != request_id  # the server's own
     body = r.json()
     assert set(body) == {
         "id", "model", "deployment", "message", "finish_reason", "usage", "content_filter",
@@ -256,8 +259,29 @@ async def test_body_that_is_not_json_is_400(http: httpx.AsyncClient) -> None:
 async def test_function_key_is_required(host: AppHost) -> None:
     async with httpx.AsyncClient(base_url=host.url) as anonymous:
         assert (await anonymous.post("/chat", json=chat_body("hi"))).status_code == 401
-        assert (await anonymous.get("/health")).status_code == 200
+        assert (await anonymous.get("/health/details")).status_code == 401
+        health = await anonymous.get("/health")
         assert (await anonymous.get("/openapi.json")).json()["openapi"].startswith("3.")
+    # Anonymous callers learn the status only: no dependency names, latencies or errors.
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+
+
+def test_the_local_host_never_logs_the_function_key(host: AppHost) -> None:
+    """Finding: the key went into .devstack/functions-host.log. The host's own output (what
+    `make run` writes to that file) names the setting, never the value."""
+    text = host.log.read_text()
+    assert "LOCAL_FUNCTION_KEY" in text
+    assert host.key not in text
+
+
+async def test_a_chunked_body_past_the_limit_is_413(http: httpx.AsyncClient) -> None:
+    async def chunks() -> Any:
+        for _ in range(6):
+            yield b" " * (1024 * 1024)
+
+    r = await http.post("/chat", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "too_large"
 
 
 async def test_usage_groups_by_tag_with_cost(http: httpx.AsyncClient) -> None:
@@ -265,11 +289,15 @@ async def test_usage_groups_by_tag_with_cost(http: httpx.AsyncClient) -> None:
     for _ in range(2):
         r = await http.post("/chat", json=chat_body("count me", tags={"team": team}))
         assert r.status_code == 200
-    # The function key may travel as ?code= rather than a header.
-    async with httpx.AsyncClient(base_url=str(http.base_url)) as plain:
-        r = await plain.get("/usage", params={"group_by": "tag:team", "code": FUNCTION_KEY})
-    assert r.status_code == 200
-    (group,) = [g for g in r.json()["groups"] if g["key"] == team]
+    # The report reads roll-ups (USAGE_ROLLUP_SCHEDULE: every 2 s on test hosts).
+    for _ in range(150):
+        r = await http.get("/usage", params={"group_by": "tag:team"})
+        assert r.status_code == 200
+        found = [g for g in r.json()["groups"] if g["key"] == team]
+        if found and found[0]["calls"] == 2:
+            break
+        await asyncio.sleep(0.2)
+    (group,) = found
     assert group["calls"] == 2
     assert group["estimated_cost_usd"] > 0
     price = DEFAULT_PRICES["gpt-5.1"]  # the model behind the local chat deployment
@@ -285,6 +313,9 @@ async def test_usage_groups_by_tag_with_cost(http: httpx.AsyncClient) -> None:
         {"group_by": "colour"},
         {"since": "yesterday"},
         {"since": "2026-01-02", "until": "2026-01-01"},
+        {"until": "0001-01-01"},  # was a 500 (OverflowError)
+        {"since": "9999-12-31T23:59:59"},
+        {"until": "0001-01-01T00:00:00+14:00"},
     ],
 )
 async def test_usage_rejects_bad_queries(http: httpx.AsyncClient, params: dict[str, str]) -> None:
@@ -294,7 +325,7 @@ async def test_usage_rejects_bad_queries(http: httpx.AsyncClient, params: dict[s
 
 
 async def test_health_ok(http: httpx.AsyncClient) -> None:
-    r = await http.get("/health")
+    r = await http.get("/health/details")
     assert r.status_code == 200
     assert {name: c["ok"] for name, c in r.json()["checks"].items()} == {
         "cosmos": True, "queues": True, "azure_openai": True,
@@ -315,7 +346,7 @@ async def test_with_cosmos_down_chat_still_answers_usage_is_503_and_nothing_is_l
     down_dir = make_app_dir(tmp_path / "down", {**environ, "COSMOS_ENDPOINT": dead})
     with run_app_host(down_dir) as down:
         async with httpx.AsyncClient(base_url=down.url, headers=down.headers(), timeout=60) as c:
-            health = await c.get("/health")
+            health = await c.get("/health/details")
             chat = await c.post("/chat", json=chat_body("Hello"),
                                 headers={"x-request-id": request_id})  # fmt: skip
             usage = await c.get("/usage")

@@ -6,6 +6,9 @@ host in tests/test_function_app_http.py; here each failure mode is checked at th
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -20,9 +23,12 @@ from devstack.aoai_simulator import (
     start_simulator,
 )
 from shared.aoai import UnknownModelError
-from shared.chat import SSE_DONE, ChatService
+from shared.callers import CallerLimiter, Principal, principal_of, require_role
+from shared.chat import SSE_DONE, Caller, ChatService
+from shared.content_filter import hash_user
 from shared.errors import (
     ContentFiltered,
+    Forbidden,
     InvalidRequest,
     RateLimited,
     UpstreamError,
@@ -33,6 +39,8 @@ from shared.models import ChatRequest
 from shared.runtime import create_runtime
 from shared.settings import Settings, load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
+from tests.recording_server import Recorded, RecordingServer, recording_server
+from tests.recording_server import _chat_completion as chat_completion
 from tests.sse import parse_frames
 
 
@@ -217,12 +225,14 @@ def faulty_simulator() -> Iterator[RunningSimulator]:
         yield sim
 
 
-def settings_for(app_environ: dict[str, str], sim: RunningSimulator, **extra: str) -> Settings:
+def settings_for(
+    app_environ: dict[str, str], sim: RunningSimulator | RecordingServer, **extra: str
+) -> Settings:
     return load_settings(
         {
             **app_environ,
             "AZURE_OPENAI_ENDPOINT": sim.url,
-            "AZURE_OPENAI_API_KEY": sim.api_key,
+            "AZURE_OPENAI_API_KEY": getattr(sim, "api_key", "recorder-key"),
             "AOAI_MAX_RETRIES": "0",
             "AOAI_DEPLOYMENTS": "{}",
             **extra,
@@ -292,3 +302,106 @@ async def test_upstream_auth_failure_is_502_without_the_key(
 
 def test_sse_done_is_the_openai_terminator() -> None:
     assert SSE_DONE == "data: [DONE]\n\n"
+
+
+# --- what reaches Azure, and the per-caller limit (issue 14) -----------------------------
+
+
+@pytest.fixture
+def recorder() -> Iterator[RecordingServer]:
+    with recording_server() as server:
+        yield server
+
+
+def sent(server: RecordingServer) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in server.requests if r.path.endswith("/chat/completions")]
+
+
+async def test_max_tokens_is_always_sent_capped_by_the_limit(
+    app_environ: dict[str, str], recorder: RecordingServer, store: Store
+) -> None:
+    """Finding: without `max_tokens` the model's own default applied, bypassing
+    CHAT_MAX_TOKENS_LIMIT. Now the limit is sent when the caller gives none."""
+    settings = settings_for(app_environ, recorder, CHAT_MAX_TOKENS_LIMIT="321")
+    async for chat in service_for(settings, store):
+        await chat.complete(ask("no limit given"), new_id())
+        await chat.complete(ask("a limit given", max_tokens=7), new_id())
+    first, second = sent(recorder)
+    assert first["max_completion_tokens"] == 321
+    assert second["max_completion_tokens"] == 7
+    assert "max_tokens" not in first
+
+
+async def test_the_user_sent_upstream_is_the_keyed_hash(
+    app_environ: dict[str, str], recorder: RecordingServer, store: Store
+) -> None:
+    settings = settings_for(app_environ, recorder)
+    async for chat in service_for(settings, store):
+        await chat.complete(ask("hi", user="alice@example.com"), new_id())
+    (body,) = sent(recorder)
+    secret = settings.user_hash_secret.get_secret_value()
+    assert body["user"] == hash_user("alice@example.com", secret)
+    assert body["user"] != hashlib.sha256(b"alice@example.com").hexdigest()
+
+
+async def test_one_caller_cannot_spend_more_than_its_tokens_per_minute(
+    app_environ: dict[str, str], store: Store
+) -> None:
+    """CHAT_CALLER_TPM: each call books its estimate (max_tokens + prompt / 4); a caller
+    past its minute gets 429 with Retry-After and nothing goes upstream; another caller
+    (another `team` tag) is not held back. The caller's id goes into the usage record."""
+
+    def spends_120(_: Recorded) -> tuple[int, dict[str, str], Any]:
+        status, headers, body = chat_completion(_)
+        body["usage"] = {"prompt_tokens": 20, "completion_tokens": 100, "total_tokens": 120}
+        return status, headers, body
+
+    with recording_server(spends_120) as server:
+        await spend(app_environ, server, store)
+
+
+async def spend(app_environ: dict[str, str], recorder: RecordingServer, store: Store) -> None:
+    settings = settings_for(app_environ, recorder, CHAT_CALLER_TPM="250")
+    async for chat in service_for(settings, store):
+        rid = new_id()
+        await chat.complete(ask("hi", max_tokens=100, tags={"team": "a"}), rid,
+                            Caller(client_request_id="mine-1"))  # fmt: skip
+        await chat.complete(ask("hi", max_tokens=100, tags={"team": "a"}), new_id())
+        with pytest.raises(RateLimited) as caught:
+            await chat.complete(ask("hi", max_tokens=100, tags={"team": "a"}), new_id())
+        await chat.complete(ask("hi", max_tokens=100, tags={"team": "b"}), new_id())
+    assert int(caught.value.headers["Retry-After"]) >= 1
+    assert len(sent(recorder)) == 3
+    (usage,) = await docs_for(store, USAGE, rid)
+    assert usage["client_request_id"] == "mine-1"
+
+
+def test_caller_limiter_settles_to_real_usage_and_forgets_after_a_minute() -> None:
+    now = [1000.0]
+    limiter = CallerLimiter(100, clock=lambda: now[0])
+    booked = limiter.reserve("c", 90)
+    with pytest.raises(RateLimited):
+        limiter.reserve("c", 20)
+    limiter.settle(booked, 10)  # the call used far less than it booked
+    limiter.reserve("c", 80)
+    now[0] += 61
+    limiter.reserve("c", 100)
+    assert not CallerLimiter(0).enabled
+    assert CallerLimiter(0).reserve("c", 10**9) is None
+
+
+def test_principal_comes_from_app_service_headers_only_when_trusted() -> None:
+    claims = {"role_typ": "roles", "claims": [
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": "oid-1"},
+        {"typ": "roles", "val": "Chat.Invoke"},
+    ]}  # fmt: skip
+    headers = {"x-ms-client-principal": base64.b64encode(json.dumps(claims).encode()).decode()}
+    assert principal_of(headers, trusted=False) is None  # forged headers count for nothing
+    principal = principal_of(headers, trusted=True)
+    assert principal == Principal("oid-1", frozenset({"Chat.Invoke"}))
+    require_role(principal, "Chat.Invoke", enforced=True)
+    with pytest.raises(Forbidden):
+        require_role(principal, "Usage.Read", enforced=True)
+    with pytest.raises(Forbidden):
+        require_role(None, "Chat.Invoke", enforced=True)
+    require_role(None, "Usage.Read", enforced=False)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import httpx2
 import openai
+import pytest
 from openai.types.chat.chat_completion import Choice
 
 from shared.content_filter import (
@@ -98,14 +100,32 @@ def test_parse_categories_skips_malformed_entries() -> None:
     assert list(parsed) == ["b"]
 
 
-def test_event_hashes_user_and_drops_text_unless_asked() -> None:
+SECRET = "unit-test-user-hash-secret-0123456789"
+
+
+def test_event_keeps_the_user_hash_and_drops_text_unless_asked() -> None:
     info = ContentFilterInfo(stage="prompt", filtered=True, categories={})
     now = datetime(2026, 11, 26, 23, 59, tzinfo=UTC)
-    event = build_event(info, source="chat", deployment="d", user="alice", text="secret prompt",
-                        now=now)  # fmt: skip
+    user_hash = hash_user("alice", SECRET)
+    event = build_event(info, source="chat", deployment="d", user_hash=user_hash,
+                        text="secret prompt", now=now)  # fmt: skip
     assert event.day == "2026-11-26"
     assert event.text is None
-    assert event.user_hash == hash_user("alice") != "alice"
-    assert len(event.user_hash or "") == 64
+    assert event.user_hash == user_hash
     kept = build_event(info, source="chat", deployment="d", text="t", store_text=True)
     assert kept.text == "t"
+
+
+def test_user_hash_is_keyed_so_a_dictionary_of_addresses_does_not_reverse_it() -> None:
+    """Finding: a plain SHA-256 of an email falls to a dictionary. With HMAC, the hash of
+    the address is not the plain hash, and another secret gives another hash."""
+    email = "alice@example.com"
+    keyed = hash_user(email, SECRET)
+    assert keyed is not None
+    assert len(keyed) == 64
+    assert keyed == hash_user(email, SECRET)  # stable: one caller, one id
+    assert keyed != hashlib.sha256(email.encode()).hexdigest()
+    assert keyed != hash_user(email, SECRET + "x")
+    assert hash_user(None, SECRET) is None
+    with pytest.raises(ValueError, match="USER_HASH_SECRET"):
+        hash_user(email, "")

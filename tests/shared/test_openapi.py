@@ -27,9 +27,17 @@ def test_every_reference_resolves() -> None:
 def test_paths_and_auth() -> None:
     doc = openapi_document()
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {"/chat", "/usage", "/health", "/openapi.json"}
+    assert set(doc["paths"]) == {"/chat", "/usage", "/health", "/health/details", "/openapi.json"}
     assert doc["paths"]["/health"]["get"]["security"] == []
-    assert {"functionKey": []} in doc["paths"]["/chat"]["post"]["security"]
+    assert doc["paths"]["/chat"]["post"]["security"] == [{"functionKey": []}]
+    assert doc["paths"]["/health/details"]["get"]["security"] == [{"functionKey": []}]
+
+
+def test_the_key_is_offered_as_a_header_never_in_the_url() -> None:
+    """Finding: `?code=` puts keys into URLs and logs; the document offers the header only."""
+    schemes = openapi_document()["components"]["securitySchemes"]
+    assert schemes == {"functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}}
+    assert '"in": "query", "name": "code"' not in json.dumps(openapi_document())
 
 
 def test_chat_schema_is_the_validation_model() -> None:

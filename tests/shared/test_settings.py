@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from devstack.run import ensure_local_settings
 from shared.settings import (
     Settings,
     SettingsError,
@@ -140,4 +142,27 @@ def test_every_setting_is_in_the_example_and_the_reference() -> None:
     names = [_env_name(n) for n in Settings.model_fields]
     assert [n for n in names if n not in example] == []
     assert [n for n in names if f"`{n}`" not in reference] == []
-    load_settings(example)
+    assert example["USER_HASH_SECRET"] == "", "secrets are generated, never committed"
+
+
+def test_make_run_generates_the_secrets_the_example_leaves_empty(tmp_path: Path) -> None:
+    """`make run` writes local.settings.json from the example with fresh secrets, and fills
+    them into an older local.settings.json that lacks them; the result loads."""
+    root = Path(__file__).resolve().parents[2]
+    shutil.copy(root / "local.settings.json.example", tmp_path / "local.settings.json.example")
+    assert ensure_local_settings(tmp_path) is True
+    first = json.loads((tmp_path / "local.settings.json").read_text())["Values"]
+    assert len(first["USER_HASH_SECRET"]) >= 32
+    assert first["LOCAL_FUNCTION_KEY"]
+    load_settings(first)
+    older = {**first, "USER_HASH_SECRET": ""}
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": older}))
+    assert ensure_local_settings(tmp_path) is False
+    again = json.loads((tmp_path / "local.settings.json").read_text())["Values"]
+    assert again["LOCAL_FUNCTION_KEY"] == first["LOCAL_FUNCTION_KEY"]
+    assert again["USER_HASH_SECRET"] not in ("", first["USER_HASH_SECRET"])
+
+
+def test_a_short_user_hash_secret_is_refused() -> None:
+    with pytest.raises(SettingsError, match="USER_HASH_SECRET must be at least 32"):
+        load_settings({**VALID, "USER_HASH_SECRET": "short"})

@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.errors import InvalidRequest
-from shared.models import Usage, UsageQuery, UsageRecord
+from shared.models import Usage, UsageGroup, UsageQuery, UsageRecord
 from shared.settings import DEFAULT_PRICES, ModelPrice
-from shared.store import USAGE, Store
 from shared.usage import (
     build_record,
+    cell_of,
     cost_usd,
     price_for,
     resolve_window,
-    summarise,
-    usage_report,
+)
+from shared.usage import (
+    summarise as summarise_cells,
 )
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def summarise(
+    records: list[UsageRecord], group_by: str, prices: dict[str, ModelPrice], discount: float
+) -> tuple[list[UsageGroup], UsageGroup, list[str]]:
+    """The report's grouping over records, each as the roll-up cell it is summed into."""
+    return summarise_cells([cell_of(r) for r in records], group_by, prices, discount)
+
+
 PRICES = {"gpt-4o": ModelPrice(input=2.5, output=10.0), "emb": ModelPrice(input=0.02)}
 
 
@@ -105,6 +116,12 @@ def test_default_window_is_the_last_day() -> None:
     assert (since, until) == (NOW - timedelta(hours=24), NOW)
 
 
+def test_the_window_widens_to_whole_hours() -> None:
+    """Roll-ups count by the hour: the window says which hours it really covers."""
+    query = UsageQuery(since=NOW + timedelta(minutes=5), until=NOW + timedelta(minutes=70))
+    assert resolve_window(query, now=NOW) == (NOW, NOW + timedelta(hours=2))
+
+
 @pytest.mark.parametrize(
     ("since", "until", "message"),
     [
@@ -126,18 +143,54 @@ def test_default_prices_cover_the_default_deployments() -> None:
     assert {"gpt-4o", "text-embedding-3-small"} <= set(DEFAULT_PRICES)
 
 
-async def test_report_reads_only_the_window_from_cosmos(store: Store) -> None:
-    team = f"team-{uuid.uuid4().hex[:8]}"
-    base = datetime(2031, 3, 10, 23, 30, tzinfo=UTC)  # spans midnight: two day partitions
-    for minutes, prompt in ((0, 100), (45, 200), (24 * 60, 400)):
-        at = base + timedelta(minutes=minutes)
-        record = rec(prompt=prompt, completion=0, tags={"team": team}, at=at)
-        await store.upsert(USAGE, record.model_dump(mode="json"))
-    report = await usage_report(
-        store,
-        UsageQuery(since=base, until=base + timedelta(hours=2), group_by="tag:team"),
-        PRICES,
-        0.5,
-    )
-    (group,) = [g for g in report.groups if g.key == team]
-    assert (group.calls, group.prompt_tokens) == (2, 300)
+# --- date edges (the review's fuzzers missed `until=0001-01-01`: an OverflowError, a 500) ---
+
+EDGES = [
+    datetime.min, datetime.max, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC),
+    datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))),
+    datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14))),
+    datetime(1999, 12, 31, 23, 59, tzinfo=UTC), datetime(9000, 1, 1, 0, 1, tzinfo=UTC),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("edge", EDGES, ids=str)
+@pytest.mark.parametrize("field", ["since", "until"])
+def test_date_edges_are_a_400_not_an_overflow(edge: datetime, field: str) -> None:
+    with pytest.raises(InvalidRequest, match="must lie between"):
+        resolve_window(UsageQuery.model_validate({field: edge}), now=NOW)
+
+
+def test_until_0001_01_01_as_the_query_string_gives_it() -> None:
+    with pytest.raises(InvalidRequest):
+        resolve_window(UsageQuery.model_validate({"until": "0001-01-01"}), now=NOW)
+
+
+ANY_MOMENT = st.datetimes(
+    min_value=datetime.min,
+    max_value=datetime.max,
+    timezones=st.one_of(
+        st.none(),
+        st.timezones(),
+        st.builds(
+            timezone,
+            st.timedeltas(
+                min_value=timedelta(hours=-23, minutes=-59),
+                max_value=timedelta(hours=23, minutes=59),
+            ),
+        ),
+    ),
+).filter(lambda d: d.utcoffset() is None or abs(d.utcoffset() or timedelta()) < timedelta(days=1))
+# Hypothesis favours the bounds of a range, so datetime.min/max are tried on every run.
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(since=st.one_of(st.none(), ANY_MOMENT), until=st.one_of(st.none(), ANY_MOMENT))
+def test_any_window_is_answered_or_refused_never_crashes(
+    since: datetime | None, until: datetime | None
+) -> None:
+    try:
+        first, last = resolve_window(UsageQuery(since=since, until=until), now=NOW)
+    except InvalidRequest:
+        return
+    assert first < last
+    assert last - first <= timedelta(days=92, hours=2)

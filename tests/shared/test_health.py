@@ -1,0 +1,29 @@
+"""The health cache (pure logic on a fake clock; the checks themselves run end to end in
+tests/test_function_app.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared.health import HealthCache
+from shared.models import CheckResult, HealthReport
+
+
+async def test_checks_are_reused_for_a_few_seconds_and_shared_by_concurrent_callers() -> None:
+    """Finding: every anonymous call fanned out to three services. Now one round of checks
+    serves every caller within HEALTH_CACHE_SECONDS."""
+    now, rounds = [0.0], []
+
+    async def check() -> HealthReport:
+        rounds.append(now[0])
+        await asyncio.sleep(0.01)
+        return HealthReport(status="ok", checks={"x": CheckResult(ok=True, latency_ms=1)})
+
+    cache = HealthCache(check, ttl_seconds=5, clock=lambda: now[0])
+    await asyncio.gather(*(cache.report() for _ in range(20)))
+    now[0] = 4.9
+    await cache.report()
+    assert len(rounds) == 1
+    now[0] = 5.0
+    await cache.report()
+    assert len(rounds) == 2
