@@ -85,6 +85,31 @@ param batchPollSchedule string = '0 */5 * * * *'
 param poisonSweepSchedule string = '0 */1 * * * *'
 param contentFilterStoreText bool = false
 
+// --- security switches (docs/security.md) -------------------------------------------------
+@secure()
+@description('HMAC key for the chat user hash (USER_HASH_SECRET), stored in Key Vault. Set it once (azd env set USER_HASH_SECRET ...); empty keeps the stored secret.')
+param userHashSecret string = ''
+
+@description('App Service authentication with Entra ID in front of the app (callers need a token with an app role, and still a function key).')
+param entraAuth bool = false
+@description('Client id of the app registration that defines the app roles Chat.Invoke, Jobs.Submit and Usage.Read (needed when entraAuth).')
+param entraClientId string = ''
+
+@allowed([
+  'public'
+  'restricted'
+  'private'
+])
+@description('Inbound access to the app: public (keys and, with entraAuth, tokens), restricted (only allowedInboundCidrs), private (a private endpoint in the VNet; public access off).')
+param inboundAccess string = 'public'
+@description('CIDR ranges allowed in when inboundAccess is restricted.')
+param allowedInboundCidrs array = []
+
+@minValue(0)
+@description('Tokens per minute one caller may spend on /api/chat per instance (CHAT_CALLER_TPM); 0 turns the limit off.')
+param chatCallerTpm int = 100000
+param usageRollupSchedule string = '0 */5 * * * *'
+
 var tags = {
   'azd-env-name': environmentName
 }
@@ -176,6 +201,20 @@ module cosmos 'modules/cosmos.bicep' = {
     grantUserDataAccess: grantUserDataAccess
     databaseName: cosmosDatabaseName
     embeddingDimensions: embeddingDimensions
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: 'kv-${resourceToken}'
+    location: location
+    tags: tags
+    privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
+    vaultZoneId: privateDns.outputs.vaultZoneId
+    appPrincipalId: identity.outputs.principalId
+    userHashSecret: userHashSecret
   }
 }
 
@@ -276,6 +315,11 @@ var appSettings = {
   BATCH_POLL_SCHEDULE: batchPollSchedule
   POISON_SWEEP_SCHEDULE: poisonSweepSchedule
   CONTENT_FILTER_STORE_TEXT: contentFilterStoreText ? 'true' : 'false'
+  // The one secret: a Key Vault reference, resolved by App Service with the app identity.
+  USER_HASH_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.userHashSecretUri})'
+  ENTRA_AUTH: entraAuth ? 'true' : 'false'
+  CHAT_CALLER_TPM: string(chatCallerTpm)
+  USAGE_ROLLUP_SCHEDULE: usageRollupSchedule
 }
 
 module functionApp 'modules/function-app.bicep' = {
@@ -291,6 +335,12 @@ module functionApp 'modules/function-app.bicep' = {
     appSubnetId: network.outputs.appSubnetId
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     appSettings: appSettings
+    entraAuth: entraAuth
+    entraClientId: entraClientId
+    inboundAccess: inboundAccess
+    allowedInboundCidrs: allowedInboundCidrs
+    privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
+    sitesZoneId: privateDns.outputs.sitesZoneId
   }
 }
 
@@ -317,3 +367,4 @@ output CLASSIFICATION_QUEUE string = classificationQueueName
 output OUTBOX_QUEUE string = outboxQueueName
 output CLAIM_CHECK_CONTAINER string = claimCheckContainerName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name

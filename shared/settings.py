@@ -319,7 +319,12 @@ class Settings(BaseSettings):
     @field_validator("user_hash_secret")
     @classmethod
     def _long_enough(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 32:
+        secret = value.get_secret_value()
+        if secret.startswith("@Microsoft.KeyVault("):
+            # App Service leaves the reference text in place when it cannot resolve it: that
+            # text is no secret, so start-up fails instead of hashing with it.
+            raise ValueError("USER_HASH_SECRET is an unresolved Key Vault reference")
+        if len(secret) < 32:
             raise ValueError("USER_HASH_SECRET must be at least 32 characters")
         return value
 

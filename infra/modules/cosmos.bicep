@@ -40,6 +40,10 @@ var containers = [
     name: 'usage'
     partitionKey: '/day'
   }
+  {
+    name: 'usage_rollups'
+    partitionKey: '/day'
+  }
 ]
 
 var resultsContainerName = 'results'
@@ -202,7 +206,8 @@ resource appDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssign
   properties: {
     roleDefinitionId: '${account.id}/sqlRoleDefinitions/${roles.cosmosBuiltInDataContributor}'
     principalId: appPrincipalId
-    scope: account.id
+    // The app's database only, not every database the account may ever hold.
+    scope: '${account.id}/dbs/${database.name}'
   }
   dependsOn: [
     sqlContainers
@@ -216,7 +221,7 @@ resource userDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssig
   properties: {
     roleDefinitionId: '${account.id}/sqlRoleDefinitions/${roles.cosmosBuiltInDataContributor}'
     principalId: userPrincipalId
-    scope: account.id
+    scope: '${account.id}/dbs/${database.name}'
   }
   dependsOn: [
     sqlContainers

@@ -13,6 +13,21 @@ param deploymentContainerUrl string
 param appSettings object
 
 param pythonVersion string = '3.11'
+
+@description('App Service authentication with Entra ID: callers need a token of entraClientId (and an app role, checked by the app with ENTRA_AUTH).')
+param entraAuth bool = false
+param entraClientId string = ''
+
+@allowed([
+  'public'
+  'restricted'
+  'private'
+])
+@description('public: open to the internet (keys, tokens); restricted: allowedInboundCidrs only; private: a private endpoint, public access off.')
+param inboundAccess string = 'public'
+param allowedInboundCidrs array = []
+param privateEndpointSubnetId string
+param sitesZoneId string
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
 
@@ -46,10 +61,22 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertMode: 'Optional'
     virtualNetworkSubnetId: appSubnetId
+    // Key Vault references (USER_HASH_SECRET) resolve with the app identity.
+    keyVaultReferenceIdentity: identityId
+    publicNetworkAccess: (inboundAccess == 'private') ? 'Disabled' : 'Enabled'
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      ipSecurityRestrictionsDefaultAction: (inboundAccess == 'restricted') ? 'Deny' : 'Allow'
+      ipSecurityRestrictions: [for (cidr, i) in allowedInboundCidrs: {
+        name: 'allowed-${i}'
+        ipAddress: cidr
+        action: 'Allow'
+        priority: 100 + i
+      }]
+      // The SCM (deployment) site follows the same rules.
+      scmIpSecurityRestrictionsUseMain: true
     }
     functionAppConfig: {
       deployment: {
@@ -78,6 +105,88 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: appSettings
+}
+
+// Entra ID sign-in in front of every route but the anonymous ones. App Service validates the
+// token and passes the principal (with its app roles) in x-ms-client-principal; the app checks
+// the role each route needs (ENTRA_AUTH, shared/callers.py). Function keys are still required.
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (entraAuth) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: [
+        '/api/health'
+        '/api/openapi.json'
+      ]
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: entraClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${entraClientId}'
+            entraClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
+}
+
+// inboundAccess 'private': callers reach the app only through this endpoint in the VNet.
+resource privateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = if (inboundAccess == 'private') {
+  name: 'pe-${name}'
+  location: location
+  tags: tags
+  properties: {
+    subnet: {
+      id: privateEndpointSubnetId
+    }
+    privateLinkServiceConnections: [
+      {
+        name: 'sites'
+        properties: {
+          privateLinkServiceId: site.id
+          groupIds: [
+            'sites'
+          ]
+        }
+      }
+    ]
+  }
+}
+
+resource dnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2024-01-01' = if (inboundAccess == 'private') {
+  parent: privateEndpoint
+  name: 'default'
+  properties: {
+    privateDnsZoneConfigs: [
+      {
+        name: 'sites'
+        properties: {
+          privateDnsZoneId: sitesZoneId
+        }
+      }
+    ]
+  }
 }
 
 // No publishing password: code is deployed with an Entra token (azd, az functionapp deploy).

@@ -1,6 +1,13 @@
 // Log Analytics + workspace-based Application Insights with local auth disabled: telemetry is
 // accepted only with an Entra token, so the connection string's instrumentation key is an
 // identifier, not a secret. The app identity gets Monitoring Metrics Publisher to send it.
+//
+// Ingestion and query stay on public endpoints, on purpose (docs/security.md): both need an
+// Entra token (local auth off here and on Application Insights) and Azure RBAC, and the data
+// holds counts, ids and hashes, never prompts. Making them private takes an Azure Monitor
+// Private Link Scope, which rewrites DNS for every Azure Monitor resource the VNet resolves
+// (all-or-nothing across workspaces) and locks operators out of the portal's queries
+// outside the network: a decision for the landing zone, not for this app.
 param name string
 param location string
 param tags object = {}
@@ -21,6 +28,11 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
     sku: {
       name: 'PerGB2018'
     }
+    features: {
+      disableLocalAuth: true
+    }
+    publicNetworkAccessForIngestion: 'Enabled'
+    publicNetworkAccessForQuery: 'Enabled'
   }
 }
 

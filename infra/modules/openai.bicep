@@ -109,7 +109,8 @@ resource chatDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-1
       name: chatModelName
       version: chatModelVersion
     }
-    versionUpgradeOption: 'OnceNewDefaultVersionAvailable'
+    // Pinned: a new default version must not change answers under users (docs/security.md).
+    versionUpgradeOption: 'NoAutoUpgrade'
   }
 }
 
@@ -126,6 +127,7 @@ resource embeddingDeployment 'Microsoft.CognitiveServices/accounts/deployments@2
       name: embeddingModelName
       version: embeddingModelVersion
     }
+    versionUpgradeOption: 'NoAutoUpgrade'
   }
   dependsOn: [
     chatDeployment
@@ -145,6 +147,7 @@ resource batchDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-
       name: batchModelName
       version: batchModelVersion
     }
+    versionUpgradeOption: 'NoAutoUpgrade'
   }
   dependsOn: [
     embeddingDeployment

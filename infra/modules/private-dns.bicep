@@ -13,6 +13,8 @@ var zoneNames = [
   'privatelink.blob.${environment().suffixes.storage}'
   'privatelink.queue.${environment().suffixes.storage}'
   'privatelink.table.${environment().suffixes.storage}'
+  'privatelink.vaultcore.azure.net'
+  'privatelink.azurewebsites.net'
 ]
 
 resource zones 'Microsoft.Network/privateDnsZones@2020-06-01' = [for zoneName in zoneNames: {
@@ -39,3 +41,5 @@ output cosmosZoneId string = zones[1].id
 output blobZoneId string = zones[2].id
 output queueZoneId string = zones[3].id
 output tableZoneId string = zones[4].id
+output vaultZoneId string = zones[5].id
+output sitesZoneId string = zones[6].id

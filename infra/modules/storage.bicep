@@ -49,7 +49,12 @@ var queueNames = [
   '${outboxQueueName}-poison'
 ]
 
+// Every blob container the app uses, declared here so that its Blob Data Owner role can be
+// scoped to them instead of the account: the Functions host's own (leases, timer schedules,
+// function keys), the code package, claim checks and Batch API files.
 var containerNames = [
+  'azure-webjobs-hosts'
+  'azure-webjobs-secrets'
   deploymentContainerName
   claimCheckContainerName
   batchFilesContainerName
@@ -227,15 +232,15 @@ resource tableDnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGro
   }
 }
 
-resource appBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, appPrincipalId, roles.storageBlobDataOwner)
-  scope: storage
+resource appBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (containerName, i) in containerNames: {
+  name: guid(containers[i].id, appPrincipalId, roles.storageBlobDataOwner)
+  scope: containers[i]
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }
-}
+}]
 
 resource appQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, appPrincipalId, roles.storageQueueDataContributor)

@@ -19,15 +19,19 @@ ROLE_IDS = {
     "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
 }
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 
 # (scope resource type, role id) the app identity must hold.
 REQUIRED_APP_ROLES = {
     ("Microsoft.CognitiveServices/accounts", ROLE_IDS["cognitiveServicesOpenAiUser"]),
-    ("Microsoft.Storage/storageAccounts", ROLE_IDS["storageBlobDataOwner"]),
+    # Issue 14: on the containers the app uses, never the whole account.
+    ("Microsoft.Storage/storageAccounts/blobServices/containers", ROLE_IDS["storageBlobDataOwner"]),
     ("Microsoft.Storage/storageAccounts", ROLE_IDS["storageQueueDataContributor"]),
     ("Microsoft.Insights/components", ROLE_IDS["monitoringMetricsPublisher"]),
+    # Issue 14: reads the HMAC secret (USER_HASH_SECRET), that one secret only.
+    ("Microsoft.KeyVault/vaults/secrets", ROLE_IDS["keyVaultSecretsUser"]),
 }
 
 # Private endpoint group id -> the private DNS zone its zone group must use.
@@ -37,6 +41,8 @@ ZONE_FOR_GROUP = {
     "blob": "privatelink.blob.${environment().suffixes.storage}",
     "queue": "privatelink.queue.${environment().suffixes.storage}",
     "table": "privatelink.table.${environment().suffixes.storage}",
+    "vault": "privatelink.vaultcore.azure.net",
+    "sites": "privatelink.azurewebsites.net",
 }
 
 # Private endpoint group id -> the resource type it must connect to.
@@ -46,6 +52,8 @@ SERVICE_FOR_GROUP = {
     "blob": "Microsoft.Storage/storageAccounts",
     "queue": "Microsoft.Storage/storageAccounts",
     "table": "Microsoft.Storage/storageAccounts",
+    "vault": "Microsoft.KeyVault/vaults",
+    "sites": "Microsoft.Web/sites",
 }
 
 COSMOS_CONTAINERS = {
@@ -54,6 +62,7 @@ COSMOS_CONTAINERS = {
     "content_filter_events": "/day",
     "batches": "/id",
     "usage": "/day",
+    "usage_rollups": "/day",
 }
 
 MAIN_FILE = "main.bicep"
@@ -94,8 +103,9 @@ def check_network(root: Path) -> Problems:
         len(delegated) == 1,
         f"one subnet delegated to Microsoft.App/environments, got {delegated}",
     )
+    # Network policies on: the NSG's explicit rules apply to the private endpoints (issue 14).
     pe_subnets = [
-        n for n, p in names.items() if p.get("privateEndpointNetworkPolicies") == "Disabled"
+        n for n, p in names.items() if p.get("privateEndpointNetworkPolicies") == "Enabled"
     ]
     _expect(problems, len(pe_subnets) == 1, f"one private-endpoint subnet, got {pe_subnets}")
     for n, props in names.items():
@@ -120,7 +130,8 @@ def check_network(root: Path) -> Problems:
         == "network.outputs.appSubnetId",
         "function app is not given the delegated app subnet",
     )
-    for module in ("modules/storage.bicep", "modules/cosmos.bicep", "modules/openai.bicep"):
+    for module in ("modules/storage.bicep", "modules/cosmos.bicep", "modules/openai.bicep",
+                   "modules/keyvault.bicep"):  # fmt: skip
         _expect(
             problems,
             _passes(infra, module, "privateEndpointSubnetId")
@@ -262,7 +273,8 @@ def check_role_assignments(root: Path) -> Problems:
     by_name = {(r.file, r.name): r for r in infra.resources()}
     granted: set[tuple[str, str]] = set()
     for ra in infra.resources("Microsoft.Authorization/roleAssignments"):
-        scope = render(ra.body.get("scope"))
+        # A role per container of a loop is scoped to `containers[i]`.
+        scope = re.sub(r"\[\w+\]$", "", render(ra.body.get("scope")))
         principal = render(ra.properties.get("principalId"))
         custom = by_name.get(
             (ra.file, render(ra.properties.get("roleDefinitionId")).removesuffix(".id"))
@@ -290,7 +302,8 @@ def check_role_assignments(root: Path) -> Problems:
         role_expr, role_id = _role_of(infra, ra.file, role_def.group(1))
         _expect(
             problems,
-            render(ra.body.get("name")) == f"guid({scope}.id, {principal}, {role_expr})",
+            re.sub(r"\[\w+\]\.id", ".id", render(ra.body.get("name")))
+            == f"guid({scope}.id, {principal}, {role_expr})",
             f"{ra}: name must be guid({scope}.id, {principal}, {role_expr}), "
             f"is {render(ra.body.get('name'))}",
         )
@@ -331,8 +344,8 @@ def check_role_assignments(root: Path) -> Problems:
         )
         _expect(
             problems,
-            render(ra.properties.get("scope")) == f"{parent}.id",
-            f"{ra}: scope must be the account",
+            render(ra.properties.get("scope")) == f"${{{parent}.id}}/dbs/${{database.name}}",
+            f"{ra}: scope must be the app's database (issue 14), not the account",
         )
         _check_user_gate(problems, ra, principal)
         cosmos_app |= principal == APP_PRINCIPAL and role_id == COSMOS_DATA_CONTRIBUTOR

@@ -166,3 +166,11 @@ def test_make_run_generates_the_secrets_the_example_leaves_empty(tmp_path: Path)
 def test_a_short_user_hash_secret_is_refused() -> None:
     with pytest.raises(SettingsError, match="USER_HASH_SECRET must be at least 32"):
         load_settings({**VALID, "USER_HASH_SECRET": "short"})
+
+
+def test_an_unresolved_key_vault_reference_is_not_taken_for_the_secret() -> None:
+    reference = (
+        "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/user-hash-secret)"
+    )
+    with pytest.raises(SettingsError, match="unresolved Key Vault reference"):
+        load_settings({**VALID, "USER_HASH_SECRET": reference})

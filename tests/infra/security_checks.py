@@ -1,0 +1,240 @@
+"""Structural checks of issue 14's infra findings, one function per finding.
+
+Like tests/infra/checks.py, each takes an infra directory and returns its problems, so the
+same check runs on the real infra/ and on a copy with the fix taken out (test_security.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.infra.bicep import parse, render, unquoted_keys
+from tests.infra.checks import Problems, _expect, _passes, app_settings
+
+APP = "modules/function-app.bicep"
+
+
+def check_entra_auth(root: Path) -> Problems:
+    """App Service authentication with Entra ID, a documented switch; the app learns it."""
+    infra, problems = parse(root), []
+    auth = [r for r in infra.resources("Microsoft.Web/sites/config")
+            if r.body.get("name") == "authsettingsV2"]  # fmt: skip
+    _expect(problems, len(auth) == 1, "the function app needs an authsettingsV2 config")
+    if auth:
+        config = auth[0].properties
+        validation = config.get("globalValidation", {})
+        aad = config.get("identityProviders", {}).get("azureActiveDirectory", {})
+        _expect(problems, render(auth[0].condition) == "entraAuth", "auth must follow entraAuth")
+        _expect(problems, config.get("platform", {}).get("enabled") is True, "auth not enabled")
+        _expect(
+            problems,
+            validation.get("requireAuthentication") is True
+            and validation.get("unauthenticatedClientAction") == "Return401",
+            "unauthenticated calls must be refused with 401",
+        )
+        _expect(
+            problems,
+            set(validation.get("excludedPaths", [])) <= {"/api/health", "/api/openapi.json"},
+            "only the anonymous routes may skip sign-in",
+        )
+        _expect(problems, aad.get("enabled") is True, "the Entra ID provider must be enabled")
+        _expect(
+            problems,
+            render(aad.get("registration", {}).get("clientId")) == "entraClientId",
+            "the Entra ID provider must use the app registration (entraClientId)",
+        )
+    _expect(problems, _passes(infra, APP, "entraAuth") == "entraAuth", "entraAuth not passed")
+    _expect(
+        problems,
+        infra.main.param_default("entraAuth") is False,
+        "entraAuth must be a switch that defaults to off (it needs an app registration)",
+    )
+    _expect(
+        problems,
+        render(app_settings(infra).get("ENTRA_AUTH")) == "entraAuth ? true : false",
+        "ENTRA_AUTH must tell the app the switch (it trusts x-ms-client-principal only then)",
+    )
+    return problems
+
+
+def check_inbound_access(root: Path) -> Problems:
+    """An option for access restrictions or an inbound private endpoint."""
+    infra, problems = parse(root), []
+    site = infra.one("Microsoft.Web/sites")
+    config = site.properties.get("siteConfig", {})
+    _expect(
+        problems,
+        render(site.properties.get("publicNetworkAccess"))
+        == "equals(inboundAccess, private) ? Disabled : Enabled",
+        "inboundAccess private must turn public network access off",
+    )
+    _expect(
+        problems,
+        render(config.get("ipSecurityRestrictionsDefaultAction"))
+        == "equals(inboundAccess, restricted) ? Deny : Allow",
+        "inboundAccess restricted must deny all but allowedInboundCidrs",
+    )
+    _expect(problems, config.get("scmIpSecurityRestrictionsUseMain") is True, "SCM must follow")
+    endpoints = [r for r in infra.resources("Microsoft.Network/privateEndpoints") if r.file == APP]
+    _expect(
+        problems,
+        len(endpoints) == 1 and render(endpoints[0].condition) == "equals(inboundAccess, private)",
+        "inboundAccess private needs the app's private endpoint",
+    )
+    allowed = infra.main.params.get("inboundAccess", {})
+    _expect(
+        problems,
+        infra.main.param_default("inboundAccess") == "public"
+        and _passes(infra, APP, "inboundAccess") == "inboundAccess",
+        f"inboundAccess must be a documented switch passed to the app ({render(allowed)})",
+    )
+    return problems
+
+
+def check_key_vault(root: Path) -> Problems:
+    """The HMAC secret lives in Key Vault: private endpoint, RBAC, no access policy, and a
+    Key Vault reference resolved with the app identity."""
+    infra, problems = parse(root), []
+    vault = infra.one("Microsoft.KeyVault/vaults")
+    props = vault.properties
+    _expect(problems, props.get("enableRbacAuthorization") is True, "Key Vault must use RBAC")
+    _expect(problems, props.get("accessPolicies", []) == [], "Key Vault must have no access policy")
+    _expect(
+        problems, props.get("publicNetworkAccess") == "Disabled", "Key Vault must not be public"
+    )
+    _expect(
+        problems,
+        props.get("networkAcls", {}).get("defaultAction") == "Deny"
+        and props.get("networkAcls", {}).get("bypass") == "None",
+        "Key Vault firewall must deny by default, without bypass",
+    )
+    _expect(problems, props.get("enablePurgeProtection") is True, "Key Vault purge protection")
+    groups = [
+        g
+        for pe in infra.resources("Microsoft.Network/privateEndpoints")
+        if pe.file == vault.file
+        for c in pe.properties.get("privateLinkServiceConnections", [])
+        for g in c["properties"]["groupIds"]
+    ]
+    _expect(problems, groups == ["vault"], "Key Vault needs its private endpoint")
+    setting = render(app_settings(infra).get("USER_HASH_SECRET"))
+    _expect(
+        problems,
+        setting == "@Microsoft.KeyVault(SecretUri=${keyVault.outputs.userHashSecretUri})",
+        f"USER_HASH_SECRET must be a Key Vault reference, is {setting}",
+    )
+    site = infra.one("Microsoft.Web/sites")
+    _expect(
+        problems,
+        render(site.properties.get("keyVaultReferenceIdentity")) == "identityId",
+        "Key Vault references must resolve with the app identity",
+    )
+    readers = [
+        ra
+        for ra in infra.resources("Microsoft.Authorization/roleAssignments")
+        if ra.file == vault.file
+    ]
+    secret = infra.one("Microsoft.KeyVault/vaults/secrets")
+    _expect(
+        problems,
+        [render(ra.body.get("scope")) for ra in readers] == [secret.name],
+        "the app may read the one secret, not the whole vault",
+    )
+    return problems
+
+
+def check_blob_owner_scope(root: Path) -> Problems:
+    """Storage Blob Data Owner for the app on its containers, never on the account."""
+    infra, problems = parse(root), []
+    account = infra.one("Microsoft.Storage/storageAccounts")
+    containers = infra.one("Microsoft.Storage/storageAccounts/blobServices/containers")
+    for ra in infra.resources("Microsoft.Authorization/roleAssignments"):
+        if ra.file != account.file or render(ra.properties.get("principalId")) != "appPrincipalId":
+            continue
+        if "storageBlobDataOwner" not in render(ra.properties.get("roleDefinitionId")):
+            continue
+        scope = render(ra.body.get("scope"))
+        _expect(
+            problems,
+            scope.startswith(f"{containers.name}[") and ra.loop is not None,
+            f"{ra}: Blob Data Owner must be scoped to each container, is {scope}",
+        )
+    names = infra.resolve(account.file, "containerNames")
+    rendered = [render(n) for n in names] if isinstance(names, list) else []
+    for needed in ("azure-webjobs-hosts", "azure-webjobs-secrets"):
+        _expect(problems, needed in rendered, f"container {needed} must be declared (and scoped)")
+    return problems
+
+
+def check_nsg_rules(root: Path) -> Problems:
+    """Explicit NSG rules: the private endpoints take HTTPS from the app subnet only."""
+    infra, problems = parse(root), []
+    nsgs = {n.name: n for n in infra.resources("Microsoft.Network/networkSecurityGroups")}
+    for nsg in nsgs.values():
+        _expect(problems, bool(nsg.properties.get("securityRules")), f"{nsg}: no explicit rules")
+    pe = nsgs.get("privateEndpointNsg")
+    rules = [r["properties"] for r in (pe.properties.get("securityRules", []) if pe else [])]
+    allow = [r for r in rules if r.get("access") == "Allow" and r.get("direction") == "Inbound"]
+    _expect(
+        problems,
+        len(allow) == 1
+        and allow[0].get("destinationPortRange") == "443"
+        and "appSubnetPrefix" in render(allow[0].get("sourceAddressPrefixes")),
+        "private endpoints: allow 443 from the app subnet (and callerPrefixes) only",
+    )
+    _expect(
+        problems,
+        any(
+            r.get("access") == "Deny"
+            and r.get("direction") == "Inbound"
+            and r.get("sourceAddressPrefix") == "*"
+            for r in rules
+        ),
+        "private endpoints: deny every other inbound flow",
+    )
+    return problems
+
+
+def check_models_pinned(root: Path) -> Problems:
+    infra, problems = parse(root), []
+    for deployment in infra.resources("Microsoft.CognitiveServices/accounts/deployments"):
+        _expect(
+            problems,
+            deployment.properties.get("versionUpgradeOption") == "NoAutoUpgrade",
+            f"{deployment}: the model version must be pinned (versionUpgradeOption NoAutoUpgrade)",
+        )
+    return problems
+
+
+def check_log_analytics(root: Path) -> Problems:
+    """Ingestion and query stay public on purpose (infra/modules/monitoring.bicep says why);
+    so both must need Entra ID, and the choice must be written down, not defaulted."""
+    infra, problems = parse(root), []
+    workspace = infra.one("Microsoft.OperationalInsights/workspaces")
+    props = workspace.properties
+    _expect(
+        problems,
+        unquoted_keys(props.get("features", {})).get("disableLocalAuth") is True,
+        "Log Analytics must refuse shared keys (features.disableLocalAuth)",
+    )
+    for name in ("publicNetworkAccessForIngestion", "publicNetworkAccessForQuery"):
+        _expect(problems, name in props, f"Log Analytics {name} must be set explicitly")
+    _expect(
+        problems,
+        "Private Link Scope" in infra.files[workspace.file].path
+        or "Private Link Scope" in (root / workspace.file).read_text(),
+        "monitoring.bicep must say why ingestion and query are not private",
+    )
+    return problems
+
+
+SECURITY_CHECKS: dict[str, Callable[[Path], Problems]] = {
+    "entra_auth": check_entra_auth,
+    "inbound_access": check_inbound_access,
+    "key_vault": check_key_vault,
+    "blob_owner_scope": check_blob_owner_scope,
+    "nsg_rules": check_nsg_rules,
+    "models_pinned": check_models_pinned,
+    "log_analytics": check_log_analytics,
+}
