@@ -10,6 +10,7 @@ from bench import (
     classify_batching,
     embedding_utilization,
     simulator_throughput,
+    usage_report,
 )
 
 BENCHMARKS = (
@@ -18,6 +19,7 @@ BENCHMARKS = (
     batch_ingest.main,
     embedding_utilization.main,
     classify_batching.main,
+    usage_report.main,
 )
 
 
