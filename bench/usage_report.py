@@ -113,7 +113,8 @@ async def _report(rollups: UsageRollups, charge: RequestCharge) -> None:
 
 async def _calls_and_rollups(rollups: UsageRollups, query: UsageQuery) -> dict[str, int]:
     report = await usage_report(rollups, query, DEFAULT_PRICES, 0.5, max_cells=50_000)
-    assert query.since is not None and query.until is not None
+    assert query.since is not None
+    assert query.until is not None
     days = await rollups.read(query.since.date(), query.until.date())
     return {"calls_counted": report.total.calls, "rollup_documents_read": len(days),
             "cells_read": sum(len(d.cells) for d in days)}  # fmt: skip
