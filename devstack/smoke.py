@@ -207,8 +207,9 @@ class Smoke:
             raise SmokeError(f"400 {error.code}, expected content_filter: {error.message}")
         return "400 content_filter"
 
-    async def usage(self, wait: float = 30.0) -> str:
-        """This run's calls, by its tag: a streamed call's record lands when its stream ends."""
+    async def usage(self, wait: float = 400.0) -> str:
+        """This run's calls, by its tag. The report reads the daily roll-ups, which the
+        `roll_up_usage` timer refreshes every USAGE_ROLLUP_SCHEDULE (5 minutes in Azure)."""
         deadline = time.monotonic() + wait
         while True:
             r = await self._get(f"{self.api}/usage?group_by=tag:smoke_run", expect=200)
@@ -220,7 +221,7 @@ class Smoke:
                 return f"{seen} calls, {tokens} tokens tagged smoke_run={self.run_id}"
             if time.monotonic() > deadline:
                 raise SmokeError(f"{seen} of {self.calls} calls recorded after {wait:.0f}s")
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(2.0)
 
     async def _get(self, url: str, expect: int) -> httpx.Response:
         r = await self.client.get(url, headers=self._headers())
