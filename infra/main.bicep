@@ -107,7 +107,7 @@ param allowedInboundCidrs array = []
 
 @minValue(0)
 @description('Tokens per minute one caller may spend on /api/chat per instance (CHAT_CALLER_TPM); 0 turns the limit off.')
-param chatCallerTpm int = 100000
+param chatCallerTpm int = 10000
 param usageRollupSchedule string = '0 */5 * * * *'
 
 var tags = {
