@@ -8,7 +8,7 @@ Against the local Cosmos DB server (started on free ports, in memory):
   (`SELECT *` over the window's days, every document into memory) is timed beside the
   roll-up timer's work (one projected query per day) and the new report (roll-ups only).
 - `synthetic`: a million documents do not fit the local server in a benchmark's time, so the
-  roll-ups of that many records are built by the timer's own code (`add_row`) from generated
+  roll-ups of that many records are built by the timer's own code (`DayCells`) from generated
   rows, stored, and the new report is timed on them. The former report is not run at that
   size; its cost grows with the records (the 10k figures show by how much per record).
 
@@ -36,7 +36,7 @@ from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
 from devstack.hosted_app import stack_environ
 from devstack.provision import provision
 from shared.models import Usage, UsageQuery
-from shared.rollups import RollupCell, UsageRollup, UsageRollups, add_row
+from shared.rollups import DayCells, UsageRollups
 from shared.settings import DEFAULT_PRICES, load_settings
 from shared.store import USAGE, USAGE_ROLLUPS, RequestCharge, Store, create_store
 from shared.usage import build_record, usage_report
@@ -117,7 +117,7 @@ async def _calls_and_rollups(rollups: UsageRollups, query: UsageQuery) -> dict[s
     assert query.until is not None
     days = await rollups.read(query.since.date(), query.until.date())
     return {"calls_counted": report.total.calls, "rollup_documents_read": len(days),
-            "cells_read": sum(len(d.cells) for d in days)}  # fmt: skip
+            "day_cells_read": sum(len(d.day_cells) for d in days)}  # fmt: skip
 
 
 async def _measured(store: Store, records: int) -> dict[str, Any]:
@@ -154,16 +154,15 @@ async def _synthetic(store: Store, records: int) -> dict[str, Any]:
     per_day = records // DAYS
     for d in range(DAYS):
         day = store_start + timedelta(days=d)
-        cells: dict[str, RollupCell] = {}
+        cells = DayCells()
         for i in range(per_day):
-            add_row(cells, {
+            cells.add({
                 "timestamp": (day + timedelta(seconds=rng.randrange(86_400))).isoformat(),
                 "operation": "chat", "deployment": "gpt-4o", "model": "gpt-5.1-2025-11-13",
                 "mode": "realtime", "prompt_tokens": 100, "completion_tokens": 50,
                 "total_tokens": 150, "tags": {"team": f"team-{i % TEAMS}"},
             })  # fmt: skip
-        rollup = UsageRollup(day=day.date().isoformat(), computed_at=datetime.now(UTC),
-                             records=per_day, cells=list(cells.values()))  # fmt: skip
+        rollup = cells.rollup(day.date().isoformat(), datetime.now(UTC))
         await store.upsert(USAGE_ROLLUPS, rollup.model_dump(mode="json"))
     build_s = time.perf_counter() - started
     rollups = UsageRollups(store)

@@ -2,7 +2,10 @@
 
 One roll-up document per day (container `usage_rollups`, partition `/day`, id `rollup`) holds
 cells: sums of calls and tokens per hour, deployment, operation, model, mode, principal and
-tags. It is recomputed from that day's usage documents (a projection, never `SELECT *`), so it
+tags (`cells`), and the same summed over the whole day (`day_cells`). A report reads the day
+sums of the days its window covers whole and the hourly cells of at most two edge days.
+
+A roll-up is recomputed from that day's usage documents (a projection, never `SELECT *`), so it
 is idempotent and redelivery-safe by construction: a usage document written twice is one
 document (its id is fixed before it is written), and a recomputation replaces the roll-up
 whole. The `roll_up_usage` timer recomputes today and yesterday, plus the days a drained
@@ -27,8 +30,10 @@ log = logging.getLogger(__name__)
 
 ROLLUP_ID: Final = "rollup"
 DIRTY_ID: Final = "dirty"
-# A Cosmos DB document holds at most 2 MB; a cell is about 300 bytes.
-MAX_CELLS_PER_DAY: Final = 4000
+# A Cosmos DB document holds at most 2 MB, and holds each cell twice (hourly, daily): past
+# either bound, new attributions fold into one cell per hour and call kind.
+MAX_CELLS_PER_DAY: Final = 2000
+MAX_KEY_BYTES_PER_DAY: Final = 400_000
 FOLDED_TAG: Final = "_folded"
 
 # Only what a cell needs: the report's cost and latency do not grow with unused fields.
@@ -39,9 +44,9 @@ PROJECTION: Final = (
 
 
 class RollupCell(BaseModel):
-    """Calls and tokens of one hour of one day with the same attribution."""
+    """Calls and tokens of one hour (or, `hour` None, the whole day) with one attribution."""
 
-    hour: int = Field(ge=0, le=23)
+    hour: int | None = Field(default=None, ge=0, le=23)
     operation: Operation
     deployment: str
     model: str | None = None
@@ -63,30 +68,74 @@ class UsageRollup(BaseModel):
     folded_calls: int = Field(
         default=0, description="Calls whose tags and principal were dropped past the cell cap."
     )
-    cells: list[RollupCell]
+    cells: list[RollupCell] = Field(default_factory=list, description="By the hour.")
+    day_cells: list[RollupCell] = Field(default_factory=list, description="By the day.")
 
 
-def add_row(cells: dict[str, RollupCell], row: dict[str, Any]) -> None:
-    hour = _hour_of(row["timestamp"])
-    tags = {str(k): str(v) for k, v in (row.get("tags") or {}).items()}
-    principal = row.get("principal_id")
-    base = (hour, row["operation"], row["deployment"], row.get("model"), row.get("mode"))
-    key = json.dumps([*base, principal, sorted(tags.items())])
-    if key not in cells and len(cells) >= MAX_CELLS_PER_DAY:
-        # Past the cap the attribution goes, the sums stay: totals remain exact.
-        tags, principal = {FOLDED_TAG: "true"}, None
+class DayCells:
+    """The cells of one day, summed row by row (bounded: see MAX_CELLS_PER_DAY)."""
+
+    def __init__(self) -> None:
+        self.hourly: dict[str, RollupCell] = {}
+        self.records = 0
+        self._key_bytes = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.records += 1
+        hour = _hour_of(row["timestamp"])
+        tags = {str(k): str(v) for k, v in (row.get("tags") or {}).items()}
+        principal = row.get("principal_id")
+        base = (hour, row["operation"], row["deployment"], row.get("model"), row.get("mode"))
         key = json.dumps([*base, principal, sorted(tags.items())])
-    cell = cells.get(key)
-    if cell is None:
-        cell = cells[key] = RollupCell(
-            hour=hour,
-            operation=row["operation"],
-            deployment=row["deployment"],
-            model=row.get("model"),
-            mode=row.get("mode") or "realtime",
-            principal_id=principal,
-            tags=tags,
+        full = len(self.hourly) >= MAX_CELLS_PER_DAY or self._key_bytes >= MAX_KEY_BYTES_PER_DAY
+        if key not in self.hourly and full:
+            # Past the cap the attribution goes, the sums stay: totals remain exact.
+            tags, principal = {FOLDED_TAG: "true"}, None
+            key = json.dumps([*base, principal, sorted(tags.items())])
+        cell = self.hourly.get(key)
+        if cell is None:
+            self._key_bytes += len(key)
+            cell = self.hourly[key] = RollupCell(
+                hour=hour,
+                operation=row["operation"],
+                deployment=row["deployment"],
+                model=row.get("model"),
+                mode=row.get("mode") or "realtime",
+                principal_id=principal,
+                tags=tags,
+            )
+        _add(cell, row)
+
+    def daily(self) -> list[RollupCell]:
+        """The hourly cells summed over the day (one per attribution)."""
+        days: dict[str, RollupCell] = {}
+        for cell in self.hourly.values():
+            key = json.dumps([cell.operation, cell.deployment, cell.model, cell.mode,
+                              cell.principal_id, sorted(cell.tags.items())])  # fmt: skip
+            day = days.get(key)
+            if day is None:
+                day = days[key] = cell.model_copy(
+                    update={"hour": None, "calls": 0, "prompt_tokens": 0,
+                            "completion_tokens": 0, "total_tokens": 0, "tags": dict(cell.tags)}
+                )  # fmt: skip
+            day.calls += cell.calls
+            day.prompt_tokens += cell.prompt_tokens
+            day.completion_tokens += cell.completion_tokens
+            day.total_tokens += cell.total_tokens
+        return list(days.values())
+
+    def rollup(self, day: str, computed_at: datetime) -> UsageRollup:
+        return UsageRollup(
+            day=day,
+            computed_at=computed_at,
+            records=self.records,
+            folded_calls=sum(c.calls for c in self.hourly.values() if FOLDED_TAG in c.tags),
+            cells=list(self.hourly.values()),
+            day_cells=self.daily(),
         )
+
+
+def _add(cell: RollupCell, row: dict[str, Any]) -> None:
     cell.calls += 1
     cell.prompt_tokens += int(row.get("prompt_tokens") or 0)
     cell.completion_tokens += int(row.get("completion_tokens") or 0)
@@ -108,22 +157,13 @@ class UsageRollups:
         self, day: str, *, now: datetime | None = None, charge: RequestCharge | None = None
     ) -> UsageRollup:
         """Rebuild one day's roll-up from its usage documents (streamed, never held whole)."""
-        cells: dict[str, RollupCell] = {}
-        records = 0
+        cells = DayCells()
         rows: AsyncIterator[dict[str, Any]] = self._store.iterate(
             USAGE, PROJECTION, {"@day": day}, partition_key=day, charge=charge
         )
         async for row in rows:
-            records += 1
-            add_row(cells, row)
-        folded = sum(c.calls for c in cells.values() if c.tags.get(FOLDED_TAG))
-        rollup = UsageRollup(
-            day=day,
-            computed_at=now or datetime.now(UTC),
-            records=records,
-            folded_calls=folded,
-            cells=list(cells.values()),
-        )
+            cells.add(row)
+        rollup = cells.rollup(day, now or datetime.now(UTC))
         await self._store.upsert(USAGE_ROLLUPS, rollup.model_dump(mode="json"))
         return rollup
 
@@ -153,11 +193,29 @@ class UsageRollups:
     async def read(
         self, first: date, last: date, charge: RequestCharge | None = None
     ) -> list[UsageRollup]:
-        """The roll-ups of the days from `first` to `last` (at most one document per day)."""
+        """The day sums of the days from `first` to `last` (one small projection per day)."""
         rows = self._store.iterate(
             USAGE_ROLLUPS,
-            "SELECT * FROM c WHERE c.kind = 'rollup' AND c.day >= @first AND c.day <= @last",
+            "SELECT c.day, c.computed_at, c.records, c.folded_calls, c.day_cells FROM c "
+            "WHERE c.kind = 'rollup' AND c.day >= @first AND c.day <= @last",
             {"@first": first.isoformat(), "@last": last.isoformat()},
             charge=charge,
         )
         return [UsageRollup.model_validate(r) async for r in rows]
+
+    async def read_hours(
+        self, days: list[date], charge: RequestCharge | None = None
+    ) -> list[UsageRollup]:
+        """The hourly cells of a few days (a window's partial first and last day)."""
+        out = []
+        for day in days:
+            rows = self._store.iterate(
+                USAGE_ROLLUPS,
+                "SELECT c.day, c.computed_at, c.records, c.folded_calls, c.cells FROM c "
+                "WHERE c.kind = 'rollup' AND c.day = @day",
+                {"@day": day.isoformat()},
+                partition_key=day.isoformat(),
+                charge=charge,
+            )
+            out += [UsageRollup.model_validate(r) async for r in rows]
+        return out

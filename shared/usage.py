@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
 from shared.errors import InvalidRequest, TooLarge
@@ -134,7 +134,7 @@ class Counted(Protocol):
 
 
 def cell_of(record: UsageRecord) -> RollupCell:
-    """One record as the roll-up cell it would be summed into."""
+    """One record as the hourly roll-up cell it would be summed into."""
     return RollupCell(
         hour=_utc(record.timestamp).hour,
         calls=1,
@@ -205,24 +205,26 @@ async def usage_report(
     now: datetime | None = None,
     charge: RequestCharge | None = None,
 ) -> UsageReport:
-    """Sum the roll-up cells of the window. More than `max_cells` cells (many distinct tags
-    over a long window) is refused with 413 rather than read."""
+    """Sum the roll-ups of the window: the day sums of the days it covers whole, the hourly
+    cells of its partial first and last day. More than `max_cells` cells (many distinct tags
+    over a long window) is refused with 413 rather than summed."""
     since, until = resolve_window(query, now)
-    days = await rollups.read(since.date(), (until - timedelta(microseconds=1)).date(), charge)
-    cells_read = sum(len(d.cells) for d in days)
-    if cells_read > max_cells:
+    first, last = since.date(), (until - timedelta(microseconds=1)).date()
+    whole = [d for d in _dates(first, last) if since <= _start(d) and _start(d) + DAY <= until]
+    partial = [d for d in (first, last) if d not in whole]
+    days = await rollups.read(whole[0], whole[-1], charge) if whole else []
+    hours = await rollups.read_hours(sorted(set(partial)), charge)
+    cells = [c for d in days for c in d.day_cells] + [
+        c for d in hours for c in d.cells
+        if c.hour is not None and since <= _start(date.fromisoformat(d.day)) + c.hour * HOUR < until
+    ]  # fmt: skip
+    if len(cells) > max_cells:
         raise TooLarge(
-            f"the window holds {cells_read} usage cells; at most {max_cells} are read at once: "
+            f"the window holds {len(cells)} usage cells; at most {max_cells} are read at once: "
             "ask for a shorter window",
-            details={"cells": cells_read, "max_cells": max_cells},
+            details={"cells": len(cells), "max_cells": max_cells},
         )
-    in_window = [
-        cell
-        for d in days
-        for cell in d.cells
-        if since <= datetime.fromisoformat(d.day).replace(hour=cell.hour, tzinfo=UTC) < until
-    ]
-    groups, total, unpriced = summarise(in_window, query.group_by, prices, batch_discount)
+    groups, total, unpriced = summarise(cells, query.group_by, prices, batch_discount)
     return UsageReport(
         since=since,
         until=until,
@@ -230,5 +232,17 @@ async def usage_report(
         groups=groups,
         total=total,
         unpriced_models=unpriced,
-        as_of=min((d.computed_at for d in days), default=None),
+        as_of=min((d.computed_at for d in [*days, *hours]), default=None),
     )
+
+
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+
+def _dates(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

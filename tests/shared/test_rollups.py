@@ -15,14 +15,7 @@ import pytest
 from shared.bookkeeping import OutboxMessage
 from shared.errors import TooLarge
 from shared.models import Usage, UsageQuery
-from shared.rollups import (
-    DIRTY_ID,
-    FOLDED_TAG,
-    MAX_CELLS_PER_DAY,
-    RollupCell,
-    UsageRollups,
-    add_row,
-)
+from shared.rollups import DIRTY_ID, FOLDED_TAG, MAX_CELLS_PER_DAY, DayCells, UsageRollups
 from shared.runtime import create_runtime
 from shared.settings import ModelPrice, load_settings
 from shared.store import USAGE, USAGE_ROLLUPS, RequestCharge, Store
@@ -95,7 +88,7 @@ async def test_report_cost_does_not_grow_with_calls(store: Store) -> None:
             await write(store, noon + timedelta(seconds=i), team="same")
         await rollups.recompute(noon.date().isoformat())
         read = await rollups.read(noon.date(), noon.date())
-        counts[calls] = (len(read), sum(len(d.cells) for d in read))
+        counts[calls] = (len(read), sum(len(d.day_cells) for d in read))
         assert (await report(rollups, noon, noon + timedelta(hours=1))).total.calls == calls
     assert counts[3] == counts[300] == (1, 1)
 
@@ -141,15 +134,41 @@ async def test_request_charge_is_summed_where_the_server_reports_it(store: Store
     assert charge.reported == (charge.request_units > 0)
 
 
+def row(hour: int, team: str, tokens: int = 2) -> dict[str, Any]:
+    return {"timestamp": f"2026-01-01T{hour:02d}:10:00+00:00", "operation": "chat",
+            "deployment": "d", "model": "m", "mode": "realtime", "total_tokens": tokens,
+            "tags": {"team": team}}  # fmt: skip
+
+
 def test_a_day_past_the_cell_cap_folds_attribution_and_keeps_totals() -> None:
-    cells: dict[str, RollupCell] = {}
+    cells = DayCells()
     rows = MAX_CELLS_PER_DAY + 50
     for i in range(rows):
-        add_row(cells, {"timestamp": "2026-01-01T10:00:00+00:00", "operation": "chat",
-                        "deployment": "d", "model": "m", "mode": "realtime", "total_tokens": 2,
-                        "tags": {"team": f"t{i}"}})  # fmt: skip
-    assert len(cells) == MAX_CELLS_PER_DAY + 1
-    assert sum(c.calls for c in cells.values()) == rows
-    assert sum(c.total_tokens for c in cells.values()) == 2 * rows
-    (folded,) = [c for c in cells.values() if FOLDED_TAG in c.tags]
-    assert folded.calls == 50
+        cells.add(row(10, f"t{i}"))
+    assert len(cells.hourly) == MAX_CELLS_PER_DAY + 1
+    rollup = cells.rollup("2026-01-01", datetime.now(UTC))
+    assert sum(c.calls for c in rollup.cells) == rollup.records == rows
+    assert sum(c.total_tokens for c in rollup.day_cells) == 2 * rows
+    (folded,) = [c for c in rollup.cells if FOLDED_TAG in c.tags]
+    assert folded.calls == rollup.folded_calls == 50
+
+
+def test_day_cells_sum_the_hours_of_each_attribution() -> None:
+    cells = DayCells()
+    for hour, team in ((1, "a"), (2, "a"), (2, "b"), (23, "a")):
+        cells.add(row(hour, team, tokens=hour))
+    daily = {c.tags["team"]: (c.hour, c.calls, c.total_tokens) for c in cells.daily()}
+    assert daily == {"a": (None, 3, 26), "b": (None, 1, 2)}
+    assert len(cells.hourly) == 4
+
+
+async def test_a_long_window_reads_day_sums_not_hours(store: Store) -> None:
+    """Whole days cost one cell per attribution, not one per hour: a 92-day report of a busy
+    tag set stays under the cap."""
+    rollups, noon = UsageRollups(store), a_day()
+    for hour in range(24):
+        await write(store, noon.replace(hour=hour), team="busy")
+    await rollups.recompute(noon.date().isoformat())
+    start = noon.replace(hour=0)
+    done = await report(rollups, start, start + timedelta(days=1), max_cells=1)
+    assert done.total.calls == 24
