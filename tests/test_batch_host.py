@@ -3,6 +3,7 @@ timer, and `/api/usage` pricing batch calls at BATCH_DISCOUNT of realtime ones."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -77,10 +78,16 @@ async def test_usage_prices_a_batch_job_at_half_the_realtime_cost(http: httpx.As
         jobs[mode] = await submit(http, "classification", body)
     for job_id in jobs.values():
         assert (await wait_job(http, job_id, within=90))["status"] == "succeeded"
-    r = await http.get("/usage", params={"group_by": "tag:run"})
-    assert r.status_code == 200, r.text
-    groups = {g["key"]: g for g in r.json()["groups"]}
-    realtime, batch = groups[f"{run}-realtime"], groups[f"{run}-batch"]
+    # The report reads roll-ups (USAGE_ROLLUP_SCHEDULE: every 2 s on test hosts).
+    keys = (f"{run}-realtime", f"{run}-batch")
+    for _ in range(150):
+        r = await http.get("/usage", params={"group_by": "tag:run"})
+        assert r.status_code == 200, r.text
+        groups = {g["key"]: g for g in r.json()["groups"]}
+        if all(k in groups and groups[k]["calls"] == 3 for k in keys):
+            break
+        await asyncio.sleep(0.2)
+    realtime, batch = groups[keys[0]], groups[keys[1]]
     assert batch["calls"] == realtime["calls"] == 3
     assert batch["total_tokens"] == realtime["total_tokens"] > 0
     assert realtime["estimated_cost_usd"] > 0
