@@ -63,3 +63,15 @@ def test_classify_batching_reports_each_size_without_failures() -> None:
         assert size["binding_limit"] in ("tpm", "rpm")
         assert size["items_per_minute"] > 0
         assert size["charged_tokens_per_item"] > 0
+
+
+@pytest.mark.timeout(300)  # the Cosmos DB server's start-up, a few hundred writes
+def test_usage_report_counts_every_call_from_one_roll_up_per_day() -> None:
+    result = run_bench("bench.usage_report", "--records", "140", "--synthetic", "7000")
+    measured, synthetic = result["measured"], result["synthetic"]
+    assert measured["former_report"]["documents_read"] == 140
+    assert measured["report"]["calls_counted"] == 140
+    assert synthetic["report"]["calls_counted"] == synthetic["records"] == 7000
+    for run in (measured, synthetic):
+        assert run["report"]["rollup_documents_read"] == result["days"]
+        assert run["report"]["day_cells_read"] <= result["days"] * result["teams"] * 2
