@@ -7,6 +7,7 @@ started they become a final `{"type": "error"}` frame instead, since the status 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from shared import content_filter
 from shared.aoai import resolve_deployment
 from shared.bookkeeping import Bookkeeper, CallSite, Status, usage_of
 from shared.callers import CallerLimiter, Principal, caller_key
-from shared.errors import AppError, UpstreamError, translate
+from shared.errors import AppError, UpstreamError, UpstreamTimeout, translate
 from shared.models import (
     AssistantMessage,
     ChatRequest,
@@ -120,9 +121,13 @@ class ChatService:
         booked = self._reserve(request, caller)
         started = time.perf_counter()
         try:
-            completion: ChatCompletion = await self.client.chat.completions.create(
-                **self._arguments(request, site.deployment)
-            )
+            async with asyncio.timeout(self.settings.chat_deadline_seconds):
+                completion: ChatCompletion = await self.client.chat.completions.create(
+                    **self._arguments(request, site.deployment)
+                )
+        except TimeoutError:
+            self.limiter.settle(booked, 0)
+            raise await self._upstream_failure(self._deadline(), request, site, started) from None
         except openai.OpenAIError as error:
             self.limiter.settle(booked, 0)
             raise await self._upstream_failure(error, request, site, started) from None
@@ -160,11 +165,15 @@ class ChatService:
         booked = self._reserve(request, caller)
         started = time.perf_counter()
         try:
-            upstream = await self.client.chat.completions.create(
-                **self._arguments(request, site.deployment),
-                stream=True,
-                stream_options={"include_usage": True},
-            )
+            async with asyncio.timeout(self.settings.chat_deadline_seconds):
+                upstream = await self.client.chat.completions.create(
+                    **self._arguments(request, site.deployment),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+        except TimeoutError:
+            self.limiter.settle(booked, 0)
+            raise await self._upstream_failure(self._deadline(), request, site, started) from None
         except openai.OpenAIError as error:
             self.limiter.settle(booked, 0)
             raise await self._upstream_failure(error, request, site, started) from None
@@ -212,6 +221,15 @@ class ChatService:
             log.warning("chat stream %s failed upstream: %s", site.request_id, failure.code)
             yield sse(ErrorFrame(error=failure.detail()))
             yield SSE_DONE
+        except Exception as error:
+            # Not the SDK's (say, Cosmos DB failing while a filter event is recorded): the status
+            # line is gone, so the caller gets an error frame and the log gets the request id.
+            status = "error"
+            failure = translate(error) or AppError("internal error; see logs")
+            log.exception("chat stream %s failed after it started: %s (%s)", site.request_id,
+                          failure.code, type(error).__name__)  # fmt: skip
+            yield sse(ErrorFrame(error=failure.detail()))
+            yield SSE_DONE
         finally:
             # Runs on normal end, on error and when the caller hangs up. A hang-up arrives as
             # cancellation of the response's task group, which Starlette's anyio cancels
@@ -220,13 +238,23 @@ class ChatService:
             with anyio.CancelScope(shield=True):
                 if usage is not None:
                     self.limiter.settle(booked, usage.total_tokens)
-                await upstream.close()
-                await self.books.usage(
-                    site, model=model, usage=usage, started=started, status=status
-                )
+                try:
+                    await upstream.close()
+                    await self.books.usage(
+                        site, model=model, usage=usage, started=started, status=status
+                    )
+                except Exception:
+                    # Raising here would drop the connection after the last frame was sent.
+                    log.exception("chat stream %s: recording the call failed", site.request_id)
+
+    def _deadline(self) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"Azure OpenAI did not answer within {self.settings.chat_deadline_seconds:g} s "
+            "(CHAT_DEADLINE_SECONDS)"
+        )
 
     async def _upstream_failure(
-        self, error: openai.OpenAIError, request: ChatRequest, site: CallSite, started: float
+        self, error: Exception, request: ChatRequest, site: CallSite, started: float
     ) -> AppError:
         """Record the failed call and say what the caller sees."""
         prompt = "\n".join(m.content for m in request.messages)

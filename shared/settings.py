@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     aoai_timeout_seconds: float = Field(
         default=60.0, gt=0, le=600, description="Per-request timeout for Azure OpenAI calls."
     )
+    chat_deadline_seconds: float = Field(
+        default=200.0,
+        gt=0,
+        le=600,
+        description="One overall deadline for an interactive /api/chat call to get its answer "
+        "(or its stream's first response), across every SDK attempt. AOAI_TIMEOUT_SECONDS is "
+        "spent per attempt, and Azure's front end cuts an HTTP request at 230 s. Jobs keep "
+        "their own timeouts.",
+    )
     aoai_max_retries: int = Field(
         default=2, ge=0, le=10, description="SDK retries (429/5xx/connection) inside a request."
     )

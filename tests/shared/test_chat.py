@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -23,6 +25,7 @@ from devstack.aoai_simulator import (
     start_simulator,
 )
 from shared.aoai import UnknownModelError
+from shared.bookkeeping import Bookkeeper, CallSite
 from shared.callers import CallerLimiter, Principal, principal_of, require_role
 from shared.chat import SSE_DONE, Caller, ChatService
 from shared.content_filter import hash_user
@@ -35,7 +38,7 @@ from shared.errors import (
     UpstreamTimeout,
     translate,
 )
-from shared.models import ChatRequest
+from shared.models import ChatRequest, ContentFilterInfo
 from shared.runtime import create_runtime
 from shared.settings import Settings, load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
@@ -405,3 +408,72 @@ def test_principal_comes_from_app_service_headers_only_when_trusted() -> None:
     with pytest.raises(Forbidden):
         require_role(None, "Chat.Invoke", enforced=True)
     require_role(None, "Usage.Read", enforced=False)
+
+
+class BrokenFilterBooks(Bookkeeper):
+    """Bookkeeping whose filter-event write fails with an error that is not the SDK's, as a bug
+    of ours or an unexpected store failure would (the real Cosmos DB server and outbox stay)."""
+
+    async def filtered(
+        self,
+        site: CallSite,
+        info: ContentFilterInfo,
+        text: str | None,
+        *,
+        item_id: str | None = None,
+    ) -> None:
+        raise RuntimeError("recording the filter event failed")
+
+
+async def test_stream_error_not_from_the_sdk_ends_with_an_error_frame_and_logs_the_request_id(
+    app_settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = create_runtime(app_settings)
+    books = BrokenFilterBooks(
+        store,
+        runtime.queues,
+        app_settings.outbox_queue,
+        user_hash_secret=app_settings.user_hash_secret.get_secret_value(),
+    )
+    broken = ChatService(app_settings, runtime.aoai, books, runtime.chat.limiter)
+    rid = new_id()
+    with caplog.at_level(logging.ERROR, logger="shared.chat"):
+        stream = await broken.open_stream(
+            ask("echo: calm words first then forbidden-selfharm"), rid
+        )
+        frames = await collect(stream)
+    await runtime.aclose()
+    assert frames[0]["type"] == "delta"  # the stream had started: no status line to change
+    assert frames[-2]["type"] == "error"
+    assert frames[-2]["error"]["code"] == "internal_error"
+    assert "recording the filter event failed" not in frames[-2]["error"]["message"]
+    assert frames[-1] == "[DONE]"
+    assert any(rid in r.getMessage() and r.exc_info for r in caplog.records)
+    (usage,) = await docs_for(store, USAGE, rid)
+    assert usage["status"] == "error"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_chat_has_one_deadline_across_every_sdk_attempt(
+    app_environ: dict[str, str], store: Store, stream: bool
+) -> None:
+    """Hung upstream, 3 s per attempt and 3 retries: 12 s or more without the deadline."""
+    fault = FaultConfig(hang=1.0, hang_seconds=30)
+    with start_simulator(SimulatorConfig(faults={"chat": fault}), port=0) as sim:
+        settings = settings_for(
+            app_environ,
+            sim,
+            AOAI_TIMEOUT_SECONDS="3",
+            AOAI_MAX_RETRIES="3",
+            CHAT_DEADLINE_SECONDS="1",
+        )
+        rid = new_id()
+        async for chat in service_for(settings, store):
+            started = time.monotonic()
+            call = chat.open_stream if stream else chat.complete
+            with pytest.raises(UpstreamTimeout, match="CHAT_DEADLINE_SECONDS"):
+                await call(ask("hi"), rid)
+            elapsed = time.monotonic() - started
+    assert elapsed < 8, elapsed  # generous under load; one attempt alone would take 3 s
+    (usage,) = await docs_for(store, USAGE, rid)
+    assert usage["status"] == "error"
