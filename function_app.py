@@ -13,11 +13,12 @@ from azurefunctions.extensions.http.fastapi import Request, Response
 from shared import api
 from shared.bookkeeping import OutboxMessage
 from shared.http import guarded
-from shared.runtime import get_runtime
+from shared.runtime import apply_log_level, get_runtime
 from shared.settings import get_settings
 
-# Read every setting now: a missing or invalid one stops start-up with its name.
-get_settings()
+# Read every setting now: a missing or invalid one stops start-up with its name. LOG_LEVEL
+# applies from here on.
+apply_log_level(get_settings())
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

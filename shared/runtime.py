@@ -153,11 +153,24 @@ def create_runtime(settings: Settings) -> Runtime:
 _runtime: Runtime | None = None
 
 
+# The app's own loggers: `shared.*` and the function entry points. The host owns the root
+# logger and its handlers; only these levels are ours to set.
+APP_LOGGERS = ("shared", "function_app")
+
+
+def apply_log_level(settings: Settings) -> None:
+    """Set LOG_LEVEL on the app's own loggers (not the SDKs', not the host's)."""
+    for name in APP_LOGGERS:
+        logging.getLogger(name).setLevel(settings.log_level)
+
+
 def get_runtime() -> Runtime:
     """The process's runtime, created on first use and reused by every invocation."""
     global _runtime
     if _runtime is None:
-        _runtime = create_runtime(get_settings())
+        settings = get_settings()
+        apply_log_level(settings)
+        _runtime = create_runtime(settings)
     return _runtime
 
 

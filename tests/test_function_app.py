@@ -324,6 +324,27 @@ async def test_usage_rejects_bad_queries(http: httpx.AsyncClient, params: dict[s
     assert r.json()["error"]["code"] == "invalid_request"
 
 
+async def test_usage_with_a_malformed_stored_document_is_a_clean_error(
+    http: httpx.AsyncClient, store: Store
+) -> None:
+    """A stored document the model refuses is our fault, not the caller's: never a 400, and
+    never pydantic's text (which names fields and echoes values)."""
+    day = "2003-03-03"  # a day of its own: no other test's window reads it
+    await store.upsert(
+        USAGE,
+        {"id": f"bad-{uuid.uuid4()}", "day": day, "timestamp": "not a time", "total_tokens": "x"},
+    )
+    r = await http.get("/usage", params={"since": f"{day}T00:00:00", "until": f"{day}T12:00:00"})
+    assert r.status_code >= 500
+    body = r.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) <= {"code", "message", "details"}
+    assert body["error"]["code"] in ("internal_error", "unavailable")
+    for leak in ("validation", "pydantic", "not a time", "timestamp", "Traceback"):
+        assert leak not in r.text
+    assert r.headers["x-request-id"]
+
+
 async def test_health_ok(http: httpx.AsyncClient) -> None:
     r = await http.get("/health/details")
     assert r.status_code == 200
@@ -376,6 +397,22 @@ def test_missing_setting_stops_start_up_naming_it(
     with pytest.raises(RuntimeError) as caught, run_app_host(app_dir, timeout=30):
         pass
     assert "missing required setting: COSMOS_ENDPOINT" in str(caught.value)
+
+
+def test_log_level_is_applied_to_the_apps_own_loggers(
+    host: AppHost, app_environ: dict[str, str], tmp_path: Path
+) -> None:
+    """`runtime created` is an INFO line of shared.runtime, written on the first request."""
+    quiet_dir = make_app_dir(
+        tmp_path / "quiet", {**app_environ, **HOST_SETTINGS, "LOG_LEVEL": "WARNING"}
+    )
+    with run_app_host(quiet_dir) as quiet:
+        for running in (host, quiet):
+            with httpx.Client(base_url=running.url, headers=running.headers(), timeout=30) as c:
+                c.post("/chat", json=chat_body("hi")).raise_for_status()
+        quiet_log = quiet.log.read_text()
+    assert "runtime created" in host.log.read_text()  # LOG_LEVEL unset: INFO
+    assert "runtime created" not in quiet_log
 
 
 def test_settings_used_here_are_valid(app_environ: dict[str, str]) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from shared.runtime import Closer, close_all, create_runtime, uses_entra_id
+from shared.runtime import Closer, apply_log_level, close_all, create_runtime, uses_entra_id
 from shared.settings import Settings, load_settings
 
 
@@ -44,3 +46,15 @@ def test_a_credential_only_when_some_client_uses_entra_id(
     app_environ: dict[str, str], overrides: dict[str, str], entra: bool
 ) -> None:
     assert uses_entra_id(load_settings({**app_environ, **overrides})) is entra
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "WARNING", "ERROR"])
+def test_log_level_sets_the_apps_loggers_only(app_environ: dict[str, str], level: str) -> None:
+    app_logger, sdk_logger = logging.getLogger("shared.chat"), logging.getLogger("openai")
+    before = (logging.getLogger("shared").level, sdk_logger.level)
+    try:
+        apply_log_level(load_settings({**app_environ, "LOG_LEVEL": level}))
+        assert app_logger.getEffectiveLevel() == logging.getLevelName(level)
+        assert sdk_logger.level == before[1]
+    finally:
+        logging.getLogger("shared").setLevel(before[0])
