@@ -103,7 +103,7 @@ def _node_bin(name: str) -> Path:
 def _node() -> str:
     node = shutil.which("node")
     if node is None:
-        raise FileNotFoundError("node is not on PATH: install Node.js 18+ (see README)")
+        raise FileNotFoundError("node is not on PATH: install Node.js 20+ (see README)")
     return node
 
 
