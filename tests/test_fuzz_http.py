@@ -43,8 +43,10 @@ HOST_SETTINGS = {
     "JOB_MAX_ITEMS": "20",
     "CHAT_MAX_TOKENS_LIMIT": "64",
 }
-FUZZED_ROUTES = {"/chat", "/usage", "/health", "/openapi.json", "/jobs/embeddings",
-                 "/jobs/classifications", "/jobs/{job_id}", "/jobs/{job_id}/cancel"}  # fmt: skip
+FUZZED_ROUTES = {
+    "/chat", "/usage", "/health", "/health/details", "/openapi.json", "/jobs/embeddings",
+    "/jobs/classifications", "/jobs/{job_id}", "/jobs/{job_id}/cancel",
+}  # fmt: skip
 LEAKS = ("Traceback", 'File "', "pydantic_core", "ValidationError(")
 
 
@@ -217,7 +219,11 @@ calls = st.one_of(
     st.builds(
         Call, method=st.just("POST"), path=ids.map(lambda i: f"/jobs/{quote(i, safe='')}/cancel")
     ),
-    st.builds(Call, method=st.just("GET"), path=st.sampled_from(["/health", "/openapi.json"])),
+    st.builds(
+        Call,
+        method=st.just("GET"),
+        path=st.sampled_from(["/health", "/health/details", "/openapi.json"]),
+    ),
 )
 
 
