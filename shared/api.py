@@ -129,17 +129,19 @@ def forwarded_response(answer: Forwarded) -> Response:
 async def gateway_chat(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/openai/deployments/{deployment}/chat/completions` and
     `POST /api/v1/chat/completions` (model in the body): the service's answer, unchanged."""
-    authorised(rt, req, CHAT_ROLE)
+    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
     tags = parse_tags(req.headers.get("x-usage-tags"))
     body = await read_json(req, ChatCompletionsBody)
     deployment = req.path_params.get("deployment")
-    return forwarded_response(await rt.gateway.chat(body, deployment, tags, request_id))
+    answer = await rt.gateway.chat(body, deployment, tags, request_id, caller)
+    return forwarded_response(answer)
 
 
 async def gateway_embeddings(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/openai/deployments/{deployment}/embeddings` and `POST /api/v1/embeddings`."""
-    authorised(rt, req, CHAT_ROLE)
+    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
     tags = parse_tags(req.headers.get("x-usage-tags"))
     body = await read_json(req, EmbeddingsBody)
     deployment = req.path_params.get("deployment")
-    return forwarded_response(await rt.gateway.embeddings(body, deployment, tags, request_id))
+    answer = await rt.gateway.embeddings(body, deployment, tags, request_id, caller)
+    return forwarded_response(answer)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from shared import content_filter
 from shared.aoai import UnknownModelError, resolve_deployment
 from shared.bookkeeping import Bookkeeper, CallSite, Status
+from shared.chat import Caller
 from shared.errors import DeploymentNotFound, InvalidRequest, UpstreamError, translate
 from shared.gateway_models import ChatCompletionsBody, EmbeddingsBody
 from shared.models import ContentFilterInfo, Usage
@@ -156,6 +157,7 @@ class Gateway:
         name: str | None,
         tags: Mapping[str, str],
         request_id: str,
+        caller: Caller,
     ) -> Forwarded:
         deployment = self.deployment(name or body.model)
         stream = bool(body.stream)
@@ -165,6 +167,8 @@ class Gateway:
             deployment=deployment,
             tags=tags,
             request_id=request_id,
+            client_request_id=caller.client_request_id,
+            principal_id=caller.principal.object_id if caller.principal else None,
             user=body.user,
         )
         payload = body.upstream(deployment, self._user_hash(body.user))
@@ -201,6 +205,7 @@ class Gateway:
         name: str | None,
         tags: Mapping[str, str],
         request_id: str,
+        caller: Caller,
     ) -> Forwarded:
         deployment = self.deployment(name or body.model)
         site = CallSite(
@@ -209,6 +214,8 @@ class Gateway:
             deployment=deployment,
             tags=tags,
             request_id=request_id,
+            client_request_id=caller.client_request_id,
+            principal_id=caller.principal.object_id if caller.principal else None,
             user=body.user,
         )
         inputs = body.input if isinstance(body.input, list) else [body.input]

@@ -82,7 +82,7 @@ async def docs_for(store: Store, container: str, request_id: str) -> list[dict[s
     """The documents of one request; a stream's usage is written when it ends (wait 3 s)."""
     for _ in range(30):
         found = await store.query(
-            container, "SELECT * FROM c WHERE c.request_id = @rid", {"@rid": request_id}
+            container, "SELECT * FROM c WHERE c.client_request_id = @rid", {"@rid": request_id}
         )
         if found:
             return found
