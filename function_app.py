@@ -51,6 +51,28 @@ async def cancel_job(req: Request) -> Response:
     return await guarded(req, lambda rid: api.cancel_job(get_runtime(), req, rid))
 
 
+# The Azure OpenAI-compatible routes (docs/gateway.md): `azure_endpoint="<app>/api"` lands on
+# the first pair, `base_url="<app>/api/v1"` on the second.
+@app.route(route="openai/deployments/{deployment}/chat/completions", methods=["POST"])
+async def gateway_chat(req: Request) -> Response:
+    return await guarded(req, lambda rid: api.gateway_chat(get_runtime(), req, rid))
+
+
+@app.route(route="openai/deployments/{deployment}/embeddings", methods=["POST"])
+async def gateway_embeddings(req: Request) -> Response:
+    return await guarded(req, lambda rid: api.gateway_embeddings(get_runtime(), req, rid))
+
+
+@app.route(route="v1/chat/completions", methods=["POST"])
+async def openai_chat(req: Request) -> Response:
+    return await guarded(req, lambda rid: api.gateway_chat(get_runtime(), req, rid))
+
+
+@app.route(route="v1/embeddings", methods=["POST"])
+async def openai_embeddings(req: Request) -> Response:
+    return await guarded(req, lambda rid: api.gateway_embeddings(get_runtime(), req, rid))
+
+
 @app.route(route="usage", methods=["GET"])
 async def usage(req: Request) -> Response:
     return await guarded(req, lambda rid: api.usage(get_runtime(), req, rid))

@@ -19,6 +19,8 @@ from shared.callers import (
     require_role,
 )
 from shared.chat import Caller
+from shared.gateway import Forwarded
+from shared.gateway_models import ChatCompletionsBody, EmbeddingsBody, parse_tags
 from shared.http import client_request_id_of, json_response, parse_model, read_body, read_json
 from shared.job_models import JobKind, JobQuery
 from shared.models import ChatRequest, HealthStatus, UsageQuery
@@ -103,3 +105,43 @@ async def cancel_job(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/jobs/{job_id}/cancel`: no new requests; results so far are kept."""
     authorised(rt, req, JOBS_ROLE)
     return json_response(await rt.job_requests.cancel(req.path_params["job_id"]))
+
+
+# --- the Azure OpenAI-compatible routes (docs/gateway.md) ----------------------------------
+
+
+def forwarded_response(answer: Forwarded) -> Response:
+    if answer.stream is not None:
+        return StreamingResponse(
+            answer.stream,
+            status_code=answer.status,
+            media_type=answer.media_type,
+            headers={**answer.headers, **SSE_HEADERS},
+        )
+    return Response(
+        content=answer.body,
+        status_code=answer.status,
+        headers=answer.headers,
+        media_type=answer.media_type,
+    )
+
+
+async def gateway_chat(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`POST /api/openai/deployments/{deployment}/chat/completions` and
+    `POST /api/v1/chat/completions` (model in the body): the service's answer, unchanged."""
+    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
+    tags = parse_tags(req.headers.get("x-usage-tags"))
+    body = await read_json(req, ChatCompletionsBody)
+    deployment = req.path_params.get("deployment")
+    answer = await rt.gateway.chat(body, deployment, tags, request_id, caller)
+    return forwarded_response(answer)
+
+
+async def gateway_embeddings(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`POST /api/openai/deployments/{deployment}/embeddings` and `POST /api/v1/embeddings`."""
+    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
+    tags = parse_tags(req.headers.get("x-usage-tags"))
+    body = await read_json(req, EmbeddingsBody)
+    deployment = req.path_params.get("deployment")
+    answer = await rt.gateway.embeddings(body, deployment, tags, request_id, caller)
+    return forwarded_response(answer)

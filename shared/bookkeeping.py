@@ -112,6 +112,10 @@ class Bookkeeper:
             job_id=site.job_id,
             record_id=record_id,
         )
+        if site.user is not None:
+            record = record.model_copy(
+                update={"user_hash": content_filter.hash_user(site.user, self._user_hash_secret)}
+            )
         await self._write(USAGE, record.model_dump(mode="json"))
         return record
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from shared.models import CategoryResult, ContentFilterEvent, ContentFilterInfo
 
 Stage = Literal["prompt", "completion"]
-Source = Literal["chat", "job", "batch"]
+Source = Literal["chat", "job", "batch", "gateway"]
 
 
 def is_prompt_filtered(error: openai.APIStatusError) -> bool:

@@ -77,6 +77,13 @@ class NotFound(AppError):
     status, code = 404, "not_found"
 
 
+class DeploymentNotFound(AppError):
+    """An unknown deployment or model on the Azure OpenAI-compatible routes: Azure's own code,
+    so the SDKs raise their usual NotFoundError."""
+
+    status, code = 404, "DeploymentNotFound"
+
+
 class Conflict(AppError):
     status, code = 409, "conflict"
 

@@ -164,6 +164,7 @@ class UsageRecord(BaseModel):
         default=None, description="Entra object id of the signed-in caller (App Service auth)."
     )
     job_id: str | None = None
+    user_hash: str | None = None  # HMAC of the caller's `user` (USER_HASH_SECRET), if sent
 
 
 class UsageQuery(BaseModel):
@@ -211,7 +212,7 @@ class ContentFilterEvent(BaseModel):
     id: str
     day: str
     timestamp: datetime
-    source: Literal["chat", "job", "batch"]
+    source: Literal["chat", "job", "batch", "gateway"]
     stage: Literal["prompt", "completion"]
     categories: dict[str, CategoryResult]
     deployment: str

@@ -25,6 +25,7 @@ from shared.callers import CallerLimiter
 from shared.chat import ChatService
 from shared.classification import ClassificationService
 from shared.embeddings import EmbeddingService
+from shared.gateway import Gateway
 from shared.health import HealthCache, check_health
 from shared.identity import create_credential
 from shared.job_requests import JobRequests
@@ -50,6 +51,7 @@ class Runtime:
     queues: JobQueues
     books: Bookkeeper
     chat: ChatService
+    gateway: Gateway
     job_requests: JobRequests
     worker: JobWorker
     poison: PoisonSweeper
@@ -138,6 +140,7 @@ def create_runtime(settings: Settings) -> Runtime:
         chat=ChatService(
             settings, connection.client, books, CallerLimiter(settings.chat_caller_tpm)
         ),
+        gateway=Gateway(settings, connection.client, books),
         job_requests=JobRequests(settings, jobs, queues, batches),
         worker=worker,
         poison=PoisonSweeper(settings, jobs, queues, worker),
