@@ -160,6 +160,13 @@ class FaultProxy:
         self._open.clear()
         if self._flowing is not None:
             self._flowing.set()
+        # Let the connections' tasks and aborted transports finish before the loop stops;
+        # stopped mid-close, their transports would be collected unclosed.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await asyncio.sleep(0.05)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self._flowing is not None
