@@ -84,10 +84,14 @@ async def openapi(rt: Runtime, req: Request, request_id: str) -> Response:
 
 async def submit_job(rt: Runtime, req: Request, request_id: str, kind: JobKind) -> Response:
     """`POST /api/jobs/embeddings` and `/api/jobs/classifications`: 202 with the job id."""
-    authorised(rt, req, JOBS_ROLE)
+    principal = authorised(rt, req, JOBS_ROLE)
     body = await read_body(req)
     accepted = await rt.job_requests.submit(
-        kind, body, request_id, status_url=lambda job_id: f"{req.base_url}api/jobs/{job_id}"
+        kind,
+        body,
+        request_id,
+        status_url=lambda job_id: f"{req.base_url}api/jobs/{job_id}",
+        principal_id=principal.object_id if principal else None,
     )
     return json_response(accepted, 202)
 

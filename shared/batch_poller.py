@@ -192,6 +192,7 @@ class BatchPoller:
             tags=job.spec.tags,
             mode="batch",
             job_id=doc.job_id,
+            principal_id=job.spec.principal_id,
         )
         files: list[tuple[FileKind, str | None]] = [
             ("output", doc.output_file_id),

@@ -87,6 +87,7 @@ def job_spec(job: Job, settings: Settings) -> JobSpec:
         multi_label=getattr(job, "multi_label", False),
         instructions=getattr(job, "instructions", None),
         tags=dict(job.tags),
+        principal_id=job.principal_id,
     )
 
 

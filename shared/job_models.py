@@ -48,6 +48,10 @@ class _JobBase(_Strict):
     model: str | None = Field(default=None, min_length=1, max_length=128, description="Alias.")
     mode: JobMode = "realtime"
     tags: Tags = Field(default_factory=dict, description="Cost attribution, e.g. team.")
+    # Set by the app from the signed-in caller of an HTTP submit (whatever the body said), so
+    # the job's usage records name who spent it; optional, so messages written before it
+    # existed still parse. A message another system drops on a queue carries none.
+    principal_id: str | None = Field(default=None, max_length=256, description="Set by the app.")
     # Set by the app on re-enqueued remaining work (a continuation), never by callers.
     attempt: int = Field(default=0, ge=0, le=1000)
     reason: str | None = Field(default=None, max_length=200)
@@ -128,6 +132,7 @@ class JobSpec(BaseModel):
     multi_label: bool = False
     instructions: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    principal_id: str | None = Field(default=None, description="The submitter (Entra sign-in).")
 
 
 class Counts(BaseModel):

@@ -27,13 +27,21 @@ class JobRequests:
     batches: BatchService
 
     async def submit(
-        self, kind: JobKind, body: bytes, request_id: str, *, status_url: Callable[[str], str]
+        self,
+        kind: JobKind,
+        body: bytes,
+        request_id: str,
+        *,
+        status_url: Callable[[str], str],
+        principal_id: str | None = None,
     ) -> SubmitAccepted:
         """Validate, store the job record (`queued`), enqueue it (a claim check when it is
         too large for one message). Submitting the same job_id again is answered with the
-        job as it stands, not a second job."""
+        job as it stands, not a second job. `principal_id` is the signed-in caller; a
+        `principal_id` in the body is replaced by it (a caller must not bill someone else)."""
         try:
             job = parse_job(kind, body, self.settings)
+            job = job.model_copy(update={"principal_id": principal_id})
             spec = job_spec(job, self.settings)
         except InvalidJob as error:
             raise InvalidRequest(error.reason, details=error.details) from None

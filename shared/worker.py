@@ -152,6 +152,7 @@ class JobWorker:
         site = CallSite(
             operation="embedding" if isinstance(job, EmbeddingJob) else "classification",
             source="job", deployment=spec.deployment, tags=spec.tags, job_id=job.job_id,
+            principal_id=spec.principal_id,
         )  # fmt: skip
         job_id = job.job_id
 
