@@ -1,4 +1,5 @@
-"""Who is calling: the signed-in principal and its app roles, and a per-caller token limit.
+"""Who is calling: the signed-in principal and its app roles; whose tokens a call spends and
+how many it may ask for (the limit itself is shared/caller_limit.py).
 
 With App Service authentication on (`ENTRA_AUTH=true`, infra's `entraAuth` switch), App
 Service validates the Entra ID token, strips any `x-ms-client-principal*` headers a caller
@@ -14,13 +15,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from shared.errors import Forbidden, RateLimited
+from shared.errors import Forbidden, InvalidRequest
 
 Role = Literal["Chat.Invoke", "Jobs.Submit", "Usage.Read"]
 CHAT_ROLE: Final[Role] = "Chat.Invoke"
@@ -28,7 +27,8 @@ JOBS_ROLE: Final[Role] = "Jobs.Submit"
 USAGE_ROLE: Final[Role] = "Usage.Read"
 
 _OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
-WINDOW_SECONDS: Final = 60.0
+# Output-token fields of a chat completions body; reasoning models take only the first.
+_MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
 @dataclass(frozen=True)
@@ -79,64 +79,9 @@ def require_role(principal: Principal | None, role: Role, *, enforced: bool) -> 
         raise Forbidden(f"this route needs the app role {role}")
 
 
-class CallerLimiter:
-    """Tokens per minute per caller, in one instance (a sliding 60 s window).
-
-    A call reserves its estimate (prompt characters / 4 plus its max_tokens) before it goes
-    upstream and settles to the tokens Azure reported afterwards. Each instance keeps its own
-    window, so with N instances a caller may spend up to N times the limit: this stops one
-    key or user from draining the deployment's quota, it is not billing."""
-
-    def __init__(self, tokens_per_minute: int, clock: Callable[[], float] = time.monotonic):
-        self._limit = tokens_per_minute
-        self._clock = clock
-        self._spent: dict[str, deque[list[float]]] = {}
-
-    @property
-    def enabled(self) -> bool:
-        return self._limit > 0
-
-    def _window(self, caller: str) -> deque[list[float]]:
-        now = self._clock()
-        window = self._spent.setdefault(caller, deque())
-        while window and window[0][0] <= now - WINDOW_SECONDS:
-            window.popleft()
-        if not window:
-            self._spent.pop(caller, None)
-            window = self._spent.setdefault(caller, deque())
-        return window
-
-    def reserve(self, caller: str, tokens: int) -> list[float] | None:
-        """Book `tokens` for `caller`, or raise 429 with the wait until they fit."""
-        if not self.enabled:
-            return None
-        window = self._window(caller)
-        used = sum(entry[1] for entry in window)
-        tokens = min(tokens, self._limit)  # one call may always use the whole minute
-        if used + tokens > self._limit:
-            # The earliest moment enough of the window has aged out.
-            need, freed, wait = used + tokens - self._limit, 0.0, WINDOW_SECONDS
-            for stamp, spent in window:
-                freed += spent
-                if freed >= need:
-                    wait = stamp + WINDOW_SECONDS - self._clock()
-                    break
-            raise RateLimited(
-                f"this caller may use {self._limit} tokens a minute on chat", retry_after=wait
-            )
-        entry = [self._clock(), float(tokens)]
-        window.append(entry)
-        return entry
-
-    def settle(self, entry: list[float] | None, tokens: int) -> None:
-        """Replace a reservation by what the call really used."""
-        if entry is not None:
-            entry[1] = float(tokens)
-
-
 def caller_key(principal: Principal | None, tags: Mapping[str, str], user_hash: str | None,
                tag: str) -> str:  # fmt: skip
-    """Whose tokens a chat call spends: the principal, else the naming tag, else the user."""
+    """Whose tokens a call spends: the principal, else the naming tag, else the user."""
     if principal is not None:
         return f"principal:{principal.object_id}"
     if tag in tags:
@@ -144,3 +89,42 @@ def caller_key(principal: Principal | None, tags: Mapping[str, str], user_hash: 
     if user_hash is not None:
         return f"user:{user_hash}"
     return "anonymous"
+
+
+def cap_completion_tokens(body: dict[str, Any], limit: int) -> int:
+    """The output tokens a gateway chat body may use, held to CHAT_MAX_TOKENS_LIMIT as on
+    `/api/chat`: a body naming none gets `max_completion_tokens: limit` (left out, the model's
+    own default, far above the limit, would apply); a larger value is a 400."""
+    asked = 0
+    for name in _MAX_TOKEN_FIELDS:
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidRequest(f"{name} must be a positive integer", details={"param": name})
+        if value > limit:
+            raise InvalidRequest(
+                f"{name} must be at most {limit} (CHAT_MAX_TOKENS_LIMIT)", details={"param": name}
+            )
+        asked = max(asked, value)
+    if not asked:
+        body["max_completion_tokens"] = asked = limit
+    return asked
+
+
+def chat_estimate(prompt: str, body: dict[str, Any], max_tokens: int) -> int:
+    """What a chat call books before it runs: prompt characters / 4, plus its output tokens
+    for each of its `n` choices."""
+    n = body.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    return len(prompt) // 4 + max_tokens * choices
+
+
+def embedding_estimate(inputs: str | list[str] | list[int] | list[list[int]]) -> int:
+    """What an embeddings call books: input characters / 4, or the tokens given as ids."""
+    if isinstance(inputs, str):
+        return max(1, len(inputs) // 4)
+    total = 0
+    for one in inputs:
+        total += len(one) // 4 if isinstance(one, str) else len(one) if isinstance(one, list) else 1
+    return max(1, total)

@@ -24,7 +24,8 @@ from pydantic import BaseModel
 from shared import content_filter
 from shared.aoai import resolve_deployment
 from shared.bookkeeping import Bookkeeper, CallSite, Status, usage_of
-from shared.callers import CallerLimiter, Principal, caller_key
+from shared.caller_limit import Booking, CallerLimiter
+from shared.callers import Principal, caller_key
 from shared.errors import AppError, UpstreamError, UpstreamTimeout, translate
 from shared.models import (
     AssistantMessage,
@@ -103,14 +104,14 @@ class ChatService:
             args["user"] = self._user_hash(request)
         return args
 
-    def _reserve(self, request: ChatRequest, caller: Caller) -> list[float] | None:
+    async def _reserve(self, request: ChatRequest, caller: Caller) -> Booking | None:
         """Book the call against its caller's tokens per minute (429 when spent)."""
         if not self.limiter.enabled:
             return None
         key = caller_key(caller.principal, request.tags, self._user_hash(request),
                          self.settings.chat_caller_tag)  # fmt: skip
         estimate = sum(len(m.content) for m in request.messages) // 4 + self.max_tokens(request)
-        return self.limiter.reserve(key, estimate)
+        return await self.limiter.reserve(key, estimate)
 
     async def complete(
         self, request: ChatRequest, request_id: str, caller: Caller | None = None
@@ -118,7 +119,7 @@ class ChatService:
         """One whole answer."""
         caller = caller or Caller()
         site = self._site(request, request_id, caller, stream=False)
-        booked = self._reserve(request, caller)
+        booked = await self._reserve(request, caller)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.chat_deadline_seconds):
@@ -126,15 +127,15 @@ class ChatService:
                     **self._arguments(request, site.deployment)
                 )
         except TimeoutError:
-            self.limiter.settle(booked, 0)
+            await self.limiter.settle(booked, 0)
             raise await self._upstream_failure(self._deadline(), request, site, started) from None
         except openai.OpenAIError as error:
-            self.limiter.settle(booked, 0)
+            await self.limiter.settle(booked, 0)
             raise await self._upstream_failure(error, request, site, started) from None
         choice = completion.choices[0]
         content = choice.message.content or ""
         usage = usage_of(completion.usage)
-        self.limiter.settle(booked, usage.total_tokens)
+        await self.limiter.settle(booked, usage.total_tokens)
         flagged = content_filter.completion_flag(choice)
         if flagged is not None:
             await self.books.filtered(site, flagged, content)
@@ -162,7 +163,7 @@ class ChatService:
         keep their status), then return the iterator of SSE frames."""
         caller = caller or Caller()
         site = self._site(request, request_id, caller, stream=True)
-        booked = self._reserve(request, caller)
+        booked = await self._reserve(request, caller)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.chat_deadline_seconds):
@@ -172,10 +173,10 @@ class ChatService:
                     stream_options={"include_usage": True},
                 )
         except TimeoutError:
-            self.limiter.settle(booked, 0)
+            await self.limiter.settle(booked, 0)
             raise await self._upstream_failure(self._deadline(), request, site, started) from None
         except openai.OpenAIError as error:
-            self.limiter.settle(booked, 0)
+            await self.limiter.settle(booked, 0)
             raise await self._upstream_failure(error, request, site, started) from None
         return self._frames(upstream, site, started, booked)
 
@@ -184,7 +185,7 @@ class ChatService:
         upstream: openai.AsyncStream[ChatCompletionChunk],
         site: CallSite,
         started: float,
-        booked: list[float] | None,
+        booked: Booking | None,
     ) -> AsyncIterator[str]:
         completion_id, model = "", None
         finish_reason: str | None = None
@@ -236,13 +237,13 @@ class ChatService:
             # level-triggered: unshielded, every await here would be cancelled too, leaving
             # the upstream stream open and the call unrecorded.
             with anyio.CancelScope(shield=True):
-                if usage is not None:
-                    self.limiter.settle(booked, usage.total_tokens)
                 try:
                     await upstream.close()
                     await self.books.usage(
                         site, model=model, usage=usage, started=started, status=status
                     )
+                    if usage is not None:
+                        await self.limiter.settle(booked, usage.total_tokens)
                 except Exception:
                     # Raising here would drop the connection after the last frame was sent.
                     log.exception("chat stream %s: recording the call failed", site.request_id)

@@ -3,10 +3,13 @@
 
 What the app adds is bookkeeping, never a change to the answer: one usage document per call
 (tags from `x-usage-tags`, the caller's `user` hashed), one content-filter event per filtered
-prompt or completion (also mid-stream), the request id in logs. Errors keep the service's own
-status, headers that matter to a retrying SDK, and body, so the SDKs raise what they would
-against Azure OpenAI. The one change: a stream always asks the service for its usage chunk
-(the usage document needs it) and drops it again when the caller did not ask for it.
+prompt or completion (also mid-stream), the request id in logs; and the token controls of
+`/api/chat` (shared/callers.py): output tokens held to CHAT_MAX_TOKENS_LIMIT and the
+per-caller limit (400 and 429 in Azure's error shape). Errors keep the service's own status,
+headers that matter to a retrying SDK, and body, so the SDKs raise what they would against
+Azure OpenAI. Two changes to the request: a body naming no output-token limit is sent with
+`max_completion_tokens: CHAT_MAX_TOKENS_LIMIT`, and a stream always asks the service for its
+usage chunk (the usage document needs it) and drops it again when the caller did not ask for it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from shared import content_filter
 from shared.aoai import UnknownModelError, resolve_deployment
 from shared.bookkeeping import Bookkeeper, CallSite, Status
+from shared.caller_limit import Booking, CallerLimiter
+from shared.callers import caller_key, cap_completion_tokens, chat_estimate, embedding_estimate
 from shared.chat import Caller
 from shared.errors import DeploymentNotFound, InvalidRequest, UpstreamError, translate
 from shared.gateway_models import ChatCompletionsBody, EmbeddingsBody
@@ -135,9 +140,20 @@ class Gateway:
     settings: Settings
     client: AsyncOpenAI
     books: Bookkeeper
+    limiter: CallerLimiter
 
     def _user_hash(self, user: str | None) -> str | None:
         return content_filter.hash_user(user, self.settings.user_hash_secret.get_secret_value())
+
+    async def _reserve(
+        self, caller: Caller, tags: Mapping[str, str], user: str | None, estimate: int
+    ) -> Booking | None:
+        """Book the call against its caller's tokens per minute (429 when spent)."""
+        if not self.limiter.enabled:
+            return None
+        key = caller_key(caller.principal, tags, self._user_hash(user),
+                         self.settings.chat_caller_tag)  # fmt: skip
+        return await self.limiter.reserve(key, estimate)
 
     def deployment(self, name: str | None) -> str:
         """A deployment or model name through the alias table; unknown is Azure's 404."""
@@ -172,15 +188,23 @@ class Gateway:
             user=body.user,
         )
         payload = body.upstream(deployment, self._user_hash(body.user))
+        max_tokens = cap_completion_tokens(payload, self.settings.chat_max_tokens_limit)
         if stream:
             payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
         prompt = prompt_text(body.messages)
+        booking = await self._reserve(
+            caller, tags, body.user, chat_estimate(prompt, payload, max_tokens)
+        )
         started = time.perf_counter()
-        answer = await self._send(site, "/chat/completions", payload, stream, prompt, started)
+        answer = await self._send(
+            site, "/chat/completions", payload, stream, prompt, started, booking
+        )
         if isinstance(answer, Forwarded):
             return answer
         if stream:
-            events = self._relay(answer, site, started, keep_usage=body.wants_usage_chunk())
+            events = self._relay(
+                answer, site, started, keep_usage=body.wants_usage_chunk(), booking=booking
+            )
             return Forwarded(answer.status_code, {}, stream=events, media_type="text/event-stream")
         data = _json_object(answer.content)
         status: Status = "ok"
@@ -190,13 +214,12 @@ class Gateway:
                 status = "content_filter"
                 text = (raw.get("message") or {}).get("content")
                 await self.books.filtered(site, flagged, text if isinstance(text, str) else None)
+        usage = usage_from(data.get("usage"))
         await self.books.usage(
-            site,
-            model=data.get("model"),
-            usage=usage_from(data.get("usage")),
-            started=started,
-            status=status,
+            site, model=data.get("model"), usage=usage, started=started, status=status
         )
+        if usage is not None:
+            await self.limiter.settle(booking, usage.total_tokens)
         return _whole(answer)
 
     async def embeddings(
@@ -220,15 +243,17 @@ class Gateway:
         )
         inputs = body.input if isinstance(body.input, list) else [body.input]
         prompt = "\n".join(i for i in inputs if isinstance(i, str))
+        booking = await self._reserve(caller, tags, body.user, embedding_estimate(body.input))
         started = time.perf_counter()
         payload = body.upstream(deployment, self._user_hash(body.user))
-        answer = await self._send(site, "/embeddings", payload, False, prompt, started)
+        answer = await self._send(site, "/embeddings", payload, False, prompt, started, booking)
         if isinstance(answer, Forwarded):
             return answer
         data = _json_object(answer.content)
-        await self.books.usage(
-            site, model=data.get("model"), usage=usage_from(data.get("usage")), started=started
-        )
+        usage = usage_from(data.get("usage"))
+        await self.books.usage(site, model=data.get("model"), usage=usage, started=started)
+        if usage is not None:
+            await self.limiter.settle(booking, usage.total_tokens)
         return _whole(answer)
 
     async def _send(
@@ -239,14 +264,17 @@ class Gateway:
         stream: bool,
         prompt: str,
         started: float,
+        booking: Booking | None = None,
     ) -> httpx2.Response | Forwarded:
         """The service's answer; its error answer as a Forwarded (recorded, passed through);
-        a transport failure recorded and raised as the app's 502/504."""
+        a transport failure recorded and raised as the app's 502/504. A failed call gives
+        its booking back."""
         try:
             answer = await self.client.post(
                 path, body=payload, cast_to=httpx2.Response, stream=stream
             )
         except openai.APIStatusError as error:
+            await self.limiter.settle(booking, 0)
             await self.books.failed(site, error, started=started, prompt=prompt)
             log.info("gateway %s on %s: upstream HTTP %s (request %s)", site.operation,
                      site.deployment, error.status_code, site.request_id)  # fmt: skip
@@ -258,13 +286,20 @@ class Gateway:
                 media_type=response.headers.get("content-type", "application/json"),
             )
         except openai.OpenAIError as error:
+            await self.limiter.settle(booking, 0)
             raise await self.books.failed(site, error, started=started, prompt=prompt) from None
         log.info("gateway %s on %s: HTTP %s (request %s)", site.operation, site.deployment,
                  answer.status_code, site.request_id)  # fmt: skip
         return answer
 
     async def _relay(
-        self, upstream: httpx2.Response, site: CallSite, started: float, *, keep_usage: bool
+        self,
+        upstream: httpx2.Response,
+        site: CallSite,
+        started: float,
+        *,
+        keep_usage: bool,
+        booking: Booking | None = None,
     ) -> AsyncIterator[bytes]:
         """The upstream's SSE events as they arrive, recording usage and filter events."""
         events, state = SseEvents(), _StreamState()
@@ -294,6 +329,8 @@ class Gateway:
                 await self.books.usage(
                     site, model=state.model, usage=state.usage, started=started, status=status
                 )
+                if state.usage is not None:
+                    await self.limiter.settle(booking, state.usage.total_tokens)
 
     async def _observe(self, chunk: dict[str, Any], site: CallSite, state: _StreamState) -> bool:
         """Take what the records need from one chunk. False for the usage-only chunk that the

@@ -21,7 +21,7 @@ from shared.batch import BatchService
 from shared.batch_poller import BatchPoller
 from shared.batch_store import BatchDocs
 from shared.bookkeeping import Bookkeeper
-from shared.callers import CallerLimiter
+from shared.caller_limit import create_caller_limiter
 from shared.chat import ChatService
 from shared.classification import ClassificationService
 from shared.embeddings import EmbeddingService
@@ -111,6 +111,10 @@ def create_runtime(settings: Settings) -> Runtime:
     if credential is not None:
         closers.append(("the Entra ID credential", credential.close))
     jobs = JobStore(store)
+    # One per process, shared by /api/chat and the gateway routes: one minute per caller.
+    caller_limiter = create_caller_limiter(
+        store, settings.chat_caller_tpm, settings.chat_caller_limit_scope
+    )
     # Inside a queue invocation the SDK never sleeps on a 429: the worker hands the rest on.
     job_client = connection.client.with_options(max_retries=0)
     # Batch API calls are few and nothing waits on them: the SDK's own retries are welcome.
@@ -137,10 +141,8 @@ def create_runtime(settings: Settings) -> Runtime:
         store=store,
         queues=queues,
         books=books,
-        chat=ChatService(
-            settings, connection.client, books, CallerLimiter(settings.chat_caller_tpm)
-        ),
-        gateway=Gateway(settings, connection.client, books),
+        chat=ChatService(settings, connection.client, books, caller_limiter),
+        gateway=Gateway(settings, connection.client, books, caller_limiter),
         job_requests=JobRequests(settings, jobs, queues, batches),
         worker=worker,
         poison=PoisonSweeper(settings, jobs, queues, worker),

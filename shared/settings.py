@@ -205,8 +205,14 @@ class Settings(BaseSettings):
     chat_caller_tpm: int = Field(
         default=0,
         ge=0,
-        description="Tokens per minute one caller may spend on /api/chat, per instance (0: off). "
-        "The caller is the signed-in principal, else the CHAT_CALLER_TAG tag, else `user`.",
+        description="Tokens per minute one caller may spend on /api/chat and the gateway routes "
+        "(0: off). The caller is the signed-in principal, else the CHAT_CALLER_TAG tag, else "
+        "`user`.",
+    )
+    chat_caller_limit_scope: Literal["shared", "instance"] = Field(
+        default="shared",
+        description="Where CHAT_CALLER_TPM is counted: `shared` (one minute per caller across "
+        "instances, in Cosmos DB) or `instance` (each instance on its own).",
     )
     chat_caller_tag: str = Field(
         default="team", min_length=1, description="The tag that names a caller for CHAT_CALLER_TPM."

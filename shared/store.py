@@ -33,6 +33,7 @@ CONTENT_FILTER_EVENTS: Final = "content_filter_events"
 BATCHES: Final = "batches"
 USAGE: Final = "usage"
 USAGE_ROLLUPS: Final = "usage_rollups"
+CALLER_MINUTES: Final = "caller_minutes"
 
 # container -> partition key path (DESIGN.md, "Cosmos DB").
 CONTAINERS: Final[Mapping[str, str]] = {
@@ -42,6 +43,7 @@ CONTAINERS: Final[Mapping[str, str]] = {
     BATCHES: "/id",
     USAGE: "/day",
     USAGE_ROLLUPS: "/day",
+    CALLER_MINUTES: "/id",
 }
 
 Document = dict[str, Any]

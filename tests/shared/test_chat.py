@@ -26,7 +26,8 @@ from devstack.aoai_simulator import (
 )
 from shared.aoai import UnknownModelError
 from shared.bookkeeping import Bookkeeper, CallSite
-from shared.callers import CallerLimiter, Principal, principal_of, require_role
+from shared.caller_limit import InstanceCallerLimiter
+from shared.callers import Principal, principal_of, require_role
 from shared.chat import SSE_DONE, Caller, ChatService
 from shared.content_filter import hash_user
 from shared.errors import (
@@ -379,18 +380,18 @@ async def spend(app_environ: dict[str, str], recorder: RecordingServer, store: S
     assert usage["client_request_id"] == "mine-1"
 
 
-def test_caller_limiter_settles_to_real_usage_and_forgets_after_a_minute() -> None:
+async def test_caller_limiter_settles_to_real_usage_and_forgets_after_a_minute() -> None:
     now = [1000.0]
-    limiter = CallerLimiter(100, clock=lambda: now[0])
-    booked = limiter.reserve("c", 90)
+    limiter = InstanceCallerLimiter(100, clock=lambda: now[0])
+    booked = await limiter.reserve("c", 90)
     with pytest.raises(RateLimited):
-        limiter.reserve("c", 20)
-    limiter.settle(booked, 10)  # the call used far less than it booked
-    limiter.reserve("c", 80)
+        await limiter.reserve("c", 20)
+    await limiter.settle(booked, 10)  # the call used far less than it booked
+    await limiter.reserve("c", 80)
     now[0] += 61
-    limiter.reserve("c", 100)
-    assert not CallerLimiter(0).enabled
-    assert CallerLimiter(0).reserve("c", 10**9) is None
+    await limiter.reserve("c", 100)
+    assert not InstanceCallerLimiter(0).enabled
+    assert await InstanceCallerLimiter(0).reserve("c", 10**9) is None
 
 
 def test_principal_comes_from_app_service_headers_only_when_trusted() -> None:
