@@ -106,7 +106,7 @@ param inboundAccess string = 'public'
 param allowedInboundCidrs array = []
 
 @minValue(0)
-@description('Tokens per minute one caller may spend on /api/chat per instance (CHAT_CALLER_TPM); 0 turns the limit off.')
+@description('Tokens per minute one caller may spend on /api/chat and the gateway routes, across instances (CHAT_CALLER_TPM); 0 turns the limit off.')
 param chatCallerTpm int = 10000
 param usageRollupSchedule string = '0 */5 * * * *'
 

@@ -275,7 +275,10 @@ class Settings(BaseSettings):
         default=100_000, ge=1, description="Characters across all messages of a chat request."
     )
     chat_max_tokens_limit: int = Field(
-        default=4096, ge=1, description="Upper bound a caller may ask for as max_tokens."
+        default=4096,
+        ge=1,
+        description="Upper bound a caller may ask for as max_tokens (/api/chat and the gateway "
+        "routes); sent as max_completion_tokens when the caller names none.",
     )
     job_max_items: int = Field(default=10_000, ge=1, description="Items per job.")
     job_max_item_chars: int = Field(default=32_000, ge=1, description="Characters per job item.")

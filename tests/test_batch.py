@@ -88,7 +88,8 @@ async def test_a_full_run_labels_every_item_once_and_cleans_up(
     runtime: Runtime, sim: httpx.AsyncClient
 ) -> None:
     await patch(sim, {"batch": {"empty_error_file": True}})  # an empty error file is fine
-    job_id = await send_job(runtime, tickets(), tags={"team": "support"})
+    # As an HTTP submit by a signed-in caller enqueues it: its usage names the caller.
+    job_id = await send_job(runtime, tickets(), tags={"team": "support"}, principal_id="oid-7")
     assert (await runtime.worker.jobs.get(job_id)).status == "submitted"  # type: ignore[union-attr]
     (submitted,) = await docs(runtime, job_id)
     assert submitted.state == "submitted"
@@ -105,8 +106,8 @@ async def test_a_full_run_labels_every_item_once_and_cleans_up(
     assert sorted(r["id"] for r in records) == sorted(
         f"{doc.batch_id}:{job_id}:t{i}" for i in range(5)
     )
-    assert {(r["mode"], r["operation"], r["tags"]["team"]) for r in records} == {
-        ("batch", "classification", "support")
+    assert {(r["mode"], r["operation"], r["tags"]["team"], r["principal_id"]) for r in records} == {
+        ("batch", "classification", "support", "oid-7")
     }
     assert job.usage.prompt_tokens == sum(r["prompt_tokens"] for r in records) > 0
     for file_id in (doc.input_file_id, doc.output_file_id, doc.error_file_id):

@@ -163,6 +163,26 @@ resource resultsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/co
   }
 }
 
+// One document per caller and minute for the shared per-caller token limit
+// (shared/caller_limit.py); a bucket is worth nothing once its minute is over, so Cosmos DB
+// deletes it after five minutes instead of the app.
+resource callerMinutesContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: 'caller_minutes'
+  properties: {
+    resource: {
+      id: 'caller_minutes'
+      partitionKey: {
+        paths: [
+          '/id'
+        ]
+        kind: 'Hash'
+      }
+      defaultTtl: 300
+    }
+  }
+}
+
 resource privateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = {
   name: 'pe-${name}'
   location: location
@@ -211,6 +231,7 @@ resource appDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssign
   }
   dependsOn: [
     sqlContainers
+    callerMinutesContainer
     resultsContainer
   ]
 }
@@ -225,6 +246,7 @@ resource userDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssig
   }
   dependsOn: [
     sqlContainers
+    callerMinutesContainer
     resultsContainer
     appDataContributor
   ]

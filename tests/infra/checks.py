@@ -63,6 +63,7 @@ COSMOS_CONTAINERS = {
     "batches": "/id",
     "usage": "/day",
     "usage_rollups": "/day",
+    "caller_minutes": "/id",
 }
 
 MAIN_FILE = "main.bicep"

@@ -229,6 +229,26 @@ def check_log_analytics(root: Path) -> Problems:
     return problems
 
 
+def check_caller_minutes_expire(root: Path) -> Problems:
+    """The shared per-caller limit's minute buckets expire by themselves (defaultTtl): the app
+    never deletes them, and a bucket past its minute limits nobody."""
+    infra, problems = parse(root), []
+    ttl = {
+        str(
+            infra.resolve(c.file, render(c.properties.get("resource", {}).get("id")))
+        ): c.properties.get("resource", {}).get("defaultTtl")
+        for c in infra.resources("Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")
+        if not c.loop
+    }
+    value = ttl.get("caller_minutes")
+    _expect(
+        problems,
+        isinstance(value, int) and 120 <= value <= 3600,
+        f"caller_minutes needs a defaultTtl of 2 to 60 minutes, not {value!r}",
+    )
+    return problems
+
+
 SECURITY_CHECKS: dict[str, Callable[[Path], Problems]] = {
     "entra_auth": check_entra_auth,
     "inbound_access": check_inbound_access,
@@ -237,4 +257,5 @@ SECURITY_CHECKS: dict[str, Callable[[Path], Problems]] = {
     "nsg_rules": check_nsg_rules,
     "models_pinned": check_models_pinned,
     "log_analytics": check_log_analytics,
+    "caller_minutes_expire": check_caller_minutes_expire,
 }

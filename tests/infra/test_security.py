@@ -20,6 +20,12 @@ PE_RULES = re.compile(
 
 # id: (file, pattern, replacement, check expected to fail)
 MUTATIONS: dict[str, tuple[str, str | re.Pattern[str], str, str]] = {
+    "caller-minutes-kept-forever": (
+        "modules/cosmos.bicep",
+        "      defaultTtl: 300\n",
+        "",
+        "caller_minutes_expire",
+    ),
     "sign-in-not-required": (
         "modules/function-app.bicep",
         "requireAuthentication: true",

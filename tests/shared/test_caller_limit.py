@@ -24,7 +24,6 @@ from shared.runtime import Runtime, create_runtime
 from shared.settings import load_settings
 from shared.store import CALLER_MINUTES, Store, create_store
 
-
 # One minute for the limiter tests: a bucket must not roll over in the middle of one.
 NOW = time.time()
 
@@ -133,7 +132,7 @@ async def test_two_runtimes_share_one_callers_minute(
             "messages": [{"role": "user", "content": "word " * 320}],
             "max_tokens": 10,
             "tags": {"team": team},
-        }  # fmt: skip
+        }
     )
     await within_one_minute()
     runtimes: list[Runtime] = [create_runtime(load_settings(environ)) for _ in range(2)]
