@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -64,10 +65,17 @@ def first_message(body: Any, default: str) -> str:
 @dataclass(frozen=True)
 class BatchService:
     settings: Settings
-    client: AsyncOpenAI
+    client: AsyncOpenAI  # AOAI_BATCH_BACKEND's: a batch lives on the account that created it
     jobs: JobStore
     docs: BatchDocs
     queues: JobQueues
+    deployments: Mapping[str, str] = field(default_factory=dict)  # its names, if it renames
+    backend: str | None = None  # its name, for the usage records
+
+    def on_backend(self, spec: JobSpec) -> JobSpec:
+        """The spec with the deployment's name on the batch backend (the lines' `model`)."""
+        name = self.deployments.get(spec.deployment, spec.deployment)
+        return spec if name == spec.deployment else spec.model_copy(update={"deployment": name})
 
     def refusal(self, job: Job) -> ErrorDetail | None:
         """Why batch mode cannot run this job, if it cannot."""
@@ -153,7 +161,8 @@ class BatchService:
         if found is None or not found[2]:
             return await self.docs.save(doc, owner, state="done", **changes)
         _, spec, items = found
-        data = b"".join(input_line(doc.job_id, doc.endpoint, spec, item) for item in items)
+        line_spec = self.on_backend(spec)
+        data = b"".join(input_line(doc.job_id, doc.endpoint, line_spec, item) for item in items)
         file_id: str | None = None
         try:
             uploaded = await self.client.files.create(

@@ -193,6 +193,7 @@ class BatchPoller:
             mode="batch",
             job_id=doc.job_id,
             principal_id=job.spec.principal_id,
+            backend=self._service.backend,
         )
         files: list[tuple[FileKind, str | None]] = [
             ("output", doc.output_file_id),

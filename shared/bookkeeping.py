@@ -11,6 +11,7 @@ written, so a document drained twice is still one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -55,6 +56,11 @@ class CallSite:
     principal_id: str | None = None
     job_id: str | None = None
     user: str | None = None
+    backend: str | None = None  # the AOAI_BACKENDS entry, once the router has picked it
+
+    def on(self, backend: str | None) -> CallSite:
+        """The same call site, served by `backend`."""
+        return dataclasses.replace(self, backend=backend)
 
 
 class OutboxMessage(BaseModel):
@@ -111,6 +117,7 @@ class Bookkeeper:
             principal_id=site.principal_id,
             job_id=site.job_id,
             record_id=record_id,
+            backend=site.backend,
         )
         if site.user is not None:
             record = record.model_copy(
@@ -171,6 +178,7 @@ class Bookkeeper:
             job_id=site.job_id,
             item_id=item_id,
             user_hash=content_filter.hash_user(site.user, self._user_hash_secret),
+            backend=site.backend,
             text=text,
             store_text=self._store_text,
         )

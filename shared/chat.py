@@ -17,12 +17,12 @@ from typing import Any
 import anyio
 import httpx2
 import openai
-from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel
 
 from shared import content_filter
 from shared.aoai import resolve_deployment
+from shared.backends import Backends, Target
 from shared.bookkeeping import Bookkeeper, CallSite, Status, usage_of
 from shared.caller_limit import Booking, CallerLimiter
 from shared.callers import Principal, caller_key
@@ -62,7 +62,7 @@ class ChatService:
     """What a chat call needs, created once per process (see shared/runtime.py)."""
 
     settings: Settings
-    client: AsyncOpenAI
+    backends: Backends
     books: Bookkeeper
     limiter: CallerLimiter
 
@@ -121,17 +121,26 @@ class ChatService:
         site = self._site(request, request_id, caller, stream=False)
         booked = await self._reserve(request, caller)
         started = time.perf_counter()
+        route = self.backends.route(site.deployment)
+
+        async def send(target: Target) -> ChatCompletion:
+            answer: ChatCompletion = await target.client.chat.completions.create(
+                **self._arguments(request, target.deployment)
+            )
+            return answer
+
         try:
             async with asyncio.timeout(self.settings.chat_deadline_seconds):
-                completion: ChatCompletion = await self.client.chat.completions.create(
-                    **self._arguments(request, site.deployment)
-                )
+                completion = await route.send(send)
         except TimeoutError:
             await self.limiter.settle(booked, 0)
+            site = site.on(route.backend)
             raise await self._upstream_failure(self._deadline(), request, site, started) from None
         except openai.OpenAIError as error:
             await self.limiter.settle(booked, 0)
+            site = site.on(route.backend)
             raise await self._upstream_failure(error, request, site, started) from None
+        site = site.on(route.backend)
         choice = completion.choices[0]
         content = choice.message.content or ""
         usage = usage_of(completion.usage)
@@ -165,20 +174,31 @@ class ChatService:
         site = self._site(request, request_id, caller, stream=True)
         booked = await self._reserve(request, caller)
         started = time.perf_counter()
+        route = self.backends.route(site.deployment)
+
+        async def send(target: Target) -> openai.AsyncStream[ChatCompletionChunk]:
+            # Returns once the status line is in: a failure before the first byte fails over.
+            stream: openai.AsyncStream[
+                ChatCompletionChunk
+            ] = await target.client.chat.completions.create(
+                **self._arguments(request, target.deployment),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            return stream
+
         try:
             async with asyncio.timeout(self.settings.chat_deadline_seconds):
-                upstream = await self.client.chat.completions.create(
-                    **self._arguments(request, site.deployment),
-                    stream=True,
-                    stream_options={"include_usage": True},
-                )
+                upstream = await route.send(send)
         except TimeoutError:
             await self.limiter.settle(booked, 0)
+            site = site.on(route.backend)
             raise await self._upstream_failure(self._deadline(), request, site, started) from None
         except openai.OpenAIError as error:
             await self.limiter.settle(booked, 0)
+            site = site.on(route.backend)
             raise await self._upstream_failure(error, request, site, started) from None
-        return self._frames(upstream, site, started, booked)
+        return self._frames(upstream, site.on(route.backend), started, booked)
 
     async def _frames(
         self,

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-from openai import AsyncOpenAI
 
 from shared import content_filter
+from shared.backends import Backends
 from shared.bookkeeping import Bookkeeper, CallSite, usage_of
 from shared.errors import AppError, ContentFiltered, InvalidRequest
 from shared.job_models import Item, JobSpec, ResultDoc
@@ -107,7 +107,7 @@ def request_body(spec: JobSpec, group: list[Item]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class ClassificationService:
     settings: Settings
-    client: AsyncOpenAI  # max_retries=0 (see shared/worker.py)
+    backends: Backends  # the call goes to `site.backend`, without the SDK's retries
     books: Bookkeeper
 
     def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]:
@@ -125,11 +125,12 @@ class ClassificationService:
         timeout, auth); filtered, refused and malformed answers are settled here."""
         job_id = site.job_id or ""
         record_id = request_usage_id(site, [i.id for i in group])
-        args = request_body(spec, group)
+        target = self.backends.target(site.backend, spec.deployment)
+        args = {**request_body(spec, group), "model": target.deployment}
         prompt = args["messages"]
         started = time.perf_counter()
         try:
-            raw = await self.client.chat.completions.with_raw_response.create(**args)
+            raw = await target.client.chat.completions.with_raw_response.create(**args)
         except openai.OpenAIError as error:
             if isinstance(error, openai.APIStatusError):
                 reservation.refused(error.response.headers)

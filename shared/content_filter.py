@@ -98,6 +98,7 @@ def build_event(
     item_id: str | None = None,
     client_request_id: str | None = None,
     user_hash: str | None = None,
+    backend: str | None = None,
     text: str | None = None,
     store_text: bool = False,
     now: datetime | None = None,
@@ -119,5 +120,6 @@ def build_event(
         job_id=job_id,
         item_id=item_id,
         user_hash=user_hash,
+        backend=backend,
         text=text if store_text else None,
     )

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
-from openai import AsyncOpenAI
 
+from shared.backends import Backends
 from shared.bookkeeping import Bookkeeper, CallSite
 from shared.errors import AppError, InvalidRequest
 from shared.job_models import Item, JobSpec, ResultDoc
@@ -36,7 +36,7 @@ def estimate_tokens(text: str) -> int:
 @dataclass(frozen=True)
 class EmbeddingService:
     settings: Settings
-    client: AsyncOpenAI  # max_retries=0: a queue job never sleeps on a 429 inside the SDK
+    backends: Backends  # the call goes to `site.backend`, without the SDK's retries
     books: Bookkeeper
 
     def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]:
@@ -106,13 +106,14 @@ class EmbeddingService:
     async def _call(
         self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
     ) -> list[ResultDoc]:
-        args: dict[str, Any] = {"model": spec.deployment, "input": [i.text for i in group]}
+        target = self.backends.target(site.backend, spec.deployment)
+        args: dict[str, Any] = {"model": target.deployment, "input": [i.text for i in group]}
         if spec.dimensions is not None:
             args["dimensions"] = spec.dimensions
         record_id = request_usage_id(site, [i.id for i in group])
         started = time.perf_counter()
         try:
-            raw = await self.client.embeddings.with_raw_response.create(**args)
+            raw = await target.client.embeddings.with_raw_response.create(**args)
         except openai.OpenAIError as error:
             if isinstance(error, openai.APIStatusError):
                 reservation.refused(error.response.headers)

@@ -25,11 +25,11 @@ from typing import Any
 import anyio
 import httpx2
 import openai
-from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared import content_filter
 from shared.aoai import UnknownModelError, resolve_deployment
+from shared.backends import Backends, Target
 from shared.bookkeeping import Bookkeeper, CallSite, Status
 from shared.caller_limit import Booking, CallerLimiter
 from shared.callers import caller_key, cap_completion_tokens, chat_estimate, embedding_estimate
@@ -138,7 +138,7 @@ class Gateway:
     """The forwarding service, one per process (see shared/runtime.py)."""
 
     settings: Settings
-    client: AsyncOpenAI
+    backends: Backends
     books: Bookkeeper
     limiter: CallerLimiter
 
@@ -196,7 +196,7 @@ class Gateway:
             caller, tags, body.user, chat_estimate(prompt, payload, max_tokens)
         )
         started = time.perf_counter()
-        answer = await self._send(
+        answer, site = await self._send(
             site, "/chat/completions", payload, stream, prompt, started, booking
         )
         if isinstance(answer, Forwarded):
@@ -246,7 +246,9 @@ class Gateway:
         booking = await self._reserve(caller, tags, body.user, embedding_estimate(body.input))
         started = time.perf_counter()
         payload = body.upstream(deployment, self._user_hash(body.user))
-        answer = await self._send(site, "/embeddings", payload, False, prompt, started, booking)
+        answer, site = await self._send(
+            site, "/embeddings", payload, False, prompt, started, booking
+        )
         if isinstance(answer, Forwarded):
             return answer
         data = _json_object(answer.content)
@@ -265,32 +267,42 @@ class Gateway:
         prompt: str,
         started: float,
         booking: Booking | None = None,
-    ) -> httpx2.Response | Forwarded:
-        """The service's answer; its error answer as a Forwarded (recorded, passed through);
-        a transport failure recorded and raised as the app's 502/504. A failed call gives
-        its booking back."""
+    ) -> tuple[httpx2.Response | Forwarded, CallSite]:
+        """The service's answer, and the call site naming the backend that gave it; an error
+        answer as a Forwarded (recorded, passed through); a transport failure recorded and
+        raised as the app's 502/504. A failed call gives its booking back."""
+        route = self.backends.route(site.deployment)
+
+        async def send(target: Target) -> httpx2.Response:
+            # The Azure client puts the body's `model` into the URL: the backend's own name.
+            body = {**payload, "model": target.deployment}
+            return await target.client.post(path, body=body, cast_to=httpx2.Response,
+                                            stream=stream)  # fmt: skip
+
         try:
-            answer = await self.client.post(
-                path, body=payload, cast_to=httpx2.Response, stream=stream
-            )
+            answer = await route.send(send)
         except openai.APIStatusError as error:
             await self.limiter.settle(booking, 0)
+            site = site.on(route.backend)
             await self.books.failed(site, error, started=started, prompt=prompt)
             log.info("gateway %s on %s: upstream HTTP %s (request %s)", site.operation,
                      site.deployment, error.status_code, site.request_id)  # fmt: skip
             response = error.response
-            return Forwarded(
+            forwarded = Forwarded(
                 response.status_code,
                 passed_headers(response.headers),
                 body=response.content,
                 media_type=response.headers.get("content-type", "application/json"),
             )
+            return forwarded, site
         except openai.OpenAIError as error:
             await self.limiter.settle(booking, 0)
+            site = site.on(route.backend)
             raise await self.books.failed(site, error, started=started, prompt=prompt) from None
-        log.info("gateway %s on %s: HTTP %s (request %s)", site.operation, site.deployment,
-                 answer.status_code, site.request_id)  # fmt: skip
-        return answer
+        site = site.on(route.backend)
+        log.info("gateway %s on %s via %s: HTTP %s (request %s)", site.operation, site.deployment,
+                 site.backend, answer.status_code, site.request_id)  # fmt: skip
+        return answer, site
 
     async def _relay(
         self,

@@ -59,9 +59,15 @@ async def run_slice(
     concurrency: int,
     seconds: float,
     cancelled: Callable[[], Awaitable[bool]],
+    failover: Callable[[AppError, DeploymentLimiter], DeploymentLimiter | None] | None = None,
 ) -> SliceOutcome:
-    """Run `groups` (one request each) and write their results; stop as the module says."""
+    """Run `groups` (one request each) and write their results; stop as the module says.
+
+    `failover(failure, limiter)`: after a 429 or passing failure of the backend behind
+    `limiter`, the limiter of another backend to carry on with at once, or None (then the
+    slice stops as it would with one backend)."""
     outcome = SliceOutcome()
+    lane = [limiter]  # the backend's limiter the slice sends to now; a failover moves it
     pending = list(groups)
     deadline = time.monotonic() + seconds
     stopping = asyncio.Event()
@@ -91,6 +97,7 @@ async def run_slice(
                 stop("cancelled", group)
                 return
             tokens = estimate(group)
+            limiter = lane[0]
             pacing = limiter.minute * PACING_SHARE_OF_MINUTE
             wait = min(pacing, max(0.0, deadline - time.monotonic()))
             if not await limiter.acquire(tokens, max_wait=wait):
@@ -112,6 +119,13 @@ async def run_slice(
                     raise
                 if isinstance(failure, RateLimited):
                     limiter.throttled(failure.retry_after)
+                if (isinstance(failure, RateLimited) or failure.retryable) and failover:
+                    other = failover(failure, limiter)
+                    if other is not None:
+                        lane[0] = other
+                        pending.insert(0, group)
+                        continue
+                if isinstance(failure, RateLimited):
                     outcome.retry_after = max(outcome.retry_after or 0.0, failure.retry_after or 1)
                     stop("rate_limited", group)
                 elif failure.retryable:

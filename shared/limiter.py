@@ -369,21 +369,24 @@ class Limiters:
         self._limiters: dict[str, DeploymentLimiter] = {}
         self._lock = threading.Lock()  # get() may be reached from the worker's threads
 
-    def get(self, deployment: str) -> DeploymentLimiter:
-        """The deployment's limiter; one without a configured quota learns from the service."""
+    def get(self, deployment: str, *, backend: str | None = None) -> DeploymentLimiter:
+        """The limiter of `deployment` (its name on `backend`); one without a configured
+        quota learns from the service. AOAI_QUOTAS keys: `backend/deployment` for one
+        backend's deployment, or the deployment name for it on any backend."""
+        key = deployment if backend is None else f"{backend}/{deployment}"
         with self._lock:
-            limiter = self._limiters.get(deployment)
+            limiter = self._limiters.get(key)
             if limiter is None:
-                quota = self._quotas.get(deployment)
+                quota = self._quotas.get(key) or self._quotas.get(deployment)
                 limiter = DeploymentLimiter(
                     quota.tpm if quota else None,
                     quota.requests_per_minute if quota else None,
                     clock=self._clock,
                     sleep=self._sleep,
-                    name=deployment,
+                    name=key,
                     minute=self._minute,
                 )
-                self._limiters[deployment] = limiter
+                self._limiters[key] = limiter
             return limiter
 
 

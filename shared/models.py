@@ -165,6 +165,9 @@ class UsageRecord(BaseModel):
     )
     job_id: str | None = None
     user_hash: str | None = None  # HMAC of the caller's `user` (USER_HASH_SECRET), if sent
+    backend: str | None = Field(
+        default=None, description="The AOAI_BACKENDS entry that served the call (or refused it)."
+    )
 
 
 class UsageQuery(BaseModel):
@@ -221,6 +224,7 @@ class ContentFilterEvent(BaseModel):
     job_id: str | None = None
     item_id: str | None = None
     user_hash: str | None = None
+    backend: str | None = Field(default=None, description="The backend whose filter fired.")
     text: str | None = Field(default=None, description="Only if CONTENT_FILTER_STORE_TEXT.")
 
 

@@ -17,6 +17,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from openai import AsyncOpenAI
 
 from shared.aoai import create_connection, describe_auth
+from shared.backends import Backends
 from shared.batch import BatchService
 from shared.batch_poller import BatchPoller
 from shared.batch_store import BatchDocs
@@ -46,7 +47,8 @@ Closer = tuple[str, Callable[[], Awaitable[None]]]
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
-    aoai: AsyncOpenAI
+    aoai: AsyncOpenAI  # the first backend's client
+    backends: Backends
     store: Store
     queues: JobQueues
     books: Bookkeeper
@@ -104,7 +106,7 @@ def create_runtime(settings: Settings) -> Runtime:
         rollups=rollups,
     )
     closers: list[Closer] = [
-        ("the Azure OpenAI client", connection.aclose),
+        ("the Azure OpenAI clients", connection.aclose),
         ("the Cosmos DB client", store.aclose),
         ("the storage clients", queues.aclose),
     ]
@@ -115,34 +117,41 @@ def create_runtime(settings: Settings) -> Runtime:
     caller_limiter = create_caller_limiter(
         store, settings.chat_caller_tpm, settings.chat_caller_limit_scope
     )
-    # Inside a queue invocation the SDK never sleeps on a 429: the worker hands the rest on.
-    job_client = connection.client.with_options(max_retries=0)
+    backends = connection.backends
     # Batch API calls are few and nothing waits on them: the SDK's own retries are welcome.
+    # A batch lives on the account that created it: one backend (AOAI_BATCH_BACKEND) runs them.
     batches = BatchService(
         settings=settings,
-        client=connection.client,
+        client=backends.batch.client,
         jobs=jobs,
         docs=BatchDocs(store, settings.batch_lease_seconds),
         queues=queues,
+        deployments=backends.batch.deployments,
+        backend=backends.batch.name,
     )
     worker = JobWorker(
         settings=settings,
         jobs=jobs,
         queues=queues,
         limiters=Limiters(settings.aoai_quotas, minute=settings.aoai_quota_window_seconds),
-        embeddings=EmbeddingService(settings, job_client, books),
-        classification=ClassificationService(settings, job_client, books),
+        backends=backends,
+        # Inside a queue invocation the SDK never sleeps on a 429: the worker moves to another
+        # backend or hands the rest on (the services call without the SDK's retries).
+        embeddings=EmbeddingService(settings, backends, books),
+        classification=ClassificationService(settings, backends, books),
         batches=batches,
     )
-    log.info("runtime created (Azure OpenAI auth: %s)", describe_auth(settings))
+    log.info("runtime created (Azure OpenAI auth: %s; backends: %s)", describe_auth(settings),
+             ", ".join(f"{b.name} (priority {b.priority})" for b in backends.all))  # fmt: skip
     return Runtime(
         settings=settings,
         aoai=connection.client,
+        backends=backends,
         store=store,
         queues=queues,
         books=books,
-        chat=ChatService(settings, connection.client, books, caller_limiter),
-        gateway=Gateway(settings, connection.client, books, caller_limiter),
+        chat=ChatService(settings, backends, books, caller_limiter),
+        gateway=Gateway(settings, backends, books, caller_limiter),
         job_requests=JobRequests(settings, jobs, queues, batches),
         worker=worker,
         poison=PoisonSweeper(settings, jobs, queues, worker),

@@ -72,6 +72,24 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
     "text-embedding-3-large": ModelPrice(input=0.13),
 }
 
+
+class AoaiBackend(BaseModel):
+    """One Azure OpenAI account in `AOAI_BACKENDS` (see shared/backends.py).
+
+    `deployments` maps a deployment name or alias the app knows to the deployment's name on
+    this account; an empty map serves every deployment under its own name. `api_key` is for
+    the local simulator only: in Azure every backend uses the app's Entra ID token.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    endpoint: HttpUrl
+    priority: int = Field(default=1, ge=0, description="Lower is tried first.")
+    deployments: dict[str, str] = Field(default_factory=dict)
+    api_key: SecretStr | None = None
+
+
 QueueName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
 ContainerName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")]
 
@@ -123,6 +141,25 @@ class Settings(BaseSettings):
     batch_deployment: str | None = Field(
         default=None,
         description="Global-batch deployment for mode=batch jobs; batch mode is refused if unset.",
+    )
+    aoai_backends: list[AoaiBackend] = Field(
+        default_factory=list,
+        description="JSON list of Azure OpenAI accounts, [{name, endpoint, priority, "
+        "deployments, api_key?}]: the highest priority (lowest number) that is not cooling "
+        "serves each call; a 429, 5xx or timeout sends it on to the next at once "
+        "(docs/gateway.md). Unset: AZURE_OPENAI_ENDPOINT is the one backend.",
+    )
+    aoai_backend_cooldown_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="How long a backend that answered 5xx, timed out or could not be reached "
+        "is passed over (a 429 uses its own retry-after).",
+    )
+    aoai_batch_backend: str | None = Field(
+        default=None,
+        description="The AOAI_BACKENDS entry that runs Batch API jobs (a batch lives on the "
+        "account that created it); default the first.",
     )
     aoai_timeout_seconds: float = Field(
         default=60.0, gt=0, le=600, description="Per-request timeout for Azure OpenAI calls."
@@ -349,8 +386,27 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         missing = []
-        if self.azure_openai_endpoint is None and self.openai_api_key is None:
+        if (
+            self.azure_openai_endpoint is None
+            and not self.aoai_backends
+            and self.openai_api_key is None
+        ):
             missing.append("AZURE_OPENAI_ENDPOINT (or OPENAI_API_KEY for the standard OpenAI API)")
+        names = [b.name for b in self.aoai_backends]
+        if len(set(names)) < len(names):
+            raise ValueError("invalid setting AOAI_BACKENDS: backend names must be unique")
+        for deployment in self.configured_deployments():
+            if self.aoai_backends and not any(
+                b.deployments == {} or self.serving_names(b, deployment) for b in self.aoai_backends
+            ):
+                raise ValueError(
+                    f"invalid setting AOAI_BACKENDS: no backend serves deployment {deployment!r}"
+                )
+        if self.aoai_batch_backend is not None and self.aoai_batch_backend not in names:
+            raise ValueError(
+                f"invalid setting AOAI_BATCH_BACKEND: {self.aoai_batch_backend!r} is not a "
+                "name in AOAI_BACKENDS"
+            )
         if self.storage_connection_string is None and self.storage_queue_uri is None:
             missing.append("AzureWebJobsStorage (or AzureWebJobsStorage__queueServiceUri)")
         if missing:
@@ -360,7 +416,19 @@ class Settings(BaseSettings):
     @property
     def uses_openai_api(self) -> bool:
         """True when talking to the standard OpenAI API instead of Azure OpenAI."""
-        return self.azure_openai_endpoint is None
+        return self.azure_openai_endpoint is None and not self.aoai_backends
+
+    def configured_deployments(self) -> list[str]:
+        """The deployments the settings name (chat, embedding, classification, batch)."""
+        named = (self.chat_deployment, self.embedding_deployment, self.classify_deployment,
+                 self.batch_deployment)  # fmt: skip
+        return [d for d in named if d]
+
+    def serving_names(self, backend: AoaiBackend, deployment: str) -> list[str]:
+        """The keys of `backend.deployments` that mean `deployment`: the name itself and
+        every AOAI_DEPLOYMENTS alias of it."""
+        keys = [deployment, *(a for a, d in self.aoai_deployments.items() if d == deployment)]
+        return [k for k in keys if k in backend.deployments]
 
     def queue_for(self, kind: Literal["embedding", "classification"]) -> str:
         """The queue a job of `kind` travels on."""

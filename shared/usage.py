@@ -39,6 +39,7 @@ def build_record(
     principal_id: str | None = None,
     job_id: str | None = None,
     record_id: str | None = None,
+    backend: str | None = None,
     now: datetime | None = None,
 ) -> UsageRecord:
     """One usage document; `record_id` is deterministic for calls that may be repeated."""
@@ -63,6 +64,7 @@ def build_record(
             "client_request_id": client_request_id,
             "principal_id": principal_id,
             "job_id": job_id,
+            "backend": backend,
         }
     )
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import azure.functions as func
 
+from shared.backends import Backend, Backends
 from shared.batch import BatchService
 from shared.bookkeeping import CallSite
 from shared.classification import ClassificationService
@@ -44,7 +45,7 @@ from shared.job_models import (
 from shared.job_results import failed_result
 from shared.job_runner import SliceOutcome, run_slice
 from shared.jobs import OPEN, JobStore, is_terminal, now
-from shared.limiter import Limiters, Reservation
+from shared.limiter import DeploymentLimiter, Limiters, Reservation
 from shared.models import ErrorDetail
 from shared.queues import JobQueues
 from shared.settings import Settings
@@ -70,6 +71,7 @@ class JobWorker:
     jobs: JobStore
     queues: JobQueues
     limiters: Limiters
+    backends: Backends
     embeddings: EmbeddingService
     classification: ClassificationService
     batches: BatchService
@@ -148,7 +150,6 @@ class JobWorker:
         service: EmbeddingService | ClassificationService = (
             self.embeddings if isinstance(job, EmbeddingJob) else self.classification
         )
-        limiter = self.limiters.get(spec.deployment)
         site = CallSite(
             operation="embedding" if isinstance(job, EmbeddingJob) else "classification",
             source="job", deployment=spec.deployment, tags=spec.tags, job_id=job.job_id,
@@ -169,16 +170,34 @@ class JobWorker:
                 return service.estimate(group, spec)
             return service.estimate(group)
 
-        async def run(group: list[Item], reservation: Reservation) -> list[ResultDoc]:
-            return await service.run(group, spec, site, reservation)
+        # One limiter per backend and deployment: each account has its own quota. The slice
+        # sends to one backend at a time and moves to the next at a 429, 5xx or timeout.
+        lanes: dict[int, str] = {}  # id(limiter) -> backend name
 
+        def lane(backend: Backend) -> DeploymentLimiter:
+            name = backend.deployment_for(spec.deployment) or spec.deployment
+            limiter = self.limiters.get(name, backend=backend.name)
+            lanes[id(limiter)] = backend.name
+            return limiter
+
+        def failover(failure: AppError, failed: DeploymentLimiter) -> DeploymentLimiter | None:
+            if not self.backends.cool(lanes[id(failed)], failure):
+                return None  # not the backend's fault (Cosmos DB down, say)
+            ready = self.backends.ready(spec.deployment)
+            return lane(ready[0]) if ready else None
+
+        async def run(group: list[Item], reservation: Reservation) -> list[ResultDoc]:
+            served = site.on(lanes[id(reservation.limiter)])
+            return await service.run(group, spec, served, reservation)
+
+        limiter = lane(self.backends.candidates(spec.deployment)[0])
         # A request of a tenth of the quota keeps the flow steady and fits any window.
         budget = limiter.token_limit // 10 if limiter.token_limit else None
         return await run_slice(
             service.plan(items, budget),
             run=run, estimate=estimate, write=self.jobs.write_results, fail=fail,
             limiter=limiter, concurrency=self.settings.job_concurrency,
-            seconds=self.settings.job_slice_seconds, cancelled=cancelled,
+            seconds=self.settings.job_slice_seconds, cancelled=cancelled, failover=failover,
         )  # fmt: skip
 
     async def _continue(

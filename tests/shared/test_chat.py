@@ -436,7 +436,7 @@ async def test_stream_error_not_from_the_sdk_ends_with_an_error_frame_and_logs_t
         app_settings.outbox_queue,
         user_hash_secret=app_settings.user_hash_secret.get_secret_value(),
     )
-    broken = ChatService(app_settings, runtime.aoai, books, runtime.chat.limiter)
+    broken = ChatService(app_settings, runtime.backends, books, runtime.chat.limiter)
     rid = new_id()
     with caplog.at_level(logging.ERROR, logger="shared.chat"):
         stream = await broken.open_stream(
