@@ -76,6 +76,18 @@ param batchSkuName string = 'GlobalBatch'
 @description('Batch capacity: enqueued tokens, in thousands.')
 param batchCapacity int = 50
 
+// --- spill-over backend (docs/deploy.md) --------------------------------------------------
+@description('A second Azure OpenAI account (chat and embeddings) as the spill-over backend: AOAI_BACKENDS sends a call there when the first answers 429, 5xx or times out. Off by default.')
+param spilloverOpenAi bool = false
+@description('Region of the spill-over account; another region than openAiLocation also rides out a regional outage.')
+param spilloverOpenAiLocation string = openAiLocation
+@minValue(1)
+@description('Spill-over chat capacity in thousands of tokens per minute.')
+param spilloverChatCapacity int = 30
+@minValue(1)
+@description('Spill-over embedding capacity in thousands of tokens per minute.')
+param spilloverEmbeddingCapacity int = 30
+
 param cosmosDatabaseName string = 'aoai'
 param embeddingQueueName string = 'embedding-jobs'
 param classificationQueueName string = 'classification-jobs'
@@ -251,6 +263,31 @@ module openAi 'modules/openai.bicep' = {
   }
 }
 
+module openAiSpillover 'modules/openai-spillover.bicep' = if (spilloverOpenAi) {
+  name: 'openai-spillover'
+  scope: rg
+  params: {
+    name: 'oai-${resourceToken}-spill'
+    location: spilloverOpenAiLocation
+    tags: tags
+    privateEndpointLocation: location
+    privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
+    openAiZoneId: privateDns.outputs.openAiZoneId
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+    appPrincipalId: identity.outputs.principalId
+    chatDeploymentName: chatDeploymentName
+    chatModelName: chatModelName
+    chatModelVersion: chatModelVersion
+    chatSkuName: chatSkuName
+    chatCapacity: spilloverChatCapacity
+    embeddingDeploymentName: embeddingDeploymentName
+    embeddingModelName: embeddingModelName
+    embeddingModelVersion: embeddingModelVersion
+    embeddingSkuName: embeddingSkuName
+    embeddingCapacity: spilloverEmbeddingCapacity
+  }
+}
+
 module alerts 'modules/alerts.bicep' = {
   name: 'alerts'
   scope: rg
@@ -284,6 +321,27 @@ var aoaiDeployments = {
   '${batchModelName}-batch': openAi.outputs.batchDeploymentName
 }
 
+// With the spill-over account on: both accounts as AOAI_BACKENDS (Entra ID for both, one token).
+// The first takes every call; the second takes chat and embeddings it refuses. Batch API jobs
+// stay on the first (AOAI_BATCH_BACKEND defaults to it). Off: AOAI_BACKENDS is empty (unset)
+// and AZURE_OPENAI_ENDPOINT is the one backend.
+var aoaiBackends = [
+  {
+    name: 'primary'
+    endpoint: openAi.outputs.endpoint
+    priority: 1
+  }
+  {
+    name: 'spillover'
+    endpoint: spilloverOpenAi ? openAiSpillover.outputs.endpoint : ''
+    priority: 2
+    deployments: {
+      '${chatDeploymentName}': chatDeploymentName
+      '${embeddingDeploymentName}': embeddingDeploymentName
+    }
+  }
+]
+
 // Every app setting, in one place. Connections use the identity (AZURE_CLIENT_ID and the
 // AzureWebJobsStorage__* identity settings); nothing here is a key or a secret. The Application
 // Insights connection string only identifies the resource: local auth is disabled on it, so
@@ -302,6 +360,7 @@ var appSettings = {
   AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint
   AZURE_OPENAI_API_VERSION: openAiApiVersion
   AOAI_DEPLOYMENTS: string(aoaiDeployments)
+  AOAI_BACKENDS: spilloverOpenAi ? string(aoaiBackends) : ''
   CHAT_DEPLOYMENT: openAi.outputs.chatDeploymentName
   EMBEDDING_DEPLOYMENT: openAi.outputs.embeddingDeploymentName
   CLASSIFY_DEPLOYMENT: openAi.outputs.chatDeploymentName

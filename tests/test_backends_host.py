@@ -16,7 +16,6 @@ import pytest
 from openai import AsyncAzureOpenAI
 
 from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
-from devstack.emulators import EmulatorStack
 from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
 from shared.settings import load_settings

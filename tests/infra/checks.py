@@ -67,6 +67,9 @@ COSMOS_CONTAINERS = {
 }
 
 MAIN_FILE = "main.bicep"
+OPENAI_FILE = "modules/openai.bicep"
+SPILLOVER_FILE = "modules/openai-spillover.bicep"
+SPILLOVER_SWITCH = "spilloverOpenAi"
 APP_PRINCIPAL = "appPrincipalId"
 USER_PRINCIPAL = "userPrincipalId"
 USER_DATA_FLAG = "grantUserDataAccess"
@@ -131,8 +134,8 @@ def check_network(root: Path) -> Problems:
         == "network.outputs.appSubnetId",
         "function app is not given the delegated app subnet",
     )
-    for module in ("modules/storage.bicep", "modules/cosmos.bicep", "modules/openai.bicep",
-                   "modules/keyvault.bicep"):  # fmt: skip
+    for module in ("modules/storage.bicep", "modules/cosmos.bicep", OPENAI_FILE,
+                   SPILLOVER_FILE, "modules/keyvault.bicep"):  # fmt: skip
         _expect(
             problems,
             _passes(infra, module, "privateEndpointSubnetId")
@@ -590,22 +593,29 @@ def check_cosmos(root: Path) -> Problems:
 
 
 def check_openai(root: Path) -> Problems:
+    """Every Azure OpenAI account (the first and the spill-over): Entra ID only, private
+    only. The first holds the chat, embedding and GlobalBatch deployments."""
     infra, problems = parse(root), []
-    account = infra.one("Microsoft.CognitiveServices/accounts")
-    props = account.properties
-    _expect(problems, account.body.get("kind") == "OpenAI", "account kind must be OpenAI")
-    _expect(
-        problems,
-        props.get("customSubDomainName") not in (None, ""),
-        "account needs a custom subdomain",
-    )
-    _expect(problems, props.get("disableLocalAuth") is True, "Azure OpenAI local auth must be off")
-    _expect(
-        problems,
-        props.get("publicNetworkAccess") == "Disabled",
-        "Azure OpenAI public access must be off",
-    )
-    deployments = infra.resources("Microsoft.CognitiveServices/accounts/deployments")
+    for account in infra.resources("Microsoft.CognitiveServices/accounts"):
+        props = account.properties
+        _expect(problems, account.body.get("kind") == "OpenAI", f"{account}: kind must be OpenAI")
+        _expect(
+            problems,
+            props.get("customSubDomainName") not in (None, ""),
+            f"{account}: needs a custom subdomain",
+        )
+        _expect(
+            problems,
+            props.get("disableLocalAuth") is True,
+            f"{account}: Azure OpenAI local auth must be off",
+        )
+        _expect(
+            problems,
+            props.get("publicNetworkAccess") == "Disabled",
+            f"{account}: Azure OpenAI public access must be off",
+        )
+    all_deployments = infra.resources("Microsoft.CognitiveServices/accounts/deployments")
+    deployments = [d for d in all_deployments if d.file == OPENAI_FILE]
     skus = sorted(
         str(infra.resolve(d.file, d.body.get("sku", {}).get("name", ""))) for d in deployments
     )
@@ -615,7 +625,7 @@ def check_openai(root: Path) -> Problems:
         f"need chat, embedding, GlobalBatch deployments: {skus}",
     )
     main_params = infra.main.params
-    for d in deployments:
+    for d in all_deployments:
         capacity = render(d.body.get("sku", {}).get("capacity"))
         passed = _passes(infra, d.file, capacity)
         _expect(
@@ -624,14 +634,100 @@ def check_openai(root: Path) -> Problems:
             and main_params.get(passed, {}).get("type") == "int",
             f"{d}: capacity must be an int parameter of main.bicep",
         )
-    # One at a time: each deployment after the first waits for another.
-    independent = [d.name for d in deployments if not d.body.get("dependsOn")]
+    # One at a time per account: each deployment after the first waits for another.
+    for file in sorted({d.file for d in all_deployments}):
+        independent = [
+            d.name for d in all_deployments if d.file == file and not d.body.get("dependsOn")
+        ]
+        _expect(
+            problems,
+            len(independent) == 1,
+            f"{file}: deployments must be created one at a time: {independent} start together",
+        )
+    return problems
+
+
+def check_spillover_openai(root: Path) -> Problems:
+    """The optional second account (issue 13): off by default; when on, reachable only through
+    its private endpoint (with its DNS zone group), the app identity holds Cognitive Services
+    OpenAI User on it, and AOAI_BACKENDS names both accounts."""
+    infra, problems = parse(root), []
+    main = infra.main
     _expect(
         problems,
-        len(independent) == 1,
-        f"deployments must be created one at a time: {independent} start together",
+        main.params.get(SPILLOVER_SWITCH, {}).get("type") == "bool"
+        and main.param_default(SPILLOVER_SWITCH) is False,
+        f"{SPILLOVER_SWITCH} must be a bool parameter defaulting to false",
     )
+    calls = [m for m in main.modules() if m.path == SPILLOVER_FILE]
+    _expect(
+        problems,
+        len(calls) == 1 and render(calls[0].condition) == SPILLOVER_SWITCH,
+        f"main.bicep must call {SPILLOVER_FILE} once, if ({SPILLOVER_SWITCH})",
+    )
+    mine = [r for r in infra.resources() if r.file == SPILLOVER_FILE]
+    accounts = [r for r in mine if r.type == "Microsoft.CognitiveServices/accounts"]
+    if len(accounts) != 1:
+        return [*problems, f"{SPILLOVER_FILE} must declare one Azure OpenAI account"]
+    account = accounts[0].name
+    endpoints = [
+        pe
+        for pe in mine
+        if pe.type == "Microsoft.Network/privateEndpoints"
+        and any(
+            render(c["properties"].get("privateLinkServiceId")) == f"{account}.id"
+            and c["properties"].get("groupIds") == ["account"]
+            for c in pe.properties.get("privateLinkServiceConnections", [])
+        )
+    ]
+    _expect(problems, len(endpoints) == 1, "the spill-over account needs its private endpoint")
+    zone_groups = [
+        g
+        for g in mine
+        if g.type == "Microsoft.Network/privateEndpoints/privateDnsZoneGroups"
+        and any(render(g.body.get("parent")) == pe.name for pe in endpoints)
+        and [render(c["properties"]["privateDnsZoneId"])
+             for c in g.properties.get("privateDnsZoneConfigs", [])] == ["openAiZoneId"]
+    ]  # fmt: skip
+    _expect(
+        problems,
+        len(zone_groups) == 1
+        and _passes(infra, SPILLOVER_FILE, "openAiZoneId") == "privateDns.outputs.openAiZoneId",
+        "the spill-over private endpoint needs a zone group in the openai private DNS zone",
+    )
+    roles = [
+        ra
+        for ra in mine
+        if ra.type == "Microsoft.Authorization/roleAssignments"
+        and render(ra.body.get("scope")) == account
+        and render(ra.properties.get("principalId")) == APP_PRINCIPAL
+        and _role_of(infra, SPILLOVER_FILE, _subscription_role(ra))[1]
+        == ROLE_IDS["cognitiveServicesOpenAiUser"]
+    ]
+    _expect(
+        problems,
+        len(roles) == 1,
+        "the app identity needs Cognitive Services OpenAI User on the spill-over account",
+    )
+    settings = app_settings(infra)
+    _expect(
+        problems,
+        render(settings.get("AOAI_BACKENDS")) == f"{SPILLOVER_SWITCH} ? string(aoaiBackends) : ",
+        f"AOAI_BACKENDS must be set from aoaiBackends when {SPILLOVER_SWITCH} is on",
+    )
+    backends = render(main.variables.get("aoaiBackends"))
+    for endpoint in ("openAi.outputs.endpoint", "openAiSpillover.outputs.endpoint"):
+        _expect(problems, endpoint in backends, f"aoaiBackends must name {endpoint}")
     return problems
+
+
+def _subscription_role(ra: Resource) -> str:
+    """`roles.x` of `subscriptionResourceId('...roleDefinitions', roles.x)`, else ''."""
+    match = re.fullmatch(
+        r"subscription_resource_id\(Microsoft\.Authorization/roleDefinitions, (.+)\)",
+        render(ra.properties.get("roleDefinitionId")),
+    )
+    return match.group(1) if match else ""
 
 
 def check_monitoring(root: Path) -> Problems:
@@ -649,13 +745,16 @@ def check_monitoring(root: Path) -> Problems:
         "Application Insights must require Entra auth",
     )
     diagnostics = infra.resources("Microsoft.Insights/diagnosticSettings")
-    on_openai = [
-        d
-        for d in diagnostics
-        if infra.one("Microsoft.CognitiveServices/accounts").name == render(d.body.get("scope"))
-        and d.file == infra.one("Microsoft.CognitiveServices/accounts").file
-    ]
-    _expect(problems, len(on_openai) == 1, "Azure OpenAI needs diagnostic settings")
+    accounts = infra.resources("Microsoft.CognitiveServices/accounts")
+    on_openai = []
+    for account in accounts:
+        mine = [
+            d
+            for d in diagnostics
+            if account.name == render(d.body.get("scope")) and d.file == account.file
+        ]
+        _expect(problems, len(mine) == 1, f"{account}: Azure OpenAI needs diagnostic settings")
+        on_openai += mine
     for d in on_openai:
         logs = {entry["category"] for entry in d.properties.get("logs", []) if entry.get("enabled")}
         metrics = {
@@ -838,6 +937,7 @@ STRUCTURAL_CHECKS: dict[str, Callable[[Path], Problems]] = {
     "storage": check_storage,
     "cosmos": check_cosmos,
     "openai": check_openai,
+    "spillover_openai": check_spillover_openai,
     "monitoring": check_monitoring,
     "no_secrets": check_no_secrets,
 }

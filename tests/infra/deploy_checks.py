@@ -19,6 +19,7 @@ from tests.infra.bicep import Infra, Resource, parse, render
 from tests.infra.checks import MAIN_FILE, Problems, _expect, _passes
 
 OPENAI_FILE = "modules/openai.bicep"
+SPILLOVER_FILE = "modules/openai-spillover.bicep"
 COSMOS_FILE = "modules/cosmos.bicep"
 
 # (model, version) -> retirement date, from the Foundry retirement schedule
@@ -153,12 +154,20 @@ def check_models(root: Path, today: dt.date | None = None) -> Problems:
 
 
 def check_openai_ordering(root: Path) -> Problems:
-    """The private endpoint and diagnostic settings wait for the last model deployment."""
-    infra, problems = parse(root), []
+    """The private endpoint and diagnostic settings wait for the last model deployment, on
+    each account (the first and the spill-over)."""
+    problems: Problems = []
+    for file in (OPENAI_FILE, SPILLOVER_FILE):
+        problems += _ordering(parse(root), file)
+    return problems
+
+
+def _ordering(infra: Infra, file: str) -> Problems:
+    problems: Problems = []
     deployments = {
         d.name: d
         for d in infra.resources("Microsoft.CognitiveServices/accounts/deployments")
-        if d.file == OPENAI_FILE
+        if d.file == file
     }
     waited_for = {dep for d in deployments.values() for dep in _depends_on(d)}
     last = sorted(set(deployments) - waited_for)
@@ -167,7 +176,7 @@ def check_openai_ordering(root: Path) -> Problems:
         return problems
     for type_ in ("Microsoft.Network/privateEndpoints", "Microsoft.Insights/diagnosticSettings"):
         for resource in infra.resources(type_):
-            if resource.file != OPENAI_FILE:
+            if resource.file != file:
                 continue
             _expect(
                 problems,
@@ -288,7 +297,8 @@ def check_batch_role(root: Path) -> Problems:
         for ra in infra.resources("Microsoft.Authorization/roleAssignments")
         if render(ra.properties.get("roleDefinitionId")) == f"{role.name}.id"
     ]
-    account = infra.one("Microsoft.CognitiveServices/accounts")
+    (account,) = [a for a in infra.resources("Microsoft.CognitiveServices/accounts")
+                  if a.file == OPENAI_FILE]  # fmt: skip
     _expect(
         problems,
         len(assignments) == 1

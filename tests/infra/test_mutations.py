@@ -32,6 +32,11 @@ QUEUE_ENDPOINT = re.compile(
     r"resource queuePrivateEndpoint .*?\n}\n\nresource queueDnsZoneGroup .*?\n}\n", re.DOTALL
 )
 
+SPILLOVER_ENDPOINT = re.compile(
+    r"resource privateEndpoint .*?\n}\n\nresource dnsZoneGroup .*?\n}\n", re.DOTALL
+)
+SPILLOVER_ROLE = re.compile(r"resource appOpenAiUser .*?\n}\n", re.DOTALL)
+
 # id: (file, pattern, replacement, check expected to fail)
 MUTATIONS = {
     "openai-local-auth-on": (
@@ -237,6 +242,42 @@ MUTATIONS = {
         "dimensions: embeddingDimensions",
         "dimensions: 3072",
         "vector_search",
+    ),
+    "spillover-endpoint-removed": (
+        "modules/openai-spillover.bicep",
+        SPILLOVER_ENDPOINT,
+        "",
+        "spillover_openai",
+    ),
+    "spillover-role-removed": (
+        "modules/openai-spillover.bicep",
+        SPILLOVER_ROLE,
+        "",
+        "spillover_openai",
+    ),
+    "spillover-role-wrong-account": (
+        "modules/openai-spillover.bicep",
+        "  scope: account\n  properties: {\n    roleDefinitionId",
+        "  scope: resourceGroup()\n  properties: {\n    roleDefinitionId",
+        "spillover_openai",
+    ),
+    "spillover-on-by-default": (
+        "main.bicep",
+        "param spilloverOpenAi bool = false",
+        "param spilloverOpenAi bool = true",
+        "spillover_openai",
+    ),
+    "spillover-local-auth-on": (
+        "modules/openai-spillover.bicep",
+        "disableLocalAuth: true",
+        "disableLocalAuth: false",
+        "openai",
+    ),
+    "spillover-not-in-backends": (
+        "main.bicep",
+        "endpoint: spilloverOpenAi ? openAiSpillover.outputs.endpoint : ''",
+        "endpoint: ''",
+        "spillover_openai",
     ),
     "budget-always-on": (
         "modules/alerts.bicep",

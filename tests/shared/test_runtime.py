@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -29,9 +30,20 @@ async def test_close_all_closes_the_rest_when_one_fails() -> None:
 async def test_runtime_closes_every_client(app_settings: Settings) -> None:
     runtime = create_runtime(app_settings)
     names = [name for name, _ in runtime.closers]
-    assert names == ["the Azure OpenAI client", "the Cosmos DB client", "the storage clients"]
+    assert names == ["the Azure OpenAI clients", "the Cosmos DB client", "the storage clients"]
     assert await runtime.aclose() == []
     assert runtime.aoai.is_closed()
+
+
+async def test_runtime_closes_every_backends_client(app_environ: dict[str, str]) -> None:
+    backends = [
+        {"name": n, "endpoint": "http://127.0.0.1:9", "priority": p, "api_key": "k"}
+        for n, p in (("first", 1), ("second", 2))
+    ]
+    runtime = create_runtime(load_settings({**app_environ, "AOAI_BACKENDS": json.dumps(backends)}))
+    assert [b.name for b in runtime.backends.all] == ["first", "second"]
+    assert await runtime.aclose() == []
+    assert all(b.client.is_closed() and b.direct.is_closed() for b in runtime.backends.all)
 
 
 @pytest.mark.parametrize(
