@@ -170,6 +170,9 @@ class UsageRecord(BaseModel):
     )
 
 
+GROUP_BY_PATTERN = r"^(deployment|operation|model|principal_id|backend|tag:.+)$"
+
+
 class UsageQuery(BaseModel):
     """`GET /api/usage` query: `since`/`until` ISO 8601 (default: the last 24 hours).
 
@@ -177,9 +180,7 @@ class UsageQuery(BaseModel):
 
     since: datetime | None = None
     until: datetime | None = None
-    group_by: str = Field(
-        default="deployment", pattern=r"^(deployment|operation|model|principal_id|tag:.+)$"
-    )
+    group_by: str = Field(default="deployment", pattern=GROUP_BY_PATTERN)
 
 
 class UsageGroup(BaseModel):

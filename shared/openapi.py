@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared.models import (
+    GROUP_BY_PATTERN,
     ChatRequest,
     ChatResponse,
     ErrorResponse,
@@ -104,7 +105,7 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
                             "group_by",
                             {
                                 "type": "string",
-                                "pattern": "^(deployment|operation|model|principal_id|tag:.+)$",
+                                "pattern": GROUP_BY_PATTERN,
                                 "default": "deployment",
                             },
                         ),

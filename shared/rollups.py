@@ -1,9 +1,10 @@
 """Daily usage roll-ups: what the usage report reads instead of the usage documents.
 
 One roll-up document per day (container `usage_rollups`, partition `/day`, id `rollup`) holds
-cells: sums of calls and tokens per hour, deployment, operation, model, mode, principal and
-tags (`cells`), and the same summed over the whole day (`day_cells`). A report reads the day
-sums of the days its window covers whole and the hourly cells of at most two edge days.
+cells: sums of calls and tokens per hour, deployment, operation, model, mode, principal,
+backend and tags (`cells`), and the same summed over the whole day (`day_cells`). A report
+reads the day sums of the days its window covers whole and the hourly cells of at most two
+edge days.
 
 A roll-up is recomputed from that day's usage documents (a projection, never `SELECT *`), so it
 is idempotent and redelivery-safe by construction: a usage document written twice is one
@@ -39,7 +40,8 @@ FOLDED_TAG: Final = "_folded"
 # Only what a cell needs: the report's cost and latency do not grow with unused fields.
 PROJECTION: Final = (
     "SELECT c.timestamp, c.operation, c.deployment, c.model, c.mode, c.prompt_tokens, "
-    "c.completion_tokens, c.total_tokens, c.tags, c.principal_id FROM c WHERE c.day = @day"
+    "c.completion_tokens, c.total_tokens, c.tags, c.principal_id, c.backend FROM c "
+    "WHERE c.day = @day"
 )
 
 
@@ -52,6 +54,7 @@ class RollupCell(BaseModel):
     model: str | None = None
     mode: Mode = "realtime"
     principal_id: str | None = None
+    backend: str | None = None  # the AOAI_BACKENDS entry (None in documents from before it)
     tags: dict[str, str] = Field(default_factory=dict)
     calls: int = 0
     prompt_tokens: int = 0
@@ -85,7 +88,8 @@ class DayCells:
         hour = _hour_of(row["timestamp"])
         tags = {str(k): str(v) for k, v in (row.get("tags") or {}).items()}
         principal = row.get("principal_id")
-        base = (hour, row["operation"], row["deployment"], row.get("model"), row.get("mode"))
+        base = (hour, row["operation"], row["deployment"], row.get("model"), row.get("mode"),
+                row.get("backend"))  # fmt: skip
         key = json.dumps([*base, principal, sorted(tags.items())])
         full = len(self.hourly) >= MAX_CELLS_PER_DAY or self._key_bytes >= MAX_KEY_BYTES_PER_DAY
         if key not in self.hourly and full:
@@ -102,6 +106,7 @@ class DayCells:
                 model=row.get("model"),
                 mode=row.get("mode") or "realtime",
                 principal_id=principal,
+                backend=row.get("backend"),
                 tags=tags,
             )
         _add(cell, row)
@@ -110,7 +115,7 @@ class DayCells:
         """The hourly cells summed over the day (one per attribution)."""
         days: dict[str, RollupCell] = {}
         for cell in self.hourly.values():
-            key = json.dumps([cell.operation, cell.deployment, cell.model, cell.mode,
+            key = json.dumps([cell.operation, cell.deployment, cell.model, cell.mode, cell.backend,
                               cell.principal_id, sorted(cell.tags.items())])  # fmt: skip
             day = days.get(key)
             if day is None:

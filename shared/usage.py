@@ -141,8 +141,8 @@ def cell_of(record: UsageRecord) -> RollupCell:
         hour=_utc(record.timestamp).hour,
         calls=1,
         **record.model_dump(
-            include={"operation", "deployment", "model", "mode", "principal_id", "tags",
-                     "prompt_tokens", "completion_tokens", "total_tokens"}
+            include={"operation", "deployment", "model", "mode", "principal_id", "backend",
+                     "tags", "prompt_tokens", "completion_tokens", "total_tokens"}
         ),
     )  # fmt: skip
 

@@ -135,6 +135,8 @@ async def test_under_load_the_second_takes_the_overflow_and_the_first_takes_traf
     # No SDK retry slept on the first's 429s: every refusal there was a first attempt.
     assert stats["deployments"]["gpt-4o"]["retries"] == 0
 
+    await usage_reports_both_backends(host)
+
     # The first recovers (its quota back, its cooldown over): it takes the traffic again.
     (await first.post("/sim/reset", json={"config": True})).raise_for_status()
     await asyncio.sleep(RETRY_AFTER_MS / 1000 + COOLDOWN)
@@ -143,6 +145,20 @@ async def test_under_load_the_second_takes_the_overflow_and_the_first_takes_traf
         for i in range(3):
             await ask(client, f"again{i}")
     assert [doc["backend"] for doc in await by_tag(store, again, 3)] == ["first"] * 3
+
+
+async def usage_reports_both_backends(host: AppHost) -> None:
+    """GET /api/usage?group_by=backend (roll-ups refreshed every 2 s on test hosts)."""
+    groups: dict[str | None, int] = {}
+    async with httpx.AsyncClient(base_url=host.url, headers=host.headers(), timeout=30) as http:
+        for _ in range(30):
+            r = await http.get("/usage", params={"group_by": "backend"})
+            assert r.status_code == 200, r.text
+            groups = {g["key"]: g["calls"] for g in r.json()["groups"]}
+            if groups.get("first") and groups.get("second"):
+                return
+            await asyncio.sleep(1)
+    raise AssertionError(f"the usage report never showed both backends: {groups}")
 
 
 @pytest.mark.parametrize("fault", ["error_500", "drop"])

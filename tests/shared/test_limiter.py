@@ -414,6 +414,19 @@ def test_limiters_give_one_limiter_per_deployment(clock: FakeClock) -> None:
     assert other.request_limit is None
 
 
+def test_each_backend_has_its_own_limiter_and_may_have_its_own_quota(clock: FakeClock) -> None:
+    quotas = {"ptu/chat": DeploymentQuota(tpm=90_000), "chat": DeploymentQuota(tpm=1000)}
+    limiters = Limiters(quotas, clock=clock)
+    ptu, paygo = limiters.get("chat", backend="ptu"), limiters.get("chat", backend="paygo")
+    assert ptu is not paygo
+    assert ptu is limiters.get("chat", backend="ptu")
+    assert ptu.token_limit == 90_000  # `backend/deployment` first
+    assert paygo.token_limit == 1000  # then the deployment's name on any backend
+    ptu.throttled(5.0)
+    assert ptu.delay_for(1) > 0
+    assert paygo.delay_for(1) == 0.0  # a 429 from one account holds back no other
+
+
 # --- against the simulator, through the real SDK ------------------------------------------
 
 DEPLOYMENT = "text-embedding-3-small"

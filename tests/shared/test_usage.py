@@ -97,6 +97,18 @@ def test_group_by_tag_puts_untagged_calls_under_null() -> None:
     assert groups[0].key == "support"  # most expensive first
 
 
+def test_group_by_backend_names_the_account_that_served_each_call() -> None:
+    records = [
+        rec().model_copy(update={"backend": "ptu"}),
+        rec().model_copy(update={"backend": "paygo"}),
+        rec(prompt=5000).model_copy(update={"backend": "paygo"}),
+        rec(),  # a record from before AOAI_BACKENDS
+    ]
+    groups, _, _ = summarise(records, "backend", PRICES, 0.5)
+    assert {g.key: g.calls for g in groups} == {"paygo": 2, "ptu": 1, None: 1}
+    assert UsageQuery.model_validate({"group_by": "backend"}).group_by == "backend"
+
+
 def test_versioned_model_names_find_their_price() -> None:
     prices = {**PRICES, "gpt-4o-mini": ModelPrice(input=0.15, output=0.6)}
     assert price_for("gpt-4o-2024-08-06", prices) == PRICES["gpt-4o"]
