@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -242,6 +243,9 @@ async def test_an_embedding_job_spills_to_the_second_and_completes(
     ok = [d for d in docs if d["status"] == "ok"]
     assert len(ok) == 12  # two inputs per request (EMBEDDING_MAX_INPUTS)
     assert {d["backend"] for d in ok} == {"first", "second"}
+    # The slice moved to the second at the first's 429: no delayed continuation was needed.
+    log = host.log.read_text(errors="replace")
+    assert re.findall(rf"job {job_id}: \d+ items continue in", log) == []
     emb = "text-embedding-3-small"
     assert (await first.get("/sim/stats")).json()["deployments"][emb]["throttled"] >= 1
     assert (await second.get("/sim/stats")).json()["deployments"][emb]["throttled"] == 0
