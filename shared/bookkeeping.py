@@ -146,9 +146,9 @@ class Bookkeeper:
         if filtered and filter_event and isinstance(error, openai.APIStatusError):
             await self.filtered(site, content_filter.prompt_filter(error), prompt, item_id=item_id)
         else:
-            log.warning("%s on %s failed upstream: %s (%s; request %s, job %s)", site.operation,
-                        site.deployment, failure.code, type(error).__name__, site.request_id,
-                        site.job_id)  # fmt: skip
+            log.warning("%s on %s via %s failed upstream: %s (%s; request %s, job %s)",
+                        site.operation, site.deployment, site.backend, failure.code,
+                        type(error).__name__, site.request_id, site.job_id)  # fmt: skip
         await self.usage(
             site,
             model=None,

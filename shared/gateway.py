@@ -285,8 +285,8 @@ class Gateway:
             await self.limiter.settle(booking, 0)
             site = site.on(route.backend)
             await self.books.failed(site, error, started=started, prompt=prompt)
-            log.info("gateway %s on %s: upstream HTTP %s (request %s)", site.operation,
-                     site.deployment, error.status_code, site.request_id)  # fmt: skip
+            log.info("gateway %s on %s via %s: upstream HTTP %s (request %s)", site.operation,
+                     site.deployment, site.backend, error.status_code, site.request_id)  # fmt: skip
             response = error.response
             forwarded = Forwarded(
                 response.status_code,

@@ -1,4 +1,4 @@
-"""Client-side pacing of Azure OpenAI calls, one limiter per deployment, shared by a process.
+"""Client-side pacing of Azure OpenAI calls, one limiter per backend and deployment, per process.
 
 Azure counts a deployment's quota on arrival: each request is charged its estimated prompt
 tokens plus `max_tokens` against TPM over the minute, and one request against RPM, which it

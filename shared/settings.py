@@ -180,7 +180,8 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON map of deployment name to its quota, {"text-embedding-3-small": '
         '{"tpm": 350000, "rpm": 2100}}; rpm defaults to 6 per 1,000 TPM. Job limiters pace '
-        "calls to it; an unlisted deployment is paced by the rate-limit headers and 429s only.",
+        "calls to it; an unlisted deployment is paced by the rate-limit headers and 429s only. "
+        "With AOAI_BACKENDS a key may be `backend/deployment` for one account's deployment.",
     )
     aoai_quota_window_seconds: float = Field(
         default=60.0,
