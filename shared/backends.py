@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# A refusal asking for no wait (`retry-after: 0`) still cools the backend this long, so two
+# refusing backends cannot bounce one request between them at full speed.
+MIN_COOLDOWN = 0.1
+
 
 class NoBackend(UpstreamError):
     """No backend serves the deployment: AOAI_BACKENDS lists it nowhere (settings validation
@@ -168,6 +172,7 @@ class Backends:
         seconds = self.cooldown_for(error)
         if seconds is None:
             return False
+        seconds = max(seconds, MIN_COOLDOWN)
         state = self._state[name]
         state.cooling_until = max(state.cooling_until, self._clock() + seconds)
         log.warning("Azure OpenAI backend %s cools for %.3f s (%s)", name, seconds,

@@ -11,7 +11,7 @@ import pytest
 from openai import AsyncAzureOpenAI
 
 from shared.aoai import create_connection, deployment_map
-from shared.backends import Backend, Backends, NoBackend, Target
+from shared.backends import MIN_COOLDOWN, Backend, Backends, NoBackend, Target
 from shared.errors import RateLimited, ServiceUnavailable, UpstreamError
 from shared.settings import SettingsError, load_settings
 
@@ -173,6 +173,14 @@ async def test_jobs_route_without_retries(client: AsyncAzureOpenAI) -> None:
     upstream = Upstream()
     await backends.route("gpt-4o", retries=False).send(upstream)
     assert upstream.attempts[0].client.max_retries == 0
+
+
+async def test_a_429_asking_for_no_wait_still_cools_a_little(client: AsyncAzureOpenAI) -> None:
+    clock = Clock()
+    backends = router(client, clock, ("ptu", 1), ("paygo", 2))
+    upstream = Upstream(ptu=status_error(429, {"retry-after-ms": "0"}))
+    assert await backends.route("gpt-4o").send(upstream) == "ok from paygo"
+    assert backends.cooling_for("ptu") == pytest.approx(MIN_COOLDOWN)
 
 
 def test_translated_job_failures_cool_too(client: AsyncAzureOpenAI) -> None:
