@@ -4,6 +4,7 @@ sees. The wire (two simulators behind the real host) is tests/test_backends_host
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx2
 import openai
@@ -251,3 +252,27 @@ def test_backend_settings_are_checked() -> None:
         load_settings({**BASE, "AOAI_BACKENDS": only_ptu})
     # Without AZURE_OPENAI_ENDPOINT, AOAI_BACKENDS is enough.
     assert not load_settings({**BASE, "AOAI_BACKENDS": BACKENDS}).uses_openai_api
+
+
+def test_the_configuration_docs_example_loads_and_routes_as_it_says(
+    client: AsyncAzureOpenAI,
+) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    section = text.split("## Priority backends", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+    settings = load_settings(
+        {**BASE, "CHAT_DEPLOYMENT": "gpt-5.1", "AOAI_BACKENDS": example.replace("\n", " ")}
+    )
+    backends = Backends(
+        [
+            Backend(c.name, c.priority, client, client, deployment_map(settings, c))
+            for c in settings.aoai_backends
+        ],
+        cooldown=10.0,
+    )
+    chat = [b.name for b in backends.candidates("gpt-5.1")]
+    assert chat[0] == "ptu-swc"
+    assert sorted(chat[1:]) == ["paygo-eus2", "paygo-swc"]
+    assert backends.target("ptu-swc", "gpt-5.1").deployment == "gpt-5.1-ptu"
+    embeddings = [b.name for b in backends.candidates("text-embedding-3-small")]
+    assert sorted(embeddings) == ["paygo-eus2", "paygo-swc"]

@@ -1,0 +1,80 @@
+"""One slice's moves between backends (pure logic: limiters without quotas, a fake service)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shared.errors import AppError, RateLimited, ServiceUnavailable, UpstreamError
+from shared.job_models import Item, ResultDoc
+from shared.job_runner import SliceOutcome, run_slice
+from shared.limiter import DeploymentLimiter, Reservation
+
+GROUPS = [[Item(id=f"i{n}", text="x")] for n in range(6)]
+
+
+def done(group: list[Item]) -> list[ResultDoc]:
+    return [
+        ResultDoc(id=f"j:{i.id}", job_id="j", item_id=i.id, kind="embedding",
+                  status="succeeded", created_at=datetime.now(UTC))
+        for i in group
+    ]  # fmt: skip
+
+
+async def never_cancelled() -> bool:
+    return False
+
+
+async def slice_with(
+    refusal: AppError, *, second_ready: bool
+) -> tuple[SliceOutcome, dict[str, list[str]], list[str]]:
+    first, second = DeploymentLimiter(None, None, name="a"), DeploymentLimiter(None, None, name="b")
+    served: dict[str, list[str]] = {"a": [], "b": []}
+    written: list[str] = []
+
+    async def run(group: list[Item], reservation: Reservation) -> list[ResultDoc]:
+        name = reservation.limiter.name
+        if name == "a":
+            raise refusal
+        served[name] += [i.id for i in group]
+        return done(group)
+
+    async def write(results: list[ResultDoc]) -> None:
+        written.extend(r.item_id for r in results)
+
+    def failover(failure: AppError, failed: DeploymentLimiter) -> DeploymentLimiter | None:
+        assert failed is first
+        return second if second_ready else None
+
+    outcome = await run_slice(
+        [list(g) for g in GROUPS], run=run, estimate=lambda g: 1, write=write,
+        fail=lambda g, e: [], limiter=first, concurrency=3, seconds=60,
+        cancelled=never_cancelled, failover=failover,
+    )  # fmt: skip
+    return outcome, served, written
+
+
+async def test_a_429_moves_the_slice_to_the_next_backend_with_the_refused_request() -> None:
+    outcome, served, written = await slice_with(
+        RateLimited("429", retry_after=30), second_ready=True
+    )
+    assert outcome.stop == "done"
+    assert sorted(written) == sorted(served["b"]) == [f"i{n}" for n in range(6)]
+
+
+async def test_a_5xx_moves_it_too() -> None:
+    outcome, _, written = await slice_with(UpstreamError("HTTP 500"), second_ready=True)
+    assert outcome.stop == "done"
+    assert len(written) == 6
+
+
+async def test_with_no_backend_ready_the_slice_stops_as_with_one() -> None:
+    outcome, _, written = await slice_with(RateLimited("429", retry_after=30), second_ready=False)
+    assert outcome.stop == "rate_limited"
+    assert outcome.retry_after == 30
+    assert written == []
+
+
+async def test_a_failure_that_is_not_the_backends_is_not_failed_over() -> None:
+    """Cosmos DB down: failover is asked (it decides), and says no."""
+    outcome, _, _ = await slice_with(ServiceUnavailable("cosmos"), second_ready=False)
+    assert outcome.stop == "passing"
