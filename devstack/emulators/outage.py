@@ -61,6 +61,7 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._flowing: asyncio.Event | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self.accepted = 0  # connections accepted so far (keep-alive checks count them)
 
     @property
     def port(self) -> int:
@@ -170,6 +171,7 @@ class FaultProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self._flowing is not None
+        self.accepted += 1
         if self._mode is FaultMode.RESET:
             _reset(writer)
             return

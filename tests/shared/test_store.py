@@ -6,7 +6,10 @@ import uuid
 
 import pytest
 
-from shared.store import CONTAINERS, JOBS, RESULTS, USAGE, Store
+from devstack.emulators.outage import FaultProxy
+from devstack.emulators.stack import EmulatorStack
+from shared.settings import load_settings
+from shared.store import CONTAINERS, JOBS, RESULTS, USAGE, Store, create_store
 
 
 async def test_schema_has_every_container_with_its_partition_key(store: Store) -> None:
@@ -58,3 +61,23 @@ async def test_query_filters_by_partition_value_in_the_text(store: Store) -> Non
 
 async def test_ping_answers_when_up(store: Store) -> None:
     await store.ping()
+
+
+async def test_one_store_reuses_its_connections_across_calls(
+    store: Store, emulators: EmulatorStack, app_environ: dict[str, str]
+) -> None:
+    """A new connection per call costs a TCP connect and a TLS handshake each time (the local
+    server used to answer `connection: close`): 40 calls must ride on a couple of them."""
+    with FaultProxy(emulators.ports.cosmos) as proxy:
+        settings = load_settings({**app_environ, "COSMOS_ENDPOINT": proxy.endpoint()})
+        proxied = create_store(settings)
+        try:
+            job_id = str(uuid.uuid4())
+            for n in range(20):
+                doc = {"id": f"{job_id}:{n}", "job_id": job_id, "n": n}
+                await proxied.upsert(RESULTS, doc)
+                assert await proxied.read(RESULTS, doc["id"], job_id) is not None
+        finally:
+            await proxied.aclose()
+        # The SDK reads the account first; then one connection serves sequential calls.
+        assert 1 <= proxy.accepted <= 3, proxy.accepted
