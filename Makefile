@@ -62,8 +62,8 @@ lint: setup ## ruff and mypy
 smoke: setup ## Check a deployed app right after `azd up` (URL=... KEY=... to test another)
 	$(if $(KEY),FUNCTION_KEY='$(KEY)') $(PY) -m devstack.smoke $(if $(URL),--url '$(URL)') $(SMOKE_ARGS)
 
-bench: setup ## Benchmarks: print JSON figures
-	$(PY) -m bench
+bench: setup ## Benchmarks (~15 min): bench/results.json, a table, docs/performance.png (BENCH_ARGS=--quick)
+	$(PY) -m bench $(BENCH_ARGS)
 
 cli: setup ## Operator CLI for queue jobs (docs/jobs-cli.md): make cli ARGS="poison list"
 	$(PY) -m cli $(ARGS)

@@ -1,32 +1,96 @@
-"""`python -m bench`: run every benchmark; each prints one JSON object on its own line."""
+"""`python -m bench [--quick] [--only NAME,...]`: every benchmark, each in its own process,
+then bench/results.json, a table, and docs/performance.png (`make bench`, BENCH_ARGS=--quick).
+
+Each benchmark prints one JSON object; they are kept whole under `runs` in results.json, and
+the headline figures (bench/_summary.py) sit at its top level.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
 import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from bench import (
-    batch_ingest,
-    chat_ttfb,
-    classify_batching,
-    embedding_utilization,
-    simulator_throughput,
-    usage_report,
-)
-
-BENCHMARKS = (
-    simulator_throughput.main,
-    chat_ttfb.main,
-    batch_ingest.main,
-    embedding_utilization.main,
-    classify_batching.main,
-    usage_report.main,
-)
+from bench._serve import ROOT
+from bench._summary import conditions, draw, headline, table
 
 
-def main() -> int:
-    for run in BENCHMARKS:
-        run([])
-        sys.stdout.flush()
+@dataclass(frozen=True)
+class Run:
+    name: str
+    module: str
+    full: tuple[str, ...]
+    quick: tuple[str, ...]
+
+
+# Quota figures: Azure's 6 RPM per 1,000 TPM; 32 windows of a compressed minute (30 kept).
+EMBEDDING = ("--tpm", "30000", "--rpm", "180", "--item-tokens", "100")
+SMALL = ("--tpm", "2000", "--rpm", "12", "--item-tokens", "10")
+QUICK_WINDOWS = ("--window", "3", "--windows", "6")
+RUNS = (
+    Run("embedding_1_host", "bench.embedding_utilization",
+        (*EMBEDDING, "--window", "4", "--windows", "32"), (*EMBEDDING, *QUICK_WINDOWS)),
+    Run("embedding_3_hosts", "bench.embedding_utilization",
+        (*EMBEDDING, "--window", "4", "--windows", "32", "--hosts", "3", "--skip-naive"),
+        (*EMBEDDING, *QUICK_WINDOWS, "--hosts", "3", "--skip-naive")),
+    Run("small_items", "bench.embedding_utilization",
+        (*SMALL, "--window", "4", "--windows", "32"), (*SMALL, *QUICK_WINDOWS)),
+    Run("classify_batching", "bench.classify_batching",
+        ("--sizes", "1,10", "--window", "4", "--windows", "6"),
+        ("--sizes", "1,10", "--window", "3", "--windows", "3")),
+    Run("chat_ttfb", "bench.chat_ttfb", ("--requests", "300",), ("--requests", "40")),
+    Run("host_cpu", "bench.host_cpu", ("--requests", "300"), ("--requests", "60")),
+    Run("batch_ingest", "bench.batch_ingest", ("--lines", "100000"), ("--lines", "5000")),
+    Run("simulator_throughput", "bench.simulator_throughput", ("--requests", "2000"),
+        ("--requests", "200")),
+    Run("usage_report", "bench.usage_report", ("--records", "2000", "--synthetic", "200000"),
+        ("--records", "200", "--synthetic", "7000")),
+)  # fmt: skip
+
+
+def run_one(run: Run, quick: bool) -> dict[str, Any]:
+    args = run.quick if quick else run.full
+    print(f"bench: {run.name} ({run.module} {' '.join(args)})", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", run.module, *args],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or len(lines) != 1:
+        raise RuntimeError(f"{run.name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(lines[0])
+    result["bench_seconds"] = round(time.monotonic() - started, 1)
+    result["args"] = list(args)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run (smoke, not figures)")
+    parser.add_argument("--only", default="", help="comma-separated run names")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--png", type=Path, default=ROOT / "docs" / "performance.png")
+    args = parser.parse_args(argv)
+    chosen = [r for r in RUNS if not args.only or r.name in args.only.split(",")]
+    started = time.monotonic()
+    about = conditions(quick=args.quick)
+    runs = {run.name: run_one(run, args.quick) for run in chosen}
+    results = {
+        **headline(runs),
+        "conditions": {**about, "total_seconds": round(time.monotonic() - started, 1)},
+        "runs": runs,
+    }
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    table(results)
+    if "embedding_1_host" in runs:
+        draw(runs, args.png)
+    print(f"bench: wrote {args.out}" + (f" and {args.png}" if "embedding_1_host" in runs else ""))
     return 0
 
 

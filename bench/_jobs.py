@@ -16,13 +16,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench._proc import child_pid, cpu_seconds, peak_rss_mib
 from bench._serve import serve
 from bench._timescale import TimeScale, host_json
 from devstack.aoai_simulator import SimulatorConfig
@@ -43,6 +44,7 @@ class Rig:
     sim_url: str
     sim_key: str
     log: Path
+    pids: tuple[int, ...] = ()  # every host process sharing the queues (bench/_proc.py)
 
     def app(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -51,6 +53,14 @@ class Rig:
 
     def sim(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.sim_url, timeout=30)
+
+    def cpu_seconds(self) -> float:
+        """CPU time all hosts have used so far."""
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def peak_rss_mib(self) -> list[float]:
+        """Each host's resident-set high-water mark so far."""
+        return [peak_rss_mib(pid) for pid in self.pids]
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,15 @@ class Stack:
     scale: TimeScale
 
     @contextmanager
-    def host(self, app_settings: dict[str, str]) -> Iterator[Rig]:
-        """The app under the local Functions host with these settings, on fresh queues."""
+    def host(
+        self,
+        app_settings: dict[str, str],
+        hosts: int = 1,
+        process_env: dict[str, str] | None = None,
+    ) -> Iterator[Rig]:
+        """The app under `hosts` local Functions host processes with these settings, sharing
+        fresh queues and the database as Flex Consumption instances do; the rig talks HTTP
+        to the first. `process_env`: environment of the host processes (bench/_profile.py)."""
         suffix = uuid.uuid4().hex[:8]
         environ = {
             **self.environ,
@@ -74,17 +91,24 @@ class Stack:
             **app_settings,
         }
         asyncio.run(provision(load_settings(environ)))
-        folder = self.tmp / f"app-{suffix}"
-        host_json(folder, self.scale.window)
-        app_dir = make_app_dir(folder, environ)
-        with run_app_host(app_dir) as host:
+        with ExitStack() as running:
+            started = []
+            for n in range(hosts):
+                folder = self.tmp / f"app-{suffix}-{n}"
+                host_json(folder, self.scale.window)
+                app_dir = make_app_dir(folder, environ)
+                host = running.enter_context(run_app_host(app_dir, extra_env=process_env))
+                started.append((host, child_pid(str(app_dir))))
+            first = started[0][0]
             try:
-                yield Rig(host.url, host.key, environ["AZURE_OPENAI_ENDPOINT"],
-                          environ["AZURE_OPENAI_API_KEY"], host.log)  # fmt: skip
+                yield Rig(first.url, first.key, environ["AZURE_OPENAI_ENDPOINT"],
+                          environ["AZURE_OPENAI_API_KEY"], first.log,
+                          tuple(pid for _, pid in started))  # fmt: skip
             finally:
                 keep = os.environ.get("BENCH_HOST_LOG")
-                if keep:  # the host's log outlives the temporary folder
-                    shutil.copyfile(host.log, keep)
+                for n, (host, _) in enumerate(started if keep else []):
+                    # The hosts' logs outlive the temporary folder: PATH, PATH.1, PATH.2, ...
+                    shutil.copyfile(host.log, f"{keep}.{n}" if n else str(keep))
 
 
 @contextmanager

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from typing import Any
 
@@ -40,6 +39,7 @@ from bench._jobs import (
     utilisation,
     wait_jobs,
 )
+from bench._proc import machine
 from bench._timescale import TimeScale, scaled
 from devstack.aoai_simulator import SimulatorConfig
 
@@ -60,7 +60,7 @@ async def run_ours(rig_: Rig, args: argparse.Namespace) -> dict[str, Any]:
     per_job = -(-items_needed // args.jobs)
     async with rig_.app() as app, rig_.sim() as sim:
         await reset_sim(sim)
-        started = time.monotonic()
+        started, cpu_before = time.monotonic(), rig_.cpu_seconds()
         async with Sampler(sim, DEPLOYMENT, args.window) as sampler:
             job_ids = []
             for j in range(args.jobs):
@@ -74,16 +74,38 @@ async def run_ours(rig_: Rig, args: argparse.Namespace) -> dict[str, Any]:
                 job_ids.append(await submit(app, "embeddings", body))
             views = await wait_jobs(app, job_ids, within=args.window * (args.windows + 3) * 4)
         elapsed = time.monotonic() - started
+        cpu = rig_.cpu_seconds() - cpu_before
     windows = sampler.windows()
     answered = sum(w["requests"] - w["throttled"] for w in windows)
     tokens = sum(w["total_tokens"] for w in windows)
+    totals = job_totals(views)
+    measured = utilisation(windows, args.tpm, args.rpm, tokens / max(1, answered))
+    tokens_per_item = tokens / max(1, totals["succeeded"])
+    items_per_minute = measured["tokens_per_minute"] / max(1.0, tokens_per_item)
     return {
+        "hosts": len(rig_.pids),
         "jobs": args.jobs,
         "items": per_job * args.jobs,
         "seconds": round(elapsed, 1),
-        **utilisation(windows, args.tpm, args.rpm, tokens / max(1, answered)),
+        **measured,
         "tokens_per_request": round(tokens / max(1, answered)),
-        "items_by_outcome": job_totals(views),
+        "tokens_per_item": round(tokens_per_item, 1),
+        **rates(items_per_minute, args.window),
+        # One result document per item (job documents come on top): Cosmos DB's write load.
+        "cosmos_result_writes_per_second": round(items_per_minute / args.window, 1),
+        "host_cpu_share_of_a_core": round(cpu / elapsed / max(1, len(rig_.pids)), 3),
+        "host_cpu_ms_per_item": round(cpu * 1000 / max(1, totals["succeeded"]), 3),
+        "host_peak_rss_mib": rig_.peak_rss_mib(),
+        "items_by_outcome": totals,
+    }
+
+
+def rates(items_per_minute: float, window: float) -> dict[str, float]:
+    """Items per (Azure) minute and second; a compressed minute holds an Azure minute's work."""
+    return {
+        "items_per_minute": round(items_per_minute, 1),
+        "items_per_second": round(items_per_minute / 60.0, 2),
+        "items_per_real_second": round(items_per_minute / window, 1),
     }
 
 
@@ -119,10 +141,13 @@ async def run_naive(rig_: Rig, args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.gather(*(worker() for _ in range(args.naive_concurrency)))
         stats = sampler.samples[-1]
     windows = sampler.windows()
+    measured = utilisation(windows, args.tpm, args.rpm, args.item_tokens)
     return {
         "concurrency": args.naive_concurrency,
         "max_retries": client.max_retries,
-        **utilisation(windows, args.tpm, args.rpm, args.item_tokens),
+        **measured,
+        # One item per request: items are the requests answered.
+        **rates(measured["requests_per_minute"], args.window),
         "tokens_per_request": args.item_tokens,
         "items_by_outcome": {"total": next_item, "succeeded": done, "lost": lost},
         "requests_sent_with_retries": int(stats["requests"]),
@@ -139,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="windows measured, first and last included")  # fmt: skip
     parser.add_argument("--item-tokens", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--hosts", type=int, default=1,
+                        help="host processes sharing the queues and the database")  # fmt: skip
     parser.add_argument(
         "--dimensions", type=int, default=16, help="vector size (the local Cosmos DB stores them)"
     )
@@ -154,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     quotas = f'{{"{DEPLOYMENT}": {{"tpm": {args.tpm}, "rpm": {args.rpm}}}}}'
     with (
         rig(config, TimeScale(args.window)) as stack,
-        stack.host({"AOAI_QUOTAS": quotas}) as running,
+        stack.host({"AOAI_QUOTAS": quotas}, hosts=args.hosts) as running,
     ):
         ours = asyncio.run(run_ours(running, args))
         naive = None if args.skip_naive else asyncio.run(run_naive(running, args))
@@ -165,7 +192,9 @@ def main(argv: list[str] | None = None) -> None:
         "rpm": args.rpm,
         "window_seconds": args.window,
         "item_tokens": args.item_tokens,
-        "cpus": os.cpu_count(),
+        "hosts": args.hosts,
+        "latency_model": "simulator defaults (no added latency)",
+        **machine(),
         "ours": ours,
         **({"naive": naive} if naive else {}),
         "target": TARGET,

@@ -1,0 +1,214 @@
+"""The headline figures of a `make bench` run, its table and its chart.
+
+The physical limit of every quota figure: tokens per minute <= min(TPM, RPM x tokens per
+request). The naive loop sends one item per request, so with small items RPM binds it; ours
+packs many items per request, so TPM binds it. For items of t tokens the best speedup is
+
+    bound ratio = (min(TPM, RPM x tokens per request of ours) / tokens per item)
+                  / (min(TPM, RPM x t) / t)
+
+and the target is a measured speedup of at least 0.9 x that ratio.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from bench._proc import machine
+
+SMALL_ITEMS_TARGET_SHARE = 0.9
+
+
+def conditions(*, quick: bool) -> dict[str, Any]:
+    return {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **machine(),
+        "python": platform.python_version(),
+        "quick": quick,
+        "note": "the machine was shared with other test runs unless stated otherwise",
+    }
+
+
+def small_items(run: dict[str, Any]) -> dict[str, Any]:
+    """Speedup of ours over the naive loop for small items, against the bound's ratio."""
+    ours, naive = run["ours"], run["naive"]
+    tpm, rpm, item = run["tpm"], run["rpm"], run["item_tokens"]
+    naive_bound = min(tpm, rpm * item) / item
+    ours_bound = min(tpm, rpm * ours["tokens_per_request"]) / ours["tokens_per_item"]
+    ratio = ours_bound / naive_bound
+    speedup = (
+        ours["items_per_second"] / naive["items_per_second"] if naive["items_per_second"] else None
+    )
+    return {
+        "small_items_speedup": round(speedup, 2) if speedup else None,
+        "small_items_bound_ratio": round(ratio, 2),
+        "small_items_target": round(SMALL_ITEMS_TARGET_SHARE * ratio, 2),
+        "small_items_items_per_second": {"ours": ours["items_per_second"],
+                                         "naive": naive["items_per_second"]},
+    }  # fmt: skip
+
+
+def headline(runs: dict[str, Any]) -> dict[str, Any]:
+    """The figures the issue names, at the top level of results.json (None: not run)."""
+    out: dict[str, Any] = {}
+    one, three = runs.get("embedding_1_host"), runs.get("embedding_3_hosts")
+    small = runs.get("small_items")
+    if one:
+        out["embedding_utilization"] = one["ours"]["utilisation"]
+        out["embedding_utilization_naive"] = one["naive"]["utilisation"]
+        # The naive loop against its own bound (RPM x item tokens) above; against TPM here.
+        out["embedding_naive_share_of_tpm"] = round(
+            one["naive"]["tokens_per_minute"] / one["tpm"], 4
+        )
+        out["host_peak_rss_mib_load_1"] = max(one["ours"]["host_peak_rss_mib"])
+        out["host_cpu_ms_per_embedded_item"] = one["ours"]["host_cpu_ms_per_item"]
+    if three:
+        out["embedding_utilization_3_hosts"] = three["ours"]["utilisation"]
+    if small:
+        out.update(small_items(small))
+    lost = [r["ours"]["items_by_outcome"]["lost"] for r in (one, three, small) if r]
+    if lost:
+        out["lost_items"] = sum(lost)
+    if ttfb := runs.get("chat_ttfb"):
+        out["chat_added_ttfb_p50_ms"] = ttfb["added_p50_ms"]
+        out["chat_added_ttfb_p99_ms"] = ttfb["added_p99_ms"]
+    if cpu := runs.get("host_cpu"):
+        out["host_cpu_ms_per_chat_request"] = cpu["host_cpu_ms_per_request"]
+        out["app_cpu_ms_per_chat_request"] = cpu["app_cpu_ms_per_request"]
+    if classify := runs.get("classify_batching"):
+        out["classify"] = {
+            str(s["items_per_request"]): {
+                "items_per_second": s["items_per_second"],
+                "usage_tokens_per_item": s["usage_tokens_per_item"],
+                "charged_tokens_per_item": s["charged_tokens_per_item"],
+                "utilisation": s["utilisation"],
+            }
+            for s in classify["sizes"]
+        }
+    if ingest := runs.get("batch_ingest"):
+        out["batch_ingest_lines_per_second"] = ingest["streamed"]["lines_per_s"]
+        out["batch_ingest_peak_mib"] = ingest["streamed"]["peak_mib"]
+    return out
+
+
+def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    runs = results["runs"]
+    rows: list[tuple[str, str, str]] = []
+
+    def quota(run: dict[str, Any], who: str) -> None:
+        r = run[who]
+        rows.append((
+            f"{who}: utilisation of min(TPM, RPM x tokens/request)",
+            f"{r['utilisation']:.3f} ({r['binding_limit']} binds)",
+            f"{r['tokens_per_minute']} tok/min of {r['ceiling_tokens_per_minute']}; "
+            f"{r['requests_per_minute']} req/min; 429 share {r['share_429']:.1%}; "
+            f"{r['windows_kept']} windows",
+        ))  # fmt: skip
+        if who == "ours":
+            rows.append((
+                "ours: host",
+                f"{r['host_cpu_ms_per_item']} ms CPU/item",
+                f"{r['host_cpu_share_of_a_core']:.0%} of a core per host; "
+                f"{r['cosmos_result_writes_per_second']} Cosmos writes/s; "
+                f"peak RSS {r['host_peak_rss_mib']} MiB; lost {r['items_by_outcome']['lost']}",
+            ))  # fmt: skip
+
+    for name, label in (("embedding_1_host", "1 host"), ("embedding_3_hosts", "3 hosts")):
+        if run := runs.get(name):
+            rows.append(
+                (
+                    f"[Embeddings, {label}]",
+                    "",
+                    f"TPM {run['tpm']}, RPM {run['rpm']}, "
+                    f"{run['item_tokens']}-token items, window {run['window_seconds']} s",
+                )
+            )
+            quota(run, "ours")
+            if "naive" in run:
+                quota(run, "naive")
+    if "small_items_speedup" in results:
+        run = runs["small_items"]
+        rows.append(
+            (
+                "[Small items]",
+                "",
+                f"TPM {run['tpm']}, RPM {run['rpm']}, {run['item_tokens']}-token items",
+            )
+        )
+        rows.append(("items/s ours vs naive", str(results["small_items_items_per_second"]), ""))
+        rows.append(
+            (
+                "speedup",
+                str(results["small_items_speedup"]),
+                f"bound ratio {results['small_items_bound_ratio']}, "
+                f"target >= {results['small_items_target']}",
+            )
+        )
+    for key in (
+        "classify",
+        "chat_added_ttfb_p50_ms",
+        "chat_added_ttfb_p99_ms",
+        "host_cpu_ms_per_chat_request",
+        "app_cpu_ms_per_chat_request",
+        "host_peak_rss_mib_load_1",
+        "batch_ingest_lines_per_second",
+        "batch_ingest_peak_mib",
+        "lost_items",
+    ):
+        if key in results:
+            rows.append((key, str(results[key]), ""))
+    if cpu := runs.get("host_cpu"):
+        shares = cpu["profile"]["cpu_share_by_owner"]
+        rows.append(("chat CPU by owner", "", ", ".join(f"{k} {v:.0%}" for k, v in shares.items())))
+    return rows  # fmt: skip
+
+
+def table(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    about = results["conditions"]
+    grid = Table(title=f"make bench: {about['cpus']} x {about['cpu_model']}, Python "
+                       f"{about['python']}{' (quick)' if about['quick'] else ''}")  # fmt: skip
+    for column in ("figure", "value", "conditions / why"):
+        grid.add_column(column, overflow="fold")
+    for row in _rows(results):
+        grid.add_row(*row)
+    Console(width=max(120, os.get_terminal_size(0).columns if os.isatty(0) else 120)).print(grid)
+
+
+def draw(runs: dict[str, Any], target: Path) -> None:
+    """Tokens per (compressed) minute in each window against the quota, ours and naive."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    one = runs["embedding_1_host"]
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    series = [("ours, 1 host", one["ours"]), ("naive loop, 1 host", one.get("naive"))]
+    if three := runs.get("embedding_3_hosts"):
+        series.append(("ours, 3 hosts", three["ours"]))
+    for label, result in series:
+        if result:
+            tokens = result["per_window_tokens"]
+            ax.plot(range(1, len(tokens) + 1), tokens, marker="o", markersize=3, label=label)
+    ax.axhline(one["tpm"], color="black", linestyle="--", label=f"quota: {one['tpm']} TPM")
+    naive_bound = one["rpm"] * one["item_tokens"]
+    if naive_bound < one["tpm"]:
+        label = f"naive bound: {one['rpm']} RPM x {one['item_tokens']} tokens"
+        ax.axhline(naive_bound, color="grey", linestyle=":", label=label)
+    ax.set_xlabel(f"window (a compressed minute of {one['window_seconds']} s); "
+                  "first and last are not counted")  # fmt: skip
+    ax.set_ylabel("tokens per minute")
+    ax.set_ylim(0, one["tpm"] * 1.15)
+    ax.set_title("Embedding quota use: tokens per minute against the quota")
+    ax.legend(loc="lower center", fontsize=8, ncol=2)
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
