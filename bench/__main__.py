@@ -63,7 +63,10 @@ def run_one(run: Run, quick: bool) -> dict[str, Any]:
     )  # fmt: skip
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or len(lines) != 1:
-        raise RuntimeError(f"{run.name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        # One benchmark failing must not lose the others' figures: it is recorded, and the
+        # run exits non-zero at the end.
+        print(f"bench: {run.name} failed:\n{done.stderr[-3000:]}", file=sys.stderr, flush=True)
+        return {"error": f"exit {done.returncode}: {done.stderr[-1500:]}", "args": list(args)}
     result: dict[str, Any] = json.loads(lines[0])
     result["bench_seconds"] = round(time.monotonic() - started, 1)
     result["args"] = list(args)
@@ -80,18 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [r for r in RUNS if not args.only or r.name in args.only.split(",")]
     started = time.monotonic()
     about = conditions(quick=args.quick)
-    runs = {run.name: run_one(run, args.quick) for run in chosen}
-    results = {
-        **headline(runs),
-        "conditions": {**about, "total_seconds": round(time.monotonic() - started, 1)},
-        "runs": runs,
-    }
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    runs: dict[str, Any] = {}
+    for run in chosen:
+        runs[run.name] = run_one(run, args.quick)
+        done = {name: result for name, result in runs.items() if "error" not in result}
+        results = {
+            **headline(done),
+            "failed": sorted(set(runs) - set(done)),
+            "conditions": {**about, "total_seconds": round(time.monotonic() - started, 1)},
+            "runs": runs,
+        }
+        args.out.write_text(json.dumps(results, indent=2) + "\n")  # after each: kept if cut
     table(results)
-    if "embedding_1_host" in runs:
-        draw(runs, args.png)
-    print(f"bench: wrote {args.out}" + (f" and {args.png}" if "embedding_1_host" in runs else ""))
-    return 0
+    if "embedding_1_host" in done:
+        draw(done, args.png)
+    print(f"bench: wrote {args.out}" + (f" and {args.png}" if "embedding_1_host" in done else ""))
+    return 1 if results["failed"] else 0
 
 
 if __name__ == "__main__":

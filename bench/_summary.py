@@ -96,7 +96,7 @@ def headline(runs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
-    runs = results["runs"]
+    runs = {name: run for name, run in results["runs"].items() if "error" not in run}
     rows: list[tuple[str, str, str]] = []
 
     def quota(run: dict[str, Any], who: str) -> None:
@@ -161,6 +161,8 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     ):
         if key in results:
             rows.append((key, str(results[key]), ""))
+    for name in results.get("failed", []):
+        rows.append((f"{name}: FAILED", "", f"see runs.{name}.error in results.json"))
     if cpu := runs.get("host_cpu"):
         shares = cpu["profile"]["cpu_share_by_owner"]
         rows.append(("chat CPU by owner", "", ", ".join(f"{k} {v:.0%}" for k, v in shares.items())))
