@@ -204,7 +204,13 @@ function saveIfDirty() {
   return save(account);
 }
 
-const server = createHttpsServer({ keepAlive: true }).listen(port, host, () => {
+const server = createHttpsServer({ keepAlive: true });
+// Node closes an idle kept-alive connection after 5 s; aiohttp (the Cosmos DB SDK's transport)
+// keeps one for 15 s, so a request could go out on a connection the server was closing. The
+// server waits longer than any client, as Azure's front ends do: the client closes first.
+server.keepAliveTimeout = 120 * 1000;
+server.headersTimeout = 121 * 1000;
+server.listen(port, host, () => {
   console.log(`cosmosdb-server ready at https://${host}:${port}`);
   if (dataFile && saveInterval > 0) {
     // A large store takes a while to write: space saves out so they never hog the process.
