@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,40 +79,89 @@ def make_app_dir(target: Path, environ: Mapping[str, str]) -> Path:
     return target
 
 
-@contextmanager
-def run_app_host(
-    app_dir: Path, *, timeout: float = 60.0, extra_env: Mapping[str, str] | None = None
-) -> Iterator[AppHost]:
-    port = free_port()
-    log = app_dir / "host.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "COSMOS_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra_env or {})
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(app_dir),
-             "--port", str(port), "--shutdown-grace", "5",
-             "--on-stop", "shared.runtime:close_runtime"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    host = AppHost(url=f"http://127.0.0.1:{port}/api", key=FUNCTION_KEY, log=log)
-    try:
+class HostProcess:
+    """One host process for an app folder: started, killed (SIGKILL, as a crashed instance)
+    and started again on the same port. Its output goes to `log` (appended across restarts)."""
+
+    def __init__(
+        self,
+        app_dir: Path,
+        *,
+        log: Path | None = None,
+        host_args: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.app_dir = app_dir
+        self.port = free_port()
+        self.log = log or app_dir / "host.log"
+        self._args = list(host_args)
+        self._extra_env = dict(extra_env or {})
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> AppHost:
+        return AppHost(url=f"http://127.0.0.1:{self.port}/api", key=FUNCTION_KEY, log=self.log)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def start(self, timeout: float = 60.0) -> AppHost:
+        """Start the host and wait until it answers HTTP."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "COSMOS_"))}
+        env["PYTHONPATH"] = str(ROOT)
+        env.update(self._extra_env)
+        with self.log.open("ab") as out:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(self.app_dir),
+                 "--port", str(self.port), "--shutdown-grace", "5",
+                 "--on-stop", "shared.runtime:close_runtime", *self._args],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        proc, host = self._proc, self.host
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the host exited early:\n{log.read_text()}")
+                raise RuntimeError(f"the host exited early:\n{self.log.read_text()}")
             try:
                 httpx.get(f"{host.url}/openapi.json", timeout=1.0)
-                break
+                return host
             except httpx.TransportError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the host did not listen:\n{log.read_text()}") from None
+                    self.kill()
+                    text = self.log.read_text()
+                    raise TimeoutError(f"the host did not listen:\n{text}") from None
                 time.sleep(0.1)
-        yield host
-    finally:
+
+    def kill(self) -> None:
+        """SIGKILL: no draining, no released messages; their leases run out."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def stop(self) -> None:
+        """SIGTERM: in-flight invocations get the shutdown grace, then the rest is released."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def run_app_host(
+    app_dir: Path,
+    *,
+    timeout: float = 60.0,
+    extra_env: Mapping[str, str] | None = None,
+    host_args: Sequence[str] = (),
+) -> Iterator[AppHost]:
+    process = HostProcess(app_dir, host_args=host_args, extra_env=extra_env)
+    try:
+        yield process.start(timeout)
+    finally:
+        process.stop()

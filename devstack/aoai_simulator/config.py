@@ -81,6 +81,10 @@ class LatencyConfig(_Model):
 class FaultConfig(_Model):
     """Probabilities (0..1) of a failure on one route; they are tried in this order."""
 
+    error_429: float = Field(
+        default=0.0, ge=0, le=1, description="a 429 whatever the quota, with retry_after_ms"
+    )
+    retry_after_ms: int = Field(default=1000, ge=0, description="the forced 429's retry-after")
     error_500: float = Field(default=0.0, ge=0, le=1)
     error_503: float = Field(default=0.0, ge=0, le=1)
     hang: float = Field(default=0.0, ge=0, le=1)

@@ -1,6 +1,8 @@
 """Latency model and fault injection.
 
-Faults are drawn per request and per route, in the order 500, 503, hang, drop. A hang
+Faults are drawn per request and per route, in the order 429, 500, 503, hang, drop. A 429
+answers Azure's rate-limit error with the route's `retry_after_ms` whatever the quota (the
+quota's own 429s wait what the window needs), so retry-after can be set long or short. A hang
 waits `hang_seconds` and then answers 408 (what the gateway sends after its timeout); a
 drop sends the response head and part of a body, then closes the connection.
 """
@@ -16,13 +18,14 @@ from starlette.types import Receive, Scope, Send
 
 from .config import FaultConfig, LatencyConfig
 
-Fault = Literal["error_500", "error_503", "hang", "drop"]
+Fault = Literal["error_429", "error_500", "error_503", "hang", "drop"]
 
 
 def draw_fault(settings: FaultConfig | None, rng: random.Random) -> Fault | None:
     if settings is None:
         return None
     chances: tuple[tuple[Fault, float], ...] = (
+        ("error_429", settings.error_429),
         ("error_500", settings.error_500),
         ("error_503", settings.error_503),
         ("hang", settings.hang),

@@ -90,6 +90,10 @@ async def _faulted(call: Call) -> Response | None:
     fault = faults.draw_fault(call.config.faults.get(call.route), call.state.rng)
     if fault is None:
         return None
+    if fault == "error_429":
+        settings = call.config.faults[call.route]
+        operation = _OPERATIONS.get(call.route, call.route)
+        raise errors.rate_limited(operation, call.api_version, settings.retry_after_ms, False)
     if fault == "error_500":
         raise errors.server_error(500)
     if fault == "error_503":

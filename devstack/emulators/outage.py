@@ -5,6 +5,8 @@
 - :func:`pause_cosmos` / :func:`resume_cosmos`: SIGSTOP / SIGCONT the server: connections are
   accepted by the kernel but nothing answers, so clients time out.
 - :func:`restart_cosmos`: stop and start the server on the same port; its data is kept.
+- :func:`restart_azurite`: the same for Azurite; its data is kept when the stack is persistent
+  (`in_memory=False`: Azurite's in-memory store dies with its process).
 
 As on Azure, the data outlives every kind of outage.
 """
@@ -24,7 +26,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from devstack.emulators.processes import read_pid, terminate
-from devstack.emulators.stack import HOST, EmulatorStack, cosmos_spec, start_service
+from devstack.emulators.stack import HOST, EmulatorStack, azurite_spec, cosmos_spec, start_service
 
 T = TypeVar("T")
 CHUNK = 64 * 1024
@@ -242,4 +244,16 @@ def restart_cosmos(stack: EmulatorStack, *, timeout: float = 60.0) -> None:
     _cosmos_pid(stack)  # refuse early if this stack's server is not ours to restart
     terminate("cosmos", stack.state_dir, grace=timeout)
     spec = cosmos_spec(stack.ports, stack.state_dir, in_memory=stack.in_memory, fresh=False)
+    start_service(spec, stack.state_dir, timeout=timeout)
+
+
+def restart_azurite(stack: EmulatorStack, *, timeout: float = 60.0) -> None:
+    """Stop Azurite and start it again on the same ports, with the same data (persistent stacks
+    only). Open connections are dropped; queue messages, leases and blobs are kept."""
+    if stack.in_memory:
+        raise RuntimeError("an in-memory Azurite loses its data when restarted")
+    if read_pid(stack.state_dir / "azurite.pid") is None:
+        raise RuntimeError(f"no Azurite was started from {stack.state_dir}")
+    terminate("azurite", stack.state_dir, grace=timeout)
+    spec = azurite_spec(stack.ports, stack.state_dir, in_memory=False)
     start_service(spec, stack.state_dir, timeout=timeout)

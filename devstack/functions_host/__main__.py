@@ -1,4 +1,5 @@
-"""`python -m devstack.functions_host [--app-dir .] [--port 7071] [--shutdown-grace 30]`."""
+"""`python -m devstack.functions_host [--app-dir .] [--port 7071] [--shutdown-grace 30]
+[--message-lease 600]`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from devstack.functions_host.host import FunctionsHost
 from devstack.functions_host.logs import configure_logging
+from devstack.functions_host.queues import DEFAULT_LEASE
 from devstack.functions_host.settings import HostConfigError
 
 log = logging.getLogger("devstack.functions_host")
@@ -45,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MODULE:FUNC",
         help="call (await) this after draining, e.g. shared.runtime:close_runtime; repeatable",
     )
+    parser.add_argument(
+        "--message-lease",
+        type=float,
+        default=DEFAULT_LEASE.total_seconds(),
+        metavar="SECONDS",
+        help="how long a fetched queue message stays invisible (renewed at half); default 600."
+        " A message of a killed host comes back after this: soak runs shorten it",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
@@ -52,8 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     # The worker runs with the app folder as working directory and on sys.path.
     sys.path.insert(0, str(app_dir))
     os.chdir(app_dir)
+    if args.message_lease < 1:
+        parser.error("--message-lease must be at least 1 second")
     host = FunctionsHost(
-        app_dir, port=args.port, shutdown_grace=args.shutdown_grace, on_stop=args.on_stop
+        app_dir,
+        port=args.port,
+        shutdown_grace=args.shutdown_grace,
+        message_lease=timedelta(seconds=args.message_lease),
+        on_stop=args.on_stop,
     )
     try:
         asyncio.run(serve(host))

@@ -18,11 +18,24 @@ from azure.core.exceptions import ServiceRequestError
 from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
+from azure.storage.queue.aio import QueueClient
 
 from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorPorts, EmulatorStack
-from devstack.emulators.outage import FaultMode, FaultProxy, cosmos_paused, restart_cosmos
+from devstack.emulators.outage import (
+    FaultMode,
+    FaultProxy,
+    cosmos_paused,
+    restart_azurite,
+    restart_cosmos,
+)
 from devstack.emulators.processes import read_pid, terminate
-from devstack.emulators.stack import COSMOS_DATA_FILE, HOST, cosmos_spec, start_service
+from devstack.emulators.stack import (
+    COSMOS_DATA_FILE,
+    HOST,
+    azurite_spec,
+    cosmos_spec,
+    start_service,
+)
 from tests.devstack.functions_host.helpers import wait_until
 
 StartCosmos = Callable[..., EmulatorStack]
@@ -211,3 +224,27 @@ def test_an_unreadable_store_fails_the_start_and_is_kept(
         start_cosmos(in_memory=False)
     assert data.read_text() == "{not json\n"  # never replaced by an empty store
     assert "move it away to start empty" in (tmp_path / "cosmos.log").read_text()
+
+
+async def test_restart_azurite_keeps_queued_messages_when_persistent(tmp_path: Path) -> None:
+    ports = EmulatorPorts.free()
+    stack = EmulatorStack(ports=ports, state_dir=tmp_path, in_memory=False)
+    start_service(azurite_spec(ports, tmp_path, in_memory=False), tmp_path, timeout=60)
+    try:
+        queue = QueueClient.from_connection_string(stack.storage_connection_string, "kept")
+        async with queue:
+            await queue.create_queue()
+            await queue.send_message("one")
+            await queue.send_message("two")
+        restart_azurite(stack)
+        queue = QueueClient.from_connection_string(stack.storage_connection_string, "kept")
+        async with queue:
+            assert sorted([m.content async for m in queue.receive_messages()]) == ["one", "two"]
+    finally:
+        terminate("azurite", tmp_path, grace=5)
+
+
+def test_restart_azurite_refuses_an_in_memory_stack(tmp_path: Path) -> None:
+    stack = EmulatorStack(ports=EmulatorPorts.free(), state_dir=tmp_path, in_memory=True)
+    with pytest.raises(RuntimeError, match="in-memory"):
+        restart_azurite(stack)

@@ -39,6 +39,22 @@ def test_sdk_retries_server_errors(client: AzureOpenAI, control: Control) -> Non
     assert control.stats()["routes"]["embeddings"]["retries"] == 1
 
 
+@pytest.mark.parametrize("retry_after_ms", [1500, 45000])
+def test_forced_429_carries_the_configured_retry_after(
+    client: AzureOpenAI, control: Control, retry_after_ms: int
+) -> None:
+    control.patch({"faults": {"embeddings": {"error_429": 1.0, "retry_after_ms": retry_after_ms}}})
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.with_options(max_retries=0).embeddings.create(
+            model="text-embedding-3-small", input="x"
+        )
+    headers = caught.value.response.headers
+    assert headers["retry-after-ms"] == str(retry_after_ms)
+    assert headers["retry-after"] == str(-(-retry_after_ms // 1000))
+    assert control.stats()["routes"]["embeddings"]["throttled"] == 1
+    assert client.chat.completions.create(model="gpt-4o", messages=HI).choices  # type: ignore[arg-type]
+
+
 def test_dropped_connection(client: AzureOpenAI, control: Control) -> None:
     control.patch({"faults": {"chat": {"drop": 1.0}}})
     with pytest.raises(openai.APIConnectionError):
