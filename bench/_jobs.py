@@ -14,7 +14,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from bench._timescale import TimeScale, host_json
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
 from devstack.emulators.processes import free_port
-from devstack.hosted_app import make_app_dir, run_app_host, stack_environ
+from devstack.hosted_app import fresh_queues, make_app_dir, run_app_host, stack_environ
 from devstack.provision import provision
 from shared.settings import load_settings
 
@@ -81,12 +80,11 @@ class Stack:
         """The app under `hosts` local Functions host processes with these settings, sharing
         fresh queues and the database as Flex Consumption instances do; the rig talks HTTP
         to the first. `process_env`: environment of the host processes (bench/_profile.py)."""
-        suffix = uuid.uuid4().hex[:8]
+        queues = fresh_queues("bench")
+        suffix = queues["EMBEDDING_QUEUE"]
         environ = {
             **self.environ,
-            "EMBEDDING_QUEUE": f"bench-emb-{suffix}",
-            "CLASSIFICATION_QUEUE": f"bench-cls-{suffix}",
-            "OUTBOX_QUEUE": f"bench-out-{suffix}",
+            **queues,
             **self.scale.app_settings(),
             **app_settings,
         }

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +51,17 @@ def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
         "USAGE_ROLLUP_SCHEDULE": "*/2 * * * * *",
         "USER_HASH_SECRET": TEST_USER_HASH_SECRET,
         **overrides,
+    }
+
+
+def fresh_queues(prefix: str) -> dict[str, str]:
+    """Queue settings of its own for a stack (tests, benchmarks, the soak), so hosts of other
+    stacks sharing the same Azurite never take its messages."""
+    suffix = uuid.uuid4().hex[:8]
+    return {
+        "EMBEDDING_QUEUE": f"{prefix}-emb-{suffix}",
+        "CLASSIFICATION_QUEUE": f"{prefix}-cls-{suffix}",
+        "OUTBOX_QUEUE": f"{prefix}-out-{suffix}",
     }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,9 +16,11 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
-from devstack.hosted_app import AppHost, make_app_dir, run_app_host
+from devstack.hosted_app import AppHost, fresh_queues, make_app_dir, run_app_host
 from devstack.provision import provision
 from shared.settings import load_settings
+
+queue_names = fresh_queues  # the name other tests import
 
 TERMINAL = {"succeeded", "partially_failed", "failed", "cancelled"}
 
@@ -55,15 +56,6 @@ class JobsStack:
         return httpx.AsyncClient(base_url=self.host.url, headers=self.host.headers(), timeout=30)
 
 
-def queue_names(prefix: str) -> dict[str, str]:
-    suffix = uuid.uuid4().hex[:8]
-    return {
-        "EMBEDDING_QUEUE": f"{prefix}-emb-{suffix}",
-        "CLASSIFICATION_QUEUE": f"{prefix}-cls-{suffix}",
-        "OUTBOX_QUEUE": f"{prefix}-out-{suffix}",
-    }
-
-
 @contextmanager
 def jobs_stack(
     app_environ: Mapping[str, str],
@@ -79,7 +71,7 @@ def jobs_stack(
         environ = {
             **app_environ,
             **JOB_SETTINGS,
-            **queue_names(prefix),
+            **fresh_queues(prefix),
             "AZURE_OPENAI_ENDPOINT": sim.url,
             "AZURE_OPENAI_API_KEY": sim.api_key,
             **(settings or {}),
