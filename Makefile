@@ -9,7 +9,7 @@ EMU := devstack/emulators
 STAMP_PY := $(VENV)/.installed
 STAMP_NPM := $(EMU)/node_modules/.installed
 
-.PHONY: help setup emulators stop run test lint bench smoke cli clean lock audit
+.PHONY: help setup emulators stop run test lint bench soak smoke cli clean lock audit
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,6 +64,10 @@ smoke: setup ## Check a deployed app right after `azd up` (URL=... KEY=... to te
 
 bench: setup ## Benchmarks (~15 min): bench/results.json, a table, docs/performance.png (BENCH_ARGS=--quick)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# SOAK_ARGS: e.g. --duration 600 (seconds of load and faults), --rate 1 (jobs/s), --hosts 3.
+soak: setup ## Soak: jobs on 3 hosts under faults; fails if anything is lost or duplicated
+	$(PY) -m soak $(SOAK_ARGS)
 
 cli: setup ## Operator CLI for queue jobs (docs/jobs-cli.md): make cli ARGS="poison list"
 	$(PY) -m cli $(ARGS)

@@ -1,0 +1,240 @@
+"""The soak's end checks, read straight from Cosmos DB, the queues and the simulator.
+
+- Every item of every accepted job has exactly one result, or its job failed as a whole with
+  a reason (a batch embedding job: `not_supported`). Anything else is **lost**.
+- Every job is terminal, and its counts (as `GET /api/jobs` answers them) equal its results.
+- Usage: ids unique across the container (partitions are days: an id is unique only within
+  one); and no item **billed twice**: a job's usage records (status ok) add up to exactly the
+  tokens its results carry (each result holds its share of the request that produced it), so a
+  second request for an item whose first answer was thrown away shows as tokens beyond the
+  results. Usage records are at most the requests the simulator served: never two records
+  for one request.
+- No message left in any queue, visible or not, once every job is done and a lease has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from azure.storage.queue.aio import QueueServiceClient
+
+from shared.job_models import TERMINAL
+from shared.settings import load_settings
+from shared.store import JOBS, RESULTS, USAGE, Store, create_store
+from soak.load import Submission
+from soak.stack import SoakStack
+
+CONTINUED = re.compile(r"items continue in [\d.]+s \((\w+), attempt \d+\)")
+
+
+@dataclass
+class Figures:
+    jobs: int = 0
+    items: int = 0
+    continuations: int = 0
+    retries: int = 0
+    poisoned: int = 0
+    recorded_failures: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    share_429: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        rows = [
+            ("jobs", self.jobs),
+            ("items", self.items),
+            ("continuations", self.continuations),
+            ("retries", self.retries),
+            ("poisoned", self.poisoned),
+            ("recorded failures", self.recorded_failures),
+            ("lost", self.lost),
+            ("duplicated", self.duplicated),
+            ("429 share", f"{self.share_429:.1%}"),
+        ]
+        return "\n".join(f"  {name:<18} {value:>10}" for name, value in rows)
+
+    def as_json(self) -> dict[str, Any]:
+        keys = ("jobs", "items", "continuations", "retries", "poisoned", "recorded_failures",
+                "lost", "duplicated", "share_429")  # fmt: skip
+        return {**{k: getattr(self, k) for k in keys}, **self.details, "problems": self.problems}
+
+
+def open_store(stack: SoakStack) -> Store:
+    return create_store(load_settings(stack.cosmos_direct))
+
+
+async def unfinished(store: Store, job_ids: set[str]) -> set[str]:
+    """The jobs among `job_ids` not yet in a terminal state (or not there at all)."""
+    rows = await store.query(JOBS, "SELECT c.id, c.status FROM c")
+    done = {r["id"] for r in rows if r["status"] in TERMINAL}
+    return job_ids - done
+
+
+async def queue_depths(stack: SoakStack) -> dict[str, int]:
+    """Messages in each queue, visible or not (leased, or delayed continuations)."""
+    async with QueueServiceClient.from_connection_string(stack.connection_string) as service:
+        depths = {}
+        for name in stack.queues():
+            props = await service.get_queue_client(name).get_queue_properties()
+            depths[name] = int(props.approximate_message_count or 0)
+        return depths
+
+
+async def _views(stack: SoakStack, job_ids: list[str]) -> dict[str, Any]:
+    """Each job as the API shows it (counts included)."""
+    host = stack.hosts[0].host
+    views: dict[str, Any] = {}
+    gate = asyncio.Semaphore(8)
+    async with httpx.AsyncClient(base_url=host.url, headers=host.headers(), timeout=30) as http:
+
+        async def one(job_id: str) -> None:
+            async with gate:
+                response = await http.get(f"/jobs/{job_id}", params={"page_size": 1})
+                views[job_id] = response.json() if response.status_code == 200 else None
+
+        await asyncio.gather(*(one(j) for j in job_ids))
+    return views
+
+
+def _continuations(logs: list[Path]) -> Counter[str]:
+    reasons: Counter[str] = Counter()
+    for path in logs:
+        for match in CONTINUED.finditer(path.read_text(errors="replace")):
+            reasons[match.group(1)] += 1
+    return reasons
+
+
+async def check(stack: SoakStack, store: Store, submissions: list[Submission]) -> Figures:
+    figures = Figures()
+    accepted = [s for s in submissions if s.accepted]
+    never = [s.job_id for s in submissions if not s.accepted]
+    figures.jobs, figures.items = len(accepted), sum(len(s.item_ids) for s in accepted)
+    jobs = {r["id"]: r for r in await store.query(JOBS, "SELECT * FROM c")}
+    results: dict[str, Counter[str]] = {}
+    result_tokens: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    statuses: dict[str, Counter[str]] = {}
+    query = "SELECT c.job_id, c.item_id, c.status, c.error, c.usage FROM c"
+    async for row in store.iterate(RESULTS, query):
+        job_id = row["job_id"]
+        results.setdefault(job_id, Counter())[row["item_id"]] += 1
+        statuses.setdefault(job_id, Counter())[row["status"]] += 1
+        result_tokens[job_id] += int((row.get("usage") or {}).get("total_tokens", 0))
+        if row["status"] == "failed":
+            error = row.get("error") or {}
+            if not error.get("code") or not error.get("message"):
+                figures.problems.append(f"result {job_id}:{row['item_id']} failed without reason")
+            failures[str(error.get("code"))] += 1
+    views = await _views(stack, [s.job_id for s in accepted])
+    lost_examples: list[str] = []
+    for sub in accepted:
+        doc, view, got = jobs.get(sub.job_id), views.get(sub.job_id), results.get(sub.job_id)
+        got = got or Counter()
+        if doc is None or view is None:
+            figures.lost += len(sub.item_ids)
+            lost_examples.append(f"{sub.job_id}: no job")
+            continue
+        if doc["status"] not in TERMINAL:
+            figures.problems.append(f"job {sub.job_id} is {doc['status']}")
+        figures.duplicated += sum(n - 1 for n in got.values() if n > 1)
+        strangers = set(got) - set(sub.item_ids)
+        if strangers:
+            figures.problems.append(f"job {sub.job_id}: results for unknown items {strangers}")
+        missing = [i for i in sub.item_ids if i not in got]
+        if missing and doc["status"] == "failed" and (doc.get("error") or {}).get("code"):
+            code = doc["error"]["code"]
+            failures[f"job:{code}"] += len(missing)  # failed as a whole, with its reason
+            if code != sub.expected_failure:
+                figures.problems.append(f"job {sub.job_id} failed: {doc['error']}")
+        elif missing and doc["status"] != "cancelled":
+            figures.lost += len(missing)
+            lost_examples.append(f"{sub.job_id}: {len(missing)} of {len(sub.item_ids)} items")
+        counts, seen = view["counts"], statuses.get(sub.job_id, Counter())
+        if doc["status"] in TERMINAL and not missing:
+            expected = {k: seen[k] for k in ("succeeded", "failed", "content_filtered")}
+            expected["total"], expected["pending"] = len(sub.item_ids), 0
+            if {k: counts[k] for k in expected} != expected:
+                figures.problems.append(f"job {sub.job_id}: counts {counts} != results {expected}")
+    figures.recorded_failures = sum(failures.values())
+    figures.poisoned = failures["poisoned"] + failures["job:poisoned"]
+    await _check_usage(store, figures, result_tokens, {s.job_id for s in accepted})
+    await _check_simulator(stack, figures)
+    reasons = _continuations([h.log for h in stack.hosts])
+    figures.continuations = sum(reasons.values())
+    figures.retries += sum(n for reason, n in reasons.items() if reason != "slice")
+    figures.details.update(
+        never_accepted=len(never),
+        failures_by_code=dict(failures),
+        continuations_by_reason=dict(reasons),
+        lost_examples=lost_examples[:10],
+        queues=await queue_depths(stack),
+    )
+    if any(figures.details["queues"].values()):
+        figures.problems.append(f"messages left in queues: {figures.details['queues']}")
+    return figures
+
+
+async def _check_usage(
+    store: Store, figures: Figures, result_tokens: Counter[str], job_ids: set[str]
+) -> None:
+    ids: Counter[str] = Counter()
+    billed: Counter[str] = Counter()
+    records = 0
+    query = "SELECT c.id, c.job_id, c.status, c.total_tokens, c.mode FROM c"
+    async for row in store.iterate(USAGE, query):
+        ids[row["id"]] += 1
+        if row.get("job_id") in job_ids and row.get("status") == "ok":
+            billed[row["job_id"]] += int(row.get("total_tokens") or 0)
+            records += row.get("mode") != "batch"
+    duplicated_ids = sum(n - 1 for n in ids.values() if n > 1)
+    over = {j: billed[j] - result_tokens[j] for j in job_ids if billed[j] > result_tokens[j]}
+    for job_id in sorted(over)[:5]:  # what was billed, to see why
+        rows = await store.query(
+            USAGE,
+            "SELECT c.id, c.status, c.total_tokens, c.timestamp FROM c WHERE c.job_id = @j",
+            {"@j": job_id},
+        )
+        figures.problems.append(
+            f"job {job_id} billed {billed[job_id]} tokens, its results carry "
+            f"{result_tokens[job_id]}: {rows}"
+        )
+    under = {j for j in job_ids if billed[j] < result_tokens[j]}
+    figures.duplicated += duplicated_ids + len(over)
+    figures.details.update(
+        usage_records=sum(ids.values()),
+        usage_duplicated_ids=duplicated_ids,
+        jobs_billed_twice=len(over),
+        tokens_billed_twice=sum(over.values()),
+        billed_twice_examples=sorted(over)[:10],
+        jobs_under_billed=len(under),
+        realtime_usage_records_ok=records,
+    )
+    if under:
+        figures.problems.append(f"{len(under)} jobs carry tokens without a usage record")
+
+
+async def _check_simulator(stack: SoakStack, figures: Figures) -> None:
+    async with httpx.AsyncClient(base_url=stack.sim_url, timeout=10) as sim:
+        stats = (await sim.get("/sim/stats")).json()
+    routes = stats["routes"]
+    total = stats["total"]
+    served = sum(routes.get(r, {}).get("status", {}).get("200", 0) for r in ("chat", "embeddings"))
+    figures.share_429 = round(total["throttled"] / total["requests"], 4) if total["requests"] else 0
+    figures.retries += int(total["retries"])
+    figures.details.update(
+        simulator_requests=total["requests"],
+        simulator_429=total["throttled"],
+        simulator_status=total["status"],
+        served_realtime_requests=served,
+    )
+    if figures.details["realtime_usage_records_ok"] > served:
+        figures.duplicated += figures.details["realtime_usage_records_ok"] - served
+        figures.problems.append("more usage records than requests served")

@@ -1,0 +1,140 @@
+"""The soak's fault schedule: one cycle of every fault kind, spread over the run at set times,
+repeated for long runs. A line is printed as each fault starts and ends.
+
+- 429s with a short (1 s) and a long (20 s) retry-after: the simulator's `error_429`;
+- 500s, 503s, hung requests, dropped connections: the simulator's faults on a share of
+  requests for a few seconds;
+- Cosmos DB unreachable for 20 s: the fault proxy refuses and resets connections (every other
+  cycle the server is paused instead: connections hang);
+- the Cosmos DB server restarted, and Azurite restarted, their data kept;
+- a host killed with SIGKILL and started again 3 s later: its leased messages come back when
+  the (shortened) lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from devstack.emulators.outage import (
+    FaultMode,
+    pause_cosmos,
+    restart_azurite,
+    restart_cosmos,
+    resume_cosmos,
+)
+from soak.stack import SoakStack
+
+AOAI = ("chat", "embeddings")
+ALL_ROUTES = ("chat", "embeddings", "files", "batches")
+OUTAGE_SECONDS = 20.0
+BURST_SECONDS = 8.0
+CYCLE_SECONDS = 200.0
+
+
+@dataclass
+class Faults:
+    stack: SoakStack
+    started: float
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def say(self, text: str) -> None:
+        line = f"[{time.monotonic() - self.started:7.1f}s] {text}"
+        print(line, flush=True)
+        self.events.append({"t": round(time.monotonic() - self.started, 1), "event": text})
+
+    async def _patch(self, routes: tuple[str, ...], fault: dict[str, Any]) -> None:
+        async with httpx.AsyncClient(base_url=self.stack.sim_url, timeout=10) as sim:
+            patch = {"faults": dict.fromkeys(routes, fault)}
+            (await sim.patch("/sim/config", json=patch)).raise_for_status()
+
+    async def simulator(self, name: str, routes: tuple[str, ...], fault: dict[str, Any]) -> None:
+        self.say(f"fault: {name} on {'+'.join(routes)} for {BURST_SECONDS:.0f}s")
+        await self._patch(routes, fault)
+        await asyncio.sleep(BURST_SECONDS)
+        cleared = {k: 0.0 for k in fault if k not in ("retry_after_ms", "hang_seconds")}
+        await self._patch(routes, cleared)
+        self.say(f"  end: {name}")
+
+    async def cosmos_cut(self) -> None:
+        self.say(
+            f"fault: Cosmos DB unreachable (proxy refuses and resets) for {OUTAGE_SECONDS:.0f}s"
+        )
+        await asyncio.to_thread(self.stack.proxy.cut, FaultMode.REFUSE)
+        await asyncio.sleep(OUTAGE_SECONDS)
+        await asyncio.to_thread(self.stack.proxy.restore)
+        self.say("  end: Cosmos DB reachable again")
+
+    async def cosmos_pause(self) -> None:
+        self.say(f"fault: Cosmos DB paused (SIGSTOP, nothing answers) for {OUTAGE_SECONDS:.0f}s")
+        pause_cosmos(self.stack.emulators)
+        try:
+            await asyncio.sleep(OUTAGE_SECONDS)
+        finally:
+            resume_cosmos(self.stack.emulators)
+        self.say("  end: Cosmos DB resumed")
+
+    async def cosmos_restart(self) -> None:
+        self.say("fault: Cosmos DB server restarted (data kept)")
+        began = time.monotonic()
+        await asyncio.to_thread(restart_cosmos, self.stack.emulators)
+        self.say(f"  end: Cosmos DB back after {time.monotonic() - began:.1f}s")
+
+    async def azurite_restart(self) -> None:
+        self.say("fault: Azurite restarted (data kept)")
+        began = time.monotonic()
+        await asyncio.to_thread(restart_azurite, self.stack.emulators)
+        self.say(f"  end: Azurite back after {time.monotonic() - began:.1f}s")
+
+    async def kill_host(self, index: int) -> None:
+        process = self.stack.hosts[index % len(self.stack.hosts)]
+        self.say(
+            f"fault: host {index % len(self.stack.hosts)} (pid {process.pid}) killed (SIGKILL)"
+        )
+        process.kill()
+        await asyncio.sleep(3)
+        await asyncio.to_thread(process.start)
+        self.say(f"  end: host {index % len(self.stack.hosts)} started again (pid {process.pid})")
+
+    def cycle(self, n: int) -> list[tuple[float, str, Callable[[], Coroutine[Any, Any, None]]]]:
+        """(fraction of the cycle, name, action) for every fault kind, cycle number `n`."""
+        outage = self.cosmos_pause if n % 2 else self.cosmos_cut
+        short = {"error_429": 0.4, "retry_after_ms": 1000}
+        long = {"error_429": 0.4, "retry_after_ms": 20000}
+        return [
+            (0.04, "429_short", lambda: self.simulator("429 retry-after 1s (40%)", AOAI, short)),
+            (0.13, "500", lambda: self.simulator("500s (10%)", ALL_ROUTES, {"error_500": 0.1})),
+            (0.22, "cosmos_outage", outage),
+            (0.36, "hang", lambda: self.simulator(
+                "hung requests 15s (5%)", AOAI, {"hang": 0.05, "hang_seconds": 15})),
+            (0.45, "kill_host", lambda: self.kill_host(n)),
+            (0.54, "503", lambda: self.simulator("503s (10%)", ALL_ROUTES, {"error_503": 0.1})),
+            (0.63, "cosmos_restart", self.cosmos_restart),
+            (0.72, "429_long", lambda: self.simulator("429 retry-after 20s (40%)", AOAI, long)),
+            (0.81, "drop", lambda: self.simulator(
+                "dropped connections (10%)", AOAI, {"drop": 0.1})),
+            (0.90, "azurite_restart", self.azurite_restart),
+        ]  # fmt: skip
+
+    async def run(self, duration: float) -> list[str]:
+        """Run the schedule over `duration` seconds from `started`; the kinds that ran."""
+        cycles = max(1, round(duration / CYCLE_SECONDS))
+        length = duration / cycles
+        plan = [
+            (n * length + fraction * length, name, action)
+            for n in range(cycles)
+            for fraction, name, action in self.cycle(n)
+        ]
+        done: list[str] = []
+        running: set[asyncio.Task[None]] = set()
+        for at, name, action in sorted(plan, key=lambda p: p[0]):
+            await asyncio.sleep(max(0.0, self.started + at - time.monotonic()))
+            running.add(asyncio.create_task(action()))
+            done.append(name)
+        await asyncio.gather(*running)
+        return done
