@@ -90,7 +90,12 @@ def soak_stack(tmp: Path, *, hosts: int, lease_seconds: float) -> Iterator[SoakS
             port = free_port()
             sim_url = f"http://127.0.0.1:{port}"
             sim_args = ["-m", "devstack.aoai_simulator", "--port", str(port)]
-            sim_args += ["--config", str(config_file), "--log-level", "warning"]
+            sim_args += [
+                "--config",
+                str(config_file),
+                "--log-level",
+                "critical",
+            ]  # each injected drop logs an error
             stack.enter_context(serve(sim_args, f"{sim_url}/sim/stats"))
             environ = stack_environ(
                 emulators,
