@@ -18,6 +18,10 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The job-level error of a job whose message could not be sent; it is queued when submitted
+# again. (Items a worker gives up on fail one by one; the job then says `items_failed`.)
+INTAKE_FAILED = "unavailable"
+
 
 @dataclass(frozen=True)
 class JobRequests:
@@ -37,8 +41,10 @@ class JobRequests:
     ) -> SubmitAccepted:
         """Validate, store the job record (`queued`), enqueue it (a claim check when it is
         too large for one message). Submitting the same job_id again is answered with the
-        job as it stands, not a second job. `principal_id` is the signed-in caller; a
-        `principal_id` in the body is replaced by it (a caller must not bill someone else)."""
+        job as it stands, not a second job; but a job the first submission recorded and did
+        not queue (it answered 503, or its host died in between) is queued now.
+        `principal_id` is the signed-in caller; a `principal_id` in the body is replaced by it
+        (a caller must not bill someone else)."""
         try:
             job = parse_job(kind, body, self.settings)
             job = job.model_copy(update={"principal_id": principal_id})
@@ -56,16 +62,24 @@ class JobRequests:
         if not created:
             if doc.kind != kind:
                 raise Conflict(f"job {job.job_id} exists and is a {doc.kind} job")
-            return SubmitAccepted(
-                job_id=doc.job_id, status=doc.status, status_url=status_url(doc.job_id)
-            )
+            if not _unqueued(doc):
+                return SubmitAccepted(
+                    job_id=doc.job_id, status=doc.status, status_url=status_url(doc.job_id)
+                )
+            # Maybe never queued. A second message for a queued job is harmless (a redelivery:
+            # done items are skipped); a job that never got one would wait forever.
+            log.info("job %s submitted again while %s; queueing it", doc.job_id, doc.status)
+            if doc.status == "failed":
+                await self.jobs.update(
+                    job.job_id, status="queued", only_from={"failed"}, error=None
+                )
         try:
             await enqueue(self.queues, self.settings.queue_for(kind), job)
         except Exception as error:
             log.warning("job %s could not be queued (%s)", job.job_id, type(error).__name__)
             await self.jobs.update(
                 job.job_id, status="failed", only_from=OPEN,
-                error=ErrorDetail(code="unavailable", message="the job could not be queued"),
+                error=ErrorDetail(code=INTAKE_FAILED, message="the job could not be queued"),
             )  # fmt: skip
             raise ServiceUnavailable("the job could not be queued; submit it again") from None
         log.info("job %s queued: %d %s items (request %s)", job.job_id, len(job.items), kind,
@@ -103,3 +117,13 @@ class JobRequests:
         if doc is None:
             raise NotFound(f"no job {job_id!r}")
         return doc
+
+
+def _unqueued(doc: JobDoc) -> bool:
+    """A job that may have no message: still `queued` (recorded by an HTTP submission, not
+    picked up yet), or failed at intake because the message could not be sent."""
+    if doc.source is None or doc.source.via != "http":
+        return False
+    if doc.status == "queued":
+        return True
+    return doc.status == "failed" and doc.error is not None and doc.error.code == INTAKE_FAILED
