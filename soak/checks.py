@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from azure.core.exceptions import AzureError
+from azure.cosmos.aio import CosmosClient
 from azure.storage.queue.aio import QueueServiceClient
 
 from shared.job_models import TERMINAL
 from shared.settings import load_settings
-from shared.store import JOBS, RESULTS, USAGE, Store, create_store
+from shared.store import JOBS, RESULTS, USAGE, Store
 from soak.load import Submission
 from soak.stack import SoakStack
 
@@ -71,22 +73,42 @@ class Figures:
 
 
 def open_store(stack: SoakStack) -> Store:
-    return create_store(load_settings(stack.cosmos_direct))
+    """The database, reached directly and patiently: the local server stalls while it saves
+    a large store, and the app's short timeouts (right for the app) would fail the checks."""
+    settings = load_settings(stack.cosmos_direct)
+    assert settings.cosmos_key is not None
+    client = CosmosClient(
+        str(settings.cosmos_endpoint),
+        credential=settings.cosmos_key.get_secret_value(),
+        connection_verify=settings.cosmos_verify_tls,
+        connection_timeout=60,
+        timeout=600,
+    )
+    return Store(client, settings.cosmos_database)
 
 
 async def unfinished(store: Store, job_ids: set[str]) -> set[str]:
-    """The jobs among `job_ids` not yet in a terminal state (or not there at all)."""
-    rows = await store.query(JOBS, "SELECT c.id, c.status FROM c")
+    """The jobs among `job_ids` not yet in a terminal state (or not there at all; all of them
+    while Cosmos DB does not answer)."""
+    try:
+        rows = await store.query(JOBS, "SELECT c.id, c.status FROM c")
+    except AzureError:
+        return job_ids
     done = {r["id"] for r in rows if r["status"] in TERMINAL}
     return job_ids - done
 
 
 async def queue_depths(stack: SoakStack) -> dict[str, int]:
-    """Messages in each queue, visible or not (leased, or delayed continuations)."""
+    """Messages in each queue, visible or not (leased, or delayed continuations); -1 for a
+    queue Azurite did not answer for."""
     async with QueueServiceClient.from_connection_string(stack.connection_string) as service:
         depths = {}
         for name in stack.queues():
-            props = await service.get_queue_client(name).get_queue_properties()
+            try:
+                props = await service.get_queue_client(name).get_queue_properties()
+            except AzureError:
+                depths[name] = -1
+                continue
             depths[name] = int(props.approximate_message_count or 0)
         return depths
 
