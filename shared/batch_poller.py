@@ -16,6 +16,10 @@ same lines twice. Per document:
   cancelled);
 - `failed`: `token_limit_exceeded` waits and tries again; anything else fails the items with
   the batch's reason.
+
+A part is marked `done` before its job is settled (settling needs every part done). A run that
+dies or loses Cosmos DB between the two would leave the job `submitted` for good, its parts no
+longer open: so every run also settles the `submitted` jobs none of whose parts is open.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ class BatchPoller:
                     "batch document %s: this run failed; the next one tries again", doc_id
                 )
             await self._docs.release(doc, owner)
+        await self._settle_stranded({doc_id.rsplit(":", 1)[0] for doc_id in ids})
         if ids:
             log.info(
                 "poll_batches: %d open, %d claimed, %d held elsewhere, %d lines ingested",
@@ -101,6 +106,21 @@ class BatchPoller:
                 report.ingested,
             )
         return report
+
+    async def _settle_stranded(self, open_jobs: set[str]) -> None:
+        """Settle the `submitted` jobs whose parts are all done (found by the soak: Cosmos DB
+        cut off just after a part was marked done left its job `submitted`)."""
+        for job_id in await self._service.jobs.ids_with_status("submitted"):
+            if job_id in open_jobs:
+                continue
+            try:
+                settled = await self._service.finish_job(job_id)
+            except Exception:
+                log.exception("job %s: settling it failed; the next run tries again", job_id)
+                continue
+            if settled is not None and settled.status != "submitted":
+                log.warning("job %s: its batches were done but it was still submitted; now %s",
+                            job_id, settled.status)  # fmt: skip
 
     async def _step(self, doc: BatchDoc, owner: str, report: PollReport) -> BatchDoc:
         job = await self._service.jobs.get(doc.job_id)

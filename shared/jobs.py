@@ -80,6 +80,13 @@ class JobStore:
             return JobDoc.model_validate(stored)
         raise RuntimeError(f"job {job_id} kept changing under {ETAG_RETRIES} updates")
 
+    async def ids_with_status(self, status: JobStatus) -> list[str]:
+        """The ids of every job in `status` (a cross-partition query)."""
+        rows = await self._store.query(
+            JOBS, "SELECT c.id FROM c WHERE c.status = @status", {"@status": status}
+        )
+        return [str(row["id"]) for row in rows]
+
     async def done_item_ids(self, job_id: str, redo: Collection[str] = ()) -> set[str]:
         """Items that already have their one result (skipped on redelivery); a failed result
         whose error code is in `redo` does not count (it is to be done again)."""

@@ -355,6 +355,24 @@ async def test_a_poller_killed_mid_ingestion_then_run_again_gives_each_result_on
         assert len(records) == len({r["id"] for r in records}) == 12
 
 
+async def test_a_job_left_submitted_with_every_part_done_is_settled_by_the_next_run(
+    runtime: Runtime, sim: httpx.AsyncClient
+) -> None:
+    # Found by the soak: Cosmos DB cut off right after a part was marked done, so settling its
+    # job failed, and no later run looked at the job again (its part was no longer open).
+    job_id = await send_job(runtime, tickets(4))
+    job = await poll_until(runtime, job_id)
+    assert job.status == "succeeded"
+    await runtime.worker.jobs.update(job_id, status="submitted")  # as the failed run left it
+    assert [d.state for d in await docs(runtime, job_id)] == ["done"]
+
+    await runtime.batches.poll()
+    job_after = await runtime.worker.jobs.get(job_id)
+    assert job_after is not None
+    assert job_after.status == "succeeded"
+    assert job_after.counts.succeeded == 4
+
+
 async def test_two_pollers_at_once_never_ingest_twice(
     environ: dict[str, str], sim: httpx.AsyncClient
 ) -> None:
