@@ -179,6 +179,7 @@ async def check(stack: SoakStack, store: Store, submissions: list[Submission]) -
     figures.continuations = sum(reasons.values())
     figures.retries += sum(n for reason, n in reasons.items() if reason != "slice")
     figures.details.update(
+        jobs_by_kind_mode_via=dict(Counter(f"{s.kind}/{s.mode}/{s.via}" for s in accepted)),
         never_accepted=len(never),
         failures_by_code=dict(failures),
         continuations_by_reason=dict(reasons),
