@@ -112,7 +112,8 @@ async def test_a_refund_larger_than_the_credit_goes_back_to_every_instance(store
     booking = await first.reserve(who, 900)  # max_tokens booked, far more than used
     with pytest.raises(RateLimited) as refused:
         await second.reserve(who, 200)
-    assert 1 <= refused.value.retry_after <= 60  # type: ignore[operator]
+    # Until the bucket's minute ends: under a second when the module was imported late in one.
+    assert 0 < refused.value.retry_after <= 60  # type: ignore[operator]
     await first.settle(booking, 100)
     assert await second.reserve(who, 200) is not None  # what the first did not use is free
 
