@@ -16,10 +16,15 @@ help: ## List the tasks
 
 setup: $(STAMP_PY) $(STAMP_NPM) ## Create .venv, install pinned Python packages and the pinned emulators
 
-$(STAMP_PY): requirements.in requirements.txt requirements-dev.txt constraints.txt
+# LlamaIndex caps openai below our pin (requirements-llamaindex.txt says why): uv can override a
+# dependency's bound, pip cannot.
+$(STAMP_PY): requirements.in requirements.txt requirements-dev.txt requirements-llamaindex.txt \
+    overrides-llamaindex.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -r requirements-llamaindex.txt \
+	  -c constraints.txt --overrides overrides-llamaindex.txt
 	@touch $@
 
 $(STAMP_NPM): $(EMU)/package.json $(EMU)/package-lock.json
