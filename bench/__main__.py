@@ -44,6 +44,8 @@ RUNS = (
         ("--sizes", "1,10", "--window", "4", "--windows", "6"),
         ("--sizes", "1,10", "--window", "3", "--windows", "3")),
     Run("chat_ttfb", "bench.chat_ttfb", ("--requests", "150"), ("--requests", "40")),
+    Run("gateway_latency", "bench.gateway_latency", ("--requests", "200"),
+        ("--requests", "40", "--warmup", "5")),
     Run("host_cpu", "bench.host_cpu", ("--requests", "300"), ("--requests", "60")),
     Run("batch_ingest", "bench.batch_ingest", ("--lines", "100000"), ("--lines", "5000")),
     Run("simulator_throughput", "bench.simulator_throughput", ("--requests", "2000"),

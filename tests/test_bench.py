@@ -173,3 +173,19 @@ def test_make_bench_writes_results_with_the_headline_keys(tmp_path: Path) -> Non
     assert results["batch_ingest_lines_per_second"] > 0
     assert results["conditions"]["quick"] is True
     assert "chat_added_ttfb_p50_ms" in done.stdout  # the table
+
+
+@pytest.mark.timeout(300)  # emulators, the simulator and a host start-up, then 3 x 3 x 6 calls
+def test_gateway_latency_measures_every_route_against_the_simulator() -> None:
+    result = run_bench("bench.gateway_latency", "--requests", "5", "--warmup", "1")
+    assert result["benchmark"] == "gateway_latency"
+    for measure in ("chat_json", "embeddings", "chat_stream_ttfb"):
+        figures = result[measure]
+        assert set(figures) == {"direct", "azure", "openai", "added"}
+        for path in ("direct", "azure", "openai"):
+            assert 0 < figures[path]["p50_ms"] <= figures[path]["p99_ms"]
+        for shape in ("azure", "openai"):
+            added = figures["added"][shape]
+            assert added["p50_ms"] == round(
+                figures[shape]["p50_ms"] - figures["direct"]["p50_ms"], 3
+            )
