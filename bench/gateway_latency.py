@@ -48,7 +48,11 @@ from shared.settings import load_settings
 API_VERSION = "2024-10-21"
 CHAT, EMBEDDING = "gpt-4o", "text-embedding-3-small"
 CHAT_BODY = {"messages": [{"role": "user", "content": "echo: " + " ".join(["word"] * 20)}]}
-EMBEDDING_BODY = {"input": ["the first text to embed", "the second text to embed"]}
+# base64, as the openai SDK asks for it unless told otherwise.
+EMBEDDING_BODY = {
+    "input": ["the first text to embed", "the second text to embed"],
+    "encoding_format": "base64",
+}
 PATHS = ("direct", "azure", "openai")
 MEASURES = ("chat_json", "embeddings", "chat_stream_ttfb")
 

@@ -61,6 +61,23 @@ class EmbeddingsBody(Passthrough):
     input: str | list[str] | list[int] | list[list[int]]
 
 
+class ServiceErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str | None = None
+    message: str
+
+
+class ServiceErrorResponse(BaseModel):
+    """An error answer of these routes: the service's own, passed through in Azure's shape
+    (`code`, `message`, `param`, `type`, `innererror`...), or the app's (`code`, `message`,
+    `details`), which fits the same shape."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: ServiceErrorDetail
+
+
 def parse_tags(header: str | None) -> dict[str, str]:
     """`x-usage-tags: team=search,feature=qa` -> `{"team": "search", "feature": "qa"}`, with
     the limits of `/api/chat`'s `tags` (a bad header is a 400, not silently dropped)."""

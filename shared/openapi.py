@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from shared.gateway_models import ChatCompletionsBody, EmbeddingsBody, ServiceErrorResponse
+from shared.job_models import ClassificationJob, EmbeddingJob, JobView, SubmitAccepted
 from shared.models import (
     GROUP_BY_PATTERN,
     ChatRequest,
@@ -29,6 +31,13 @@ _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] =
     (HealthReport, "serialization"),
     (HealthStatus, "serialization"),
     (ErrorResponse, "serialization"),
+    (EmbeddingJob, "validation"),
+    (ClassificationJob, "validation"),
+    (SubmitAccepted, "serialization"),
+    (JobView, "serialization"),
+    (ChatCompletionsBody, "validation"),
+    (EmbeddingsBody, "validation"),
+    (ServiceErrorResponse, "serialization"),
 ]
 
 
@@ -45,9 +54,11 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "invalid_request or content_filter",
         403: "forbidden (ENTRA_AUTH: the app role is missing)",
         404: "not_found",
+        409: "conflict (the job_id belongs to a job of the other kind)",
         413: "too_large",
         429: "rate_limited (see Retry-After)",
         502: "upstream_error",
+        503: "unavailable (the job could not be queued; submit it again)",
         504: "upstream_timeout",
     }
     return {str(s): _json(ErrorResponse, text[s]) for s in statuses}
@@ -70,7 +81,10 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
         "info": {
             "title": "Azure OpenAI Functions API",
             "version": version,
-            "description": "Chat (JSON or Server-Sent Events), usage and health.",
+            "description": (
+                "Chat (JSON or Server-Sent Events), queue jobs, usage and health, and the "
+                "Azure OpenAI-compatible routes (docs/gateway.md)."
+            ),
         },
         "servers": [{"url": "/api"}],
         "paths": {
@@ -136,6 +150,8 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
                     },
                 }
             },
+            **_job_paths(key_header),
+            **_gateway_paths(key_header),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -155,3 +171,134 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
 
 def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _job_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    job_id = _path("job_id", "The job's id, as `POST` answered it.")
+
+    def submit(operation_id: str, body: type[BaseModel]) -> dict[str, Any]:
+        return {
+            "post": {
+                "operationId": operation_id,
+                "security": security,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(body)}},
+                },
+                "responses": {
+                    "202": _json(SubmitAccepted, "Queued; poll `status_url`."),
+                    **_errors(400, 403, 409, 413, 503),
+                },
+            }
+        }
+
+    return {
+        "/jobs/embeddings": submit("submitEmbeddingJob", EmbeddingJob),
+        "/jobs/classifications": submit("submitClassificationJob", ClassificationJob),
+        "/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob",
+                "security": security,
+                "parameters": [
+                    job_id,
+                    _query(
+                        "page_size",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    ),
+                    _query("continuation", {"type": "string", "maxLength": 8192}),
+                ],
+                "responses": {
+                    "200": _json(JobView, "The job, true counts and one page of results."),
+                    **_errors(400, 403, 404),
+                },
+            }
+        },
+        "/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "security": security,
+                "parameters": [job_id],
+                "responses": {
+                    "200": _json(JobView, "The job (`cancelled` unless it had already ended)."),
+                    **_errors(403, 404),
+                },
+            }
+        },
+    }
+
+
+GATEWAY_ANSWER = (
+    "The service's answer, unchanged: a chat completion or embeddings object as Azure OpenAI "
+    "defines it, or with `stream: true` its Server-Sent Events (`data: <chunk>`..., then "
+    "`data: [DONE]`)."
+)
+GATEWAY_ERRORS = {
+    "400": "the service's 400 (content filter with `innererror`, invalid body), or the app's "
+    "invalid_request (bad `x-usage-tags`, a body that is not JSON)",
+    "403": "forbidden (ENTRA_AUTH: the app role is missing)",
+    "404": "DeploymentNotFound: the name is not in the alias table (`details.known_models`)",
+    "429": "the service's, with `retry-after-ms` / `retry-after`, after the app's own retries",
+    "502": "upstream_error: the service could not be reached (or its own 5xx, passed through)",
+    "504": "upstream_timeout",
+}
+
+
+def _gateway_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Both shapes of `/chat/completions` and `/embeddings` (docs/gateway.md). The request
+    schemas are permissive (the service defines these bodies; unknown fields pass through)."""
+    deployment = _path("deployment", "A deployment or model name (through AOAI_DEPLOYMENTS).")
+    api_version = _query("api-version", {"type": "string"})
+    tags = {
+        "name": "x-usage-tags",
+        "in": "header",
+        "required": False,
+        "description": "Usage tags: `team=search,feature=qa`.",
+        "schema": {"type": "string"},
+    }
+
+    def route(operation_id: str, body: type[BaseModel], stream: bool,
+              parameters: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+        answer: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+        if stream:
+            answer["text/event-stream"] = {"schema": {"type": "string"}}
+        errors = {
+            status: {
+                "description": text,
+                "content": {"application/json": {"schema": _ref(ServiceErrorResponse)}},
+            }
+            for status, text in GATEWAY_ERRORS.items()
+        }
+        return {
+            "post": {
+                "operationId": operation_id,
+                "security": security,
+                "parameters": [*parameters, tags],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(body)}},
+                },
+                "responses": {"200": {"description": GATEWAY_ANSWER, "content": answer}, **errors},
+            }
+        }
+
+    azure = [deployment, api_version]
+    return {
+        "/openai/deployments/{deployment}/chat/completions": route(
+            "gatewayChatAzure", ChatCompletionsBody, True, azure
+        ),
+        "/openai/deployments/{deployment}/embeddings": route(
+            "gatewayEmbeddingsAzure", EmbeddingsBody, False, azure
+        ),
+        "/v1/chat/completions": route("gatewayChatOpenAI", ChatCompletionsBody, True, []),
+        "/v1/embeddings": route("gatewayEmbeddingsOpenAI", EmbeddingsBody, False, []),
+    }

@@ -7,6 +7,10 @@ Every answer must be below 500, carry no stack trace and no secret, and every er
 must have the documented shape `{"error": {"code", "message", "details"?}}` (in a stream, the
 final `{"type": "error"}` frame).
 
+The Azure OpenAI-compatible routes (docs/gateway.md) pass the service's answers through: their
+errors have Azure's shape (`{"error": {"code", "message", ...}}`, more fields allowed) and
+their streams are the service's chunks, ending in `data: [DONE]`.
+
 `FUZZ_HTTP_EXAMPLES` sets how many requests hypothesis draws (default 300 in `make test`).
 """
 
@@ -29,6 +33,7 @@ from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators.stack import AZURITE_KEY, COSMOS_EMULATOR_KEY
 from devstack.hosted_app import FUNCTION_KEY, AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
+from shared.gateway_models import ServiceErrorResponse
 from shared.models import ErrorResponse
 from shared.settings import load_settings
 from shared.store import Store
@@ -46,7 +51,10 @@ HOST_SETTINGS = {
 FUZZED_ROUTES = {
     "/chat", "/usage", "/health", "/health/details", "/openapi.json", "/jobs/embeddings",
     "/jobs/classifications", "/jobs/{job_id}", "/jobs/{job_id}/cancel",
+    "/openai/deployments/{deployment}/chat/completions",
+    "/openai/deployments/{deployment}/embeddings", "/v1/chat/completions", "/v1/embeddings",
 }  # fmt: skip
+GATEWAY_PREFIXES = ("/openai/", "/v1/")
 LEAKS = ("Traceback", 'File "', "pydantic_core", "ValidationError(")
 
 
@@ -57,6 +65,7 @@ class Call:
     params: dict[str, str] = field(default_factory=dict)
     content: bytes | None = None
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +164,132 @@ classification_documents = st.fixed_dictionaries(
     },
 )
 
+# The Azure OpenAI-compatible routes. Most requests must reach the service to test the
+# pass-through, so valid bodies (as the SDKs send them, with the simulator's content-filter
+# trigger words now and then) come first; then near-valid, any JSON, truncated, bytes. `n`
+# stays small: the simulator makes n choices and, unlike Azure, does not cap n at 128.
+prompts = st.one_of(
+    words,
+    st.sampled_from(
+        ["echo: a b c", "echo: fine then forbidden-selfharm", "forbidden-violence", "echo: x"]
+    ),
+)
+content_parts = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"type": st.just("text"), "text": prompts}),
+        st.fixed_dictionaries(
+            {"type": st.just("image_url"),
+             "image_url": st.fixed_dictionaries({"url": st.just("data:image/png;base64,AA==")})}
+        ),
+    ),
+    min_size=1,
+    max_size=2,
+)  # fmt: skip
+chat_options = {
+    "max_tokens": st.integers(1, 50),
+    "n": st.integers(1, 3),
+    "temperature": st.floats(0, 2, allow_nan=False),
+    "stream": st.booleans(),
+    "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}),
+    "seed": st.integers(0, 2**31),
+    "stop": st.lists(st.text(max_size=5), max_size=4),
+    "user": st.text(max_size=200),
+    "response_format": st.sampled_from([{"type": "json_object"}, {"type": "text"}]),
+}
+
+
+def either(first: st.SearchStrategy[bytes], second: st.SearchStrategy[bytes]) -> Any:
+    """Half and half (`one_of` would flatten `second`'s own branches and so weigh it more)."""
+    return st.booleans().flatmap(lambda pick: first if pick else second)
+
+
+def gateway_chat_bodies(model: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    message = st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "user", "assistant"]),
+         "content": st.one_of(prompts, content_parts)}
+    )  # fmt: skip
+    valid = st.fixed_dictionaries(
+        {"messages": st.lists(message, min_size=1, max_size=3), "model": model},
+        optional=chat_options,
+    ).map(lambda d: json.dumps(d).encode())
+    near_valid = st.fixed_dictionaries(
+        {"messages": sometimes(st.lists(message, max_size=3))},
+        optional={"model": sometimes(st.sampled_from(["gpt-4o", "no-such-model", ""])),
+                  **{k: sometimes(v) for k, v in chat_options.items() if k != "n"}},
+    )  # fmt: skip
+    return either(valid, bodies(near_valid))
+
+
+def gateway_embedding_bodies(model: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    inputs = st.one_of(
+        prompts,
+        st.lists(prompts, min_size=1, max_size=4),
+        st.lists(st.integers(0, 9), min_size=1, max_size=4),
+    )
+    options = {
+        "dimensions": st.integers(1, 1536),
+        "encoding_format": st.sampled_from(["float", "base64"]),
+        "user": st.text(max_size=200),
+    }
+    valid = st.fixed_dictionaries({"input": inputs, "model": model}, optional=options).map(
+        lambda d: json.dumps(d).encode()
+    )
+    near_valid = st.fixed_dictionaries(
+        {"input": sometimes(inputs)},
+        optional={"model": sometimes(st.sampled_from(["text-embedding-3-small", "nope", ""])),
+                  "dimensions": st.integers(-1, 4000),
+                  "encoding_format": sometimes(st.sampled_from(["float", "hex"]))},
+    )  # fmt: skip
+    return either(valid, bodies(near_valid))
+
+
+# Mostly none or valid tags, so that most bodies get past the header to the service.
+usage_tags_header = st.one_of(
+    st.just({}),
+    st.from_regex(r"[a-z_]{1,8}=[a-z ]{0,8}(,[a-z]{1,8}=[a-z]{0,8}){0,2}", fullmatch=True).map(
+        lambda t: {"x-usage-tags": t}
+    ),
+    st.sampled_from(["no-equals", "=", "a=b,,c=d", "k=" + "v" * 300]).map(
+        lambda t: {"x-usage-tags": t}
+    ),
+)
+deployments = st.one_of(
+    st.sampled_from(["gpt-4o", "default-chat", "text-embedding-3-small"]),
+    # Not "." or "..": a dot segment changes the route (the host answers 404 itself).
+    st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True).filter(lambda d: d not in (".", "..")),
+)
+gateway_calls = st.one_of(
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=deployments.map(lambda d: f"/openai/deployments/{d}/chat/completions"),
+        params=st.fixed_dictionaries({}, optional={"api-version": st.just("2024-10-21")}),
+        content=gateway_chat_bodies(st.just("ignored: the path names the deployment")),
+        headers=usage_tags_header,
+    ),
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=deployments.map(lambda d: f"/openai/deployments/{d}/embeddings"),
+        params=st.fixed_dictionaries({}, optional={"api-version": st.just("2024-10-21")}),
+        content=gateway_embedding_bodies(st.just("ignored")),
+        headers=usage_tags_header,
+    ),
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=st.just("/v1/chat/completions"),
+        content=gateway_chat_bodies(st.sampled_from(["gpt-4o", "default-chat", "nope"])),
+        headers=usage_tags_header,
+    ),
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=st.just("/v1/embeddings"),
+        content=gateway_embedding_bodies(st.sampled_from(["text-embedding-3-small", "gpt-4o"])),
+        headers=usage_tags_header,
+    ),
+)
 
 query_text = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30
@@ -224,6 +359,7 @@ calls = st.one_of(
         method=st.just("GET"),
         path=st.sampled_from(["/health", "/health/details", "/openapi.json"]),
     ),
+    gateway_calls,
 )
 
 
@@ -239,6 +375,9 @@ def check_answer(call: Call, response: httpx.Response, secrets: list[str]) -> No
     for secret in secrets:
         assert secret not in text, "a secret in the answer: " + where
     assert response.headers.get("x-request-id"), where
+    if call.path.startswith(GATEWAY_PREFIXES):
+        check_gateway_answer(response, where)
+        return
     if response.headers.get("content-type", "").startswith("text/event-stream"):
         frames = parse_frames(split_stream(text))
         assert frames[-1] == "[DONE]", where
@@ -253,6 +392,22 @@ def check_answer(call: Call, response: httpx.Response, secrets: list[str]) -> No
         assert set(body["error"]) <= {"code", "message", "details"}, where
 
 
+def check_gateway_answer(response: httpx.Response, where: str) -> None:
+    """The service's own answer: Azure's error shape, or its chunks ending in [DONE]."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        frames = parse_frames(split_stream(response.text))
+        assert frames[-1] == "[DONE]", where
+        for frame in frames[:-1]:
+            assert isinstance(frame, dict), where
+            if "error" in frame:
+                ServiceErrorResponse.model_validate(frame)
+        return
+    body = response.json()
+    if response.status_code >= 400:
+        assert set(body) == {"error"}, where
+        ServiceErrorResponse.model_validate(body)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # a few hundred requests; several sessions share two cores
 @settings(
@@ -265,7 +420,7 @@ def check_answer(call: Call, response: httpx.Response, secrets: list[str]) -> No
 def test_no_answer_is_5xx_leaks_or_breaks_the_error_shape(
     host: AppHost, secrets: list[str], call: Call
 ) -> None:
-    headers = {**host.headers()}
+    headers = {**host.headers(), **call.headers}
     if call.content_type:
         headers["content-type"] = call.content_type
     with httpx.Client(base_url=host.url, headers=headers, timeout=60) as client:
