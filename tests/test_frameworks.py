@@ -26,8 +26,8 @@ from pydantic import BaseModel, Field
 from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
 
-# The app's client retries once; the frameworks' own retries are off so that a record count
-# is the count of the calls made here.
+# The frameworks' own retries are off (max_retries=0): each call below is one request to the
+# app, so one usage document.
 HOST_SETTINGS = {"AOAI_MAX_RETRIES": "1", "AOAI_TIMEOUT_SECONDS": "10"}
 API_VERSION = "2024-10-21"
 
