@@ -24,13 +24,49 @@ def test_every_reference_resolves() -> None:
     assert missing == []
 
 
+ANONYMOUS = {"/health", "/openapi.json"}
+GATEWAY = {
+    "/openai/deployments/{deployment}/chat/completions",
+    "/openai/deployments/{deployment}/embeddings",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+}
+
+
 def test_paths_and_auth() -> None:
     doc = openapi_document()
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {"/chat", "/usage", "/health", "/health/details", "/openapi.json"}
-    assert doc["paths"]["/health"]["get"]["security"] == []
-    assert doc["paths"]["/chat"]["post"]["security"] == [{"functionKey": []}]
-    assert doc["paths"]["/health/details"]["get"]["security"] == [{"functionKey": []}]
+    assert set(doc["paths"]) == {
+        "/chat", "/usage", "/health", "/health/details", "/openapi.json", "/jobs/embeddings",
+        "/jobs/classifications", "/jobs/{job_id}", "/jobs/{job_id}/cancel", *GATEWAY,
+    }  # fmt: skip
+    for path, operations in doc["paths"].items():
+        for operation in operations.values():
+            expected = [] if path in ANONYMOUS else [{"functionKey": []}]
+            assert operation["security"] == expected, path
+
+
+def test_gateway_bodies_are_permissive_and_errors_azure_shaped() -> None:
+    """The service defines these bodies: a field the app does not know is forwarded."""
+    doc = openapi_document()
+    schemas = doc["components"]["schemas"]
+    assert schemas["ChatCompletionsBody"]["additionalProperties"] is True
+    assert schemas["EmbeddingsBody"]["additionalProperties"] is True
+    assert schemas["ServiceErrorDetail"]["additionalProperties"] is True
+    for path in GATEWAY:
+        post = doc["paths"][path]["post"]
+        assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("Body")
+        error = post["responses"]["429"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/ServiceErrorResponse"}
+
+
+def test_job_bodies_are_the_validation_models() -> None:
+    doc = openapi_document()
+    assert doc["components"]["schemas"]["EmbeddingJob"]["additionalProperties"] is False
+    submit = doc["paths"]["/jobs/classifications"]["post"]
+    schema = submit["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/ClassificationJob"}
+    assert set(submit["responses"]) >= {"202", "400", "413"}
 
 
 def test_the_key_is_offered_as_a_header_never_in_the_url() -> None:
