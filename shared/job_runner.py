@@ -2,10 +2,13 @@
 work is done, a request fails in a way that needs waiting, the job is cancelled, or the slice's
 time is up. Whatever is left goes back to the queue (see shared/worker.py).
 
-Inside a queue invocation nothing sleeps on the server's behalf: the first 429 stops new
-requests and its retry-after becomes the continuation's delay. The limiter's own pacing (a
-short wait for room in the quota) is the one wait allowed, bounded by a third of the quota's
-minute (20 s on Azure).
+Inside a queue invocation the waits allowed are short: the limiter's pacing (a wait for room
+in the quota), bounded by a third of the quota's minute (20 s on Azure), and a 429 whose
+retry-after fits that bound, once per request: the request waits it out in the slice (the
+limiter holds the whole process until then) and goes again. A queue round trip costs more
+than such a wait, and with several hosts on one quota another host takes the room meanwhile.
+A longer retry-after, or a second 429 for the same request, stops new requests, and the
+retry-after becomes the continuation's delay.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from shared.limiter import DeploymentLimiter, Reservation
 log = logging.getLogger(__name__)
 
 PACING_SHARE_OF_MINUTE = 1 / 3
+IN_PROCESS_RETRIES = 1  # 429s of one request waited here before it goes back to the queue
 CANCEL_CHECK_SECONDS = 2.0
 
 Stop = Literal["done", "rate_limited", "passing", "slice", "cancelled"]
@@ -87,6 +91,20 @@ async def run_slice(
         last_cancel_check[0] = time.monotonic()
         return await cancelled()
 
+    refused: dict[int, int] = {}  # 429s per group, by id(): a second one sends it back
+
+    def waits_here(failure: RateLimited, group: list[Item], limiter: DeploymentLimiter) -> bool:
+        # A short retry-after is waited in this invocation, as the limiter's pacing is: a
+        # queue round trip would cost more than the wait, and other hosts would take the room.
+        refused[id(group)] = refused.get(id(group), 0) + 1
+        wait = failure.retry_after
+        return (
+            refused[id(group)] <= IN_PROCESS_RETRIES
+            and wait is not None
+            and wait <= limiter.minute * PACING_SHARE_OF_MINUTE
+            and time.monotonic() + wait < deadline
+        )
+
     async def worker() -> None:
         while pending and not stopping.is_set():
             group = pending.pop(0)
@@ -125,6 +143,9 @@ async def run_slice(
                         lane[0] = other
                         pending.insert(0, group)
                         continue
+                if isinstance(failure, RateLimited) and waits_here(failure, group, limiter):
+                    pending.insert(0, group)
+                    continue
                 if isinstance(failure, RateLimited):
                     outcome.retry_after = max(outcome.retry_after or 0.0, failure.retry_after or 1)
                     stop("rate_limited", group)

@@ -16,8 +16,13 @@ margin is wider (jitter of a loaded host) as it costs less of a 60 s window than
 
 Several hosts share one quota, so the limiter also listens to the service:
 `observe()` reads `x-ratelimit-remaining-*` and books what others used as phantom entries in
-the same windows; `throttled()` (a 429) stops this process until the retry-after and cuts the
-allowed rate (multiplicative decrease), which then recovers linearly (additive increase).
+the same windows; `throttled()` (a 429) stops this process until the retry-after. That
+retry-after is the service's word on when room returns in the deployment's window, which every
+host shares, so it is obeyed as it is: cutting the allowed rate as well would be a cut of the
+whole quota while that window also holds the other hosts' usage, and with every host cut at
+once the quota went unused (3 hosts: 0.88 of it against 0.96 without the cut, docs/performance.md).
+Only a 429 without a retry-after cuts the rate (multiplicative decrease), which then recovers
+linearly (additive increase).
 Azure's `x-ratelimit-remaining-requests` counts the 10 s window (120 RPM answers 19 after one
 call), `-tokens` the minute; a deployment without a configured quota learns it from them.
 
@@ -307,14 +312,15 @@ class DeploymentLimiter:
             self._requests.reconcile(now, counted, self._seen_until)
 
     def throttled(self, retry_after: float | None) -> None:
-        """A 429: nobody in this process sends before `retry_after` seconds; slow down.
+        """A 429: nobody in this process sends before `retry_after` seconds.
 
-        The 429s of one burst (all sent before the first came back) cut the rate once.
+        Without a retry-after the service said nothing of when room returns: then the rate is
+        cut too, once for the 429s of one burst (all sent before the first came back).
         """
         now = self._clock()
         pause = DEFAULT_PAUSE if retry_after is None else max(0.0, retry_after)
         self._paused_until = max(self._paused_until, now + pause)
-        if now < self._cut_until:
+        if retry_after is not None or now < self._cut_until:
             return
         self._factor = max(MIN_FACTOR, self._recover(now) * DECREASE)
         self._factor_at = now

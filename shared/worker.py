@@ -6,7 +6,8 @@ settle ourselves:
 
 - not a valid job: recorded at once as a failed job (reason, truncated raw body, queue and
   message id) and not retried;
-- a 429: the rest goes back delayed by the server's retry-after (capped by
+- a 429 (past the one short wait a slice does itself, shared/job_runner.py): the rest goes
+  back delayed by the server's retry-after (capped by
   `JOB_RETRY_AFTER_CAP_SECONDS`; past the cap the rest fails as `quota_exhausted`);
 - a passing failure (5xx, timeout, Cosmos DB or Storage down): the rest goes back with
   exponential backoff, at most `JOB_MAX_ATTEMPTS` times, then fails with the reason;

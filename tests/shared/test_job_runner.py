@@ -78,3 +78,48 @@ async def test_a_failure_that_is_not_the_backends_is_not_failed_over() -> None:
     """Cosmos DB down: failover is asked (it decides), and says no."""
     outcome, _, _ = await slice_with(ServiceUnavailable("cosmos"), second_ready=False)
     assert outcome.stop == "passing"
+
+
+async def refused_then_served(refusals: int, retry_after: float) -> tuple[SliceOutcome, list[str]]:
+    """One backend whose first `refusals` calls are 429s with `retry_after`."""
+    lim = DeploymentLimiter(None, None, name="a", minute=6.0)  # pacing: up to 2 s here
+    written: list[str] = []
+    left = [refusals]
+
+    async def run(group: list[Item], reservation: Reservation) -> list[ResultDoc]:
+        if left[0] > 0:
+            left[0] -= 1
+            raise RateLimited("429", retry_after=retry_after)
+        return done(group)
+
+    async def write(results: list[ResultDoc]) -> None:
+        written.extend(r.item_id for r in results)
+
+    outcome = await run_slice(
+        [list(g) for g in GROUPS[:2]], run=run, estimate=lambda g: 1, write=write,
+        fail=lambda g, e: [], limiter=lim, concurrency=1, seconds=60,
+        cancelled=never_cancelled,
+    )  # fmt: skip
+    return outcome, written
+
+
+async def test_a_short_retry_after_is_waited_in_the_slice() -> None:
+    """Within the pacing budget the slice waits and sends again: no queue round trip."""
+    outcome, written = await refused_then_served(1, 0.05)
+    assert outcome.stop == "done"
+    assert written == ["i0", "i1"]
+
+
+async def test_a_request_refused_twice_goes_back_to_the_queue() -> None:
+    outcome, written = await refused_then_served(2, 0.05)
+    assert outcome.stop == "rate_limited"
+    assert outcome.retry_after == 0.05
+    assert written == []
+    assert [i.id for i in outcome.remaining] == ["i0", "i1"]
+
+
+async def test_a_long_retry_after_goes_back_to_the_queue_at_once() -> None:
+    outcome, written = await refused_then_served(1, 2.5)
+    assert outcome.stop == "rate_limited"
+    assert outcome.retry_after == 2.5
+    assert written == []

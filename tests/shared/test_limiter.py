@@ -14,6 +14,7 @@ from openai import AsyncAzureOpenAI
 from devstack.aoai_simulator import RunningSimulator
 from shared.limiter import (
     DECREASE,
+    DEFAULT_PAUSE,
     RECOVERY_PER_SECOND,
     REQUEST_MARGIN,
     REQUEST_WINDOW,
@@ -282,24 +283,38 @@ def test_unknown_quota_is_learnt_from_the_headers(clock: FakeClock) -> None:
 # --- throttled ----------------------------------------------------------------------------
 
 
-def test_a_429_pauses_the_process_and_cuts_the_rate(clock: FakeClock) -> None:
+def test_a_429_with_retry_after_pauses_exactly_that_long_and_keeps_the_rate(
+    clock: FakeClock,
+) -> None:
+    """The retry-after says when room returns in the deployment's shared window; cutting the
+    rate as well would cap every host below the quota (others' usage is in that window)."""
     lim = limiter(clock, tpm=10_000, rpm=600)
     lim.throttled(2.5)
     assert lim.delay_for(1) == pytest.approx(2.5)
+    assert lim.rate_factor == 1.0
+    assert lim.token_limit == 10_000
+    clock.now += 2.5
+    assert lim.delay_for(1) == 0.0
+
+
+def test_a_429_without_retry_after_pauses_and_cuts_the_rate(clock: FakeClock) -> None:
+    lim = limiter(clock, tpm=10_000, rpm=600)
+    lim.throttled(None)
+    assert lim.delay_for(1) == pytest.approx(DEFAULT_PAUSE)
     assert lim.rate_factor == pytest.approx(DECREASE)
     assert lim.token_limit == math.floor(10_000 * DECREASE)
     # more 429s of the same burst pause but do not cut again
     clock.now += 0.5
-    lim.throttled(2.5)
-    assert lim.delay_for(1) == pytest.approx(2.5)
+    lim.throttled(None)
+    assert lim.delay_for(1) == pytest.approx(DEFAULT_PAUSE)
     assert lim.rate_factor == pytest.approx(DECREASE + 0.5 * RECOVERY_PER_SECOND)
 
 
 def test_the_rate_recovers_linearly_after_429s(clock: FakeClock) -> None:
     lim = limiter(clock, tpm=10_000, rpm=None)
     for _ in range(3):
-        lim.throttled(0.0)
-        clock.now += 1.0
+        lim.throttled(None)
+        clock.now += DEFAULT_PAUSE
     factor = lim.rate_factor
     assert factor < DECREASE**2
     clock.now += 10
@@ -515,13 +530,13 @@ async def test_observe_accounts_for_another_client_on_the_same_quota(
 async def test_without_observe_the_other_client_causes_429s(
     quota: str, aclient: AsyncAzureOpenAI
 ) -> None:
-    """The control case: the same run blind to the headers is throttled and slows down."""
+    """The control case: the same run blind to the headers is throttled and waits."""
     await spend_elsewhere(aclient, 3000)
     lim = Limiters({DEPLOYMENT: DeploymentQuota(tpm=TPM, rpm=SIM_RPM)}).get(DEPLOYMENT)
     sent, throttled = await drive(aclient, lim, observe=False)
     assert throttled == 1  # the pause after the first 429 stops the loop (max_wait=0)
     assert sent <= TPM - 3000
-    assert lim.rate_factor < 1.0
+    assert lim.delay_for(estimate(TEXT)) > 0.0  # the retry-after is obeyed
 
 
 async def test_an_unlisted_deployment_learns_its_quota_from_the_headers(
