@@ -8,7 +8,8 @@ retry-after fits that bound, once per request: the request waits it out in the s
 limiter holds the whole process until then) and goes again. A queue round trip costs more
 than such a wait, and with several hosts on one quota another host takes the room meanwhile.
 A longer retry-after, or a second 429 for the same request, stops new requests, and the
-retry-after becomes the continuation's delay.
+retry-after, less half the pacing bound, becomes the continuation's delay (as does the
+limiter's wait when it is past the pacing bound): the slice that picks it up waits the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 PACING_SHARE_OF_MINUTE = 1 / 3
 IN_PROCESS_RETRIES = 1  # 429s of one request waited here before it goes back to the queue
+CONTINUATION_LEAD = 0.5  # of the pacing bound: how early a rate-limited continuation is due
+MIN_CONTINUATION_DELAY = 0.001
 CANCEL_CHECK_SECONDS = 2.0
 
 Stop = Literal["done", "rate_limited", "passing", "slice", "cancelled"]
@@ -162,4 +165,11 @@ async def run_slice(
             tasks.create_task(worker())
     for group in pending:  # never started
         outcome.remaining.extend(group)
+    if outcome.stop == "rate_limited" and outcome.retry_after:
+        # Due back a little before the room: the queue's round trip (polling, dequeue, the
+        # slice's start) is real time, and the slice waits out the rest in its pacing, so
+        # the room is taken when it opens instead of a round trip later. The host that was
+        # refused still sends nothing before the retry-after: its limiter is paused.
+        early = lane[0].minute * PACING_SHARE_OF_MINUTE * CONTINUATION_LEAD
+        outcome.retry_after = max(MIN_CONTINUATION_DELAY, outcome.retry_after - early)
     return outcome
