@@ -20,9 +20,8 @@ the same windows; `throttled()` (a 429) stops this process until the retry-after
 retry-after is the service's word on when room returns in the deployment's window, which every
 host shares, so it is obeyed as it is: cutting the allowed rate as well would be a cut of the
 whole quota while that window also holds the other hosts' usage, and with every host cut at
-once the quota went unused (3 hosts: 0.88 of it against 0.96 without the cut, docs/performance.md).
-Only a 429 without a retry-after cuts the rate (multiplicative decrease), which then recovers
-linearly (additive increase).
+once the quota went unused (docs/performance.md, figure 2). Only a 429 without a retry-after
+cuts the rate (multiplicative decrease), which then recovers linearly (additive increase).
 Azure's `x-ratelimit-remaining-requests` counts the 10 s window (120 RPM answers 19 after one
 call), `-tokens` the minute; a deployment without a configured quota learns it from them.
 
