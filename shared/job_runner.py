@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 PACING_SHARE_OF_MINUTE = 1 / 3
 IN_PROCESS_RETRIES = 1  # 429s of one request waited here before it goes back to the queue
 CONTINUATION_LEAD = 0.5  # of the pacing bound: how early a rate-limited continuation is due
-MIN_CONTINUATION_DELAY = 0.001
 CANCEL_CHECK_SECONDS = 2.0
 
 Stop = Literal["done", "rate_limited", "passing", "slice", "cancelled"]
@@ -51,6 +50,7 @@ class SliceOutcome:
     stop: Stop = "done"
     remaining: list[Item] = field(default_factory=list)
     retry_after: float | None = None
+    lead: float = 0.0  # how much earlier than `retry_after` a continuation may be due
     failure: AppError | None = None
     requests: int = 0
 
@@ -165,11 +165,9 @@ async def run_slice(
             tasks.create_task(worker())
     for group in pending:  # never started
         outcome.remaining.extend(group)
-    if outcome.stop == "rate_limited" and outcome.retry_after:
-        # Due back a little before the room: the queue's round trip (polling, dequeue, the
-        # slice's start) is real time, and the slice waits out the rest in its pacing, so
-        # the room is taken when it opens instead of a round trip later. The host that was
-        # refused still sends nothing before the retry-after: its limiter is paused.
-        early = lane[0].minute * PACING_SHARE_OF_MINUTE * CONTINUATION_LEAD
-        outcome.retry_after = max(MIN_CONTINUATION_DELAY, outcome.retry_after - early)
+    # A continuation is due back a little before the room: the queue's round trip (polling,
+    # dequeue, the slice's start) is real time, and the slice waits out the rest in its
+    # pacing, so the room is taken when it opens instead of a round trip later. The host that
+    # was refused still sends nothing before the retry-after: its limiter is paused.
+    outcome.lead = lane[0].minute * PACING_SHARE_OF_MINUTE * CONTINUATION_LEAD
     return outcome

@@ -53,6 +53,8 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
+MIN_CONTINUATION_DELAY = 0.001
+
 MAX_BACKOFF_SECONDS = 300.0
 
 
@@ -285,7 +287,7 @@ def continuation_plan(
         wait = outcome.retry_after or 1.0
         if wait > settings.job_retry_after_cap_seconds:
             return None
-        return wait, attempt
+        return max(MIN_CONTINUATION_DELAY, wait - outcome.lead), attempt
     attempt += 1
     if attempt > settings.job_max_attempts:
         return None

@@ -15,7 +15,7 @@ from shared.job_results import request_usage_id, share_usage
 from shared.job_runner import SliceOutcome
 from shared.models import Usage
 from shared.settings import Settings, load_settings
-from shared.worker import continuation_plan
+from shared.worker import MIN_CONTINUATION_DELAY, continuation_plan
 
 ENV = {
     "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
@@ -121,6 +121,17 @@ def test_continuations_wait_for_retry_after_until_the_cap() -> None:
     assert continuation_plan(s, 2, SliceOutcome(stop="rate_limited", retry_after=12.5)) == (12.5, 2)
     assert continuation_plan(s, 2, SliceOutcome(stop="rate_limited", retry_after=61)) is None
     assert continuation_plan(s, 3, SliceOutcome(stop="slice")) == (0.0, 3)
+
+
+def test_a_rate_limited_continuation_is_due_its_lead_early_but_capped_on_the_full_wait() -> None:
+    s = settings(JOB_RETRY_AFTER_CAP_SECONDS="60")
+    early = SliceOutcome(stop="rate_limited", retry_after=12.5, lead=10)
+    assert continuation_plan(s, 2, early) == (2.5, 2)
+    soon = SliceOutcome(stop="rate_limited", retry_after=5, lead=10)
+    assert continuation_plan(s, 2, soon) == (MIN_CONTINUATION_DELAY, 2)
+    assert (
+        continuation_plan(s, 2, SliceOutcome(stop="rate_limited", retry_after=65, lead=10)) is None
+    )
 
 
 def test_passing_failures_back_off_exponentially_within_the_budget() -> None:

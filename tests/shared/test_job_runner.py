@@ -8,7 +8,7 @@ import pytest
 
 from shared.errors import AppError, RateLimited, ServiceUnavailable, UpstreamError
 from shared.job_models import Item, ResultDoc
-from shared.job_runner import MIN_CONTINUATION_DELAY, SliceOutcome, run_slice
+from shared.job_runner import SliceOutcome, run_slice
 from shared.limiter import DeploymentLimiter, Reservation
 
 GROUPS = [[Item(id=f"i{n}", text="x")] for n in range(6)]
@@ -72,8 +72,8 @@ async def test_a_5xx_moves_it_too() -> None:
 async def test_with_no_backend_ready_the_slice_stops_as_with_one() -> None:
     outcome, _, written = await slice_with(RateLimited("429", retry_after=30), second_ready=False)
     assert outcome.stop == "rate_limited"
-    # due back half the pacing bound (10 s of a 60 s minute) early: the slice waits the rest
-    assert outcome.retry_after == 30 - 10
+    assert outcome.retry_after == 30
+    assert outcome.lead == 10  # due back half the pacing bound early: the slice waits the rest
     assert written == []
 
 
@@ -116,7 +116,7 @@ async def test_a_short_retry_after_is_waited_in_the_slice() -> None:
 async def test_a_request_refused_twice_goes_back_to_the_queue() -> None:
     outcome, written = await refused_then_served(2, 0.05)
     assert outcome.stop == "rate_limited"
-    assert outcome.retry_after == MIN_CONTINUATION_DELAY  # 1 s early, but never negative
+    assert outcome.retry_after == 0.05
     assert written == []
     assert [i.id for i in outcome.remaining] == ["i0", "i1"]
 
@@ -124,5 +124,6 @@ async def test_a_request_refused_twice_goes_back_to_the_queue() -> None:
 async def test_a_long_retry_after_goes_back_to_the_queue_at_once() -> None:
     outcome, written = await refused_then_served(1, 2.5)
     assert outcome.stop == "rate_limited"
-    assert outcome.retry_after == pytest.approx(2.5 - 1.0)  # half the 2 s pacing early
+    assert outcome.retry_after == 2.5
+    assert outcome.lead == pytest.approx(1.0)  # half the 2 s pacing bound
     assert written == []
