@@ -43,7 +43,7 @@ RUNS = (
     Run("classify_batching", "bench.classify_batching",
         ("--sizes", "1,10", "--window", "4", "--windows", "6"),
         ("--sizes", "1,10", "--window", "3", "--windows", "3")),
-    Run("chat_ttfb", "bench.chat_ttfb", ("--requests", "150"), ("--requests", "40")),
+    Run("chat_ttfb", "bench.chat_ttfb", ("--requests", "300"), ("--requests", "40")),
     Run("gateway_latency", "bench.gateway_latency", ("--requests", "200"),
         ("--requests", "40", "--warmup", "5")),
     Run("host_cpu", "bench.host_cpu", ("--requests", "300"), ("--requests", "60")),

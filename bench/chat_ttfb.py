@@ -9,6 +9,12 @@ the machine affects both alike. The clock runs from sending the request to readi
 frame that carries text: the first `delta` frame of `/api/chat`, the first chunk with
 `choices[0].delta.content` from the simulator (its empty prompt-filter chunk comes earlier and
 is not text). Prints one JSON object; the target is under 5 ms added at p50.
+
+The simulator's chat deployment runs without a quota here: `/api/chat` always sends
+`max_completion_tokens` (CHAT_MAX_TOKENS_LIMIT, 4096), which Azure charges on arrival, so the
+default 1M TPM admits about 240 app requests a minute; the next one got a 429 with a
+retry-after near a minute, which the SDK waits out before the stream's first byte. That is
+quota, not streaming overhead, and it is what stalled `--requests 300`.
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ from shared.settings import load_settings
 API_VERSION = "2024-10-21"
 PROMPT = "echo: " + " ".join(f"token{i}" for i in range(20))
 TARGET_ADDED_P50_MS = 5.0
+CHAT_DEPLOYMENT = "gpt-4o"
+
+
+def simulator_config(per_token_ms: float) -> SimulatorConfig:
+    """The simulator for this benchmark: the chat deployment without TPM or RPM limits."""
+    config = SimulatorConfig(latency=LatencyConfig(per_token_ms=per_token_ms))
+    return config.merged({"deployments": {CHAT_DEPLOYMENT: {"tpm": 0, "rpm": 0}}})
 
 
 async def _first_text(client: httpx.AsyncClient, url: str, body: dict[str, Any],
@@ -73,7 +86,9 @@ def _summary(samples: list[float]) -> dict[str, float]:
 async def _measure(app_url: str, key: str, sim_url: str, sim_key: str, n: int) -> dict[str, Any]:
     app_body = {"messages": [{"role": "user", "content": PROMPT}], "stream": True}
     direct_body = {**app_body, "stream_options": {"include_usage": True}}
-    direct_url = f"{sim_url}/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
+    direct_url = (
+        f"{sim_url}/openai/deployments/{CHAT_DEPLOYMENT}/chat/completions?api-version={API_VERSION}"
+    )
     app_samples: list[float] = []
     direct_samples: list[float] = []
     async with httpx.AsyncClient(timeout=30) as client:
@@ -106,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "emulators"
         stack = start_emulators(EmulatorPorts.free(), state, in_memory=True)
-        config = SimulatorConfig(latency=LatencyConfig(per_token_ms=args.per_token_ms))
+        config = simulator_config(args.per_token_ms)
         config_file = Path(tmp) / "simulator.json"
         config_file.write_text(config.model_dump_json())
         sim_url, sim_key = f"http://127.0.0.1:{free_port()}", config.api_keys[0]

@@ -13,9 +13,12 @@ from typing import Any
 
 import pytest
 
-from bench import _profile
+from bench import _profile, chat_ttfb
 from bench._proc import child_pid, cpu_seconds, peak_rss_mib
 from bench._summary import draw, small_items
+from devstack.aoai_simulator.chat import rate_limit_estimate
+from devstack.aoai_simulator.ratelimit import RateLimiter
+from shared.settings import Settings
 from tests.conftest import ROOT
 
 SHAPE = {"windows_kept", "tokens_per_minute", "ceiling_tokens_per_minute", "binding_limit",
@@ -111,6 +114,27 @@ def test_profile_charges_unowned_code_to_its_owned_callers(tmp_path: Path) -> No
     assert max(shares, key=shares.__getitem__) == "json"
     assert _profile.owner("/x/site-packages/openai/_client.py", "f") == "openai sdk"
     assert _profile.owner("~", "<method 'do_handshake' of '_ssl._SSLSocket' objects>") == "tls"
+
+
+def test_chat_ttfb_simulator_admits_every_request_of_a_300_request_run() -> None:
+    # `--requests 300` stalled: each /api/chat request is charged its max_completion_tokens
+    # (the app's default limit) on arrival, the default 1M TPM ran out after ~240 of them and
+    # the SDK sat out a retry-after near a minute. All requests at one instant: the worst case.
+    config = chat_ttfb.simulator_config(per_token_ms=0.0)
+    deployment = config.deployment(chat_ttfb.CHAT_DEPLOYMENT)
+    assert deployment is not None
+    messages = [{"role": "user", "content": chat_ttfb.PROMPT}]
+    max_tokens = Settings.model_fields["chat_max_tokens_limit"].default
+    via_app = rate_limit_estimate({"messages": messages, "max_completion_tokens": max_tokens})
+    straight = rate_limit_estimate({"messages": messages})
+    limiter = RateLimiter()
+    refused = [
+        (i, charge)
+        for i in range(300 + 20)
+        for charge in (via_app, straight)
+        if not limiter.check(deployment, charge, config.rate_limit).allowed
+    ]
+    assert refused == []
 
 
 def test_proc_reads_a_child_process_cpu_and_peak_memory() -> None:
