@@ -14,14 +14,18 @@ fixed-window or token-bucket counter of the same quota. Entries outlive the wind
 margin, because the service stamps a request when it arrives, a little after ours; the token
 margin is wider (jitter of a loaded host) as it costs less of a 60 s window than of a 10 s one.
 
-Several hosts share one quota, so the limiter also listens to the service:
-`observe()` reads `x-ratelimit-remaining-*` and books what others used as phantom entries in
-the same windows; `throttled()` (a 429) stops this process until the retry-after. That
-retry-after is the service's word on when room returns in the deployment's window, which every
-host shares, so it is obeyed as it is: cutting the allowed rate as well would be a cut of the
-whole quota while that window also holds the other hosts' usage, and with every host cut at
-once the quota went unused (docs/performance.md, figure 2). Only a 429 without a retry-after
-cuts the rate (multiplicative decrease), which then recovers linearly (additive increase).
+Several hosts share one quota, so the limiter also listens to the service. `observe()` reads
+`x-ratelimit-remaining-*` and books what others used as phantom entries in the same windows,
+spread evenly over the time since the previous answer: the service ages others' usage out bit
+by bit, as it arrived, so room comes back a request at a time. (Booked as one lump at the
+answer, it held a host that met a full window back for a whole window, long after the room had
+returned; with three hosts, whole windows went unused: docs/performance.md, figure 2.)
+`throttled()` (a 429) stops this process until the retry-after. That retry-after is the
+service's word on when room returns in the deployment's window, which every host shares, so it
+is obeyed as it is: cutting the allowed rate as well would be a cut of the whole quota while
+that window also holds the other hosts' usage, and with every host cut at once the quota went
+unused. Only a 429 without a retry-after cuts the rate (multiplicative decrease), which then
+recovers linearly (additive increase).
 Azure's `x-ratelimit-remaining-requests` counts the 10 s window (120 RPM answers 19 after one
 call), `-tokens` the minute; a deployment without a configured quota learns it from them.
 
@@ -35,6 +39,7 @@ Not thread-safe: one event loop per process (the Functions Python worker) uses i
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import math
 import threading
@@ -56,6 +61,7 @@ RECOVERY_PER_SECOND = 0.005  # rate factor regained per second: 0.7 -> 1.0 in a 
 MIN_FACTOR = 0.05
 DEFAULT_PAUSE = 1.0  # a 429 without retry-after
 MIN_SLEEP = 0.001
+PHANTOM_PIECES = 10  # others' usage between two answers is booked as this many entries
 
 
 @dataclass
@@ -68,35 +74,59 @@ class _Entry:
 
 @dataclass
 class _Window:
-    """A sliding-window log: what was charged in the last `seconds`."""
+    """A sliding-window log: what was charged in the last `seconds`, ours and others'."""
 
     seconds: float
     margin: float
-    entries: deque[_Entry] = field(default_factory=deque)
+    entries: deque[_Entry] = field(default_factory=deque)  # ours, in stamp order
+    # Others' usage, booked from the service's counts (reconcile), in stamp order. What others
+    # spent between two answers is spread evenly over that span, not stamped as one lump at
+    # the later answer: the service ages it out bit by bit as it arrived, and a lump would
+    # hold the whole of it for a full window after the room had come back.
+    phantoms: deque[_Entry] = field(default_factory=deque)
     total: int = 0
     # Our entries that left the window lately: an answer counted them if they were still in
     # the service's window when it arrived, so reconcile() must not take them for others'.
     gone: deque[_Entry] = field(default_factory=deque)
+    observed_at: float = -math.inf  # when the service's count was last reconciled
 
     def expire(self, now: float) -> None:
-        renewed: list[int] = []
-        while self.entries and self.entries[0].stamp + self.seconds + self.margin <= now:
+        while self.entries and self._left(self.entries[0], now):
             entry = self.entries.popleft()
             self.total -= entry.amount
-            if entry.own:
-                self.gone.append(entry)
-            elif entry.amount // 2 > 0:
-                # Others likely go on spending: assume half of it again until an answer
-                # says how much (reconcile), rather than rushing into room that isn't free.
-                renewed.append(entry.amount // 2)
-        for amount in renewed:
-            self.add(now, amount, own=False)
+            self.gone.append(entry)
+        renewed = 0
+        while self.phantoms and self._left(self.phantoms[0], now):
+            entry = self.phantoms.popleft()
+            self.total -= entry.amount
+            # Others likely go on spending: assume half of it again until an answer says
+            # how much (reconcile), rather than rushing into room that isn't free.
+            renewed += entry.amount // 2
+        if renewed > 0:
+            self._book_others(now, renewed, now)
         while self.gone and self.gone[0].stamp + 2 * self.seconds <= now:
             self.gone.popleft()
 
-    def add(self, now: float, amount: int, *, own: bool = True) -> None:
-        self.entries.append(_Entry(now, amount, own))
+    def _left(self, entry: _Entry, now: float) -> bool:
+        return entry.stamp + self.seconds + self.margin <= now
+
+    def add(self, now: float, amount: int) -> None:
+        """Book our own request (stamps only grow: appended)."""
+        self.entries.append(_Entry(now, amount, own=True))
         self.total += amount
+
+    def _book_others(self, now: float, amount: int, since: float) -> None:
+        """Book `amount` spent by others, spread evenly over (since, now]."""
+        pieces = max(1, min(PHANTOM_PIECES, amount)) if now > since else 1
+        step = (now - since) / pieces
+        base, extra = divmod(amount, pieces)
+        for n in range(pieces):
+            entry = _Entry(since + step * (n + 1), base + (1 if n < extra else 0), own=False)
+            at = len(self.phantoms)  # renewals may be newer than the span: keep stamp order
+            while at > 0 and self.phantoms[at - 1].stamp > entry.stamp:
+                at -= 1
+            self.phantoms.insert(at, entry)
+            self.total += entry.amount
 
     def delay(self, now: float, amount: int, limit: int) -> float:
         """Seconds until `amount` more fits under `limit` (more than the limit: an empty log)."""
@@ -104,7 +134,7 @@ class _Window:
         if excess <= 0:
             return 0.0
         freed = 0
-        for entry in self.entries:
+        for entry in heapq.merge(self.entries, self.phantoms, key=lambda e: e.stamp):
             freed += entry.amount
             if freed >= excess:
                 return max(0.0, entry.stamp + self.seconds + self.margin - now)
@@ -116,7 +146,7 @@ class _Window:
         The oldest, because calls of one size mostly come back in the order they went.
         """
         for entry in self.entries:
-            if entry.own and not entry.settled and entry.amount == reserved:
+            if not entry.settled and entry.amount == reserved:
                 entry.amount, entry.settled = used, True
                 self.total += used - reserved
                 return entry.stamp
@@ -126,30 +156,31 @@ class _Window:
         """Make the phantom entries add up to what the service counted beyond our own.
 
         Ours sent up to `seen_until` (the request the answer is for) had arrived when the
-        service counted; later ones may not have. Phantoms go up, or down when others' old
-        usage left the service's window before our phantom of it left ours.
+        service counted; later ones may not have. Phantoms go up (what others spent since the
+        last count, spread over that span), or down, newest first, when others' old usage
+        left the service's window before our phantom of it left ours.
         """
-        own = phantoms = 0
+        own = 0
         for entry in self.entries:
-            if not entry.own:
-                phantoms += entry.amount
-            elif seen_until is None or entry.stamp <= seen_until:
+            if seen_until is None or entry.stamp <= seen_until:
                 own += entry.amount
         if seen_until is not None:
             since = seen_until - self.seconds
             own += sum(e.amount for e in self.gone if since < e.stamp <= seen_until)
+        phantoms = sum(entry.amount for entry in self.phantoms)
         change = max(0, counted - own) - phantoms
+        span_start = max(self.observed_at, now - self.seconds)
+        self.observed_at = now
         if change > 0:
-            self.add(now, change, own=False)
+            self._book_others(now, change, span_start)
             return
-        for entry in reversed(self.entries):
+        for entry in reversed(self.phantoms):
             if change == 0:
                 break
-            if not entry.own:
-                taken = min(entry.amount, -change)
-                entry.amount -= taken
-                self.total -= taken
-                change += taken
+            taken = min(entry.amount, -change)
+            entry.amount -= taken
+            self.total -= taken
+            change += taken
 
 
 def _header(headers: Mapping[str, str], name: str) -> int | None:
@@ -289,7 +320,7 @@ class DeploymentLimiter:
         """Take the service's `x-ratelimit-remaining-*` as the truth about the quota.
 
         Whatever the service counts beyond this process's own log was spent by someone else
-        (another host): it is booked as a phantom entry that ages out like ours. Call it after
+        (another host): it is booked as phantom entries that age out like ours. Call it after
         `settle()` for the same response: then reservations made after that request went out
         (not yet counted by the service) are told apart from others' usage. Accepts any
         mapping; names are matched without regard to case.

@@ -251,11 +251,27 @@ def test_remaining_requests_book_others_requests(clock: FakeClock) -> None:
     lim = limiter(clock, tpm=None, rpm=60)  # 10 per 10 s
     lim._reserve(1)
     lim.observe({"x-ratelimit-remaining-requests": "1"})  # 8 by someone else
-    clock.now += 2
+    clock.now += 1  # past the one-second smoothing
     assert lim.delay_for(1) == 0.0
     lim._reserve(1)
-    clock.now += 2
-    assert lim.delay_for(1) > 1.0  # ten counted: wait for the window
+    assert lim.delay_for(1) > 0.0  # ten counted
+    # Others' 8, assumed spread over the window before the answer, age out one by one: the
+    # first an eighth of the window after that answer (1.35 s), not all a window after it.
+    clock.now += 1
+    assert lim.delay_for(1) == 0.0
+
+
+def test_others_usage_between_two_answers_ages_out_as_it_came_not_as_one_lump(
+    clock: FakeClock,
+) -> None:
+    lim = limiter(clock, tpm=10_000, rpm=None)
+    lim.observe({"x-ratelimit-remaining-tokens": "10000"})  # nobody has spent anything
+    clock.now += 30
+    lim.observe({"x-ratelimit-remaining-tokens": "4000"})  # others: 6,000 in these 30 s
+    # spread over the 30 s, the first 1,200 leave 6 s after the first answer plus a window;
+    # booked as one lump at the second answer they would hold all 6,000 for a whole window
+    assert lim.delay_for(5000) == pytest.approx(6 + TOKEN_WINDOW + TOKEN_MARGIN - 30)
+    assert lim.delay_for(4000) == 0.0
 
 
 def test_headers_that_say_nothing_are_ignored(clock: FakeClock) -> None:
