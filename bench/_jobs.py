@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
@@ -23,12 +22,10 @@ from typing import Any
 import httpx
 
 from bench._proc import child_pid, cpu_seconds, peak_rss_mib
-from bench._serve import serve
+from bench._serve import local_stack
 from bench._timescale import TimeScale, host_json
 from devstack.aoai_simulator import SimulatorConfig
-from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
-from devstack.emulators.processes import free_port
-from devstack.hosted_app import fresh_queues, make_app_dir, run_app_host, stack_environ
+from devstack.hosted_app import fresh_queues, make_app_dir, run_app_host
 from devstack.provision import provision
 from shared.settings import load_settings
 
@@ -113,22 +110,8 @@ class Stack:
 def rig(config: SimulatorConfig, scale: TimeScale) -> Iterator[Stack]:
     """Emulators and the simulator in a temporary folder, stopped after; quota windows of
     `scale.window` seconds on both sides (see bench/_timescale.py)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        state = Path(tmp) / "emulators"
-        stack = start_emulators(EmulatorPorts.free(), state, in_memory=True)
-        config_file = Path(tmp) / "simulator.json"
-        config_file.write_text(config.model_dump_json())
-        sim_url, sim_key = f"http://127.0.0.1:{free_port()}", config.api_keys[0]
-        sim_args = ["-m", "devstack.aoai_simulator", "--port", sim_url.rsplit(":", 1)[1]]
-        sim_args += ["--config", str(config_file), "--log-level", "warning"]
-        try:
-            with serve(sim_args, f"{sim_url}/sim/stats"):
-                environ = stack_environ(
-                    stack, AZURE_OPENAI_ENDPOINT=sim_url, AZURE_OPENAI_API_KEY=sim_key
-                )
-                yield Stack(Path(tmp), environ, scale)
-        finally:
-            stop_emulators(state, grace=1.0)
+    with local_stack(config) as stack:
+        yield Stack(stack.tmp, stack.environ, scale)
 
 
 async def reset_sim(sim: httpx.AsyncClient) -> None:

@@ -30,11 +30,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from openai import AsyncAzureOpenAI
 
-from bench._serve import serve
-from devstack.emulators.processes import free_port
+from bench._serve import serve_simulator
+from devstack.aoai_simulator import SimulatorConfig
 from shared.batch_files import LineOutcome, read_line
 from shared.job_models import JobSpec
 
@@ -129,15 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lines", type=int, default=100_000)
     args = parser.parse_args(argv)
     file_bytes = sum(len(output_line(i)) + 1 for i in range(args.lines))
-    with tempfile.TemporaryDirectory() as tmp:
-        config_file = Path(tmp) / "sim.yaml"
-        config_file.write_text(yaml.safe_dump({"api_keys": [KEY]}))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        sim_args = ["-m", "devstack.aoai_simulator", "--port", str(port)]
-        sim_args += ["--config", str(config_file), "--log-level", "warning"]
-        with serve(sim_args, f"{url}/sim/stats"):
-            figures = asyncio.run(run(url, args.lines))
+    config = SimulatorConfig.model_validate({"api_keys": [KEY]})
+    with tempfile.TemporaryDirectory() as tmp, serve_simulator(config, Path(tmp)) as url:
+        figures = asyncio.run(run(url, args.lines))
     streamed_, whole_ = figures["streamed"], figures["whole"]
     result = {
         "benchmark": "batch_ingest",

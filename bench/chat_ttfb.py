@@ -24,20 +24,13 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench._serve import serve
+from bench._serve import app_host
 from devstack.aoai_simulator import LatencyConfig, SimulatorConfig
-from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
-from devstack.emulators.processes import free_port
-from devstack.hosted_app import make_app_dir, run_app_host, stack_environ
-from devstack.provision import provision
-from shared.settings import load_settings
 
 API_VERSION = "2024-10-21"
 PROMPT = "echo: " + " ".join(f"token{i}" for i in range(20))
@@ -118,28 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-token-ms", type=float, default=0.0,
                         help="simulator stream pace (0: as fast as it can)")  # fmt: skip
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        state = Path(tmp) / "emulators"
-        stack = start_emulators(EmulatorPorts.free(), state, in_memory=True)
-        config = simulator_config(args.per_token_ms)
-        config_file = Path(tmp) / "simulator.json"
-        config_file.write_text(config.model_dump_json())
-        sim_url, sim_key = f"http://127.0.0.1:{free_port()}", config.api_keys[0]
-        sim_args = ["-m", "devstack.aoai_simulator", "--port", sim_url.rsplit(":", 1)[1]]
-        sim_args += ["--config", str(config_file), "--log-level", "warning"]
-        try:
-            with serve(sim_args, f"{sim_url}/sim/stats"):
-                environ = stack_environ(
-                    stack, AZURE_OPENAI_ENDPOINT=sim_url, AZURE_OPENAI_API_KEY=sim_key
-                )
-                asyncio.run(provision(load_settings(environ)))
-                app_dir = make_app_dir(Path(tmp) / "app", environ)
-                with run_app_host(app_dir) as host:
-                    result = asyncio.run(
-                        _measure(host.url, host.key, sim_url, sim_key, args.requests)
-                    )
-        finally:
-            stop_emulators(state, grace=1.0)
+    with app_host(simulator_config(args.per_token_ms)) as (host, stack):
+        result = asyncio.run(
+            _measure(host.url, host.key, stack.sim_url, stack.sim_key, args.requests)
+        )
     print(json.dumps({
         "benchmark": "chat_ttfb",
         "requests_each": args.requests,

@@ -29,21 +29,14 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench._serve import serve
+from bench._serve import app_host
 from devstack.aoai_simulator import SimulatorConfig
-from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
-from devstack.emulators.processes import free_port
-from devstack.hosted_app import make_app_dir, run_app_host, stack_environ
-from devstack.provision import provision
-from shared.settings import load_settings
 
 API_VERSION = "2024-10-21"
 CHAT, EMBEDDING = "gpt-4o", "text-embedding-3-small"
@@ -163,28 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=200, help="rounds per measure")
     parser.add_argument("--warmup", type=int, default=20, help="rounds not counted")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        state = Path(tmp) / "emulators"
-        stack = start_emulators(EmulatorPorts.free(), state, in_memory=True)
-        config = _simulator_config()
-        config_file = Path(tmp) / "simulator.json"
-        config_file.write_text(config.model_dump_json())
-        sim_url, sim_key = f"http://127.0.0.1:{free_port()}", config.api_keys[0]
-        sim_args = ["-m", "devstack.aoai_simulator", "--port", sim_url.rsplit(":", 1)[1]]
-        sim_args += ["--config", str(config_file), "--log-level", "warning"]
-        try:
-            with serve(sim_args, f"{sim_url}/sim/stats"):
-                environ = stack_environ(
-                    stack, AZURE_OPENAI_ENDPOINT=sim_url, AZURE_OPENAI_API_KEY=sim_key
-                )
-                asyncio.run(provision(load_settings(environ)))
-                app_dir = make_app_dir(Path(tmp) / "app", environ)
-                with run_app_host(app_dir) as host:
-                    result = asyncio.run(
-                        _measure(host.url, host.key, sim_url, sim_key, args.requests, args.warmup)
-                    )
-        finally:
-            stop_emulators(state, grace=1.0)
+    with app_host(_simulator_config()) as (host, stack):
+        result = asyncio.run(
+            _measure(host.url, host.key, stack.sim_url, stack.sim_key, args.requests, args.warmup)
+        )
     print(json.dumps({
         "benchmark": "gateway_latency",
         "requests_each": args.requests,

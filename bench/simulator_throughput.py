@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from openai import AsyncAzureOpenAI
 
-from bench._serve import serve
+from bench._serve import serve, serve_simulator
+from devstack.aoai_simulator import SimulatorConfig
 from devstack.emulators.processes import free_port
 
 API_VERSION = "2024-10-21"
@@ -117,26 +117,17 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
 
+    config = SimulatorConfig.model_validate({
+        "api_keys": [KEY],
+        "deployments": [{"name": MODEL, "model": MODEL, "kind": "embedding", "tpm": 0, "rpm": 0}],
+    })  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        config_file = Path(tmp) / "sim.yaml"
-        config_file.write_text(
-            yaml.safe_dump(
-                {
-                    "api_keys": [KEY],
-                    "deployments": [
-                        {"name": MODEL, "model": MODEL, "kind": "embedding", "tpm": 0, "rpm": 0}
-                    ],
-                }
-            )
-        )
-        sim_port, base_port = free_port(), free_port()
-        sim_url, base_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{base_port}"
-        sim_args = ["-m", "devstack.aoai_simulator", "--port", str(sim_port)]
-        sim_args += ["--config", str(config_file), "--log-level", "warning"]
-        with serve(sim_args, f"{sim_url}/sim/stats"):
+        with serve_simulator(config, Path(tmp)) as sim_url:
             simulator = asyncio.run(
                 _load(sim_url, args.requests, args.concurrency, args.time_limit)
             )
+        base_port = free_port()
+        base_url = f"http://127.0.0.1:{base_port}"
         base_args = ["-m", "bench.simulator_throughput", "--baseline-server", str(base_port)]
         with serve(base_args, f"{base_url}/"):
             baseline = asyncio.run(

@@ -14,12 +14,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._serve import serve
+from bench._serve import serve_simulator
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.aoai_simulator.config import BatchConfig, LatencyConfig
 from devstack.emulators import EmulatorPorts, EmulatorStack, start_emulators, stop_emulators
 from devstack.emulators.outage import FaultProxy
-from devstack.emulators.processes import free_port
 from devstack.hosted_app import HostProcess, fresh_queues, make_app_dir, stack_environ
 from devstack.provision import provision
 from shared.settings import load_settings
@@ -84,19 +83,9 @@ def soak_stack(tmp: Path, *, hosts: int, lease_seconds: float) -> Iterator[SoakS
     try:
         with ExitStack() as stack:
             proxy = stack.enter_context(FaultProxy(emulators.ports.cosmos))
-            config_file = tmp / "simulator.json"
             config = simulator_config()
-            config_file.write_text(config.model_dump_json())
-            port = free_port()
-            sim_url = f"http://127.0.0.1:{port}"
-            sim_args = ["-m", "devstack.aoai_simulator", "--port", str(port)]
-            sim_args += [
-                "--config",
-                str(config_file),
-                "--log-level",
-                "critical",
-            ]  # each injected drop logs an error
-            stack.enter_context(serve(sim_args, f"{sim_url}/sim/stats"))
+            # "critical": each injected drop would log an error
+            sim_url = stack.enter_context(serve_simulator(config, tmp, log_level="critical"))
             environ = stack_environ(
                 emulators,
                 AZURE_OPENAI_ENDPOINT=sim_url,
