@@ -7,6 +7,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
@@ -20,6 +21,7 @@ from devstack.hosted_app import stack_environ
 from devstack.provision import provision
 from shared.settings import Settings, load_settings
 from shared.store import Store, create_store
+from tests.jobs_stack import JobsStack
 
 ROOT = Path(__file__).resolve().parents[1]
 # One folder per test session, so sessions running side by side never stop each other's
@@ -75,3 +77,11 @@ async def store(app_settings: Settings) -> AsyncIterator[Store]:
     store = create_store(app_settings)
     yield store
     await store.aclose()
+
+
+@pytest.fixture
+async def http(stack: JobsStack) -> AsyncIterator[httpx.AsyncClient]:
+    """The API of the host of the module's `stack` fixture (tests/jobs_stack.py), with its key;
+    modules with another kind of host define their own `http`."""
+    async with stack.client() as client:
+        yield client

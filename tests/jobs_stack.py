@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
+from devstack.emulators import EmulatorStack
 from devstack.hosted_app import AppHost, fresh_queues, make_app_dir, run_app_host
 from devstack.provision import provision
 from shared.settings import load_settings
+from shared.store import Store
 
 queue_names = fresh_queues  # the name other tests import
 
@@ -79,6 +82,35 @@ def jobs_stack(
         asyncio.run(provision(load_settings(environ)))
         with run_app_host(make_app_dir(app_dir, environ)) as host:
             yield JobsStack(host, sim, environ, connection_string)
+
+
+def stack_fixture(
+    prefix: str,
+    *,
+    settings: Mapping[str, str] | None = None,
+    simulator: SimulatorConfig | None = None,
+) -> Any:
+    """A test module's `stack` fixture: `jobs_stack` once per module, with queues named after
+    `prefix` (the `http` fixture in conftest.py talks to its host)."""
+
+    @pytest.fixture(scope="module")
+    def stack(
+        app_environ: dict[str, str],
+        emulators: EmulatorStack,
+        store: Store,  # the database, provisioned
+        tmp_path_factory: pytest.TempPathFactory,
+    ) -> Iterator[JobsStack]:
+        with jobs_stack(
+            app_environ,
+            emulators.storage_connection_string,
+            tmp_path_factory.mktemp(prefix),
+            prefix=prefix,
+            settings=settings,
+            simulator=simulator,
+        ) as running:
+            yield running
+
+    return stack
 
 
 def items(

@@ -5,44 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.aoai_simulator.config import BatchConfig
-from devstack.emulators import EmulatorStack
-from shared.store import Store
-from tests.jobs_stack import JobsStack, all_results, jobs_stack, submit, wait_job
+from tests.jobs_stack import JobsStack, all_results, stack_fixture, submit, wait_job
 
 LABELS = ["billing", "shipping", "technical"]
 FAST = BatchConfig(validating_seconds=0.1, in_progress_seconds=0.1, finalizing_seconds=0.1)
 
 
-@pytest.fixture(scope="module")
-def stack(
-    app_environ: dict[str, str],
-    emulators: EmulatorStack,
-    store: Store,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[JobsStack]:
-    with jobs_stack(
-        app_environ,
-        emulators.storage_connection_string,
-        tmp_path_factory.mktemp("batch-host"),
-        prefix="bat",
-        # One item per realtime request: the same request a batch line sends.
-        settings={"BATCH_POLL_SCHEDULE": "*/2 * * * * *", "CLASSIFY_ITEMS_PER_REQUEST": "1"},
-        simulator=SimulatorConfig(batch=FAST),
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-async def http(stack: JobsStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with stack.client() as client:
-        yield client
+stack = stack_fixture(
+    "bat",
+    # One item per realtime request: the same request a batch line sends.
+    settings={"BATCH_POLL_SCHEDULE": "*/2 * * * * *", "CLASSIFY_ITEMS_PER_REQUEST": "1"},
+    simulator=SimulatorConfig(batch=FAST),
+)
 
 
 def tickets() -> list[dict[str, str]]:

@@ -15,7 +15,6 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,33 +22,21 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from devstack.emulators import EmulatorStack
 from shared.store import USAGE, Store
-from tests.jobs_stack import JobsStack, jobs_stack, submit, wait_job
+from tests.jobs_stack import JobsStack, stack_fixture, submit, wait_job
 
 LIMIT = 3  # CHAT_MAX_TOKENS_LIMIT: far below what the simulator answers by default
 TPM = 600  # CHAT_CALLER_TPM
 
 
-@pytest.fixture(scope="module")
-def stack(
-    app_environ: dict[str, str],
-    emulators: EmulatorStack,
-    store: Store,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[JobsStack]:
-    with jobs_stack(
-        app_environ,
-        emulators.storage_connection_string,
-        tmp_path_factory.mktemp("callers"),
-        prefix="who",
-        settings={
-            "ENTRA_AUTH": "true",
-            "CHAT_MAX_TOKENS_LIMIT": str(LIMIT),
-            "CHAT_CALLER_TPM": str(TPM),
-        },
-    ) as running:
-        yield running
+stack = stack_fixture(
+    "who",
+    settings={
+        "ENTRA_AUTH": "true",
+        "CHAT_MAX_TOKENS_LIMIT": str(LIMIT),
+        "CHAT_CALLER_TPM": str(TPM),
+    },
+)
 
 
 def signed_in(object_id: str) -> dict[str, str]:

@@ -8,43 +8,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 
-from devstack.emulators import EmulatorStack
 from shared.job_intake import job_spec, parse_job
 from shared.job_models import JobDoc, JobSource
 from shared.jobs import JobStore, now
 from shared.models import ErrorDetail
 from shared.settings import load_settings
 from shared.store import Store
-from tests.jobs_stack import JobsStack, all_results, items, jobs_stack, submit, wait_job
+from tests.jobs_stack import JobsStack, all_results, items, stack_fixture, submit, wait_job
 
 LABELS = ["billing", "shipping", "technical"]
 
 
-@pytest.fixture(scope="module")
-def stack(
-    app_environ: dict[str, str],
-    emulators: EmulatorStack,
-    store: Store,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[JobsStack]:
-    with jobs_stack(
-        app_environ,
-        emulators.storage_connection_string,
-        tmp_path_factory.mktemp("resubmit"),
-        prefix="rs",
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-async def http(stack: JobsStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with stack.client() as client:
-        yield client
+stack = stack_fixture("rs")
 
 
 async def _recorded_not_queued(

@@ -8,7 +8,7 @@ import asyncio
 import re
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,7 +17,6 @@ from azure.storage.blob.aio import BlobServiceClient
 from openai import AsyncAzureOpenAI
 
 from cli.poison import requeue_record
-from devstack.emulators import EmulatorStack
 from shared.runtime import create_runtime
 from shared.settings import load_settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
@@ -25,8 +24,8 @@ from tests.jobs_stack import (
     JobsStack,
     all_results,
     items,
-    jobs_stack,
     send_raw,
+    stack_fixture,
     submit,
     wait_for_job_doc,
     wait_job,
@@ -35,32 +34,15 @@ from tests.jobs_stack import (
 LABELS = ["billing", "shipping", "technical"]
 
 
-@pytest.fixture(scope="module")
-def stack(
-    app_environ: dict[str, str],
-    emulators: EmulatorStack,
-    store: Store,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[JobsStack]:
-    with jobs_stack(
-        app_environ,
-        emulators.storage_connection_string,
-        tmp_path_factory.mktemp("jobs"),
-        prefix="e2e",
-        # Small requests and short slices, so continuations happen within a test.
-        settings={
-            "CLASSIFY_ITEMS_PER_REQUEST": "4",
-            "EMBEDDING_MAX_INPUTS": "250",
-            "JOB_SLICE_SECONDS": "2",
-        },
-    ) as running:
-        yield running
-
-
-@pytest.fixture
-async def http(stack: JobsStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with stack.client() as client:
-        yield client
+stack = stack_fixture(
+    "e2e",
+    # Small requests and short slices, so continuations happen within a test.
+    settings={
+        "CLASSIFY_ITEMS_PER_REQUEST": "4",
+        "EMBEDDING_MAX_INPUTS": "250",
+        "JOB_SLICE_SECONDS": "2",
+    },
+)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -46,12 +46,6 @@ def stack(
         simulator=SimulatorConfig(latency=LatencyConfig(request_ms=250)),
     ) as running:
         yield running
-
-
-@pytest.fixture
-async def http(stack: JobsStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with stack.client() as client:
-        yield client
 
 
 # The fault proxy (this test's own tool, on its own loop in a thread) resets the host's open
