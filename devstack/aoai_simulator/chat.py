@@ -75,6 +75,9 @@ class ChatPlan:
         }
 
 
+MAX_CHOICES = 128  # Azure's (and OpenAI's) limit on `n`
+
+
 def validate(body: Any) -> list[dict[str, Any]]:
     """The messages of a chat request, or an Azure-style 400."""
     if not isinstance(body, dict):
@@ -93,6 +96,9 @@ def validate(body: Any) -> list[dict[str, Any]]:
         value = body.get(key)
         if value is not None and (not isinstance(value, int) or value < 1):
             raise errors.invalid_request(f"{value!r} is less than the minimum of 1 - '{key}'", key)
+    n = body.get("n")
+    if isinstance(n, int) and n > MAX_CHOICES:
+        raise errors.invalid_request(f"{n} is greater than the maximum of {MAX_CHOICES} - 'n'", "n")
     _check_strict_schemas(body)
     return messages
 

@@ -6,6 +6,8 @@ import json
 from enum import StrEnum
 from typing import Literal
 
+import openai
+import pytest
 from openai import AsyncAzureOpenAI, AzureOpenAI
 from pydantic import BaseModel
 
@@ -73,6 +75,14 @@ def test_n_gives_distinct_choices(client: AzureOpenAI) -> None:
     result = client.chat.completions.create(model="gpt-4o", messages=USER, n=2)  # type: ignore[arg-type]
     assert [c.index for c in result.choices] == [0, 1]
     assert result.choices[0].message.content != result.choices[1].message.content
+
+
+def test_n_is_capped_at_128_as_on_azure(client: AzureOpenAI) -> None:
+    assert len(client.chat.completions.create(model="gpt-4o", messages=USER, n=128,  # type: ignore[arg-type]
+                                              max_completion_tokens=1).choices) == 128  # fmt: skip
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="gpt-4o", messages=USER, n=129)  # type: ignore[arg-type]
+    assert refused.value.param == "n"  # type: ignore[attr-defined]
 
 
 class Priority(StrEnum):
