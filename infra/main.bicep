@@ -93,6 +93,9 @@ param embeddingQueueName string = 'embedding-jobs'
 param classificationQueueName string = 'classification-jobs'
 param outboxQueueName string = 'cosmos-outbox'
 param claimCheckContainerName string = 'job-payloads'
+@minValue(1)
+@description('Days a job payload blob (claim check, Batch API items, poisoned message) is kept after its last write.')
+param payloadRetentionDays int = 30
 param batchPollSchedule string = '0 */5 * * * *'
 param poisonSweepSchedule string = '0 */1 * * * *'
 param contentFilterStoreText bool = false
@@ -193,6 +196,7 @@ module storage 'modules/storage.bicep' = {
     grantUserDataAccess: grantUserDataAccess
     deploymentContainerName: deploymentContainerName
     claimCheckContainerName: claimCheckContainerName
+    payloadRetentionDays: payloadRetentionDays
     embeddingQueueName: embeddingQueueName
     classificationQueueName: classificationQueueName
     outboxQueueName: outboxQueueName

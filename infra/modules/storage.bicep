@@ -28,6 +28,9 @@ param grantUserDataAccess bool = false
 
 param deploymentContainerName string
 param claimCheckContainerName string = 'job-payloads'
+@minValue(1)
+@description('Days a blob in the claim-check container is kept after its last write.')
+param payloadRetentionDays int = 30
 param batchFilesContainerName string = 'batch-files'
 param embeddingQueueName string = 'embedding-jobs'
 param classificationQueueName string = 'classification-jobs'
@@ -109,6 +112,43 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
     publicAccess: 'None'
   }
 }]
+
+// Claim checks, Batch API items and poisoned messages hold the items' text. The app never
+// deletes them (a message delivered again must still find its blob), so a lifecycle rule does,
+// once no job can need them: a continuation is read again within minutes, a Batch API job ends
+// within BATCH_MAX_AGE, and a poisoned message waits here for an operator's requeue.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-job-payloads'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${claimCheckContainerName}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: payloadRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage

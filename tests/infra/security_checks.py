@@ -249,6 +249,51 @@ def check_caller_minutes_expire(root: Path) -> Problems:
     return problems
 
 
+def check_payloads_expire(root: Path) -> Problems:
+    """Job payload blobs (the items' text) are deleted by a lifecycle rule on the claim-check
+    container, after a retention main.bicep sets, instead of being kept forever."""
+    infra, problems = parse(root), []
+    account = infra.one("Microsoft.Storage/storageAccounts")
+    policies = [
+        p
+        for p in infra.resources("Microsoft.Storage/storageAccounts/managementPolicies")
+        if p.file == account.file and render(p.body.get("parent")) == account.name
+    ]
+    rules = [
+        rule
+        for policy in policies
+        for rule in policy.properties.get("policy", {}).get("rules", [])
+        if rule.get("enabled") is True
+    ]
+    deleting = [
+        rule
+        for rule in rules
+        if "${claimCheckContainerName}/" in rule["definition"]["filters"].get("prefixMatch", [])
+        and "blockBlob" in rule["definition"]["filters"].get("blobTypes", [])
+    ]
+    days = [
+        rule["definition"]["actions"].get("baseBlob", {}).get("delete", {}) for rule in deleting
+    ]
+    _expect(
+        problems,
+        [d.get("daysAfterModificationGreaterThan") for d in days] == ["payloadRetentionDays"],
+        "one enabled lifecycle rule must delete the claim-check container's blobs after "
+        f"payloadRetentionDays days, found {days}",
+    )
+    _expect(
+        problems,
+        _passes(infra, account.file, "payloadRetentionDays") == "payloadRetentionDays",
+        "main.bicep must pass payloadRetentionDays to the storage module",
+    )
+    default = infra.main.param_default("payloadRetentionDays")
+    _expect(
+        problems,
+        isinstance(default, int) and 1 <= default <= 90,
+        f"payloadRetentionDays must default to 1-90 days, not {default!r}",
+    )
+    return problems
+
+
 SECURITY_CHECKS: dict[str, Callable[[Path], Problems]] = {
     "entra_auth": check_entra_auth,
     "inbound_access": check_inbound_access,
@@ -258,4 +303,5 @@ SECURITY_CHECKS: dict[str, Callable[[Path], Problems]] = {
     "models_pinned": check_models_pinned,
     "log_analytics": check_log_analytics,
     "caller_minutes_expire": check_caller_minutes_expire,
+    "payloads_expire": check_payloads_expire,
 }

@@ -20,6 +20,24 @@ PE_RULES = re.compile(
 
 # id: (file, pattern, replacement, check expected to fail)
 MUTATIONS: dict[str, tuple[str, str | re.Pattern[str], str, str]] = {
+    "payloads-kept-forever": (
+        "modules/storage.bicep",
+        "          enabled: true\n          type: 'Lifecycle'",
+        "          enabled: false\n          type: 'Lifecycle'",
+        "payloads_expire",
+    ),
+    "payloads-of-another-container": (
+        "modules/storage.bicep",
+        "'${claimCheckContainerName}/'",
+        "'${batchFilesContainerName}/'",
+        "payloads_expire",
+    ),
+    "payload-retention-not-passed": (
+        "main.bicep",
+        "    payloadRetentionDays: payloadRetentionDays\n",
+        "",
+        "payloads_expire",
+    ),
     "caller-minutes-kept-forever": (
         "modules/cosmos.bicep",
         "      defaultTtl: 300\n",
