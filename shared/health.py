@@ -1,7 +1,8 @@
 """Readiness of what the app depends on: Cosmos DB, the storage queues, Azure OpenAI.
 
-Checks run concurrently, each with a short timeout; any failure makes the whole report
-`unavailable` (HTTP 503) so a load balancer or probe takes the instance out of rotation.
+Checks run concurrently, each with a short timeout; a failure of Cosmos DB, the queues or
+every Azure OpenAI backend makes the whole report `unavailable` (HTTP 503) so a load balancer
+or probe takes the instance out of rotation.
 `HealthCache` reuses a report for `HEALTH_CACHE_SECONDS`, so an anonymous caller hammering
 `/api/health` costs the dependencies at most one round of checks per interval.
 """
@@ -9,9 +10,11 @@ Checks run concurrently, each with a short timeout; any failure makes the whole 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import openai
 from openai import AsyncOpenAI
@@ -52,14 +55,33 @@ async def _aoai_reachable(client: AsyncOpenAI) -> None:
         return
 
 
-async def check_health(store: Store, queues: JobQueues, client: AsyncOpenAI) -> HealthReport:
-    names = ("cosmos", "queues", "azure_openai")
-    results = await asyncio.gather(
-        _timed(store.ping), _timed(queues.ping), _timed(lambda: _aoai_reachable(client))
-    )
-    checks = dict(zip(names, results, strict=True))
-    status = "ok" if all(r.ok for r in results) else "unavailable"
-    return HealthReport(status=status, checks=checks)
+AOAI_CHECK = "azure_openai"
+
+
+async def check_health(
+    store: Store, queues: JobQueues, backends: Mapping[str, AsyncOpenAI]
+) -> HealthReport:
+    """Every dependency, checked at once. Azure OpenAI is checked on each backend (by name:
+    `azure_openai:<backend>`; `azure_openai` alone with one backend)."""
+    checks: dict[str, Callable[[], Awaitable[object]]] = {
+        "cosmos": store.ping,
+        "queues": queues.ping,
+    }
+    for name, client in backends.items():
+        key = AOAI_CHECK if len(backends) == 1 else f"{AOAI_CHECK}:{name}"
+        checks[key] = functools.partial(_aoai_reachable, client)
+    results = await asyncio.gather(*(_timed(check) for check in checks.values()))
+    report = dict(zip(checks, results, strict=True))
+    return HealthReport(status=readiness(report), checks=report)
+
+
+def readiness(checks: Mapping[str, CheckResult]) -> Literal["ok", "unavailable"]:
+    """Ready when Cosmos DB, the queues and at least one Azure OpenAI backend answer: calls
+    fail over to any backend that answers (shared/backends.py), so one that does not is shown
+    in the details but takes no instance out of rotation."""
+    aoai = [c.ok for name, c in checks.items() if name.split(":")[0] == AOAI_CHECK]
+    others = [c.ok for name, c in checks.items() if name.split(":")[0] != AOAI_CHECK]
+    return "ok" if all(others) and (any(aoai) or not aoai) else "unavailable"
 
 
 @dataclass

@@ -158,7 +158,8 @@ def create_runtime(settings: Settings) -> Runtime:
         batches=BatchPoller(settings, batches, books),
         rollups=rollups,
         health=HealthCache(
-            lambda: check_health(store, queues, connection.client), settings.health_cache_seconds
+            lambda: check_health(store, queues, {b.name: b.direct for b in backends.all}),
+            settings.health_cache_seconds,
         ),
         closers=tuple(closers),
     )

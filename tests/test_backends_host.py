@@ -17,6 +17,7 @@ import pytest
 from openai import AsyncAzureOpenAI
 
 from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
+from devstack.emulators.processes import free_port
 from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
 from shared.settings import load_settings
@@ -249,3 +250,34 @@ async def test_an_embedding_job_spills_to_the_second_and_completes(
     emb = "text-embedding-3-small"
     assert (await first.get("/sim/stats")).json()["deployments"][emb]["throttled"] >= 1
     assert (await second.get("/sim/stats")).json()["deployments"][emb]["throttled"] == 0
+
+
+async def test_health_checks_every_backend_and_stays_ready_while_one_answers(
+    app_environ: dict[str, str],
+    store: Store,
+    sims: tuple[RunningSimulator, RunningSimulator],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A second backend nobody answers at (a port with no server): the details name it as
+    failing, and the instance stays in rotation, since calls fail over to the first."""
+    first = sims[0]
+    backends = [
+        {"name": "first", "endpoint": first.url, "priority": 1, "api_key": first.api_key},
+        {"name": "gone", "endpoint": f"http://127.0.0.1:{free_port()}", "priority": 2,
+         "api_key": first.api_key},
+    ]  # fmt: skip
+    environ = {**app_environ, **JOB_SETTINGS, **queue_names("health"),
+               "AOAI_BACKENDS": json.dumps(backends)}  # fmt: skip
+    await provision(load_settings(environ))
+    with run_app_host(make_app_dir(tmp_path_factory.mktemp("health"), environ)) as running:
+        async with httpx.AsyncClient(base_url=running.url, headers=running.headers()) as client:
+            details = await client.get("/health/details")
+            status = await client.get("/health")
+    assert details.status_code == 200, details.text
+    checks = details.json()["checks"]
+    assert {name: check["ok"] for name, check in checks.items()} == {
+        "cosmos": True, "queues": True, "azure_openai:first": True, "azure_openai:gone": False,
+    }  # fmt: skip
+    assert checks["azure_openai:gone"]["error"]
+    assert status.status_code == 200
+    assert status.json() == {"status": "ok"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.health import HealthCache
+from shared.health import HealthCache, readiness
 from shared.models import CheckResult, HealthReport
 
 
@@ -27,3 +27,20 @@ async def test_checks_are_reused_for_a_few_seconds_and_shared_by_concurrent_call
     now[0] = 5.0
     await cache.report()
     assert len(rounds) == 2
+
+
+def _checks(**oks: bool) -> dict[str, CheckResult]:
+    return {name.replace("__", ":"): CheckResult(ok=ok, latency_ms=1) for name, ok in oks.items()}
+
+
+def test_ready_while_one_backend_answers_not_when_none_or_a_store_fails() -> None:
+    """Calls fail over to a backend that answers, so one backend down takes no instance out of
+    rotation; every backend down, or Cosmos DB or the queues down, does."""
+    one_down = _checks(cosmos=True, queues=True, azure_openai__a=False, azure_openai__b=True)
+    assert readiness(one_down) == "ok"
+    all_down = _checks(cosmos=True, queues=True, azure_openai__a=False, azure_openai__b=False)
+    assert readiness(all_down) == "unavailable"
+    assert readiness(_checks(cosmos=True, queues=True, azure_openai=False)) == "unavailable"
+    assert readiness(_checks(cosmos=False, queues=True, azure_openai=True)) == "unavailable"
+    assert readiness(_checks(cosmos=True, queues=False, azure_openai=True)) == "unavailable"
+    assert readiness(_checks(cosmos=True, queues=True, azure_openai=True)) == "ok"
