@@ -61,15 +61,14 @@ RECOVERY_PER_SECOND = 0.005  # rate factor regained per second: 0.7 -> 1.0 in a 
 MIN_FACTOR = 0.05
 DEFAULT_PAUSE = 1.0  # a 429 without retry-after
 MIN_SLEEP = 0.001
-PHANTOM_PIECES = 10  # others' usage between two answers is booked as this many entries
+PHANTOM_PIECES = 10  # others' usage over a whole window is booked as this many entries
 
 
 @dataclass
 class _Entry:
     stamp: float
     amount: int
-    own: bool  # False: a phantom booking of what others used, as the headers told
-    settled: bool = False
+    settled: bool = False  # ours: the service's answer corrected the reservation
 
 
 @dataclass
@@ -112,16 +111,19 @@ class _Window:
 
     def add(self, now: float, amount: int) -> None:
         """Book our own request (stamps only grow: appended)."""
-        self.entries.append(_Entry(now, amount, own=True))
+        self.entries.append(_Entry(now, amount))
         self.total += amount
 
     def _book_others(self, now: float, amount: int, since: float) -> None:
-        """Book `amount` spent by others, spread evenly over (since, now]."""
-        pieces = max(1, min(PHANTOM_PIECES, amount)) if now > since else 1
-        step = (now - since) / pieces
+        """Book `amount` spent by others, spread evenly over (since, now], in pieces no
+        closer than a PHANTOM_PIECES-th of the window: answers come many times a window on a
+        busy deployment, and the log stays as short as the spread needs."""
+        span = max(0.0, now - since)
+        pieces = max(1, min(amount, math.ceil(span * PHANTOM_PIECES / self.seconds)))
+        step = span / pieces
         base, extra = divmod(amount, pieces)
         for n in range(pieces):
-            entry = _Entry(since + step * (n + 1), base + (1 if n < extra else 0), own=False)
+            entry = _Entry(since + step * (n + 1), base + (1 if n < extra else 0))
             at = len(self.phantoms)  # renewals may be newer than the span: keep stamp order
             while at > 0 and self.phantoms[at - 1].stamp > entry.stamp:
                 at -= 1

@@ -15,6 +15,7 @@ from devstack.aoai_simulator import RunningSimulator
 from shared.limiter import (
     DECREASE,
     DEFAULT_PAUSE,
+    PHANTOM_PIECES,
     RECOVERY_PER_SECOND,
     REQUEST_MARGIN,
     REQUEST_WINDOW,
@@ -245,6 +246,21 @@ def test_others_usage_fades_rather_than_vanishing_when_it_ages_out(clock: FakeCl
     assert lim.delay_for(6001) > 0.0  # half is assumed still spent, until an answer says
     lim.observe({"x-ratelimit-remaining-tokens": "10000"})
     assert lim.delay_for(10_000) == 0.0
+
+
+def test_frequent_answers_keep_the_log_short(clock: FakeClock) -> None:
+    """A busy deployment answers many times a window: others' usage between two close answers
+    is one entry, not PHANTOM_PIECES of them (the log, walked on every acquire, grew 5 times
+    longer than the answers in a window)."""
+    lim = limiter(clock, tpm=350_000, rpm=2100)
+    per_second, others = 35, 0
+    for _ in range(per_second * 120):  # two minutes; another host spends 100 tokens each time
+        clock.now += 1 / per_second
+        others += 100
+        lim.observe({"x-ratelimit-remaining-tokens": str(350_000 - others % 350_000)})
+    answers_in_a_window = per_second * TOKEN_WINDOW
+    # one entry per answer, plus the half renewed as each leaves the window
+    assert len(lim._tokens.phantoms) <= 2 * answers_in_a_window + PHANTOM_PIECES
 
 
 def test_remaining_requests_book_others_requests(clock: FakeClock) -> None:
