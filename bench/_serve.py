@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from devstack.aoai_simulator import SimulatorConfig
-from devstack.emulators import EmulatorPorts, EmulatorStack, start_emulators, stop_emulators
+from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
 from devstack.emulators.processes import free_port
 from devstack.hosted_app import AppHost, make_app_dir, run_app_host, stack_environ
 from devstack.provision import provision
@@ -66,7 +66,6 @@ class LocalStack:
     """Emulators and the simulator, running; `environ` is the app's settings on them."""
 
     tmp: Path
-    emulators: EmulatorStack
     environ: dict[str, str]
     sim_url: str
     sim_key: str
@@ -85,7 +84,7 @@ def local_stack(config: SimulatorConfig) -> Iterator[LocalStack]:
                 environ = stack_environ(
                     emulators, AZURE_OPENAI_ENDPOINT=sim_url, AZURE_OPENAI_API_KEY=sim_key
                 )
-                yield LocalStack(Path(tmp), emulators, environ, sim_url, sim_key)
+                yield LocalStack(Path(tmp), environ, sim_url, sim_key)
         finally:
             stop_emulators(state, grace=1.0)
 

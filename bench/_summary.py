@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +223,13 @@ def draw(runs: dict[str, Any], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target)
     plt.close(fig)
+
+
+def latencies(samples: list[float]) -> dict[str, float]:
+    """p50, p99 and mean of `samples` (milliseconds), as every latency benchmark reports them."""
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(statistics.median(ordered), 3),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
+        "mean_ms": round(statistics.fmean(ordered), 3),
+    }

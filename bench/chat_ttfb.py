@@ -23,13 +23,13 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import time
 from typing import Any
 
 import httpx
 
 from bench._serve import app_host
+from bench._summary import latencies
 from devstack.aoai_simulator import LatencyConfig, SimulatorConfig
 
 API_VERSION = "2024-10-21"
@@ -67,15 +67,6 @@ def _direct_text(chunk: dict[str, Any]) -> bool:
     return bool(choices and (choices[0].get("delta") or {}).get("content"))
 
 
-def _summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered), 3),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
-        "mean_ms": round(statistics.fmean(ordered), 3),
-    }
-
-
 async def _measure(app_url: str, key: str, sim_url: str, sim_key: str, n: int) -> dict[str, Any]:
     app_body = {"messages": [{"role": "user", "content": PROMPT}], "stream": True}
     direct_body = {**app_body, "stream_options": {"include_usage": True}}
@@ -93,7 +84,7 @@ async def _measure(app_url: str, key: str, sim_url: str, sim_key: str, n: int) -
             if i >= 20:
                 app_samples.append(app)
                 direct_samples.append(direct)
-    via_app, straight = _summary(app_samples), _summary(direct_samples)
+    via_app, straight = latencies(app_samples), latencies(direct_samples)
     added_p50 = round(via_app["p50_ms"] - straight["p50_ms"], 3)
     return {
         "via_api_chat": via_app,

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import httpx
 
 from bench._serve import app_host
+from bench._summary import latencies
 from devstack.aoai_simulator import SimulatorConfig
 
 API_VERSION = "2024-10-21"
@@ -87,15 +87,6 @@ class Target:
             return first
 
 
-def _summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "p50_ms": round(statistics.median(ordered), 3),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
-        "mean_ms": round(statistics.fmean(ordered), 3),
-    }
-
-
 def _operations(path: Target) -> dict[str, Timed]:
     return {
         "chat_json": lambda: path.whole("chat/completions", CHAT, CHAT_BODY),
@@ -127,7 +118,7 @@ async def _measure(
                         samples[measure][path.name].append(elapsed)
     result: dict[str, Any] = {}
     for measure, by_path in samples.items():
-        summaries = {name: _summary(values) for name, values in by_path.items()}
+        summaries = {name: latencies(values) for name, values in by_path.items()}
         direct = summaries["direct"]
         result[measure] = {
             **summaries,
