@@ -23,6 +23,7 @@ from devstack.provision import provision
 from shared.settings import load_settings
 from shared.store import USAGE, Store
 from tests.jobs_stack import JOB_SETTINGS, queue_names, submit, wait_job
+from tests.records import query_until
 
 API_VERSION = "2024-10-21"
 COOLDOWN = 1.0  # AOAI_BACKEND_COOLDOWN_SECONDS of the host below
@@ -96,13 +97,7 @@ def sdk(host: AppHost, tag: str) -> AsyncAzureOpenAI:
 async def records(store: Store, query: str, value: str, count: int) -> list[dict[str, Any]]:
     """The usage documents matching `query`, once there are `count` of them (streams and the
     outbox may write a little after the answer)."""
-    found: list[dict[str, Any]] = []
-    for _ in range(100):
-        found = await store.query(USAGE, query, {"@v": value})
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.1)
-    return found
+    return await query_until(store, USAGE, query, {"@v": value}, count=count, tries=100)
 
 
 def by_tag(store: Store, tag: str, count: int) -> Any:

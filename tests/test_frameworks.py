@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
+from tests.records import docs_for
 
 # The frameworks' own retries are off (max_retries=0): each call below is one request to the
 # app, so one usage document.
@@ -55,18 +56,6 @@ class Call:
             "x-usage-tags": ",".join(f"{k}={v}" for k, v in self.tags.items()),
             "x-request-id": self.request_id,
         }
-
-
-async def docs_for(store: Store, container: str, request_id: str) -> list[dict[str, Any]]:
-    """The documents of one request; a stream's usage is written when it ends (wait 3 s)."""
-    for _ in range(30):
-        found = await store.query(
-            container, "SELECT * FROM c WHERE c.client_request_id = @rid", {"@rid": request_id}
-        )
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    return []
 
 
 async def one_usage(store: Store, call: Call) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from shared.content_filter import hash_user
 from shared.settings import Settings
 from shared.store import CONTENT_FILTER_EVENTS, USAGE, Store
+from tests.records import docs_for
 
 # The app's client retries once; the simulator asks for 100 ms (see `throttled`).
 HOST_SETTINGS = {"AOAI_MAX_RETRIES": "1", "AOAI_TIMEOUT_SECONDS": "10"}
@@ -72,18 +73,6 @@ def async_client(host: AppHost, shape: str, max_retries: int = 2) -> AsyncClient
 
 def rid() -> str:
     return f"gw-{uuid.uuid4()}"
-
-
-async def docs_for(store: Store, container: str, request_id: str) -> list[dict[str, Any]]:
-    """The documents of one request; a stream's usage is written when it ends (wait 3 s)."""
-    for _ in range(30):
-        found = await store.query(
-            container, "SELECT * FROM c WHERE c.client_request_id = @rid", {"@rid": request_id}
-        )
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    return []
 
 
 def user_message(text: str) -> list[Any]:

@@ -16,14 +16,8 @@ from shared.aoai import (
 )
 from shared.settings import Settings, load_settings
 from tests.recording_server import Recorded, RecordingServer, recording_server
+from tests.shared.unit_env import BASE
 
-BASE = {
-    "CHAT_DEPLOYMENT": "gpt-4o",
-    "USER_HASH_SECRET": "unit-test-user-hash-secret-0123456789",
-    "EMBEDDING_DEPLOYMENT": "text-embedding-3-small",
-    "COSMOS_ENDPOINT": "https://127.0.0.1:8081",
-    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-}
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
 
 

@@ -15,14 +15,7 @@ from shared.aoai import create_connection, deployment_map
 from shared.backends import MIN_COOLDOWN, Backend, Backends, NoBackend, Target
 from shared.errors import RateLimited, ServiceUnavailable, UpstreamError
 from shared.settings import SettingsError, load_settings
-
-BASE = {
-    "CHAT_DEPLOYMENT": "gpt-4o",
-    "USER_HASH_SECRET": "unit-test-user-hash-secret-0123456789",
-    "EMBEDDING_DEPLOYMENT": "text-embedding-3-small",
-    "COSMOS_ENDPOINT": "https://127.0.0.1:8081",
-    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-}
+from tests.shared.unit_env import BASE
 
 
 class Clock:
