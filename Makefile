@@ -58,10 +58,11 @@ lock: setup ## Regenerate requirements.txt (hashed lock) from requirements.in an
 audit: setup ## Known vulnerabilities: pip-audit (lock, dev set) and npm audit (emulators)
 	$(PY) -m devstack.audit
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff, mypy and the import rules of shared/ (.importlinter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 # URL / KEY default to the azd environment (SERVICE_API_URI; FUNCTION_KEY or az functionapp keys).
 smoke: setup ## Check a deployed app right after `azd up` (URL=... KEY=... to test another)

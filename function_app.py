@@ -3,18 +3,18 @@
 HTTP functions use the HTTP streaming extension's FastAPI types (`Request` in, `Response` or
 `StreamingResponse` out): with the extension enabled the worker serves every HTTP function
 that way, and it is what lets `/api/chat` stream on Azure (`PYTHON_ENABLE_INIT_INDEXING=1`).
-Queue functions hand their message to `shared/worker.py`, the queue-side twin of
-`shared/http.py`; the timers call one service method each.
+Queue functions hand their message to `shared/jobs/worker.py`, the queue-side twin of
+`shared/http/boundary.py`; the timers call one service method each.
 """
 
 import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
-from shared import api
-from shared.bookkeeping import OutboxMessage
-from shared.http import guarded
+from shared.core.settings import get_settings
+from shared.http import handlers
+from shared.http.boundary import guarded
+from shared.metering.bookkeeper import OutboxMessage
 from shared.runtime import apply_log_level, get_runtime
-from shared.settings import get_settings
 
 # Read every setting now: a missing or invalid one stops start-up with its name. LOG_LEVEL
 # applies from here on.
@@ -28,69 +28,71 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 @app.route(route="chat", methods=["POST"])
 async def chat(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.chat(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.chat(get_runtime(), req, rid))
 
 
 @app.route(route="jobs/embeddings", methods=["POST"])
 async def submit_embedding_job(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.submit_job(get_runtime(), req, rid, "embedding"))
+    return await guarded(req, lambda rid: handlers.submit_job(get_runtime(), req, rid, "embedding"))
 
 
 @app.route(route="jobs/classifications", methods=["POST"])
 async def submit_classification_job(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.submit_job(get_runtime(), req, rid, "classification"))
+    return await guarded(
+        req, lambda rid: handlers.submit_job(get_runtime(), req, rid, "classification")
+    )
 
 
 @app.route(route="jobs/{job_id}", methods=["GET"])
 async def get_job(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.get_job(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.get_job(get_runtime(), req, rid))
 
 
 @app.route(route="jobs/{job_id}/cancel", methods=["POST"])
 async def cancel_job(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.cancel_job(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.cancel_job(get_runtime(), req, rid))
 
 
 # The Azure OpenAI-compatible routes (docs/gateway.md): `azure_endpoint="<app>/api"` lands on
 # the first pair, `base_url="<app>/api/v1"` on the second.
 @app.route(route="openai/deployments/{deployment}/chat/completions", methods=["POST"])
 async def gateway_chat(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.gateway_chat(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.gateway_chat(get_runtime(), req, rid))
 
 
 @app.route(route="openai/deployments/{deployment}/embeddings", methods=["POST"])
 async def gateway_embeddings(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.gateway_embeddings(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.gateway_embeddings(get_runtime(), req, rid))
 
 
 @app.route(route="v1/chat/completions", methods=["POST"])
 async def openai_chat(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.gateway_chat(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.gateway_chat(get_runtime(), req, rid))
 
 
 @app.route(route="v1/embeddings", methods=["POST"])
 async def openai_embeddings(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.gateway_embeddings(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.gateway_embeddings(get_runtime(), req, rid))
 
 
 @app.route(route="usage", methods=["GET"])
 async def usage(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.usage(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.usage(get_runtime(), req, rid))
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.health(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.health(get_runtime(), req, rid))
 
 
 @app.route(route="health/details", methods=["GET"])
 async def health_details(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.health_details(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.health_details(get_runtime(), req, rid))
 
 
-@app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(route="openhandlers.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def openapi(req: Request) -> Response:
-    return await guarded(req, lambda rid: api.openapi(get_runtime(), req, rid))
+    return await guarded(req, lambda rid: handlers.openapi(get_runtime(), req, rid))
 
 
 # --- queues -------------------------------------------------------------------------------

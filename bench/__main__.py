@@ -33,26 +33,52 @@ EMBEDDING = ("--tpm", "30000", "--rpm", "180", "--item-tokens", "100")
 SMALL = ("--tpm", "2000", "--rpm", "12", "--item-tokens", "10")
 QUICK_WINDOWS = ("--window", "3", "--windows", "6")
 RUNS = (
-    Run("embedding_1_host", "bench.embedding_utilization",
-        (*EMBEDDING, "--window", "4", "--windows", "32"), (*EMBEDDING, *QUICK_WINDOWS)),
-    Run("embedding_3_hosts", "bench.embedding_utilization",
+    Run(
+        "embedding_1_host",
+        "bench.embedding_utilization",
+        (*EMBEDDING, "--window", "4", "--windows", "32"),
+        (*EMBEDDING, *QUICK_WINDOWS),
+    ),
+    Run(
+        "embedding_3_hosts",
+        "bench.embedding_utilization",
         (*EMBEDDING, "--window", "4", "--windows", "32", "--hosts", "3", "--skip-naive"),
-        (*EMBEDDING, *QUICK_WINDOWS, "--hosts", "3", "--skip-naive")),
-    Run("small_items", "bench.embedding_utilization",
-        (*SMALL, "--window", "4", "--windows", "32"), (*SMALL, *QUICK_WINDOWS)),
-    Run("classify_batching", "bench.classify_batching",
+        (*EMBEDDING, *QUICK_WINDOWS, "--hosts", "3", "--skip-naive"),
+    ),
+    Run(
+        "small_items",
+        "bench.embedding_utilization",
+        (*SMALL, "--window", "4", "--windows", "32"),
+        (*SMALL, *QUICK_WINDOWS),
+    ),
+    Run(
+        "classify_batching",
+        "bench.classify_batching",
         ("--sizes", "1,10", "--window", "4", "--windows", "6"),
-        ("--sizes", "1,10", "--window", "3", "--windows", "3")),
+        ("--sizes", "1,10", "--window", "3", "--windows", "3"),
+    ),
     Run("chat_ttfb", "bench.chat_ttfb", ("--requests", "300"), ("--requests", "40")),
-    Run("gateway_latency", "bench.gateway_latency", ("--requests", "200"),
-        ("--requests", "40", "--warmup", "5")),
+    Run(
+        "gateway_latency",
+        "bench.gateway_latency",
+        ("--requests", "200"),
+        ("--requests", "40", "--warmup", "5"),
+    ),
     Run("host_cpu", "bench.host_cpu", ("--requests", "300"), ("--requests", "60")),
     Run("batch_ingest", "bench.batch_ingest", ("--lines", "100000"), ("--lines", "5000")),
-    Run("simulator_throughput", "bench.simulator_throughput", ("--requests", "2000"),
-        ("--requests", "200")),
-    Run("usage_report", "bench.usage_report", ("--records", "2000", "--synthetic", "200000"),
-        ("--records", "200", "--synthetic", "7000")),
-)  # fmt: skip
+    Run(
+        "simulator_throughput",
+        "bench.simulator_throughput",
+        ("--requests", "2000"),
+        ("--requests", "200"),
+    ),
+    Run(
+        "usage_report",
+        "bench.usage_report",
+        ("--records", "2000", "--synthetic", "200000"),
+        ("--records", "200", "--synthetic", "7000"),
+    ),
+)
 
 
 def run_one(run: Run, quick: bool) -> dict[str, Any]:
@@ -61,8 +87,11 @@ def run_one(run: Run, quick: bool) -> dict[str, Any]:
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", run.module, *args],
-        cwd=ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or len(lines) != 1:
         # One benchmark failing must not lose the others' figures: it is recorded, and the

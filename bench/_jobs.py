@@ -27,7 +27,7 @@ from bench._timescale import TimeScale, host_json
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.hosted_app import fresh_queues, make_app_dir, run_app_host
 from devstack.provision import provision
-from shared.settings import load_settings
+from shared.core.settings import load_settings
 
 API_VERSION = "2024-10-21"
 TERMINAL = {"succeeded", "partially_failed", "failed", "cancelled"}
@@ -96,9 +96,14 @@ class Stack:
                 started.append((host, child_pid(str(app_dir))))
             first = started[0][0]
             try:
-                yield Rig(first.url, first.key, environ["AZURE_OPENAI_ENDPOINT"],
-                          environ["AZURE_OPENAI_API_KEY"], first.log,
-                          tuple(pid for _, pid in started))  # fmt: skip
+                yield Rig(
+                    first.url,
+                    first.key,
+                    environ["AZURE_OPENAI_ENDPOINT"],
+                    environ["AZURE_OPENAI_API_KEY"],
+                    first.log,
+                    tuple(pid for _, pid in started),
+                )
             finally:
                 keep = os.environ.get("BENCH_HOST_LOG")
                 for n, (host, _) in enumerate(started if keep else []):

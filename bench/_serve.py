@@ -22,7 +22,7 @@ from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
 from devstack.emulators.processes import free_port
 from devstack.hosted_app import AppHost, make_app_dir, run_app_host, stack_environ
 from devstack.provision import provision
-from shared.settings import load_settings
+from shared.core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

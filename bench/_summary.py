@@ -48,9 +48,11 @@ def small_items(run: dict[str, Any]) -> dict[str, Any]:
         "small_items_speedup": round(speedup, 2) if speedup else None,
         "small_items_bound_ratio": round(ratio, 2),
         "small_items_target": round(SMALL_ITEMS_TARGET_SHARE * ratio, 2),
-        "small_items_items_per_second": {"ours": ours["items_per_second"],
-                                         "naive": naive["items_per_second"]},
-    }  # fmt: skip
+        "small_items_items_per_second": {
+            "ours": ours["items_per_second"],
+            "naive": naive["items_per_second"],
+        },
+    }
 
 
 def headline(runs: dict[str, Any]) -> dict[str, Any]:
@@ -109,21 +111,25 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
 
     def quota(run: dict[str, Any], who: str) -> None:
         r = run[who]
-        rows.append((
-            f"{who}: utilisation of min(TPM, RPM x tokens/request)",
-            f"{r['utilisation']:.3f} ({r['binding_limit']} binds)",
-            f"{r['tokens_per_minute']} tok/min of {r['ceiling_tokens_per_minute']}; "
-            f"{r['requests_per_minute']} req/min; 429 share {r['share_429']:.1%}; "
-            f"{r['windows_kept']} windows",
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"{who}: utilisation of min(TPM, RPM x tokens/request)",
+                f"{r['utilisation']:.3f} ({r['binding_limit']} binds)",
+                f"{r['tokens_per_minute']} tok/min of {r['ceiling_tokens_per_minute']}; "
+                f"{r['requests_per_minute']} req/min; 429 share {r['share_429']:.1%}; "
+                f"{r['windows_kept']} windows",
+            )
+        )
         if who == "ours":
-            rows.append((
-                "ours: host",
-                f"{r['host_cpu_ms_per_item']} ms CPU/item",
-                f"{r['host_cpu_share_of_a_core']:.0%} of a core per host; "
-                f"{r['cosmos_result_writes_per_second']} Cosmos writes/s; "
-                f"peak RSS {r['host_peak_rss_mib']} MiB; lost {r['items_by_outcome']['lost']}",
-            ))  # fmt: skip
+            rows.append(
+                (
+                    "ours: host",
+                    f"{r['host_cpu_ms_per_item']} ms CPU/item",
+                    f"{r['host_cpu_share_of_a_core']:.0%} of a core per host; "
+                    f"{r['cosmos_result_writes_per_second']} Cosmos writes/s; "
+                    f"peak RSS {r['host_peak_rss_mib']} MiB; lost {r['items_by_outcome']['lost']}",
+                )
+            )
 
     for name, label in (("embedding_1_host", "1 host"), ("embedding_3_hosts", "3 hosts")):
         if run := runs.get(name):
@@ -175,7 +181,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     if cpu := runs.get("host_cpu"):
         shares = cpu["profile"]["cpu_share_by_owner"]
         rows.append(("chat CPU by owner", "", ", ".join(f"{k} {v:.0%}" for k, v in shares.items())))
-    return rows  # fmt: skip
+    return rows
 
 
 def table(results: dict[str, Any]) -> None:
@@ -183,8 +189,10 @@ def table(results: dict[str, Any]) -> None:
     from rich.table import Table
 
     about = results["conditions"]
-    grid = Table(title=f"make bench: {about['cpus']} x {about['cpu_model']}, Python "
-                       f"{about['python']}{' (quick)' if about['quick'] else ''}")  # fmt: skip
+    grid = Table(
+        title=f"make bench: {about['cpus']} x {about['cpu_model']}, Python "
+        f"{about['python']}{' (quick)' if about['quick'] else ''}"
+    )
     for column in ("figure", "value", "conditions / why"):
         grid.add_column(column, overflow="fold")
     for row in _rows(results):
@@ -213,8 +221,9 @@ def draw(runs: dict[str, Any], target: Path) -> None:
     if naive_bound < one["tpm"]:
         label = f"naive bound: {one['rpm']} RPM x {one['item_tokens']} tokens"
         ax.axhline(naive_bound, color="grey", linestyle=":", label=label)
-    ax.set_xlabel(f"window (a compressed minute of {one['window_seconds']} s); "
-                  "first and last are not counted")  # fmt: skip
+    ax.set_xlabel(
+        f"window (a compressed minute of {one['window_seconds']} s); first and last are not counted"
+    )
     ax.set_ylabel("tokens per minute")
     ax.set_ylim(0, one["tpm"] * 1.15)
     ax.set_title("Embedding quota use: tokens per minute against the quota")

@@ -34,8 +34,8 @@ from openai import AsyncAzureOpenAI
 
 from bench._serve import serve_simulator
 from devstack.aoai_simulator import SimulatorConfig
-from shared.batch_files import LineOutcome, read_line
-from shared.job_models import JobSpec
+from shared.jobs.batch.files import LineOutcome, read_line
+from shared.jobs.models import JobSpec
 
 API_VERSION = "2024-10-21"
 KEY = "bench-key"
@@ -48,19 +48,30 @@ def output_line(index: int) -> str:
     item = f"item-{index}"
     answer = {"results": [{"id": item, "label": SPEC.labels[index % 3]}]}  # type: ignore[index]
     body = {
-        "id": f"chatcmpl-{index}", "object": "chat.completion", "created": 1764000000,
+        "id": f"chatcmpl-{index}",
+        "object": "chat.completion",
+        "created": 1764000000,
         "model": "gpt-5.1-2025-11-13",
-        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                     "message": {"role": "assistant", "content": json.dumps(answer),
-                                 "refusal": None},
-                     "content_filter_results": {
-                         name: {"filtered": False, "severity": "safe"}
-                         for name in ("hate", "self_harm", "sexual", "violence")}}],
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "logprobs": None,
+                "message": {"role": "assistant", "content": json.dumps(answer), "refusal": None},
+                "content_filter_results": {
+                    name: {"filtered": False, "severity": "safe"}
+                    for name in ("hate", "self_harm", "sexual", "violence")
+                },
+            }
+        ],
         "usage": {"prompt_tokens": 96, "completion_tokens": 14, "total_tokens": 110},
-    }  # fmt: skip
-    line = {"id": f"batch_req_{index:032x}", "custom_id": f"{JOB}:{item}",
-            "response": {"status_code": 200, "request_id": f"req-{index}", "body": body},
-            "error": None}  # fmt: skip
+    }
+    line = {
+        "id": f"batch_req_{index:032x}",
+        "custom_id": f"{JOB}:{item}",
+        "response": {"status_code": 200, "request_id": f"req-{index}", "body": body},
+        "error": None,
+    }
     return json.dumps(line)
 
 
@@ -107,9 +118,12 @@ async def measure(
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    return {"lines": lines, "seconds": round(seconds, 3),
-            "lines_per_s": round(lines / seconds) if seconds else None,
-            "peak_mib": round(peak / 2**20, 1)}  # fmt: skip
+    return {
+        "lines": lines,
+        "seconds": round(seconds, 3),
+        "lines_per_s": round(lines / seconds) if seconds else None,
+        "peak_mib": round(peak / 2**20, 1),
+    }
 
 
 async def run(url: str, lines: int) -> dict[str, Any]:

@@ -44,8 +44,9 @@ def simulator_config(per_token_ms: float) -> SimulatorConfig:
     return config.merged({"deployments": {CHAT_DEPLOYMENT: {"tpm": 0, "rpm": 0}}})
 
 
-async def _first_text(client: httpx.AsyncClient, url: str, body: dict[str, Any],
-                      headers: dict[str, str], is_text: Any) -> float:  # fmt: skip
+async def _first_text(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], is_text: Any
+) -> float:
     started = time.perf_counter()
     async with client.stream("POST", url, json=body, headers=headers) as response:
         response.raise_for_status()
@@ -77,10 +78,12 @@ async def _measure(app_url: str, key: str, sim_url: str, sim_key: str, n: int) -
     direct_samples: list[float] = []
     async with httpx.AsyncClient(timeout=30) as client:
         for i in range(n + 20):  # the first 20 of each warm connections and code paths
-            app = await _first_text(client, f"{app_url}/chat", app_body,
-                                    {"x-functions-key": key}, _app_text)  # fmt: skip
-            direct = await _first_text(client, direct_url, direct_body,
-                                       {"api-key": sim_key}, _direct_text)  # fmt: skip
+            app = await _first_text(
+                client, f"{app_url}/chat", app_body, {"x-functions-key": key}, _app_text
+            )
+            direct = await _first_text(
+                client, direct_url, direct_body, {"api-key": sim_key}, _direct_text
+            )
             if i >= 20:
                 app_samples.append(app)
                 direct_samples.append(direct)
@@ -99,20 +102,28 @@ async def _measure(app_url: str, key: str, sim_url: str, sim_key: str, n: int) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--per-token-ms", type=float, default=0.0,
-                        help="simulator stream pace (0: as fast as it can)")  # fmt: skip
+    parser.add_argument(
+        "--per-token-ms",
+        type=float,
+        default=0.0,
+        help="simulator stream pace (0: as fast as it can)",
+    )
     args = parser.parse_args(argv)
     with app_host(simulator_config(args.per_token_ms)) as (host, stack):
         result = asyncio.run(
             _measure(host.url, host.key, stack.sim_url, stack.sim_key, args.requests)
         )
-    print(json.dumps({
-        "benchmark": "chat_ttfb",
-        "requests_each": args.requests,
-        "per_token_ms": args.per_token_ms,
-        "cpus": os.cpu_count(),
-        **result,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "chat_ttfb",
+                "requests_each": args.requests,
+                "per_token_ms": args.per_token_ms,
+                "cpus": os.cpu_count(),
+                **result,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,14 +26,19 @@ from typing import Any
 from bench._jobs import Rig, Sampler, print_result, reset_sim, rig, submit
 from bench._timescale import TimeScale, scaled
 from devstack.aoai_simulator import SimulatorConfig
-from shared.classification import MESSAGE_OVERHEAD_TOKENS, max_answer_tokens, messages
-from shared.embeddings import estimate_tokens
-from shared.job_models import Item, JobSpec
+from shared.jobs.classification import MESSAGE_OVERHEAD_TOKENS, max_answer_tokens, messages
+from shared.jobs.embeddings import estimate_tokens
+from shared.jobs.models import Item, JobSpec
 
 DEPLOYMENT = "gpt-4o"
 LABELS = ["billing", "shipping", "technical", "account", "other"]
-TOPICS = ("invoice charged twice", "parcel arrived late", "login error on the app",
-          "password reset link", "general question")  # fmt: skip
+TOPICS = (
+    "invoice charged twice",
+    "parcel arrived late",
+    "login error on the app",
+    "password reset link",
+    "general question",
+)
 
 
 def item(n: int) -> dict[str, str]:
@@ -44,8 +49,9 @@ def charged_per_item(size: int) -> float:
     """What the quota charges per item for requests of `size` items (the app's estimate)."""
     spec = JobSpec(deployment=DEPLOYMENT, labels=LABELS)
     group = [Item(**item(n)) for n in range(size)]
-    prompt = sum(estimate_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS
-                 for m in messages(spec, group))  # fmt: skip
+    prompt = sum(
+        estimate_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages(spec, group)
+    )
     return (prompt + max_answer_tokens(spec, group)) / size
 
 
@@ -100,10 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1,5,10,20,40", help="items per request to compare")
     parser.add_argument("--tpm", type=int, default=30_000, help="tokens per minute (quota)")
     parser.add_argument("--rpm", type=int, default=180, help="requests per minute (quota)")
-    parser.add_argument("--window", type=float, default=6.0,
-                        help="seconds of a compressed minute (Azure: 60)")  # fmt: skip
-    parser.add_argument("--windows", type=int, default=4,
-                        help="windows measured per size, first and last included")  # fmt: skip
+    parser.add_argument(
+        "--window", type=float, default=6.0, help="seconds of a compressed minute (Azure: 60)"
+    )
+    parser.add_argument(
+        "--windows", type=int, default=4, help="windows measured per size, first and last included"
+    )
     args = parser.parse_args(argv)
     config = SimulatorConfig.model_validate({})
     deployment = config.deployment(DEPLOYMENT)
@@ -118,16 +126,18 @@ def main(argv: list[str] | None = None) -> None:
             settings = {"AOAI_QUOTAS": quotas, "CLASSIFY_ITEMS_PER_REQUEST": str(size)}
             with stack.host(settings) as running:
                 results.append(asyncio.run(measure(running, size, args)))
-    print_result({
-        "benchmark": "classify_batching",
-        "tokens_counted_by": "simulator /sim/stats per deployment, sampled each window",
-        "tpm": args.tpm,
-        "rpm": args.rpm,
-        "window_seconds": args.window,
-        "labels": len(LABELS),
-        "cpus": os.cpu_count(),
-        "sizes": results,
-    })  # fmt: skip
+    print_result(
+        {
+            "benchmark": "classify_batching",
+            "tokens_counted_by": "simulator /sim/stats per deployment, sampled each window",
+            "tpm": args.tpm,
+            "rpm": args.rpm,
+            "window_seconds": args.window,
+            "labels": len(LABELS),
+            "cpus": os.cpu_count(),
+            "sizes": results,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -130,9 +130,10 @@ async def run_naive(rig_: Rig, args: argparse.Namespace) -> dict[str, Any]:
                 next_item += 1
                 try:
                     await client.embeddings.create(
-                        model=DEPLOYMENT, input=item_text(n, args.item_tokens),
+                        model=DEPLOYMENT,
+                        input=item_text(n, args.item_tokens),
                         dimensions=args.dimensions,
-                    )  # fmt: skip
+                    )
                     done += 1
                 except openai.APIError:  # the SDK gave up after its retries: the item is lost
                     lost += 1
@@ -158,14 +159,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tpm", type=int, default=30_000, help="tokens per minute (quota)")
     parser.add_argument("--rpm", type=int, default=180, help="requests per minute (quota)")
-    parser.add_argument("--window", type=float, default=6.0,
-                        help="seconds of a compressed minute (Azure: 60)")  # fmt: skip
-    parser.add_argument("--windows", type=int, default=11,
-                        help="windows measured, first and last included")  # fmt: skip
+    parser.add_argument(
+        "--window", type=float, default=6.0, help="seconds of a compressed minute (Azure: 60)"
+    )
+    parser.add_argument(
+        "--windows", type=int, default=11, help="windows measured, first and last included"
+    )
     parser.add_argument("--item-tokens", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=4)
-    parser.add_argument("--hosts", type=int, default=1,
-                        help="host processes sharing the queues and the database")  # fmt: skip
+    parser.add_argument(
+        "--hosts", type=int, default=1, help="host processes sharing the queues and the database"
+    )
     parser.add_argument(
         "--dimensions", type=int, default=16, help="vector size (the local Cosmos DB stores them)"
     )
@@ -185,21 +189,24 @@ def main(argv: list[str] | None = None) -> None:
     ):
         ours = asyncio.run(run_ours(running, args))
         naive = None if args.skip_naive else asyncio.run(run_naive(running, args))
-    print_result({
-        "benchmark": "embedding_utilization",
-        "tokens_counted_by": "simulator /sim/stats per deployment, sampled each window",
-        "tpm": args.tpm,
-        "rpm": args.rpm,
-        "window_seconds": args.window,
-        "item_tokens": args.item_tokens,
-        "hosts": args.hosts,
-        "latency_model": "simulator defaults (no added latency)",
-        **machine(),
-        "ours": ours,
-        **({"naive": naive} if naive else {}),
-        "target": TARGET,
-        "within_target": ours["utilisation"] >= TARGET and ours["items_by_outcome"]["lost"] == 0,
-    })  # fmt: skip
+    print_result(
+        {
+            "benchmark": "embedding_utilization",
+            "tokens_counted_by": "simulator /sim/stats per deployment, sampled each window",
+            "tpm": args.tpm,
+            "rpm": args.rpm,
+            "window_seconds": args.window,
+            "item_tokens": args.item_tokens,
+            "hosts": args.hosts,
+            "latency_model": "simulator defaults (no added latency)",
+            **machine(),
+            "ours": ours,
+            **({"naive": naive} if naive else {}),
+            "target": TARGET,
+            "within_target": ours["utilisation"] >= TARGET
+            and ours["items_by_outcome"]["lost"] == 0,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -104,8 +104,11 @@ async def _measure(
         httpx.AsyncClient(base_url=f"{app_url}/", headers=app_headers, timeout=30) as app_a,
         httpx.AsyncClient(base_url=f"{app_url}/", headers=app_headers, timeout=30) as app_o,
     ):
-        paths = [Target("direct", sim, True), Target("azure", app_a, True),
-                 Target("openai", app_o, False)]  # fmt: skip
+        paths = [
+            Target("direct", sim, True),
+            Target("azure", app_a, True),
+            Target("openai", app_o, False),
+        ]
         samples: dict[str, dict[str, list[float]]] = {
             m: {p.name: [] for p in paths} for m in MEASURES
         }
@@ -151,12 +154,16 @@ def main(argv: list[str] | None = None) -> None:
         result = asyncio.run(
             _measure(host.url, host.key, stack.sim_url, stack.sim_key, args.requests, args.warmup)
         )
-    print(json.dumps({
-        "benchmark": "gateway_latency",
-        "requests_each": args.requests,
-        "cpus": os.cpu_count(),
-        **result,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "gateway_latency",
+                "requests_each": args.requests,
+                "cpus": os.cpu_count(),
+                **result,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

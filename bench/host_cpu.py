@@ -89,14 +89,16 @@ def main(argv: list[str] | None = None) -> None:
             where = profile(running, args, target)
     stand_ins = where["cpu_share_by_owner"].get("local host (stand-in)", 0.0)
     per_request = measured["host_cpu_ms_per_request"]
-    print_result({
-        "benchmark": "host_cpu",
-        "workload": "non-streamed /api/chat, 20-token prompt, max_tokens 16, simulator at once",
-        **machine(),
-        **measured,
-        "app_cpu_ms_per_request": round(per_request * (1 - stand_ins), 2),
-        "profile": where,
-    })  # fmt: skip
+    print_result(
+        {
+            "benchmark": "host_cpu",
+            "workload": "non-streamed /api/chat, 20-token prompt, max_tokens 16, simulator at once",
+            **machine(),
+            **measured,
+            "app_cpu_ms_per_request": round(per_request * (1 - stand_ins), 2),
+            "profile": where,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -117,10 +117,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
 
-    config = SimulatorConfig.model_validate({
-        "api_keys": [KEY],
-        "deployments": [{"name": MODEL, "model": MODEL, "kind": "embedding", "tpm": 0, "rpm": 0}],
-    })  # fmt: skip
+    config = SimulatorConfig.model_validate(
+        {
+            "api_keys": [KEY],
+            "deployments": [
+                {"name": MODEL, "model": MODEL, "kind": "embedding", "tpm": 0, "rpm": 0}
+            ],
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         with serve_simulator(config, Path(tmp)) as sim_url:
             simulator = asyncio.run(

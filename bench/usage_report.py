@@ -35,11 +35,12 @@ from typing import Any
 from devstack.emulators import EmulatorPorts, start_emulators, stop_emulators
 from devstack.hosted_app import stack_environ
 from devstack.provision import provision
-from shared.models import Usage, UsageQuery
-from shared.rollups import DayCells, UsageRollups
-from shared.settings import DEFAULT_PRICES, load_settings
-from shared.store import USAGE, USAGE_ROLLUPS, RequestCharge, Store, create_store
-from shared.usage import build_record, usage_report
+from shared.core.models import Usage
+from shared.core.settings import DEFAULT_PRICES, load_settings
+from shared.core.store import USAGE, USAGE_ROLLUPS, RequestCharge, Store, create_store
+from shared.metering.models import UsageQuery
+from shared.metering.report import build_record, usage_report
+from shared.metering.rollups import DayCells, UsageRollups
 
 DAYS = 7
 TEAMS = 20
@@ -53,11 +54,11 @@ def _record(i: int, day: datetime) -> dict[str, Any]:
         operation="chat" if i % 3 else "embedding",
         deployment="gpt-4o" if i % 3 else "text-embedding-3-small",
         model="gpt-5.1-2025-11-13" if i % 3 else "text-embedding-3-small",
-        usage=Usage(prompt_tokens=prompt, completion_tokens=i % 200,
-                    total_tokens=prompt + i % 200),
-        latency_ms=100.0, tags={"team": f"team-{i % TEAMS}"},
+        usage=Usage(prompt_tokens=prompt, completion_tokens=i % 200, total_tokens=prompt + i % 200),
+        latency_ms=100.0,
+        tags={"team": f"team-{i % TEAMS}"},
         now=day + timedelta(seconds=(i * 37) % 86_400),
-    ).model_dump(mode="json")  # fmt: skip
+    ).model_dump(mode="json")
 
 
 async def _write(store: Store, records: int) -> float:
@@ -96,10 +97,12 @@ async def _former_report(store: Store, charge: RequestCharge) -> int:
     rows = [
         row
         async for row in store.iterate(
-            USAGE, "SELECT * FROM c WHERE c.day >= @first AND c.day <= @last",
-            {"@first": START.date().isoformat(), "@last": last}, charge=charge,
+            USAGE,
+            "SELECT * FROM c WHERE c.day >= @first AND c.day <= @last",
+            {"@first": START.date().isoformat(), "@last": last},
+            charge=charge,
         )
-    ]  # fmt: skip
+    ]
     return len(rows)
 
 
@@ -116,8 +119,11 @@ async def _calls_and_rollups(rollups: UsageRollups, query: UsageQuery) -> dict[s
     assert query.since is not None
     assert query.until is not None
     days = await rollups.read(query.since.date(), query.until.date())
-    return {"calls_counted": report.total.calls, "rollup_documents_read": len(days),
-            "day_cells_read": sum(len(d.day_cells) for d in days)}  # fmt: skip
+    return {
+        "calls_counted": report.total.calls,
+        "rollup_documents_read": len(days),
+        "day_cells_read": sum(len(d.day_cells) for d in days),
+    }
 
 
 async def _measured(store: Store, records: int) -> dict[str, Any]:
@@ -156,19 +162,27 @@ async def _synthetic(store: Store, records: int) -> dict[str, Any]:
         day = store_start + timedelta(days=d)
         cells = DayCells()
         for i in range(per_day):
-            cells.add({
-                "timestamp": (day + timedelta(seconds=rng.randrange(86_400))).isoformat(),
-                "operation": "chat", "deployment": "gpt-4o", "model": "gpt-5.1-2025-11-13",
-                "mode": "realtime", "prompt_tokens": 100, "completion_tokens": 50,
-                "total_tokens": 150, "tags": {"team": f"team-{i % TEAMS}"},
-            })  # fmt: skip
+            cells.add(
+                {
+                    "timestamp": (day + timedelta(seconds=rng.randrange(86_400))).isoformat(),
+                    "operation": "chat",
+                    "deployment": "gpt-4o",
+                    "model": "gpt-5.1-2025-11-13",
+                    "mode": "realtime",
+                    "prompt_tokens": 100,
+                    "completion_tokens": 50,
+                    "total_tokens": 150,
+                    "tags": {"team": f"team-{i % TEAMS}"},
+                }
+            )
         rollup = cells.rollup(day.date().isoformat(), datetime.now(UTC))
         await store.upsert(USAGE_ROLLUPS, rollup.model_dump(mode="json"))
     build_s = time.perf_counter() - started
     rollups = UsageRollups(store)
 
-    query = UsageQuery(since=store_start, until=store_start + timedelta(days=DAYS),
-                       group_by="tag:team")  # fmt: skip
+    query = UsageQuery(
+        since=store_start, until=store_start + timedelta(days=DAYS), group_by="tag:team"
+    )
 
     async def report(charge: RequestCharge) -> None:
         await usage_report(rollups, query, DEFAULT_PRICES, 0.5, max_cells=50_000, charge=charge)
@@ -206,14 +220,18 @@ def main(argv: list[str] | None = None) -> None:
             result = asyncio.run(_run(stack_environ(stack), args.records, args.synthetic))
         finally:
             stop_emulators(state, grace=1.0)
-    print(json.dumps({
-        "benchmark": "usage_report",
-        "days": DAYS,
-        "teams": TEAMS,
-        "cpus": os.cpu_count(),
-        "server": "local Cosmos DB server: x-ms-request-charge is a fixed 1.0 per response",
-        **result,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "usage_report",
+                "days": DAYS,
+                "teams": TEAMS,
+                "cpus": os.cpu_count(),
+                "server": "local Cosmos DB server: x-ms-request-charge is a fixed 1.0 per response",
+                **result,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import httpx
 
-from shared.job_models import Job, JobView, SubmitAccepted
+from shared.jobs.models import Job, JobView, SubmitAccepted
 
 ROUTES: Final = {"embedding": "jobs/embeddings", "classification": "jobs/classifications"}
 KEY_HEADER: Final = "x-functions-key"

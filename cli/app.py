@@ -21,7 +21,7 @@ from cli.ops import failed_command, poison_app
 from cli.storage import StorageOptions, open_storage
 from cli.submit import JobOptions, Submitted, build_job, submit_over_http, submit_to_queue
 from cli.watch import EXIT_TIMEOUT, WatchTimeout, exit_code, watch
-from shared.job_models import TERMINAL
+from shared.jobs.models import TERMINAL
 
 app = typer.Typer(
     help="Operate the app's queue jobs: submit, watch, export, failed jobs, poisoned messages.",
@@ -136,15 +136,26 @@ def watch_command(
     if not url:
         raise typer.BadParameter("needed (or JOBS_API_URL)", param_hint="--url")
     _watch(
-        url, key, job_id, interval=interval, timeout=timeout, wait=wait_for_record,
+        url,
+        key,
+        job_id,
+        interval=interval,
+        timeout=timeout,
+        wait=wait_for_record,
         as_json=as_json,
-    )  # fmt: skip
+    )
 
 
 def _watch(
-    url: str, key: str | None, job_id: str, *, interval: float, timeout: float | None,
-    wait: float, as_json: bool,
-) -> None:  # fmt: skip
+    url: str,
+    key: str | None,
+    job_id: str,
+    *,
+    interval: float,
+    timeout: float | None,
+    wait: float,
+    as_json: bool,
+) -> None:
     async def go() -> Any:
         async with JobsApi(url, key) as api:
             try:

@@ -18,7 +18,7 @@ from typing import Any, Final, Literal, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from shared.job_models import JobView, ResultDoc
+from shared.jobs.models import JobView, ResultDoc
 
 ExportFormat = Literal["jsonl", "parquet"]
 

@@ -17,8 +17,8 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.cosmos.aio import CosmosClient
 from azure.identity.aio import DefaultAzureCredential
 
-from shared.job_models import JobDoc
-from shared.store import CONNECT_TIMEOUT_SECONDS, JOBS, OPERATION_TIMEOUT_SECONDS, Store
+from shared.core.store import CONNECT_TIMEOUT_SECONDS, JOBS, OPERATION_TIMEOUT_SECONDS, Store
+from shared.jobs.models import JobDoc
 
 TLS_CLOSE_GRACE_SECONDS: Final = 0.5
 FAILED_STATUSES: Final = ("failed", "partially_failed")

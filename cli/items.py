@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from shared.job_models import Item
+from shared.jobs.models import Item
 
 ItemFormat = Literal["jsonl", "csv"]
 

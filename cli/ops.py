@@ -16,7 +16,7 @@ from cli.console import echo_json, err, out, run
 from cli.failed import CosmosOptions, failed_jobs, open_store
 from cli.poison import PEEK_MAX, PoisonMessage, Requeued, peek, requeue, requeue_record
 from cli.storage import StorageOptions, open_storage
-from shared.job_models import JobDoc
+from shared.jobs.models import JobDoc
 
 poison_app = typer.Typer(help="Poisoned messages: list them, requeue them after a fix.")
 
@@ -55,9 +55,16 @@ def failed_command(
         error = f"{job.error.code}: {job.error.message}" if job.error else ""
         failed = job.counts.failed + job.counts.content_filtered
         table.add_row(
-            *plain(job.job_id, job.kind or "?", job.status, f"{failed} / {job.counts.total}",
-                   error, where, job.updated_at.isoformat(timespec="seconds")),
-        )  # fmt: skip
+            *plain(
+                job.job_id,
+                job.kind or "?",
+                job.status,
+                f"{failed} / {job.counts.total}",
+                error,
+                where,
+                job.updated_at.isoformat(timespec="seconds"),
+            ),
+        )
     out().print(table)
     err().print(f"{len(jobs)} failed jobs in the last {hours:g} hours")
 
@@ -133,9 +140,12 @@ def requeue_command(
     async def go() -> list[Requeued]:
         async with open_storage(storage) as opened:
             return await requeue(
-                opened, queue, ids=set(message_id or ()), max_messages=max_messages,
+                opened,
+                queue,
+                ids=set(message_id or ()),
+                max_messages=max_messages,
                 dry_run=dry_run,
-            )  # fmt: skip
+            )
 
     moved = run(go())
     if as_json:

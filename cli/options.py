@@ -69,24 +69,28 @@ BlobUrl = Annotated[
 ]
 ClaimCheckContainer = Annotated[
     str,
-    typer.Option(envvar="CLAIM_CHECK_CONTAINER", help="Claim-check blob container.",
-                 rich_help_panel=STORAGE),
-]  # fmt: skip
+    typer.Option(
+        envvar="CLAIM_CHECK_CONTAINER", help="Claim-check blob container.", rich_help_panel=STORAGE
+    ),
+]
 EmbeddingQueue = Annotated[
     str,
-    typer.Option(envvar="EMBEDDING_QUEUE", help="Queue of embedding jobs.",
-                 rich_help_panel=STORAGE),
-]  # fmt: skip
+    typer.Option(
+        envvar="EMBEDDING_QUEUE", help="Queue of embedding jobs.", rich_help_panel=STORAGE
+    ),
+]
 ClassificationQueue = Annotated[
     str,
-    typer.Option(envvar="CLASSIFICATION_QUEUE", help="Queue of classification jobs.",
-                 rich_help_panel=STORAGE),
-]  # fmt: skip
+    typer.Option(
+        envvar="CLASSIFICATION_QUEUE", help="Queue of classification jobs.", rich_help_panel=STORAGE
+    ),
+]
 CosmosEndpoint = Annotated[
     str,
-    typer.Option(envvar="COSMOS_ENDPOINT", help="Cosmos DB account endpoint.",
-                 rich_help_panel=COSMOS),
-]  # fmt: skip
+    typer.Option(
+        envvar="COSMOS_ENDPOINT", help="Cosmos DB account endpoint.", rich_help_panel=COSMOS
+    ),
+]
 CosmosKey = Annotated[
     str | None,
     typer.Option(

@@ -23,9 +23,9 @@ from typing import Final, Literal
 from azure.storage.queue import QueueMessage
 from azure.storage.queue.aio import QueueClient
 
-from shared.job_models import JobDoc
-from shared.queues import POISON_SUFFIX, JobQueues, encoded_size, fits_in_message
-from shared.store import JOBS, Store
+from shared.core.queues import POISON_SUFFIX, JobQueues, encoded_size, fits_in_message
+from shared.core.store import JOBS, Store
+from shared.jobs.models import JobDoc
 
 log = logging.getLogger(__name__)
 

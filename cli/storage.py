@@ -15,7 +15,7 @@ from azure.identity.aio import DefaultAzureCredential
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
-from shared.queues import RETRY, JobQueues
+from shared.core.queues import RETRY, JobQueues
 
 
 class StorageOptionsError(ValueError):

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cli.api import JobsApi
-from shared.job_intake import enqueue
-from shared.job_models import ClassificationJob, EmbeddingJob, Item, Job, JobMode
-from shared.queues import JobQueues, fits_in_message
+from shared.core.queues import JobQueues, fits_in_message
+from shared.jobs.intake import enqueue
+from shared.jobs.models import ClassificationJob, EmbeddingJob, Item, Job, JobMode
 
 log = logging.getLogger(__name__)
 

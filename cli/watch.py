@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.api import ApiError, JobsApi
-from shared.job_models import TERMINAL, JobView
+from shared.jobs.models import TERMINAL, JobView
 
 # 2 is click's code for a bad command line, so the job outcomes skip it.
 EXIT_CODES: Final = {"succeeded": 0, "failed": 1, "partially_failed": 3, "cancelled": 4}

@@ -65,11 +65,10 @@ def pip_outcome(report: Mapping[str, Any]) -> Outcome:
     deps = report.get("dependencies", [])
     skipped = [d for d in deps if d.get("skip_reason")]
     findings = [
-        Finding("pip", d["name"], d.get("version", ""),
-                frozenset({v["id"], *v.get("aliases", [])}))
+        Finding("pip", d["name"], d.get("version", ""), frozenset({v["id"], *v.get("aliases", [])}))
         for d in deps
         for v in d.get("vulns", [])
-    ]  # fmt: skip
+    ]
     unreachable = bool(deps) and len(skipped) == len(deps)
     note = f"{len(skipped)} of {len(deps)} packages skipped" if skipped else ""
     return Outcome(findings, len(deps) - len(skipped), unreachable, note)
@@ -114,16 +113,30 @@ def _run(argv: list[str], cwd: Path = ROOT) -> dict[str, Any]:
 
 
 def audits() -> list[tuple[str, Outcome]]:
-    pip_audit = [sys.executable, "-m", "pip_audit", "-f", "json", "--progress-spinner", "off",
-                 "--disable-pip"]  # fmt: skip
+    pip_audit = [
+        sys.executable,
+        "-m",
+        "pip_audit",
+        "-f",
+        "json",
+        "--progress-spinner",
+        "off",
+        "--disable-pip",
+    ]
     return [
-        ("requirements.txt (deployed)", pip_outcome(_run(
-            [*pip_audit, "--require-hashes", "-r", "requirements.txt"]))),
-        ("constraints.txt (dev)", pip_outcome(_run(
-            [*pip_audit, "--no-deps", "-r", "constraints.txt"]))),
-        ("devstack/emulators (npm)", npm_outcome(_run(
-            ["npm", "audit", "--json", "--omit=optional"], cwd=EMULATORS))),
-    ]  # fmt: skip
+        (
+            "requirements.txt (deployed)",
+            pip_outcome(_run([*pip_audit, "--require-hashes", "-r", "requirements.txt"])),
+        ),
+        (
+            "constraints.txt (dev)",
+            pip_outcome(_run([*pip_audit, "--no-deps", "-r", "constraints.txt"])),
+        ),
+        (
+            "devstack/emulators (npm)",
+            npm_outcome(_run(["npm", "audit", "--json", "--omit=optional"], cwd=EMULATORS)),
+        ),
+    ]
 
 
 def main() -> int:
@@ -131,14 +144,18 @@ def main() -> int:
     failed = False
     for name, outcome in audits():
         if outcome.unreachable:
-            print(f"NOT AUDITED  {name}: the vulnerability database is unreachable from here "
-                  f"({outcome.note})")  # fmt: skip
+            print(
+                f"NOT AUDITED  {name}: the vulnerability database is unreachable from here "
+                f"({outcome.note})"
+            )
             continue
         left = unaccepted(outcome.findings, exceptions)
         accepted = len(outcome.findings) - len(left)
         note = f"; {outcome.note}" if outcome.note else ""
-        print(f"audited      {name}: {outcome.audited} packages, {len(outcome.findings)} "
-              f"findings, {accepted} accepted{note}")  # fmt: skip
+        print(
+            f"audited      {name}: {outcome.audited} packages, {len(outcome.findings)} "
+            f"findings, {accepted} accepted{note}"
+        )
         for f in left:
             print(f"  VULNERABLE {f.package} {f.version}: {', '.join(sorted(f.ids))}")
         failed |= bool(left)

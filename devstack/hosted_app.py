@@ -125,11 +125,26 @@ class HostProcess:
         env.update(self._extra_env)
         with self.log.open("ab") as out:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(self.app_dir),
-                 "--port", str(self.port), "--shutdown-grace", "5",
-                 "--on-stop", "shared.runtime:close_runtime", *self._args],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "devstack.functions_host",
+                    "--app-dir",
+                    str(self.app_dir),
+                    "--port",
+                    str(self.port),
+                    "--shutdown-grace",
+                    "5",
+                    "--on-stop",
+                    "shared.runtime:close_runtime",
+                    *self._args,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         proc, host = self._proc, self.host
         deadline = time.monotonic() + timeout
         while True:

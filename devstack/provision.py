@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+from shared.core.settings import Settings, get_settings
 from shared.runtime import create_runtime
-from shared.settings import Settings, get_settings
 
 
 async def provision(settings: Settings) -> None:

@@ -201,7 +201,7 @@ def banner(api: str, key: str, sim_url: str, stack: Any, state_dir: Path) -> str
 
 def _provision() -> None:
     from devstack.provision import provision
-    from shared.settings import get_settings
+    from shared.core.settings import get_settings
 
     asyncio.run(provision(get_settings()))
 
@@ -214,9 +214,19 @@ def _start_simulator(api_key: str, port: int) -> Any:
 
 def _start_host(app_dir: Path, port: int, state_dir: Path) -> int:
     """The Functions host as a child process in its own session (we forward the stop)."""
-    argv = [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(app_dir),
-            "--port", str(port), "--shutdown-grace", str(HOST_GRACE),
-            "--on-stop", APP_STOP_HOOK]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "devstack.functions_host",
+        "--app-dir",
+        str(app_dir),
+        "--port",
+        str(port),
+        "--shutdown-grace",
+        str(HOST_GRACE),
+        "--on-stop",
+        APP_STOP_HOOK,
+    ]
     return spawn("functions-host", argv, state_dir, cwd=ROOT)
 
 
@@ -349,11 +359,15 @@ def stop_previous(state_dir: Path = STATE_DIR) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.run")
     parser.add_argument("command", nargs="?", choices=["start", "stop"], default="start")
-    parser.add_argument("--app-dir", type=Path, default=ROOT,
-                        help="the function app (its local.settings.json says where each "
-                             "service listens)")  # fmt: skip
-    parser.add_argument("--state-dir", type=Path, default=STATE_DIR,
-                        help="pid files, logs and emulator data")  # fmt: skip
+    parser.add_argument(
+        "--app-dir",
+        type=Path,
+        default=ROOT,
+        help="the function app (its local.settings.json says where each service listens)",
+    )
+    parser.add_argument(
+        "--state-dir", type=Path, default=STATE_DIR, help="pid files, logs and emulator data"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # The SDKs log every HTTP request at INFO: too much for a terminal.

@@ -308,9 +308,20 @@ def resolve_target(
     if not url:
         raise SystemExit("no app URL: pass --url, or run from an azd project after `azd up`")
     if not key and azd.get("AZURE_FUNCTION_APP_NAME") and azd.get("AZURE_RESOURCE_GROUP"):
-        argv = ["az", "functionapp", "keys", "list", "-g", azd["AZURE_RESOURCE_GROUP"],
-                "-n", azd["AZURE_FUNCTION_APP_NAME"], "--query", "functionKeys.default",
-                "-o", "tsv"]  # fmt: skip
+        argv = [
+            "az",
+            "functionapp",
+            "keys",
+            "list",
+            "-g",
+            azd["AZURE_RESOURCE_GROUP"],
+            "-n",
+            azd["AZURE_FUNCTION_APP_NAME"],
+            "--query",
+            "functionKeys.default",
+            "-o",
+            "tsv",
+        ]
         try:
             key = runner(argv).strip() or None
         except (OSError, subprocess.CalledProcessError) as exc:

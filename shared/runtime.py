@@ -16,28 +16,28 @@ from dataclasses import dataclass, field
 from azure.core.credentials_async import AsyncTokenCredential
 from openai import AsyncOpenAI
 
-from shared.aoai import create_connection, describe_auth
-from shared.backends import Backends
-from shared.batch import BatchService
-from shared.batch_poller import BatchPoller
-from shared.batch_store import BatchDocs
-from shared.bookkeeping import Bookkeeper
-from shared.caller_limit import create_caller_limiter
-from shared.chat import ChatService
-from shared.classification import ClassificationService
-from shared.embeddings import EmbeddingService
-from shared.gateway import Gateway
-from shared.health import HealthCache, check_health
-from shared.identity import create_credential
-from shared.job_requests import JobRequests
-from shared.jobs import JobStore
-from shared.limiter import Limiters
-from shared.poison import PoisonSweeper
-from shared.queues import JobQueues, create_queues
-from shared.rollups import UsageRollups
-from shared.settings import Settings, get_settings
-from shared.store import Store, create_store
-from shared.worker import JobWorker
+from shared.aoai.backends import Backends
+from shared.aoai.client import create_connection, describe_auth
+from shared.aoai.quota import Limiters
+from shared.chat.service import ChatService
+from shared.core.health import HealthCache, check_health
+from shared.core.identity import create_credential
+from shared.core.queues import JobQueues, create_queues
+from shared.core.settings import Settings, get_settings
+from shared.core.store import Store, create_store
+from shared.gateway.service import Gateway
+from shared.jobs.batch.poller import BatchPoller
+from shared.jobs.batch.service import BatchService
+from shared.jobs.batch.store import BatchDocs
+from shared.jobs.classification import ClassificationService
+from shared.jobs.embeddings import EmbeddingService
+from shared.jobs.poison import PoisonSweeper
+from shared.jobs.requests import JobRequests
+from shared.jobs.store import JobStore
+from shared.jobs.worker import JobWorker
+from shared.metering.bookkeeper import Bookkeeper
+from shared.metering.caller_limit import create_caller_limiter
+from shared.metering.rollups import UsageRollups
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,11 @@ def create_runtime(settings: Settings) -> Runtime:
         classification=ClassificationService(settings, backends, books),
         batches=batches,
     )
-    log.info("runtime created (Azure OpenAI auth: %s; backends: %s)", describe_auth(settings),
-             ", ".join(f"{b.name} (priority {b.priority})" for b in backends.all))  # fmt: skip
+    log.info(
+        "runtime created (Azure OpenAI auth: %s; backends: %s)",
+        describe_auth(settings),
+        ", ".join(f"{b.name} (priority {b.priority})" for b in backends.all),
+    )
     return Runtime(
         settings=settings,
         aoai=connection.client,

@@ -76,8 +76,9 @@ async def soak(stack: SoakStack, duration: float, rate: float, seed: int) -> Fig
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m soak", description=__doc__)
     parser.add_argument("--duration", type=float, default=600, help="seconds of load and faults")
-    parser.add_argument("--rate", type=float, default=None,
-                        help="jobs per second (default: 1, or 0.6 under 180 s)")  # fmt: skip
+    parser.add_argument(
+        "--rate", type=float, default=None, help="jobs per second (default: 1, or 0.6 under 180 s)"
+    )
     parser.add_argument("--hosts", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)

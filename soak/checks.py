@@ -28,9 +28,9 @@ from azure.core.exceptions import AzureError
 from azure.cosmos.aio import CosmosClient
 from azure.storage.queue.aio import QueueServiceClient
 
-from shared.job_models import TERMINAL
-from shared.settings import load_settings
-from shared.store import JOBS, RESULTS, USAGE, Store
+from shared.core.settings import load_settings
+from shared.core.store import JOBS, RESULTS, USAGE, Store
+from shared.jobs.models import TERMINAL
 from soak.load import Submission
 from soak.stack import SoakStack
 
@@ -67,8 +67,17 @@ class Figures:
         return "\n".join(f"  {name:<18} {value:>10}" for name, value in rows)
 
     def as_json(self) -> dict[str, Any]:
-        keys = ("jobs", "items", "continuations", "retries", "poisoned", "recorded_failures",
-                "lost", "duplicated", "share_429")  # fmt: skip
+        keys = (
+            "jobs",
+            "items",
+            "continuations",
+            "retries",
+            "poisoned",
+            "recorded_failures",
+            "lost",
+            "duplicated",
+            "share_429",
+        )
         return {**{k: getattr(self, k) for k in keys}, **self.details, "problems": self.problems}
 
 

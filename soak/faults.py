@@ -110,16 +110,24 @@ class Faults:
             (0.04, "429_short", lambda: self.simulator("429 retry-after 1s (40%)", AOAI, short)),
             (0.13, "500", lambda: self.simulator("500s (10%)", ALL_ROUTES, {"error_500": 0.1})),
             (0.22, "cosmos_outage", outage),
-            (0.36, "hang", lambda: self.simulator(
-                "hung requests 15s (5%)", AOAI, {"hang": 0.05, "hang_seconds": 15})),
+            (
+                0.36,
+                "hang",
+                lambda: self.simulator(
+                    "hung requests 15s (5%)", AOAI, {"hang": 0.05, "hang_seconds": 15}
+                ),
+            ),
             (0.45, "kill_host", lambda: self.kill_host(n)),
             (0.54, "503", lambda: self.simulator("503s (10%)", ALL_ROUTES, {"error_503": 0.1})),
             (0.63, "cosmos_restart", self.cosmos_restart),
             (0.72, "429_long", lambda: self.simulator("429 retry-after 20s (40%)", AOAI, long)),
-            (0.81, "drop", lambda: self.simulator(
-                "dropped connections (10%)", AOAI, {"drop": 0.1})),
+            (
+                0.81,
+                "drop",
+                lambda: self.simulator("dropped connections (10%)", AOAI, {"drop": 0.1}),
+            ),
             (0.90, "azurite_restart", self.azurite_restart),
-        ]  # fmt: skip
+        ]
 
     async def run(self, duration: float) -> list[str]:
         """Run the schedule over `duration` seconds from `started`; the kinds that ran."""

@@ -152,8 +152,9 @@ class Load:
         route = "embeddings" if submission.kind == "embedding" else "classifications"
         host = self.rng.choice(self.hosts).host
         try:
-            response = await http.post(f"{host.url}/jobs/{route}", json=body,
-                                       headers=host.headers())  # fmt: skip
+            response = await http.post(
+                f"{host.url}/jobs/{route}", json=body, headers=host.headers()
+            )
         except httpx.HTTPError:
             return False  # that host is down or slow: another one, a moment later
         if response.status_code == 202:

@@ -21,7 +21,7 @@ from devstack.emulators import EmulatorPorts, EmulatorStack, start_emulators, st
 from devstack.emulators.outage import FaultProxy
 from devstack.hosted_app import HostProcess, fresh_queues, make_app_dir, stack_environ
 from devstack.provision import provision
-from shared.settings import load_settings
+from shared.core.settings import load_settings
 
 BATCH_DEPLOYMENT = "gpt-4o-batch"
 

@@ -19,9 +19,9 @@ from devstack.emulators import (
 )
 from devstack.hosted_app import stack_environ
 from devstack.provision import provision
-from shared.settings import Settings, load_settings
-from shared.store import Store, create_store
-from tests.jobs_stack import JobsStack
+from shared.core.settings import Settings, load_settings
+from shared.core.store import Store, create_store
+from tests.support.jobs_stack import JobsStack
 
 ROOT = Path(__file__).resolve().parents[1]
 # One folder per test session, so sessions running side by side never stop each other's
@@ -81,7 +81,7 @@ async def store(app_settings: Settings) -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def http(stack: JobsStack) -> AsyncIterator[httpx.AsyncClient]:
-    """The API of the host of the module's `stack` fixture (tests/jobs_stack.py), with its key;
-    modules with another kind of host define their own `http`."""
+    """The API of the host of the module's `stack` fixture (tests/support/jobs_stack.py), with
+    its key; modules with another kind of host define their own `http`."""
     async with stack.client() as client:
         yield client

@@ -30,9 +30,10 @@ def pins(text: str) -> dict[str, str]:
 def lock_problems(lock: str, direct: str, constraints: str) -> list[str]:
     """What keeps `lock` from being a full, hashed lock of `direct` within `constraints`."""
     problems = []
-    entries = re.split(r"\n(?=[A-Za-z0-9])", "\n".join(
-        line for line in lock.splitlines() if line and not line.lstrip().startswith("#")
-    ))  # fmt: skip
+    entries = re.split(
+        r"\n(?=[A-Za-z0-9])",
+        "\n".join(line for line in lock.splitlines() if line and not line.lstrip().startswith("#")),
+    )
     for entry in entries:
         if not PIN.match(entry):
             problems.append(f"not pinned with ==: {entry.splitlines()[0]}")
@@ -83,21 +84,33 @@ def test_the_audit_runs_in_ci() -> None:
     assert "make audit" in read(".ci/run")
 
 
-PIP_REPORT = {"dependencies": [
-    {"name": "requests", "version": "2.0.0", "vulns": [
-        {"id": "PYSEC-1", "aliases": ["CVE-1"], "fix_versions": ["2.1"]}]},
-    {"name": "anyio", "version": "4.0", "vulns": []},
-]}  # fmt: skip
+PIP_REPORT = {
+    "dependencies": [
+        {
+            "name": "requests",
+            "version": "2.0.0",
+            "vulns": [{"id": "PYSEC-1", "aliases": ["CVE-1"], "fix_versions": ["2.1"]}],
+        },
+        {"name": "anyio", "version": "4.0", "vulns": []},
+    ]
+}
 
 
 def test_pip_findings_fail_unless_a_reviewed_exception_accepts_them() -> None:
     outcome = pip_outcome(PIP_REPORT)
     assert (outcome.audited, outcome.unreachable) == (2, False)
     assert [f.package for f in unaccepted(outcome.findings, Exceptions())] == ["requests"]
-    accepted = Exceptions(accepted=[AcceptedFinding(
-        ecosystem="pip", package="requests", id="CVE-1",
-        reason="not reachable: the app never calls the affected API", reviewed="2026-11-28",
-    )])  # fmt: skip
+    accepted = Exceptions(
+        accepted=[
+            AcceptedFinding(
+                ecosystem="pip",
+                package="requests",
+                id="CVE-1",
+                reason="not reachable: the app never calls the affected API",
+                reviewed="2026-11-28",
+            )
+        ]
+    )
     assert unaccepted(outcome.findings, accepted) == []
 
 
@@ -106,9 +119,17 @@ def test_an_unreachable_database_is_said_not_taken_for_clean() -> None:
     assert pip_outcome(skipped).unreachable is True
     refused = {"error": {"summary": ""}, "message": "405 Method Not Allowed - POST ..."}
     assert npm_outcome(refused).unreachable is True
-    found = npm_outcome({"vulnerabilities": {"qs": {"range": "<6.2", "via": [
-        {"url": "https://github.com/advisories/GHSA-x", "source": 1}]}},
-        "metadata": {"dependencies": {"total": 300}}})  # fmt: skip
+    found = npm_outcome(
+        {
+            "vulnerabilities": {
+                "qs": {
+                    "range": "<6.2",
+                    "via": [{"url": "https://github.com/advisories/GHSA-x", "source": 1}],
+                }
+            },
+            "metadata": {"dependencies": {"total": 300}},
+        }
+    )
     assert (found.unreachable, found.audited) == (False, 300)
     assert [f.ids for f in found.findings] == [frozenset({"https://github.com/advisories/GHSA-x"})]
 

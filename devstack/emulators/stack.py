@@ -113,10 +113,19 @@ def _azurite_argv(ports: EmulatorPorts, state_dir: Path, in_memory: bool) -> lis
         "--skipApiVersionCheck",  # current azure-storage SDKs send newer API versions
         "--loose",
         "--disableProductStyleUrl",
-        "--blobHost", HOST, "--blobPort", str(ports.blob),
-        "--queueHost", HOST, "--queuePort", str(ports.queue),
-        "--tableHost", HOST, "--tablePort", str(ports.table),
-    ]  # fmt: skip
+        "--blobHost",
+        HOST,
+        "--blobPort",
+        str(ports.blob),
+        "--queueHost",
+        HOST,
+        "--queuePort",
+        str(ports.queue),
+        "--tableHost",
+        HOST,
+        "--tablePort",
+        str(ports.table),
+    ]
     if in_memory:
         argv.append("--inMemoryPersistence")
     else:
@@ -149,9 +158,18 @@ def cosmos_spec(
     SIGTERM. In memory (tests): started empty (`fresh`) and saved only on SIGTERM, so that
     :func:`devstack.emulators.outage.restart_cosmos` (which passes `fresh=False`) keeps it.
     """
-    argv = [_node(), str(HERE / "cosmos-launcher.js"), "--host", HOST, "--port",
-            str(ports.cosmos), "--data-file", str(state_dir / COSMOS_DATA_FILE),
-            "--save-interval", "0" if in_memory else str(COSMOS_SAVE_INTERVAL)]  # fmt: skip
+    argv = [
+        _node(),
+        str(HERE / "cosmos-launcher.js"),
+        "--host",
+        HOST,
+        "--port",
+        str(ports.cosmos),
+        "--data-file",
+        str(state_dir / COSMOS_DATA_FILE),
+        "--save-interval",
+        "0" if in_memory else str(COSMOS_SAVE_INTERVAL),
+    ]
     start_empty = in_memory if fresh is None else fresh
     if start_empty:
         argv.append("--fresh")
@@ -180,8 +198,9 @@ def start_service(
         if recorded is not None:
             log.info("%s already running on %s:%d", spec.name, HOST, first)
         else:
-            log.warning("%s:%d is already served by another process; using it as %s",
-                        HOST, first, spec.name)  # fmt: skip
+            log.warning(
+                "%s:%d is already served by another process; using it as %s", HOST, first, spec.name
+            )
         for port in spec.ports:
             wait_listening(spec.name, HOST, port, recorded, _remaining(deadline), cancelled)
         return False
@@ -194,8 +213,9 @@ def start_service(
         if isinstance(exc, RuntimeError | TimeoutError):
             exc.add_note(f"{spec.name} log: {state_dir / (spec.name + '.log')}")
         raise
-    log.info("%s ready on %s (pid %d)", spec.name,
-             ", ".join(f"{HOST}:{p}" for p in spec.ports), pid)  # fmt: skip
+    log.info(
+        "%s ready on %s (pid %d)", spec.name, ", ".join(f"{HOST}:{p}" for p in spec.ports), pid
+    )
     return True
 
 

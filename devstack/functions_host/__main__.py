@@ -39,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--port", type=int, default=None, help="default: Host.LocalHttpPort, else 7071"
     )
-    parser.add_argument("--shutdown-grace", type=float, default=30.0,
-                        help="seconds in-flight invocations get to finish on shutdown")  # fmt: skip
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=30.0,
+        help="seconds in-flight invocations get to finish on shutdown",
+    )
     parser.add_argument(
         "--on-stop",
         action="append",

@@ -119,8 +119,10 @@ class FunctionsHost:
         self.function_key = os.environ.get(FUNCTION_KEY_SETTING, "")
         if not self.function_key:
             self.function_key = secrets.token_urlsafe(24)
-            log.warning("%s is not set in local.settings.json: using a key made up for this run",
-                        FUNCTION_KEY_SETTING)  # fmt: skip
+            log.warning(
+                "%s is not set in local.settings.json: using a key made up for this run",
+                FUNCTION_KEY_SETTING,
+            )
         invoker = self._invoker = Invoker(
             self.app_dir,
             self._clients,
@@ -154,21 +156,29 @@ class FunctionsHost:
         """The key goes to the terminal once, never into a log (logs end up in files:
         `make run` sends this host's output to .devstack/functions-host.log)."""
         if os.environ.get(FUNCTION_KEY_SETTING):
-            log.info("Function key: %s from local.settings.json (header x-functions-key)",
-                     FUNCTION_KEY_SETTING)  # fmt: skip
+            log.info(
+                "Function key: %s from local.settings.json (header x-functions-key)",
+                FUNCTION_KEY_SETTING,
+            )
         elif sys.stdout.isatty():
-            print(f"Function key for this run (header x-functions-key): {self.function_key}",
-                  flush=True)  # fmt: skip
+            print(
+                f"Function key for this run (header x-functions-key): {self.function_key}",
+                flush=True,
+            )
         else:
-            log.warning("the made-up function key is not shown (output is not a terminal): "
-                        "set %s to know it", FUNCTION_KEY_SETTING)  # fmt: skip
+            log.warning(
+                "the made-up function key is not shown (output is not a terminal): "
+                "set %s to know it",
+                FUNCTION_KEY_SETTING,
+            )
 
     async def _serve_http(self, settings: HostSettings, app: IndexedApp, invoker: Invoker) -> None:
         port = self._port
         if port is None:
             port = settings.local_http_port or DEFAULT_PORT
-        http_app = HttpApp(app.of_type("httpTrigger"), settings.route_prefix, invoker,
-                           self.function_key)  # fmt: skip
+        http_app = HttpApp(
+            app.of_type("httpTrigger"), settings.route_prefix, invoker, self.function_key
+        )
         asgi: ASGIApp = http_app
         if settings.cors_origins:
             # Host.CORS of local.settings.json, as Core Tools applies it.
@@ -209,8 +219,7 @@ class FunctionsHost:
 
     async def stop(self) -> None:
         """Stop polling, give in-flight invocations `shutdown_grace` s, then close everything."""
-        log.info("Stopping host: draining in-flight invocations (grace %.0fs)",
-                 self.shutdown_grace)  # fmt: skip
+        log.info("Stopping host: draining in-flight invocations (grace %.0fs)", self.shutdown_grace)
         listeners = [q.stop(self.shutdown_grace) for q in self.queue_listeners]
         listeners += [t.stop(self.shutdown_grace) for t in self.timer_listeners]
         await asyncio.gather(*listeners)

@@ -119,8 +119,12 @@ class QueueListener:
                     await self._poller
         pending = set(self._in_flight)
         if pending:
-            log.info("Waiting up to %.0fs for %d invocation(s) of %s", grace, len(pending),
-                     self.spec.name)  # fmt: skip
+            log.info(
+                "Waiting up to %.0fs for %d invocation(s) of %s",
+                grace,
+                len(pending),
+                self.spec.name,
+            )
             _, pending = await asyncio.wait(pending, timeout=grace)
         abandoned = [self._in_flight[t] for t in pending if t in self._in_flight]
         for lease in abandoned:
@@ -187,23 +191,30 @@ class QueueListener:
             raise
         except Exception:
             # The lease runs out and the message comes back: nothing is lost.
-            log.exception("Completing message %s on '%s' failed", lease.message.id,
-                          self.queue_name)  # fmt: skip
+            log.exception("Completing message %s on '%s' failed", lease.message.id, self.queue_name)
 
     async def _handle(self, lease: _Lease) -> None:
         message = lease.message
         if (message.dequeue_count or 0) > self._options.max_dequeue_count:
             # Delivered too often without completing (e.g. the host died mid-invocation each
             # time): poison it without another attempt, as the SDK's queue processor does.
-            log.warning("Message %s on '%s' was dequeued %d times; not running it again",
-                        message.id, self.queue_name, message.dequeue_count)  # fmt: skip
+            log.warning(
+                "Message %s on '%s' was dequeued %d times; not running it again",
+                message.id,
+                self.queue_name,
+                message.dequeue_count,
+            )
             await self._move_to_poison(lease)
             return
         try:
             body = decode_body(message.content, self._options.message_encoding)
         except UndecodableMessage:
-            log.error("Message %s on '%s' cannot be decoded as %s",
-                      message.id, self.queue_name, self._options.message_encoding)  # fmt: skip
+            log.error(
+                "Message %s on '%s' cannot be decoded as %s",
+                message.id,
+                self.queue_name,
+                self._options.message_encoding,
+            )
             await self._move_to_poison(lease)
             return
         renew = asyncio.create_task(self._keep_alive(lease))
@@ -224,11 +235,19 @@ class QueueListener:
         elif self._poison is None:
             # Not released, as in the SDK: an immediate retry would spin on a message that
             # already failed its way here. It comes back when the lease runs out.
-            log.warning("Message %s on '%s' failed; it stays in the queue and comes back when "
-                        "its lease ends", message.id, self.queue_name)  # fmt: skip
+            log.warning(
+                "Message %s on '%s' failed; it stays in the queue and comes back when "
+                "its lease ends",
+                message.id,
+                self.queue_name,
+            )
         elif (message.dequeue_count or 0) >= self._options.max_dequeue_count:
-            log.warning("Message %s on '%s' has reached MaxDequeueCount of %d",
-                        message.id, self.queue_name, self._options.max_dequeue_count)  # fmt: skip
+            log.warning(
+                "Message %s on '%s' has reached MaxDequeueCount of %d",
+                message.id,
+                self.queue_name,
+                self._options.max_dequeue_count,
+            )
             await self._move_to_poison(lease)
         else:
             await self._release(lease, int(self._options.visibility_timeout.total_seconds()))
@@ -276,8 +295,11 @@ class QueueListener:
 
     async def _move_to_poison(self, lease: _Lease) -> None:
         if self._poison is None:
-            log.warning("'%s' has no poison queue of its own: message %s stays until it expires",
-                        self.queue_name, lease.message.id)  # fmt: skip
+            log.warning(
+                "'%s' has no poison queue of its own: message %s stays until it expires",
+                self.queue_name,
+                lease.message.id,
+            )
             return
         log.warning("Moving message %s to '%s'", lease.message.id, self._poison.queue_name)
         with contextlib.suppress(ResourceExistsError):

@@ -165,8 +165,9 @@ class TimerListener:
             except Exception:
                 log.exception("Reading the schedule status of '%s' failed", self.spec.name)
         if self.status is not None and now > self.status.next:
-            log.info("Timer '%s' is past due (was due %s)", self.spec.name,
-                     self.status.next.isoformat())  # fmt: skip
+            log.info(
+                "Timer '%s' is past due (was due %s)", self.spec.name, self.status.next.isoformat()
+            )
             await self._invoke(now, past_due=True)
         elif self.spec.trigger.get("runOnStartup"):
             await self._invoke(now, past_due=False)

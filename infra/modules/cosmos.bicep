@@ -164,7 +164,7 @@ resource resultsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/co
 }
 
 // One document per caller and minute for the shared per-caller token limit
-// (shared/caller_limit.py); a bucket is worth nothing once its minute is over, so Cosmos DB
+// (shared/metering/caller_limit.py); a bucket is worth nothing once its minute is over, so Cosmos DB
 // deletes it after five minutes instead of the app.
 resource callerMinutesContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
   parent: database

@@ -109,7 +109,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
 
 // Entra ID sign-in in front of every route but the anonymous ones. App Service validates the
 // token and passes the principal (with its app roles) in x-ms-client-principal; the app checks
-// the role each route needs (ENTRA_AUTH, shared/callers.py). Function keys are still required.
+// the role each route needs (ENTRA_AUTH, shared/metering/callers.py). Function keys are still required.
 resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (entraAuth) {
   parent: site
   name: 'authsettingsV2'

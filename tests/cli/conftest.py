@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from devstack.emulators import EmulatorStack
-from shared.queues import JobQueues, create_queues
-from shared.settings import Settings
+from shared.core.queues import JobQueues, create_queues
+from shared.core.settings import Settings
 
 
 def invoke(args: Sequence[str], env: Mapping[str, str] | None = None) -> Result:

@@ -17,9 +17,9 @@ from azure.storage.queue.aio import QueueClient
 from cli.export import read_parquet_rows
 from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorStack
 from devstack.hosted_app import AppHost, make_app_dir, run_app_host
-from shared.queues import MAX_MESSAGE_BYTES, encoded_size
-from shared.settings import Settings
-from shared.store import Store
+from shared.core.queues import MAX_MESSAGE_BYTES, encoded_size
+from shared.core.settings import Settings
+from shared.core.store import Store
 from tests.cli.conftest import ainvoke
 
 pytestmark = pytest.mark.slow

@@ -13,27 +13,41 @@ import pyarrow.parquet as pq
 import pytest
 
 from cli.export import RESULT_SCHEMA, detect_format, export_pages, read_parquet_rows
-from shared.job_models import Counts, JobView
-from shared.models import Usage
+from shared.core.models import Usage
+from shared.jobs.models import Counts, JobView
 
 NOW = datetime(2026, 11, 28, 1, 2, 3, tzinfo=UTC)
 
 
 def result(item_id: str, **fields: Any) -> dict[str, Any]:
     return {
-        "id": f"j1:{item_id}", "job_id": "j1", "item_id": item_id, "kind": "embedding",
-        "status": "succeeded", "deployment": "text-embedding-3-small",
+        "id": f"j1:{item_id}",
+        "job_id": "j1",
+        "item_id": item_id,
+        "kind": "embedding",
+        "status": "succeeded",
+        "deployment": "text-embedding-3-small",
         "usage": {"prompt_tokens": 2, "completion_tokens": 0, "total_tokens": 2},
-        "created_at": NOW.isoformat(), **fields,
-    }  # fmt: skip
+        "created_at": NOW.isoformat(),
+        **fields,
+    }
 
 
 def page(results: list[dict[str, Any]], continuation: str | None) -> JobView:
     return JobView(
-        job_id="j1", kind="embedding", mode="realtime", status="partially_failed",
-        counts=Counts(total=3, succeeded=2, failed=1), usage=Usage(), error=None, tags={},
-        created_at=NOW, updated_at=NOW, results=results, continuation=continuation,
-    )  # fmt: skip
+        job_id="j1",
+        kind="embedding",
+        mode="realtime",
+        status="partially_failed",
+        counts=Counts(total=3, succeeded=2, failed=1),
+        usage=Usage(),
+        error=None,
+        tags={},
+        created_at=NOW,
+        updated_at=NOW,
+        results=results,
+        continuation=continuation,
+    )
 
 
 FILTERED = result(

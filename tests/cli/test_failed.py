@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorStack
-from shared.job_models import Counts, JobDoc, JobSource
-from shared.models import ErrorDetail
-from shared.settings import Settings
-from shared.store import JOBS, Store
+from shared.core.models import ErrorDetail
+from shared.core.settings import Settings
+from shared.core.store import JOBS, Store
+from shared.jobs.models import Counts, JobDoc, JobSource
 from tests.cli.conftest import ainvoke
 
 

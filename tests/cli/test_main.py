@@ -12,9 +12,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_python_m_cli_lists_every_command() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "cli", "--help"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     for command in ("submit", "watch", "export", "failed", "poison"):
         assert f" {command} " in done.stdout
@@ -23,8 +27,12 @@ def test_python_m_cli_lists_every_command() -> None:
 def test_no_command_shows_help_and_fails() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "cli"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    )
     assert done.returncode == 2
     assert "Usage: python -m cli" in done.stdout + done.stderr

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from cli.app import app
-from shared.settings import Settings
+from shared.core.settings import Settings
 
 # The only variables of the CLI's own; every other one is an app setting.
 CLI_ONLY = {"JOBS_API_URL", "JOBS_API_KEY"}

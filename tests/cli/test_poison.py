@@ -12,7 +12,7 @@ from azure.storage.queue.aio import QueueClient
 
 from cli.poison import decode
 from devstack.emulators import EmulatorStack
-from shared.queues import JobQueues
+from shared.core.queues import JobQueues
 from tests.cli.conftest import Queues, ainvoke
 
 JOB_TEXT = json.dumps({"job_id": "p1", "items": [{"id": "a", "text": "héllo"}]})

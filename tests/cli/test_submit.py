@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from cli.submit import JobOptions, build_job
-from shared.job_models import ClaimCheck, ClassificationJob, EmbeddingJob, Item
-from shared.queues import MAX_MESSAGE_BYTES, JobQueues, encoded_size
+from shared.core.queues import MAX_MESSAGE_BYTES, JobQueues, encoded_size
+from shared.jobs.models import ClaimCheck, ClassificationJob, EmbeddingJob, Item
 from tests.cli.conftest import Queues, ainvoke
 
 
@@ -57,10 +57,23 @@ async def test_small_job_is_one_base64_message_the_app_parses(
 ) -> None:
     path = items_file(tmp_path, 3)
     result = await ainvoke(
-        ["submit", str(path), "-k", "classification", "-l", "spam", "-l", "ham",
-         "--multi-label", "--tag", "team=ops", "--job-id", "cli-small"],
+        [
+            "submit",
+            str(path),
+            "-k",
+            "classification",
+            "-l",
+            "spam",
+            "-l",
+            "ham",
+            "--multi-label",
+            "--tag",
+            "team=ops",
+            "--job-id",
+            "cli-small",
+        ],
         storage_env,
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == "cli-small"
     assert "one message" in result.stderr
@@ -114,7 +127,13 @@ async def test_no_storage_and_no_url_is_a_clear_error(tmp_path: Path) -> None:
 
 async def test_unreachable_app_is_a_service_error(tmp_path: Path) -> None:
     result = await ainvoke(
-        ["submit", str(items_file(tmp_path, 1)), "-k", "embedding",
-         "--url", "http://127.0.0.1:9/api"],
-    )  # fmt: skip
+        [
+            "submit",
+            str(items_file(tmp_path, 1)),
+            "-k",
+            "embedding",
+            "--url",
+            "http://127.0.0.1:9/api",
+        ],
+    )
     assert result.exit_code == 6, result.stderr

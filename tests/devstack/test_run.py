@@ -56,11 +56,22 @@ class MakeRun:
         env["PYTHONPATH"] = str(ROOT)
         with self.log.open("wb") as out:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "devstack.run",
-                 "--app-dir", str(self.app), "--state-dir", str(self.state)],
-                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "devstack.run",
+                    "--app-dir",
+                    str(self.app),
+                    "--state-dir",
+                    str(self.state),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         return self._proc
 
     def output(self) -> str:
@@ -102,8 +113,11 @@ class MakeRun:
             self._proc.wait()
         subprocess.run(
             [sys.executable, "-m", "devstack.run", "stop", "--state-dir", str(self.state)],
-            cwd=ROOT, check=False, capture_output=True, timeout=120,
-        )  # fmt: skip
+            cwd=ROOT,
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 @pytest.fixture

@@ -134,8 +134,13 @@ def check_network(root: Path) -> Problems:
         == "network.outputs.appSubnetId",
         "function app is not given the delegated app subnet",
     )
-    for module in ("modules/storage.bicep", "modules/cosmos.bicep", OPENAI_FILE,
-                   SPILLOVER_FILE, "modules/keyvault.bicep"):  # fmt: skip
+    for module in (
+        "modules/storage.bicep",
+        "modules/cosmos.bicep",
+        OPENAI_FILE,
+        SPILLOVER_FILE,
+        "modules/keyvault.bicep",
+    ):
         _expect(
             problems,
             _passes(infra, module, "privateEndpointSubnetId")
@@ -686,9 +691,12 @@ def check_spillover_openai(root: Path) -> Problems:
         for g in mine
         if g.type == "Microsoft.Network/privateEndpoints/privateDnsZoneGroups"
         and any(render(g.body.get("parent")) == pe.name for pe in endpoints)
-        and [render(c["properties"]["privateDnsZoneId"])
-             for c in g.properties.get("privateDnsZoneConfigs", [])] == ["openAiZoneId"]
-    ]  # fmt: skip
+        and [
+            render(c["properties"]["privateDnsZoneId"])
+            for c in g.properties.get("privateDnsZoneConfigs", [])
+        ]
+        == ["openAiZoneId"]
+    ]
     _expect(
         problems,
         len(zone_groups) == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.aoai_simulator.config import default_deployments
-from shared.settings import DEFAULT_PRICES
+from shared.core.settings import DEFAULT_PRICES
 from tests.infra.bicep import Infra, Resource, parse, render
 from tests.infra.checks import MAIN_FILE, Problems, _expect, _passes
 
@@ -297,8 +297,9 @@ def check_batch_role(root: Path) -> Problems:
         for ra in infra.resources("Microsoft.Authorization/roleAssignments")
         if render(ra.properties.get("roleDefinitionId")) == f"{role.name}.id"
     ]
-    (account,) = [a for a in infra.resources("Microsoft.CognitiveServices/accounts")
-                  if a.file == OPENAI_FILE]  # fmt: skip
+    (account,) = [
+        a for a in infra.resources("Microsoft.CognitiveServices/accounts") if a.file == OPENAI_FILE
+    ]
     _expect(
         problems,
         len(assignments) == 1

@@ -18,8 +18,11 @@ APP = "modules/function-app.bicep"
 def check_entra_auth(root: Path) -> Problems:
     """App Service authentication with Entra ID, a documented switch; the app learns it."""
     infra, problems = parse(root), []
-    auth = [r for r in infra.resources("Microsoft.Web/sites/config")
-            if r.body.get("name") == "authsettingsV2"]  # fmt: skip
+    auth = [
+        r
+        for r in infra.resources("Microsoft.Web/sites/config")
+        if r.body.get("name") == "authsettingsV2"
+    ]
     _expect(problems, len(auth) == 1, "the function app needs an authsettingsV2 config")
     if auth:
         config = auth[0].properties

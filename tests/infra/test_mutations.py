@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import required_setting_names
+from shared.core.settings import required_setting_names
 from tests.infra.bicep import INFRA_DIR
 from tests.infra.checks import STRUCTURAL_CHECKS, check_required_settings
 from tests.infra.deploy_checks import DEPLOY_CHECKS, check_models

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.settings import required_setting_names
+from shared.core.settings import required_setting_names
 from tests.infra.bicep import INFRA_DIR, parse, render
 from tests.infra.checks import STRUCTURAL_CHECKS, Problems, app_settings, check_required_settings
 from tests.infra.deploy_checks import DEPLOY_CHECKS

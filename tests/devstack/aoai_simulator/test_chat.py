@@ -78,8 +78,17 @@ def test_n_gives_distinct_choices(client: AzureOpenAI) -> None:
 
 
 def test_n_is_capped_at_128_as_on_azure(client: AzureOpenAI) -> None:
-    assert len(client.chat.completions.create(model="gpt-4o", messages=USER, n=128,  # type: ignore[arg-type]
-                                              max_completion_tokens=1).choices) == 128  # fmt: skip
+    assert (
+        len(
+            client.chat.completions.create(
+                model="gpt-4o",
+                messages=USER,
+                n=128,  # type: ignore[arg-type]
+                max_completion_tokens=1,
+            ).choices
+        )
+        == 128
+    )
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model="gpt-4o", messages=USER, n=129)  # type: ignore[arg-type]
     assert refused.value.param == "n"  # type: ignore[attr-defined]

@@ -24,9 +24,19 @@ def run_host(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]
 
     def run(app_dir: Path, grace: float) -> subprocess.Popen[bytes]:
         log = (tmp_path / "host.log").open("wb")
-        argv = [sys.executable, "-m", "devstack.functions_host", "--app-dir", str(app_dir),
-                "--port", "0", "--shutdown-grace", str(grace),
-                "--on-stop", "function_app:close_things"]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "devstack.functions_host",
+            "--app-dir",
+            str(app_dir),
+            "--port",
+            "0",
+            "--shutdown-grace",
+            str(grace),
+            "--on-stop",
+            "function_app:close_things",
+        ]
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         procs.append(proc)

@@ -1,0 +1,254 @@
+"""Priority backends: the Azure OpenAI accounts behind the client module, and which one serves
+a call.
+
+Each call goes to the highest-priority backend (lowest number) that serves its deployment and
+is not cooling; backends of one priority take turns (least recently picked first). A backend
+that answers 429 cools for its retry-after (`retry-after-ms`, then `retry-after`); one that
+answers 5xx (or 408), times out or cannot be reached cools for `AOAI_BACKEND_COOLDOWN_SECONDS`.
+The call then goes to the next backend at once: every attempt but the last uses a client
+without the SDK's own retries, so nothing sleeps on a 429 while another backend could answer.
+The last candidate keeps the SDK's retries, which makes one backend (today's settings) behave
+exactly as a single client did. When every backend is cooling, the one whose cooldown ends
+first gets the call; if it still refuses, the caller gets the refusal with the shortest
+retry-after seen. Other errors (400, 401, 404) are answers, not outages: no fail-over.
+
+A stream fails over only while it has not started: the SDK call returns once the status line
+is in, so an error before the first byte is an ordinary failed attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import openai
+from openai import AsyncOpenAI
+
+from shared.core.errors import (
+    AppError,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+    retry_after_seconds,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A refusal asking for no wait (`retry-after: 0`) still cools the backend this long, so two
+# refusing backends cannot bounce one request between them at full speed.
+MIN_COOLDOWN = 0.1
+
+
+class NoBackend(UpstreamError):
+    """No backend serves the deployment: AOAI_BACKENDS lists it nowhere (settings validation
+    catches this for the configured deployments; a name only a request brings can reach it)."""
+
+    def __init__(self, deployment: str) -> None:
+        super().__init__(
+            f"no Azure OpenAI backend serves deployment {deployment!r} (AOAI_BACKENDS)",
+            retryable=False,
+        )
+        self.deployment = deployment
+
+
+@dataclass
+class Backend:
+    """One account: its clients and the names its deployments have there."""
+
+    name: str
+    priority: int
+    client: AsyncOpenAI  # with the SDK's retries: the last resort
+    direct: AsyncOpenAI  # max_retries=0: an attempt another backend may take over
+    deployments: Mapping[str, str] = field(default_factory=dict)  # empty: every name as is
+
+    def deployment_for(self, deployment: str) -> str | None:
+        """The deployment's name on this backend, or None if it does not serve it."""
+        if not self.deployments:
+            return deployment
+        return self.deployments.get(deployment)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one attempt goes: the backend's name, its deployment name, the client to use."""
+
+    backend: str
+    deployment: str
+    client: AsyncOpenAI
+
+
+@dataclass
+class _State:
+    cooling_until: float = float("-inf")
+    picked: int = 0  # order of the last pick: same priority, least recently picked first
+
+
+class Backends:
+    """The router, one per process (shared/runtime.py). Not thread-safe: one event loop."""
+
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        *,
+        cooldown: float,
+        batch_backend: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not backends:
+            raise ValueError("at least one backend")
+        self.all = list(backends)
+        self.cooldown = cooldown
+        self._clock = clock
+        self._state = {b.name: _State() for b in self.all}
+        self._picks = 0
+        self.batch = self.get(batch_backend) if batch_backend else self.all[0]
+
+    @property
+    def primary(self) -> Backend:
+        return self.all[0]
+
+    def get(self, name: str) -> Backend:
+        for backend in self.all:
+            if backend.name == name:
+                return backend
+        raise KeyError(name)
+
+    def cooling_for(self, name: str) -> float:
+        """Seconds until the backend takes calls again (0.0: it does now)."""
+        return max(0.0, self._state[name].cooling_until - self._clock())
+
+    def ready(self, deployment: str) -> list[Backend]:
+        """The backends serving `deployment` that are not cooling, in the order to try them:
+        by priority, then least recently picked (empty when all are cooling)."""
+        now = self._clock()
+        ready = [b for b in self._serving(deployment) if self._state[b.name].cooling_until <= now]
+        return sorted(ready, key=lambda b: (b.priority, self._state[b.name].picked))
+
+    def candidates(self, deployment: str) -> list[Backend]:
+        """The backends to try, in order: the ready ones; if all are cooling, only the one
+        whose cooldown ends first."""
+        ready = self.ready(deployment)
+        if ready:
+            return ready
+        return [min(self._serving(deployment), key=lambda b: self._state[b.name].cooling_until)]
+
+    def target(self, name: str | None, deployment: str) -> Target:
+        """An attempt on the named backend (default: the first candidate) without the SDK's
+        retries: a queue job picks its backend per slice and never sleeps on a 429."""
+        backend = self.get(name) if name is not None else self.candidates(deployment)[0]
+        mapped = backend.deployment_for(deployment)
+        if mapped is None:
+            raise NoBackend(deployment)
+        return Target(backend.name, mapped, backend.direct)
+
+    def _serving(self, deployment: str) -> list[Backend]:
+        serving = [b for b in self.all if b.deployment_for(deployment) is not None]
+        if not serving:
+            raise NoBackend(deployment)
+        return serving
+
+    def picked(self, backend: Backend) -> None:
+        self._picks += 1
+        self._state[backend.name].picked = self._picks
+
+    def cooldown_for(self, error: BaseException) -> float | None:
+        """How long a backend that raised `error` should be passed over; None when the
+        error is an answer another backend would give too (400, 401, 404, content filter)."""
+        if isinstance(error, openai.RateLimitError):
+            seconds = retry_after_seconds(error.response.headers)
+            return self.cooldown if seconds is None else seconds
+        if isinstance(error, openai.APIStatusError):
+            status = error.status_code
+            return self.cooldown if status >= 500 or status == 408 else None
+        if isinstance(error, openai.APIConnectionError):  # timeouts included
+            return self.cooldown
+        if isinstance(error, RateLimited):  # a job's request, already translated
+            return self.cooldown if error.retry_after is None else error.retry_after
+        if isinstance(error, UpstreamError | UpstreamTimeout) and error.retryable:
+            return self.cooldown
+        return None
+
+    def cool(self, name: str, error: BaseException) -> bool:
+        """Pass the backend over for as long as `error` asks; False if it asks for nothing."""
+        seconds = self.cooldown_for(error)
+        if seconds is None:
+            return False
+        seconds = max(seconds, MIN_COOLDOWN)
+        state = self._state[name]
+        state.cooling_until = max(state.cooling_until, self._clock() + seconds)
+        log.warning(
+            "Azure OpenAI backend %s cools for %.3f s (%s)", name, seconds, _describe(error)
+        )
+        return True
+
+    def route(self, deployment: str, *, retries: bool = True) -> Route:
+        """One call's way through the backends. `retries=False`: no attempt uses the SDK's
+        retries (queue jobs, which never sleep on the service's behalf)."""
+        return Route(self, deployment, retries)
+
+
+class Route:
+    """One call: `await route.send(call)`; `route.backend` names the backend that answered
+    (or whose error was raised), for the usage record."""
+
+    def __init__(self, backends: Backends, deployment: str, retries: bool) -> None:
+        self._backends = backends
+        self.deployment = deployment
+        self._retries = retries
+        self.backend: str | None = None
+
+    async def send(self, call: Callable[[Target], Awaitable[T]]) -> T:
+        order = self._backends.candidates(self.deployment)
+        refused: list[tuple[str, openai.OpenAIError]] = []
+        for index, backend in enumerate(order):
+            last = index == len(order) - 1
+            name = backend.deployment_for(self.deployment)
+            assert name is not None  # candidates() serve the deployment
+            client = backend.client if last and self._retries else backend.direct
+            self.backend = backend.name
+            self._backends.picked(backend)
+            try:
+                return await call(Target(backend.name, name, client))
+            except openai.OpenAIError as error:
+                if not self._backends.cool(backend.name, error):
+                    raise
+                refused.append((backend.name, error))
+                if last:
+                    raise self._answer(refused) from None
+                log.info(
+                    "deployment %s: backend %s refused; trying %s",
+                    self.deployment,
+                    backend.name,
+                    order[index + 1].name,
+                )
+        raise AssertionError("unreachable: candidates() is never empty")
+
+    def _answer(self, refused: list[tuple[str, openai.OpenAIError]]) -> openai.OpenAIError:
+        """What the caller sees when every backend refused: the 429 with the shortest
+        retry-after if any backend said 429 (the caller's SDK waits that long), else the
+        last error."""
+        limited = [
+            (retry_after_seconds(e.response.headers), name, e)
+            for name, e in refused
+            if isinstance(e, openai.RateLimitError)
+        ]
+        if not limited:
+            self.backend, error = refused[-1]
+            return error
+        _, self.backend, error = min(
+            limited, key=lambda found: float("inf") if found[0] is None else found[0]
+        )
+        return error
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code}"
+    if isinstance(error, AppError):
+        return error.code
+    return type(error).__name__

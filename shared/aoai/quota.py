@@ -1,0 +1,460 @@
+"""Client-side pacing of Azure OpenAI calls, one limiter per backend and deployment, per process.
+
+Azure counts a deployment's quota on arrival: each request is charged its estimated prompt
+tokens plus `max_tokens` against TPM over the minute, and one request against RPM, which it
+enforces as RPM/6 per 10 seconds (and sometimes per second: bursts are refused early). So each
+`DeploymentLimiter` keeps a log of what it sent:
+
+- tokens: a sliding 60 s window holding at most TPM;
+- requests: a sliding 10 s window holding at most RPM/6, and a sliding 1 s window holding a
+  tenth of that (rounded up), so starts are spread and a burst never trips a per-second check.
+
+A sliding window is the strictest reading of Azure's counting: traffic it admits also passes a
+fixed-window or token-bucket counter of the same quota. Entries outlive the window by a
+margin, because the service stamps a request when it arrives, a little after ours; the token
+margin is wider (jitter of a loaded host) as it costs less of a 60 s window than of a 10 s one.
+
+Several hosts share one quota, so the limiter also listens to the service. `observe()` reads
+`x-ratelimit-remaining-*` and books what others used as phantom entries in the same windows,
+spread evenly over the time since the previous answer: the service ages others' usage out bit
+by bit, as it arrived, so room comes back a request at a time. (Booked as one lump at the
+answer, it held a host that met a full window back for a whole window, long after the room had
+returned; with three hosts, whole windows went unused: docs/performance.md, figure 2.)
+`throttled()` (a 429) stops this process until the retry-after. That retry-after is the
+service's word on when room returns in the deployment's window, which every host shares, so it
+is obeyed as it is: cutting the allowed rate as well would be a cut of the whole quota while
+that window also holds the other hosts' usage, and with every host cut at once the quota went
+unused. Only a 429 without a retry-after cuts the rate (multiplicative decrease), which then
+recovers linearly (additive increase).
+Azure's `x-ratelimit-remaining-requests` counts the 10 s window (120 RPM answers 19 after one
+call), `-tokens` the minute; a deployment without a configured quota learns it from them.
+
+aiolimiter was considered: its leaky bucket cannot report a wait without taking capacity,
+give capacity back, book usage seen in headers, change its rate, or run on an injected clock,
+and a bucket as large as a minute's quota would break Azure's 10 s request windows.
+
+Not thread-safe: one event loop per process (the Functions Python worker) uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from shared.core.settings import DeploymentQuota
+
+log = logging.getLogger(__name__)
+
+TOKEN_WINDOW = 60.0
+REQUEST_WINDOW = 10.0
+TOKEN_MARGIN = 0.5  # seconds an entry outlives its window: 0.8 % of a minute
+REQUEST_MARGIN = 0.1  # 1 % of a 10 s window
+DECREASE = 0.7  # rate factor kept after a 429
+RECOVERY_PER_SECOND = 0.005  # rate factor regained per second: 0.7 -> 1.0 in a minute
+MIN_FACTOR = 0.05
+DEFAULT_PAUSE = 1.0  # a 429 without retry-after
+MIN_SLEEP = 0.001
+PHANTOM_PIECES = 10  # others' usage over a whole window is booked as this many entries
+
+
+@dataclass
+class _Entry:
+    stamp: float
+    amount: int
+    settled: bool = False  # ours: the service's answer corrected the reservation
+
+
+@dataclass
+class _Window:
+    """A sliding-window log: what was charged in the last `seconds`, ours and others'."""
+
+    seconds: float
+    margin: float
+    entries: deque[_Entry] = field(default_factory=deque)  # ours, in stamp order
+    # Others' usage, booked from the service's counts (reconcile), in stamp order. What others
+    # spent between two answers is spread evenly over that span, not stamped as one lump at
+    # the later answer: the service ages it out bit by bit as it arrived, and a lump would
+    # hold the whole of it for a full window after the room had come back.
+    phantoms: deque[_Entry] = field(default_factory=deque)
+    total: int = 0
+    # Our entries that left the window lately: an answer counted them if they were still in
+    # the service's window when it arrived, so reconcile() must not take them for others'.
+    gone: deque[_Entry] = field(default_factory=deque)
+    observed_at: float = -math.inf  # when the service's count was last reconciled
+
+    def expire(self, now: float) -> None:
+        while self.entries and self._left(self.entries[0], now):
+            entry = self.entries.popleft()
+            self.total -= entry.amount
+            self.gone.append(entry)
+        renewed = 0
+        while self.phantoms and self._left(self.phantoms[0], now):
+            entry = self.phantoms.popleft()
+            self.total -= entry.amount
+            # Others likely go on spending: assume half of it again until an answer says
+            # how much (reconcile), rather than rushing into room that isn't free.
+            renewed += entry.amount // 2
+        if renewed > 0:
+            self._book_others(now, renewed, now)
+        while self.gone and self.gone[0].stamp + 2 * self.seconds <= now:
+            self.gone.popleft()
+
+    def _left(self, entry: _Entry, now: float) -> bool:
+        return entry.stamp + self.seconds + self.margin <= now
+
+    def add(self, now: float, amount: int) -> None:
+        """Book our own request (stamps only grow: appended)."""
+        self.entries.append(_Entry(now, amount))
+        self.total += amount
+
+    def _book_others(self, now: float, amount: int, since: float) -> None:
+        """Book `amount` spent by others, spread evenly over (since, now], in pieces no
+        closer than a PHANTOM_PIECES-th of the window: answers come many times a window on a
+        busy deployment, and the log stays as short as the spread needs."""
+        span = max(0.0, now - since)
+        pieces = max(1, min(amount, math.ceil(span * PHANTOM_PIECES / self.seconds)))
+        step = span / pieces
+        base, extra = divmod(amount, pieces)
+        for n in range(pieces):
+            entry = _Entry(since + step * (n + 1), base + (1 if n < extra else 0))
+            at = len(self.phantoms)  # renewals may be newer than the span: keep stamp order
+            while at > 0 and self.phantoms[at - 1].stamp > entry.stamp:
+                at -= 1
+            self.phantoms.insert(at, entry)
+            self.total += entry.amount
+
+    def delay(self, now: float, amount: int, limit: int) -> float:
+        """Seconds until `amount` more fits under `limit` (more than the limit: an empty log)."""
+        excess = self.total + min(amount, limit) - limit
+        if excess <= 0:
+            return 0.0
+        freed = 0
+        for entry in heapq.merge(self.entries, self.phantoms, key=lambda e: e.stamp):
+            freed += entry.amount
+            if freed >= excess:
+                return max(0.0, entry.stamp + self.seconds + self.margin - now)
+        return 0.0  # unreachable while total is the sum of the entries
+
+    def settle(self, reserved: int, used: int) -> float | None:
+        """Correct the oldest open reservation of `reserved`; its stamp, None if gone.
+
+        The oldest, because calls of one size mostly come back in the order they went.
+        """
+        for entry in self.entries:
+            if not entry.settled and entry.amount == reserved:
+                entry.amount, entry.settled = used, True
+                self.total += used - reserved
+                return entry.stamp
+        return None
+
+    def reconcile(self, now: float, counted: int, seen_until: float | None) -> None:
+        """Make the phantom entries add up to what the service counted beyond our own.
+
+        Ours sent up to `seen_until` (the request the answer is for) had arrived when the
+        service counted; later ones may not have. Phantoms go up (what others spent since the
+        last count, spread over that span), or down, newest first, when others' old usage
+        left the service's window before our phantom of it left ours.
+        """
+        own = 0
+        for entry in self.entries:
+            if seen_until is None or entry.stamp <= seen_until:
+                own += entry.amount
+        if seen_until is not None:
+            since = seen_until - self.seconds
+            own += sum(e.amount for e in self.gone if since < e.stamp <= seen_until)
+        phantoms = sum(entry.amount for entry in self.phantoms)
+        change = max(0, counted - own) - phantoms
+        span_start = max(self.observed_at, now - self.seconds)
+        self.observed_at = now
+        if change > 0:
+            self._book_others(now, change, span_start)
+            return
+        for entry in reversed(self.phantoms):
+            if change == 0:
+                break
+            taken = min(entry.amount, -change)
+            entry.amount -= taken
+            self.total -= taken
+            change += taken
+
+
+def _header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:  # a plain dict with other casing; httpx.Headers ignores case itself
+        value = next((v for k, v in headers.items() if k.lower() == name), None)
+    try:
+        number = int(float(value)) if value is not None else None
+    except (ValueError, OverflowError):
+        return None
+    return number if number is not None and number >= 0 else None  # Azure sends -1 at times
+
+
+def _learnt(
+    known: int | None,
+    headers: Mapping[str, str],
+    unit: str,
+    remaining: int | None,
+    window: _Window,
+) -> int | None:
+    """A limit not configured: the service's `x-ratelimit-limit-*` if sent, else the most
+    ever seen free plus counted at once (a lower bound while others spend the quota too)."""
+    stated = _header(headers, f"x-ratelimit-limit-{unit}")
+    if stated is not None and stated > 0:
+        return stated
+    if remaining is None:
+        return known
+    seen = remaining + window.total
+    return max(seen, known or 0) or None
+
+
+class DeploymentLimiter:
+    """Tokens and requests per minute for one deployment, as seen from one process.
+
+    `tpm` / `rpm` are the deployment's quota; None means unknown: learnt from the
+    `x-ratelimit-*` headers (until then nothing is held back but 429 pauses).
+    """
+
+    def __init__(
+        self,
+        tpm: int | None,
+        rpm: int | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        name: str = "",
+        minute: float = 60.0,
+    ) -> None:
+        self.name = name
+        self._clock = clock
+        self._sleep = sleep
+        # Azure's quota minute. Tests and benchmarks shorten it (AOAI_QUOTA_WINDOW_SECONDS)
+        # together with the simulator's window; every duration below scales with it.
+        self.minute = minute
+        scale = minute / 60.0
+        self._recovery_per_second = RECOVERY_PER_SECOND / scale
+        self._tpm = tpm
+        # The service's unit is requests per 10 s window; learnt limits arrive in that unit.
+        self._per_window: int | None = None if rpm is None else max(1, rpm // 6)
+        self._learn_tokens, self._learn_requests = tpm is None, rpm is None
+        self._tokens = _Window(TOKEN_WINDOW * scale, TOKEN_MARGIN * scale)
+        self._requests = _Window(REQUEST_WINDOW * scale, REQUEST_MARGIN * scale)
+        # Smoothing only, no service counter to match: it needs no margin, costs no throughput.
+        self._second = _Window(1.0 * scale, 0.0)
+        self._paused_until = -math.inf
+        self._factor = 1.0
+        self._factor_at = clock()
+        self._cut_until = -math.inf  # 429s of one burst cut the rate once
+        self._seen_until: float | None = None  # stamp of the last reservation settled
+
+    # --- what the caller asks -----------------------------------------------------------
+
+    @property
+    def rate_factor(self) -> float:
+        """The share of the quota allowed now (1.0 until a 429, then recovering)."""
+        return self._recover(self._clock())
+
+    @property
+    def token_limit(self) -> int | None:
+        """Tokens per minute this limiter allows now, or None when unknown."""
+        return None if self._tpm is None else self._scaled(self._tpm, self.rate_factor)
+
+    @property
+    def request_limit(self) -> int | None:
+        """Requests per 10 s window this limiter allows now, or None when unknown."""
+        if self._per_window is None:
+            return None
+        return self._scaled(self._per_window, self.rate_factor)
+
+    def delay_for(self, tokens: int) -> float:
+        """Seconds until a request charged `tokens` would fit (0.0: now). Reserves nothing."""
+        now = self._clock()
+        self._expire(now)
+        factor = self._recover(now)
+        waits = [self._paused_until - now]
+        if self._tpm is not None:
+            limit = self._scaled(self._tpm, factor)
+            waits.append(self._tokens.delay(now, tokens, limit))
+        if self._per_window is not None:
+            per_window = self._scaled(self._per_window, factor)
+            waits.append(self._requests.delay(now, 1, per_window))
+            waits.append(self._second.delay(now, 1, math.ceil(per_window / 10)))
+        return max(0.0, *waits)
+
+    async def acquire(self, tokens: int, *, max_wait: float) -> bool:
+        """Wait up to `max_wait` seconds for room, then reserve `tokens` and one request.
+
+        False (nothing reserved) when the room would come later than that; the caller sends
+        the work back with a delay instead of holding the invocation.
+        """
+        deadline = self._clock() + max_wait
+        while True:
+            delay = self.delay_for(tokens)
+            if delay <= 0.0:
+                self._reserve(tokens)
+                return True
+            if self._clock() + delay > deadline:
+                return False
+            await self._sleep(max(delay, MIN_SLEEP))
+
+    def settle(self, reserved: int, used: int) -> None:
+        """Correct a reservation of `reserved` tokens to what the service charged, `used`.
+
+        Azure charges the estimate made on arrival (prompt + `max_tokens`) and does not give
+        unused `max_tokens` back, so for chat `used` is usage.prompt_tokens + max_tokens; for
+        embeddings it is usage.prompt_tokens. A 429 was not charged: settle it to 0. A call
+        that failed without an answer (timeout) may have been charged: leave it. A reservation
+        that has left the window is forgotten (nothing to correct).
+        """
+        now = self._clock()
+        self._expire(now)
+        stamp = self._tokens.settle(reserved, max(0, used))
+        if stamp is not None:
+            self._seen_until = stamp
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Take the service's `x-ratelimit-remaining-*` as the truth about the quota.
+
+        Whatever the service counts beyond this process's own log was spent by someone else
+        (another host): it is booked as phantom entries that age out like ours. Call it after
+        `settle()` for the same response: then reservations made after that request went out
+        (not yet counted by the service) are told apart from others' usage. Accepts any
+        mapping; names are matched without regard to case.
+        """
+        now = self._clock()
+        self._expire(now)
+        remaining_tokens = _header(headers, "x-ratelimit-remaining-tokens")
+        remaining_requests = _header(headers, "x-ratelimit-remaining-requests")
+        if self._learn_tokens:
+            self._tpm = _learnt(self._tpm, headers, "tokens", remaining_tokens, self._tokens)
+        if self._learn_requests:
+            self._per_window = _learnt(
+                self._per_window, headers, "requests", remaining_requests, self._requests
+            )
+        if remaining_tokens is not None and self._tpm is not None:
+            self._tokens.reconcile(now, self._tpm - remaining_tokens, self._seen_until)
+        if remaining_requests is not None and self._per_window is not None:
+            counted = self._per_window - remaining_requests
+            self._requests.reconcile(now, counted, self._seen_until)
+
+    def throttled(self, retry_after: float | None) -> None:
+        """A 429: nobody in this process sends before `retry_after` seconds.
+
+        Without a retry-after the service said nothing of when room returns: then the rate is
+        cut too, once for the 429s of one burst (all sent before the first came back).
+        """
+        now = self._clock()
+        pause = DEFAULT_PAUSE if retry_after is None else max(0.0, retry_after)
+        self._paused_until = max(self._paused_until, now + pause)
+        if retry_after is not None or now < self._cut_until:
+            return
+        self._factor = max(MIN_FACTOR, self._recover(now) * DECREASE)
+        self._factor_at = now
+        self._cut_until = now + max(pause, DEFAULT_PAUSE)
+        log.warning(
+            "429 from deployment %s: pausing %.3f s, rate cut to %.2f of quota",
+            self.name or "?",
+            pause,
+            self._factor,
+        )
+
+    # --- bookkeeping --------------------------------------------------------------------
+
+    def _reserve(self, tokens: int) -> None:
+        now = self._clock()
+        self._tokens.add(now, tokens)
+        self._requests.add(now, 1)
+        self._second.add(now, 1)
+
+    def _expire(self, now: float) -> None:
+        self._tokens.expire(now)
+        self._requests.expire(now)
+        self._second.expire(now)
+
+    def _recover(self, now: float) -> float:
+        if self._factor < 1.0:
+            elapsed = max(0.0, now - self._factor_at)
+            self._factor = min(1.0, self._factor + elapsed * self._recovery_per_second)
+        self._factor_at = now
+        return self._factor
+
+    @staticmethod
+    def _scaled(limit: int, factor: float) -> int:
+        return max(1, math.floor(limit * factor))
+
+
+class Limiters:
+    """The process's limiters, one per deployment name, made on first use."""
+
+    def __init__(
+        self,
+        quotas: Mapping[str, DeploymentQuota],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        minute: float = 60.0,
+    ) -> None:
+        self._quotas = dict(quotas)
+        self._minute = minute
+        self._clock = clock
+        self._sleep = sleep
+        self._limiters: dict[str, DeploymentLimiter] = {}
+        self._lock = threading.Lock()  # get() may be reached from the worker's threads
+
+    def get(self, deployment: str, *, backend: str | None = None) -> DeploymentLimiter:
+        """The limiter of `deployment` (its name on `backend`); one without a configured
+        quota learns from the service. AOAI_QUOTAS keys: `backend/deployment` for one
+        backend's deployment, or the deployment name for it on any backend."""
+        key = deployment if backend is None else f"{backend}/{deployment}"
+        with self._lock:
+            limiter = self._limiters.get(key)
+            if limiter is None:
+                quota = self._quotas.get(key) or self._quotas.get(deployment)
+                limiter = DeploymentLimiter(
+                    quota.tpm if quota else None,
+                    quota.requests_per_minute if quota else None,
+                    clock=self._clock,
+                    sleep=self._sleep,
+                    name=key,
+                    minute=self._minute,
+                )
+                self._limiters[key] = limiter
+            return limiter
+
+
+@dataclass
+class Reservation:
+    """One request's share of the quota, from `acquire` to the service's answer.
+
+    The order matters (see `DeploymentLimiter.observe`): the reservation is settled first,
+    then the answer's headers are observed, so requests still in flight are not taken for
+    other hosts' usage. A request that got no answer at all (a timeout) stays reserved: the
+    service may have counted it.
+    """
+
+    limiter: DeploymentLimiter
+    tokens: int
+    settled: bool = False
+
+    def answered(self, headers: Mapping[str, str], charged: int | None = None) -> None:
+        """The service answered and charged `charged` tokens (default: what was reserved,
+        as for chat, where the quota charges the prompt estimate plus max tokens)."""
+        self._settle(self.tokens if charged is None else charged)
+        self.limiter.observe(headers)
+
+    def refused(self, headers: Mapping[str, str]) -> None:
+        """The service refused the request (429, 400): it was not charged."""
+        self._settle(0)
+        self.limiter.observe(headers)
+
+    def _settle(self, used: int) -> None:
+        # A split request answers several times; only its first answer settles.
+        if not self.settled:
+            self.limiter.settle(self.tokens, used)
+            self.settled = True

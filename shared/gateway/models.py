@@ -1,0 +1,98 @@
+"""The gateway's request bodies: permissive models of what the openai SDK, LangChain and
+LlamaIndex send to `/chat/completions` and `/embeddings`, and the `x-usage-tags` header.
+
+Unlike `/api/chat` these bodies are not ours: the service defines them and grows them. The
+models check only what the app itself relies on (the model, `stream`, `user`, that there is
+something to send) and keep every other field as given (`extra="allow"`), so tools,
+`response_format`, content parts, `n`, `seed`, `logprobs` and fields added next year all reach
+the service unchanged. The service stays the judge of the rest: its 400 passes through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from shared.core.errors import InvalidRequest
+from shared.core.models import Tags
+
+_TAGS: TypeAdapter[dict[str, str]] = TypeAdapter(Tags)
+
+
+class Passthrough(BaseModel):
+    """A body the service defines: unknown fields are kept and forwarded."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(default=None, min_length=1, max_length=128)
+    user: str | None = Field(default=None, max_length=256)
+
+    def upstream(self, deployment: str, user_hash: str | None) -> dict[str, Any]:
+        """The body to forward: as given, with the deployment as its model and `user` as its
+        hash (Azure abuse monitoring gets a stable id, never the caller's own)."""
+        body = self.model_dump(exclude_unset=True)
+        body["model"] = deployment
+        if user_hash is not None:
+            body["user"] = user_hash
+        return body
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool | None = None
+
+
+class ChatCompletionsBody(Passthrough):
+    """`POST .../chat/completions`: the service's own body."""
+
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+
+    def wants_usage_chunk(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class EmbeddingsBody(Passthrough):
+    """`POST .../embeddings`: the service's own body."""
+
+    input: str | list[str] | list[int] | list[list[int]]
+
+
+class ServiceErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str | None = None
+    message: str
+
+
+class ServiceErrorResponse(BaseModel):
+    """An error answer of these routes: the service's own, passed through in Azure's shape
+    (`code`, `message`, `param`, `type`, `innererror`...), or the app's (`code`, `message`,
+    `details`), which fits the same shape."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: ServiceErrorDetail
+
+
+def parse_tags(header: str | None) -> dict[str, str]:
+    """`x-usage-tags: team=search,feature=qa` -> `{"team": "search", "feature": "qa"}`, with
+    the limits of `/api/chat`'s `tags` (a bad header is a 400, not silently dropped)."""
+    if header is None or not header.strip():
+        return {}
+    pairs: dict[str, str] = {}
+    for part in header.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise InvalidRequest("x-usage-tags must be key=value pairs separated by commas")
+        pairs[key.strip()] = value.strip()
+    try:
+        return _TAGS.validate_python(pairs)
+    except ValidationError:
+        raise InvalidRequest(
+            "x-usage-tags: at most 20 tags; keys of letters, digits and _.:- (up to 64), "
+            "values up to 256 characters"
+        ) from None

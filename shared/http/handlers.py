@@ -1,0 +1,159 @@
+"""HTTP handlers: request in, response out, with the process's services.
+
+Each handler reads and validates its input into a model, calls a service, and answers JSON
+(or a stream). Errors are AppErrors, turned into `{"error": ...}` by `shared.http.guarded`.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+
+from shared.chat.models import ChatRequest
+from shared.core.health import HealthStatus
+from shared.gateway.models import ChatCompletionsBody, EmbeddingsBody, parse_tags
+from shared.gateway.service import Forwarded
+from shared.http.boundary import (
+    client_request_id_of,
+    json_response,
+    parse_model,
+    read_body,
+    read_json,
+)
+from shared.http.openapi import openapi_document
+from shared.jobs.models import JobKind, JobQuery
+from shared.metering.callers import (
+    CHAT_ROLE,
+    JOBS_ROLE,
+    USAGE_ROLE,
+    Caller,
+    Principal,
+    Role,
+    principal_of,
+    require_role,
+)
+from shared.metering.models import UsageQuery
+from shared.metering.report import usage_report
+from shared.runtime import Runtime
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    # Proxies (nginx, Front Door) must not buffer the stream.
+    "X-Accel-Buffering": "no",
+}
+
+
+def authorised(rt: Runtime, req: Request, role: Role) -> Principal | None:
+    """The signed-in caller, after checking its app role (with ENTRA_AUTH on)."""
+    principal = principal_of(req.headers, trusted=rt.settings.entra_auth)
+    require_role(principal, role, enforced=rt.settings.entra_auth)
+    return principal
+
+
+async def chat(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`POST /api/chat`: JSON answer, or Server-Sent Events when `stream` is true."""
+    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
+    request = await read_json(req, ChatRequest, context={"settings": rt.settings})
+    if not request.stream:
+        return json_response(await rt.chat.complete(request, request_id, caller))
+    frames = await rt.chat.open_stream(request, request_id, caller)
+    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def usage(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`GET /api/usage?since=&until=&group_by=`: from the daily roll-ups (bounded cost)."""
+    authorised(rt, req, USAGE_ROLE)
+    query = parse_model(UsageQuery, dict(req.query_params))
+    report = await usage_report(
+        rt.rollups,
+        query,
+        rt.settings.model_prices,
+        rt.settings.batch_discount,
+        max_cells=rt.settings.usage_report_max_cells,
+    )
+    return json_response(report)
+
+
+async def health(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`GET /api/health` (anonymous): the status only, from checks at most a few seconds old."""
+    report = await rt.health.report()
+    return json_response(HealthStatus(status=report.status), 200 if report.status == "ok" else 503)
+
+
+async def health_details(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`GET /api/health/details` (function key): each check's result, latency and error."""
+    report = await rt.health.report()
+    return json_response(report, 200 if report.status == "ok" else 503)
+
+
+async def openapi(rt: Runtime, req: Request, request_id: str) -> Response:
+    return json_response(openapi_document())
+
+
+async def submit_job(rt: Runtime, req: Request, request_id: str, kind: JobKind) -> Response:
+    """`POST /api/jobs/embeddings` and `/api/jobs/classifications`: 202 with the job id."""
+    principal = authorised(rt, req, JOBS_ROLE)
+    body = await read_body(req)
+    accepted = await rt.job_requests.submit(
+        kind,
+        body,
+        request_id,
+        status_url=lambda job_id: f"{req.base_url}api/jobs/{job_id}",
+        principal_id=principal.object_id if principal else None,
+    )
+    return json_response(accepted, 202)
+
+
+async def get_job(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`GET /api/jobs/{job_id}?page_size=&continuation=`: status, counts, one page of results."""
+    authorised(rt, req, JOBS_ROLE)
+    query = parse_model(JobQuery, dict(req.query_params))
+    return json_response(
+        await rt.job_requests.view(req.path_params["job_id"], query.page_size, query.continuation)
+    )
+
+
+async def cancel_job(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`POST /api/jobs/{job_id}/cancel`: no new requests; results so far are kept."""
+    authorised(rt, req, JOBS_ROLE)
+    return json_response(await rt.job_requests.cancel(req.path_params["job_id"]))
+
+
+# --- the Azure OpenAI-compatible routes (docs/gateway.md) ----------------------------------
+
+
+def forwarded_response(answer: Forwarded) -> Response:
+    if answer.stream is not None:
+        return StreamingResponse(
+            answer.stream,
+            status_code=answer.status,
+            media_type=answer.media_type,
+            headers={**answer.headers, **SSE_HEADERS},
+        )
+    return Response(
+        content=answer.body,
+        status_code=answer.status,
+        headers=answer.headers,
+        media_type=answer.media_type,
+    )
+
+
+async def gateway_chat(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`POST /api/openai/deployments/{deployment}/chat/completions` and
+    `POST /api/v1/chat/completions` (model in the body): the service's answer, unchanged."""
+    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
+    tags = parse_tags(req.headers.get("x-usage-tags"))
+    body = await read_json(req, ChatCompletionsBody)
+    deployment = req.path_params.get("deployment")
+    answer = await rt.gateway.chat(body, deployment, tags, request_id, caller)
+    return forwarded_response(answer)
+
+
+async def gateway_embeddings(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`POST /api/openai/deployments/{deployment}/embeddings` and `POST /api/v1/embeddings`."""
+    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
+    tags = parse_tags(req.headers.get("x-usage-tags"))
+    body = await read_json(req, EmbeddingsBody)
+    deployment = req.path_params.get("deployment")
+    answer = await rt.gateway.embeddings(body, deployment, tags, request_id, caller)
+    return forwarded_response(answer)

@@ -1,0 +1,300 @@
+"""The OpenAPI 3.1 document of the HTTP API, generated from the pydantic models.
+
+Schemas come from the same models that validate requests and shape answers, so the document
+cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared.chat.models import ChatRequest, ChatResponse
+from shared.core.health import HealthReport, HealthStatus
+from shared.core.models import ErrorResponse
+from shared.gateway.models import ChatCompletionsBody, EmbeddingsBody, ServiceErrorResponse
+from shared.jobs.models import ClassificationJob, EmbeddingJob, JobView, SubmitAccepted
+from shared.metering.models import GROUP_BY_PATTERN, UsageReport
+
+_SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+    (ChatRequest, "validation"),
+    (ChatResponse, "serialization"),
+    (UsageReport, "serialization"),
+    (HealthReport, "serialization"),
+    (HealthStatus, "serialization"),
+    (ErrorResponse, "serialization"),
+    (EmbeddingJob, "validation"),
+    (ClassificationJob, "validation"),
+    (SubmitAccepted, "serialization"),
+    (JobView, "serialization"),
+    (ChatCompletionsBody, "validation"),
+    (EmbeddingsBody, "validation"),
+    (ServiceErrorResponse, "serialization"),
+]
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "invalid_request or content_filter",
+        403: "forbidden (ENTRA_AUTH: the app role is missing)",
+        404: "not_found",
+        409: "conflict (the job_id belongs to a job of the other kind)",
+        413: "too_large",
+        429: "rate_limited (see Retry-After)",
+        502: "upstream_error",
+        503: "unavailable (the job could not be queued; submit it again)",
+        504: "upstream_timeout",
+    }
+    return {str(s): _json(ErrorResponse, text[s]) for s in statuses}
+
+
+STREAM_DESCRIPTION = (
+    "With `stream: true`: `text/event-stream`, one JSON object per `data:` frame: "
+    '`{"type": "delta", "content"}`..., then `{"type": "done", "finish_reason", "usage"}` '
+    '(or a final `{"type": "content_filter"}` / `{"type": "error"}` frame), then `data: [DONE]`.'
+)
+
+
+@functools.cache
+def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
+    _, defs = models_json_schema(_SCHEMAS, ref_template="#/components/schemas/{model}")
+    # The header only: a key in `?code=` ends up in URLs, browser history and proxy logs.
+    key_header: list[dict[str, list[str]]] = [{"functionKey": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Azure OpenAI Functions API",
+            "version": version,
+            "description": (
+                "Chat (JSON or Server-Sent Events), queue jobs, usage and health, and the "
+                "Azure OpenAI-compatible routes (docs/gateway.md)."
+            ),
+        },
+        "servers": [{"url": "/api"}],
+        "paths": {
+            "/chat": {
+                "post": {
+                    "operationId": "chat",
+                    "security": key_header,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(ChatRequest)}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The answer. " + STREAM_DESCRIPTION,
+                            "content": {
+                                "application/json": {"schema": _ref(ChatResponse)},
+                                "text/event-stream": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(400, 403, 413, 429, 502, 504),
+                    },
+                }
+            },
+            "/usage": {
+                "get": {
+                    "operationId": "usage",
+                    "security": key_header,
+                    "parameters": [
+                        _query("since", {"type": "string", "format": "date-time"}),
+                        _query("until", {"type": "string", "format": "date-time"}),
+                        _query(
+                            "group_by",
+                            {
+                                "type": "string",
+                                "pattern": GROUP_BY_PATTERN,
+                                "default": "deployment",
+                            },
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json(UsageReport, "Totals and estimated cost per group."),
+                        **_errors(400, 403, 413),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "security": [],
+                    "responses": {
+                        "200": _json(HealthStatus, "Every dependency answers."),
+                        "503": _json(HealthStatus, "A dependency does not answer."),
+                    },
+                }
+            },
+            "/health/details": {
+                "get": {
+                    "operationId": "healthDetails",
+                    "security": key_header,
+                    "responses": {
+                        "200": _json(HealthReport, "Every dependency answers."),
+                        "503": _json(HealthReport, "A dependency does not answer."),
+                    },
+                }
+            },
+            **_job_paths(key_header),
+            **_gateway_paths(key_header),
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "security": [],
+                    "responses": {"200": {"description": "This document."}},
+                }
+            },
+        },
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+            },
+        },
+    }
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _path(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _job_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    job_id = _path("job_id", "The job's id, as `POST` answered it.")
+
+    def submit(operation_id: str, body: type[BaseModel]) -> dict[str, Any]:
+        return {
+            "post": {
+                "operationId": operation_id,
+                "security": security,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(body)}},
+                },
+                "responses": {
+                    "202": _json(SubmitAccepted, "Queued; poll `status_url`."),
+                    **_errors(400, 403, 409, 413, 503),
+                },
+            }
+        }
+
+    return {
+        "/jobs/embeddings": submit("submitEmbeddingJob", EmbeddingJob),
+        "/jobs/classifications": submit("submitClassificationJob", ClassificationJob),
+        "/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob",
+                "security": security,
+                "parameters": [
+                    job_id,
+                    _query(
+                        "page_size",
+                        {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    ),
+                    _query("continuation", {"type": "string", "maxLength": 8192}),
+                ],
+                "responses": {
+                    "200": _json(JobView, "The job, true counts and one page of results."),
+                    **_errors(400, 403, 404),
+                },
+            }
+        },
+        "/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "security": security,
+                "parameters": [job_id],
+                "responses": {
+                    "200": _json(JobView, "The job (`cancelled` unless it had already ended)."),
+                    **_errors(403, 404),
+                },
+            }
+        },
+    }
+
+
+GATEWAY_ANSWER = (
+    "The service's answer, unchanged: a chat completion or embeddings object as Azure OpenAI "
+    "defines it, or with `stream: true` its Server-Sent Events (`data: <chunk>`..., then "
+    "`data: [DONE]`)."
+)
+GATEWAY_ERRORS = {
+    "400": "the service's 400 (content filter with `innererror`, invalid body), or the app's "
+    "invalid_request (bad `x-usage-tags`, a body that is not JSON)",
+    "403": "forbidden (ENTRA_AUTH: the app role is missing)",
+    "404": "DeploymentNotFound: the name is not in the alias table (`details.known_models`)",
+    "429": "the service's, with `retry-after-ms` / `retry-after`, after the app's own retries",
+    "502": "upstream_error: the service could not be reached (or its own 5xx, passed through)",
+    "504": "upstream_timeout",
+}
+
+
+def _gateway_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Both shapes of `/chat/completions` and `/embeddings` (docs/gateway.md). The request
+    schemas are permissive (the service defines these bodies; unknown fields pass through)."""
+    deployment = _path("deployment", "A deployment or model name (through AOAI_DEPLOYMENTS).")
+    api_version = _query("api-version", {"type": "string"})
+    tags = {
+        "name": "x-usage-tags",
+        "in": "header",
+        "required": False,
+        "description": "Usage tags: `team=search,feature=qa`.",
+        "schema": {"type": "string"},
+    }
+
+    def route(
+        operation_id: str, body: type[BaseModel], stream: bool, parameters: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+        if stream:
+            answer["text/event-stream"] = {"schema": {"type": "string"}}
+        errors = {
+            status: {
+                "description": text,
+                "content": {"application/json": {"schema": _ref(ServiceErrorResponse)}},
+            }
+            for status, text in GATEWAY_ERRORS.items()
+        }
+        return {
+            "post": {
+                "operationId": operation_id,
+                "security": security,
+                "parameters": [*parameters, tags],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(body)}},
+                },
+                "responses": {"200": {"description": GATEWAY_ANSWER, "content": answer}, **errors},
+            }
+        }
+
+    azure = [deployment, api_version]
+    return {
+        "/openai/deployments/{deployment}/chat/completions": route(
+            "gatewayChatAzure", ChatCompletionsBody, True, azure
+        ),
+        "/openai/deployments/{deployment}/embeddings": route(
+            "gatewayEmbeddingsAzure", EmbeddingsBody, False, azure
+        ),
+        "/v1/chat/completions": route("gatewayChatOpenAI", ChatCompletionsBody, True, []),
+        "/v1/embeddings": route("gatewayEmbeddingsOpenAI", EmbeddingsBody, False, []),
+    }

@@ -1,0 +1,165 @@
+"""Embedding jobs: items packed into as few requests as Azure's limits allow, one result each.
+
+Limits (settings, Azure's values by default): `EMBEDDING_MAX_INPUTS` inputs per request (2048),
+`EMBEDDING_MAX_INPUT_TOKENS` per input (8192) and `EMBEDDING_MAX_REQUEST_TOKENS` per request
+(300k). Tokens are estimated as characters / 4, the service's own estimate for rate limiting
+(tiktoken cannot fetch its encodings offline, and the estimate is what the quota charges). A
+400 for a request the service finds too large splits it in two. Vectors are stored as float
+arrays, mapped back to items by the `index` the service returns (not by order).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from shared.aoai.backends import Backends
+from shared.aoai.quota import Reservation
+from shared.core.clock import now
+from shared.core.errors import AppError, InvalidRequest
+from shared.core.models import ErrorDetail, Usage
+from shared.core.settings import Settings
+from shared.jobs.models import Item, JobSpec, ResultDoc
+from shared.jobs.results import failed_result, request_usage_id, share_usage
+from shared.jobs.store import result_id
+from shared.metering.bookkeeper import Bookkeeper, CallSite
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens the quota charges for `text`: characters / 4, rounded up."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+@dataclass(frozen=True)
+class EmbeddingService:
+    settings: Settings
+    backends: Backends  # the call goes to `site.backend`, without the SDK's retries
+    books: Bookkeeper
+
+    def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]:
+        """Pack items, in order, into as few requests as the caps (and the limiter's
+        per-window budget, when smaller) allow. Items over the per-input cap get a request
+        of their own and fail there with the reason."""
+        max_tokens = self.settings.embedding_max_request_tokens
+        if token_budget is not None:
+            max_tokens = max(1, min(max_tokens, token_budget))
+        groups: list[list[Item]] = []
+        current: list[Item] = []
+        tokens = 0
+        for item in items:
+            cost = estimate_tokens(item.text)
+            full = len(current) >= self.settings.embedding_max_inputs or tokens + cost > max_tokens
+            if current and full:
+                groups.append(current)
+                current, tokens = [], 0
+            current.append(item)
+            tokens += cost
+        if current:
+            groups.append(current)
+        return groups
+
+    def estimate(self, group: list[Item]) -> int:
+        return sum(estimate_tokens(item.text) for item in group)
+
+    async def run(
+        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
+    ) -> list[ResultDoc]:
+        """Embed one group; a group the service refuses as too large is split and retried.
+        Raises AppError for a failure of the whole request (429, 5xx, timeout, auth)."""
+        too_long = [
+            i for i in group if estimate_tokens(i.text) > self.settings.embedding_max_input_tokens
+        ]
+        if too_long:
+            rest = [i for i in group if i not in too_long]
+            failed = [
+                failed_result(
+                    site.job_id or "",
+                    item.id,
+                    "embedding",
+                    ErrorDetail(
+                        code="too_long",
+                        message=f"about {estimate_tokens(item.text)} tokens; at most "
+                        f"{self.settings.embedding_max_input_tokens} per input",
+                    ),
+                    spec.deployment,
+                )
+                for item in too_long
+            ]
+            return failed + (await self.run(rest, spec, site, reservation) if rest else [])
+        try:
+            return await self._call(group, spec, site, reservation)
+        except InvalidRequest as error:
+            if len(group) == 1:
+                return [
+                    failed_result(
+                        site.job_id or "", group[0].id, "embedding", error.detail(), spec.deployment
+                    )
+                ]
+            half = len(group) // 2
+            return await self.run(group[:half], spec, site, reservation) + await self.run(
+                group[half:], spec, site, reservation
+            )
+
+    async def _call(
+        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
+    ) -> list[ResultDoc]:
+        target = self.backends.target(site.backend, spec.deployment)
+        args: dict[str, Any] = {"model": target.deployment, "input": [i.text for i in group]}
+        if spec.dimensions is not None:
+            args["dimensions"] = spec.dimensions
+        record_id = request_usage_id(site, [i.id for i in group])
+        started = time.perf_counter()
+        try:
+            raw = await target.client.embeddings.with_raw_response.create(**args)
+        except openai.OpenAIError as error:
+            if isinstance(error, openai.APIStatusError):
+                reservation.refused(error.response.headers)
+            failure: AppError = await self.books.failed(
+                site, error, started=started, prompt=None, record_id=record_id
+            )
+            raise failure from None
+        response = raw.parse()
+        reservation.answered(raw.headers, charged=response.usage.prompt_tokens)
+        usage = Usage(
+            prompt_tokens=response.usage.prompt_tokens, total_tokens=response.usage.total_tokens
+        )
+        await self.books.usage(
+            site, model=response.model, usage=usage, started=started, record_id=record_id
+        )
+        vectors = {d.index: d.embedding for d in response.data}
+        shares = share_usage(usage, [len(i.text) for i in group])
+        created = now()
+        results: list[ResultDoc] = []
+        for index, item in enumerate(group):
+            vector = vectors.get(index)
+            if vector is None:
+                results.append(
+                    failed_result(
+                        site.job_id or "",
+                        item.id,
+                        "embedding",
+                        ErrorDetail(
+                            code="missing_answer", message="the service returned no vector for it"
+                        ),
+                        spec.deployment,
+                    )
+                )
+                continue
+            results.append(
+                ResultDoc(
+                    id=result_id(site.job_id or "", item.id),
+                    job_id=site.job_id or "",
+                    item_id=item.id,
+                    kind="embedding",
+                    status="succeeded",
+                    deployment=spec.deployment,
+                    embedding=[float(x) for x in vector],
+                    usage=shares[index],
+                    created_at=created,
+                )
+            )
+        return results

@@ -1,0 +1,70 @@
+"""Building result documents and request-level ids, shared by the job services."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from shared.core.clock import now
+from shared.core.models import CategoryResult, ErrorDetail, Usage
+from shared.jobs.models import JobKind, ResultDoc
+from shared.jobs.store import result_id
+from shared.metering.bookkeeper import CallSite
+
+
+def failed_result(
+    job_id: str,
+    item_id: str,
+    kind: JobKind,
+    error: ErrorDetail,
+    deployment: str | None,
+    *,
+    filtered: dict[str, CategoryResult] | None = None,
+    usage: Usage | None = None,
+) -> ResultDoc:
+    """A failed (or, with `filtered`, content_filtered) item, with its reason."""
+    return ResultDoc(
+        id=result_id(job_id, item_id),
+        job_id=job_id,
+        item_id=item_id,
+        kind=kind,
+        status="content_filtered" if filtered is not None else "failed",
+        deployment=deployment,
+        error=ErrorDetail(code=error.code, message=error.message),
+        categories=filtered,
+        usage=usage or Usage(),
+        created_at=now(),
+    )
+
+
+def request_usage_id(site: CallSite, item_ids: Sequence[str]) -> str:
+    """A deterministic usage-document id for one job request: the same items sent again (a
+    redelivered message, a retried request) overwrite their record instead of adding one."""
+    digest = hashlib.sha256("\n".join(sorted(item_ids)).encode()).hexdigest()[:24]
+    return f"{site.job_id}:{site.operation}:{digest}"
+
+
+def share_usage(usage: Usage, weights: Sequence[int]) -> list[Usage]:
+    """Split a request's usage across its items in proportion to `weights` (their sizes);
+    the parts add up to the whole."""
+    total_weight = sum(weights) or 1
+    parts: list[Usage] = []
+    given = [0, 0]
+    for index, weight in enumerate(weights):
+        last = index == len(weights) - 1
+        prompt = (
+            usage.prompt_tokens - given[0] if last else usage.prompt_tokens * weight // total_weight
+        )
+        completion = (
+            usage.completion_tokens - given[1]
+            if last
+            else usage.completion_tokens * weight // total_weight
+        )
+        given[0] += prompt
+        given[1] += completion
+        parts.append(
+            Usage(
+                prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+            )
+        )
+    return parts

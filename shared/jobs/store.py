@@ -1,0 +1,183 @@
+"""The `jobs` and `results` containers: job records, one result per item, derived counts.
+
+Counts and usage are always derived from the result documents (one per item, deterministic id
+`{job_id}:{item_id}`), never incremented, so a redelivered message cannot count twice. Status
+changes are read-modify-write under the document's ETag, so a cancel and a worker finishing at
+the same moment cannot overwrite each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from azure.cosmos.exceptions import CosmosAccessConditionFailedError
+
+from shared.core.clock import now
+from shared.core.models import ErrorDetail, Usage
+from shared.core.store import JOBS, RESULTS, Store
+from shared.jobs.models import TERMINAL, Counts, JobDoc, JobStatus, ResultDoc
+
+log = logging.getLogger(__name__)
+
+WRITE_CONCURRENCY = 16
+ETAG_RETRIES = 10
+OPEN: frozenset[str] = frozenset({"queued", "running", "submitted"})
+
+
+def result_id(job_id: str, item_id: str) -> str:
+    return f"{job_id}:{item_id}"
+
+
+class JobStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def get(self, job_id: str) -> JobDoc | None:
+        found = await self._store.read(JOBS, job_id, job_id)
+        return JobDoc.model_validate(found) if found is not None else None
+
+    async def create(self, job: JobDoc) -> tuple[JobDoc, bool]:
+        """Insert the job unless one with its id exists; (the stored job, created?)."""
+        stored = await self._store.create(JOBS, _doc(job))
+        if stored is not None:
+            return JobDoc.model_validate(stored), True
+        existing = await self.get(job.job_id)
+        if existing is None:  # deleted in between: insert ours after all
+            return JobDoc.model_validate(await self._store.upsert(JOBS, _doc(job))), True
+        return existing, False
+
+    async def update(
+        self,
+        job_id: str,
+        *,
+        status: JobStatus | None = None,
+        only_from: Collection[str] | None = None,
+        **fields: Any,
+    ) -> JobDoc | None:
+        """Change a job under its ETag, retrying on a lost race. With `only_from`, a job whose
+        status is not in it is returned unchanged. None if the job does not exist."""
+        for _ in range(ETAG_RETRIES):
+            raw = await self._store.read(JOBS, job_id, job_id)
+            if raw is None:
+                return None
+            job = JobDoc.model_validate(raw)
+            if only_from is not None and job.status not in only_from:
+                return job
+            changed = job.model_copy(update={**fields, "updated_at": now()})
+            if status is not None:
+                changed.status = status
+            try:
+                stored = await self._store.replace_if_unchanged(JOBS, _doc(changed), raw["_etag"])
+            except CosmosAccessConditionFailedError:
+                continue
+            return JobDoc.model_validate(stored)
+        raise RuntimeError(f"job {job_id} kept changing under {ETAG_RETRIES} updates")
+
+    async def ids_with_status(self, status: JobStatus) -> list[str]:
+        """The ids of every job in `status` (a cross-partition query)."""
+        rows = await self._store.query(
+            JOBS, "SELECT c.id FROM c WHERE c.status = @status", {"@status": status}
+        )
+        return [str(row["id"]) for row in rows]
+
+    async def done_item_ids(self, job_id: str, redo: Collection[str] = ()) -> set[str]:
+        """Items that already have their one result (skipped on redelivery); a failed result
+        whose error code is in `redo` does not count (it is to be done again)."""
+        rows = await self._store.query(
+            RESULTS,
+            "SELECT c.item_id, c.error FROM c WHERE c.job_id = @job_id",
+            {"@job_id": job_id},
+            partition_key=job_id,
+        )
+        return {
+            row["item_id"] for row in rows if ((row.get("error") or {}).get("code")) not in redo
+        }
+
+    async def write_results(self, results: Iterable[ResultDoc]) -> None:
+        """Upsert each result (deterministic ids: writing one twice keeps one)."""
+        gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+        async def write(result: ResultDoc) -> None:
+            async with gate:
+                await self._store.upsert(RESULTS, result.model_dump(mode="json", exclude_none=True))
+
+        async with asyncio.TaskGroup() as group:
+            for result in results:
+                group.create_task(write(result))
+
+    async def tally(self, job_id: str, total: int) -> tuple[Counts, Usage]:
+        """Counts and usage, derived from the job's results."""
+        rows = await self._store.query(
+            RESULTS,
+            "SELECT c.status, c.usage FROM c WHERE c.job_id = @job_id",
+            {"@job_id": job_id},
+            partition_key=job_id,
+        )
+        counts = Counts(total=total)
+        usage = Usage()
+        for row in rows:
+            status = row.get("status")
+            if status in ("succeeded", "failed", "content_filtered"):
+                setattr(counts, status, getattr(counts, status) + 1)
+            spent = row.get("usage") or {}
+            usage.prompt_tokens += int(spent.get("prompt_tokens", 0))
+            usage.completion_tokens += int(spent.get("completion_tokens", 0))
+            usage.total_tokens += int(spent.get("total_tokens", 0))
+        done = counts.succeeded + counts.failed + counts.content_filtered
+        counts.pending = max(0, total - done)
+        return counts, usage
+
+    async def finish(self, job_id: str, total: int) -> JobDoc | None:
+        """Settle an open job whose items all have results: succeeded, partially_failed
+        (some items failed or were filtered) or failed (none succeeded)."""
+        counts, usage = await self.tally(job_id, total)
+        if counts.pending:
+            return await self.get(job_id)
+        status: JobStatus
+        if counts.succeeded == total:
+            status = "succeeded"
+        elif counts.succeeded == 0:
+            status = "failed"
+        else:
+            status = "partially_failed"
+        error = (
+            None
+            if status == "succeeded"
+            else ErrorDetail(
+                code="items_failed",
+                message=f"{counts.failed + counts.content_filtered} of {total} items did not "
+                "succeed; see their results",
+            )
+        )
+        return await self.update(
+            job_id, status=status, only_from=OPEN, counts=counts, usage=usage, error=error
+        )
+
+    async def results_page(
+        self, job_id: str, page_size: int, continuation: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        rows, token = await self._store.query_page(
+            RESULTS,
+            "SELECT * FROM c WHERE c.job_id = @job_id",
+            {"@job_id": job_id},
+            partition_key=job_id,
+            page_size=page_size,
+            continuation=continuation,
+        )
+        return [_public(row) for row in rows], token
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL
+
+
+def _doc(job: JobDoc) -> dict[str, Any]:
+    return job.model_dump(mode="json", exclude={"etag"})
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored document without Cosmos DB's system properties."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}

@@ -1,0 +1,344 @@
+"""The queue boundary: the twin of shared/http/boundary.py for job messages.
+
+It reads a message into a job, runs one slice of it and turns what happened into a job status,
+failed items or a continuation message, so the host's own retries are only for what we cannot
+settle ourselves:
+
+- not a valid job: recorded at once as a failed job (reason, truncated raw body, queue and
+  message id) and not retried;
+- a 429 (past the one short wait a slice does itself, shared/jobs/runner.py): the rest goes
+  back delayed by the server's retry-after (capped by
+  `JOB_RETRY_AFTER_CAP_SECONDS`; past the cap the rest fails as `quota_exhausted`);
+- a passing failure (5xx, timeout, Cosmos DB or Storage down): the rest goes back with
+  exponential backoff, at most `JOB_MAX_ATTEMPTS` times, then fails with the reason;
+- slice time used up: the rest goes back at once.
+
+Redelivery is normal: items that already have a result are skipped before any call, results
+and usage documents have deterministic ids, and counts are derived from the results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import azure.functions as func
+
+from shared.aoai.backends import Backend, Backends
+from shared.aoai.quota import DeploymentLimiter, Limiters, Reservation
+from shared.core.clock import now
+from shared.core.errors import AppError, translate
+from shared.core.models import ErrorDetail
+from shared.core.queues import JobQueues
+from shared.core.settings import Settings
+from shared.jobs.batch.service import BatchService
+from shared.jobs.classification import ClassificationService
+from shared.jobs.embeddings import EmbeddingService
+from shared.jobs.intake import InvalidJob, enqueue, job_spec, read_message
+from shared.jobs.models import (
+    REQUEUEABLE,
+    EmbeddingJob,
+    Item,
+    Job,
+    JobDoc,
+    JobKind,
+    JobSource,
+    JobSpec,
+    ResultDoc,
+)
+from shared.jobs.results import failed_result
+from shared.jobs.runner import SliceOutcome, run_slice
+from shared.jobs.store import OPEN, JobStore, is_terminal
+from shared.metering.bookkeeper import CallSite
+
+log = logging.getLogger(__name__)
+
+MIN_CONTINUATION_DELAY = 0.001
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the worker needs of a queue message (the host's QueueMessage, or a test's)."""
+
+    queue: str
+    id: str | None
+    body: bytes
+    dequeue_count: int = 1
+
+
+@dataclass(frozen=True)
+class JobWorker:
+    settings: Settings
+    jobs: JobStore
+    queues: JobQueues
+    limiters: Limiters
+    backends: Backends
+    embeddings: EmbeddingService
+    classification: ClassificationService
+    batches: BatchService
+
+    async def on_message(self, kind: JobKind, msg: func.QueueMessage) -> None:
+        """The queue trigger's entry point."""
+        message = Message(
+            queue=self.settings.queue_for(kind),
+            id=msg.id,
+            body=msg.get_body(),
+            dequeue_count=msg.dequeue_count or 1,
+        )
+        await self.handle(kind, message)
+
+    async def handle(self, kind: JobKind, message: Message) -> None:
+        """Process one job message. Raises only when nothing could be settled (then the host
+        redelivers it; after maxDequeueCount the poison sweep records it)."""
+        try:
+            job, _ = await read_message(kind, message.body, self.queues, self.settings)
+            spec = job_spec(job, self.settings)
+        except InvalidJob as error:
+            await self.record_invalid(kind, message, error)
+            return
+        try:
+            await self._process(job, spec, message)
+        except Exception as error:
+            failure = translate(error)
+            outcome = SliceOutcome(stop="passing", failure=failure)
+            if (
+                failure is None
+                or not failure.retryable
+                or continuation_plan(self.settings, job.attempt, outcome) is None
+            ):
+                raise  # the host redelivers it; once poisoned, the sweep records it
+            # Cosmos DB or Storage failed before the slice could settle anything.
+            await self._continue(job, [*job.items], outcome, message.queue)
+
+    async def _process(self, job: Job, spec: JobSpec, message: Message) -> None:
+        assert job.job_id is not None
+        doc, _ = await self.jobs.create(
+            JobDoc(
+                id=job.job_id,
+                job_id=job.job_id,
+                kind=job.kind,
+                mode=job.mode,
+                status="running",
+                spec=spec,
+                total=len(job.items),
+                created_at=now(),
+                updated_at=now(),
+                source=JobSource(via="queue", queue=message.queue, message_id=message.id),
+            )
+        )
+        if doc.status == "failed" and doc.error is not None and doc.error.code in REQUEUEABLE:
+            # An operator requeued it after a fix: it runs again (its poisoned items too).
+            log.info(
+                "job %s (%s) runs again from message %s", doc.job_id, doc.error.code, message.id
+            )
+            doc = (
+                await self.jobs.update(
+                    job.job_id,
+                    status="running",
+                    only_from={"failed"},
+                    kind=job.kind,
+                    spec=spec,
+                    total=max(doc.total, len(job.items)),
+                    error=None,
+                    raw_body=None,
+                    raw_blob=None,
+                )
+                or doc
+            )
+        if is_terminal(doc.status):
+            log.info(
+                "job %s is %s; message %s has nothing to do", doc.job_id, doc.status, message.id
+            )
+            return
+        if job.mode == "batch":
+            await self.batches.start(job, spec)
+            return
+        done = await self.jobs.done_item_ids(job.job_id, redo={"poisoned"})
+        remaining = [item for item in job.items if item.id not in done]
+        if doc.status == "queued":
+            await self.jobs.update(job.job_id, status="running", only_from={"queued"})
+        if remaining:
+            outcome = await self._slice(job, spec, remaining)
+            if outcome.stop == "cancelled":
+                log.info(
+                    "job %s cancelled; %d items left undone", job.job_id, len(outcome.remaining)
+                )
+                return
+            if outcome.stop != "done" and outcome.remaining:
+                await self._continue(job, outcome.remaining, outcome, message.queue)
+                if outcome.remaining and not await self._gave_up(job, spec, outcome):
+                    return
+        await self.jobs.finish(job.job_id, doc.total)
+
+    async def _slice(self, job: Job, spec: JobSpec, items: list[Item]) -> SliceOutcome:
+        assert job.job_id is not None
+        service: EmbeddingService | ClassificationService = (
+            self.embeddings if isinstance(job, EmbeddingJob) else self.classification
+        )
+        site = CallSite(
+            operation="embedding" if isinstance(job, EmbeddingJob) else "classification",
+            source="job",
+            deployment=spec.deployment,
+            tags=spec.tags,
+            job_id=job.job_id,
+            principal_id=spec.principal_id,
+        )
+        job_id = job.job_id
+
+        async def cancelled() -> bool:
+            current = await self.jobs.get(job_id)
+            return current is None or current.status == "cancelled"
+
+        def fail(group: list[Item], error: AppError) -> list[ResultDoc]:
+            return [
+                failed_result(job_id, i.id, job.kind, error.detail(), spec.deployment)
+                for i in group
+            ]
+
+        def estimate(group: list[Item]) -> int:
+            if isinstance(service, ClassificationService):
+                return service.estimate(group, spec)
+            return service.estimate(group)
+
+        # One limiter per backend and deployment: each account has its own quota. The slice
+        # sends to one backend at a time and moves to the next at a 429, 5xx or timeout.
+        lanes: dict[int, str] = {}  # id(limiter) -> backend name
+
+        def lane(backend: Backend) -> DeploymentLimiter:
+            name = backend.deployment_for(spec.deployment) or spec.deployment
+            limiter = self.limiters.get(name, backend=backend.name)
+            lanes[id(limiter)] = backend.name
+            return limiter
+
+        def failover(failure: AppError, failed: DeploymentLimiter) -> DeploymentLimiter | None:
+            if not self.backends.cool(lanes[id(failed)], failure):
+                return None  # not the backend's fault (Cosmos DB down, say)
+            ready = self.backends.ready(spec.deployment)
+            return lane(ready[0]) if ready else None
+
+        async def run(group: list[Item], reservation: Reservation) -> list[ResultDoc]:
+            served = site.on(lanes[id(reservation.limiter)])
+            return await service.run(group, spec, served, reservation)
+
+        limiter = lane(self.backends.candidates(spec.deployment)[0])
+        # A request of a tenth of the quota keeps the flow steady and fits any window.
+        budget = limiter.token_limit // 10 if limiter.token_limit else None
+        return await run_slice(
+            service.plan(items, budget),
+            run=run,
+            estimate=estimate,
+            write=self.jobs.write_results,
+            fail=fail,
+            limiter=limiter,
+            concurrency=self.settings.job_concurrency,
+            seconds=self.settings.job_slice_seconds,
+            cancelled=cancelled,
+            failover=failover,
+        )
+
+    async def _continue(
+        self, job: Job, remaining: list[Item], outcome: SliceOutcome, queue: str
+    ) -> None:
+        plan = continuation_plan(self.settings, job.attempt, outcome)
+        if plan is None:
+            return  # _gave_up settles these items
+        delay, attempt = plan
+        reason = outcome.failure.code if outcome.failure else outcome.stop
+        rest = job.model_copy(update={"items": remaining, "attempt": attempt, "reason": reason})
+        await enqueue(self.queues, queue, rest, delay_seconds=delay)
+        log.info(
+            "job %s: %d items continue in %.1fs (%s, attempt %d)",
+            job.job_id,
+            len(remaining),
+            delay,
+            reason,
+            attempt,
+        )
+
+    async def _gave_up(self, job: Job, spec: JobSpec, outcome: SliceOutcome) -> bool:
+        """Fail the remaining items when waiting more is not allowed; True if it did."""
+        if continuation_plan(self.settings, job.attempt, outcome) is not None:
+            return False
+        assert job.job_id is not None
+        if outcome.stop == "rate_limited":
+            error = ErrorDetail(
+                code="quota_exhausted",
+                message=f"Azure OpenAI asked to wait {outcome.retry_after:.0f}s, longer than "
+                f"JOB_RETRY_AFTER_CAP_SECONDS ({self.settings.job_retry_after_cap_seconds:.0f}s)",
+            )
+        else:
+            failure = outcome.failure
+            error = ErrorDetail(
+                code=failure.code if failure else "upstream_error",
+                message=f"gave up after {self.settings.job_max_attempts} attempts: "
+                + (failure.message if failure else "passing failures"),
+            )
+        await self.jobs.write_results(
+            failed_result(job.job_id, item.id, job.kind, error, spec.deployment)
+            for item in outcome.remaining
+        )
+        return True
+
+    async def record_invalid(
+        self,
+        kind: JobKind | None,
+        message: Message,
+        error: InvalidJob,
+        *,
+        via: str = "queue",
+        raw_blob: str | None = None,
+    ) -> JobDoc:
+        """Record a message that is not a valid job, once however often it is delivered."""
+        digest = hashlib.sha256(message.queue.encode() + b"\n" + message.body).hexdigest()
+        detail = ErrorDetail(code=error.code, message=error.reason, details=error.details)
+        raw = message.body.decode("utf-8", errors="replace")[: self.settings.job_raw_body_chars]
+        record = JobDoc(
+            id=f"invalid-{digest[:32]}",
+            job_id=f"invalid-{digest[:32]}",
+            kind=kind,
+            status="failed",
+            error=detail,
+            raw_body=raw,
+            raw_blob=raw_blob,
+            created_at=now(),
+            updated_at=now(),
+            source=JobSource(via=via, queue=message.queue, message_id=message.id),
+        )
+        log.warning(
+            "message %s on %s is not a valid job: %s", message.id, message.queue, error.reason
+        )
+        if error.job_id is not None:
+            named = record.model_copy(update={"id": error.job_id, "job_id": error.job_id})
+            stored, created = await self.jobs.create(named)
+            if created or stored.raw_body == raw:  # new, or this very message again
+                return stored
+            if stored.status in OPEN:
+                failed = await self.jobs.update(
+                    error.job_id, status="failed", only_from=OPEN, error=detail, raw_body=raw
+                )
+                return failed or stored
+        stored, _ = await self.jobs.create(record)
+        return stored
+
+
+def continuation_plan(
+    settings: Settings, attempt: int, outcome: SliceOutcome
+) -> tuple[float, int] | None:
+    """(delay in seconds, attempt) of the continuation for what a slice left, or None when the
+    rest must fail instead (a retry-after past the cap, or the passing-failure budget spent).
+
+    A 429 or a finished slice does not use up the budget: only passing failures count."""
+    if outcome.stop == "slice":
+        return 0.0, attempt
+    if outcome.stop == "rate_limited":
+        wait = outcome.retry_after or 1.0
+        if wait > settings.job_retry_after_cap_seconds:
+            return None
+        return max(MIN_CONTINUATION_DELAY, wait - outcome.lead), attempt
+    attempt += 1
+    if attempt > settings.job_max_attempts:
+        return None
+    return min(settings.job_backoff_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS), attempt

@@ -1,0 +1,259 @@
+"""The bookkeeping every Azure OpenAI call gets, whoever makes it (chat, embedding and
+classification jobs, the batch poller): one usage document per call and one content-filter
+event per filtered prompt or completion.
+
+Bookkeeping never fails the caller and never loses a record. The completion is paid for by the
+time its usage is known, so a Cosmos DB failure must not turn a good answer into a 500: the
+document is written behind instead, as a message on the outbox queue (`OUTBOX_QUEUE`) that
+`drain_outbox` upserts once Cosmos DB answers again. Every document has its id before it is
+written, so a document drained twice is still one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+import openai
+from azure.core.exceptions import AzureError
+from pydantic import BaseModel, Field
+
+from shared.core import content_filter
+from shared.core.errors import AppError, ContentFiltered, UpstreamError, translate
+from shared.core.models import ContentFilterInfo, Usage
+from shared.core.queues import JobQueues
+from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
+from shared.metering import filter_events
+from shared.metering.filter_events import Source
+from shared.metering.models import Mode, Operation, UsageRecord
+from shared.metering.report import build_record
+from shared.metering.rollups import UsageRollups
+
+log = logging.getLogger(__name__)
+
+Status = Literal["ok", "content_filter", "error", "cancelled"]
+OutboxContainer = Literal["usage", "content_filter_events"]
+
+# A drain that finds Cosmos DB still down puts the document back, waiting longer each time.
+OUTBOX_FIRST_DELAY = timedelta(seconds=5)
+OUTBOX_MAX_DELAY = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """Who made an upstream call, and for what: everything a record needs besides the outcome."""
+
+    operation: Operation
+    source: Source
+    deployment: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    mode: Mode = "realtime"
+    request_id: str | None = None
+    client_request_id: str | None = None
+    principal_id: str | None = None
+    job_id: str | None = None
+    user: str | None = None
+    backend: str | None = None  # the AOAI_BACKENDS entry, once the router has picked it
+
+    def on(self, backend: str | None) -> CallSite:
+        """The same call site, served by `backend`."""
+        return dataclasses.replace(self, backend=backend)
+
+
+class OutboxMessage(BaseModel):
+    """A document waiting for Cosmos DB: `{container, document, attempt}`."""
+
+    container: OutboxContainer
+    document: dict[str, Any]
+    attempt: int = Field(default=0, ge=0)
+
+
+class Bookkeeper:
+    """Writes usage documents and content-filter events; one per process (shared/runtime.py)."""
+
+    def __init__(
+        self,
+        store: Store,
+        queues: JobQueues,
+        outbox_queue: str,
+        *,
+        user_hash_secret: str,
+        store_text: bool = False,
+        rollups: UsageRollups | None = None,
+    ) -> None:
+        self._rollups = rollups
+        self._store = store
+        self._user_hash_secret = user_hash_secret
+        self._queues = queues
+        self._outbox = outbox_queue
+        self._store_text = store_text
+
+    async def usage(
+        self,
+        site: CallSite,
+        *,
+        model: str | None,
+        usage: Usage | None,
+        started: float,
+        status: Status = "ok",
+        record_id: str | None = None,
+    ) -> UsageRecord:
+        """Record one call. `started` is its `time.perf_counter()` at the start; `record_id`
+        a deterministic id for calls that redelivery may repeat (job requests)."""
+        record = build_record(
+            operation=site.operation,
+            deployment=site.deployment,
+            model=model,
+            usage=usage,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            tags=site.tags,
+            mode=site.mode,
+            status=status,
+            request_id=site.request_id,
+            client_request_id=site.client_request_id,
+            principal_id=site.principal_id,
+            job_id=site.job_id,
+            record_id=record_id,
+            backend=site.backend,
+        )
+        if site.user is not None:
+            record = record.model_copy(
+                update={"user_hash": filter_events.hash_user(site.user, self._user_hash_secret)}
+            )
+        await self._write(USAGE, record.model_dump(mode="json"))
+        return record
+
+    async def failed(
+        self,
+        site: CallSite,
+        error: Exception,
+        *,
+        started: float,
+        prompt: str | None,
+        item_id: str | None = None,
+        record_id: str | None = None,
+        filter_event: bool = True,
+    ) -> AppError:
+        """Record a failed call (zero tokens; and an event when the prompt was filtered, unless
+        `filter_event` is False: a job request of several items is split until the filtered
+        item stands alone, and the event is that item's) and return what the caller sees.
+        `prompt` is stored only with CONTENT_FILTER_STORE_TEXT."""
+        failure = translate(error) or UpstreamError("Azure OpenAI call failed")
+        filtered = isinstance(failure, ContentFiltered)
+        if filtered and filter_event and isinstance(error, openai.APIStatusError):
+            await self.filtered(site, content_filter.prompt_filter(error), prompt, item_id=item_id)
+        else:
+            log.warning(
+                "%s on %s via %s failed upstream: %s (%s; request %s, job %s)",
+                site.operation,
+                site.deployment,
+                site.backend,
+                failure.code,
+                type(error).__name__,
+                site.request_id,
+                site.job_id,
+            )
+        await self.usage(
+            site,
+            model=None,
+            usage=None,
+            started=started,
+            status="content_filter" if filtered else "error",
+            record_id=record_id,
+        )
+        return failure
+
+    async def filtered(
+        self,
+        site: CallSite,
+        info: ContentFilterInfo,
+        text: str | None,
+        *,
+        item_id: str | None = None,
+    ) -> None:
+        """Record one filtered prompt or completion (the text only with
+        `CONTENT_FILTER_STORE_TEXT=true`)."""
+        event = filter_events.build_event(
+            info,
+            source=site.source,
+            deployment=site.deployment,
+            request_id=site.request_id,
+            client_request_id=site.client_request_id,
+            job_id=site.job_id,
+            item_id=item_id,
+            user_hash=filter_events.hash_user(site.user, self._user_hash_secret),
+            backend=site.backend,
+            text=text,
+            store_text=self._store_text,
+        )
+        await self._write(CONTENT_FILTER_EVENTS, event.model_dump(mode="json"))
+        log.info(
+            "content filter: %s %s on %s (request %s, job %s)",
+            info.stage,
+            ",".join(content_filter.filtered_only(info)) or "unspecified",
+            site.deployment,
+            site.request_id,
+            site.job_id,
+        )
+
+    async def _write(self, container: OutboxContainer, document: dict[str, Any]) -> None:
+        try:
+            await self._store.upsert(container, document)
+        except AzureError as error:
+            log.warning(
+                "writing %s %s to Cosmos DB failed (%s); writing it behind",
+                container,
+                document["id"],
+                type(error).__name__,
+            )
+            await self._write_behind(OutboxMessage(container=container, document=document))
+
+    async def _write_behind(self, message: OutboxMessage, delay: timedelta | None = None) -> None:
+        try:
+            await self._queues.send(
+                self._outbox, message, delay_seconds=int((delay or timedelta()).total_seconds())
+            )
+        except Exception:
+            # Both stores are down: the log is the last place the record can go. It holds
+            # counts, ids and hashes, never prompt text unless the operator opted in.
+            log.exception(
+                "LOST %s %s: %s",
+                message.container,
+                message.document["id"],
+                message.model_dump_json(),
+            )
+
+    async def drain(self, message: OutboxMessage) -> None:
+        """Upsert one written-behind document; if Cosmos DB still fails, put it back later.
+        A usage document marks its day for the roll-up timer: that day may be closed."""
+        try:
+            await self._store.upsert(message.container, message.document)
+            if message.container == USAGE and self._rollups is not None:
+                await self._rollups.mark_dirty(message.document["day"])
+        except AzureError as error:
+            attempt = message.attempt + 1
+            delay = min(OUTBOX_FIRST_DELAY * 2 ** (attempt - 1), OUTBOX_MAX_DELAY)
+            log.warning(
+                "outbox: %s %s still not written (%s); again in %ss",
+                message.container,
+                message.document["id"],
+                type(error).__name__,
+                int(delay.total_seconds()),
+            )
+            await self._write_behind(message.model_copy(update={"attempt": attempt}), delay)
+
+
+def usage_of(raw: Any) -> Usage:
+    """The SDK's usage object (or None) as ours."""
+    if raw is None:
+        return Usage()
+    return Usage(
+        prompt_tokens=raw.prompt_tokens or 0,
+        completion_tokens=getattr(raw, "completion_tokens", 0) or 0,
+        total_tokens=raw.total_tokens or 0,
+    )

@@ -1,0 +1,97 @@
+"""What metering stores and reports: usage records, content-filter events, the usage report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from shared.core.models import CategoryResult
+
+Operation = Literal["chat", "chat_stream", "embedding", "classification", "batch"]
+Mode = Literal["realtime", "batch"]
+
+
+class UsageRecord(BaseModel):
+    """One upstream call, in the `usage` container (partition `/day`)."""
+
+    id: str
+    day: str
+    timestamp: datetime
+    operation: Operation
+    deployment: str
+    model: str | None
+    mode: Mode = "realtime"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    latency_ms: float
+    status: Literal["ok", "content_filter", "error", "cancelled"] = "ok"
+    tags: dict[str, str] = Field(default_factory=dict)
+    request_id: str | None = None
+    client_request_id: str | None = Field(default=None, description="The caller's x-request-id.")
+    principal_id: str | None = Field(
+        default=None, description="Entra object id of the signed-in caller (App Service auth)."
+    )
+    job_id: str | None = None
+    user_hash: str | None = None  # HMAC of the caller's `user` (USER_HASH_SECRET), if sent
+    backend: str | None = Field(
+        default=None, description="The AOAI_BACKENDS entry that served the call (or refused it)."
+    )
+
+
+GROUP_BY_PATTERN = r"^(deployment|operation|model|principal_id|backend|tag:.+)$"
+
+
+class UsageQuery(BaseModel):
+    """`GET /api/usage` query: `since`/`until` ISO 8601 (default: the last 24 hours).
+
+    Other query parameters are ignored: `code` carries the function key."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    group_by: str = Field(default="deployment", pattern=GROUP_BY_PATTERN)
+
+
+class UsageGroup(BaseModel):
+    key: str | None
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    estimated_cost_usd: float
+
+
+class UsageReport(BaseModel):
+    since: datetime
+    until: datetime
+    group_by: str
+    groups: list[UsageGroup]
+    total: UsageGroup
+    unpriced_models: list[str] = Field(
+        default_factory=list, description="Models with no price in MODEL_PRICES (cost 0)."
+    )
+    as_of: datetime | None = Field(
+        default=None,
+        description="When the oldest roll-up read was computed: calls after it are not in yet.",
+    )
+
+
+class ContentFilterEvent(BaseModel):
+    """A filtered prompt or completion, in `content_filter_events` (partition `/day`)."""
+
+    id: str
+    day: str
+    timestamp: datetime
+    source: Literal["chat", "job", "batch", "gateway"]
+    stage: Literal["prompt", "completion"]
+    categories: dict[str, CategoryResult]
+    deployment: str
+    request_id: str | None = None
+    client_request_id: str | None = None
+    job_id: str | None = None
+    item_id: str | None = None
+    user_hash: str | None = None
+    backend: str | None = Field(default=None, description="The backend whose filter fired.")
+    text: str | None = Field(default=None, description="Only if CONTENT_FILTER_STORE_TEXT.")

@@ -1,0 +1,453 @@
+"""The HTTP API under fuzzing: hypothesis sends bodies shaped like the request models (the
+models `/api/openapi.json` is built from), valid and near-valid, plus arbitrary JSON, truncated
+JSON, raw bytes and odd query strings, to every route of the real function_app.py under the
+local Functions host.
+
+Every answer must be below 500, carry no stack trace and no secret, and every error body
+must have the documented shape `{"error": {"code", "message", "details"?}}` (in a stream, the
+final `{"type": "error"}` frame).
+
+The Azure OpenAI-compatible routes (docs/gateway.md) pass the service's answers through: their
+errors have Azure's shape (`{"error": {"code", "message", ...}}`, more fields allowed) and
+their streams are the service's chunks, ending in `data: [DONE]`.
+
+`FUZZ_HTTP_EXAMPLES` sets how many requests hypothesis draws (default 300 in `make test`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devstack.aoai_simulator import RunningSimulator
+from devstack.emulators.stack import AZURITE_KEY, COSMOS_EMULATOR_KEY
+from devstack.hosted_app import FUNCTION_KEY, AppHost, make_app_dir, run_app_host
+from devstack.provision import provision
+from shared.core.models import ErrorResponse
+from shared.core.settings import load_settings
+from shared.core.store import Store
+from shared.gateway.models import ServiceErrorResponse
+from tests.support.jobs_stack import queue_names
+from tests.support.sse import parse_frames, split_stream
+
+EXAMPLES = int(os.environ.get("FUZZ_HTTP_EXAMPLES", "300"))
+# Small limits keep a valid fuzzed job or answer cheap; the checks do not depend on them.
+HOST_SETTINGS = {
+    "AOAI_MAX_RETRIES": "0",
+    "AOAI_TIMEOUT_SECONDS": "10",
+    "JOB_MAX_ITEMS": "20",
+    "CHAT_MAX_TOKENS_LIMIT": "64",
+}
+FUZZED_ROUTES = {
+    "/chat",
+    "/usage",
+    "/health",
+    "/health/details",
+    "/openapi.json",
+    "/jobs/embeddings",
+    "/jobs/classifications",
+    "/jobs/{job_id}",
+    "/jobs/{job_id}/cancel",
+    "/openai/deployments/{deployment}/chat/completions",
+    "/openai/deployments/{deployment}/embeddings",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+}
+GATEWAY_PREFIXES = ("/openai/", "/v1/")
+LEAKS = ("Traceback", 'File "', "pydantic_core", "ValidationError(")
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def host(
+    app_environ: dict[str, str], store: Store, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AppHost]:
+    environ = {**app_environ, **queue_names("fh"), **HOST_SETTINGS}
+    asyncio.run(provision(load_settings(environ)))
+    app_dir = make_app_dir(tmp_path_factory.mktemp("fuzz-http"), environ)
+    with run_app_host(app_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def secrets(simulator: RunningSimulator) -> list[str]:
+    return [COSMOS_EMULATOR_KEY, AZURITE_KEY, simulator.api_key, FUNCTION_KEY]
+
+
+# --- requests -------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=12,
+)
+
+
+def bodies(shaped_documents: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    """Mostly model-shaped JSON (valid and near-valid), then any JSON, truncated JSON, bytes."""
+    shaped = shaped_documents.map(lambda d: json.dumps(d).encode())
+    anything = json_values.map(lambda d: json.dumps(d).encode())
+    truncated = shaped.flatmap(lambda b: st.integers(0, max(0, len(b) - 1)).map(lambda n: b[:n]))
+    return st.one_of(shaped, shaped, anything, truncated, st.binary(max_size=200))
+
+
+def sometimes(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A field's value, or a value of any type (near-valid documents)."""
+    return st.one_of(value, value, value, json_values)
+
+
+words = st.text(max_size=60)
+tags = st.dictionaries(st.text(max_size=70), st.text(max_size=300), max_size=3)
+
+chat_documents = st.fixed_dictionaries(
+    {
+        "messages": sometimes(
+            st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "role": sometimes(
+                            st.sampled_from(["system", "developer", "user", "assistant", "tool"])
+                        ),
+                        "content": sometimes(words),
+                    }
+                ),
+                max_size=3,
+            )
+        )
+    },
+    optional={
+        "model": sometimes(st.sampled_from(["default-chat", "gpt-4o", "no-such-model", ""])),
+        "max_tokens": sometimes(st.integers(-2, 100)),
+        "temperature": sometimes(st.floats(-1, 3, allow_nan=False)),
+        "stream": sometimes(st.booleans()),
+        "user": sometimes(st.text(max_size=300)),
+        "tags": sometimes(tags),
+    },
+)
+
+job_items = st.lists(
+    st.fixed_dictionaries(
+        {"id": sometimes(st.from_regex(r"[a-z0-9]{1,6}", fullmatch=True)), "text": sometimes(words)}
+    ),
+    max_size=25,
+)
+job_common = {
+    "job_id": sometimes(st.from_regex(r"fh-[A-Za-z0-9._:@-]{1,30}", fullmatch=True)),
+    "model": sometimes(st.sampled_from(["gpt-4o", "nope", ""])),
+    "mode": sometimes(st.sampled_from(["realtime", "batch", "later"])),
+    "tags": sometimes(tags),
+    "attempt": sometimes(st.integers(-1, 2000)),
+    "reason": sometimes(st.text(max_size=250)),
+}
+embedding_documents = st.fixed_dictionaries(
+    {"items": sometimes(job_items)},
+    optional={**job_common, "dimensions": sometimes(st.integers(-1, 4000))},
+)
+classification_documents = st.fixed_dictionaries(
+    {
+        "items": sometimes(job_items),
+        "labels": sometimes(st.lists(st.text(max_size=110), max_size=60)),
+    },
+    optional={
+        **job_common,
+        "multi_label": sometimes(st.booleans()),
+        "instructions": sometimes(st.text(max_size=50)),
+    },
+)
+
+# The Azure OpenAI-compatible routes. Most requests must reach the service to test the
+# pass-through, so valid bodies (as the SDKs send them, with the simulator's content-filter
+# trigger words now and then) come first; then near-valid, any JSON, truncated, bytes. `n`
+# stays small: the simulator makes n choices and, unlike Azure, does not cap n at 128.
+prompts = st.one_of(
+    words,
+    st.sampled_from(
+        ["echo: a b c", "echo: fine then forbidden-selfharm", "forbidden-violence", "echo: x"]
+    ),
+)
+content_parts = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"type": st.just("text"), "text": prompts}),
+        st.fixed_dictionaries(
+            {
+                "type": st.just("image_url"),
+                "image_url": st.fixed_dictionaries({"url": st.just("data:image/png;base64,AA==")}),
+            }
+        ),
+    ),
+    min_size=1,
+    max_size=2,
+)
+chat_options = {
+    "max_tokens": st.integers(1, 50),
+    "n": st.integers(1, 3),
+    "temperature": st.floats(0, 2, allow_nan=False),
+    "stream": st.booleans(),
+    "stream_options": st.fixed_dictionaries({"include_usage": st.booleans()}),
+    "seed": st.integers(0, 2**31),
+    "stop": st.lists(st.text(max_size=5), max_size=4),
+    "user": st.text(max_size=200),
+    "response_format": st.sampled_from([{"type": "json_object"}, {"type": "text"}]),
+}
+
+
+def either(first: st.SearchStrategy[bytes], second: st.SearchStrategy[bytes]) -> Any:
+    """Half and half (`one_of` would flatten `second`'s own branches and so weigh it more)."""
+    return st.booleans().flatmap(lambda pick: first if pick else second)
+
+
+def gateway_chat_bodies(model: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    message = st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["system", "user", "assistant"]),
+            "content": st.one_of(prompts, content_parts),
+        }
+    )
+    valid = st.fixed_dictionaries(
+        {"messages": st.lists(message, min_size=1, max_size=3), "model": model},
+        optional=chat_options,
+    ).map(lambda d: json.dumps(d).encode())
+    near_valid = st.fixed_dictionaries(
+        {"messages": sometimes(st.lists(message, max_size=3))},
+        optional={
+            "model": sometimes(st.sampled_from(["gpt-4o", "no-such-model", ""])),
+            **{k: sometimes(v) for k, v in chat_options.items() if k != "n"},
+        },
+    )
+    return either(valid, bodies(near_valid))
+
+
+def gateway_embedding_bodies(model: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    inputs = st.one_of(
+        prompts,
+        st.lists(prompts, min_size=1, max_size=4),
+        st.lists(st.integers(0, 9), min_size=1, max_size=4),
+    )
+    options = {
+        "dimensions": st.integers(1, 1536),
+        "encoding_format": st.sampled_from(["float", "base64"]),
+        "user": st.text(max_size=200),
+    }
+    valid = st.fixed_dictionaries({"input": inputs, "model": model}, optional=options).map(
+        lambda d: json.dumps(d).encode()
+    )
+    near_valid = st.fixed_dictionaries(
+        {"input": sometimes(inputs)},
+        optional={
+            "model": sometimes(st.sampled_from(["text-embedding-3-small", "nope", ""])),
+            "dimensions": st.integers(-1, 4000),
+            "encoding_format": sometimes(st.sampled_from(["float", "hex"])),
+        },
+    )
+    return either(valid, bodies(near_valid))
+
+
+# Mostly none or valid tags, so that most bodies get past the header to the service.
+usage_tags_header = st.one_of(
+    st.just({}),
+    st.from_regex(r"[a-z_]{1,8}=[a-z]{0,8}(,[a-z]{1,8}=[a-z]{0,8}){0,2}", fullmatch=True).map(
+        lambda t: {"x-usage-tags": t}
+    ),
+    st.sampled_from(["no-equals", "=", "a=b,,c=d", "k=" + "v" * 300]).map(
+        lambda t: {"x-usage-tags": t}
+    ),
+)
+deployments = st.one_of(
+    st.sampled_from(["gpt-4o", "default-chat", "text-embedding-3-small"]),
+    # Not "." or "..": a dot segment changes the route (the host answers 404 itself).
+    st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True).filter(lambda d: d not in (".", "..")),
+)
+gateway_calls = st.one_of(
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=deployments.map(lambda d: f"/openai/deployments/{d}/chat/completions"),
+        params=st.fixed_dictionaries({}, optional={"api-version": st.just("2024-10-21")}),
+        content=gateway_chat_bodies(st.just("ignored: the path names the deployment")),
+        headers=usage_tags_header,
+    ),
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=deployments.map(lambda d: f"/openai/deployments/{d}/embeddings"),
+        params=st.fixed_dictionaries({}, optional={"api-version": st.just("2024-10-21")}),
+        content=gateway_embedding_bodies(st.just("ignored")),
+        headers=usage_tags_header,
+    ),
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=st.just("/v1/chat/completions"),
+        content=gateway_chat_bodies(st.sampled_from(["gpt-4o", "default-chat", "nope"])),
+        headers=usage_tags_header,
+    ),
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=st.just("/v1/embeddings"),
+        content=gateway_embedding_bodies(st.sampled_from(["text-embedding-3-small", "gpt-4o"])),
+        headers=usage_tags_header,
+    ),
+)
+
+query_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30
+)
+when = st.one_of(
+    st.datetimes().map(lambda d: d.isoformat()), query_text, st.sampled_from(["", "now", "-1"])
+)
+# A "/" (even as %2F) or a dot segment changes the route: the host answers 404 itself.
+ids = st.one_of(
+    st.from_regex(r"[A-Za-z0-9._:@-]{1,40}", fullmatch=True),
+    query_text.filter(lambda t: "/" not in t),
+).filter(lambda t: t.strip() not in ("", ".", ".."))
+
+calls = st.one_of(
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=st.just("/chat"),
+        content=bodies(chat_documents),
+        content_type=st.sampled_from(["application/json", "text/plain", ""]),
+    ),
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=st.sampled_from(["/jobs/embeddings"]),
+        content=bodies(embedding_documents),
+    ),
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=st.sampled_from(["/jobs/classifications"]),
+        content=bodies(classification_documents),
+    ),
+    st.builds(
+        Call,
+        method=st.just("GET"),
+        path=st.just("/usage"),
+        params=st.fixed_dictionaries(
+            {},
+            optional={
+                "since": when,
+                "until": when,
+                "group_by": st.one_of(
+                    st.sampled_from(["deployment", "operation", "model", "tag:team", "tag:"]),
+                    query_text,
+                ),
+            },
+        ),
+    ),
+    st.builds(
+        Call,
+        method=st.just("GET"),
+        path=ids.map(lambda i: f"/jobs/{quote(i, safe='')}"),
+        params=st.fixed_dictionaries(
+            {},
+            optional={
+                "page_size": st.one_of(st.integers(-5, 5000).map(str), query_text),
+                "continuation": query_text,
+            },
+        ),
+    ),
+    st.builds(
+        Call, method=st.just("POST"), path=ids.map(lambda i: f"/jobs/{quote(i, safe='')}/cancel")
+    ),
+    st.builds(
+        Call,
+        method=st.just("GET"),
+        path=st.sampled_from(["/health", "/health/details", "/openapi.json"]),
+    ),
+    gateway_calls,
+)
+
+
+# --- the checks -----------------------------------------------------------------------------
+
+
+def check_answer(call: Call, response: httpx.Response, secrets: list[str]) -> None:
+    text = response.text
+    where = f"{call.method} {call.path} {call.params} -> {response.status_code}: {text[:300]}"
+    assert response.status_code < 500, where
+    for leak in LEAKS:
+        assert leak not in text, where
+    for secret in secrets:
+        assert secret not in text, "a secret in the answer: " + where
+    assert response.headers.get("x-request-id"), where
+    if call.path.startswith(GATEWAY_PREFIXES):
+        check_gateway_answer(response, where)
+        return
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        frames = parse_frames(split_stream(text))
+        assert frames[-1] == "[DONE]", where
+        for frame in frames[:-1]:
+            if frame["type"] == "error":
+                ErrorResponse.model_validate({"error": frame["error"]})
+        return
+    body = response.json()
+    if response.status_code >= 400:
+        assert set(body) == {"error"}, where
+        ErrorResponse.model_validate(body)
+        assert set(body["error"]) <= {"code", "message", "details"}, where
+
+
+def check_gateway_answer(response: httpx.Response, where: str) -> None:
+    """The service's own answer: Azure's error shape, or its chunks ending in [DONE]."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        frames = parse_frames(split_stream(response.text))
+        assert frames[-1] == "[DONE]", where
+        for frame in frames[:-1]:
+            assert isinstance(frame, dict), where
+            if "error" in frame:
+                ServiceErrorResponse.model_validate(frame)
+        return
+    body = response.json()
+    if response.status_code >= 400:
+        assert set(body) == {"error"}, where
+        ServiceErrorResponse.model_validate(body)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # a few hundred requests; several sessions share two cores
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(call=calls)
+def test_no_answer_is_5xx_leaks_or_breaks_the_error_shape(
+    host: AppHost, secrets: list[str], call: Call
+) -> None:
+    headers = {**host.headers(), **call.headers}
+    if call.content_type:
+        headers["content-type"] = call.content_type
+    with httpx.Client(base_url=host.url, headers=headers, timeout=60) as client:
+        response = client.request(call.method, call.path, params=call.params, content=call.content)
+    check_answer(call, response, secrets)
+
+
+def test_the_fuzzed_routes_are_the_documented_ones(host: AppHost) -> None:
+    """The fuzzer covers every route /api/openapi.json documents (and the job routes)."""
+    with httpx.Client(base_url=host.url, headers=host.headers(), timeout=30) as client:
+        documented = set(client.get("/openapi.json").json()["paths"])
+    assert documented <= FUZZED_ROUTES

@@ -1,0 +1,270 @@
+"""The benchmarks in a tiny configuration: each prints one JSON object of the expected
+shape and loses nothing. Timings are not asserted (the machine is shared)."""
+
+from __future__ import annotations
+
+import cProfile
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import _profile, chat_ttfb
+from bench._proc import child_pid, cpu_seconds, peak_rss_mib
+from bench._summary import draw, small_items
+from devstack.aoai_simulator.chat import rate_limit_estimate
+from devstack.aoai_simulator.ratelimit import RateLimiter
+from shared.core.settings import Settings
+from tests.conftest import ROOT
+
+SHAPE = {
+    "windows_kept",
+    "tokens_per_minute",
+    "ceiling_tokens_per_minute",
+    "binding_limit",
+    "utilisation",
+    "requests_per_minute",
+    "share_429",
+    "per_window_tokens",
+}
+
+
+def run_bench(module: str, *args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, done.stdout
+    result: dict[str, Any] = json.loads(lines[0])
+    return result
+
+
+@pytest.mark.timeout(400)  # two contenders, each a few short windows, plus start-up
+def test_embedding_utilization_measures_both_and_ours_loses_nothing() -> None:
+    result = run_bench(
+        "bench.embedding_utilization",
+        "--window",
+        "3",
+        "--windows",
+        "3",
+        "--tpm",
+        "6000",
+        "--rpm",
+        "60",
+        "--item-tokens",
+        "50",
+        "--jobs",
+        "2",
+        "--naive-concurrency",
+        "2",
+        "--hosts",
+        "2",
+    )
+    assert result["benchmark"] == "embedding_utilization"
+    ours, naive = result["ours"], result["naive"]
+    assert ours["hosts"] == 2  # two host processes shared the queues
+    assert len(ours["host_peak_rss_mib"]) == 2
+    assert ours["host_cpu_ms_per_item"] > 0
+    assert set(ours) >= SHAPE
+    assert set(naive) >= SHAPE
+    assert ours["windows_kept"] == len(ours["per_window_tokens"]) - 2
+    assert ours["items_by_outcome"]["total"] == ours["items"]
+    assert ours["items_by_outcome"]["succeeded"] == ours["items"]
+    assert ours["items_by_outcome"]["lost"] == 0
+    counted = naive["items_by_outcome"]
+    assert counted["succeeded"] + counted["lost"] == counted["total"]
+    assert sum(naive["per_window_tokens"]) > 0
+    assert isinstance(result["within_target"], bool)
+
+
+@pytest.mark.timeout(400)  # a host start per size
+def test_classify_batching_reports_each_size_without_failures() -> None:
+    result = run_bench(
+        "bench.classify_batching",
+        "--sizes",
+        "1,4",
+        "--window",
+        "3",
+        "--windows",
+        "3",
+        "--tpm",
+        "6000",
+        "--rpm",
+        "60",
+    )
+    assert result["benchmark"] == "classify_batching"
+    sizes = result["sizes"]
+    assert [s["items_per_request"] for s in sizes] == [1, 4]
+    for size in sizes:
+        assert size["items_failed"] == 0
+        assert size["binding_limit"] in ("tpm", "rpm")
+        assert size["items_per_minute"] > 0
+        assert size["charged_tokens_per_item"] > 0
+
+
+@pytest.mark.timeout(300)  # the Cosmos DB server's start-up, a few hundred writes
+def test_usage_report_counts_every_call_from_one_roll_up_per_day() -> None:
+    result = run_bench("bench.usage_report", "--records", "140", "--synthetic", "7000")
+    measured, synthetic = result["measured"], result["synthetic"]
+    assert measured["former_report"]["documents_read"] == 140
+    assert measured["report"]["calls_counted"] == 140
+    assert synthetic["report"]["calls_counted"] == synthetic["records"] == 7000
+    for run in (measured, synthetic):
+        assert run["report"]["rollup_documents_read"] == result["days"]
+        assert run["report"]["day_cells_read"] <= result["days"] * result["teams"] * 2
+
+
+@pytest.mark.timeout(300)  # the emulators' start-up, a host, a few dozen chats twice
+def test_host_cpu_measures_chat_and_profiles_it_by_owner() -> None:
+    result = run_bench("bench.host_cpu", "--requests", "20", "--concurrency", "2")
+    assert result["host_cpu_ms_per_request"] > 0
+    assert 0 < result["app_cpu_ms_per_request"] <= result["host_cpu_ms_per_request"]
+    shares = result["profile"]["cpu_share_by_owner"]
+    assert sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+    # The profile ran inside the host: the app, the SDK and the local host all show up.
+    assert {"our app", "openai sdk", "local host (stand-in)"} <= set(shares)
+
+
+def test_profile_charges_unowned_code_to_its_owned_callers(tmp_path: Path) -> None:
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    for _ in range(2000):
+        json.loads(json.dumps({"a": [1, 2, 3]}))
+    profiler.disable()
+    target = tmp_path / "p.pstats"
+    profiler.dump_stats(target)
+    summary = _profile.summarise(target)
+    shares = summary["cpu_share_by_owner"]
+    assert sum(shares.values()) == pytest.approx(1.0, abs=0.01)
+    assert max(shares, key=shares.__getitem__) == "json"
+    assert _profile.owner("/x/site-packages/openai/_client.py", "f") == "openai sdk"
+    assert _profile.owner("~", "<method 'do_handshake' of '_ssl._SSLSocket' objects>") == "tls"
+
+
+def test_chat_ttfb_simulator_admits_every_request_of_a_300_request_run() -> None:
+    # `--requests 300` stalled: each /api/chat request is charged its max_completion_tokens
+    # (the app's default limit) on arrival, the default 1M TPM ran out after ~240 of them and
+    # the SDK sat out a retry-after near a minute. All requests at one instant: the worst case.
+    config = chat_ttfb.simulator_config(per_token_ms=0.0)
+    deployment = config.deployment(chat_ttfb.CHAT_DEPLOYMENT)
+    assert deployment is not None
+    messages = [{"role": "user", "content": chat_ttfb.PROMPT}]
+    max_tokens = Settings.model_fields["chat_max_tokens_limit"].default
+    via_app = rate_limit_estimate({"messages": messages, "max_completion_tokens": max_tokens})
+    straight = rate_limit_estimate({"messages": messages})
+    limiter = RateLimiter()
+    refused = [
+        (i, charge)
+        for i in range(300 + 20)
+        for charge in (via_app, straight)
+        if not limiter.check(deployment, charge, config.rate_limit).allowed
+    ]
+    assert refused == []
+
+
+def test_proc_reads_a_child_process_cpu_and_peak_memory() -> None:
+    marker = "bench-proc-smoke"
+    code = f"x = bytearray(40 * 2**20); sum(range(3 * 10**6)); input()  # {marker}"
+    with subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE) as child:
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and peak_rss_mib(child_pid(marker)) < 40:
+                time.sleep(0.1)
+            pid = child_pid(marker)
+            assert pid == child.pid
+            assert peak_rss_mib(pid) >= 40  # the 40 MiB it touched
+            assert cpu_seconds(pid) > 0
+        finally:
+            child.kill()
+
+
+def test_small_items_bound_ratio_follows_the_documented_formula() -> None:
+    run = {
+        "tpm": 2000,
+        "rpm": 12,
+        "item_tokens": 10,
+        "ours": {"tokens_per_request": 200, "tokens_per_item": 10.0, "items_per_second": 3.0},
+        "naive": {"items_per_second": 0.2},
+    }
+    figures = small_items(run)
+    # naive: min(2000, 12 x 10) / 10 = 12 items/min; ours: min(2000, 12 x 200) / 10 = 200
+    assert figures["small_items_bound_ratio"] == pytest.approx(200 / 12, abs=0.01)
+    assert figures["small_items_speedup"] == pytest.approx(15.0)
+    assert figures["small_items_target"] == pytest.approx(0.9 * 200 / 12, abs=0.01)
+
+
+def test_the_chart_is_a_png(tmp_path: Path) -> None:
+    def side(tokens: list[int]) -> dict[str, Any]:
+        return {"per_window_tokens": tokens}
+
+    runs = {
+        "embedding_1_host": {
+            "tpm": 30000,
+            "rpm": 180,
+            "item_tokens": 100,
+            "window_seconds": 4.0,
+            "ours": side([30000, 29000, 30000]),
+            "naive": side([18000, 17000, 17500]),
+        },
+        "embedding_3_hosts": {"ours": side([30000, 27000, 29000])},
+    }
+    target = tmp_path / "performance.png"
+    draw(runs, target)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(300)
+def test_make_bench_writes_results_with_the_headline_keys(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            "batch_ingest,chat_ttfb",
+            "--out",
+            str(out),
+            "--png",
+            str(tmp_path / "p.png"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(out.read_text())
+    assert set(results["runs"]) == {"batch_ingest", "chat_ttfb"}
+    assert results["chat_added_ttfb_p50_ms"] == results["runs"]["chat_ttfb"]["added_p50_ms"]
+    assert results["batch_ingest_lines_per_second"] > 0
+    assert results["conditions"]["quick"] is True
+    assert "chat_added_ttfb_p50_ms" in done.stdout  # the table
+
+
+@pytest.mark.timeout(300)  # emulators, the simulator and a host start-up, then 3 x 3 x 6 calls
+def test_gateway_latency_measures_every_route_against_the_simulator() -> None:
+    result = run_bench("bench.gateway_latency", "--requests", "5", "--warmup", "1")
+    assert result["benchmark"] == "gateway_latency"
+    for measure in ("chat_json", "embeddings", "chat_stream_ttfb"):
+        figures = result[measure]
+        assert set(figures) == {"direct", "azure", "openai", "added"}
+        for path in ("direct", "azure", "openai"):
+            assert 0 < figures[path]["p50_ms"] <= figures[path]["p99_ms"]
+        for shape in ("azure", "openai"):
+            added = figures["added"][shape]
+            assert added["p50_ms"] == round(
+                figures[shape]["p50_ms"] - figures["direct"]["p50_ms"], 3
+            )

@@ -1,0 +1,139 @@
+"""The client module on the wire: which credential reaches the server, alias mapping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from openai import AsyncAzureOpenAI, AsyncOpenAI
+
+from shared.aoai.client import create_connection, resolve_deployment
+from shared.core.errors import UnknownModelError
+from shared.core.settings import Settings, load_settings
+from tests.support.recording_server import Recorded, RecordingServer, recording_server
+from tests.support.unit_env import BASE
+
+MESSAGES: Any = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def server() -> Iterator[RecordingServer]:
+    with recording_server() as srv:
+        yield srv
+
+
+def settings(**values: str) -> Settings:
+    return load_settings({**BASE, **values})
+
+
+async def test_api_key_mode_sends_api_key_header_and_no_bearer(server: RecordingServer) -> None:
+    conn = create_connection(
+        settings(AZURE_OPENAI_ENDPOINT=server.url, AZURE_OPENAI_API_KEY="local-key")
+    )
+    try:
+        assert isinstance(conn.client, AsyncAzureOpenAI)
+        await conn.client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    finally:
+        await conn.aclose()
+    (req,) = server.requests
+    assert req.headers["api-key"] == "local-key"
+    assert "authorization" not in req.headers
+    assert req.path == "/openai/deployments/gpt-4o/chat/completions"
+    assert req.query["api-version"] == ["2024-10-21"]
+
+
+async def test_entra_mode_sends_bearer_from_default_credential_for_the_configured_identity(
+    server: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DefaultAzureCredential, through the App Service managed-identity protocol, on loopback."""
+
+    def identity_endpoint(req: Recorded) -> tuple[int, dict[str, str], Any]:
+        return (
+            200,
+            {},
+            {
+                "access_token": "token-for-" + req.query.get("client_id", ["?"])[0],
+                "expires_on": str(int(time.time()) + 3600),
+                "resource": req.query["resource"][0],
+                "token_type": "Bearer",
+            },
+        )
+
+    with recording_server(identity_endpoint) as identity:
+        for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("IDENTITY_ENDPOINT", identity.url + "/msi/token")
+        monkeypatch.setenv("IDENTITY_HEADER", "local-identity-header")
+        conn = create_connection(
+            settings(AZURE_OPENAI_ENDPOINT=server.url, AZURE_CLIENT_ID="uami-client-id")
+        )
+        try:
+            await conn.client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        finally:
+            await conn.aclose()
+    (token_request,) = identity.requests
+    assert token_request.query["resource"] == ["https://cognitiveservices.azure.com"]
+    assert token_request.query["client_id"] == ["uami-client-id"]
+    (req,) = server.requests
+    assert req.headers["authorization"] == "Bearer token-for-uami-client-id"
+    assert "api-key" not in req.headers
+
+
+async def test_openai_mode_when_no_azure_endpoint(server: RecordingServer) -> None:
+    conn = create_connection(
+        load_settings({**BASE, "OPENAI_API_KEY": "sk-local", "OPENAI_BASE_URL": server.url + "/v1"})
+    )
+    try:
+        assert not isinstance(conn.client, AsyncAzureOpenAI)
+        assert isinstance(conn.client, AsyncOpenAI)
+        await conn.client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    finally:
+        await conn.aclose()
+    (req,) = server.requests
+    assert req.headers["authorization"] == "Bearer sk-local"
+    assert "api-key" not in req.headers
+    assert req.path == "/v1/chat/completions"
+
+
+async def test_timeout_and_retries_come_from_settings(server: RecordingServer) -> None:
+    conn = create_connection(
+        settings(
+            AZURE_OPENAI_ENDPOINT=server.url,
+            AZURE_OPENAI_API_KEY="k",
+            AOAI_TIMEOUT_SECONDS="7.5",
+            AOAI_MAX_RETRIES="4",
+            AZURE_OPENAI_API_VERSION="2025-01-01-preview",
+        )
+    )
+    try:
+        assert conn.client.timeout == 7.5
+        assert conn.client.max_retries == 4
+        await conn.client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    finally:
+        await conn.aclose()
+    assert server.requests[0].query["api-version"] == ["2025-01-01-preview"]
+
+
+def test_alias_maps_to_deployment() -> None:
+    s = settings(
+        AZURE_OPENAI_ENDPOINT="https://x.openai.azure.com",
+        AOAI_DEPLOYMENTS='{"gpt-4o": "gpt-4o-prod"}',
+    )
+    assert resolve_deployment(s, "gpt-4o", "fallback") == "gpt-4o-prod"
+    assert resolve_deployment(s, None, "fallback") == "fallback"
+    assert resolve_deployment(s, "text-embedding-3-small", "x") == "text-embedding-3-small"
+
+
+def test_unknown_alias_lists_known_aliases() -> None:
+    s = settings(
+        AZURE_OPENAI_ENDPOINT="https://x.openai.azure.com",
+        AOAI_DEPLOYMENTS='{"mini": "gpt-4o-mini-prod"}',
+    )
+    with pytest.raises(UnknownModelError) as caught:
+        resolve_deployment(s, "gpt-5", "gpt-4o")
+    assert caught.value.known == ["gpt-4o", "mini", "text-embedding-3-small"]
+    assert str(caught.value) == (
+        "unknown model 'gpt-5'; known models: gpt-4o, mini, text-embedding-3-small"
+    )

@@ -1,0 +1,96 @@
+"""The OpenAPI document: complete, consistent, generated from the models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.http.openapi import openapi_document
+
+
+def refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [r for v in node.values() for r in refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in refs(v)]
+    return []
+
+
+def test_every_reference_resolves() -> None:
+    doc = openapi_document()
+    schemas = doc["components"]["schemas"]
+    missing = [r for r in refs(doc) if r.split("/")[-1] not in schemas]
+    assert missing == []
+
+
+ANONYMOUS = {"/health", "/openapi.json"}
+GATEWAY = {
+    "/openai/deployments/{deployment}/chat/completions",
+    "/openai/deployments/{deployment}/embeddings",
+    "/v1/chat/completions",
+    "/v1/embeddings",
+}
+
+
+def test_paths_and_auth() -> None:
+    doc = openapi_document()
+    assert doc["openapi"].startswith("3.")
+    assert set(doc["paths"]) == {
+        "/chat",
+        "/usage",
+        "/health",
+        "/health/details",
+        "/openapi.json",
+        "/jobs/embeddings",
+        "/jobs/classifications",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/cancel",
+        *GATEWAY,
+    }
+    for path, operations in doc["paths"].items():
+        for operation in operations.values():
+            expected = [] if path in ANONYMOUS else [{"functionKey": []}]
+            assert operation["security"] == expected, path
+
+
+def test_gateway_bodies_are_permissive_and_errors_azure_shaped() -> None:
+    """The service defines these bodies: a field the app does not know is forwarded."""
+    doc = openapi_document()
+    schemas = doc["components"]["schemas"]
+    assert schemas["ChatCompletionsBody"]["additionalProperties"] is True
+    assert schemas["EmbeddingsBody"]["additionalProperties"] is True
+    assert schemas["ServiceErrorDetail"]["additionalProperties"] is True
+    for path in GATEWAY:
+        post = doc["paths"][path]["post"]
+        assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("Body")
+        error = post["responses"]["429"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/ServiceErrorResponse"}
+
+
+def test_job_bodies_are_the_validation_models() -> None:
+    doc = openapi_document()
+    assert doc["components"]["schemas"]["EmbeddingJob"]["additionalProperties"] is False
+    submit = doc["paths"]["/jobs/classifications"]["post"]
+    schema = submit["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/ClassificationJob"}
+    assert set(submit["responses"]) >= {"202", "400", "413"}
+
+
+def test_the_key_is_offered_as_a_header_never_in_the_url() -> None:
+    """Finding: `?code=` puts keys into URLs and logs; the document offers the header only."""
+    schemes = openapi_document()["components"]["securitySchemes"]
+    assert schemes == {"functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}}
+    assert '"in": "query", "name": "code"' not in json.dumps(openapi_document())
+
+
+def test_chat_schema_is_the_validation_model() -> None:
+    schema = openapi_document()["components"]["schemas"]["ChatRequest"]
+    assert schema["required"] == ["messages"]
+    assert schema["additionalProperties"] is False
+    role = openapi_document()["components"]["schemas"]["ChatMessage"]["properties"]["role"]
+    assert set(role["enum"]) == {"system", "developer", "user", "assistant"}
+
+
+def test_document_is_json_serialisable() -> None:
+    assert json.loads(json.dumps(openapi_document())) == openapi_document()
