@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+from shared.core.clock import now
 from shared.core.models import CategoryResult, ErrorDetail, Tags, Usage
 from shared.core.settings import Settings
 
@@ -176,6 +177,24 @@ class JobDoc(BaseModel):
     created_at: datetime
     updated_at: datetime
     etag: str | None = Field(default=None, alias="_etag", exclude=True)
+
+    @classmethod
+    def for_job(cls, job: Job, spec: JobSpec, status: JobStatus, source: JobSource) -> JobDoc:
+        """The first document of a valid job, as submitted, delivered or swept from poison."""
+        assert job.job_id is not None
+        created = now()
+        return cls(
+            id=job.job_id,
+            job_id=job.job_id,
+            kind=job.kind,
+            mode=job.mode,
+            status=status,
+            spec=spec,
+            total=len(job.items),
+            created_at=created,
+            updated_at=created,
+            source=source,
+        )
 
 
 class ResultDoc(BaseModel):

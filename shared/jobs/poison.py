@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 from azure.storage.queue import QueueMessage
 
-from shared.core.clock import now
 from shared.core.models import ErrorDetail
 from shared.core.queues import POISON_SUFFIX, JobQueues
 from shared.core.settings import Settings
@@ -116,17 +115,8 @@ class PoisonSweeper:
             f"moved to {queue}" + (f" (last reason: {job.reason})" if job.reason else ""),
         )
         doc, _ = await self.jobs.create(
-            JobDoc(
-                id=job.job_id,
-                job_id=job.job_id,
-                kind=job.kind,
-                mode=job.mode,
-                status="running",
-                spec=spec,
-                total=len(job.items),
-                created_at=now(),
-                updated_at=now(),
-                source=JobSource(via="poison", queue=queue, message_id=raw.id),
+            JobDoc.for_job(
+                job, spec, "running", JobSource(via="poison", queue=queue, message_id=raw.id)
             )
         )
         if doc.status not in OPEN:

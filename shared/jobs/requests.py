@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.core.clock import now
 from shared.core.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from shared.core.models import ErrorDetail
 from shared.core.queues import JobQueues
@@ -59,18 +58,7 @@ class JobRequests:
             raise InvalidRequest(error.reason, details=error.details) from None
         assert job.job_id is not None
         doc, created = await self.jobs.create(
-            JobDoc(
-                id=job.job_id,
-                job_id=job.job_id,
-                kind=kind,
-                mode=job.mode,
-                status="queued",
-                spec=spec,
-                total=len(job.items),
-                created_at=now(),
-                updated_at=now(),
-                source=JobSource(via="http", request_id=request_id),
-            )
+            JobDoc.for_job(job, spec, "queued", JobSource(via="http", request_id=request_id))
         )
         if not created:
             if doc.kind != kind:
