@@ -1,7 +1,7 @@
 """Chat completions, answered whole or streamed as Server-Sent Events.
 
 Both paths record one usage document per upstream call and one content-filter event per
-filtered prompt or completion. Errors are raised as `shared.errors.AppError`; once a stream has
+filtered prompt or completion. Errors are raised as `shared.core.errors.AppError`; once a stream has
 started they become a final `{"type": "error"}` frame instead, since the status line is gone.
 """
 

@@ -62,7 +62,7 @@ def test_a_credential_only_when_some_client_uses_entra_id(
 
 @pytest.mark.parametrize("level", ["DEBUG", "WARNING", "ERROR"])
 def test_log_level_sets_the_apps_loggers_only(app_environ: dict[str, str], level: str) -> None:
-    app_logger, sdk_logger = logging.getLogger("shared.chat"), logging.getLogger("openai")
+    app_logger, sdk_logger = logging.getLogger("shared.chat.service"), logging.getLogger("openai")
     before = (logging.getLogger("shared").level, sdk_logger.level)
     try:
         apply_log_level(load_settings({**app_environ, "LOG_LEVEL": level}))

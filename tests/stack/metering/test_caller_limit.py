@@ -172,10 +172,10 @@ async def test_cosmos_down_lets_calls_through_and_logs_no_caller(
 ) -> None:
     limiter = SharedCallerLimiter(unreachable, 100, clock)
     who = caller()
-    with caplog.at_level(logging.WARNING, logger="shared.caller_limit"):
+    with caplog.at_level(logging.WARNING, logger="shared.metering.caller_limit"):
         assert await limiter.reserve(who, 50) is None  # unchecked, not refused
         assert await limiter.reserve(who, 100) is None  # still open: no second wait
-    (warning,) = [r for r in caplog.records if r.name == "shared.caller_limit"]
+    (warning,) = [r for r in caplog.records if r.name == "shared.metering.caller_limit"]
     assert "principal" in warning.getMessage()
     assert who.partition(":")[2] not in warning.getMessage()
 
