@@ -1,37 +1,16 @@
-"""Client-side pacing of Azure OpenAI calls, one limiter per backend and deployment, per process.
+"""Client-side pacing of Azure OpenAI calls: one `DeploymentLimiter` per backend and
+deployment, per process (`Limiters`).
 
-Azure counts a deployment's quota on arrival: each request is charged its estimated prompt
-tokens plus `max_tokens` against TPM over the minute, and one request against RPM, which it
-enforces as RPM/6 per 10 seconds (and sometimes per second: bursts are refused early). So each
-`DeploymentLimiter` keeps a log of what it sent:
+A limiter keeps a log of what it sent as Azure counts a deployment's quota, on arrival: each
+request's estimated prompt tokens plus `max_tokens` in a sliding window of a minute, and the
+request itself in Azure's shorter request window and a one-second window that spreads starts.
+`acquire()` waits for room (at most `max_wait`); a `Reservation` settles each request to what
+the service charged; `observe()` reads the `x-ratelimit-remaining-*` headers, books what other
+hosts spent as entries spread over the time since the previous answer, and learns a quota that
+is not configured; `throttled()` pauses the process for a 429's retry-after.
 
-- tokens: a sliding 60 s window holding at most TPM;
-- requests: a sliding 10 s window holding at most RPM/6, and a sliding 1 s window holding a
-  tenth of that (rounded up), so starts are spread and a burst never trips a per-second check.
-
-A sliding window is the strictest reading of Azure's counting: traffic it admits also passes a
-fixed-window or token-bucket counter of the same quota. Entries outlive the window by a
-margin, because the service stamps a request when it arrives, a little after ours; the token
-margin is wider (jitter of a loaded host) as it costs less of a 60 s window than of a 10 s one.
-
-Several hosts share one quota, so the limiter also listens to the service. `observe()` reads
-`x-ratelimit-remaining-*` and books what others used as phantom entries in the same windows,
-spread evenly over the time since the previous answer: the service ages others' usage out bit
-by bit, as it arrived, so room comes back a request at a time. (Booked as one lump at the
-answer, it held a host that met a full window back for a whole window, long after the room had
-returned; with three hosts, whole windows went unused: docs/performance.md, figure 2.)
-`throttled()` (a 429) stops this process until the retry-after. That retry-after is the
-service's word on when room returns in the deployment's window, which every host shares, so it
-is obeyed as it is: cutting the allowed rate as well would be a cut of the whole quota while
-that window also holds the other hosts' usage, and with every host cut at once the quota went
-unused. Only a 429 without a retry-after cuts the rate (multiplicative decrease), which then
-recovers linearly (additive increase).
-Azure's `x-ratelimit-remaining-requests` counts the 10 s window (120 RPM answers 19 after one
-call), `-tokens` the minute; a deployment without a configured quota learns it from them.
-
-aiolimiter was considered: its leaky bucket cannot report a wait without taking capacity,
-give capacity back, book usage seen in headers, change its rate, or run on an injected clock,
-and a bucket as large as a minute's quota would break Azure's 10 s request windows.
+How calls and jobs use it (the 429 and retry policy): docs/jobs.md#rate-limits-and-retries;
+what it achieves, measured: docs/performance.md.
 
 Not thread-safe: one event loop per process (the Functions Python worker) uses it.
 """
