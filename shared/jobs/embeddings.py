@@ -62,7 +62,8 @@ class EmbeddingService:
             groups.append(current)
         return groups
 
-    def estimate(self, group: list[Item]) -> int:
+    def estimate(self, group: list[Item], spec: JobSpec | None = None) -> int:
+        """Tokens the quota charges for `group` (the spec does not change it)."""
         return sum(estimate_tokens(item.text) for item in group)
 
     async def run(

@@ -1,15 +1,14 @@
-"""One slice of a job: its requests run concurrently under the deployment's limiter until the
-work is done, a request fails in a way that needs waiting, the job is cancelled, or the slice's
-time is up. Whatever is left goes back to the queue (see shared/jobs/worker.py).
+"""One slice of a job: its requests run concurrently until the work is done, a request is
+refused in a way that needs waiting, the job is cancelled, or the slice's time is up.
 
-Inside a queue invocation the waits allowed are short: the limiter's pacing (a wait for room
-in the quota), bounded by a third of the quota's minute (20 s on Azure), and a 429 whose
-retry-after fits that bound, once per request: the request waits it out in the slice (the
-limiter holds the whole process until then) and goes again. A queue round trip costs more
-than such a wait, and with several hosts on one quota another host takes the room meanwhile.
-A longer retry-after, or a second 429 for the same request, stops new requests, and the
-retry-after, less half the pacing bound, becomes the continuation's delay (as does the
-limiter's wait when it is past the pacing bound): the slice that picks it up waits the rest.
+`run_slice` packs the items into requests (the job's service: shared/jobs/embeddings.py or
+shared/jobs/classification.py), paces each under its backend's limiter
+(shared/aoai/quota.py), sends it through the service, writes its results as soon as it
+returns (shared/jobs/store.py), and moves to the next backend when one refuses
+(shared/aoai/failover.py). It returns what happened, a `SliceOutcome`: the worker
+(shared/jobs/worker.py) decides from it whether the rest continues, fails, or the job
+finishes. What a slice waits for itself and what goes back to the queue:
+docs/jobs.md#rate-limits-and-retries.
 """
 
 from __future__ import annotations
@@ -17,157 +16,242 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from shared.aoai.quota import DeploymentLimiter, Reservation
+from shared.aoai.failover import Failover, Lane
+from shared.aoai.quota import Reservation
 from shared.core.errors import AppError, RateLimited, translate
-from shared.jobs.models import Item, JobSpec, ResultDoc
+from shared.core.models import Usage
+from shared.jobs.models import Item, Job, JobDoc, JobSpec, ResultDoc
+from shared.jobs.results import failed_result
 from shared.metering.bookkeeper import CallSite
 
 log = logging.getLogger(__name__)
 
-PACING_SHARE_OF_MINUTE = 1 / 3
+PACING_SHARE_OF_MINUTE = 1 / 3  # the longest wait for room in a slice, of the quota's minute
 IN_PROCESS_RETRIES = 1  # 429s of one request waited here before it goes back to the queue
 CONTINUATION_LEAD = 0.5  # of the pacing bound: how early a rate-limited continuation is due
 CANCEL_CHECK_SECONDS = 2.0
+REQUEST_SHARE_OF_QUOTA = 10  # a request of at most 1/10 of the TPM keeps the flow steady
 
 Stop = Literal["done", "rate_limited", "passing", "slice", "cancelled"]
 PRIORITY: dict[Stop, int] = {"done": 0, "slice": 1, "rate_limited": 2, "passing": 2, "cancelled": 3}
 
 
 class JobService(Protocol):
+    """What a job kind does with its items (EmbeddingService, ClassificationService)."""
+
     def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]: ...
+
+    def estimate(self, group: list[Item], spec: JobSpec) -> int: ...
 
     async def run(
         self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
     ) -> list[ResultDoc]: ...
 
 
+class ResultStore(Protocol):
+    """Where results go, and the job's status (JobStore)."""
+
+    async def get(self, job_id: str) -> JobDoc | None: ...
+
+    async def write_results(self, results: Iterable[ResultDoc]) -> None: ...
+
+
 @dataclass
 class SliceOutcome:
+    """What one slice did: why it stopped, what it left, and what it wrote."""
+
     stop: Stop = "done"
     remaining: list[Item] = field(default_factory=list)
     retry_after: float | None = None
     lead: float = 0.0  # how much earlier than `retry_after` a continuation may be due
-    failure: AppError | None = None
+    failure: AppError | None = None  # the first passing failure, when it stopped the slice
     requests: int = 0
+    written: int = 0  # result documents written, failed and filtered items included
+    failed: int = 0  # of them, items that did not succeed
+    usage: Usage = field(default_factory=Usage)  # the written results' usage
 
 
 async def run_slice(
-    groups: list[list[Item]],
+    job: Job,
+    spec: JobSpec,
+    items: list[Item],
     *,
-    run: Callable[[list[Item], Reservation], Awaitable[list[ResultDoc]]],
-    estimate: Callable[[list[Item]], int],
-    write: Callable[[list[ResultDoc]], Awaitable[None]],
-    fail: Callable[[list[Item], AppError], list[ResultDoc]],
-    limiter: DeploymentLimiter,
+    service: JobService,
+    store: ResultStore,
+    failover: Failover,
     concurrency: int,
     seconds: float,
-    cancelled: Callable[[], Awaitable[bool]],
-    failover: Callable[[AppError, DeploymentLimiter], DeploymentLimiter | None] | None = None,
 ) -> SliceOutcome:
-    """Run `groups` (one request each) and write their results; stop as the module says.
+    """Run `items` of `job` as requests, `concurrency` at a time, for at most `seconds`,
+    starting on `failover.current`; write each request's results as it returns. Items that
+    fail for good (auth, a missing deployment) are written as failed results; the rest of a
+    stopped slice is in `remaining`. Raises what it cannot settle: an error `translate` cannot
+    name (a bug), or a failed write of items that failed for good."""
+    return await _Slice(job, spec, service, store, failover, seconds).run(items, concurrency)
 
-    `failover(failure, limiter)`: after a 429 or passing failure of the backend behind
-    `limiter`, the limiter of another backend to carry on with at once, or None (then the
-    slice stops as it would with one backend)."""
-    outcome = SliceOutcome()
-    lane = [limiter]  # the backend's limiter the slice sends to now; a failover moves it
-    pending = list(groups)
-    deadline = time.monotonic() + seconds
-    stopping = asyncio.Event()
-    last_cancel_check = [0.0]
 
-    def stop(reason: Stop, group: list[Item]) -> None:
-        # A cancel outranks everything; a 429 or a passing failure outranks the end of the
-        # slice (both mean "wait before the rest"); otherwise the first reason stands.
-        if PRIORITY[reason] > PRIORITY[outcome.stop]:
-            outcome.stop = reason
-        stopping.set()
-        outcome.remaining.extend(group)
-
-    async def is_cancelled() -> bool:
-        if time.monotonic() - last_cancel_check[0] < CANCEL_CHECK_SECONDS:
-            return False
-        last_cancel_check[0] = time.monotonic()
-        return await cancelled()
-
-    refused: dict[int, int] = {}  # 429s per group, by id(): a second one sends it back
-
-    def waits_here(failure: RateLimited, group: list[Item], limiter: DeploymentLimiter) -> bool:
-        # A short retry-after is waited in this invocation, as the limiter's pacing is: a
-        # queue round trip would cost more than the wait, and other hosts would take the room.
-        refused[id(group)] = refused.get(id(group), 0) + 1
-        wait = failure.retry_after
-        return (
-            refused[id(group)] <= IN_PROCESS_RETRIES
-            and wait is not None
-            and wait <= limiter.minute * PACING_SHARE_OF_MINUTE
-            and time.monotonic() + wait < deadline
+class _Slice:
+    def __init__(
+        self,
+        job: Job,
+        spec: JobSpec,
+        service: JobService,
+        store: ResultStore,
+        failover: Failover,
+        seconds: float,
+    ) -> None:
+        assert job.job_id is not None
+        self.job = job
+        self.job_id = job.job_id
+        self.spec = spec
+        self.service = service
+        self.store = store
+        self.failover = failover
+        self.site = CallSite(
+            operation=job.kind,
+            source="job",
+            deployment=spec.deployment,
+            tags=spec.tags,
+            job_id=job.job_id,
+            principal_id=spec.principal_id,
         )
+        self.seconds = seconds
+        self.outcome = SliceOutcome()
+        self.pending: list[list[Item]] = []
+        self.deadline = 0.0
+        self.stopping = asyncio.Event()
+        self.last_cancel_check = 0.0
+        self.refused: dict[int, int] = {}  # 429s per group, by id(): a second one sends it back
 
-    async def worker() -> None:
-        while pending and not stopping.is_set():
-            group = pending.pop(0)
-            if time.monotonic() >= deadline:
-                stop("slice", group)
+    async def run(self, items: list[Item], concurrency: int) -> SliceOutcome:
+        limit = self.failover.current.limiter.token_limit
+        budget = limit // REQUEST_SHARE_OF_QUOTA if limit else None
+        self.pending = self.service.plan(items, budget)
+        self.deadline = time.monotonic() + self.seconds
+        async with asyncio.TaskGroup() as tasks:
+            for _ in range(max(1, min(concurrency, len(self.pending)))):
+                tasks.create_task(self._requests())
+        for group in self.pending:  # never started
+            self.outcome.remaining.extend(group)
+        # A continuation is due back a little before the room: the queue's round trip is real
+        # time, and the slice that picks it up waits out the rest in its pacing. The host that
+        # was refused still sends nothing before the retry-after: its limiter is paused.
+        minute = self.failover.current.limiter.minute
+        self.outcome.lead = minute * PACING_SHARE_OF_MINUTE * CONTINUATION_LEAD
+        return self.outcome
+
+    async def _requests(self) -> None:
+        """Take groups off `pending` and send them, one at a time, until none is left or the
+        slice stops."""
+        outcome = self.outcome
+        while self.pending and not self.stopping.is_set():
+            group = self.pending.pop(0)
+            if time.monotonic() >= self.deadline:
+                self._stop("slice", group)
                 return
-            if await is_cancelled():
-                stop("cancelled", group)
+            if await self._cancelled():
+                self._stop("cancelled", group)
                 return
-            tokens = estimate(group)
-            limiter = lane[0]
-            pacing = limiter.minute * PACING_SHARE_OF_MINUTE
-            wait = min(pacing, max(0.0, deadline - time.monotonic()))
-            if not await limiter.acquire(tokens, max_wait=wait):
-                outcome.retry_after = max(outcome.retry_after or 0.0, limiter.delay_for(tokens))
-                stop("rate_limited", group)
+            tokens = self.service.estimate(group, self.spec)
+            lane = self.failover.current
+            pacing = lane.limiter.minute * PACING_SHARE_OF_MINUTE
+            wait = min(pacing, max(0.0, self.deadline - time.monotonic()))
+            if not await lane.limiter.acquire(tokens, max_wait=wait):
+                delay = lane.limiter.delay_for(tokens)
+                outcome.retry_after = max(outcome.retry_after or 0.0, delay)
+                self._stop("rate_limited", group)
                 return
-            if stopping.is_set():  # stopped while this one waited for room
-                limiter.settle(tokens, 0)
+            if self.stopping.is_set():  # stopped while this one waited for room
+                lane.limiter.settle(tokens, 0)
                 outcome.remaining.extend(group)
                 return
             try:
                 outcome.requests += 1
                 # The service settles the reservation when it answers (or refuses).
-                results = await run(group, Reservation(limiter, tokens))
-                await write(results)
+                site = self.site.on(lane.backend)
+                reservation = Reservation(lane.limiter, tokens)
+                results = await self.service.run(group, self.spec, site, reservation)
+                await self._write(results)
             except Exception as error:
                 failure = translate(error)
                 if failure is None:
                     raise
-                if isinstance(failure, RateLimited):
-                    limiter.throttled(failure.retry_after)
-                if (isinstance(failure, RateLimited) or failure.retryable) and failover:
-                    other = failover(failure, limiter)
-                    if other is not None:
-                        lane[0] = other
-                        pending.insert(0, group)
-                        continue
-                if isinstance(failure, RateLimited) and waits_here(failure, group, limiter):
-                    pending.insert(0, group)
-                    continue
-                if isinstance(failure, RateLimited):
-                    outcome.retry_after = max(outcome.retry_after or 0.0, failure.retry_after or 1)
-                    stop("rate_limited", group)
-                elif failure.retryable:
-                    outcome.failure = outcome.failure or failure
-                    stop("passing", group)
-                else:  # no use waiting (auth, missing deployment): these items fail
-                    await write(fail(group, failure))
-                    continue
-                return
+                if not await self._refused(group, lane, failure):
+                    return
 
-    async with asyncio.TaskGroup() as tasks:
-        for _ in range(max(1, min(concurrency, len(pending)))):
-            tasks.create_task(worker())
-    for group in pending:  # never started
-        outcome.remaining.extend(group)
-    # A continuation is due back a little before the room: the queue's round trip (polling,
-    # dequeue, the slice's start) is real time, and the slice waits out the rest in its
-    # pacing, so the room is taken when it opens instead of a round trip later. The host that
-    # was refused still sends nothing before the retry-after: its limiter is paused.
-    outcome.lead = lane[0].minute * PACING_SHARE_OF_MINUTE * CONTINUATION_LEAD
-    return outcome
+    async def _refused(self, group: list[Item], lane: Lane, failure: AppError) -> bool:
+        """Settle a request that failed; True when the slice goes on."""
+        if isinstance(failure, RateLimited):
+            lane.limiter.throttled(failure.retry_after)
+        if self.failover.next(lane, failure) is not None:
+            self.pending.insert(0, group)  # the refused request goes first, elsewhere
+            return True
+        if isinstance(failure, RateLimited) and self._waits_here(failure, group, lane):
+            self.pending.insert(0, group)
+            return True
+        if isinstance(failure, RateLimited):
+            wait = failure.retry_after or 1
+            self.outcome.retry_after = max(self.outcome.retry_after or 0.0, wait)
+            self._stop("rate_limited", group)
+            return False
+        if failure.retryable:
+            self.outcome.failure = self.outcome.failure or failure
+            self._stop("passing", group)
+            return False
+        # No use waiting (auth, missing deployment): these items fail.
+        await self._write(
+            [
+                failed_result(
+                    self.job_id, i.id, self.job.kind, failure.detail(), self.spec.deployment
+                )
+                for i in group
+            ]
+        )
+        return True
+
+    def _waits_here(self, failure: RateLimited, group: list[Item], lane: Lane) -> bool:
+        # A short retry-after is waited in this invocation, as the limiter's pacing is: a
+        # queue round trip would cost more than the wait, and other hosts would take the room.
+        self.refused[id(group)] = self.refused.get(id(group), 0) + 1
+        wait = failure.retry_after
+        return (
+            self.refused[id(group)] <= IN_PROCESS_RETRIES
+            and wait is not None
+            and wait <= lane.limiter.minute * PACING_SHARE_OF_MINUTE
+            and time.monotonic() + wait < self.deadline
+        )
+
+    def _stop(self, reason: Stop, group: list[Item]) -> None:
+        # A cancel outranks everything; a 429 or a passing failure outranks the end of the
+        # slice (both mean "wait before the rest"); otherwise the first reason stands.
+        if PRIORITY[reason] > PRIORITY[self.outcome.stop]:
+            self.outcome.stop = reason
+        self.stopping.set()
+        self.outcome.remaining.extend(group)
+
+    async def _cancelled(self) -> bool:
+        if time.monotonic() - self.last_cancel_check < CANCEL_CHECK_SECONDS:
+            return False
+        self.last_cancel_check = time.monotonic()
+        current = await self.store.get(self.job_id)
+        return current is None or current.status == "cancelled"
+
+    async def _write(self, results: list[ResultDoc]) -> None:
+        await self.store.write_results(results)
+        outcome = self.outcome
+        outcome.written += len(results)
+        outcome.failed += sum(1 for r in results if r.status != "succeeded")
+        for result in results:
+            outcome.usage = _plus(outcome.usage, result.usage)
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
+        completion_tokens=a.completion_tokens + b.completion_tokens,
+        total_tokens=a.total_tokens + b.total_tokens,
+    )

@@ -1,20 +1,12 @@
 """The queue boundary: the twin of shared/http/boundary.py for job messages.
 
-It reads a message into a job, runs one slice of it and turns what happened into a job status,
-failed items or a continuation message, so the host's own retries are only for what we cannot
-settle ourselves:
-
-- not a valid job: recorded at once as a failed job (reason, truncated raw body, queue and
-  message id) and not retried;
-- a 429 (past the one short wait a slice does itself, shared/jobs/runner.py): the rest goes
-  back delayed by the server's retry-after (capped by
-  `JOB_RETRY_AFTER_CAP_SECONDS`; past the cap the rest fails as `quota_exhausted`);
-- a passing failure (5xx, timeout, Cosmos DB or Storage down): the rest goes back with
-  exponential backoff, at most `JOB_MAX_ATTEMPTS` times, then fails with the reason;
-- slice time used up: the rest goes back at once.
-
-Redelivery is normal: items that already have a result are skipped before any call, results
-and usage documents have deterministic ids, and counts are derived from the results.
+`JobWorker.handle` reads a message into a job (shared/jobs/intake.py), runs one slice of it
+(shared/jobs/runner.py), and from what the slice reports decides what follows: the job
+finishes, the rest goes back to the queue as a continuation, or the rest fails. A message that
+is not a valid job is recorded at once as a failed job and not retried; only what cannot be
+settled at all is left to the host's redelivery and the poison sweep. The rules (retries,
+delays, limits, redelivery): docs/jobs.md#how-a-job-runs and
+docs/jobs.md#rate-limits-and-retries.
 """
 
 from __future__ import annotations
@@ -25,10 +17,11 @@ from dataclasses import dataclass
 
 import azure.functions as func
 
-from shared.aoai.backends import Backend, Backends
-from shared.aoai.quota import DeploymentLimiter, Limiters, Reservation
+from shared.aoai.backends import Backends
+from shared.aoai.failover import Failover
+from shared.aoai.quota import Limiters
 from shared.core.clock import now
-from shared.core.errors import AppError, translate
+from shared.core.errors import translate
 from shared.core.models import ErrorDetail
 from shared.core.queues import JobQueues
 from shared.core.settings import Settings
@@ -45,12 +38,10 @@ from shared.jobs.models import (
     JobKind,
     JobSource,
     JobSpec,
-    ResultDoc,
 )
 from shared.jobs.results import failed_result
 from shared.jobs.runner import SliceOutcome, run_slice
 from shared.jobs.store import OPEN, JobStore, is_terminal
-from shared.metering.bookkeeper import CallSite
 
 log = logging.getLogger(__name__)
 
@@ -174,70 +165,32 @@ class JobWorker:
         await self.jobs.finish(job.job_id, doc.total)
 
     async def _slice(self, job: Job, spec: JobSpec, items: list[Item]) -> SliceOutcome:
-        assert job.job_id is not None
+        """Run one slice of `items` on the job kind's service; its results are written."""
         service: EmbeddingService | ClassificationService = (
             self.embeddings if isinstance(job, EmbeddingJob) else self.classification
         )
-        site = CallSite(
-            operation="embedding" if isinstance(job, EmbeddingJob) else "classification",
-            source="job",
-            deployment=spec.deployment,
-            tags=spec.tags,
-            job_id=job.job_id,
-            principal_id=spec.principal_id,
-        )
-        job_id = job.job_id
-
-        async def cancelled() -> bool:
-            current = await self.jobs.get(job_id)
-            return current is None or current.status == "cancelled"
-
-        def fail(group: list[Item], error: AppError) -> list[ResultDoc]:
-            return [
-                failed_result(job_id, i.id, job.kind, error.detail(), spec.deployment)
-                for i in group
-            ]
-
-        def estimate(group: list[Item]) -> int:
-            if isinstance(service, ClassificationService):
-                return service.estimate(group, spec)
-            return service.estimate(group)
-
-        # One limiter per backend and deployment: each account has its own quota. The slice
-        # sends to one backend at a time and moves to the next at a 429, 5xx or timeout.
-        lanes: dict[int, str] = {}  # id(limiter) -> backend name
-
-        def lane(backend: Backend) -> DeploymentLimiter:
-            name = backend.deployment_for(spec.deployment) or spec.deployment
-            limiter = self.limiters.get(name, backend=backend.name)
-            lanes[id(limiter)] = backend.name
-            return limiter
-
-        def failover(failure: AppError, failed: DeploymentLimiter) -> DeploymentLimiter | None:
-            if not self.backends.cool(lanes[id(failed)], failure):
-                return None  # not the backend's fault (Cosmos DB down, say)
-            ready = self.backends.ready(spec.deployment)
-            return lane(ready[0]) if ready else None
-
-        async def run(group: list[Item], reservation: Reservation) -> list[ResultDoc]:
-            served = site.on(lanes[id(reservation.limiter)])
-            return await service.run(group, spec, served, reservation)
-
-        limiter = lane(self.backends.candidates(spec.deployment)[0])
-        # A request of a tenth of the quota keeps the flow steady and fits any window.
-        budget = limiter.token_limit // 10 if limiter.token_limit else None
-        return await run_slice(
-            service.plan(items, budget),
-            run=run,
-            estimate=estimate,
-            write=self.jobs.write_results,
-            fail=fail,
-            limiter=limiter,
+        outcome = await run_slice(
+            job,
+            spec,
+            items,
+            service=service,
+            store=self.jobs,
+            failover=Failover(self.backends, self.limiters, spec.deployment),
             concurrency=self.settings.job_concurrency,
             seconds=self.settings.job_slice_seconds,
-            cancelled=cancelled,
-            failover=failover,
         )
+        log.info(
+            "job %s: slice of %d requests wrote %d results (%d not succeeded, %d tokens); "
+            "%s, %d items left",
+            job.job_id,
+            outcome.requests,
+            outcome.written,
+            outcome.failed,
+            outcome.usage.total_tokens,
+            outcome.stop,
+            len(outcome.remaining),
+        )
+        return outcome
 
     async def _continue(
         self, job: Job, remaining: list[Item], outcome: SliceOutcome, queue: str

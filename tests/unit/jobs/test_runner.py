@@ -1,20 +1,37 @@
-"""One slice's moves between backends (pure logic: limiters without quotas, a fake service)."""
+"""One slice: its moves between backends, its waits, what it writes and reports (pure logic:
+limiters without quotas, the real failover over two backends, a fake service and store)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
 import pytest
+from openai import AsyncOpenAI
 
-from shared.aoai.quota import DeploymentLimiter, Reservation
+from shared.aoai.backends import Backend, Backends
+from shared.aoai.failover import Failover, Lane
+from shared.aoai.quota import Limiters, Reservation
 from shared.core.errors import AppError, RateLimited, ServiceUnavailable, UpstreamError
-from shared.jobs.models import Item, ResultDoc
+from shared.core.models import Usage
+from shared.jobs.models import EmbeddingJob, Item, JobDoc, JobSpec, ResultDoc
 from shared.jobs.runner import SliceOutcome, run_slice
+from shared.metering.bookkeeper import CallSite
 
-GROUPS = [[Item(id=f"i{n}", text="x")] for n in range(6)]
+ITEMS = [Item(id=f"i{n}", text="x") for n in range(6)]
+JOB = EmbeddingJob(job_id="j", items=ITEMS)
+SPEC = JobSpec(deployment="d")
 
 
-def done(group: list[Item]) -> list[ResultDoc]:
+@pytest.fixture
+async def client() -> AsyncIterator[AsyncOpenAI]:
+    """A client no test sends through (the service below is a fake)."""
+    c = AsyncOpenAI(base_url="http://127.0.0.1:9", api_key="k")
+    yield c
+    await c.close()
+
+
+def done(group: list[Item], tokens: int = 0) -> list[ResultDoc]:
     return [
         ResultDoc(
             id=f"j:{i.id}",
@@ -22,126 +39,204 @@ def done(group: list[Item]) -> list[ResultDoc]:
             item_id=i.id,
             kind="embedding",
             status="succeeded",
+            usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
             created_at=datetime.now(UTC),
         )
         for i in group
     ]
 
 
-async def never_cancelled() -> bool:
-    return False
+class Service:
+    """One request per item. A backend in `always` refuses every call with its error; one in
+    `first` refuses its first calls with those errors, in order; the others answer."""
+
+    def __init__(
+        self,
+        always: dict[str, AppError] | None = None,
+        first: dict[str, list[AppError]] | None = None,
+    ) -> None:
+        self.always = always or {}
+        self.first = first or {}
+        self.served: dict[str, list[str]] = {}
+
+    def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]:
+        return [[item] for item in items]
+
+    def estimate(self, group: list[Item], spec: JobSpec) -> int:
+        return 1
+
+    async def run(
+        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
+    ) -> list[ResultDoc]:
+        assert site.backend is not None
+        assert site.job_id == "j"
+        assert reservation.limiter.name == f"{site.backend}/d"  # the backend's own limiter
+        if site.backend in self.always:
+            raise self.always[site.backend]
+        if self.first.get(site.backend):
+            raise self.first[site.backend].pop(0)
+        self.served.setdefault(site.backend, []).extend(i.id for i in group)
+        return done(group, tokens=2)
+
+
+class Store:
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    async def get(self, job_id: str) -> JobDoc | None:
+        return JobDoc(
+            id=job_id,
+            job_id=job_id,
+            kind="embedding",
+            status="running",
+            created_at=datetime.now(UTC),
+            updated_at=datetime.now(UTC),
+        )
+
+    async def write_results(self, results: Iterable[ResultDoc]) -> None:
+        self.written.extend(r.item_id for r in results)
+
+
+class AskedFailover(Failover):
+    """The real failover, recording the lanes it was asked about."""
+
+    def __init__(self, backends: Backends, limiters: Limiters, deployment: str) -> None:
+        super().__init__(backends, limiters, deployment)
+        self.asked: list[str] = []
+
+    def next(self, failed: Lane, failure: AppError) -> Lane | None:
+        self.asked.append(failed.backend)
+        return super().next(failed, failure)
+
+
+def two_backends(client: AsyncOpenAI, *, second_ready: bool) -> Backends:
+    backends = Backends(
+        [Backend("a", 1, client, client), Backend("b", 2, client, client)], cooldown=10.0
+    )
+    if not second_ready:
+        backends.cool("b", RateLimited("429", retry_after=600))
+    return backends
 
 
 async def slice_with(
-    refusal: AppError, *, second_ready: bool
-) -> tuple[SliceOutcome, dict[str, list[str]], list[str]]:
-    first, second = DeploymentLimiter(None, None, name="a"), DeploymentLimiter(None, None, name="b")
-    served: dict[str, list[str]] = {"a": [], "b": []}
-    written: list[str] = []
-
-    async def run(group: list[Item], reservation: Reservation) -> list[ResultDoc]:
-        name = reservation.limiter.name
-        if name == "a":
-            raise refusal
-        served[name] += [i.id for i in group]
-        return done(group)
-
-    async def write(results: list[ResultDoc]) -> None:
-        written.extend(r.item_id for r in results)
-
-    def failover(failure: AppError, failed: DeploymentLimiter) -> DeploymentLimiter | None:
-        assert failed is first
-        return second if second_ready else None
-
+    client: AsyncOpenAI, refusal: AppError, *, second_ready: bool
+) -> tuple[SliceOutcome, dict[str, list[str]], list[str], AskedFailover]:
+    backends = two_backends(client, second_ready=second_ready)
+    failover = AskedFailover(backends, Limiters({}), "d")
+    service, store = Service(always={"a": refusal}), Store()
     outcome = await run_slice(
-        [list(g) for g in GROUPS],
-        run=run,
-        estimate=lambda g: 1,
-        write=write,
-        fail=lambda g, e: [],
-        limiter=first,
+        JOB,
+        SPEC,
+        list(ITEMS),
+        service=service,
+        store=store,
+        failover=failover,
         concurrency=3,
         seconds=60,
-        cancelled=never_cancelled,
-        failover=failover,
     )
-    return outcome, served, written
+    return outcome, service.served, store.written, failover
 
 
-async def test_a_429_moves_the_slice_to_the_next_backend_with_the_refused_request() -> None:
-    outcome, served, written = await slice_with(
-        RateLimited("429", retry_after=30), second_ready=True
+async def test_a_429_moves_the_slice_to_the_next_backend_with_the_refused_request(
+    client: AsyncOpenAI,
+) -> None:
+    outcome, served, written, failover = await slice_with(
+        client, RateLimited("429", retry_after=30), second_ready=True
     )
     assert outcome.stop == "done"
     assert sorted(written) == sorted(served["b"]) == [f"i{n}" for n in range(6)]
+    assert set(failover.asked) == {"a"}
+    assert failover.current.backend == "b"
 
 
-async def test_a_5xx_moves_it_too() -> None:
-    outcome, _, written = await slice_with(UpstreamError("HTTP 500"), second_ready=True)
+async def test_a_5xx_moves_it_too(client: AsyncOpenAI) -> None:
+    outcome, _, written, _ = await slice_with(client, UpstreamError("HTTP 500"), second_ready=True)
     assert outcome.stop == "done"
     assert len(written) == 6
 
 
-async def test_with_no_backend_ready_the_slice_stops_as_with_one() -> None:
-    outcome, _, written = await slice_with(RateLimited("429", retry_after=30), second_ready=False)
+async def test_with_no_backend_ready_the_slice_stops_as_with_one(client: AsyncOpenAI) -> None:
+    outcome, _, written, _ = await slice_with(
+        client, RateLimited("429", retry_after=30), second_ready=False
+    )
     assert outcome.stop == "rate_limited"
     assert outcome.retry_after == 30
     assert outcome.lead == 10  # due back half the pacing bound early: the slice waits the rest
     assert written == []
 
 
-async def test_a_failure_that_is_not_the_backends_is_not_failed_over() -> None:
+async def test_a_failure_that_is_not_the_backends_is_not_failed_over(client: AsyncOpenAI) -> None:
     """Cosmos DB down: failover is asked (it decides), and says no."""
-    outcome, _, _ = await slice_with(ServiceUnavailable("cosmos"), second_ready=False)
+    outcome, _, _, failover = await slice_with(
+        client, ServiceUnavailable("cosmos"), second_ready=False
+    )
     assert outcome.stop == "passing"
+    assert failover.asked
+    assert set(failover.asked) == {"a"}
+    assert failover.current.backend == "a"
 
 
-async def refused_then_served(refusals: int, retry_after: float) -> tuple[SliceOutcome, list[str]]:
-    """One backend whose first `refusals` calls are 429s with `retry_after`."""
-    lim = DeploymentLimiter(None, None, name="a", minute=6.0)  # pacing: up to 2 s here
-    written: list[str] = []
-    left = [refusals]
-
-    async def run(group: list[Item], reservation: Reservation) -> list[ResultDoc]:
-        if left[0] > 0:
-            left[0] -= 1
-            raise RateLimited("429", retry_after=retry_after)
-        return done(group)
-
-    async def write(results: list[ResultDoc]) -> None:
-        written.extend(r.item_id for r in results)
-
+async def test_a_permanent_failure_writes_those_items_failed_and_the_slice_goes_on(
+    client: AsyncOpenAI,
+) -> None:
+    backends = two_backends(client, second_ready=True)
+    denied = UpstreamError("HTTP 401", retryable=False)
+    service, store = Service(first={"a": [denied, denied]}), Store()
     outcome = await run_slice(
-        [list(g) for g in GROUPS[:2]],
-        run=run,
-        estimate=lambda g: 1,
-        write=write,
-        fail=lambda g, e: [],
-        limiter=lim,
+        JOB,
+        SPEC,
+        list(ITEMS[:3]),
+        service=service,
+        store=store,
+        failover=Failover(backends, Limiters({}), "d"),
         concurrency=1,
         seconds=60,
-        cancelled=never_cancelled,
     )
-    return outcome, written
+    assert outcome.stop == "done"
+    assert store.written == ["i0", "i1", "i2"]  # two failed on "a", the third served
+    assert (outcome.requests, outcome.written, outcome.failed) == (3, 3, 2)
+    assert outcome.usage.total_tokens == 2  # the served item's only
+    assert backends.cooling_for("a") == 0.0  # an answer, not an outage
 
 
-async def test_a_short_retry_after_is_waited_in_the_slice() -> None:
+async def refused_then_served(
+    client: AsyncOpenAI, refusals: int, retry_after: float
+) -> tuple[SliceOutcome, list[str]]:
+    """One backend whose first `refusals` calls are 429s with `retry_after`."""
+    backends = Backends([Backend("a", 1, client, client)], cooldown=10.0)
+    limiters = Limiters({}, minute=6.0)  # pacing: up to 2 s here
+    service = Service(first={"a": [RateLimited("429", retry_after=retry_after)] * refusals})
+    store = Store()
+    outcome = await run_slice(
+        JOB,
+        SPEC,
+        list(ITEMS[:2]),
+        service=service,
+        store=store,
+        failover=Failover(backends, limiters, "d"),
+        concurrency=1,
+        seconds=60,
+    )
+    return outcome, store.written
+
+
+async def test_a_short_retry_after_is_waited_in_the_slice(client: AsyncOpenAI) -> None:
     """Within the pacing budget the slice waits and sends again: no queue round trip."""
-    outcome, written = await refused_then_served(1, 0.05)
+    outcome, written = await refused_then_served(client, 1, 0.05)
     assert outcome.stop == "done"
     assert written == ["i0", "i1"]
 
 
-async def test_a_request_refused_twice_goes_back_to_the_queue() -> None:
-    outcome, written = await refused_then_served(2, 0.05)
+async def test_a_request_refused_twice_goes_back_to_the_queue(client: AsyncOpenAI) -> None:
+    outcome, written = await refused_then_served(client, 2, 0.05)
     assert outcome.stop == "rate_limited"
     assert outcome.retry_after == 0.05
     assert written == []
     assert [i.id for i in outcome.remaining] == ["i0", "i1"]
 
 
-async def test_a_long_retry_after_goes_back_to_the_queue_at_once() -> None:
-    outcome, written = await refused_then_served(1, 2.5)
+async def test_a_long_retry_after_goes_back_to_the_queue_at_once(client: AsyncOpenAI) -> None:
+    outcome, written = await refused_then_served(client, 1, 2.5)
     assert outcome.stop == "rate_limited"
     assert outcome.retry_after == 2.5
     assert outcome.lead == pytest.approx(1.0)  # half the 2 s pacing bound
