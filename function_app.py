@@ -90,7 +90,7 @@ async def health_details(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.health_details(get_runtime(), req, rid))
 
 
-@app.route(route="openhandlers.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def openapi(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.openapi(get_runtime(), req, rid))
 
