@@ -14,7 +14,6 @@ docs/jobs.md#rate-limits-and-retries.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,8 +26,6 @@ from shared.core.models import Usage
 from shared.jobs.models import Item, Job, JobDoc, JobSpec, ResultDoc
 from shared.jobs.results import failed_result
 from shared.metering.bookkeeper import CallSite
-
-log = logging.getLogger(__name__)
 
 PACING_SHARE_OF_MINUTE = 1 / 3  # the longest wait for room in a slice, of the quota's minute
 IN_PROCESS_RETRIES = 1  # 429s of one request waited here before it goes back to the queue

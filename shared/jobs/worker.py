@@ -107,17 +107,11 @@ class JobWorker:
     async def _process(self, job: Job, spec: JobSpec, message: Message) -> None:
         assert job.job_id is not None
         doc, _ = await self.jobs.create(
-            JobDoc(
-                id=job.job_id,
-                job_id=job.job_id,
-                kind=job.kind,
-                mode=job.mode,
-                status="running",
-                spec=spec,
-                total=len(job.items),
-                created_at=now(),
-                updated_at=now(),
-                source=JobSource(via="queue", queue=message.queue, message_id=message.id),
+            JobDoc.for_job(
+                job,
+                spec,
+                "running",
+                JobSource(via="queue", queue=message.queue, message_id=message.id),
             )
         )
         if doc.status == "failed" and doc.error is not None and doc.error.code in REQUEUEABLE:
