@@ -36,6 +36,7 @@ from shared.jobs.requests import JobRequests
 from shared.jobs.store import JobStore
 from shared.jobs.worker import JobWorker
 from shared.metering.bookkeeper import Bookkeeper
+from shared.metering.call import CallMeter
 from shared.metering.caller_limit import create_caller_limiter
 from shared.metering.rollups import UsageRollups
 
@@ -118,6 +119,7 @@ def create_runtime(settings: Settings) -> Runtime:
         store, settings.chat_caller_tpm, settings.chat_caller_limit_scope
     )
     backends = connection.backends
+    meter = CallMeter(settings, backends, books, caller_limiter)
     # Batch API calls are few and nothing waits on them: the SDK's own retries are welcome.
     # A batch lives on the account that created it: one backend (AOAI_BATCH_BACKEND) runs them.
     batches = BatchService(
@@ -153,8 +155,8 @@ def create_runtime(settings: Settings) -> Runtime:
         store=store,
         queues=queues,
         books=books,
-        chat=ChatService(settings, backends, books, caller_limiter),
-        gateway=Gateway(settings, backends, books, caller_limiter),
+        chat=ChatService(settings, meter),
+        gateway=Gateway(settings, meter),
         job_requests=JobRequests(settings, jobs, queues, batches),
         worker=worker,
         poison=PoisonSweeper(settings, jobs, queues, worker),

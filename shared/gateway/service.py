@@ -1,15 +1,16 @@
 """The Azure OpenAI-compatible routes: forward a caller's own `/chat/completions` or
 `/embeddings` body through the client module and pass the service's answer back unchanged.
 
-What the app adds is bookkeeping, never a change to the answer: one usage document per call
-(tags from `x-usage-tags`, the caller's `user` hashed), one content-filter event per filtered
-prompt or completion (also mid-stream), the request id in logs; and the token controls of
-`/api/chat` (shared/metering/callers.py): output tokens held to CHAT_MAX_TOKENS_LIMIT and the
-per-caller limit (400 and 429 in Azure's error shape). Errors keep the service's own status,
-headers that matter to a retrying SDK, and body, so the SDKs raise what they would against
-Azure OpenAI. Two changes to the request: a body naming no output-token limit is sent with
-`max_completion_tokens: CHAT_MAX_TOKENS_LIMIT`, and a stream always asks the service for its
-usage chunk (the usage document needs it) and drops it again when the caller did not ask for it.
+What the app adds is bookkeeping, never a change to the answer: the call is metered as
+`/api/chat`'s is (shared/metering/call.py: one usage document per call, tags from
+`x-usage-tags`, the caller's `user` hashed; one content-filter event per filtered prompt or
+completion, also mid-stream; the per-caller limit, 429 in Azure's error shape), the request id
+goes into logs, and output tokens are held to CHAT_MAX_TOKENS_LIMIT (400). Errors keep the
+service's own status, headers that matter to a retrying SDK, and body, so the SDKs raise what
+they would against Azure OpenAI. Two changes to the request: a body naming no output-token
+limit is sent with `max_completion_tokens: CHAT_MAX_TOKENS_LIMIT`, and a stream always asks the
+service for its usage chunk (the usage document needs it) and drops it again when the caller did
+not ask for it.
 """
 
 from __future__ import annotations
@@ -17,35 +18,24 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 import httpx2
 import openai
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared.aoai.backends import Backends, Target
+from shared.aoai.backends import Target
 from shared.aoai.client import resolve_deployment
 from shared.core import content_filter
-from shared.core.errors import (
-    DeploymentNotFound,
-    InvalidRequest,
-    UnknownModelError,
-    UpstreamError,
-    translate,
-)
+from shared.core.errors import AppError, DeploymentNotFound, InvalidRequest, UnknownModelError
 from shared.core.models import ContentFilterInfo, Usage
 from shared.core.settings import Settings
 from shared.gateway.models import ChatCompletionsBody, EmbeddingsBody
-from shared.metering import filter_events
-from shared.metering.bookkeeper import Bookkeeper, CallSite, Status
-from shared.metering.caller_limit import Booking, CallerLimiter
+from shared.metering.call import CallMeter, MeteredCall
 from shared.metering.callers import (
     Caller,
-    caller_key,
     cap_completion_tokens,
     chat_estimate,
     embedding_estimate,
@@ -139,8 +129,8 @@ class SseEvents:
 
 @dataclass
 class _StreamState:
-    model: str | None = None
-    usage: Usage | None = None
+    """Per choice: the text so far (for a filter event) and whether it was filtered."""
+
     texts: dict[int, list[str]] = field(default_factory=dict)
     flagged: set[int] = field(default_factory=set)
 
@@ -150,23 +140,7 @@ class Gateway:
     """The forwarding service, one per process (see shared/runtime.py)."""
 
     settings: Settings
-    backends: Backends
-    books: Bookkeeper
-    limiter: CallerLimiter
-
-    def _user_hash(self, user: str | None) -> str | None:
-        return filter_events.hash_user(user, self.settings.user_hash_secret.get_secret_value())
-
-    async def _reserve(
-        self, caller: Caller, tags: Mapping[str, str], user: str | None, estimate: int
-    ) -> Booking | None:
-        """Book the call against its caller's tokens per minute (429 when spent)."""
-        if not self.limiter.enabled:
-            return None
-        key = caller_key(
-            caller.principal, tags, self._user_hash(user), self.settings.chat_caller_tag
-        )
-        return await self.limiter.reserve(key, estimate)
+    meter: CallMeter
 
     def deployment(self, name: str | None) -> str:
         """A deployment or model name through the alias table; unknown is Azure's 404."""
@@ -190,49 +164,42 @@ class Gateway:
     ) -> Forwarded:
         deployment = self.deployment(name or body.model)
         stream = bool(body.stream)
-        site = CallSite(
-            operation="chat_stream" if stream else "chat",
-            source="gateway",
-            deployment=deployment,
-            tags=tags,
-            request_id=request_id,
-            client_request_id=caller.client_request_id,
-            principal_id=caller.principal.object_id if caller.principal else None,
-            user=body.user,
-        )
-        payload = body.upstream(deployment, self._user_hash(body.user))
+        payload = body.upstream(deployment, self.meter.user_hash(body.user))
         max_tokens = cap_completion_tokens(payload, self.settings.chat_max_tokens_limit)
         if stream:
             payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
         prompt = prompt_text(body.messages)
-        booking = await self._reserve(
-            caller, tags, body.user, chat_estimate(prompt, payload, max_tokens)
+        call = await self.meter.start(
+            operation="chat_stream" if stream else "chat",
+            source="gateway",
+            deployment=deployment,
+            caller=caller,
+            tags=tags,
+            user=body.user,
+            request_id=request_id,
+            estimate=chat_estimate(prompt, payload, max_tokens),
+            prompt=prompt,
         )
-        started = time.perf_counter()
-        answer, site = await self._send(
-            site, "/chat/completions", payload, stream, prompt, started, booking
-        )
+        answer = await self._send(call, "/chat/completions", payload, stream)
         if isinstance(answer, Forwarded):
             return answer
         if stream:
-            events = self._relay(
-                answer, site, started, keep_usage=body.wants_usage_chunk(), booking=booking
+            events = call.relay(
+                _events(answer, call, keep_usage=body.wants_usage_chunk()),
+                close=answer.aclose,
+                error=error_events,
             )
             return Forwarded(answer.status_code, {}, stream=events, media_type="text/event-stream")
         data = _json_object(answer.content)
-        status: Status = "ok"
+        flags: list[tuple[ContentFilterInfo, str | None]] = []
         for raw in data.get("choices") or []:
             flagged = _flag(raw)
             if flagged is not None:
-                status = "content_filter"
                 text = (raw.get("message") or {}).get("content")
-                await self.books.filtered(site, flagged, text if isinstance(text, str) else None)
-        usage = usage_from(data.get("usage"))
-        await self.books.usage(
-            site, model=data.get("model"), usage=usage, started=started, status=status
+                flags.append((flagged, text if isinstance(text, str) else None))
+        await call.finish(
+            model=data.get("model"), usage=usage_from(data.get("usage")), filtered=flags
         )
-        if usage is not None:
-            await self.limiter.settle(booking, usage.total_tokens)
         return _whole(answer)
 
     async def embeddings(
@@ -244,47 +211,31 @@ class Gateway:
         caller: Caller,
     ) -> Forwarded:
         deployment = self.deployment(name or body.model)
-        site = CallSite(
+        inputs = body.input if isinstance(body.input, list) else [body.input]
+        call = await self.meter.start(
             operation="embedding",
             source="gateway",
             deployment=deployment,
+            caller=caller,
             tags=tags,
-            request_id=request_id,
-            client_request_id=caller.client_request_id,
-            principal_id=caller.principal.object_id if caller.principal else None,
             user=body.user,
+            request_id=request_id,
+            estimate=embedding_estimate(body.input),
+            prompt="\n".join(i for i in inputs if isinstance(i, str)),
         )
-        inputs = body.input if isinstance(body.input, list) else [body.input]
-        prompt = "\n".join(i for i in inputs if isinstance(i, str))
-        booking = await self._reserve(caller, tags, body.user, embedding_estimate(body.input))
-        started = time.perf_counter()
-        payload = body.upstream(deployment, self._user_hash(body.user))
-        answer, site = await self._send(
-            site, "/embeddings", payload, False, prompt, started, booking
-        )
+        payload = body.upstream(deployment, self.meter.user_hash(body.user))
+        answer = await self._send(call, "/embeddings", payload, False)
         if isinstance(answer, Forwarded):
             return answer
         data = _json_object(answer.content)
-        usage = usage_from(data.get("usage"))
-        await self.books.usage(site, model=data.get("model"), usage=usage, started=started)
-        if usage is not None:
-            await self.limiter.settle(booking, usage.total_tokens)
+        await call.finish(model=data.get("model"), usage=usage_from(data.get("usage")))
         return _whole(answer)
 
     async def _send(
-        self,
-        site: CallSite,
-        path: str,
-        payload: dict[str, Any],
-        stream: bool,
-        prompt: str,
-        started: float,
-        booking: Booking | None = None,
-    ) -> tuple[httpx2.Response | Forwarded, CallSite]:
-        """The service's answer, and the call site naming the backend that gave it; an error
-        answer as a Forwarded (recorded, passed through); a transport failure recorded and
-        raised as the app's 502/504. A failed call gives its booking back."""
-        route = self.backends.route(site.deployment)
+        self, call: MeteredCall, path: str, payload: dict[str, Any], stream: bool
+    ) -> httpx2.Response | Forwarded:
+        """The service's answer; an error answer as a Forwarded to pass back as it came; a
+        transport failure raised as the app's 502/504 (either way recorded by the call)."""
 
         async def send(target: Target) -> httpx2.Response:
             # The Azure client puts the body's `model` into the URL: the backend's own name.
@@ -292,32 +243,28 @@ class Gateway:
             return await target.client.post(path, body=body, cast_to=httpx2.Response, stream=stream)
 
         try:
-            answer = await route.send(send)
-        except openai.APIStatusError as error:
-            await self.limiter.settle(booking, 0)
-            site = site.on(route.backend)
-            await self.books.failed(site, error, started=started, prompt=prompt)
+            answer = await call.send(send)
+        except AppError as failure:
+            refused = failure.__cause__
+            if not isinstance(refused, openai.APIStatusError):
+                raise
+            site = call.site
             log.info(
                 "gateway %s on %s via %s: upstream HTTP %s (request %s)",
                 site.operation,
                 site.deployment,
                 site.backend,
-                error.status_code,
+                refused.status_code,
                 site.request_id,
             )
-            response = error.response
-            forwarded = Forwarded(
+            response = refused.response
+            return Forwarded(
                 response.status_code,
                 passed_headers(response.headers),
                 body=response.content,
                 media_type=response.headers.get("content-type", "application/json"),
             )
-            return forwarded, site
-        except openai.OpenAIError as error:
-            await self.limiter.settle(booking, 0)
-            site = site.on(route.backend)
-            raise await self.books.failed(site, error, started=started, prompt=prompt) from None
-        site = site.on(route.backend)
+        site = call.site
         log.info(
             "gateway %s on %s via %s: HTTP %s (request %s)",
             site.operation,
@@ -326,69 +273,51 @@ class Gateway:
             answer.status_code,
             site.request_id,
         )
-        return answer, site
+        return answer
 
-    async def _relay(
-        self,
-        upstream: httpx2.Response,
-        site: CallSite,
-        started: float,
-        *,
-        keep_usage: bool,
-        booking: Booking | None = None,
-    ) -> AsyncIterator[bytes]:
-        """The upstream's SSE events as they arrive, recording usage and filter events."""
-        events, state = SseEvents(), _StreamState()
-        status: Status = "cancelled"  # until the stream reaches an end of its own
-        try:
-            async for data in upstream.aiter_bytes():
-                for event in events.feed(data):
-                    chunk = SseEvents.json_of(event)
-                    wanted = chunk is None or await self._observe(chunk, site, state)
-                    if wanted or keep_usage:
-                        yield event
-            if events.buffer.strip():
-                yield events.buffer
-            status = "content_filter" if state.flagged else "ok"
-        except (openai.OpenAIError, httpx2.HTTPError) as error:
-            status = "error"
-            failure = translate(error) or UpstreamError("the Azure OpenAI stream broke off")
-            log.warning("gateway stream %s failed upstream: %s", site.request_id, failure.code)
-            # The status line is gone; an `error` event is what the openai SDK raises from.
-            detail = {"error": {"code": failure.code, "message": failure.message}}
-            yield f"data: {json.dumps(detail)}\n\n".encode()
-        finally:
-            # As in shared/chat/service.py: a hang-up cancels the response's task group
-            # level-triggered; unshielded, the upstream would stay open and the call unrecorded.
-            with anyio.CancelScope(shield=True):
-                await upstream.aclose()
-                await self.books.usage(
-                    site, model=state.model, usage=state.usage, started=started, status=status
-                )
-                if state.usage is not None:
-                    await self.limiter.settle(booking, state.usage.total_tokens)
 
-    async def _observe(self, chunk: dict[str, Any], site: CallSite, state: _StreamState) -> bool:
-        """Take what the records need from one chunk. False for the usage-only chunk that the
-        app asked for on the caller's behalf."""
-        state.model = chunk.get("model") or state.model
-        choices = chunk.get("choices") or []
-        if (usage := usage_from(chunk.get("usage"))) is not None:
-            state.usage = usage
-            if not choices:
-                return False
-        for raw in choices:
-            if not isinstance(raw, dict):
-                continue
-            index = raw.get("index", 0)
-            content = (raw.get("delta") or {}).get("content")
-            if isinstance(content, str):
-                state.texts.setdefault(index, []).append(content)
-            flagged = _flag(raw)
-            if flagged is not None and index not in state.flagged:
-                state.flagged.add(index)
-                await self.books.filtered(site, flagged, "".join(state.texts.get(index, [])))
-        return True
+def error_events(failure: AppError) -> list[bytes]:
+    """How a stream that fails after it started ends: one `error` event, which the openai
+    SDK raises as `APIError` (docs/gateway.md)."""
+    detail = {"error": {"code": failure.code, "message": failure.message}}
+    return [f"data: {json.dumps(detail)}\n\n".encode()]
+
+
+async def _events(
+    upstream: httpx2.Response, call: MeteredCall, *, keep_usage: bool
+) -> AsyncGenerator[bytes, None]:
+    """The upstream's SSE events as they arrive; the usage-only chunk only if asked for."""
+    events, state = SseEvents(), _StreamState()
+    async for data in upstream.aiter_bytes():
+        for event in events.feed(data):
+            chunk = SseEvents.json_of(event)
+            wanted = chunk is None or await _observe(chunk, call, state)
+            if wanted or keep_usage:
+                yield event
+    if events.buffer.strip():
+        yield events.buffer
+
+
+async def _observe(chunk: dict[str, Any], call: MeteredCall, state: _StreamState) -> bool:
+    """Take what the records need from one chunk. False for the usage-only chunk that the
+    app asked for on the caller's behalf."""
+    choices = chunk.get("choices") or []
+    usage = usage_from(chunk.get("usage"))
+    call.note(model=chunk.get("model"), usage=usage)
+    if usage is not None and not choices:
+        return False
+    for raw in choices:
+        if not isinstance(raw, dict):
+            continue
+        index = raw.get("index", 0)
+        content = (raw.get("delta") or {}).get("content")
+        if isinstance(content, str):
+            state.texts.setdefault(index, []).append(content)
+        flagged = _flag(raw)
+        if flagged is not None and index not in state.flagged:
+            state.flagged.add(index)
+            await call.filtered(flagged, "".join(state.texts.get(index, [])))
+    return True
 
 
 def _flag(raw: Any) -> ContentFilterInfo | None:

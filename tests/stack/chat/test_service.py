@@ -40,6 +40,7 @@ from shared.core.models import ContentFilterInfo
 from shared.core.settings import Settings, load_settings
 from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from shared.metering.bookkeeper import Bookkeeper, CallSite
+from shared.metering.call import CallMeter
 from shared.metering.caller_limit import InstanceCallerLimiter
 from shared.metering.callers import Caller, Principal, principal_of, require_role
 from shared.metering.filter_events import hash_user
@@ -444,7 +445,8 @@ async def test_stream_error_not_from_the_sdk_ends_with_an_error_frame_and_logs_t
         app_settings.outbox_queue,
         user_hash_secret=app_settings.user_hash_secret.get_secret_value(),
     )
-    broken = ChatService(app_settings, runtime.backends, books, runtime.chat.limiter)
+    limiter = runtime.chat.meter.limiter
+    broken = ChatService(app_settings, CallMeter(app_settings, runtime.backends, books, limiter))
     rid = new_id()
     with caplog.at_level(logging.ERROR, logger="shared.chat"):
         stream = await broken.open_stream(

@@ -326,3 +326,51 @@ async def test_function_key_is_required(host: AppHost) -> None:
     async with httpx.AsyncClient(base_url=host.url) as http:
         r = await http.post("/v1/embeddings", json={"model": "gpt-4o", "input": "x"})
     assert r.status_code == 401
+
+
+async def test_stream_broken_after_it_started_raises_the_sdks_api_error(
+    host: AppHost, store: Store, sim_control: httpx.AsyncClient
+) -> None:
+    """The service's stream breaks off after its status line: the `200` is gone, so the app
+    ends the stream with one `error` event, which the SDK raises; the call is recorded."""
+    broken = {"faults": {"chat": {"drop": 1.0}}}
+    (await sim_control.patch("/sim/config", json=broken)).raise_for_status()
+    request_id = rid()
+    async with async_client(host, "openai") as client:
+        stream = await client.chat.completions.create(
+            model="gpt-4o",
+            messages=user_message("hi"),
+            stream=True,
+            extra_headers={"x-request-id": request_id},
+        )
+        with pytest.raises(openai.APIError, match="the Azure OpenAI stream broke off") as raised:
+            _ = [chunk async for chunk in stream]
+    assert raised.value.body == {
+        "code": "upstream_error",
+        "message": "the Azure OpenAI stream broke off",
+    }
+    (usage,) = await docs_for(store, USAGE, request_id)
+    assert (usage["operation"], usage["status"]) == ("chat_stream", "error")
+
+
+async def test_caller_hanging_up_mid_stream_is_recorded_as_cancelled(
+    host: AppHost, store: Store, sim_control: httpx.AsyncClient
+) -> None:
+    """Closing the connection after the first event closes the upstream stream and records
+    the call, as on /api/chat."""
+    slow = {"latency": {"per_token_ms": 100}}
+    (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
+    request_id = rid()
+    text = "echo: " + " ".join(f"w{i}" for i in range(50))
+    body = {"model": "gpt-4o", "messages": user_message(text), "stream": True}
+    async with (
+        httpx.AsyncClient(base_url=host.url, headers=host.headers(), timeout=30) as http,
+        http.stream(
+            "POST", "/v1/chat/completions", json=body, headers={"x-request-id": request_id}
+        ) as r,
+    ):
+        assert r.status_code == 200
+        assert (await anext(r.aiter_lines())).startswith("data: {")
+    # Leaving the block closed the connection, about 5 s before the stream would end.
+    (usage,) = await docs_for(store, USAGE, request_id)
+    assert (usage["operation"], usage["status"]) == ("chat_stream", "cancelled")

@@ -1,0 +1,243 @@
+"""One metered call: the lifecycle every call made on a caller's behalf goes through (chat and
+the Azure OpenAI-compatible routes), whatever its wire shape.
+
+Who (the `CallSite`, the caller's key for CHAT_CALLER_TPM, the hashed `user`), reserve against
+the per-caller limit (shared/metering/caller_limit.py), send through the backends
+(shared/aoai/backends.py), then settle the booking with the tokens the service reported and
+record the usage document and any content-filter events (shared/metering/bookkeeper.py). A call
+that fails before its answer begins gives its booking back and is recorded as failed. A stream
+is relayed by `MeteredCall.relay`, which records it also when the caller hangs up or the stream
+fails after its first byte; the route says only how an error looks in its wire shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+import httpx2
+import openai
+
+from shared.aoai.backends import Backends, Target
+from shared.core.errors import AppError, UpstreamError, UpstreamTimeout, translate
+from shared.core.models import ContentFilterInfo, Usage
+from shared.core.settings import Settings
+from shared.metering import filter_events
+from shared.metering.bookkeeper import Bookkeeper, CallSite, Status
+from shared.metering.caller_limit import Booking, CallerLimiter
+from shared.metering.callers import Caller, caller_key
+from shared.metering.filter_events import Source
+from shared.metering.models import Operation
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+W = TypeVar("W", str, bytes)
+
+
+@dataclass(frozen=True)
+class CallMeter:
+    """Starts metered calls; one per process, shared by chat and the gateway routes
+    (shared/runtime.py), so both count against the same per-caller minute."""
+
+    settings: Settings
+    backends: Backends
+    books: Bookkeeper
+    limiter: CallerLimiter
+
+    def user_hash(self, user: str | None) -> str | None:
+        """The caller's `user` as stored and sent upstream: HMAC-SHA256 keyed with
+        USER_HASH_SECRET (None for none)."""
+        return filter_events.hash_user(user, self.settings.user_hash_secret.get_secret_value())
+
+    async def start(
+        self,
+        *,
+        operation: Operation,
+        source: Source,
+        deployment: str,
+        caller: Caller,
+        tags: Mapping[str, str],
+        user: str | None,
+        request_id: str,
+        estimate: int,
+        prompt: str,
+    ) -> MeteredCall:
+        """Book `estimate` tokens against the caller's tokens per minute (RateLimited, 429,
+        when spent: nothing goes upstream) and start the call's clock. `prompt` goes into the
+        filter event of a refused prompt, stored only with CONTENT_FILTER_STORE_TEXT."""
+        site = CallSite(
+            operation=operation,
+            source=source,
+            deployment=deployment,
+            tags=tags,
+            request_id=request_id,
+            client_request_id=caller.client_request_id,
+            principal_id=caller.principal.object_id if caller.principal else None,
+            user=user,
+        )
+        booking: Booking | None = None
+        if self.limiter.enabled:
+            key = caller_key(
+                caller.principal, tags, self.user_hash(user), self.settings.chat_caller_tag
+            )
+            booking = await self.limiter.reserve(key, estimate)
+        return MeteredCall(self, site, booking, prompt, time.perf_counter())
+
+
+class MeteredCall:
+    """One call from its booking to its records. `site` names the backend once it is sent."""
+
+    def __init__(
+        self,
+        meter: CallMeter,
+        site: CallSite,
+        booking: Booking | None,
+        prompt: str,
+        started: float,
+    ) -> None:
+        self.site = site
+        self.model: str | None = None
+        self.usage: Usage | None = None
+        self.status: Status = "cancelled"  # a stream's, until it reaches an end of its own
+        self._meter = meter
+        self._booking = booking
+        self._prompt = prompt
+        self._started = started
+        self._flagged = False
+
+    async def send(
+        self, call: Callable[[Target], Awaitable[T]], *, deadline: float | None = None
+    ) -> T:
+        """`call` through the backends of the call's deployment, within `deadline` seconds
+        for all attempts (CHAT_DEADLINE_SECONDS) when given; what it returns.
+
+        On failure the booking is given back, the failed call recorded (with a filter event
+        for a refused prompt), and the AppError the caller sees is raised, chained to the
+        SDK's error: an `openai.APIStatusError` cause holds the service's own error answer."""
+        route = self._meter.backends.route(self.site.deployment)
+        try:
+            async with asyncio.timeout(deadline):
+                answer = await route.send(call)
+        except TimeoutError:
+            if deadline is None:
+                raise
+            timeout = UpstreamTimeout(
+                f"Azure OpenAI did not answer within {deadline:g} s (CHAT_DEADLINE_SECONDS)"
+            )
+            raise await self._failed(route.backend, timeout) from None
+        except openai.OpenAIError as error:
+            raise await self._failed(route.backend, error) from error
+        self.site = self.site.on(route.backend)
+        return answer
+
+    async def _failed(self, backend: str | None, error: Exception) -> AppError:
+        await self._meter.limiter.settle(self._booking, 0)
+        self.site = self.site.on(backend)
+        return await self._meter.books.failed(
+            self.site, error, started=self._started, prompt=self._prompt
+        )
+
+    def note(self, *, model: str | None = None, usage: Usage | None = None) -> None:
+        """What the answer said so far, for the record: its model, the usage it reported."""
+        self.model = model or self.model
+        if usage is not None:
+            self.usage = usage
+
+    async def filtered(self, info: ContentFilterInfo, text: str | None) -> None:
+        """Record a filtered completion (the text only with CONTENT_FILTER_STORE_TEXT); the
+        call's usage document then has status `content_filter`."""
+        await self._meter.books.filtered(self.site, info, text)
+        self._flagged = True
+
+    def completed(self) -> None:
+        """The answer reached its own end: `ok`, or `content_filter` after a filter event."""
+        self.status = "content_filter" if self._flagged else "ok"
+
+    async def finish(
+        self,
+        *,
+        model: str | None,
+        usage: Usage | None,
+        filtered: Iterable[tuple[ContentFilterInfo, str | None]] = (),
+    ) -> None:
+        """A whole answer: record its filter events and usage document, and settle the
+        booking with the tokens used (kept at the estimate when the service reported none)."""
+        self.note(model=model, usage=usage)
+        try:
+            for info, text in filtered:
+                await self.filtered(info, text)
+            self.completed()
+            await self._record()
+        finally:
+            await self._settle()
+
+    async def relay(
+        self,
+        wire: AsyncGenerator[W, None],
+        *,
+        close: Callable[[], Awaitable[object]],
+        error: Callable[[AppError], Iterable[W]],
+    ) -> AsyncGenerator[W, None]:
+        """The route's frames of a started stream, as they come; `wire` reads the upstream,
+        calling `note` and `filtered` on the way, and `close` closes the upstream.
+
+        A failure after the first byte ends the stream with `error(failure)`, the route's own
+        error frames (the status line is gone), and is logged with the request id. On every
+        end (done, failed, or the caller hanging up) the upstream is closed, the usage
+        document recorded and the booking settled; that never raises, since raising would drop
+        the connection after the last frame."""
+        source, request_id = self.site.source, self.site.request_id
+        try:
+            async for frame in wire:
+                yield frame
+            self.completed()
+        except (openai.OpenAIError, httpx2.HTTPError) as broken:
+            self.status = "error"
+            failure = translate(broken) or UpstreamError("the Azure OpenAI stream broke off")
+            log.warning("%s stream %s failed upstream: %s", source, request_id, failure.code)
+            for frame in error(failure):
+                yield frame
+        except Exception as bug:
+            # Not the SDK's (say, Cosmos DB failing while a filter event is recorded).
+            self.status = "error"
+            failure = translate(bug) or AppError("internal error; see logs")
+            log.exception(
+                "%s stream %s failed after it started: %s (%s)",
+                source,
+                request_id,
+                failure.code,
+                type(bug).__name__,
+            )
+            for frame in error(failure):
+                yield frame
+        finally:
+            # A hang-up arrives as cancellation of the response's task group, which Starlette's
+            # anyio cancels level-triggered: unshielded, every await here would be cancelled
+            # too, leaving the upstream stream open and the call unrecorded.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await wire.aclose()
+                    await close()
+                    await self._record()
+                    await self._settle()
+                except Exception:
+                    log.exception("%s stream %s: recording the call failed", source, request_id)
+
+    async def _record(self) -> None:
+        await self._meter.books.usage(
+            self.site,
+            model=self.model,
+            usage=self.usage,
+            started=self._started,
+            status=self.status,
+        )
+
+    async def _settle(self) -> None:
+        if self.usage is not None:
+            await self._meter.limiter.settle(self._booking, self.usage.total_tokens)
