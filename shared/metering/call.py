@@ -221,13 +221,24 @@ class MeteredCall:
             # anyio cancels level-triggered: unshielded, every await here would be cancelled
             # too, leaving the upstream stream open and the call unrecorded.
             with anyio.CancelScope(shield=True):
-                try:
-                    await wire.aclose()
-                    await close()
-                    await self._record()
-                    await self._settle()
-                except Exception:
-                    log.exception("%s stream %s: recording the call failed", source, request_id)
+                # Each step on its own: a failed record must not keep the booking unsettled.
+                steps: tuple[tuple[str, Callable[[], Awaitable[None]]], ...] = (
+                    ("closing", lambda: self._close(wire, close)),
+                    ("recording", self._record),
+                    ("settling", self._settle),
+                )
+                for step, work in steps:
+                    try:
+                        await work()
+                    except Exception:
+                        log.exception("%s stream %s: %s the call failed", source, request_id, step)
+
+    @staticmethod
+    async def _close(wire: AsyncGenerator[W, None], close: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await wire.aclose()
+        finally:
+            await close()
 
     async def _record(self) -> None:
         await self._meter.books.usage(

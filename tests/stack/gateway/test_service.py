@@ -20,14 +20,15 @@ from typing import Any
 import pytest
 
 from shared.core.errors import RateLimited
-from shared.core.models import ContentFilterInfo
+from shared.core.models import ContentFilterInfo, Usage
 from shared.core.settings import Settings, load_settings
 from shared.core.store import USAGE, Store
 from shared.gateway.models import ChatCompletionsBody
 from shared.gateway.service import Gateway
-from shared.metering.bookkeeper import Bookkeeper, CallSite
+from shared.metering.bookkeeper import Bookkeeper, CallSite, Status
 from shared.metering.call import CallMeter
 from shared.metering.callers import Caller
+from shared.metering.models import UsageRecord
 from shared.runtime import Runtime, create_runtime
 from tests.support.records import query_until
 
@@ -253,3 +254,52 @@ async def test_stream_error_not_from_the_sdk_ends_with_an_error_event_and_logs_t
     }
     assert any(rid in r.getMessage() and r.exc_info for r in caplog.records)
     assert (await usage_of(store, rid))["status"] == "error"
+
+
+class BrokenUsageBooks(Bookkeeper):
+    """Bookkeeping whose usage write fails, as Cosmos DB and the outbox both failing would."""
+
+    async def usage(
+        self,
+        site: CallSite,
+        *,
+        model: str | None,
+        usage: Usage | None,
+        started: float,
+        status: Status = "ok",
+        record_id: str | None = None,
+    ) -> UsageRecord:
+        raise RuntimeError("recording the usage failed")
+
+
+async def test_stream_whose_usage_record_fails_still_settles_its_booking(
+    app_environ: dict[str, str], store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stream ends as it came (the record fails after the last byte), the failure is
+    logged, and the booking still goes down from 200 to the 5 tokens reported: with
+    CHAT_CALLER_TPM=300 a second call booking 200 fits only then."""
+    async with (
+        upstream([HELLO, USAGE_CHUNK], cut=False) as fake,
+        runtime_for(
+            app_environ, fake, CHAT_CALLER_TPM="300", CHAT_CALLER_LIMIT_SCOPE="instance"
+        ) as runtime,
+    ):
+        books = BrokenUsageBooks(
+            store,
+            runtime.queues,
+            runtime.settings.outbox_queue,
+            user_hash_secret=runtime.settings.user_hash_secret.get_secret_value(),
+        )
+        meter = runtime.gateway.meter
+        gateway = Gateway(
+            runtime.settings, CallMeter(runtime.settings, runtime.backends, books, meter.limiter)
+        )
+        body = streamed("hi", max_tokens=200, stream_options={"include_usage": True})
+        rid = new_id()
+        with caplog.at_level(logging.ERROR):
+            stream = await open_stream(gateway, body, rid)
+            assert data_of([await anext(stream), await anext(stream)]) == [HELLO, USAGE_CHUNK]
+            await stream.aclose()
+        second = await open_stream(gateway, body, new_id())
+        await second.aclose()
+    assert any(rid in r.getMessage() and "recording" in r.getMessage() for r in caplog.records)
