@@ -9,7 +9,7 @@ EMU := devstack/emulators
 STAMP_PY := $(VENV)/.installed
 STAMP_NPM := $(EMU)/node_modules/.installed
 
-.PHONY: help setup emulators stop run test lint bench soak smoke cli clean lock audit
+.PHONY: help setup emulators stop run test test-unit lint bench soak smoke cli clean lock audit
 
 help: ## List the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,11 @@ test: setup ## Run every test against real local services (started and stopped b
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	  $(PY) -m devstack.emulators reap --state-dir .devstack/test || true; \
 	  exit $$status
+
+# tests/unit only: tests/unit/conftest.py refuses a test there that asks for the local stack.
+# tests/infra is pure too but takes ~40 s (checkov); `make test` runs it.
+test-unit: setup ## Run the pure-logic tests (tests/unit): no server, a few seconds
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 # Azure installs requirements.txt: every runtime package, pinned and hashed, at the versions
 # constraints.txt fixes for development and tests. Edit requirements.in, then `make lock`.

@@ -22,12 +22,32 @@ from devstack.provision import provision
 from shared.core.settings import Settings, load_settings
 from shared.core.store import Store, create_store
 from tests.support.jobs_stack import JobsStack
+from tests.support.simulator import control_plane
 
 ROOT = Path(__file__).resolve().parents[1]
 # One folder per test session, so sessions running side by side never stop each other's
 # services; `make test` stops whatever is still recorded under .devstack/test even if pytest
 # itself was killed.
 TEST_STATE_DIR = ROOT / ".devstack" / "test" / f"session-{os.getpid()}"
+
+# The session fixtures below: each starts a server or needs one. A test that asks for one, or
+# lives in a folder of such tests, is marked `stack`; tests/unit/conftest.py refuses them.
+STACK_FIXTURES = frozenset(
+    {"emulators", "simulator", "store", "app_environ", "app_settings", "stack_settings"}
+)
+STACK_DIRS = tuple(ROOT / "tests" / name for name in ("stack", "cli", "devstack"))
+
+
+def stack_fixtures_of(item: pytest.Item) -> set[str]:
+    """The session fixtures of the local stack that `item` asks for, directly or not."""
+    return STACK_FIXTURES & set(getattr(item, "fixturenames", ()))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        in_stack_dir = any(item.path.is_relative_to(folder) for folder in STACK_DIRS)
+        if in_stack_dir or stack_fixtures_of(item):
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +97,13 @@ async def store(app_settings: Settings) -> AsyncIterator[Store]:
     store = create_store(app_settings)
     yield store
     await store.aclose()
+
+
+@pytest.fixture
+async def sim_control(simulator: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
+    """The session simulator's control plane; its config and quotas are restored afterwards."""
+    async with control_plane(simulator) as client:
+        yield client
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import asyncio
 import csv
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,27 +15,20 @@ from azure.storage.queue.aio import QueueClient
 
 from cli.export import read_parquet_rows
 from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorStack
-from devstack.hosted_app import AppHost, make_app_dir, run_app_host
+from devstack.hosted_app import AppHost
 from shared.core.queues import MAX_MESSAGE_BYTES, encoded_size
 from shared.core.settings import Settings
-from shared.core.store import Store
 from tests.cli.conftest import ainvoke
+from tests.support.hosts import host_fixture
 
 pytestmark = pytest.mark.slow
 
 WATCH = ["--interval", "0.5", "--timeout", "90"]
 
 
-@pytest.fixture(scope="module")
-def host(
-    app_environ: dict[str, str], store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AppHost]:
-    # The app's poison sweep records and deletes poisoned messages within seconds; here it is
-    # held off (once a year) so the messages wait in the poison queue for the operator.
-    settings = {**app_environ, "POISON_SWEEP_SCHEDULE": "0 0 0 1 1 *"}
-    app_dir = make_app_dir(tmp_path_factory.mktemp("cli-app"), settings)
-    with run_app_host(app_dir) as running:
-        yield running
+# The app's poison sweep records and deletes poisoned messages within seconds; here it is
+# held off (once a year) so the messages wait in the poison queue for the operator.
+host = host_fixture("cli-app", {"POISON_SWEEP_SCHEDULE": "0 0 0 1 1 *"})
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ a job sent through the worker, and the poller run until the job settles."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,27 +16,12 @@ from shared.jobs.batch.models import BatchDoc
 from shared.jobs.models import JobDoc
 from shared.jobs.worker import Message
 from shared.runtime import Runtime, create_runtime
+from tests.support.samples import LABELS, new_id
 
-LABELS = ["billing", "shipping", "technical"]
 TERMINAL = {"succeeded", "partially_failed", "failed", "cancelled"}
 
 # Fast settings: short backoff before a resubmission, frequent checkpoints.
 BATCH_SETTINGS = {"BATCH_RETRY_SECONDS": "0.5", "BATCH_CHECKPOINT_LINES": "4"}
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def tickets(n: int = 5) -> list[dict[str, str]]:
-    texts = [
-        "a double billing charge on my invoice",
-        "the parcel shipping is late",
-        "a technical error when I log in",
-        "billing address wrong on the invoice",
-        "shipping box damaged in shipping",
-    ]
-    return [{"id": f"t{i}", "text": texts[i % len(texts)]} for i in range(n)]
 
 
 @asynccontextmanager

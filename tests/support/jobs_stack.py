@@ -18,10 +18,9 @@ from azure.storage.queue.aio import QueueClient
 
 from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
 from devstack.emulators import EmulatorStack
-from devstack.hosted_app import AppHost, fresh_queues, make_app_dir, run_app_host
-from devstack.provision import provision
-from shared.core.settings import load_settings
+from devstack.hosted_app import AppHost, fresh_queues
 from shared.core.store import Store
+from tests.support.hosts import HOST_SETTINGS, app_host
 
 queue_names = fresh_queues  # the name other tests import
 
@@ -29,8 +28,7 @@ TERMINAL = {"succeeded", "partially_failed", "failed", "cancelled"}
 
 # Fast feedback: short backoff, poison sweep every 2 s, small slices.
 JOB_SETTINGS = {
-    "AOAI_MAX_RETRIES": "1",
-    "AOAI_TIMEOUT_SECONDS": "10",
+    **HOST_SETTINGS,
     "JOB_BACKOFF_SECONDS": "1",
     "POISON_SWEEP_SCHEDULE": "*/2 * * * * *",
 }
@@ -79,8 +77,7 @@ def jobs_stack(
             "AZURE_OPENAI_API_KEY": sim.api_key,
             **(settings or {}),
         }
-        asyncio.run(provision(load_settings(environ)))
-        with run_app_host(make_app_dir(app_dir, environ)) as host:
+        with app_host(environ, app_dir) as host:
             yield JobsStack(host, sim, environ, connection_string)
 
 

@@ -29,7 +29,19 @@ async def query_until(
     return found
 
 
-async def docs_for(store: Store, container: str, request_id: str) -> list[dict[str, Any]]:
-    """The documents of one request (its `client_request_id`), waited for up to 3 s."""
+async def docs_by_client_request_id(
+    store: Store, container: str, client_request_id: str, *, tries: int = 30
+) -> list[dict[str, Any]]:
+    """The documents of the call a caller sent with `x-request-id: client_request_id` (over
+    HTTP), waited for as `query_until` does (`tries=1`: what is there now)."""
     query = "SELECT * FROM c WHERE c.client_request_id = @rid"
-    return await query_until(store, container, query, {"@rid": request_id})
+    return await query_until(store, container, query, {"@rid": client_request_id}, tries=tries)
+
+
+async def docs_by_request_id(
+    store: Store, container: str, request_id: str, *, tries: int = 30
+) -> list[dict[str, Any]]:
+    """The documents of the call the app knows as `request_id`, its own id (the one a service
+    is handed in-process), waited for as `query_until` does."""
+    query = "SELECT * FROM c WHERE c.request_id = @rid"
+    return await query_until(store, container, query, {"@rid": request_id}, tries=tries)

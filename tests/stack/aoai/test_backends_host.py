@@ -22,8 +22,10 @@ from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
 from shared.core.settings import load_settings
 from shared.core.store import USAGE, Store
+from tests.support.hosts import app_host
 from tests.support.jobs_stack import JOB_SETTINGS, queue_names, submit, wait_job
 from tests.support.records import query_until
+from tests.support.simulator import control_plane
 
 API_VERSION = "2024-10-21"
 COOLDOWN = 1.0  # AOAI_BACKEND_COOLDOWN_SECONDS of the host below
@@ -59,8 +61,7 @@ def host(
         "AOAI_BACKEND_COOLDOWN_SECONDS": str(COOLDOWN),
         "EMBEDDING_MAX_INPUTS": "2",  # many small requests per job
     }
-    asyncio.run(provision(load_settings(environ)))
-    with run_app_host(make_app_dir(tmp_path_factory.mktemp("backends"), environ)) as running:
+    with app_host(environ, tmp_path_factory.mktemp("backends")) as running:
         yield running
 
 
@@ -69,17 +70,12 @@ async def control(
     sims: tuple[RunningSimulator, RunningSimulator],
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     """Both simulators' control planes; each test starts with both backends ready again."""
-    async with (
-        httpx.AsyncClient(base_url=sims[0].url) as first,
-        httpx.AsyncClient(base_url=sims[1].url) as second,
-    ):
+    async with control_plane(sims[0]) as first, control_plane(sims[1]) as second:
         for sim in (first, second):
             patch = {"rate_limit": {"retry_after_ms": RETRY_AFTER_MS}}
             (await sim.patch("/sim/config", json=patch)).raise_for_status()
         await asyncio.sleep(COOLDOWN + 0.5)  # whatever an earlier test cooled is ready again
         yield first, second
-        for sim in (first, second):
-            (await sim.post("/sim/reset", json={"config": True})).raise_for_status()
 
 
 def sdk(host: AppHost, tag: str) -> AsyncAzureOpenAI:
@@ -104,7 +100,8 @@ def by_tag(store: Store, tag: str, count: int) -> Any:
     return records(store, "SELECT * FROM c WHERE c.tags.run = @v", tag, count)
 
 
-async def ask(client: AsyncAzureOpenAI, text: str = "hello") -> str:
+async def echo(client: AsyncAzureOpenAI, text: str = "hello") -> str:
+    """`text`, echoed by the simulator through the app."""
     completion = await client.chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": f"echo: {text}"}]
     )
@@ -120,7 +117,7 @@ async def test_under_load_the_second_takes_the_overflow_and_the_first_takes_traf
     (await first.patch("/sim/config", json=tight)).raise_for_status()
     tag = uuid.uuid4().hex
     async with sdk(host, tag) as client:
-        answers = await asyncio.gather(*(ask(client, f"word{i}") for i in range(16)))
+        answers = await asyncio.gather(*(echo(client, f"word{i}") for i in range(16)))
     assert answers == [f"word{i}" for i in range(16)]  # nothing failed
     burst = await by_tag(store, tag, 16)
     assert len(burst) == 16
@@ -140,7 +137,7 @@ async def test_under_load_the_second_takes_the_overflow_and_the_first_takes_traf
     again = uuid.uuid4().hex
     async with sdk(host, again) as client:
         for i in range(3):
-            await ask(client, f"again{i}")
+            await echo(client, f"again{i}")
     assert [doc["backend"] for doc in await by_tag(store, again, 3)] == ["first"] * 3
 
 
@@ -212,7 +209,7 @@ async def test_with_every_backend_refusing_the_caller_gets_the_429_with_retry_af
     async with sdk(host, tag) as client:
         for i in range(6):
             try:
-                await ask(client, f"w{i}")
+                await echo(client, f"w{i}")
             except openai.RateLimitError as error:
                 refused = error
                 break

@@ -9,15 +9,14 @@ import asyncio
 import os
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from devstack.hosted_app import AppHost, make_app_dir, run_app_host
-from shared.core.store import Store
+from devstack.hosted_app import AppHost
 from tests.conftest import ROOT
+from tests.support.hosts import host_fixture
 
 DOC = ROOT / "docs" / "gateway.md"
 # A heading, or a fenced block with its language.
@@ -54,13 +53,7 @@ def test_snippets_are_found_with_what_they_print() -> None:
 SNIPPETS = snippets(DOC.read_text())
 
 
-@pytest.fixture(scope="module")
-def host(
-    app_environ: dict[str, str], store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AppHost]:
-    app_dir = make_app_dir(tmp_path_factory.mktemp("docs-gateway"), app_environ)
-    with run_app_host(app_dir) as running:
-        yield running
+host = host_fixture("docs-gateway")
 
 
 def test_every_framework_has_a_snippet() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,23 +23,16 @@ from llama_index.embeddings.azure_openai import AzureOpenAIEmbedding
 from llama_index.llms.azure_openai import AzureOpenAI as LlamaAzureOpenAI
 from pydantic import BaseModel, Field
 
-from devstack.hosted_app import AppHost, make_app_dir, run_app_host
+from devstack.hosted_app import AppHost
 from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
-from tests.support.records import docs_for
+from tests.support.hosts import HOST_SETTINGS, host_fixture
+from tests.support.records import docs_by_client_request_id
+
+API_VERSION = "2024-10-21"
 
 # The frameworks' own retries are off (max_retries=0): each call below is one request to the
 # app, so one usage document.
-HOST_SETTINGS = {"AOAI_MAX_RETRIES": "1", "AOAI_TIMEOUT_SECONDS": "10"}
-API_VERSION = "2024-10-21"
-
-
-@pytest.fixture(scope="module")
-def host(
-    app_environ: dict[str, str], store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AppHost]:
-    app_dir = make_app_dir(tmp_path_factory.mktemp("frameworks"), {**app_environ, **HOST_SETTINGS})
-    with run_app_host(app_dir) as running:
-        yield running
+host = host_fixture("frameworks", HOST_SETTINGS)
 
 
 class Call:
@@ -59,7 +52,7 @@ class Call:
 
 
 async def one_usage(store: Store, call: Call) -> dict[str, Any]:
-    (usage,) = await docs_for(store, USAGE, call.request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, call.request_id)
     assert usage["tags"] == call.tags
     return usage
 
@@ -194,7 +187,7 @@ async def test_langchain_filtered_prompt_raises_and_leaves_an_event(
     with pytest.raises(openai.BadRequestError) as raised:
         await chat_model(host, call, http).ainvoke("forbidden-violence please")
     assert raised.value.code == "content_filter"
-    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, call.request_id)
+    (event,) = await docs_by_client_request_id(store, CONTENT_FILTER_EVENTS, call.request_id)
     assert (event["stage"], event["source"]) == ("prompt", "gateway")
     usage = await one_usage(store, call)
     assert usage["status"] == "content_filter"
@@ -245,7 +238,7 @@ async def test_llamaindex_stream_complete_and_chat(
         lambda: [piece.delta for piece in llm.stream_complete("echo: a b c")]
     )
     assert "".join(p or "" for p in pieces) == "a b c"
-    (usage,) = await docs_for(store, USAGE, call.request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, call.request_id)
     assert (usage["operation"], usage["completion_tokens"]) == ("chat_stream", 3)
 
     call = Call("li-stream-chat")
@@ -265,7 +258,7 @@ async def test_llamaindex_filtered_completion_leaves_an_event(
     call = Call("li-filtered")
     answer = await llama_llm(host, call, http).acomplete("echo: fine words then forbidden-selfharm")
     assert not answer.text  # the service withheld the completion
-    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, call.request_id)
+    (event,) = await docs_by_client_request_id(store, CONTENT_FILTER_EVENTS, call.request_id)
     assert (event["stage"], event["source"]) == ("completion", "gateway")
     usage = await one_usage(store, call)
     assert usage["status"] == "content_filter"

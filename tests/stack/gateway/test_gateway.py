@@ -5,8 +5,6 @@ the simulator, Azurite and the Cosmos DB server."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -14,15 +12,14 @@ import openai
 import pytest
 from openai import AsyncAzureOpenAI, AsyncOpenAI, AzureOpenAI, OpenAI
 
-from devstack.aoai_simulator import RunningSimulator
-from devstack.hosted_app import AppHost, make_app_dir, run_app_host
+from devstack.hosted_app import AppHost
 from shared.core.settings import Settings
 from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from shared.metering.filter_events import hash_user
-from tests.support.records import docs_for
+from tests.support.hosts import HOST_SETTINGS, host_fixture
+from tests.support.records import docs_by_client_request_id
+from tests.support.samples import new_id
 
-# The app's client retries once; the simulator asks for 100 ms (see `throttled`).
-HOST_SETTINGS = {"AOAI_MAX_RETRIES": "1", "AOAI_TIMEOUT_SECONDS": "10"}
 API_VERSION = "2024-10-21"
 TAGS = "team=search,feature=qa"
 
@@ -30,20 +27,8 @@ Client = OpenAI | AzureOpenAI
 AsyncClient = AsyncOpenAI | AsyncAzureOpenAI
 
 
-@pytest.fixture(scope="module")
-def host(
-    app_environ: dict[str, str], store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AppHost]:
-    app_dir = make_app_dir(tmp_path_factory.mktemp("gateway"), {**app_environ, **HOST_SETTINGS})
-    with run_app_host(app_dir) as running:
-        yield running
-
-
-@pytest.fixture
-async def sim_control(simulator: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=simulator.url) as client:
-        yield client
-        (await client.post("/sim/reset", json={"config": True})).raise_for_status()
+# The app's client retries once; the simulator asks for 100 ms (see `throttled`).
+host = host_fixture("gateway", HOST_SETTINGS)
 
 
 def client_options(host: AppHost, max_retries: int) -> dict[str, Any]:
@@ -69,10 +54,6 @@ def async_client(host: AppHost, shape: str, max_retries: int = 2) -> AsyncClient
             azure_endpoint=host.url, api_version=API_VERSION, **client_options(host, max_retries)
         )
     return AsyncOpenAI(base_url=f"{host.url}/v1", **client_options(host, max_retries))
-
-
-def rid() -> str:
-    return f"gw-{uuid.uuid4()}"
 
 
 def user_message(text: str) -> list[Any]:
@@ -106,7 +87,7 @@ async def chat_calls(
 async def test_sync_chat_json_passes_the_answer_through(
     host: AppHost, store: Store, app_settings: Settings, shape: str
 ) -> None:
-    request_id = rid()
+    request_id = new_id("gw")
     with sync_client(host, shape) as client:
         completion = await asyncio.to_thread(
             client.chat.completions.create,
@@ -119,7 +100,7 @@ async def test_sync_chat_json_passes_the_answer_through(
     # Azure's own extension fields arrive as the service sent them.
     assert "content_filter_results" in (completion.choices[0].model_extra or {})
     assert "prompt_filter_results" in (completion.model_extra or {})
-    (usage,) = await docs_for(store, USAGE, request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, request_id)
     assert usage["operation"] == "chat"
     assert usage["deployment"] == "gpt-4o"
     assert usage["tags"] == {"team": "search", "feature": "qa"}
@@ -132,7 +113,7 @@ async def test_sync_chat_json_passes_the_answer_through(
 
 @pytest.mark.parametrize("shape", SHAPES)
 async def test_async_stream_with_usage(host: AppHost, store: Store, shape: str) -> None:
-    request_id = rid()
+    request_id = new_id("gw")
     async with async_client(host, shape) as client:
         stream = await client.chat.completions.create(
             model="gpt-4o",
@@ -147,7 +128,7 @@ async def test_async_stream_with_usage(host: AppHost, store: Store, shape: str) 
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 3
-    (usage,) = await docs_for(store, USAGE, request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, request_id)
     assert (usage["operation"], usage["status"]) == ("chat_stream", "ok")
     assert usage["completion_tokens"] == 3
     assert usage["tags"] == {"team": "search", "feature": "qa"}
@@ -156,7 +137,7 @@ async def test_async_stream_with_usage(host: AppHost, store: Store, shape: str) 
 async def test_stream_without_usage_asked_still_records_it(host: AppHost, store: Store) -> None:
     """The app asks for the usage chunk for its record and keeps it from a caller that did
     not ask for it."""
-    request_id = rid()
+    request_id = new_id("gw")
     async with async_client(host, "azure") as client:
         stream = await client.chat.completions.create(
             model="gpt-4o",
@@ -166,7 +147,7 @@ async def test_stream_without_usage_asked_still_records_it(host: AppHost, store:
         )
         chunks = [chunk async for chunk in stream]
     assert all(c.usage is None for c in chunks)
-    (usage,) = await docs_for(store, USAGE, request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, request_id)
     assert usage["completion_tokens"] == 2
 
 
@@ -187,7 +168,7 @@ async def test_sync_stream_with_usage(host: AppHost, shape: str) -> None:
 
 @pytest.mark.parametrize("shape", SHAPES)
 async def test_embeddings_over_a_list(host: AppHost, store: Store, shape: str) -> None:
-    request_id = rid()
+    request_id = new_id("gw")
     async with async_client(host, shape) as client:
         answer = await client.embeddings.create(
             model="text-embedding-3-small",
@@ -197,7 +178,7 @@ async def test_embeddings_over_a_list(host: AppHost, store: Store, shape: str) -
         )
     assert [d.index for d in answer.data] == [0, 1]
     assert all(len(d.embedding) == 64 for d in answer.data)
-    (usage,) = await docs_for(store, USAGE, request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, request_id)
     assert usage["operation"] == "embedding"
     assert usage["prompt_tokens"] == answer.usage.prompt_tokens > 0
 
@@ -206,7 +187,7 @@ async def test_embeddings_over_a_list(host: AppHost, store: Store, shape: str) -
 async def test_filtered_prompt_raises_bad_request_with_the_filter_code(
     host: AppHost, store: Store, shape: str, mode: str
 ) -> None:
-    request_id = rid()
+    request_id = new_id("gw")
     kwargs: dict[str, Any] = {
         "model": "gpt-4o",
         "messages": user_message("forbidden-violence please"),
@@ -218,14 +199,14 @@ async def test_filtered_prompt_raises_bad_request_with_the_filter_code(
     body = raised.value.body
     assert isinstance(body, dict)
     assert body["innererror"]["content_filter_result"]["violence"]["filtered"] is True
-    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, request_id)
+    (event,) = await docs_by_client_request_id(store, CONTENT_FILTER_EVENTS, request_id)
     assert (event["stage"], event["source"]) == ("prompt", "gateway")
-    (usage,) = await docs_for(store, USAGE, request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, request_id)
     assert usage["status"] == "content_filter"
 
 
 async def test_filtered_mid_stream_leaves_one_event(host: AppHost, store: Store) -> None:
-    request_id = rid()
+    request_id = new_id("gw")
     async with async_client(host, "azure") as client:
         stream = await client.chat.completions.create(
             model="gpt-4o",
@@ -235,9 +216,9 @@ async def test_filtered_mid_stream_leaves_one_event(host: AppHost, store: Store)
         )
         chunks = [chunk async for chunk in stream]
     assert chunks[-1].choices[0].finish_reason == "content_filter"
-    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, request_id)
+    (event,) = await docs_by_client_request_id(store, CONTENT_FILTER_EVENTS, request_id)
     assert event["stage"] == "completion"
-    (usage,) = await docs_for(store, USAGE, request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, request_id)
     assert usage["status"] == "content_filter"
 
 
@@ -272,7 +253,7 @@ async def test_full_request_bodies_reach_the_service(
     host: AppHost, store: Store, app_settings: Settings
 ) -> None:
     """Tools, tool_choice, content parts, n, stop, seed, logprobs: nothing is refused."""
-    request_id = rid()
+    request_id = new_id("gw")
     tool = {
         "type": "function",
         "function": {
@@ -307,7 +288,7 @@ async def test_full_request_bodies_reach_the_service(
     calls = completion.choices[0].message.tool_calls
     assert calls is not None
     assert calls[0].function.name == "get_weather"  # type: ignore[union-attr]
-    (usage,) = await docs_for(store, USAGE, request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, request_id)
     assert usage["user_hash"] == hash_user("bob", app_settings.user_hash_secret.get_secret_value())
 
 
@@ -335,7 +316,7 @@ async def test_stream_broken_after_it_started_raises_the_sdks_api_error(
     ends the stream with one `error` event, which the SDK raises; the call is recorded."""
     broken = {"faults": {"chat": {"drop": 1.0}}}
     (await sim_control.patch("/sim/config", json=broken)).raise_for_status()
-    request_id = rid()
+    request_id = new_id("gw")
     async with async_client(host, "openai") as client:
         stream = await client.chat.completions.create(
             model="gpt-4o",
@@ -349,7 +330,7 @@ async def test_stream_broken_after_it_started_raises_the_sdks_api_error(
         "code": "upstream_error",
         "message": "the Azure OpenAI stream broke off",
     }
-    (usage,) = await docs_for(store, USAGE, request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, request_id)
     assert (usage["operation"], usage["status"]) == ("chat_stream", "error")
 
 
@@ -360,7 +341,7 @@ async def test_caller_hanging_up_mid_stream_is_recorded_as_cancelled(
     the call, as on /api/chat."""
     slow = {"latency": {"per_token_ms": 100}}
     (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
-    request_id = rid()
+    request_id = new_id("gw")
     text = "echo: " + " ".join(f"w{i}" for i in range(50))
     body = {"model": "gpt-4o", "messages": user_message(text), "stream": True}
     async with (
@@ -372,5 +353,5 @@ async def test_caller_hanging_up_mid_stream_is_recorded_as_cancelled(
         assert r.status_code == 200
         assert (await anext(r.aiter_lines())).startswith("data: {")
     # Leaving the block closed the connection, about 5 s before the stream would end.
-    (usage,) = await docs_for(store, USAGE, request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, request_id)
     assert (usage["operation"], usage["status"]) == ("chat_stream", "cancelled")

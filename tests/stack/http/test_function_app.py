@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators import EmulatorStack
 from devstack.emulators.processes import free_port
 from devstack.hosted_app import AppHost, make_app_dir, run_app_host
@@ -24,25 +23,17 @@ from devstack.provision import provision
 from devstack.run import examples
 from shared.core.settings import DEFAULT_PRICES, load_settings
 from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
+from tests.support.hosts import HOST_SETTINGS, host_fixture
 from tests.support.paths import REPO_ROOT
+from tests.support.records import docs_by_client_request_id
+from tests.support.samples import chat_body, new_id
 from tests.support.sse import parse_frames, split_stream
 
-# The SDK retries once, quickly: the simulator is told to ask for 100 ms (see `throttled`).
 ROOT = REPO_ROOT
-HOST_SETTINGS = {"AOAI_MAX_RETRIES": "1", "AOAI_TIMEOUT_SECONDS": "10"}
 
 
-def chat_body(text: str, **extra: Any) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": text}], **extra}
-
-
-@pytest.fixture(scope="module")
-def host(
-    app_environ: dict[str, str], store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AppHost]:
-    app_dir = make_app_dir(tmp_path_factory.mktemp("app"), {**app_environ, **HOST_SETTINGS})
-    with run_app_host(app_dir) as running:
-        yield running
+# The SDK retries once, quickly: the simulator is told to ask for 100 ms (see `throttled`).
+host = host_fixture("app", HOST_SETTINGS)
 
 
 @pytest.fixture
@@ -51,38 +42,16 @@ async def http(host: AppHost) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-@pytest.fixture
-async def sim_control(simulator: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
-    """The simulator's control plane; its config and quotas are restored afterwards."""
-    async with httpx.AsyncClient(base_url=simulator.url) as client:
-        yield client
-        (await client.post("/sim/reset", json={"config": True})).raise_for_status()
-
-
-async def docs_for(store: Store, container: str, request_id: str) -> list[dict[str, Any]]:
-    """The documents of the call the test sent with `x-request-id: request_id` (stored as
-    `client_request_id`; `request_id` is the server's own)."""
-    return await store.query(
-        container, "SELECT * FROM c WHERE c.client_request_id = @rid", {"@rid": request_id}
-    )
-
-
 async def usage_written(store: Store, request_id: str) -> dict[str, Any]:
     """The one usage document of a streamed call, written when its stream ends (wait 3 s)."""
-    for _ in range(30):
-        if found := await docs_for(store, USAGE, request_id):
-            (usage,) = found
-            return usage
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no usage document for {request_id}")
-
-
-def rid() -> str:
-    return f"it-{uuid.uuid4()}"
+    found = await docs_by_client_request_id(store, USAGE, request_id)
+    assert found, f"no usage document for {request_id}"
+    (usage,) = found
+    return usage
 
 
 async def test_json_chat(http: httpx.AsyncClient) -> None:
-    request_id = rid()
+    request_id = new_id("it")
     r = await http.post("/chat", json=chat_body("Hello"), headers={"x-request-id": request_id})
     assert r.status_code == 200
     assert r.headers["x-client-request-id"] == request_id
@@ -104,7 +73,7 @@ async def test_json_chat(http: httpx.AsyncClient) -> None:
 
 
 async def test_streamed_chat_frames(http: httpx.AsyncClient, store: Store) -> None:
-    request_id = rid()
+    request_id = new_id("it")
     r = await http.post(
         "/chat",
         json=chat_body("echo: alpha beta gamma", stream=True),
@@ -118,7 +87,7 @@ async def test_streamed_chat_frames(http: httpx.AsyncClient, store: Store) -> No
     assert frames[-2]["type"] == "done"
     assert frames[-2]["usage"]["completion_tokens"] == 3
     assert frames[-1] == "[DONE]"
-    (usage,) = await docs_for(store, USAGE, request_id)
+    (usage,) = await docs_by_client_request_id(store, USAGE, request_id)
     assert usage["operation"] == "chat_stream"
 
 
@@ -129,7 +98,7 @@ async def slow_stream(
     """A streamed chat of `words` tokens that the simulator paces at 100 ms a token."""
     slow = {"latency": {"per_token_ms": 100}}
     (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
-    request_id = rid()
+    request_id = new_id("it")
     text = "echo: " + " ".join(f"w{i}" for i in range(words))
     headers = {"x-request-id": request_id}
     async with http.stream(
@@ -147,7 +116,7 @@ async def test_first_byte_arrives_before_the_function_ends(
     async with slow_stream(http, sim_control, words=30) as (r, request_id):
         lines = r.aiter_lines()
         assert (await anext(lines)).startswith('data: {"type":"delta"')
-        assert await docs_for(store, USAGE, request_id) == []
+        assert await docs_by_client_request_id(store, USAGE, request_id, tries=1) == []
         rest = [line async for line in lines]
     assert [line for line in rest if line][-1] == "data: [DONE]"
     assert (await usage_written(store, request_id))["status"] == "ok"
@@ -167,7 +136,7 @@ async def test_caller_hanging_up_ends_the_upstream_stream(
 async def test_filtered_prompt_is_400_with_categories_and_one_event(
     http: httpx.AsyncClient, store: Store
 ) -> None:
-    request_id = rid()
+    request_id = new_id("it")
     r = await http.post(
         "/chat",
         json=chat_body("forbidden-violence please", user="bob"),
@@ -181,7 +150,7 @@ async def test_filtered_prompt_is_400_with_categories_and_one_event(
         "severity": "high",
         "detected": None,
     }
-    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, request_id)
+    (event,) = await docs_by_client_request_id(store, CONTENT_FILTER_EVENTS, request_id)
     assert event["stage"] == "prompt"
     assert event["text"] is None
 
@@ -189,7 +158,7 @@ async def test_filtered_prompt_is_400_with_categories_and_one_event(
 async def test_filtered_completion_is_flagged_with_one_event(
     http: httpx.AsyncClient, store: Store
 ) -> None:
-    request_id = rid()
+    request_id = new_id("it")
     r = await http.post(
         "/chat",
         json=chat_body("echo: all good then forbidden-selfharm"),
@@ -200,13 +169,13 @@ async def test_filtered_completion_is_flagged_with_one_event(
     assert body["finish_reason"] == "content_filter"
     assert body["content_filter"]["stage"] == "completion"
     assert body["content_filter"]["categories"]["self_harm"]["filtered"] is True
-    assert len(await docs_for(store, CONTENT_FILTER_EVENTS, request_id)) == 1
+    assert len(await docs_by_client_request_id(store, CONTENT_FILTER_EVENTS, request_id)) == 1
 
 
 async def test_filtered_mid_stream_ends_with_filter_frame_and_one_event(
     http: httpx.AsyncClient, store: Store
 ) -> None:
-    request_id = rid()
+    request_id = new_id("it")
     r = await http.post(
         "/chat",
         json=chat_body("echo: fine words then forbidden-selfharm", stream=True),
@@ -217,7 +186,7 @@ async def test_filtered_mid_stream_ends_with_filter_frame_and_one_event(
     assert frames[0]["type"] == "delta"
     assert frames[-2]["type"] == "content_filter"
     assert frames[-1] == "[DONE]"
-    assert len(await docs_for(store, CONTENT_FILTER_EVENTS, request_id)) == 1
+    assert len(await docs_by_client_request_id(store, CONTENT_FILTER_EVENTS, request_id)) == 1
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -376,7 +345,7 @@ async def test_with_cosmos_down_chat_still_answers_usage_is_503_and_nothing_is_l
     outbox = f"outbox-{uuid.uuid4().hex[:12]}"
     environ = {**app_environ, **HOST_SETTINGS, "OUTBOX_QUEUE": outbox}
     await provision(load_settings(environ))
-    request_id = rid()
+    request_id = new_id("it")
     down_dir = make_app_dir(tmp_path / "down", {**environ, "COSMOS_ENDPOINT": dead})
     with run_app_host(down_dir) as down:
         async with httpx.AsyncClient(base_url=down.url, headers=down.headers(), timeout=60) as c:
@@ -392,14 +361,11 @@ async def test_with_cosmos_down_chat_still_answers_usage_is_503_and_nothing_is_l
     assert chat.json()["usage"]["total_tokens"] > 0
     assert usage.status_code == 503
     assert usage.json()["error"]["code"] == "unavailable"
-    assert await docs_for(store, USAGE, request_id) == []
+    assert await docs_by_client_request_id(store, USAGE, request_id, tries=1) == []
 
     with run_app_host(make_app_dir(tmp_path / "back", environ)):
         # The drain attempt of the host that had no Cosmos DB put the record back for 5 s.
-        for _ in range(300):
-            if found := await docs_for(store, USAGE, request_id):
-                break
-            await asyncio.sleep(0.1)
+        found = await docs_by_client_request_id(store, USAGE, request_id, tries=300)
     assert [d["total_tokens"] for d in found] == [chat.json()["usage"]["total_tokens"]]
 
 

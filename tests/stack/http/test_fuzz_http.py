@@ -16,10 +16,8 @@ their streams are the service's chunks, ending in `data: [DONE]`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -31,18 +29,15 @@ from hypothesis import strategies as st
 
 from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators.stack import AZURITE_KEY, COSMOS_EMULATOR_KEY
-from devstack.hosted_app import FUNCTION_KEY, AppHost, make_app_dir, run_app_host
-from devstack.provision import provision
+from devstack.hosted_app import FUNCTION_KEY, AppHost
 from shared.core.models import ErrorResponse
-from shared.core.settings import load_settings
-from shared.core.store import Store
 from shared.gateway.models import ServiceErrorResponse
-from tests.support.jobs_stack import queue_names
+from tests.support.hosts import host_fixture
 from tests.support.sse import parse_frames, split_stream
 
 EXAMPLES = int(os.environ.get("FUZZ_HTTP_EXAMPLES", "300"))
 # Small limits keep a valid fuzzed job or answer cheap; the checks do not depend on them.
-HOST_SETTINGS = {
+FUZZ_SETTINGS = {
     "AOAI_MAX_RETRIES": "0",
     "AOAI_TIMEOUT_SECONDS": "10",
     "JOB_MAX_ITEMS": "20",
@@ -77,15 +72,7 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module")
-def host(
-    app_environ: dict[str, str], store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AppHost]:
-    environ = {**app_environ, **queue_names("fh"), **HOST_SETTINGS}
-    asyncio.run(provision(load_settings(environ)))
-    app_dir = make_app_dir(tmp_path_factory.mktemp("fuzz-http"), environ)
-    with run_app_host(app_dir) as running:
-        yield running
+host = host_fixture("fh", FUZZ_SETTINGS, own_queues=True)
 
 
 @pytest.fixture(scope="module")

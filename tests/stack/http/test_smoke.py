@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from devstack.aoai_simulator import RunningSimulator
-from devstack.hosted_app import AppHost, make_app_dir, run_app_host
+from devstack.hosted_app import AppHost
 from devstack.smoke import Outcome, resolve_target, table
-from shared.core.store import Store
+from tests.support.hosts import host_fixture
 from tests.support.paths import REPO_ROOT
+from tests.support.simulator import control_plane
 
 ROOT = REPO_ROOT
 ROWS = re.compile(
@@ -29,23 +29,16 @@ HAS_JOB_API = re.search(r'route="jobs/', (ROOT / "function_app.py").read_text())
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def host(
-    app_environ: dict[str, str], store: Store, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AppHost]:
-    app_dir = make_app_dir(tmp_path_factory.mktemp("smoke-app"), app_environ)
-    with run_app_host(app_dir) as running:
-        yield running
+host = host_fixture("smoke-app")
 
 
 @pytest.fixture
 async def paced_simulator(simulator: RunningSimulator) -> AsyncIterator[None]:
     """A real model streams over seconds; the simulator answers at once unless paced."""
-    async with httpx.AsyncClient(base_url=simulator.url) as client:
+    async with control_plane(simulator) as client:
         paced = {"latency": {"per_token_ms": 20}}
         (await client.patch("/sim/config", json=paced)).raise_for_status()
         yield
-        (await client.post("/sim/reset", json={"config": True})).raise_for_status()
 
 
 def make_smoke(host: AppHost, *, key: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -34,10 +34,10 @@ from shared.jobs.models import ClaimCheck, JobKind
 from shared.jobs.worker import Message
 from shared.runtime import Runtime, create_runtime
 from tests.support.jobs_stack import queue_names
+from tests.support.samples import LABELS
 
 EXAMPLES = int(os.environ.get("FUZZ_QUEUE_EXAMPLES", "60"))
 CONCURRENCY = 8
-LABELS = ["billing", "shipping", "technical"]
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,7 @@ from shared.jobs.intake import job_spec, parse_job
 from shared.jobs.models import JobDoc, JobSource
 from shared.jobs.store import JobStore
 from tests.support.jobs_stack import JobsStack, all_results, items, stack_fixture, submit, wait_job
-
-LABELS = ["billing", "shipping", "technical"]
-
+from tests.support.samples import LABELS
 
 stack = stack_fixture("rs")
 

@@ -30,9 +30,8 @@ from tests.support.jobs_stack import (
     wait_for_job_doc,
     wait_job,
 )
-
-LABELS = ["billing", "shipping", "technical"]
-
+from tests.support.samples import LABELS, new_id, tickets
+from tests.support.simulator import control_plane
 
 stack = stack_fixture(
     "e2e",
@@ -48,31 +47,16 @@ stack = stack_fixture(
 @pytest.fixture
 async def sim(stack: JobsStack) -> AsyncIterator[httpx.AsyncClient]:
     """The job simulator's control plane; config restored afterwards."""
-    async with httpx.AsyncClient(base_url=stack.simulator.url) as client:
+    async with control_plane(stack.simulator) as client:
         yield client
-        (await client.post("/sim/reset", json={"config": True})).raise_for_status()
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def tickets() -> list[dict[str, str]]:
-    return [
-        {"id": "t1", "text": "my invoice shows a double billing charge"},
-        {"id": "t2", "text": "the parcel shipping is late, where is my shipping"},
-        {"id": "t3", "text": "technical error when I log in, a technical fault"},
-        {"id": "t4", "text": "billing address wrong on the invoice billing page"},
-        {"id": "t5", "text": "shipping box arrived damaged after shipping"},
-    ]
 
 
 def raw_job(stack: JobsStack, kind: str, job_id: str) -> tuple[str, dict[str, Any]]:
     """The queue and body of a five-ticket job of `kind`, as another system would send it."""
     if kind == "classification":
-        body = {"job_id": job_id, "items": tickets(), "labels": LABELS}
+        body = {"job_id": job_id, "items": tickets(first=1), "labels": LABELS}
         return stack.classification_queue, body
-    return stack.embedding_queue, {"job_id": job_id, "items": tickets()}
+    return stack.embedding_queue, {"job_id": job_id, "items": tickets(first=1)}
 
 
 async def usage_docs(store: Store, job_id: str) -> list[dict[str, Any]]:
@@ -106,7 +90,7 @@ async def test_embedding_job_over_http_gives_one_vector_per_item(
 async def test_classification_job_over_http_labels_follow_the_text(
     http: httpx.AsyncClient,
 ) -> None:
-    job_id = await submit(http, "classification", {"items": tickets(), "labels": LABELS})
+    job_id = await submit(http, "classification", {"items": tickets(first=1), "labels": LABELS})
     view = await wait_job(http, job_id)
     assert view["status"] == "succeeded", view
     labels = {r["item_id"]: r["labels"] for r in await all_results(http, job_id)}
@@ -161,7 +145,7 @@ async def test_the_same_message_twice_gives_no_duplicates(
     await asyncio.sleep(3)  # let the second delivery run its course too
     view = await wait_job(http, job_id)
     results = await all_results(http, job_id)
-    assert Counter(r["item_id"] for r in results) == Counter(i["id"] for i in tickets())
+    assert Counter(r["item_id"] for r in results) == Counter(i["id"] for i in tickets(first=1))
     assert view["counts"]["succeeded"] == 5
     usage = await usage_docs(store, job_id)
     assert usage
@@ -183,7 +167,7 @@ async def test_a_429_storm_gives_delayed_continuations_and_the_job_completes(
         http,
         "classification",
         {
-            "items": tickets()[:4] * 1 + [{"id": "t9", "text": "technical question"}],
+            "items": tickets(first=1)[:4] * 1 + [{"id": "t9", "text": "technical question"}],
             "labels": LABELS,
         },
     )
@@ -346,7 +330,7 @@ async def test_a_filtered_item_gives_one_event_and_the_job_goes_on(
     http: httpx.AsyncClient, store: Store
 ) -> None:
     body = {
-        "items": [*tickets()[:3], {"id": "bad", "text": "forbidden-violence here"}],
+        "items": [*tickets(first=1)[:3], {"id": "bad", "text": "forbidden-violence here"}],
         "labels": LABELS,
     }
     job_id = await submit(http, "classification", body)
@@ -369,7 +353,7 @@ async def test_a_filtered_item_gives_one_event_and_the_job_goes_on(
 async def test_a_batch_embedding_job_is_refused_on_azure_with_its_reason(
     http: httpx.AsyncClient,
 ) -> None:
-    job_id = await submit(http, "embedding", {"items": tickets(), "mode": "batch"})
+    job_id = await submit(http, "embedding", {"items": tickets(first=1), "mode": "batch"})
     view = await wait_job(http, job_id)
     assert view["status"] == "failed"
     assert view["error"]["code"] == "not_supported"
@@ -378,10 +362,12 @@ async def test_a_batch_embedding_job_is_refused_on_azure_with_its_reason(
 
 
 async def test_bad_submissions_are_400_with_reasons(http: httpx.AsyncClient) -> None:
-    r = await http.post("/jobs/classifications", json={"items": tickets(), "labels": ["one"]})
+    r = await http.post(
+        "/jobs/classifications", json={"items": tickets(first=1), "labels": ["one"]}
+    )
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_request"
-    r = await http.post("/jobs/embeddings", json={"items": tickets(), "model": "gpt-99"})
+    r = await http.post("/jobs/embeddings", json={"items": tickets(first=1), "model": "gpt-99"})
     assert r.status_code == 400
     assert "known_models" in r.json()["error"]["details"]
     r = await http.get(f"/jobs/{new_id('missing')}")

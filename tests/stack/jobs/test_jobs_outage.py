@@ -18,8 +18,7 @@ from devstack.emulators import EmulatorStack
 from devstack.emulators.outage import FaultProxy
 from shared.core.store import USAGE, Store
 from tests.support.jobs_stack import JobsStack, all_results, items, jobs_stack, submit, wait_job
-
-LABELS = ["billing", "shipping", "technical"]
+from tests.support.samples import LABELS
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,13 @@ from azure.storage.queue.aio import QueueClient
 
 from devstack.emulators import EmulatorStack
 from devstack.emulators.processes import free_port
-from shared.chat.models import ChatRequest
 from shared.core.settings import load_settings
 from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from shared.metering.bookkeeper import OutboxMessage
 from shared.runtime import Runtime, create_runtime
+from tests.support.samples import ask
+
+BOOKS = {"team": "books"}
 
 
 @pytest.fixture
@@ -62,17 +64,11 @@ async def outbox_messages(emulators: EmulatorStack, queue: str) -> list[OutboxMe
         ]
 
 
-def ask(text: str) -> ChatRequest:
-    return ChatRequest.model_validate(
-        {"messages": [{"role": "user", "content": text}], "tags": {"team": "books"}}
-    )
-
-
 async def test_chat_answers_and_its_usage_is_written_behind_then_drained(
     cosmos_down: Runtime, healthy: Runtime, emulators: EmulatorStack, outbox: str, store: Store
 ) -> None:
     request_id = f"wb-{uuid.uuid4()}"
-    answer = await cosmos_down.chat.complete(ask("Hello there"), request_id)
+    answer = await cosmos_down.chat.complete(ask("Hello there", tags=BOOKS), request_id)
     assert answer.message.content
     assert answer.usage.total_tokens > 0
 
@@ -93,7 +89,7 @@ async def test_a_filter_event_is_written_behind_too(
 ) -> None:
     request_id = f"wb-{uuid.uuid4()}"
     with pytest.raises(Exception, match="filtered"):
-        await cosmos_down.chat.complete(ask("forbidden-violence"), request_id)
+        await cosmos_down.chat.complete(ask("forbidden-violence", tags=BOOKS), request_id)
     pending = await outbox_messages(emulators, outbox)
     assert sorted(m.container for m in pending) == [CONTENT_FILTER_EVENTS, USAGE]
     for message in pending:

@@ -20,16 +20,9 @@ from shared.jobs.batch.models import BatchDoc
 from shared.jobs.batch.poller import BatchPoller
 from shared.jobs.worker import Message
 from shared.runtime import Runtime
-from tests.support.batch_stack import (
-    app_runtime,
-    docs,
-    new_id,
-    poll_until,
-    results,
-    send_job,
-    tickets,
-    usage,
-)
+from tests.support.batch_stack import app_runtime, docs, poll_until, results, send_job, usage
+from tests.support.samples import new_id, tickets
+from tests.support.simulator import control_plane
 
 FAST = BatchConfig(
     validating_seconds=0.1, in_progress_seconds=0.1, finalizing_seconds=0.1, cancelling_seconds=0.1
@@ -45,9 +38,8 @@ def batch_sim() -> Iterator[RunningSimulator]:
 @pytest.fixture
 async def sim(batch_sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
     """The control plane; config and quota restored after each test."""
-    async with httpx.AsyncClient(base_url=batch_sim.url) as client:
+    async with control_plane(batch_sim) as client:
         yield client
-        (await client.post("/sim/reset", json={"config": True})).raise_for_status()
 
 
 @pytest.fixture

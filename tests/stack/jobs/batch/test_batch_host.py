@@ -12,8 +12,8 @@ import pytest
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.aoai_simulator.config import BatchConfig
 from tests.support.jobs_stack import JobsStack, all_results, stack_fixture, submit, wait_job
+from tests.support.samples import LABELS, tickets
 
-LABELS = ["billing", "shipping", "technical"]
 FAST = BatchConfig(validating_seconds=0.1, in_progress_seconds=0.1, finalizing_seconds=0.1)
 
 
@@ -25,18 +25,10 @@ stack = stack_fixture(
 )
 
 
-def tickets() -> list[dict[str, str]]:
-    return [
-        {"id": "t1", "text": "my invoice shows a double billing charge"},
-        {"id": "t2", "text": "the parcel shipping is late"},
-        {"id": "t3", "text": "a technical error when I log in"},
-    ]
-
-
 async def test_the_timer_runs_a_batch_job_to_the_end(
     http: httpx.AsyncClient, stack: JobsStack
 ) -> None:
-    body = {"items": tickets(), "labels": LABELS, "mode": "batch"}
+    body = {"items": tickets(3, first=1), "labels": LABELS, "mode": "batch"}
     job_id = await submit(http, "classification", body)
     view = await wait_job(http, job_id, within=90)
     assert (view["status"], view["mode"]) == ("succeeded", "batch")
@@ -50,7 +42,7 @@ async def test_usage_prices_a_batch_job_at_half_the_realtime_cost(http: httpx.As
     jobs = {}
     for mode in ("realtime", "batch"):
         body = {
-            "items": tickets(),
+            "items": tickets(3, first=1),
             "labels": LABELS,
             "mode": mode,
             "tags": {"run": f"{run}-{mode}"},

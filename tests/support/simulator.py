@@ -1,0 +1,19 @@
+"""The Azure OpenAI simulator's control plane, for tests that change its config or quotas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from devstack.aoai_simulator import RunningSimulator
+
+
+@asynccontextmanager
+async def control_plane(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for `sim`'s `/sim/...` routes; its config and quotas are reset on the way out,
+    so the next test starts from the simulator's defaults."""
+    async with httpx.AsyncClient(base_url=sim.url) as client:
+        yield client
+        (await client.post("/sim/reset", json={"config": True})).raise_for_status()
