@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,7 +23,6 @@ from devstack.aoai_simulator import (
     SimulatorConfig,
     start_simulator,
 )
-from shared.chat.models import ChatRequest
 from shared.chat.service import SSE_DONE, ChatService
 from shared.core.errors import (
     ContentFiltered,
@@ -47,6 +45,8 @@ from shared.metering.filter_events import hash_user
 from shared.runtime import create_runtime
 from tests.support.recording_server import Recorded, RecordingServer, recording_server
 from tests.support.recording_server import _chat_completion as chat_completion
+from tests.support.records import docs_by_request_id
+from tests.support.samples import ask, new_id
 from tests.support.sse import parse_frames
 
 
@@ -65,20 +65,6 @@ async def chat(app_settings: Settings, store: Store) -> AsyncIterator[ChatServic
         yield service
 
 
-def ask(text: str, **extra: Any) -> ChatRequest:
-    return ChatRequest.model_validate({"messages": [{"role": "user", "content": text}], **extra})
-
-
-def new_id() -> str:
-    return f"req-{uuid.uuid4()}"
-
-
-async def docs_for(store: Store, container: str, request_id: str) -> list[dict[str, Any]]:
-    return await store.query(
-        container, "SELECT * FROM c WHERE c.request_id = @rid", {"@rid": request_id}
-    )
-
-
 async def collect(frames: AsyncIterator[str]) -> list[Any]:
     return parse_frames([f async for f in frames])
 
@@ -94,7 +80,7 @@ async def test_complete_answers_and_records_usage(chat: ChatService, store: Stor
     assert answer.usage.prompt_tokens > 0
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens
     assert answer.content_filter is None
-    (usage,) = await docs_for(store, USAGE, rid)
+    (usage,) = await docs_by_request_id(store, USAGE, rid)
     assert usage["operation"] == "chat"
     assert usage["total_tokens"] == answer.usage.total_tokens
     assert usage["tags"] == {"team": "search"}
@@ -128,7 +114,7 @@ async def test_filtered_prompt_raises_and_stores_one_event(chat: ChatService, st
         await chat.complete(ask("some forbidden-violence here", user="alice"), rid)
     assert caught.value.details["stage"] == "prompt"
     assert caught.value.details["categories"]["violence"].severity == "high"
-    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, rid)
+    (event,) = await docs_by_request_id(store, CONTENT_FILTER_EVENTS, rid)
     assert event["stage"] == "prompt"
     assert event["source"] == "chat"
     assert event["categories"]["violence"]["filtered"] is True
@@ -136,7 +122,7 @@ async def test_filtered_prompt_raises_and_stores_one_event(chat: ChatService, st
     assert event["text"] is None
     assert event["user_hash"]
     assert event["user_hash"] != "alice"
-    (usage,) = await docs_for(store, USAGE, rid)
+    (usage,) = await docs_by_request_id(store, USAGE, rid)
     assert (usage["status"], usage["total_tokens"]) == ("content_filter", 0)
 
 
@@ -148,7 +134,7 @@ async def test_filtered_prompt_text_is_kept_only_when_configured(
     async for chat in service_for(settings, store):
         with pytest.raises(ContentFiltered):
             await chat.complete(ask("forbidden-violence again"), rid)
-    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, rid)
+    (event,) = await docs_by_request_id(store, CONTENT_FILTER_EVENTS, rid)
     assert event["text"] == "forbidden-violence again"
 
 
@@ -159,9 +145,9 @@ async def test_filtered_completion_is_flagged_and_stored(chat: ChatService, stor
     assert answer.content_filter is not None
     assert answer.content_filter.stage == "completion"
     assert answer.content_filter.categories["self_harm"].filtered
-    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, rid)
+    (event,) = await docs_by_request_id(store, CONTENT_FILTER_EVENTS, rid)
     assert event["stage"] == "completion"
-    (usage,) = await docs_for(store, USAGE, rid)
+    (usage,) = await docs_by_request_id(store, USAGE, rid)
     assert usage["status"] == "content_filter"
 
 
@@ -177,7 +163,7 @@ async def test_stream_frames_in_order_with_usage_in_done(chat: ChatService, stor
     assert done["type"] == "done"
     assert done["finish_reason"] == "stop"
     assert done["usage"]["completion_tokens"] > 0
-    (usage,) = await docs_for(store, USAGE, rid)
+    (usage,) = await docs_by_request_id(store, USAGE, rid)
     assert usage["operation"] == "chat_stream"
     assert usage["status"] == "ok"
     assert usage["completion_tokens"] == done["usage"]["completion_tokens"]
@@ -195,7 +181,7 @@ async def test_stream_filtered_mid_way_ends_with_a_filter_frame(
     assert frames[-2]["categories"]["self_harm"]["filtered"] is True
     assert frames[-1] == "[DONE]"
     assert not any(f != "[DONE]" and f["type"] == "done" for f in frames)
-    (event,) = await docs_for(store, CONTENT_FILTER_EVENTS, rid)
+    (event,) = await docs_by_request_id(store, CONTENT_FILTER_EVENTS, rid)
     assert event["stage"] == "completion"
 
 
@@ -205,7 +191,7 @@ async def test_stream_with_filtered_prompt_raises_before_any_frame(
     rid = new_id()
     with pytest.raises(ContentFiltered):
         await chat.open_stream(ask("forbidden-violence"), rid)
-    assert len(await docs_for(store, CONTENT_FILTER_EVENTS, rid)) == 1
+    assert len(await docs_by_request_id(store, CONTENT_FILTER_EVENTS, rid)) == 1
 
 
 async def test_caller_hanging_up_closes_the_stream_and_records_it(
@@ -216,7 +202,7 @@ async def test_caller_hanging_up_closes_the_stream_and_records_it(
     first = await anext(stream)
     assert first.startswith("data: ")
     await stream.aclose()  # what the server does when the client disconnects
-    (usage,) = await docs_for(store, USAGE, rid)
+    (usage,) = await docs_by_request_id(store, USAGE, rid)
     assert usage["status"] == "cancelled"
 
 
@@ -258,7 +244,7 @@ async def test_rate_limit_after_retries_is_rate_limited_with_retry_after(
     assert caught.value.retry_after is not None
     assert caught.value.retry_after > 0
     assert int(caught.value.headers["Retry-After"]) >= 1
-    (usage,) = await docs_for(store, USAGE, throttled)  # failed calls are recorded too
+    (usage,) = await docs_by_request_id(store, USAGE, throttled)  # failed calls are recorded too
     assert (usage["status"], usage["total_tokens"], usage["tags"]) == ("error", 0, {"team": "t"})
 
 
@@ -291,7 +277,7 @@ async def test_stream_broken_off_upstream_ends_with_an_error_frame(
     assert frames[-2]["type"] == "error"
     assert frames[-2]["error"]["code"] == "upstream_error"
     assert frames[-1] == "[DONE]"
-    (usage,) = await docs_for(store, USAGE, rid)
+    (usage,) = await docs_by_request_id(store, USAGE, rid)
     assert usage["status"] == "error"
 
 
@@ -379,7 +365,7 @@ async def spend(app_environ: dict[str, str], recorder: RecordingServer, store: S
         await chat.complete(ask("hi", max_tokens=100, tags={"team": "b"}), new_id())
     assert int(caught.value.headers["Retry-After"]) >= 1
     assert len(sent(recorder)) == 3
-    (usage,) = await docs_for(store, USAGE, rid)
+    (usage,) = await docs_by_request_id(store, USAGE, rid)
     assert usage["client_request_id"] == "mine-1"
 
 
@@ -460,7 +446,7 @@ async def test_stream_error_not_from_the_sdk_ends_with_an_error_frame_and_logs_t
     assert "recording the filter event failed" not in frames[-2]["error"]["message"]
     assert frames[-1] == "[DONE]"
     assert any(rid in r.getMessage() and r.exc_info for r in caplog.records)
-    (usage,) = await docs_for(store, USAGE, rid)
+    (usage,) = await docs_by_request_id(store, USAGE, rid)
     assert usage["status"] == "error"
 
 
@@ -486,5 +472,5 @@ async def test_chat_has_one_deadline_across_every_sdk_attempt(
                 await call(ask("hi"), rid)
             elapsed = time.monotonic() - started
     assert elapsed < 8, elapsed  # generous under load; one attempt alone would take 3 s
-    (usage,) = await docs_for(store, USAGE, rid)
+    (usage,) = await docs_by_request_id(store, USAGE, rid)
     assert usage["status"] == "error"
