@@ -434,7 +434,7 @@ async def test_stream_error_not_from_the_sdk_ends_with_an_error_frame_and_logs_t
     limiter = runtime.chat.meter.limiter
     broken = ChatService(app_settings, CallMeter(app_settings, runtime.backends, books, limiter))
     rid = new_id()
-    with caplog.at_level(logging.ERROR, logger="shared.chat"):
+    with caplog.at_level(logging.ERROR):
         stream = await broken.open_stream(
             ask("echo: calm words first then forbidden-selfharm"), rid
         )

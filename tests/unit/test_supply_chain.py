@@ -4,7 +4,6 @@ findings against reviewed exceptions (pure logic on pip-audit / npm audit report
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from devstack.audit import (
     EXCEPTIONS,
@@ -14,8 +13,9 @@ from devstack.audit import (
     pip_outcome,
     unaccepted,
 )
+from tests.support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s\\;]+)")
 
 
