@@ -100,19 +100,19 @@ async def openapi(req: Request) -> Response:
 
 @app.queue_trigger(arg_name="msg", queue_name="%EMBEDDING_QUEUE%", connection="AzureWebJobsStorage")
 async def embed(msg: func.QueueMessage) -> None:
-    await get_runtime().worker.on_message("embedding", msg)
+    await get_runtime().job_worker.on_message("embedding", msg)
 
 
 @app.queue_trigger(
     arg_name="msg", queue_name="%CLASSIFICATION_QUEUE%", connection="AzureWebJobsStorage"
 )
 async def classify(msg: func.QueueMessage) -> None:
-    await get_runtime().worker.on_message("classification", msg)
+    await get_runtime().job_worker.on_message("classification", msg)
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%OUTBOX_QUEUE%", connection="AzureWebJobsStorage")
 async def drain_outbox(msg: func.QueueMessage) -> None:
-    await get_runtime().books.drain(OutboxMessage.model_validate_json(msg.get_body()))
+    await get_runtime().bookkeeper.drain(OutboxMessage.model_validate_json(msg.get_body()))
 
 
 # --- timers -------------------------------------------------------------------------------
@@ -120,14 +120,14 @@ async def drain_outbox(msg: func.QueueMessage) -> None:
 
 @app.timer_trigger(arg_name="timer", schedule="%POISON_SWEEP_SCHEDULE%", run_on_startup=False)
 async def record_poison(timer: func.TimerRequest) -> None:
-    await get_runtime().poison.sweep()
+    await get_runtime().poison_sweeper.sweep()
 
 
 @app.timer_trigger(arg_name="timer", schedule="%BATCH_POLL_SCHEDULE%", run_on_startup=False)
 async def poll_batches(timer: func.TimerRequest) -> None:
-    await get_runtime().batches.poll()
+    await get_runtime().batch_poller.poll()
 
 
 @app.timer_trigger(arg_name="timer", schedule="%USAGE_ROLLUP_SCHEDULE%", run_on_startup=False)
 async def roll_up_usage(timer: func.TimerRequest) -> None:
-    await get_runtime().rollups.run()
+    await get_runtime().usage_rollups.run()

@@ -52,15 +52,15 @@ class Runtime:
     backends: Backends
     store: Store
     queues: JobQueues
-    books: Bookkeeper
+    bookkeeper: Bookkeeper
     chat: ChatService
     gateway: Gateway
     job_requests: JobRequests
-    worker: JobWorker
-    poison: PoisonSweeper
-    batches: BatchPoller
-    rollups: UsageRollups
-    health: HealthCache
+    job_worker: JobWorker
+    poison_sweeper: PoisonSweeper
+    batch_poller: BatchPoller
+    usage_rollups: UsageRollups
+    health_cache: HealthCache
     closers: Sequence[Closer] = field(default=(), repr=False)
 
     async def aclose(self) -> list[BaseException]:
@@ -141,7 +141,7 @@ def create_runtime(settings: Settings) -> Runtime:
         # backend or hands the rest on (the services call without the SDK's retries).
         embeddings=EmbeddingService(settings, backends, books),
         classification=ClassificationService(settings, backends, books),
-        batches=batches,
+        batch_service=batches,
     )
     log.info(
         "runtime created (Azure OpenAI auth: %s; backends: %s)",
@@ -154,15 +154,15 @@ def create_runtime(settings: Settings) -> Runtime:
         backends=backends,
         store=store,
         queues=queues,
-        books=books,
+        bookkeeper=books,
         chat=ChatService(settings, meter),
         gateway=Gateway(settings, meter),
         job_requests=JobRequests(settings, jobs, queues, batches),
-        worker=worker,
-        poison=PoisonSweeper(settings, jobs, queues, worker),
-        batches=BatchPoller(settings, batches, books),
-        rollups=rollups,
-        health=HealthCache(
+        job_worker=worker,
+        poison_sweeper=PoisonSweeper(settings, jobs, queues, worker),
+        batch_poller=BatchPoller(settings, batches, books),
+        usage_rollups=rollups,
+        health_cache=HealthCache(
             lambda: check_health(store, queues, {b.name: b.direct for b in backends.all}),
             settings.health_cache_seconds,
         ),

@@ -65,7 +65,7 @@ async def usage(rt: Runtime, req: Request, request_id: str) -> Response:
     authorised(rt, req, USAGE_ROLE)
     query = parse_model(UsageQuery, dict(req.query_params))
     report = await usage_report(
-        rt.rollups,
+        rt.usage_rollups,
         query,
         rt.settings.model_prices,
         rt.settings.batch_discount,
@@ -76,13 +76,13 @@ async def usage(rt: Runtime, req: Request, request_id: str) -> Response:
 
 async def health(rt: Runtime, req: Request, request_id: str) -> Response:
     """`GET /api/health` (anonymous): the status only, from checks at most a few seconds old."""
-    report = await rt.health.report()
+    report = await rt.health_cache.report()
     return json_response(HealthStatus(status=report.status), 200 if report.status == "ok" else 503)
 
 
 async def health_details(rt: Runtime, req: Request, request_id: str) -> Response:
     """`GET /api/health/details` (function key): each check's result, latency and error."""
-    report = await rt.health.report()
+    report = await rt.health_cache.report()
     return json_response(report, 200 if report.status == "ok" else 503)
 
 

@@ -28,7 +28,7 @@ class JobRequests:
     settings: Settings
     jobs: JobStore
     queues: JobQueues
-    batches: BatchService
+    batch_service: BatchService
 
     async def submit(
         self,
@@ -121,7 +121,7 @@ class JobRequests:
         cancelled = await self.jobs.update(job_id, status="cancelled", only_from=OPEN)
         if doc.mode == "batch" and cancelled is not None and cancelled.status == "cancelled":
             # The poller ingests what the batches finished before the cancel took effect.
-            await self.batches.cancel_job(job_id)
+            await self.batch_service.cancel_job(job_id)
         return await self.view(job_id, 100, None)
 
     async def _job(self, job_id: str) -> JobDoc:

@@ -69,7 +69,7 @@ class JobWorker:
     backends: Backends
     embeddings: EmbeddingService
     classification: ClassificationService
-    batches: BatchService
+    batch_service: BatchService
 
     async def on_message(self, kind: JobKind, msg: func.QueueMessage) -> None:
         """The queue trigger's entry point."""
@@ -139,7 +139,7 @@ class JobWorker:
             )
             return
         if job.mode == "batch":
-            await self.batches.start(job, spec)
+            await self.batch_service.start(job, spec)
             return
         done = await self.jobs.done_item_ids(job.job_id, redo={"poisoned"})
         remaining = [item for item in job.items if item.id not in done]

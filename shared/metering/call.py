@@ -47,8 +47,8 @@ class CallMeter:
 
     settings: Settings
     backends: Backends
-    books: Bookkeeper
-    limiter: CallerLimiter
+    bookkeeper: Bookkeeper
+    caller_limiter: CallerLimiter
 
     def user_hash(self, user: str | None) -> str | None:
         """The caller's `user` as stored and sent upstream: HMAC-SHA256 keyed with
@@ -82,11 +82,11 @@ class CallMeter:
             user=user,
         )
         booking: Booking | None = None
-        if self.limiter.enabled:
+        if self.caller_limiter.enabled:
             key = caller_key(
                 caller.principal, tags, self.user_hash(user), self.settings.chat_caller_tag
             )
-            booking = await self.limiter.reserve(key, estimate)
+            booking = await self.caller_limiter.reserve(key, estimate)
         return MeteredCall(self, site, booking, prompt, time.perf_counter())
 
 
@@ -137,9 +137,9 @@ class MeteredCall:
         return answer
 
     async def _failed(self, backend: str | None, error: Exception) -> AppError:
-        await self._meter.limiter.settle(self._booking, 0)
+        await self._meter.caller_limiter.settle(self._booking, 0)
         self.site = self.site.on(backend)
-        return await self._meter.books.failed(
+        return await self._meter.bookkeeper.failed(
             self.site, error, started=self._started, prompt=self._prompt
         )
 
@@ -152,7 +152,7 @@ class MeteredCall:
     async def filtered(self, info: ContentFilterInfo, text: str | None) -> None:
         """Record a filtered completion (the text only with CONTENT_FILTER_STORE_TEXT); the
         call's usage document then has status `content_filter`."""
-        await self._meter.books.filtered(self.site, info, text)
+        await self._meter.bookkeeper.filtered(self.site, info, text)
         self._flagged = True
 
     def completed(self) -> None:
@@ -241,7 +241,7 @@ class MeteredCall:
             await close()
 
     async def _record(self) -> None:
-        await self._meter.books.usage(
+        await self._meter.bookkeeper.usage(
             self.site,
             model=self.model,
             usage=self.usage,
@@ -251,4 +251,4 @@ class MeteredCall:
 
     async def _settle(self) -> None:
         if self.usage is not None:
-            await self._meter.limiter.settle(self._booking, self.usage.total_tokens)
+            await self._meter.caller_limiter.settle(self._booking, self.usage.total_tokens)

@@ -42,7 +42,7 @@ async def send_job(runtime: Runtime, items: list[dict[str, str]], **fields: Any)
         id=new_id("m"),
         body=httpx.Request("POST", "/", json=body).content,
     )
-    await runtime.worker.handle("classification", message)
+    await runtime.job_worker.handle("classification", message)
     return job_id
 
 
@@ -56,10 +56,10 @@ async def poll_until(
 ) -> JobDoc:
     """Run the poller (as the timer would) until `done(job)`; the job then."""
     deadline = asyncio.get_running_loop().time() + within
-    run = poll or runtime.batches.poll
+    run = poll or runtime.batch_poller.poll
     while True:
         await run()
-        job = await runtime.worker.jobs.get(job_id)
+        job = await runtime.job_worker.jobs.get(job_id)
         assert job is not None
         if done(job) and not [d for d in await docs(runtime, job_id) if d.state != "done"]:
             return job
@@ -69,7 +69,7 @@ async def poll_until(
 
 
 async def docs(runtime: Runtime, job_id: str) -> list[BatchDoc]:
-    return await runtime.worker.batches.docs.of_job(job_id)
+    return await runtime.job_worker.batch_service.docs.of_job(job_id)
 
 
 async def results(runtime: Runtime, job_id: str) -> list[dict[str, Any]]:

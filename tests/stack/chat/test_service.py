@@ -431,7 +431,7 @@ async def test_stream_error_not_from_the_sdk_ends_with_an_error_frame_and_logs_t
         app_settings.outbox_queue,
         user_hash_secret=app_settings.user_hash_secret.get_secret_value(),
     )
-    limiter = runtime.chat.meter.limiter
+    limiter = runtime.chat.meter.caller_limiter
     broken = ChatService(app_settings, CallMeter(app_settings, runtime.backends, books, limiter))
     rid = new_id()
     with caplog.at_level(logging.ERROR):

@@ -238,7 +238,7 @@ async def test_stream_error_not_from_the_sdk_ends_with_an_error_event_and_logs_t
         app_settings.outbox_queue,
         user_hash_secret=app_settings.user_hash_secret.get_secret_value(),
     )
-    limiter = runtime.gateway.meter.limiter
+    limiter = runtime.gateway.meter.caller_limiter
     broken = Gateway(app_settings, CallMeter(app_settings, runtime.backends, books, limiter))
     rid = new_id()
     with caplog.at_level(logging.ERROR):
@@ -292,7 +292,8 @@ async def test_stream_whose_usage_record_fails_still_settles_its_booking(
         )
         meter = runtime.gateway.meter
         gateway = Gateway(
-            runtime.settings, CallMeter(runtime.settings, runtime.backends, books, meter.limiter)
+            runtime.settings,
+            CallMeter(runtime.settings, runtime.backends, books, meter.caller_limiter),
         )
         body = streamed("hi", max_tokens=200, stream_options={"include_usage": True})
         rid = new_id()

@@ -211,7 +211,7 @@ async def deliver(rt: Runtime, drop: Drop, message_id: str) -> None:
     if drop.claim_check_payload is not None:
         check = ClaimCheck.model_validate_json(drop.body)
         await rt.queues.put_payload(check.items_blob, drop.claim_check_payload)
-    await rt.worker.handle(drop.kind, Message(queue=queue, id=message_id, body=drop.body))
+    await rt.job_worker.handle(drop.kind, Message(queue=queue, id=message_id, body=drop.body))
 
 
 async def drain(rt: Runtime) -> None:
@@ -222,7 +222,7 @@ async def drain(rt: Runtime) -> None:
         while batch := [m async for m in client.receive_messages(max_messages=32)]:
             for m in batch:
                 body = str(m.content).encode("utf-8")
-                await rt.worker.handle(kind, Message(queue=queue, id=m.id, body=body))
+                await rt.job_worker.handle(kind, Message(queue=queue, id=m.id, body=body))
                 await client.delete_message(m.id, m.pop_receipt)
 
 
@@ -281,7 +281,7 @@ async def test_every_valid_message_succeeds_and_every_malformed_one_is_recorded_
             tg.start_soon(one, i)
     await drain(runtime)
     if any(d.raw_text is not None for d in batch):
-        assert await runtime.poison.sweep() == sum(d.raw_text is not None for d in batch)
+        assert await runtime.poison_sweeper.sweep() == sum(d.raw_text is not None for d in batch)
     for drop, message_id in zip(batch, ids, strict=True):
         if drop.valid:
             await check_valid(store, drop)

@@ -118,13 +118,15 @@ async def test_a_late_document_marks_its_day_and_the_timer_rolls_it_up(
     try:
         noon = a_day()
         late = await write(store, noon, team="late")
-        await runtime.books.drain(OutboxMessage(container="usage", document=late))
+        await runtime.bookkeeper.drain(OutboxMessage(container="usage", document=late))
         day = noon.date().isoformat()
         assert await store.read(USAGE_ROLLUPS, DIRTY_ID, day) is not None
-        done = await runtime.rollups.run(now=datetime.now(UTC))
+        done = await runtime.usage_rollups.run(now=datetime.now(UTC))
         assert day in done
         assert await store.read(USAGE_ROLLUPS, DIRTY_ID, day) is None
-        assert (await report(runtime.rollups, noon, noon + timedelta(hours=1))).total.calls == 1
+        assert (
+            await report(runtime.usage_rollups, noon, noon + timedelta(hours=1))
+        ).total.calls == 1
     finally:
         await runtime.aclose()
 

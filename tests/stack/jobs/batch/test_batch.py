@@ -86,7 +86,7 @@ async def test_a_full_run_labels_every_item_once_and_cleans_up(
     await patch(sim, {"batch": {"empty_error_file": True}})  # an empty error file is fine
     # As an HTTP submit by a signed-in caller enqueues it: its usage names the caller.
     job_id = await send_job(runtime, tickets(), tags={"team": "support"}, principal_id="oid-7")
-    assert (await runtime.worker.jobs.get(job_id)).status == "submitted"  # type: ignore[union-attr]
+    assert (await runtime.job_worker.jobs.get(job_id)).status == "submitted"  # type: ignore[union-attr]
     (submitted,) = await docs(runtime, job_id)
     assert submitted.state == "submitted"
     job = await poll_until(runtime, job_id)
@@ -178,7 +178,7 @@ async def test_token_quota_exceeded_at_create_waits_and_submits_later(
     assert (doc.state, doc.attempts, doc.batch_id) == ("waiting", 1, None)
     assert doc.error is not None
     assert doc.error.code == "token_limit_exceeded"
-    assert (await runtime.worker.jobs.get(job_id)).status == "submitted"  # type: ignore[union-attr]
+    assert (await runtime.job_worker.jobs.get(job_id)).status == "submitted"  # type: ignore[union-attr]
     await patch(sim, {"deployments": {"gpt-4o-batch": {"enqueued_token_limit": 0}}})
     job = await poll_until(runtime, job_id, within=30)
     assert job.status == "succeeded"
@@ -203,7 +203,7 @@ async def test_token_quota_exceeded_after_validating_waits_and_submits_later(
     deadline = asyncio.get_running_loop().time() + 20
     while not await refused(None):
         assert asyncio.get_running_loop().time() < deadline
-        await runtime.batches.poll()
+        await runtime.batch_poller.poll()
         await asyncio.sleep(0.2)
     (doc,) = await docs(runtime, job_id)
     assert doc.error is not None
@@ -224,7 +224,7 @@ async def test_max_age_cancels_keeps_the_partial_output_and_resubmits_the_rest(
     async with app_runtime(environ, BATCH_MAX_AGE="2") as runtime:
         job_id = await send_job(runtime, tickets(20))
         await asyncio.sleep(3)  # older than BATCH_MAX_AGE, about a quarter of its lines done
-        await runtime.batches.poll()  # cancels it
+        await runtime.batch_poller.poll()  # cancels it
         (doc,) = await docs(runtime, job_id)
         assert doc.stop == "max_age"
         first_batch = doc.batch_id
@@ -336,17 +336,19 @@ async def test_a_poller_killed_mid_ingestion_then_run_again_gives_each_result_on
         async def die(doc: BatchDoc) -> None:
             raise Killed
 
-        killed = BatchPoller(rt.settings, rt.worker.batches, rt.books, on_checkpoint=die)
+        killed = BatchPoller(
+            rt.settings, rt.job_worker.batch_service, rt.bookkeeper, on_checkpoint=die
+        )
         with pytest.raises(Killed):
             await killed.poll()
         (doc,) = await docs(rt, job_id)
         assert (doc.offsets, doc.ingested, doc.state) == ({"output": 3}, 3, "submitted")
         assert doc.lease_owner is not None  # still held by the dead run
-        assert (await rt.batches.poll()).skipped == 1  # until the lease expires
+        assert (await rt.batch_poller.poll()).skipped == 1  # until the lease expires
         await asyncio.sleep(1.2)
-        report = await rt.batches.poll()
+        report = await rt.batch_poller.poll()
         assert report.ingested == 9  # the rest, not the first three again
-        job = await rt.worker.jobs.get(job_id)
+        job = await rt.job_worker.jobs.get(job_id)
         assert job is not None
         assert job.status == "succeeded"
         assert Counter(r["item_id"] for r in await results(rt, job_id)) == Counter(
@@ -364,11 +366,11 @@ async def test_a_job_left_submitted_with_every_part_done_is_settled_by_the_next_
     job_id = await send_job(runtime, tickets(4))
     job = await poll_until(runtime, job_id)
     assert job.status == "succeeded"
-    await runtime.worker.jobs.update(job_id, status="submitted")  # as the failed run left it
+    await runtime.job_worker.jobs.update(job_id, status="submitted")  # as the failed run left it
     assert [d.state for d in await docs(runtime, job_id)] == ["done"]
 
-    await runtime.batches.poll()
-    job_after = await runtime.worker.jobs.get(job_id)
+    await runtime.batch_poller.poll()
+    job_after = await runtime.job_worker.jobs.get(job_id)
     assert job_after is not None
     assert job_after.status == "succeeded"
     assert job_after.counts.succeeded == 4
@@ -380,7 +382,7 @@ async def test_two_pollers_at_once_never_ingest_twice(
     async with app_runtime(environ) as one, app_runtime(environ) as two:
         job_id = await send_job(one, tickets(12))
         await completed(one, job_id)
-        reports = await asyncio.gather(one.batches.poll(), two.batches.poll())
+        reports = await asyncio.gather(one.batch_poller.poll(), two.batch_poller.poll())
         assert sum(r.ingested for r in reports) == 12
         assert sorted(r.claimed for r in reports) == [0, 1]
         assert len(await results(one, job_id)) == 12
@@ -395,11 +397,11 @@ async def test_two_pollers_at_once_never_ingest_twice(
 async def test_a_batch_embedding_job_is_refused_on_azure_with_its_reason(runtime: Runtime) -> None:
     job_id = new_id("emb")
     body = {"job_id": job_id, "items": tickets(2), "mode": "batch"}
-    await runtime.worker.handle(
+    await runtime.job_worker.handle(
         "embedding",
         Message(queue="embedding-jobs", id="m", body=httpx.Request("POST", "/", json=body).content),
     )
-    job = await runtime.worker.jobs.get(job_id)
+    job = await runtime.job_worker.jobs.get(job_id)
     assert job is not None
     assert job.status == "failed"
     assert job.error is not None
