@@ -32,7 +32,7 @@ from shared.core.errors import AppError
 from shared.core.settings import Settings
 from shared.metering.bookkeeper import usage_of
 from shared.metering.call import CallMeter, MeteredCall
-from shared.metering.callers import Caller
+from shared.metering.callers import Caller, Origin
 
 SSE_DONE = "data: [DONE]\n\n"
 
@@ -76,17 +76,13 @@ class ChatService:
         self, request: ChatRequest, request_id: str, caller: Caller | None, *, stream: bool
     ) -> MeteredCall:
         """The metered call, booked at prompt characters / 4 plus its max tokens."""
-        caller = caller or Caller()
         deployment = resolve_deployment(self.settings, request.model, self.settings.chat_deployment)
         estimate = sum(len(m.content) for m in request.messages) // 4 + self.max_tokens(request)
         return await self.meter.start(
-            operation="chat_stream" if stream else "chat",
-            source="chat",
-            deployment=deployment,
-            caller=caller,
-            tags=request.tags,
-            user=request.user,
-            request_id=request_id,
+            "chat_stream" if stream else "chat",
+            "chat",
+            deployment,
+            Origin(caller or Caller(), request_id, request.tags, request.user),
             estimate=estimate,
             prompt="\n".join(m.content for m in request.messages),
         )

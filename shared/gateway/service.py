@@ -35,11 +35,12 @@ from shared.core.settings import Settings
 from shared.gateway.models import ChatCompletionsBody, EmbeddingsBody
 from shared.metering.call import CallMeter, MeteredCall
 from shared.metering.callers import (
-    Caller,
+    Origin,
     cap_completion_tokens,
     chat_estimate,
     embedding_estimate,
 )
+from shared.metering.models import Operation
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,7 @@ class Gateway:
         self,
         body: ChatCompletionsBody,
         name: str | None,
-        tags: Mapping[str, str],
-        request_id: str,
-        caller: Caller,
+        origin: Origin,
     ) -> Forwarded:
         deployment = self.deployment(name or body.model)
         stream = bool(body.stream)
@@ -169,16 +168,10 @@ class Gateway:
         if stream:
             payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
         prompt = prompt_text(body.messages)
+        operation: Operation = "chat_stream" if stream else "chat"
+        estimate = chat_estimate(prompt, payload, max_tokens)
         call = await self.meter.start(
-            operation="chat_stream" if stream else "chat",
-            source="gateway",
-            deployment=deployment,
-            caller=caller,
-            tags=tags,
-            user=body.user,
-            request_id=request_id,
-            estimate=chat_estimate(prompt, payload, max_tokens),
-            prompt=prompt,
+            operation, "gateway", deployment, origin, estimate=estimate, prompt=prompt
         )
         answer = await self._send(call, "/chat/completions", payload, stream)
         if isinstance(answer, Forwarded):
@@ -206,22 +199,14 @@ class Gateway:
         self,
         body: EmbeddingsBody,
         name: str | None,
-        tags: Mapping[str, str],
-        request_id: str,
-        caller: Caller,
+        origin: Origin,
     ) -> Forwarded:
         deployment = self.deployment(name or body.model)
         inputs = body.input if isinstance(body.input, list) else [body.input]
+        prompt = "\n".join(i for i in inputs if isinstance(i, str))
+        estimate = embedding_estimate(body.input)
         call = await self.meter.start(
-            operation="embedding",
-            source="gateway",
-            deployment=deployment,
-            caller=caller,
-            tags=tags,
-            user=body.user,
-            request_id=request_id,
-            estimate=embedding_estimate(body.input),
-            prompt="\n".join(i for i in inputs if isinstance(i, str)),
+            "embedding", "gateway", deployment, origin, estimate=estimate, prompt=prompt
         )
         payload = body.upstream(deployment, self.meter.user_hash(body.user))
         answer = await self._send(call, "/embeddings", payload, False)

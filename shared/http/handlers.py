@@ -6,6 +6,9 @@ Each handler reads and validates its input into a model, calls a service, and an
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -27,6 +30,7 @@ from shared.metering.callers import (
     JOBS_ROLE,
     USAGE_ROLE,
     Caller,
+    Origin,
     Principal,
     Role,
     principal_of,
@@ -35,6 +39,8 @@ from shared.metering.callers import (
 from shared.metering.models import UsageQuery
 from shared.metering.report import usage_report
 from shared.runtime import Runtime
+
+B = TypeVar("B", ChatCompletionsBody, EmbeddingsBody)
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -141,19 +147,23 @@ def forwarded_response(answer: Forwarded) -> Response:
 async def gateway_chat(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/openai/deployments/{deployment}/chat/completions` and
     `POST /api/v1/chat/completions` (model in the body): the service's answer, unchanged."""
-    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
-    tags = parse_tags(req.headers.get("x-usage-tags"))
-    body = await read_json(req, ChatCompletionsBody)
-    deployment = req.path_params.get("deployment")
-    answer = await rt.gateway.chat(body, deployment, tags, request_id, caller)
-    return forwarded_response(answer)
+    return await _forward(rt, req, request_id, ChatCompletionsBody, rt.gateway.chat)
 
 
 async def gateway_embeddings(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/openai/deployments/{deployment}/embeddings` and `POST /api/v1/embeddings`."""
+    return await _forward(rt, req, request_id, EmbeddingsBody, rt.gateway.embeddings)
+
+
+async def _forward(
+    rt: Runtime,
+    req: Request,
+    request_id: str,
+    model: type[B],
+    route: Callable[[B, str | None, Origin], Awaitable[Forwarded]],
+) -> Response:
     caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
     tags = parse_tags(req.headers.get("x-usage-tags"))
-    body = await read_json(req, EmbeddingsBody)
-    deployment = req.path_params.get("deployment")
-    answer = await rt.gateway.embeddings(body, deployment, tags, request_id, caller)
-    return forwarded_response(answer)
+    body = await read_json(req, model)
+    origin = Origin(caller, request_id, tags, body.user)
+    return forwarded_response(await route(body, req.path_params.get("deployment"), origin))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -30,7 +30,7 @@ from shared.core.settings import Settings
 from shared.metering import filter_events
 from shared.metering.bookkeeper import Bookkeeper, CallSite, Status
 from shared.metering.caller_limit import Booking, CallerLimiter
-from shared.metering.callers import Caller, caller_key
+from shared.metering.callers import Origin, caller_key
 from shared.metering.filter_events import Source
 from shared.metering.models import Operation
 
@@ -57,34 +57,33 @@ class CallMeter:
 
     async def start(
         self,
-        *,
         operation: Operation,
         source: Source,
         deployment: str,
-        caller: Caller,
-        tags: Mapping[str, str],
-        user: str | None,
-        request_id: str,
+        origin: Origin,
+        *,
         estimate: int,
         prompt: str,
     ) -> MeteredCall:
         """Book `estimate` tokens against the caller's tokens per minute (RateLimited, 429,
         when spent: nothing goes upstream) and start the call's clock. `prompt` goes into the
         filter event of a refused prompt, stored only with CONTENT_FILTER_STORE_TEXT."""
+        caller = origin.caller
         site = CallSite(
             operation=operation,
             source=source,
             deployment=deployment,
-            tags=tags,
-            request_id=request_id,
+            tags=origin.tags,
+            request_id=origin.request_id,
             client_request_id=caller.client_request_id,
             principal_id=caller.principal.object_id if caller.principal else None,
-            user=user,
+            user=origin.user,
         )
         booking: Booking | None = None
         if self.caller_limiter.enabled:
+            user_hash = self.user_hash(origin.user)
             key = caller_key(
-                caller.principal, tags, self.user_hash(user), self.settings.chat_caller_tag
+                caller.principal, origin.tags, user_hash, self.settings.chat_caller_tag
             )
             booking = await self.caller_limiter.reserve(key, estimate)
         return MeteredCall(self, site, booking, prompt, time.perf_counter())

@@ -47,6 +47,16 @@ class Caller:
     principal: Principal | None = None
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Who a call is for and how to find it again: what it is booked and recorded under."""
+
+    caller: Caller
+    request_id: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None
+
+
 def principal_of(headers: Mapping[str, str], *, trusted: bool) -> Principal | None:
     """The caller App Service authentication signed in, or None (switch off, or no sign-in).
 

@@ -27,7 +27,7 @@ from shared.gateway.models import ChatCompletionsBody
 from shared.gateway.service import Gateway
 from shared.metering.bookkeeper import Bookkeeper, CallSite, Status
 from shared.metering.call import CallMeter
-from shared.metering.callers import Caller
+from shared.metering.callers import Caller, Origin
 from shared.metering.models import UsageRecord
 from shared.runtime import Runtime, create_runtime
 from tests.support.records import query_until
@@ -118,7 +118,7 @@ def streamed(text: str, **extra: Any) -> ChatCompletionsBody:
 async def open_stream(
     gateway: Gateway, body: ChatCompletionsBody, rid: str
 ) -> AsyncIterator[bytes]:
-    answer = await gateway.chat(body, None, {"team": "t"}, rid, Caller())
+    answer = await gateway.chat(body, None, Origin(Caller(), rid, {"team": "t"}))
     assert answer.status == 200
     assert answer.stream is not None
     return answer.stream
