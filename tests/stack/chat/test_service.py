@@ -34,15 +34,13 @@ from shared.core.errors import (
     UpstreamTimeout,
     translate,
 )
-from shared.core.models import ContentFilterInfo
 from shared.core.settings import Settings, load_settings
 from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
-from shared.metering.bookkeeper import Bookkeeper, CallSite
-from shared.metering.call import CallMeter
 from shared.metering.caller_limit import InstanceCallerLimiter
 from shared.metering.callers import Caller, Principal, principal_of, require_role
 from shared.metering.filter_events import hash_user
 from shared.runtime import create_runtime
+from tests.support.books import BrokenFilterBooks, meter_with
 from tests.support.recording_server import Recorded, RecordingServer, recording_server
 from tests.support.recording_server import _chat_completion as chat_completion
 from tests.support.records import docs_by_request_id
@@ -406,33 +404,11 @@ def test_principal_comes_from_app_service_headers_only_when_trusted() -> None:
     require_role(None, "Usage.Read", enforced=False)
 
 
-class BrokenFilterBooks(Bookkeeper):
-    """Bookkeeping whose filter-event write fails with an error that is not the SDK's, as a bug
-    of ours or an unexpected store failure would (the real Cosmos DB server and outbox stay)."""
-
-    async def filtered(
-        self,
-        site: CallSite,
-        info: ContentFilterInfo,
-        text: str | None,
-        *,
-        item_id: str | None = None,
-    ) -> None:
-        raise RuntimeError("recording the filter event failed")
-
-
 async def test_stream_error_not_from_the_sdk_ends_with_an_error_frame_and_logs_the_request_id(
     app_settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     runtime = create_runtime(app_settings)
-    books = BrokenFilterBooks(
-        store,
-        runtime.queues,
-        app_settings.outbox_queue,
-        user_hash_secret=app_settings.user_hash_secret.get_secret_value(),
-    )
-    limiter = runtime.chat.meter.caller_limiter
-    broken = ChatService(app_settings, CallMeter(app_settings, runtime.backends, books, limiter))
+    broken = ChatService(app_settings, meter_with(runtime, BrokenFilterBooks))
     rid = new_id()
     with caplog.at_level(logging.ERROR):
         stream = await broken.open_stream(

@@ -20,16 +20,13 @@ from typing import Any
 import pytest
 
 from shared.core.errors import RateLimited
-from shared.core.models import ContentFilterInfo, Usage
 from shared.core.settings import Settings, load_settings
 from shared.core.store import USAGE, Store
 from shared.gateway.models import ChatCompletionsBody
 from shared.gateway.service import Gateway
-from shared.metering.bookkeeper import Bookkeeper, CallSite, Status
-from shared.metering.call import CallMeter
 from shared.metering.callers import Caller, Origin
-from shared.metering.models import UsageRecord
 from shared.runtime import Runtime, create_runtime
+from tests.support.books import BrokenFilterBooks, BrokenUsageBooks, meter_with
 from tests.support.records import query_until
 
 CHUNK = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o"}
@@ -104,6 +101,20 @@ async def runtime_for(
         await runtime.aclose()
 
 
+# One caller's minute of 300 tokens: a second call booking 200 fits only once the first
+# call's booking went back down to what it used.
+LIMITED = {"CHAT_CALLER_TPM": "300", "CHAT_CALLER_LIMIT_SCOPE": "instance"}
+
+
+@asynccontextmanager
+async def gateway_over(
+    app_environ: dict[str, str], chunks: list[dict[str, Any]], *, cut: bool, **extra: str
+) -> AsyncIterator[tuple[Runtime, Upstream]]:
+    """A runtime whose gateway streams from a loopback upstream sending `chunks`."""
+    async with upstream(chunks, cut=cut) as fake, runtime_for(app_environ, fake, **extra) as rt:
+        yield rt, fake
+
+
 def streamed(text: str, **extra: Any) -> ChatCompletionsBody:
     return ChatCompletionsBody.model_validate(
         {
@@ -153,12 +164,7 @@ async def test_stream_broken_after_its_first_events_ends_with_an_error_event(
     a broken stream from Azure has none); the call is recorded as failed with the usage the
     service had reported, and its booking settled to it: with CHAT_CALLER_TPM=300 a second
     call booking 200 fits only if the first one's 200 went back down to 5."""
-    async with (
-        upstream([HELLO, USAGE_CHUNK], cut=True) as fake,
-        runtime_for(
-            app_environ, fake, CHAT_CALLER_TPM="300", CHAT_CALLER_LIMIT_SCOPE="instance"
-        ) as runtime,
-    ):
+    async with gateway_over(app_environ, [HELLO, USAGE_CHUNK], cut=True, **LIMITED) as (runtime, _):
         rid = new_id()
         body = streamed("hi", max_tokens=200)
         events = data_of([e async for e in await open_stream(runtime.gateway, body, rid)])
@@ -182,12 +188,7 @@ async def test_stream_broken_before_any_usage_keeps_the_booking(
 ) -> None:
     """No usage reported: the booking stays at its estimate (as on /api/chat), so the second
     call of the minute is refused."""
-    async with (
-        upstream([HELLO], cut=True) as fake,
-        runtime_for(
-            app_environ, fake, CHAT_CALLER_TPM="300", CHAT_CALLER_LIMIT_SCOPE="instance"
-        ) as runtime,
-    ):
+    async with gateway_over(app_environ, [HELLO], cut=True, **LIMITED) as (runtime, _):
         rid = new_id()
         body = streamed("hi", max_tokens=200)
         events = data_of([e async for e in await open_stream(runtime.gateway, body, rid)])
@@ -200,10 +201,7 @@ async def test_stream_broken_before_any_usage_keeps_the_booking(
 async def test_caller_hanging_up_closes_the_upstream_and_records_the_call(
     app_environ: dict[str, str], store: Store
 ) -> None:
-    async with (
-        upstream([HELLO], cut=False) as fake,
-        runtime_for(app_environ, fake) as runtime,
-    ):
+    async with gateway_over(app_environ, [HELLO], cut=False) as (runtime, fake):
         rid = new_id()
         stream = await open_stream(runtime.gateway, streamed("hi"), rid)
         assert data_of([await anext(stream)]) == [HELLO]
@@ -213,33 +211,11 @@ async def test_caller_hanging_up_closes_the_upstream_and_records_the_call(
     assert (usage["operation"], usage["status"]) == ("chat_stream", "cancelled")
 
 
-class BrokenFilterBooks(Bookkeeper):
-    """Bookkeeping whose filter-event write fails with an error that is not the SDK's, as a bug
-    of ours or an unexpected store failure would (the real Cosmos DB server and outbox stay)."""
-
-    async def filtered(
-        self,
-        site: CallSite,
-        info: ContentFilterInfo,
-        text: str | None,
-        *,
-        item_id: str | None = None,
-    ) -> None:
-        raise RuntimeError("recording the filter event failed")
-
-
 async def test_stream_error_not_from_the_sdk_ends_with_an_error_event_and_logs_the_request_id(
     app_settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     runtime = create_runtime(app_settings)
-    books = BrokenFilterBooks(
-        store,
-        runtime.queues,
-        app_settings.outbox_queue,
-        user_hash_secret=app_settings.user_hash_secret.get_secret_value(),
-    )
-    limiter = runtime.gateway.meter.caller_limiter
-    broken = Gateway(app_settings, CallMeter(app_settings, runtime.backends, books, limiter))
+    broken = Gateway(app_settings, meter_with(runtime, BrokenFilterBooks))
     rid = new_id()
     with caplog.at_level(logging.ERROR):
         stream = await open_stream(
@@ -256,45 +232,17 @@ async def test_stream_error_not_from_the_sdk_ends_with_an_error_event_and_logs_t
     assert (await usage_of(store, rid))["status"] == "error"
 
 
-class BrokenUsageBooks(Bookkeeper):
-    """Bookkeeping whose usage write fails, as Cosmos DB and the outbox both failing would."""
-
-    async def usage(
-        self,
-        site: CallSite,
-        *,
-        model: str | None,
-        usage: Usage | None,
-        started: float,
-        status: Status = "ok",
-        record_id: str | None = None,
-    ) -> UsageRecord:
-        raise RuntimeError("recording the usage failed")
-
-
 async def test_stream_whose_usage_record_fails_still_settles_its_booking(
     app_environ: dict[str, str], store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The stream ends as it came (the record fails after the last byte), the failure is
     logged, and the booking still goes down from 200 to the 5 tokens reported: with
     CHAT_CALLER_TPM=300 a second call booking 200 fits only then."""
-    async with (
-        upstream([HELLO, USAGE_CHUNK], cut=False) as fake,
-        runtime_for(
-            app_environ, fake, CHAT_CALLER_TPM="300", CHAT_CALLER_LIMIT_SCOPE="instance"
-        ) as runtime,
+    async with gateway_over(app_environ, [HELLO, USAGE_CHUNK], cut=False, **LIMITED) as (
+        runtime,
+        _,
     ):
-        books = BrokenUsageBooks(
-            store,
-            runtime.queues,
-            runtime.settings.outbox_queue,
-            user_hash_secret=runtime.settings.user_hash_secret.get_secret_value(),
-        )
-        meter = runtime.gateway.meter
-        gateway = Gateway(
-            runtime.settings,
-            CallMeter(runtime.settings, runtime.backends, books, meter.caller_limiter),
-        )
+        gateway = Gateway(runtime.settings, meter_with(runtime, BrokenUsageBooks))
         body = streamed("hi", max_tokens=200, stream_options={"include_usage": True})
         rid = new_id()
         with caplog.at_level(logging.ERROR):

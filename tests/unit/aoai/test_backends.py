@@ -3,8 +3,6 @@ sees. The wire (two simulators behind the real host) is tests/stack/aoai/test_ba
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx2
 import openai
 import pytest
@@ -14,24 +12,9 @@ from shared.aoai.backends import MIN_COOLDOWN, Backend, Backends, NoBackend, Tar
 from shared.aoai.client import create_connection, deployment_map
 from shared.core.errors import RateLimited, ServiceUnavailable, UpstreamError
 from shared.core.settings import SettingsError, load_settings
+from tests.support.clock import Clock
 from tests.support.paths import REPO_ROOT
 from tests.support.unit_env import BASE
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[AsyncAzureOpenAI]:
-    """A client no test sends through (the calls below are fakes taking a Target)."""
-    c = AsyncAzureOpenAI(azure_endpoint="http://127.0.0.1:9", api_key="k", api_version="x")
-    yield c
-    await c.close()
 
 
 def router(client: AsyncAzureOpenAI, clock: Clock, *spec: tuple[str, int]) -> Backends:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from openai import AsyncOpenAI
 
@@ -12,22 +10,7 @@ from shared.aoai.backends import Backend, Backends
 from shared.aoai.failover import Failover
 from shared.aoai.quota import Limiters
 from shared.core.errors import RateLimited, ServiceUnavailable, UpstreamError
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[AsyncOpenAI]:
-    """A client no test sends through."""
-    c = AsyncOpenAI(base_url="http://127.0.0.1:9", api_key="k")
-    yield c
-    await c.close()
+from tests.support.clock import Clock
 
 
 def backends(client: AsyncOpenAI, clock: Clock) -> Backends:
