@@ -18,15 +18,14 @@ Not thread-safe: one event loop per process (the Functions Python worker) uses i
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from shared.aoai.usage_window import UsageWindow
 from shared.core.settings import DeploymentQuota
 
 log = logging.getLogger(__name__)
@@ -40,128 +39,6 @@ RECOVERY_PER_SECOND = 0.005  # rate factor regained per second: 0.7 -> 1.0 in a 
 MIN_FACTOR = 0.05
 DEFAULT_PAUSE = 1.0  # a 429 without retry-after
 MIN_SLEEP = 0.001
-PHANTOM_PIECES = 10  # others' usage over a whole window is booked as this many entries
-
-
-@dataclass
-class _Entry:
-    stamp: float
-    amount: int
-    settled: bool = False  # ours: the service's answer corrected the reservation
-
-
-@dataclass
-class _Window:
-    """A sliding-window log: what was charged in the last `seconds`, ours and others'."""
-
-    seconds: float
-    margin: float
-    entries: deque[_Entry] = field(default_factory=deque)  # ours, in stamp order
-    # Others' usage, booked from the service's counts (reconcile), in stamp order. What others
-    # spent between two answers is spread evenly over that span, not stamped as one lump at
-    # the later answer: the service ages it out bit by bit as it arrived, and a lump would
-    # hold the whole of it for a full window after the room had come back.
-    phantoms: deque[_Entry] = field(default_factory=deque)
-    total: int = 0
-    # Our entries that left the window lately: an answer counted them if they were still in
-    # the service's window when it arrived, so reconcile() must not take them for others'.
-    gone: deque[_Entry] = field(default_factory=deque)
-    observed_at: float = -math.inf  # when the service's count was last reconciled
-
-    def expire(self, now: float) -> None:
-        while self.entries and self._left(self.entries[0], now):
-            entry = self.entries.popleft()
-            self.total -= entry.amount
-            self.gone.append(entry)
-        renewed = 0
-        while self.phantoms and self._left(self.phantoms[0], now):
-            entry = self.phantoms.popleft()
-            self.total -= entry.amount
-            # Others likely go on spending: assume half of it again until an answer says
-            # how much (reconcile), rather than rushing into room that isn't free.
-            renewed += entry.amount // 2
-        if renewed > 0:
-            self._book_others(now, renewed, now)
-        while self.gone and self.gone[0].stamp + 2 * self.seconds <= now:
-            self.gone.popleft()
-
-    def _left(self, entry: _Entry, now: float) -> bool:
-        return entry.stamp + self.seconds + self.margin <= now
-
-    def add(self, now: float, amount: int) -> None:
-        """Book our own request (stamps only grow: appended)."""
-        self.entries.append(_Entry(now, amount))
-        self.total += amount
-
-    def _book_others(self, now: float, amount: int, since: float) -> None:
-        """Book `amount` spent by others, spread evenly over (since, now], in pieces no
-        closer than a PHANTOM_PIECES-th of the window: answers come many times a window on a
-        busy deployment, and the log stays as short as the spread needs."""
-        span = max(0.0, now - since)
-        pieces = max(1, min(amount, math.ceil(span * PHANTOM_PIECES / self.seconds)))
-        step = span / pieces
-        base, extra = divmod(amount, pieces)
-        for n in range(pieces):
-            entry = _Entry(since + step * (n + 1), base + (1 if n < extra else 0))
-            at = len(self.phantoms)  # renewals may be newer than the span: keep stamp order
-            while at > 0 and self.phantoms[at - 1].stamp > entry.stamp:
-                at -= 1
-            self.phantoms.insert(at, entry)
-            self.total += entry.amount
-
-    def delay(self, now: float, amount: int, limit: int) -> float:
-        """Seconds until `amount` more fits under `limit` (more than the limit: an empty log)."""
-        excess = self.total + min(amount, limit) - limit
-        if excess <= 0:
-            return 0.0
-        freed = 0
-        for entry in heapq.merge(self.entries, self.phantoms, key=lambda e: e.stamp):
-            freed += entry.amount
-            if freed >= excess:
-                return max(0.0, entry.stamp + self.seconds + self.margin - now)
-        return 0.0  # unreachable while total is the sum of the entries
-
-    def settle(self, reserved: int, used: int) -> float | None:
-        """Correct the oldest open reservation of `reserved`; its stamp, None if gone.
-
-        The oldest, because calls of one size mostly come back in the order they went.
-        """
-        for entry in self.entries:
-            if not entry.settled and entry.amount == reserved:
-                entry.amount, entry.settled = used, True
-                self.total += used - reserved
-                return entry.stamp
-        return None
-
-    def reconcile(self, now: float, counted: int, seen_until: float | None) -> None:
-        """Make the phantom entries add up to what the service counted beyond our own.
-
-        Ours sent up to `seen_until` (the request the answer is for) had arrived when the
-        service counted; later ones may not have. Phantoms go up (what others spent since the
-        last count, spread over that span), or down, newest first, when others' old usage
-        left the service's window before our phantom of it left ours.
-        """
-        own = 0
-        for entry in self.entries:
-            if seen_until is None or entry.stamp <= seen_until:
-                own += entry.amount
-        if seen_until is not None:
-            since = seen_until - self.seconds
-            own += sum(e.amount for e in self.gone if since < e.stamp <= seen_until)
-        phantoms = sum(entry.amount for entry in self.phantoms)
-        change = max(0, counted - own) - phantoms
-        span_start = max(self.observed_at, now - self.seconds)
-        self.observed_at = now
-        if change > 0:
-            self._book_others(now, change, span_start)
-            return
-        for entry in reversed(self.phantoms):
-            if change == 0:
-                break
-            taken = min(entry.amount, -change)
-            entry.amount -= taken
-            self.total -= taken
-            change += taken
 
 
 def _header(headers: Mapping[str, str], name: str) -> int | None:
@@ -180,7 +57,7 @@ def _learnt(
     headers: Mapping[str, str],
     unit: str,
     remaining: int | None,
-    window: _Window,
+    window: UsageWindow,
 ) -> int | None:
     """A limit not configured: the service's `x-ratelimit-limit-*` if sent, else the most
     ever seen free plus counted at once (a lower bound while others spend the quota too)."""
@@ -222,10 +99,10 @@ class DeploymentLimiter:
         # The service's unit is requests per 10 s window; learnt limits arrive in that unit.
         self._per_window: int | None = None if rpm is None else max(1, rpm // 6)
         self._learn_tokens, self._learn_requests = tpm is None, rpm is None
-        self._tokens = _Window(TOKEN_WINDOW * scale, TOKEN_MARGIN * scale)
-        self._requests = _Window(REQUEST_WINDOW * scale, REQUEST_MARGIN * scale)
+        self._tokens = UsageWindow(TOKEN_WINDOW * scale, TOKEN_MARGIN * scale)
+        self._requests = UsageWindow(REQUEST_WINDOW * scale, REQUEST_MARGIN * scale)
         # Smoothing only, no service counter to match: it needs no margin, costs no throughput.
-        self._second = _Window(1.0 * scale, 0.0)
+        self._second = UsageWindow(1.0 * scale, 0.0)
         self._paused_until = -math.inf
         self._factor = 1.0
         self._factor_at = clock()

@@ -15,7 +15,6 @@ from devstack.aoai_simulator import RunningSimulator
 from shared.aoai.quota import (
     DECREASE,
     DEFAULT_PAUSE,
-    PHANTOM_PIECES,
     RECOVERY_PER_SECOND,
     REQUEST_MARGIN,
     REQUEST_WINDOW,
@@ -24,6 +23,7 @@ from shared.aoai.quota import (
     DeploymentLimiter,
     Limiters,
 )
+from shared.aoai.usage_window import PHANTOM_PIECES
 from shared.core.settings import DeploymentQuota
 
 
