@@ -35,19 +35,24 @@ param alertEmailAddress string = ''
 param budgetAmount int = 100
 @description('E-mail address for budget notifications. Empty: no budget.')
 param budgetAlertEmail string = ''
+@description('First day of the budget (yyyy-MM-dd), set once by the preprovision hook (BUDGET_START_DATE): Azure refuses to change the start date of an existing budget, so it must not follow the clock.')
+param budgetStartDate string
 
 param resourceGroupName string = ''
 
 @description('Region of the Azure OpenAI account, when the models are not offered in location.')
 param openAiLocation string = location
-param openAiApiVersion string = '2024-10-21'
+@description('Data-plane api-version the app sends on every call (AZURE_OPENAI_API_VERSION): the one place it is set for Azure.')
+param openAiApiVersion string = '2025-04-01-preview'
 
-// Models: generally available versions with the latest retirement dates as of 2026-11
-// (gpt-5.1 2025-11-13 retires no earlier than 2027-05-15; text-embedding-3-small 1 on
-// 2027-04-15). gpt-4o 2024-08-06 is refused for new deployments (ServiceModelDeprecating).
-// `az cognitiveservices model list -l <region>` lists what a region offers; docs/deploy.md.
-param chatModelName string = 'gpt-5.1'
-param chatModelVersion string = '2025-11-13'
+// Models: open to new customers on 2026-12-06 (a GA version takes new customers for 12 months
+// after its release: gpt-5.4 2026-03-05 until 2027-03-05; text-embedding-3-small 1 has no
+// such date). The preprovision hook checks name, version and SKU against the region before
+// every provision and names a replacement. An empty version lets the service pick the model's
+// default version. docs/deploy.md, "Choosing models".
+param chatModelName string = 'gpt-5.4'
+@description('Pinned model version; empty: the model\'s default version, chosen by the service.')
+param chatModelVersion string = '2026-03-05'
 param chatDeploymentName string = chatModelName
 @description('Chat deployment type: GlobalStandard, DataZoneStandard or Standard.')
 param chatSkuName string = 'GlobalStandard'
@@ -67,14 +72,22 @@ param embeddingSkuName string = 'GlobalStandard'
 @description('Vector size the embedding deployment returns (text-embedding-3-small: 1536); the results container indexes this size.')
 param embeddingDimensions int = 1536
 
-param batchModelName string = 'gpt-5.1'
-param batchModelVersion string = '2025-11-13'
+param batchModelName string = 'gpt-5.4'
+param batchModelVersion string = '2026-03-05'
 param batchDeploymentName string = '${batchModelName}-batch'
 @description('Batch deployment type: GlobalBatch or DataZoneBatch.')
 param batchSkuName string = 'GlobalBatch'
 @minValue(1)
-@description('Batch capacity: enqueued tokens, in thousands.')
-param batchCapacity int = 50
+@description('Batch capacity: enqueued tokens, in thousands (10000: 10M, within the 50M GlobalBatch quota of a pay-as-you-go subscription). BATCH_ENQUEUED_TOKENS tells the app.')
+param batchCapacity int = 10000
+
+@allowed([
+  'NoAutoUpgrade'
+  'OnceNewDefaultVersionAvailable'
+  'OnceCurrentVersionExpired'
+])
+@description('versionUpgradeOption of every model deployment: NoAutoUpgrade keeps answers stable (a new version is a deployment); the others let Azure move the deployment to a newer version.')
+param modelVersionUpgradeOption string = 'NoAutoUpgrade'
 
 // --- spill-over backend (docs/deploy.md) --------------------------------------------------
 @description('A second Azure OpenAI account (chat and embeddings) as the spill-over backend: AOAI_BACKENDS sends a call there when the first answers 429, 5xx or times out. Off by default.')
@@ -102,8 +115,12 @@ param contentFilterStoreText bool = false
 
 // --- security switches (docs/security.md) -------------------------------------------------
 @secure()
-@description('HMAC key for the chat user hash (USER_HASH_SECRET), stored in Key Vault. Set it once (azd env set USER_HASH_SECRET ...); empty keeps the stored secret.')
-param userHashSecret string = ''
+@minLength(32)
+@description('HMAC key for the chat user hash (USER_HASH_SECRET), stored in Key Vault. Generated once by the preprovision hook and kept in the azd environment, so every provision writes the same value.')
+param userHashSecret string
+
+@description('Key Vault purge protection. On (the default, for production): a deleted vault and its secret stay recoverable for 90 days, and its name cannot be reused until then. Off for throw-away environments (azd down --purge then frees the name); once on, Azure never turns it off.')
+param keyVaultPurgeProtection bool = true
 
 @description('App Service authentication with Entra ID in front of the app (callers need a token with an app role, and still a function key).')
 param entraAuth bool = false
@@ -119,6 +136,8 @@ param entraClientId string = ''
 param inboundAccess string = 'public'
 @description('CIDR ranges allowed in when inboundAccess is restricted.')
 param allowedInboundCidrs array = []
+@description('With inboundAccess restricted or private: a CIDR (your public IP /32, or a CI runner range) that may still reach the deployment (SCM) site, so azd deploy works from outside the VNet. Empty: deploy from inside the network.')
+param deployerIpRange string = ''
 
 @minValue(0)
 @description('Tokens per minute one caller may spend on /api/chat and the gateway routes, across instances (CHAT_CALLER_TPM); 0 turns the limit off.')
@@ -231,6 +250,7 @@ module keyVault 'modules/keyvault.bicep' = {
     vaultZoneId: privateDns.outputs.vaultZoneId
     appPrincipalId: identity.outputs.principalId
     userHashSecret: userHashSecret
+    purgeProtection: keyVaultPurgeProtection
   }
 }
 
@@ -264,6 +284,7 @@ module openAi 'modules/openai.bicep' = {
     batchModelVersion: batchModelVersion
     batchSkuName: batchSkuName
     batchCapacity: batchCapacity
+    versionUpgradeOption: modelVersionUpgradeOption
   }
 }
 
@@ -289,6 +310,7 @@ module openAiSpillover 'modules/openai-spillover.bicep' = if (spilloverOpenAi) {
     embeddingModelVersion: embeddingModelVersion
     embeddingSkuName: embeddingSkuName
     embeddingCapacity: spilloverEmbeddingCapacity
+    versionUpgradeOption: modelVersionUpgradeOption
   }
 }
 
@@ -303,6 +325,7 @@ module alerts 'modules/alerts.bicep' = {
     alertEmailAddress: alertEmailAddress
     budgetAmount: budgetAmount
     budgetAlertEmail: budgetAlertEmail
+    budgetStartDate: budgetStartDate
   }
 }
 
@@ -369,6 +392,8 @@ var appSettings = {
   EMBEDDING_DEPLOYMENT: openAi.outputs.embeddingDeploymentName
   CLASSIFY_DEPLOYMENT: openAi.outputs.chatDeploymentName
   BATCH_DEPLOYMENT: openAi.outputs.batchDeploymentName
+  // The batch deployment's enqueued-token quota, derived from its capacity (thousands).
+  BATCH_ENQUEUED_TOKENS: string(batchCapacity * 1000)
   COSMOS_ENDPOINT: cosmos.outputs.endpoint
   COSMOS_DATABASE: cosmos.outputs.databaseName
   EMBEDDING_QUEUE: embeddingQueueName
@@ -402,6 +427,7 @@ module functionApp 'modules/function-app.bicep' = {
     entraClientId: entraClientId
     inboundAccess: inboundAccess
     allowedInboundCidrs: allowedInboundCidrs
+    deployerIpRange: deployerIpRange
     privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
     sitesZoneId: privateDns.outputs.sitesZoneId
   }
@@ -420,6 +446,7 @@ output CHAT_DEPLOYMENT string = openAi.outputs.chatDeploymentName
 output EMBEDDING_DEPLOYMENT string = openAi.outputs.embeddingDeploymentName
 output CLASSIFY_DEPLOYMENT string = openAi.outputs.chatDeploymentName
 output BATCH_DEPLOYMENT string = openAi.outputs.batchDeploymentName
+output BATCH_ENQUEUED_TOKENS string = string(batchCapacity * 1000)
 output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
 output COSMOS_DATABASE string = cosmos.outputs.databaseName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name

@@ -17,8 +17,8 @@ param alertEmailAddress string = ''
 param budgetAmount int = 100
 @description('E-mail address for budget notifications. Empty: no budget.')
 param budgetAlertEmail string = ''
-@description('First day of the budget; a budget starts on the first of a month, not in the past.')
-param budgetStartDate string = '${utcNow('yyyy')}-${utcNow('MM')}-01T00:00:00Z'
+@description('First day of the budget (yyyy-MM-dd, the first of a month), set once (BUDGET_START_DATE): Azure refuses to change it on an existing budget.')
+param budgetStartDate string
 
 param throttledRequestsThreshold int = 10
 param serverErrorsThreshold int = 5
@@ -158,7 +158,7 @@ resource budget 'Microsoft.Consumption/budgets@2023-11-01' = if (!empty(budgetAl
     amount: budgetAmount
     timeGrain: 'Monthly'
     timePeriod: {
-      startDate: budgetStartDate
+      startDate: '${budgetStartDate}T00:00:00Z'
     }
     notifications: {
       actualOver80Percent: {

@@ -26,6 +26,8 @@ param entraClientId string = ''
 @description('public: open to the internet (keys, tokens); restricted: allowedInboundCidrs only; private: a private endpoint, public access off.')
 param inboundAccess string = 'public'
 param allowedInboundCidrs array = []
+@description('restricted or private: a CIDR that may still reach the deployment (SCM) site, for azd deploy from outside the VNet. Empty: the SCM site follows the main site.')
+param deployerIpRange string = ''
 param privateEndpointSubnetId string
 param sitesZoneId string
 param instanceMemoryMB int = 2048
@@ -63,20 +65,34 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     virtualNetworkSubnetId: appSubnetId
     // Key Vault references (USER_HASH_SECRET) resolve with the app identity.
     keyVaultReferenceIdentity: identityId
-    publicNetworkAccess: (inboundAccess == 'private') ? 'Disabled' : 'Enabled'
+    // private without a deployer range: no public path at all (deploy from inside the VNet).
+    // private with one: the public endpoint stays on but the main site denies everything, and
+    // only the SCM site admits deployerIpRange (docs/deploy.md, "Deploying with private inbound").
+    publicNetworkAccess: ((inboundAccess == 'private') && empty(deployerIpRange)) ? 'Disabled' : 'Enabled'
     siteConfig: {
+      // No ftpsState: Flex Consumption refuses it in some regions (ARM error 51021), as the
+      // official FC1 samples show; FTP is off through basicPublishingCredentialsPolicies below.
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
-      ipSecurityRestrictionsDefaultAction: (inboundAccess == 'restricted') ? 'Deny' : 'Allow'
-      ipSecurityRestrictions: [for (cidr, i) in allowedInboundCidrs: {
+      ipSecurityRestrictionsDefaultAction: (inboundAccess == 'public') ? 'Allow' : 'Deny'
+      ipSecurityRestrictions: [for (cidr, i) in ((inboundAccess == 'restricted') ? allowedInboundCidrs : []): {
         name: 'allowed-${i}'
         ipAddress: cidr
         action: 'Allow'
         priority: 100 + i
       }]
-      // The SCM (deployment) site follows the same rules.
-      scmIpSecurityRestrictionsUseMain: true
+      // The SCM (deployment) site follows the main site's rules unless a deployer range is
+      // given: then it admits only that range.
+      scmIpSecurityRestrictionsUseMain: empty(deployerIpRange)
+      scmIpSecurityRestrictionsDefaultAction: (inboundAccess == 'public') ? 'Allow' : 'Deny'
+      scmIpSecurityRestrictions: empty(deployerIpRange) ? [] : [
+        {
+          name: 'deployer'
+          ipAddress: deployerIpRange
+          action: 'Allow'
+          priority: 100
+        }
+      ]
     }
     functionAppConfig: {
       deployment: {

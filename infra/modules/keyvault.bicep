@@ -13,8 +13,12 @@ param vaultZoneId string
 param appPrincipalId string
 
 @secure()
-@description('HMAC key for USER_HASH_SECRET (at least 32 characters). Empty: the secret is left as it is (set it once: docs/security.md).')
-param userHashSecret string = ''
+@minLength(32)
+@description('HMAC key for USER_HASH_SECRET (at least 32 characters), generated once by the preprovision hook and kept in the azd environment: every provision writes the same value.')
+param userHashSecret string
+
+@description('Purge protection: on in production (a deleted vault stays recoverable, and its name taken, for 90 days); once on, Azure never turns it off.')
+param purgeProtection bool = true
 
 var secretName = 'user-hash-secret'
 var roles = {
@@ -35,7 +39,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     accessPolicies: []
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
-    enablePurgeProtection: true
+    // Azure accepts only true or no value: off means the property is left out.
+    enablePurgeProtection: purgeProtection ? true : null
     publicNetworkAccess: 'Disabled'
     networkAcls: {
       defaultAction: 'Deny'
@@ -46,9 +51,9 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-// Written only when a value is given, so a later `azd provision` without it keeps the secret
-// (and every stored user hash) as it is.
-resource userHash 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(userHashSecret)) {
+// Always written, and always with the same value (the azd environment keeps it), so the Key
+// Vault reference in the app settings always resolves and stored user hashes stay valid.
+resource userHash 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   parent: vault
   name: secretName
   properties: {
@@ -94,7 +99,7 @@ resource dnsZoneGroup 'Microsoft.Network/privateEndpoints/privateDnsZoneGroups@2
   }
 }
 
-resource appSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userHashSecret)) {
+resource appSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(userHash.id, appPrincipalId, roles.keyVaultSecretsUser)
   scope: userHash
   properties: {

@@ -33,6 +33,9 @@ param embeddingSkuName string = 'GlobalStandard'
 @description('Embedding deployment capacity, in thousands of tokens per minute.')
 param embeddingCapacity int
 
+@description('NoAutoUpgrade, OnceNewDefaultVersionAvailable or OnceCurrentVersionExpired, for every deployment.')
+param versionUpgradeOption string = 'NoAutoUpgrade'
+
 var roles = {
   cognitiveServicesOpenAiUser: '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
 }
@@ -68,12 +71,13 @@ resource chatDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-1
     capacity: chatCapacity
   }
   properties: {
-    model: {
+    model: union({
       format: 'OpenAI'
       name: chatModelName
+    }, empty(chatModelVersion) ? {} : {
       version: chatModelVersion
-    }
-    versionUpgradeOption: 'NoAutoUpgrade'
+    })
+    versionUpgradeOption: versionUpgradeOption
   }
 }
 
@@ -86,12 +90,13 @@ resource embeddingDeployment 'Microsoft.CognitiveServices/accounts/deployments@2
     capacity: embeddingCapacity
   }
   properties: {
-    model: {
+    model: union({
       format: 'OpenAI'
       name: embeddingModelName
+    }, empty(embeddingModelVersion) ? {} : {
       version: embeddingModelVersion
-    }
-    versionUpgradeOption: 'NoAutoUpgrade'
+    })
+    versionUpgradeOption: versionUpgradeOption
   }
   dependsOn: [
     chatDeployment

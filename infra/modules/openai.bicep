@@ -52,6 +52,8 @@ param batchModelVersion string
 param batchSkuName string = 'GlobalBatch'
 @description('Global batch deployment capacity: enqueued tokens, in thousands.')
 param batchCapacity int
+@description('NoAutoUpgrade, OnceNewDefaultVersionAvailable or OnceCurrentVersionExpired, for every deployment.')
+param versionUpgradeOption string = 'NoAutoUpgrade'
 
 var roles = {
   cognitiveServicesOpenAiUser: '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd'
@@ -104,13 +106,15 @@ resource chatDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-1
     capacity: chatCapacity
   }
   properties: {
-    model: {
+    model: union({
       format: 'OpenAI'
       name: chatModelName
+    }, empty(chatModelVersion) ? {} : {
       version: chatModelVersion
-    }
-    // Pinned: a new default version must not change answers under users (docs/security.md).
-    versionUpgradeOption: 'NoAutoUpgrade'
+    })
+    // NoAutoUpgrade by default: a new default version must not change answers under users
+    // (docs/security.md); an empty version takes the default version once, at creation.
+    versionUpgradeOption: versionUpgradeOption
   }
 }
 
@@ -122,12 +126,13 @@ resource embeddingDeployment 'Microsoft.CognitiveServices/accounts/deployments@2
     capacity: embeddingCapacity
   }
   properties: {
-    model: {
+    model: union({
       format: 'OpenAI'
       name: embeddingModelName
+    }, empty(embeddingModelVersion) ? {} : {
       version: embeddingModelVersion
-    }
-    versionUpgradeOption: 'NoAutoUpgrade'
+    })
+    versionUpgradeOption: versionUpgradeOption
   }
   dependsOn: [
     chatDeployment
@@ -142,12 +147,13 @@ resource batchDeployment 'Microsoft.CognitiveServices/accounts/deployments@2024-
     capacity: batchCapacity
   }
   properties: {
-    model: {
+    model: union({
       format: 'OpenAI'
       name: batchModelName
+    }, empty(batchModelVersion) ? {} : {
       version: batchModelVersion
-    }
-    versionUpgradeOption: 'NoAutoUpgrade'
+    })
+    versionUpgradeOption: versionUpgradeOption
   }
   dependsOn: [
     embeddingDeployment
@@ -263,6 +269,10 @@ resource batchFilesRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   }
 }
 
+// A new role definition replicates with a delay; assigned right after its write, the
+// assignment fails now and then (RoleDefinitionDoesNotExist). It waits for the private endpoint,
+// which waits for the three model deployments: minutes, not seconds. If it still fails, re-run
+// `azd provision` (docs/deploy.md).
 resource appBatchFiles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(account.id, appPrincipalId, batchFilesRole.id)
   scope: account
@@ -271,6 +281,9 @@ resource appBatchFiles 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }
+  dependsOn: [
+    privateEndpoint
+  ]
 }
 
 output id string = account.id

@@ -60,9 +60,10 @@ class ModelPrice(BaseModel):
 
 
 # List prices (USD per 1M tokens, global standard) used for cost *estimates* only.
-# gpt-5.1 and text-embedding-3-small are what infra/ deploys by default; the others stay for
+# gpt-5.4 and text-embedding-3-small are what infra/ deploys by default; the others stay for
 # deployments that still run them.
 DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-5.4": ModelPrice(input=2.50, output=15.00),
     "gpt-5.1": ModelPrice(input=1.25, output=10.00),
     "gpt-4o": ModelPrice(input=2.50, output=10.00),
     "gpt-4o-mini": ModelPrice(input=0.15, output=0.60),

@@ -22,22 +22,26 @@ OPENAI_FILE = "modules/openai.bicep"
 SPILLOVER_FILE = "modules/openai-spillover.bicep"
 COSMOS_FILE = "modules/cosmos.bicep"
 
-# (model, version) -> retirement date, from the Foundry retirement schedule
-# (MicrosoftDocs/azure-ai-docs articles/foundry/openai/includes/
-# concepts-model-retirement-schedule-content.md, 2026-07-07). A default that is not listed, or
-# whose date has passed, fails: new deployments of it are refused (ServiceModelDeprecating).
-MODEL_RETIREMENT = {
-    ("gpt-5.1", "2025-11-13"): dt.date(2027, 5, 15),
-    ("gpt-5.4", "2026-03-05"): dt.date(2027, 3, 5),
-    ("gpt-5.4-mini", "2026-03-17"): dt.date(2027, 3, 18),
-    ("gpt-5.5", "2026-04-24"): dt.date(2027, 4, 23),
-    ("gpt-5-mini", "2025-08-07"): dt.date(2027, 2, 6),
-    ("gpt-4o", "2024-08-06"): dt.date(2026, 10, 1),
-    ("gpt-4o", "2024-11-20"): dt.date(2026, 10, 1),
-    ("gpt-4.1", "2025-04-14"): dt.date(2026, 10, 14),
-    ("text-embedding-3-small", "1"): dt.date(2027, 4, 15),
-    ("text-embedding-3-large", "1"): dt.date(2027, 4, 15),
+# (model, version) -> (closed to new customers, retired). A GA version takes new customers
+# for 12 months after its release ("Deprecation date (no new customers)" in Microsoft's
+# retirement table, MicrosoftDocs/azure-ai-docs model-retirements, 2025-12-16), and retires
+# per the Foundry retirement schedule (concepts-model-retirement-schedule-content.md,
+# 2026-07-07). A fresh subscription is a new customer: a default whose first date is less
+# than NEW_CUSTOMER_MARGIN away fails here before it fails `azd up` (the preprovision hook
+# checks the live answer of the region at provision time).
+MODEL_DATES: dict[tuple[str, str], tuple[dt.date | None, dt.date]] = {
+    ("gpt-5.1", "2025-11-13"): (dt.date(2026, 11, 13), dt.date(2027, 5, 15)),
+    ("gpt-5.4", "2026-03-05"): (dt.date(2027, 3, 5), dt.date(2027, 3, 5)),
+    ("gpt-5.4-mini", "2026-03-17"): (dt.date(2027, 3, 17), dt.date(2027, 3, 18)),
+    ("gpt-5.5", "2026-04-24"): (dt.date(2027, 4, 23), dt.date(2027, 4, 23)),
+    ("gpt-5-mini", "2025-08-07"): (dt.date(2026, 8, 7), dt.date(2027, 2, 6)),
+    ("gpt-4o", "2024-08-06"): (dt.date(2025, 8, 6), dt.date(2026, 10, 1)),
+    ("gpt-4o", "2024-11-20"): (dt.date(2025, 11, 20), dt.date(2026, 10, 1)),
+    ("gpt-4.1", "2025-04-14"): (dt.date(2026, 4, 14), dt.date(2026, 10, 14)),
+    ("text-embedding-3-small", "1"): (None, dt.date(2027, 4, 15)),
+    ("text-embedding-3-large", "1"): (None, dt.date(2027, 4, 15)),
 }
+NEW_CUSTOMER_MARGIN = dt.timedelta(days=30)
 
 # Each deployment: (prefix of its main.bicep parameters, azd variable prefix).
 DEPLOYMENTS = {"chat": "CHAT", "embedding": "EMBEDDING", "batch": "BATCH"}
@@ -89,11 +93,18 @@ def check_models(root: Path, today: dt.date | None = None) -> Problems:
     for prefix, var in DEPLOYMENTS.items():
         model = _main_default(infra, f"{prefix}ModelName")
         version = _main_default(infra, f"{prefix}ModelVersion")
-        retires = MODEL_RETIREMENT.get((str(model), str(version)))
+        dates = MODEL_DATES.get((str(model), str(version)))
         _expect(
             problems,
-            retires is not None,
-            f"{prefix}: {model} {version} is not in MODEL_RETIREMENT (add it with its date)",
+            dates is not None,
+            f"{prefix}: {model} {version} is not in MODEL_DATES (add it with its dates)",
+        )
+        closes, retires = dates or (None, None)
+        _expect(
+            problems,
+            closes is None or closes > today + NEW_CUSTOMER_MARGIN,
+            f"{prefix}: {model} {version} closes to new customers {closes}: a new "
+            "subscription's azd up is refused",
         )
         _expect(
             problems,
@@ -124,31 +135,40 @@ def check_models(root: Path, today: dt.date | None = None) -> Problems:
                 _passes(infra, OPENAI_FILE, param) == param,
                 f"main.bicep does not pass {param} to the openai module",
             )
-    by_param = {
-        render(d.body.get("properties", {}).get("model", {}).get("name")): d
-        for d in infra.resources("Microsoft.CognitiveServices/accounts/deployments")
-    }
+    by_param = {}
+    for d in infra.resources("Microsoft.CognitiveServices/accounts/deployments"):
+        if d.file == OPENAI_FILE:
+            match = re.search(r"name: (\w+)ModelName", render(d.properties.get("model")))
+            by_param[match.group(1) if match else ""] = d
     for prefix in DEPLOYMENTS:
-        deployment = by_param.get(f"{prefix}ModelName")
+        deployment = by_param.get(prefix)
         if deployment is None:
             problems.append(f"no deployment takes its model from {prefix}ModelName")
             continue
-        model = deployment.properties.get("model", {})
+        # Issue 20: the version is optional; empty lets the service pick the default version.
+        expected = (
+            f"union({{format: OpenAI, name: {prefix}ModelName}}, empty({prefix}ModelVersion) "
+            f"? {{}} : {{version: {prefix}ModelVersion}})"
+        )
         _expect(
             problems,
-            render(model.get("version")) == f"{prefix}ModelVersion"
+            render(deployment.properties.get("model")) == expected
             and render(deployment.body.get("sku", {}).get("name")) == f"{prefix}SkuName",
-            f"{deployment}: version and SKU must be the {prefix}ModelVersion / {prefix}SkuName "
-            "parameters",
+            f"{deployment}: model must be {expected} and the SKU {prefix}SkuName",
         )
-    # The local stack runs the same models, and usage prices them.
+    # Usage prices the defaults. The local stack keeps its own chat model (a local run is no
+    # Azure customer); it must run the same embedding model, whose vectors the results index.
     local = {(d.model, d.model_version) for d in default_deployments()}
     for prefix in DEPLOYMENTS:
         pair = (
             str(_main_default(infra, f"{prefix}ModelName")),
             str(_main_default(infra, f"{prefix}ModelVersion")),
         )
-        _expect(problems, pair in local, f"the simulator has no default deployment of {pair}")
+        _expect(
+            problems,
+            prefix != "embedding" or pair in local,
+            f"the simulator has no default deployment of {pair}",
+        )
         _expect(problems, pair[0] in DEFAULT_PRICES, f"DEFAULT_PRICES has no price for {pair[0]}")
     return problems
 

@@ -69,16 +69,40 @@ def check_inbound_access(root: Path) -> Problems:
     _expect(
         problems,
         render(site.properties.get("publicNetworkAccess"))
-        == "equals(inboundAccess, private) ? Disabled : Enabled",
-        "inboundAccess private must turn public network access off",
+        == "and(equals(inboundAccess, private), empty(deployerIpRange)) ? Disabled : Enabled",
+        "inboundAccess private must turn public network access off (unless a deployer range "
+        "keeps the SCM site reachable)",
     )
     _expect(
         problems,
         render(config.get("ipSecurityRestrictionsDefaultAction"))
-        == "equals(inboundAccess, restricted) ? Deny : Allow",
-        "inboundAccess restricted must deny all but allowedInboundCidrs",
+        == "equals(inboundAccess, public) ? Allow : Deny",
+        "inboundAccess restricted and private must deny all but allowedInboundCidrs",
     )
-    _expect(problems, config.get("scmIpSecurityRestrictionsUseMain") is True, "SCM must follow")
+    rules = render(config.get("ipSecurityRestrictions"))
+    _expect(
+        problems,
+        "'operand_2': 'restricted'" in rules and "'true_value': 'allowedInboundCidrs'" in rules,
+        "allowedInboundCidrs must open the main site only when inboundAccess is restricted",
+    )
+    # Issue 20: a deploy path with private inbound access. Without a deployer range the SCM
+    # site follows the main site (deploy from inside the network); with one, it admits only it.
+    _expect(
+        problems,
+        render(config.get("scmIpSecurityRestrictionsUseMain")) == "empty(deployerIpRange)"
+        and render(config.get("scmIpSecurityRestrictionsDefaultAction"))
+        == "equals(inboundAccess, public) ? Allow : Deny"
+        and render(config.get("scmIpSecurityRestrictions"))
+        == "empty(deployerIpRange) ? [] : [{name: deployer, ipAddress: deployerIpRange, "
+        "action: Allow, priority: 100}]",
+        "the SCM site must follow the main site, or admit only deployerIpRange",
+    )
+    _expect(
+        problems,
+        _passes(infra, APP, "deployerIpRange") == "deployerIpRange"
+        and infra.main.param_default("deployerIpRange") == "",
+        "deployerIpRange must be a main.bicep parameter (default empty) passed to the app",
+    )
     endpoints = [r for r in infra.resources("Microsoft.Network/privateEndpoints") if r.file == APP]
     _expect(
         problems,
@@ -112,7 +136,14 @@ def check_key_vault(root: Path) -> Problems:
         and props.get("networkAcls", {}).get("bypass") == "None",
         "Key Vault firewall must deny by default, without bypass",
     )
-    _expect(problems, props.get("enablePurgeProtection") is True, "Key Vault purge protection")
+    # Issue 20: purge protection is a parameter, on by default (Azure takes only true or null).
+    _expect(
+        problems,
+        render(props.get("enablePurgeProtection")) == "purgeProtection ? true : null"
+        and _passes(infra, vault.file, "purgeProtection") == "keyVaultPurgeProtection"
+        and infra.main.param_default("keyVaultPurgeProtection") is True,
+        "Key Vault purge protection must be the keyVaultPurgeProtection parameter, on by default",
+    )
     groups = [
         g
         for pe in infra.resources("Microsoft.Network/privateEndpoints")
@@ -200,13 +231,26 @@ def check_nsg_rules(root: Path) -> Problems:
 
 
 def check_models_pinned(root: Path) -> Problems:
+    """Pinned by default (NoAutoUpgrade), and the upgrade option one main.bicep parameter."""
     infra, problems = parse(root), []
     for deployment in infra.resources("Microsoft.CognitiveServices/accounts/deployments"):
         _expect(
             problems,
-            deployment.properties.get("versionUpgradeOption") == "NoAutoUpgrade",
-            f"{deployment}: the model version must be pinned (versionUpgradeOption NoAutoUpgrade)",
+            deployment.properties.get("versionUpgradeOption") == "versionUpgradeOption"
+            and infra.files[deployment.file].param_default("versionUpgradeOption")
+            == "NoAutoUpgrade",
+            f"{deployment}: versionUpgradeOption must be the module's parameter (NoAutoUpgrade)",
         )
+        _expect(
+            problems,
+            _passes(infra, deployment.file, "versionUpgradeOption") == "modelVersionUpgradeOption",
+            f"main.bicep must pass modelVersionUpgradeOption to {deployment.file}",
+        )
+    _expect(
+        problems,
+        infra.main.param_default("modelVersionUpgradeOption") == "NoAutoUpgrade",
+        "modelVersionUpgradeOption must default to NoAutoUpgrade (answers stay stable)",
+    )
     return problems
 
 

@@ -14,9 +14,10 @@ from shared.core.settings import required_setting_names
 from tests.infra.bicep import INFRA_DIR
 from tests.infra.checks import STRUCTURAL_CHECKS, check_required_settings
 from tests.infra.deploy_checks import DEPLOY_CHECKS, check_models
+from tests.infra.provision_checks import PROVISION_CHECKS
 from tests.infra.test_syntax import syntax_errors
 
-ALL_CHECKS = {**STRUCTURAL_CHECKS, **DEPLOY_CHECKS}
+ALL_CHECKS = {**STRUCTURAL_CHECKS, **DEPLOY_CHECKS, **PROVISION_CHECKS}
 
 ZONE_GROUP = re.compile(r"resource dnsZoneGroup .*?\n}\n", re.DOTALL)
 OPENAI_ENDPOINT_WAIT = re.compile(
@@ -148,14 +149,14 @@ MUTATIONS = {
     ),
     "old-chat-model-version": (
         "main.bicep",
-        "param chatModelName string = 'gpt-5.1'\nparam chatModelVersion string = '2025-11-13'",
-        "param chatModelName string = 'gpt-4o'\nparam chatModelVersion string = '2024-08-06'",
+        "param chatModelVersion string = '2026-03-05'",
+        "param chatModelVersion string = '2024-08-06'",
         "models",
     ),
     "unknown-batch-model-version": (
         "main.bicep",
-        "param batchModelVersion string = '2025-11-13'",
-        "param batchModelVersion string = '2024-08-06'",
+        "param batchModelVersion string = '2026-03-05'",
+        "param batchModelVersion string = '2024-01-01'",
         "models",
     ),
     "chat-sku-hard-coded": (
@@ -279,6 +280,74 @@ MUTATIONS = {
         "endpoint: ''",
         "spillover_openai",
     ),
+    # Issue 20: azd up succeeds for a new subscription and keeps succeeding.
+    "ftps-state-back": (
+        "modules/function-app.bicep",
+        "      minTlsVersion: '1.2'\n",
+        "      minTlsVersion: '1.2'\n      ftpsState: 'Disabled'\n",
+        "flex_site_config",
+    ),
+    "budget-start-follows-the-clock": (
+        "modules/alerts.bicep",
+        "param budgetStartDate string\n",
+        "param budgetStartDate string = '${utcNow('yyyy')}-${utcNow('MM')}-01'\n",
+        "budget_start",
+    ),
+    "secret-only-when-given": (
+        "modules/keyvault.bicep",
+        "resource userHash 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {",
+        "resource userHash 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if "
+        "(!empty(userHashSecret)) {",
+        "user_hash_secret",
+    ),
+    "secret-may-be-empty": (
+        "main.bicep",
+        "@minLength(32)\n@description('HMAC key",
+        "@description('HMAC key",
+        "user_hash_secret",
+    ),
+    "batch-role-does-not-wait": (
+        "modules/openai.bicep",
+        "    principalType: 'ServicePrincipal'\n  }\n  dependsOn: [\n    privateEndpoint\n  ]\n",
+        "    principalType: 'ServicePrincipal'\n  }\n",
+        "batch_role_ordering",
+    ),
+    "batch-capacity-too-small": (
+        "main.bicep",
+        "param batchCapacity int = 10000",
+        "param batchCapacity int = 50",
+        "batch_capacity",
+    ),
+    "enqueued-tokens-hard-coded": (
+        "main.bicep",
+        "  BATCH_ENQUEUED_TOKENS: string(batchCapacity * 1000)\n",
+        "  BATCH_ENQUEUED_TOKENS: '50000'\n",
+        "batch_capacity",
+    ),
+    "api-version-written-twice": (
+        "main.bicep",
+        "  AZURE_OPENAI_API_VERSION: openAiApiVersion\n",
+        "  AZURE_OPENAI_API_VERSION: '2024-10-21'\n",
+        "api_version",
+    ),
+    "api-version-too-old": (
+        "main.bicep",
+        "param openAiApiVersion string = '2025-04-01-preview'",
+        "param openAiApiVersion string = '2024-10-21'",
+        "api_version",
+    ),
+    "hook-without-windows": (
+        "../azure.yaml",
+        "    windows:\n      shell: pwsh\n",
+        "    windows:\n      shell: cmd\n",
+        "preprovision_hook",
+    ),
+    "model-version-mandatory": (
+        "modules/openai.bicep",
+        "empty(chatModelVersion) ? {} : {",
+        "{",
+        "models",
+    ),
     "budget-always-on": (
         "modules/alerts.bicep",
         "= if (!empty(budgetAlertEmail)) {",
@@ -297,6 +366,7 @@ MUTATIONS = {
 def mutate(tmp_path: Path, file: str, pattern: str | re.Pattern[str], replacement: str) -> Path:
     copy = tmp_path / "infra"
     shutil.copytree(INFRA_DIR, copy)
+    shutil.copy(INFRA_DIR.parent / "azure.yaml", tmp_path / "azure.yaml")
     target = copy / file
     text = target.read_text()
     if isinstance(pattern, re.Pattern):
@@ -307,7 +377,7 @@ def mutate(tmp_path: Path, file: str, pattern: str | re.Pattern[str], replacemen
     assert count >= 1, f"mutation pattern not found in {file}"
     target.write_text(mutated)
     # Still valid syntax: the checks must catch the meaning, not a parse error.
-    assert syntax_errors(mutated.encode()) == []
+    assert not file.endswith(".bicep") or syntax_errors(mutated.encode()) == []
     return copy
 
 
@@ -330,16 +400,27 @@ def test_a_copy_missing_a_required_setting_fails(tmp_path: Path) -> None:
 
 
 def test_a_model_past_its_retirement_date_fails() -> None:
-    # gpt-5.1 2025-11-13 retires 2027-05-15: the check is an alarm that goes off by itself.
+    # gpt-5.4 2026-03-05 retires 2027-03-05: the check is an alarm that goes off by itself.
     assert DEPLOY_CHECKS["models"](INFRA_DIR) == []
     problems = check_models(INFRA_DIR, today=dt.date(2027, 6, 1))
-    assert any("gpt-5.1 2025-11-13 retires 2027-05-15" in p for p in problems)
+    assert any("gpt-5.4 2026-03-05 retires 2027-03-05" in p for p in problems)
+
+
+def test_a_model_closing_to_new_customers_fails_a_month_ahead() -> None:
+    # Issue 20: gpt-5.1 closed to new customers on 2026-11-13 while its retirement was months
+    # away; the check compares that date (less a 30-day margin), not only the retirement.
+    problems = check_models(INFRA_DIR, today=dt.date(2027, 2, 10))
+    assert any("gpt-5.4 2026-03-05 closes to new customers 2027-03-05" in p for p in problems)
+    assert check_models(INFRA_DIR, today=dt.date(2026, 12, 6)) == []
 
 
 @pytest.mark.parametrize(
     ("parameter", "value", "expected"),
     [
         ("chatModelVersion", "${CHAT_MODEL_VERSION=2024-08-06}", "CHAT_MODEL_VERSION defaults to"),
+        ("userHashSecret", "${USER_HASH_SECRET=}", "USER_HASH_SECRET"),
+        ("budgetStartDate", "${BUDGET_START_DATE=2026-12-01}", "BUDGET_START_DATE"),
+        ("openAiApiVersion", "2024-10-21", "AZURE_OPENAI_API_VERSION"),
         ("embeddingSkuName", "Standard", "must map embeddingSkuName"),
         ("principalType", "User", "AZURE_PRINCIPAL_TYPE"),
         ("budgetAlertEmail", "${BUDGET_ALERT_EMAIL=ops@example.com}", "default to empty"),
@@ -350,9 +431,11 @@ def test_a_broken_parameters_file_fails(
 ) -> None:
     copy = tmp_path / "infra"
     shutil.copytree(INFRA_DIR, copy)
+    shutil.copy(INFRA_DIR.parent / "azure.yaml", tmp_path / "azure.yaml")
     path = copy / "main.parameters.json"
     data = json.loads(path.read_text())
     data["parameters"][parameter]["value"] = value
     path.write_text(json.dumps(data))
-    problems = [p for check in DEPLOY_CHECKS.values() for p in check(copy)]
+    checks = {**DEPLOY_CHECKS, **PROVISION_CHECKS}
+    problems = [p for check in checks.values() for p in check(copy)]
     assert any(expected in p for p in problems), problems

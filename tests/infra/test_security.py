@@ -58,13 +58,14 @@ MUTATIONS: dict[str, tuple[str, str | re.Pattern[str], str, str]] = {
     ),
     "restriction-option-gone": (
         "modules/function-app.bicep",
-        "ipSecurityRestrictionsDefaultAction: (inboundAccess == 'restricted') ? 'Deny' : 'Allow'",
+        "ipSecurityRestrictionsDefaultAction: (inboundAccess == 'public') ? 'Allow' : 'Deny'",
         "ipSecurityRestrictionsDefaultAction: 'Allow'",
         "inbound_access",
     ),
     "private-option-keeps-public-access": (
         "modules/function-app.bicep",
-        "publicNetworkAccess: (inboundAccess == 'private') ? 'Disabled' : 'Enabled'",
+        "publicNetworkAccess: ((inboundAccess == 'private') && empty(deployerIpRange)) ? "
+        "'Disabled' : 'Enabled'",
         "publicNetworkAccess: 'Enabled'",
         "inbound_access",
     ),
@@ -112,10 +113,47 @@ MUTATIONS: dict[str, tuple[str, str | re.Pattern[str], str, str]] = {
         "network",
     ),
     "model-upgrades-itself": (
-        "modules/openai.bicep",
-        "versionUpgradeOption: 'NoAutoUpgrade'",
-        "versionUpgradeOption: 'OnceNewDefaultVersionAvailable'",
+        "main.bicep",
+        "param modelVersionUpgradeOption string = 'NoAutoUpgrade'",
+        "param modelVersionUpgradeOption string = 'OnceNewDefaultVersionAvailable'",
         "models_pinned",
+    ),
+    "upgrade-option-ignored": (
+        "modules/openai.bicep",
+        "versionUpgradeOption: versionUpgradeOption",
+        "versionUpgradeOption: 'OnceCurrentVersionExpired'",
+        "models_pinned",
+    ),
+    # Issue 20: private inbound access keeps a deploy path, purge protection a parameter.
+    "scm-open-to-everyone": (
+        "modules/function-app.bicep",
+        "scmIpSecurityRestrictionsDefaultAction: (inboundAccess == 'public') ? 'Allow' : 'Deny'",
+        "scmIpSecurityRestrictionsDefaultAction: 'Allow'",
+        "inbound_access",
+    ),
+    "scm-ignores-the-deployer": (
+        "modules/function-app.bicep",
+        "scmIpSecurityRestrictionsUseMain: empty(deployerIpRange)",
+        "scmIpSecurityRestrictionsUseMain: true",
+        "inbound_access",
+    ),
+    "deployer-range-not-passed": (
+        "main.bicep",
+        "    deployerIpRange: deployerIpRange\n",
+        "",
+        "inbound_access",
+    ),
+    "purge-protection-off-by-default": (
+        "main.bicep",
+        "param keyVaultPurgeProtection bool = true",
+        "param keyVaultPurgeProtection bool = false",
+        "key_vault",
+    ),
+    "purge-protection-hard-coded": (
+        "modules/keyvault.bicep",
+        "enablePurgeProtection: purgeProtection ? true : null",
+        "enablePurgeProtection: true",
+        "key_vault",
     ),
     "log-analytics-takes-keys": (
         "modules/monitoring.bicep",

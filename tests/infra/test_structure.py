@@ -14,8 +14,9 @@ from shared.core.settings import required_setting_names
 from tests.infra.bicep import INFRA_DIR, parse, render
 from tests.infra.checks import STRUCTURAL_CHECKS, Problems, app_settings, check_required_settings
 from tests.infra.deploy_checks import DEPLOY_CHECKS
+from tests.infra.provision_checks import PROVISION_CHECKS
 
-ALL_CHECKS = {**STRUCTURAL_CHECKS, **DEPLOY_CHECKS}
+ALL_CHECKS = {**STRUCTURAL_CHECKS, **DEPLOY_CHECKS, **PROVISION_CHECKS}
 
 
 @pytest.mark.parametrize("check", ALL_CHECKS.values(), ids=list(ALL_CHECKS))
