@@ -188,7 +188,8 @@ def check_api_version(root: Path) -> Problems:
         problems,
         azd_variable(parameters_json(root).get("openAiApiVersion", ""))
         == ("AZURE_OPENAI_API_VERSION", default),
-        f"main.parameters.json must map openAiApiVersion to ${{AZURE_OPENAI_API_VERSION={default}}}",
+        "main.parameters.json must map openAiApiVersion to "
+        f"${{AZURE_OPENAI_API_VERSION={default}}}",
     )
     _expect(
         problems,
