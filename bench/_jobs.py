@@ -29,7 +29,7 @@ from devstack.hosted_app import fresh_queues, make_app_dir, run_app_host
 from devstack.provision import provision
 from shared.core.settings import load_settings
 
-API_VERSION = "2024-10-21"
+API_VERSION = "2025-04-01-preview"
 TERMINAL = {"succeeded", "partially_failed", "failed", "cancelled"}
 
 

@@ -37,7 +37,7 @@ from devstack.aoai_simulator import SimulatorConfig
 from shared.jobs.batch.files import LineOutcome, read_line
 from shared.jobs.models import JobSpec
 
-API_VERSION = "2024-10-21"
+API_VERSION = "2025-04-01-preview"
 KEY = "bench-key"
 JOB = "bench-job"
 CHECKPOINT = 1000

@@ -32,7 +32,7 @@ from bench._serve import app_host
 from bench._summary import latencies
 from devstack.aoai_simulator import LatencyConfig, SimulatorConfig
 
-API_VERSION = "2024-10-21"
+API_VERSION = "2025-04-01-preview"
 PROMPT = "echo: " + " ".join(f"token{i}" for i in range(20))
 TARGET_ADDED_P50_MS = 5.0
 CHAT_DEPLOYMENT = "gpt-4o"

@@ -38,7 +38,7 @@ from bench._serve import app_host
 from bench._summary import latencies
 from devstack.aoai_simulator import SimulatorConfig
 
-API_VERSION = "2024-10-21"
+API_VERSION = "2025-04-01-preview"
 CHAT, EMBEDDING = "gpt-4o", "text-embedding-3-small"
 CHAT_BODY = {"messages": [{"role": "user", "content": "echo: " + " ".join(["word"] * 20)}]}
 # base64, as the openai SDK asks for it unless told otherwise.

@@ -27,7 +27,7 @@ from bench._serve import serve, serve_simulator
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.emulators.processes import free_port
 
-API_VERSION = "2024-10-21"
+API_VERSION = "2025-04-01-preview"
 MODEL = "text-embedding-3-small"
 KEY = "bench-key"
 

@@ -2,7 +2,9 @@
 
 from devstack.aoai_simulator import SimulatorConfig, start_simulator
 with start_simulator(SimulatorConfig(), port=0) as sim:
-    client = AzureOpenAI(azure_endpoint=sim.url, api_key=sim.api_key, api_version="2024-10-21")
+    client = AzureOpenAI(
+        azure_endpoint=sim.url, api_key=sim.api_key, api_version="2025-04-01-preview"
+    )
 """
 
 from .app import create_app

@@ -78,6 +78,22 @@ class ChatPlan:
 MAX_CHOICES = 128  # Azure's (and OpenAI's) limit on `n`
 
 
+# Reasoning models answer only under api-version 2024-12-01-preview or later; an older one is
+# refused before anything is charged, with Azure's own message (its placeholder unfilled).
+REASONING_MODELS = ("o1", "o3", "o4", "gpt-5")
+REASONING_MIN_API_VERSION = "2024-12-01"
+
+
+def check_api_version(deployment: DeploymentConfig, api_version: str) -> None:
+    """Azure's 400 for a reasoning model called under a too-old api-version."""
+    if deployment.model.startswith(REASONING_MODELS) and api_version < REASONING_MIN_API_VERSION:
+        raise errors.error(
+            400,
+            "BadRequest",
+            "Model {modelName} is enabled only for api versions 2024-12-01-preview and later",
+        )
+
+
 def validate(body: Any) -> list[dict[str, Any]]:
     """The messages of a chat request, or an Azure-style 400."""
     if not isinstance(body, dict):

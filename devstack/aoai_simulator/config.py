@@ -135,10 +135,10 @@ class BatchConfig(_Model):
     )
 
 
-# The models infra/main.bicep deploys by default (gpt-5.1 2025-11-13, text-embedding-3-small 1).
+# The models infra/main.bicep deploys by default (gpt-5.4 2026-03-05, text-embedding-3-small 1).
 # The local deployment names stay `gpt-4o` / `gpt-4o-batch`: they are names, not models, and the
 # local settings, examples and tests address them; only the model behind them follows Azure.
-CHAT_MODEL, CHAT_MODEL_VERSION = "gpt-5.1", "2025-11-13"
+CHAT_MODEL, CHAT_MODEL_VERSION = "gpt-5.4", "2026-03-05"
 
 
 def default_deployments() -> list[DeploymentConfig]:

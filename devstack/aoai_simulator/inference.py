@@ -32,6 +32,7 @@ def _admit_quota(call: Call, deployment: DeploymentConfig, tokens: int) -> Decis
 
 async def chat_completions(call: Call) -> Response:
     deployment = call.lookup("chat")
+    chat.check_api_version(deployment, call.api_version)
     body = await read_json(call.request)
     chat.validate(body)  # a malformed request is a 400 before it is charged
     decision = _admit_quota(call, deployment, chat.rate_limit_estimate(body))

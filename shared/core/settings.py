@@ -29,7 +29,9 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from pydantic_settings import SettingsError as PydanticSettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
-DEFAULT_API_VERSION = "2024-10-21"
+# The data-plane api-version, the same as infra's openAiApiVersion (tests/infra checks it): the
+# reasoning models the defaults deploy answer only under 2024-12-01-preview or later.
+DEFAULT_API_VERSION = "2025-04-01-preview"
 
 
 class SettingsError(RuntimeError):

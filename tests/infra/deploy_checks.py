@@ -156,19 +156,14 @@ def check_models(root: Path, today: dt.date | None = None) -> Problems:
             and render(deployment.body.get("sku", {}).get("name")) == f"{prefix}SkuName",
             f"{deployment}: model must be {expected} and the SKU {prefix}SkuName",
         )
-    # Usage prices the defaults. The local stack keeps its own chat model (a local run is no
-    # Azure customer); it must run the same embedding model, whose vectors the results index.
+    # The local stack runs the same models, and usage prices them.
     local = {(d.model, d.model_version) for d in default_deployments()}
     for prefix in DEPLOYMENTS:
         pair = (
             str(_main_default(infra, f"{prefix}ModelName")),
             str(_main_default(infra, f"{prefix}ModelVersion")),
         )
-        _expect(
-            problems,
-            prefix != "embedding" or pair in local,
-            f"the simulator has no default deployment of {pair}",
-        )
+        _expect(problems, pair in local, f"the simulator has no default deployment of {pair}")
         _expect(problems, pair[0] in DEFAULT_PRICES, f"DEFAULT_PRICES has no price for {pair[0]}")
     return problems
 

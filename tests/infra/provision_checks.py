@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from shared.core.settings import DEFAULT_API_VERSION
 from tests.infra.bicep import parse, render
 from tests.infra.checks import MAIN_FILE, Problems, _expect, _passes, app_settings
 from tests.infra.deploy_checks import OPENAI_FILE, azd_variable, parameters_json
@@ -200,6 +201,13 @@ def check_api_version(root: Path) -> Problems:
         problems,
         str(default) >= "2025-04-01" or str(default) == "v1",
         f"api-version {default} predates the reasoning models the defaults deploy",
+    )
+    # Locally (and wherever the setting is unset) the app sends its own default: the same
+    # version, so the simulator's checks of it mean what Azure's would.
+    _expect(
+        problems,
+        default == DEFAULT_API_VERSION,
+        f"the app's DEFAULT_API_VERSION {DEFAULT_API_VERSION} is not openAiApiVersion {default}",
     )
     return problems
 

@@ -11,7 +11,7 @@ from openai import AsyncAzureOpenAI, AzureOpenAI
 
 from devstack.aoai_simulator import BatchConfig, RunningSimulator, SimulatorConfig, start_simulator
 
-API_VERSION = "2024-10-21"
+API_VERSION = "2025-04-01-preview"
 
 
 class Control:

@@ -79,6 +79,28 @@ def test_api_version_is_required(sim: RunningSimulator, control: Control) -> Non
     assert ok.headers["apim-request-id"]
 
 
+@pytest.mark.parametrize(
+    ("version", "status"),
+    [("2024-10-21", 400), ("2024-09-01-preview", 400), ("2024-12-01-preview", 200)],
+)
+def test_reasoning_models_need_2024_12_01_preview_or_later(
+    sim: RunningSimulator, control: Control, version: str, status: int
+) -> None:
+    """The built-in chat deployment runs gpt-5.4, a reasoning model: Azure refuses it under an
+    older api-version, before anything is charged."""
+    old = AzureOpenAI(azure_endpoint=sim.url, api_key=sim.api_key, api_version=version)
+    if status == 200:
+        assert old.chat.completions.create(model="gpt-4o", messages=HI).choices  # type: ignore[arg-type]
+        return
+    with pytest.raises(openai.BadRequestError) as caught:
+        old.chat.completions.create(model="gpt-4o", messages=HI)  # type: ignore[arg-type]
+    assert caught.value.code == "BadRequest"
+    assert "enabled only for api versions 2024-12-01-preview and later" in caught.value.message
+    assert control.stats()["total"]["status"] == {"400": 1}
+    # Embeddings are no reasoning model: any version still answers.
+    assert old.embeddings.create(model="text-embedding-3-small", input="hi").data
+
+
 def test_unknown_route_is_azure_404(sim: RunningSimulator) -> None:
     response = httpx.get(f"{sim.url}/openai/nothing-here")
     assert response.status_code == 404

@@ -19,7 +19,7 @@ def test_completion_has_azure_annotations_and_usage(client: AzureOpenAI) -> None
     choice = result.choices[0]
     assert result.object == "chat.completion"
     # The model behind the local `gpt-4o` deployment: what infra/ deploys (model-version).
-    assert result.model == "gpt-5.1-2025-11-13"
+    assert result.model == "gpt-5.4-2026-03-05"
     assert choice.finish_reason == "stop"
     assert choice.message.content
     extra = result.model_extra or {}

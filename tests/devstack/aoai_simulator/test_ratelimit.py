@@ -34,7 +34,7 @@ def test_429_body_and_headers(client: AzureOpenAI, control: Control) -> None:
     error = caught.value
     assert error.code == "429"
     assert (
-        "ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21"
+        "ChatCompletions_Create Operation under Azure OpenAI API version 2025-04-01-preview"
         in error.message
     )
     assert "exceeded call rate limit" in error.message

@@ -27,7 +27,7 @@ from tests.support.jobs_stack import JOB_SETTINGS, queue_names, submit, wait_job
 from tests.support.records import query_until
 from tests.support.simulator import control_plane
 
-API_VERSION = "2024-10-21"
+API_VERSION = "2025-04-01-preview"
 COOLDOWN = 1.0  # AOAI_BACKEND_COOLDOWN_SECONDS of the host below
 RETRY_AFTER_MS = 400  # what the simulators ask for on every 429 here
 

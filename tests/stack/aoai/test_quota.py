@@ -506,7 +506,7 @@ async def aclient(simulator: RunningSimulator) -> AsyncIterator[AsyncAzureOpenAI
     async with AsyncAzureOpenAI(
         azure_endpoint=simulator.url,
         api_key=simulator.api_key,
-        api_version="2024-10-21",
+        api_version="2025-04-01-preview",
         max_retries=0,  # as inside a queue invocation: a 429 comes back to the caller
     ) as client:
         yield client

@@ -72,8 +72,8 @@ async def test_complete_answers_and_records_usage(chat: ChatService, store: Stor
     answer = await chat.complete(ask("Hello there", tags={"team": "search"}), rid)
     assert answer.message.content
     assert answer.deployment == "gpt-4o"
-    # Azure reports the versioned model behind the deployment (the simulator's: gpt-5.1).
-    assert answer.model == "gpt-5.1-2025-11-13"
+    # Azure reports the versioned model behind the deployment (the simulator's: gpt-5.4).
+    assert answer.model == "gpt-5.4-2026-03-05"
     assert answer.finish_reason == "stop"
     assert answer.usage.prompt_tokens > 0
     assert answer.usage.total_tokens == answer.usage.prompt_tokens + answer.usage.completion_tokens

@@ -28,7 +28,7 @@ from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from tests.support.hosts import HOST_SETTINGS, host_fixture
 from tests.support.records import docs_by_client_request_id
 
-API_VERSION = "2024-10-21"
+API_VERSION = "2025-04-01-preview"
 
 # The frameworks' own retries are off (max_retries=0): each call below is one request to the
 # app, so one usage document.

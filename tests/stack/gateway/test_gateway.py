@@ -20,7 +20,7 @@ from tests.support.hosts import HOST_SETTINGS, host_fixture
 from tests.support.records import docs_by_client_request_id
 from tests.support.samples import new_id
 
-API_VERSION = "2024-10-21"
+API_VERSION = "2025-04-01-preview"
 TAGS = "team=search,feature=qa"
 
 Client = OpenAI | AzureOpenAI

@@ -278,7 +278,7 @@ async def test_usage_groups_by_tag_with_cost(http: httpx.AsyncClient) -> None:
     (group,) = found
     assert group["calls"] == 2
     assert group["estimated_cost_usd"] > 0
-    price = DEFAULT_PRICES["gpt-5.1"]  # the model behind the local chat deployment
+    price = DEFAULT_PRICES["gpt-5.4"]  # the model behind the local chat deployment
     expected = (
         group["prompt_tokens"] * price.input + group["completion_tokens"] * price.output
     ) / 1e6

@@ -449,7 +449,7 @@ async def test_a_retry_after_beyond_the_cap_fails_the_rest_as_quota_exhausted(
     other = AsyncAzureOpenAI(
         azure_endpoint=stack.simulator.url,
         api_key=stack.simulator.api_key,
-        api_version="2024-10-21",
+        api_version="2025-04-01-preview",
         max_retries=0,
     )
     async with other:

@@ -41,7 +41,7 @@ async def test_api_key_mode_sends_api_key_header_and_no_bearer(server: Recording
     assert req.headers["api-key"] == "local-key"
     assert "authorization" not in req.headers
     assert req.path == "/openai/deployments/gpt-4o/chat/completions"
-    assert req.query["api-version"] == ["2024-10-21"]
+    assert req.query["api-version"] == ["2025-04-01-preview"]
 
 
 async def test_entra_mode_sends_bearer_from_default_credential_for_the_configured_identity(
