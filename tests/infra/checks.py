@@ -75,6 +75,18 @@ USER_PRINCIPAL = "userPrincipalId"
 USER_DATA_FLAG = "grantUserDataAccess"
 
 Problems = list[str]
+Check = Callable[[Path], Problems]
+
+
+class Checks(dict[str, Check]):
+    """Checks by name (the function's name without `check_`), filled by `@CHECKS.add`."""
+
+    def add(self, check: Check) -> Check:
+        self[check.__name__.removeprefix("check_")] = check
+        return check
+
+
+STRUCTURAL_CHECKS = Checks()
 
 
 def _expect(problems: Problems, ok: bool, message: str) -> None:
@@ -88,6 +100,7 @@ def _passes(infra: Infra, module_file: str, param: str) -> str:
     return "" if value is None else render(value)
 
 
+@STRUCTURAL_CHECKS.add
 def check_network(root: Path) -> Problems:
     infra, problems = parse(root), []
     vnet = infra.one("Microsoft.Network/virtualNetworks")
@@ -157,6 +170,7 @@ def _zone_names(infra: Infra) -> tuple[str, list[str]]:
     return zones.file, [render(n) for n in names]
 
 
+@STRUCTURAL_CHECKS.add
 def check_private_dns(root: Path) -> Problems:
     infra, problems = parse(root), []
     dns_file, names = _zone_names(infra)
@@ -186,6 +200,7 @@ def check_private_dns(root: Path) -> Problems:
     return problems
 
 
+@STRUCTURAL_CHECKS.add
 def check_private_endpoints(root: Path) -> Problems:
     """Every private endpoint has a DNS zone group pointing at the zone for its group id."""
     infra, problems = parse(root), []
@@ -277,6 +292,7 @@ def _check_user_gate(problems: Problems, resource: Resource, principal: str) -> 
         )
 
 
+@STRUCTURAL_CHECKS.add
 def check_role_assignments(root: Path) -> Problems:
     infra, problems = parse(root), []
     by_name = {(r.file, r.name): r for r in infra.resources()}
@@ -383,6 +399,7 @@ def check_role_assignments(root: Path) -> Problems:
     return problems
 
 
+@STRUCTURAL_CHECKS.add
 def check_function_app(root: Path) -> Problems:
     infra, problems = parse(root), []
     plan, site = infra.one("Microsoft.Web/serverfarms"), infra.one("Microsoft.Web/sites")
@@ -450,6 +467,7 @@ def check_function_app(root: Path) -> Problems:
     return problems
 
 
+@STRUCTURAL_CHECKS.add
 def check_storage(root: Path) -> Problems:
     infra, problems = parse(root), []
     account = infra.one("Microsoft.Storage/storageAccounts")
@@ -538,6 +556,7 @@ def check_storage(root: Path) -> Problems:
     return problems
 
 
+@STRUCTURAL_CHECKS.add
 def check_cosmos(root: Path) -> Problems:
     infra, problems = parse(root), []
     account = infra.one("Microsoft.DocumentDB/databaseAccounts")
@@ -597,6 +616,7 @@ def check_cosmos(root: Path) -> Problems:
     return problems
 
 
+@STRUCTURAL_CHECKS.add
 def check_openai(root: Path) -> Problems:
     """Every Azure OpenAI account (the first and the spill-over): Entra ID only, private
     only. The first holds the chat, embedding and GlobalBatch deployments."""
@@ -652,6 +672,7 @@ def check_openai(root: Path) -> Problems:
     return problems
 
 
+@STRUCTURAL_CHECKS.add
 def check_spillover_openai(root: Path) -> Problems:
     """The optional second account (issue 13): off by default; when on, reachable only through
     its private endpoint (with its DNS zone group), the app identity holds Cognitive Services
@@ -738,6 +759,7 @@ def _subscription_role(ra: Resource) -> str:
     return match.group(1) if match else ""
 
 
+@STRUCTURAL_CHECKS.add
 def check_monitoring(root: Path) -> Problems:
     infra, problems = parse(root), []
     workspace = infra.one("Microsoft.OperationalInsights/workspaces")
@@ -894,6 +916,7 @@ SECRET_PATTERNS = [
 SECRET_NAME = re.compile(r"key|password|secret|token|sas", re.IGNORECASE)
 
 
+@STRUCTURAL_CHECKS.add
 def check_no_secrets(root: Path) -> Problems:
     """No app setting carries a secret; no Bicep reads a key at all."""
     infra, problems = parse(root), []
@@ -934,18 +957,3 @@ def check_no_secrets(root: Path) -> Problems:
             "is disabled",
         )
     return problems
-
-
-STRUCTURAL_CHECKS: dict[str, Callable[[Path], Problems]] = {
-    "network": check_network,
-    "private_dns": check_private_dns,
-    "private_endpoints": check_private_endpoints,
-    "role_assignments": check_role_assignments,
-    "function_app": check_function_app,
-    "storage": check_storage,
-    "cosmos": check_cosmos,
-    "openai": check_openai,
-    "spillover_openai": check_spillover_openai,
-    "monitoring": check_monitoring,
-    "no_secrets": check_no_secrets,
-}

@@ -9,14 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from devstack.aoai_simulator.config import default_deployments
 from shared.core.settings import DEFAULT_PRICES
 from tests.infra.bicep import Infra, Resource, parse, render
-from tests.infra.checks import MAIN_FILE, Problems, _expect, _passes
+from tests.infra.checks import MAIN_FILE, Checks, Problems, _expect, _passes
+
+DEPLOY_CHECKS = Checks()
 
 OPENAI_FILE = "modules/openai.bicep"
 SPILLOVER_FILE = "modules/openai-spillover.bicep"
@@ -84,6 +85,7 @@ def _main_default(infra: Infra, name: str) -> Any:
     return infra.resolve(MAIN_FILE, infra.main.param_default(name))
 
 
+@DEPLOY_CHECKS.add
 def check_models(root: Path, today: dt.date | None = None) -> Problems:
     """Model defaults are current, reach the deployments, and azd can change each of them."""
     infra, problems = parse(root), []
@@ -168,6 +170,7 @@ def check_models(root: Path, today: dt.date | None = None) -> Problems:
     return problems
 
 
+@DEPLOY_CHECKS.add
 def check_openai_ordering(root: Path) -> Problems:
     """The private endpoint and diagnostic settings wait for the last model deployment, on
     each account (the first and the spill-over)."""
@@ -202,6 +205,7 @@ def _ordering(infra: Infra, file: str) -> Problems:
     return problems
 
 
+@DEPLOY_CHECKS.add
 def check_cosmos_ordering(root: Path) -> Problems:
     """SQL role assignments wait for every container and for each other (412 otherwise)."""
     infra, problems = parse(root), []
@@ -228,6 +232,7 @@ def check_cosmos_ordering(root: Path) -> Problems:
     return problems
 
 
+@DEPLOY_CHECKS.add
 def check_principal_type(root: Path) -> Problems:
     """The deploying principal's type is a parameter (AZURE_PRINCIPAL_TYPE), never 'User'."""
     infra, problems = parse(root), []
@@ -270,6 +275,7 @@ def check_principal_type(root: Path) -> Problems:
     return problems
 
 
+@DEPLOY_CHECKS.add
 def check_batch_role(root: Path) -> Problems:
     """A custom role with only the files and batch data actions, for the app identity only."""
     infra, problems = parse(root), []
@@ -326,6 +332,7 @@ def check_batch_role(root: Path) -> Problems:
     return problems
 
 
+@DEPLOY_CHECKS.add
 def check_vector_search(root: Path) -> Problems:
     """`results` can answer VectorDistance over `embedding` on a serverless account."""
     infra, problems = parse(root), []
@@ -375,6 +382,7 @@ def check_vector_search(root: Path) -> Problems:
     return problems
 
 
+@DEPLOY_CHECKS.add
 def check_budget(root: Path) -> Problems:
     """A monthly resource-group budget, amount and e-mail from azd, off without an e-mail."""
     infra, problems = parse(root), []
@@ -421,6 +429,7 @@ def check_budget(root: Path) -> Problems:
     return problems
 
 
+@DEPLOY_CHECKS.add
 def check_workbook(root: Path) -> Problems:
     """The operator's workbook: tokens by deployment, throttling, filtering, job failures."""
     infra, problems = parse(root), []
@@ -469,15 +478,3 @@ def check_workbook(root: Path) -> Problems:
         "workbook: must read the Azure OpenAI account and the Log Analytics workspace",
     )
     return problems
-
-
-DEPLOY_CHECKS: dict[str, Callable[[Path], Problems]] = {
-    "models": check_models,
-    "openai_ordering": check_openai_ordering,
-    "cosmos_ordering": check_cosmos_ordering,
-    "principal_type": check_principal_type,
-    "batch_role": check_batch_role,
-    "vector_search": check_vector_search,
-    "budget": check_budget,
-    "workbook": check_workbook,
-}

@@ -6,15 +6,16 @@ Same shape as `deploy_checks.py`: each takes an infra directory and returns its 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from shared.core.settings import DEFAULT_API_VERSION
 from tests.infra.bicep import parse, render
-from tests.infra.checks import MAIN_FILE, Problems, _expect, _passes, app_settings
+from tests.infra.checks import MAIN_FILE, Checks, Problems, _expect, _passes, app_settings
 from tests.infra.deploy_checks import OPENAI_FILE, azd_variable, parameters_json
+
+PROVISION_CHECKS = Checks()
 
 APP = "modules/function-app.bicep"
 VAULT = "modules/keyvault.bicep"
@@ -26,6 +27,7 @@ def _decorators(root: Path, name: str) -> dict[str, object]:
     return {d["type"]: d.get("argument") for d in param.get("decorators", [])}
 
 
+@PROVISION_CHECKS.add
 def check_preprovision_hook(root: Path) -> Problems:
     """azure.yaml runs the preprovision hook in sh and pwsh, and both scripts exist."""
     problems: Problems = []
@@ -49,6 +51,7 @@ def check_preprovision_hook(root: Path) -> Problems:
     return problems
 
 
+@PROVISION_CHECKS.add
 def check_user_hash_secret(root: Path) -> Problems:
     """USER_HASH_SECRET always reaches Key Vault (and the app's role on it) from the azd
     environment, where the hook generated it once: no reference left unresolved."""
@@ -78,6 +81,7 @@ def check_user_hash_secret(root: Path) -> Problems:
     return problems
 
 
+@PROVISION_CHECKS.add
 def check_budget_start(root: Path) -> Problems:
     """The budget's start date is an azd variable set once, never utcNow()."""
     infra, problems = parse(root), []
@@ -103,6 +107,7 @@ def check_budget_start(root: Path) -> Problems:
     return problems
 
 
+@PROVISION_CHECKS.add
 def check_flex_site_config(root: Path) -> Problems:
     """No ftpsState on the Flex Consumption site (ARM error 51021); FTP and SCM basic auth
     are off through basicPublishingCredentialsPolicies."""
@@ -121,6 +126,7 @@ def check_flex_site_config(root: Path) -> Problems:
     return problems
 
 
+@PROVISION_CHECKS.add
 def check_batch_role_ordering(root: Path) -> Problems:
     """The Batch role's assignment waits for the private endpoint (after the three model
     deployments), giving the new role definition minutes to replicate."""
@@ -151,6 +157,7 @@ def check_batch_role_ordering(root: Path) -> Problems:
     return problems
 
 
+@PROVISION_CHECKS.add
 def check_batch_capacity(root: Path) -> Problems:
     """A realistic enqueued-token quota, told to the app from the same parameter."""
     infra, problems = parse(root), []
@@ -175,6 +182,7 @@ def check_batch_capacity(root: Path) -> Problems:
     return problems
 
 
+@PROVISION_CHECKS.add
 def check_api_version(root: Path) -> Problems:
     """The api-version the app sends comes from one parameter (AZURE_OPENAI_API_VERSION)."""
     infra, problems = parse(root), []
@@ -210,14 +218,3 @@ def check_api_version(root: Path) -> Problems:
         f"the app's DEFAULT_API_VERSION {DEFAULT_API_VERSION} is not openAiApiVersion {default}",
     )
     return problems
-
-
-PROVISION_CHECKS: dict[str, Callable[[Path], Problems]] = {
-    "preprovision_hook": check_preprovision_hook,
-    "user_hash_secret": check_user_hash_secret,
-    "budget_start": check_budget_start,
-    "flex_site_config": check_flex_site_config,
-    "batch_role_ordering": check_batch_role_ordering,
-    "batch_capacity": check_batch_capacity,
-    "api_version": check_api_version,
-}

@@ -6,15 +6,17 @@ same check runs on the real infra/ and on a copy with the fix taken out (test_se
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.infra.bicep import parse, render, unquoted_keys
-from tests.infra.checks import Problems, _expect, _passes, app_settings
+from tests.infra.checks import Checks, Problems, _expect, _passes, app_settings
+
+SECURITY_CHECKS = Checks()
 
 APP = "modules/function-app.bicep"
 
 
+@SECURITY_CHECKS.add
 def check_entra_auth(root: Path) -> Problems:
     """App Service authentication with Entra ID, a documented switch; the app learns it."""
     infra, problems = parse(root), []
@@ -61,6 +63,7 @@ def check_entra_auth(root: Path) -> Problems:
     return problems
 
 
+@SECURITY_CHECKS.add
 def check_inbound_access(root: Path) -> Problems:
     """An option for access restrictions or an inbound private endpoint."""
     infra, problems = parse(root), []
@@ -119,6 +122,7 @@ def check_inbound_access(root: Path) -> Problems:
     return problems
 
 
+@SECURITY_CHECKS.add
 def check_key_vault(root: Path) -> Problems:
     """The HMAC secret lives in Key Vault: private endpoint, RBAC, no access policy, and a
     Key Vault reference resolved with the app identity."""
@@ -178,6 +182,7 @@ def check_key_vault(root: Path) -> Problems:
     return problems
 
 
+@SECURITY_CHECKS.add
 def check_blob_owner_scope(root: Path) -> Problems:
     """Storage Blob Data Owner for the app on its containers, never on the account."""
     infra, problems = parse(root), []
@@ -201,6 +206,7 @@ def check_blob_owner_scope(root: Path) -> Problems:
     return problems
 
 
+@SECURITY_CHECKS.add
 def check_nsg_rules(root: Path) -> Problems:
     """Explicit NSG rules: the private endpoints take HTTPS from the app subnet only."""
     infra, problems = parse(root), []
@@ -230,6 +236,7 @@ def check_nsg_rules(root: Path) -> Problems:
     return problems
 
 
+@SECURITY_CHECKS.add
 def check_models_pinned(root: Path) -> Problems:
     """Pinned by default (NoAutoUpgrade), and the upgrade option one main.bicep parameter."""
     infra, problems = parse(root), []
@@ -254,6 +261,7 @@ def check_models_pinned(root: Path) -> Problems:
     return problems
 
 
+@SECURITY_CHECKS.add
 def check_log_analytics(root: Path) -> Problems:
     """Ingestion and query stay public on purpose (infra/modules/monitoring.bicep says why);
     so both must need Entra ID, and the choice must be written down, not defaulted."""
@@ -276,6 +284,7 @@ def check_log_analytics(root: Path) -> Problems:
     return problems
 
 
+@SECURITY_CHECKS.add
 def check_caller_minutes_expire(root: Path) -> Problems:
     """The shared per-caller limit's minute buckets expire by themselves (defaultTtl): the app
     never deletes them, and a bucket past its minute limits nobody."""
@@ -296,6 +305,7 @@ def check_caller_minutes_expire(root: Path) -> Problems:
     return problems
 
 
+@SECURITY_CHECKS.add
 def check_payloads_expire(root: Path) -> Problems:
     """Job payload blobs (the items' text) are deleted by a lifecycle rule on the claim-check
     container, after a retention main.bicep sets, instead of being kept forever."""
@@ -339,16 +349,3 @@ def check_payloads_expire(root: Path) -> Problems:
         f"payloadRetentionDays must default to 1-90 days, not {default!r}",
     )
     return problems
-
-
-SECURITY_CHECKS: dict[str, Callable[[Path], Problems]] = {
-    "entra_auth": check_entra_auth,
-    "inbound_access": check_inbound_access,
-    "key_vault": check_key_vault,
-    "blob_owner_scope": check_blob_owner_scope,
-    "nsg_rules": check_nsg_rules,
-    "models_pinned": check_models_pinned,
-    "log_analytics": check_log_analytics,
-    "caller_minutes_expire": check_caller_minutes_expire,
-    "payloads_expire": check_payloads_expire,
-}

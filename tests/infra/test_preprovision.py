@@ -155,12 +155,16 @@ def test_a_new_environment_gets_its_secret_and_budget_start_once(tools: Path) ->
     assert "az cognitiveservices model list --location swedencentral --output json" in made
 
 
+def stored(budget_start: str) -> dict[str, str]:
+    """What an azd environment holds after its first provision."""
+    return {"USER_HASH_SECRET": "x" * 64, "BUDGET_START_DATE": budget_start}
+
+
 def test_a_reprovision_keeps_the_stored_values(tools: Path) -> None:
     proc = run_hook(
         tools,
         AZURE_LOCATION="swedencentral",
-        USER_HASH_SECRET="x" * 64,
-        BUDGET_START_DATE="2026-11-01",
+        **stored("2026-11-01"),
         FAKE_AZ_ANSWER=str(FIXTURES / "models-good.json"),
     )
     assert proc.returncode == 0, proc.stderr
@@ -171,8 +175,7 @@ def test_an_undeployable_choice_stops_the_provision(tools: Path) -> None:
     proc = run_hook(
         tools,
         AZURE_LOCATION="eastus2",
-        USER_HASH_SECRET="x" * 64,
-        BUDGET_START_DATE="2026-12-01",
+        **stored("2026-12-01"),
         FAKE_AZ_ANSWER=str(FIXTURES / "models-missing-sku.json"),
     )
     assert proc.returncode == 1
@@ -188,8 +191,7 @@ def test_the_spillover_region_is_checked_without_batch(tools: Path) -> None:
         AZURE_LOCATION="swedencentral",
         SPILLOVER_OPENAI="true",
         SPILLOVER_OPENAI_LOCATION="eastus2",
-        USER_HASH_SECRET="x" * 64,
-        BUDGET_START_DATE="2026-12-01",
+        **stored("2026-12-01"),
         FAKE_AZ_ANSWER=str(FIXTURES / "models-missing-sku.json"),
     )
     # swedencentral's batch choice fails; eastus2 (spill-over: chat and embeddings) passes.

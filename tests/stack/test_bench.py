@@ -33,6 +33,10 @@ SHAPE = {
 }
 
 
+# A few short windows of a small quota: enough to exercise a benchmark, not to measure.
+SMALL_QUOTA = ("--window", "3", "--windows", "3", "--tpm", "6000", "--rpm", "60")
+
+
 def run_bench(module: str, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", module, *args],
@@ -53,14 +57,7 @@ def run_bench(module: str, *args: str) -> dict[str, Any]:
 def test_embedding_utilization_measures_both_and_ours_loses_nothing() -> None:
     result = run_bench(
         "bench.embedding_utilization",
-        "--window",
-        "3",
-        "--windows",
-        "3",
-        "--tpm",
-        "6000",
-        "--rpm",
-        "60",
+        *SMALL_QUOTA,
         "--item-tokens",
         "50",
         "--jobs",
@@ -93,14 +90,7 @@ def test_classify_batching_reports_each_size_without_failures() -> None:
         "bench.classify_batching",
         "--sizes",
         "1,4",
-        "--window",
-        "3",
-        "--windows",
-        "3",
-        "--tpm",
-        "6000",
-        "--rpm",
-        "60",
+        *SMALL_QUOTA,
     )
     assert result["benchmark"] == "classify_batching"
     sizes = result["sizes"]

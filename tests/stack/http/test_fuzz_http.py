@@ -33,6 +33,7 @@ from devstack.hosted_app import FUNCTION_KEY, AppHost
 from shared.core.models import ErrorResponse
 from shared.gateway.models import ServiceErrorResponse
 from tests.support.hosts import host_fixture
+from tests.support.routes import ROUTES
 from tests.support.sse import parse_frames, split_stream
 
 EXAMPLES = int(os.environ.get("FUZZ_HTTP_EXAMPLES", "300"))
@@ -43,21 +44,7 @@ FUZZ_SETTINGS = {
     "JOB_MAX_ITEMS": "20",
     "CHAT_MAX_TOKENS_LIMIT": "64",
 }
-FUZZED_ROUTES = {
-    "/chat",
-    "/usage",
-    "/health",
-    "/health/details",
-    "/openapi.json",
-    "/jobs/embeddings",
-    "/jobs/classifications",
-    "/jobs/{job_id}",
-    "/jobs/{job_id}/cancel",
-    "/openai/deployments/{deployment}/chat/completions",
-    "/openai/deployments/{deployment}/embeddings",
-    "/v1/chat/completions",
-    "/v1/embeddings",
-}
+FUZZED_ROUTES = ROUTES
 GATEWAY_PREFIXES = ("/openai/", "/v1/")
 LEAKS = ("Traceback", 'File "', "pydantic_core", "ValidationError(")
 

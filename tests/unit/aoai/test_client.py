@@ -28,16 +28,22 @@ def settings(**values: str) -> Settings:
     return load_settings({**BASE, **values})
 
 
-async def test_api_key_mode_sends_api_key_header_and_no_bearer(server: RecordingServer) -> None:
-    conn = create_connection(
-        settings(AZURE_OPENAI_ENDPOINT=server.url, AZURE_OPENAI_API_KEY="local-key")
-    )
+async def one_chat(server: RecordingServer, s: Settings) -> tuple[AsyncOpenAI, Recorded]:
+    """The client the settings make, and the one request its chat call sent to `server`."""
+    conn = create_connection(s)
     try:
-        assert isinstance(conn.client, AsyncAzureOpenAI)
         await conn.client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     finally:
         await conn.aclose()
     (req,) = server.requests
+    return conn.client, req
+
+
+async def test_api_key_mode_sends_api_key_header_and_no_bearer(server: RecordingServer) -> None:
+    client, req = await one_chat(
+        server, settings(AZURE_OPENAI_ENDPOINT=server.url, AZURE_OPENAI_API_KEY="local-key")
+    )
+    assert isinstance(client, AsyncAzureOpenAI)
     assert req.headers["api-key"] == "local-key"
     assert "authorization" not in req.headers
     assert req.path == "/openai/deployments/gpt-4o/chat/completions"
@@ -82,16 +88,11 @@ async def test_entra_mode_sends_bearer_from_default_credential_for_the_configure
 
 
 async def test_openai_mode_when_no_azure_endpoint(server: RecordingServer) -> None:
-    conn = create_connection(
-        load_settings({**BASE, "OPENAI_API_KEY": "sk-local", "OPENAI_BASE_URL": server.url + "/v1"})
+    client, req = await one_chat(
+        server, settings(OPENAI_API_KEY="sk-local", OPENAI_BASE_URL=server.url + "/v1")
     )
-    try:
-        assert not isinstance(conn.client, AsyncAzureOpenAI)
-        assert isinstance(conn.client, AsyncOpenAI)
-        await conn.client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    finally:
-        await conn.aclose()
-    (req,) = server.requests
+    assert not isinstance(client, AsyncAzureOpenAI)
+    assert isinstance(client, AsyncOpenAI)
     assert req.headers["authorization"] == "Bearer sk-local"
     assert "api-key" not in req.headers
     assert req.path == "/v1/chat/completions"

@@ -1,0 +1,25 @@
+"""Every HTTP route of the app, as `function_app.py` declares them (relative to `/api`): what
+the OpenAPI document must describe and what the HTTP fuzzer must cover."""
+
+GATEWAY_ROUTES = frozenset(
+    {
+        "/openai/deployments/{deployment}/chat/completions",
+        "/openai/deployments/{deployment}/embeddings",
+        "/v1/chat/completions",
+        "/v1/embeddings",
+    }
+)
+ROUTES = frozenset(
+    {
+        "/chat",
+        "/usage",
+        "/health",
+        "/health/details",
+        "/openapi.json",
+        "/jobs/embeddings",
+        "/jobs/classifications",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/cancel",
+        *GATEWAY_ROUTES,
+    }
+)
