@@ -9,10 +9,7 @@ from shared.chat.models import ChatRequest
 
 LABELS = ["billing", "shipping", "technical"]
 # The simulator picks the label sharing a word with the text: these go billing, shipping,
-# technical, billing, shipping. Their lengths set the token counts and so the costs:
-# test_batch_host checks a batch job's cost (rounded to 6 decimals) is half the realtime one,
-# which holds for the first three as they are (with "a double billing charge on my invoice"
-# first, it is off by the rounding).
+# technical, billing, shipping.
 TICKET_TEXTS = [
     "my invoice shows a double billing charge",
     "the parcel shipping is late",
