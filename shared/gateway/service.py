@@ -233,32 +233,23 @@ class Gateway:
             refused = failure.__cause__
             if not isinstance(refused, openai.APIStatusError):
                 raise
-            site = call.site
-            log.info(
-                "gateway %s on %s via %s: upstream HTTP %s (request %s)",
-                site.operation,
-                site.deployment,
-                site.backend,
-                refused.status_code,
-                site.request_id,
-            )
-            response = refused.response
-            return Forwarded(
-                response.status_code,
-                passed_headers(response.headers),
-                body=response.content,
-                media_type=response.headers.get("content-type", "application/json"),
-            )
-        site = call.site
-        log.info(
-            "gateway %s on %s via %s: HTTP %s (request %s)",
-            site.operation,
-            site.deployment,
-            site.backend,
-            answer.status_code,
-            site.request_id,
-        )
+            _log_answer(call, "upstream HTTP", refused.status_code)
+            return _whole(refused.response)
+        _log_answer(call, "HTTP", answer.status_code)
         return answer
+
+
+def _log_answer(call: MeteredCall, what: str, status: int) -> None:
+    site = call.site
+    log.info(
+        "gateway %s on %s via %s: %s %s (request %s)",
+        site.operation,
+        site.deployment,
+        site.backend,
+        what,
+        status,
+        site.request_id,
+    )
 
 
 def error_events(failure: AppError) -> list[bytes]:

@@ -153,9 +153,9 @@ class JobWorker:
                 )
                 return
             if outcome.stop != "done" and outcome.remaining:
-                await self._continue(job, outcome.remaining, outcome, message.queue)
-                if outcome.remaining and not await self._gave_up(job, spec, outcome):
+                if await self._continue(job, outcome.remaining, outcome, message.queue):
                     return
+                await self._give_up(job, spec, outcome)
         await self.jobs.finish(job.job_id, doc.total)
 
     async def _slice(self, job: Job, spec: JobSpec, items: list[Item]) -> SliceOutcome:
@@ -188,10 +188,12 @@ class JobWorker:
 
     async def _continue(
         self, job: Job, remaining: list[Item], outcome: SliceOutcome, queue: str
-    ) -> None:
+    ) -> bool:
+        """Send `remaining` back to the queue as planned; False when waiting more is not
+        allowed (then the caller fails them)."""
         plan = continuation_plan(self.settings, job.attempt, outcome)
         if plan is None:
-            return  # _gave_up settles these items
+            return False
         delay, attempt = plan
         reason = outcome.failure.code if outcome.failure else outcome.stop
         rest = job.model_copy(update={"items": remaining, "attempt": attempt, "reason": reason})
@@ -204,11 +206,10 @@ class JobWorker:
             reason,
             attempt,
         )
+        return True
 
-    async def _gave_up(self, job: Job, spec: JobSpec, outcome: SliceOutcome) -> bool:
-        """Fail the remaining items when waiting more is not allowed; True if it did."""
-        if continuation_plan(self.settings, job.attempt, outcome) is not None:
-            return False
+    async def _give_up(self, job: Job, spec: JobSpec, outcome: SliceOutcome) -> None:
+        """Fail the remaining items: waiting more is not allowed."""
         assert job.job_id is not None
         if outcome.stop == "rate_limited":
             error = ErrorDetail(
@@ -227,7 +228,6 @@ class JobWorker:
             failed_result(job.job_id, item.id, job.kind, error, spec.deployment)
             for item in outcome.remaining
         )
-        return True
 
     async def record_invalid(
         self,

@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,7 +26,8 @@ from shared.gateway.service import Gateway
 from shared.metering.callers import Caller, Origin
 from shared.runtime import Runtime, create_runtime
 from tests.support.books import BrokenFilterBooks, BrokenUsageBooks, meter_with
-from tests.support.records import query_until
+from tests.support.records import docs_by_request_id
+from tests.support.samples import new_id
 
 CHUNK = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "gpt-4o"}
 HELLO = {**CHUNK, "choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": None}]}
@@ -146,14 +146,9 @@ def data_of(events: Iterable[bytes]) -> list[Any]:
     return out
 
 
-def new_id() -> str:
-    return f"gw-svc-{uuid.uuid4().hex[:12]}"
-
-
 async def usage_of(store: Store, rid: str) -> dict[str, Any]:
     """The one usage document of the call the gateway was handed `rid` for (its own id)."""
-    query = "SELECT * FROM c WHERE c.request_id = @rid"
-    (usage,) = await query_until(store, USAGE, query, {"@rid": rid})
+    (usage,) = await docs_by_request_id(store, USAGE, rid)
     return usage
 
 
@@ -165,10 +160,10 @@ async def test_stream_broken_after_its_first_events_ends_with_an_error_event(
     service had reported, and its booking settled to it: with CHAT_CALLER_TPM=300 a second
     call booking 200 fits only if the first one's 200 went back down to 5."""
     async with gateway_over(app_environ, [HELLO, USAGE_CHUNK], cut=True, **LIMITED) as (runtime, _):
-        rid = new_id()
+        rid = new_id("gw-svc")
         body = streamed("hi", max_tokens=200)
         events = data_of([e async for e in await open_stream(runtime.gateway, body, rid)])
-        second = await open_stream(runtime.gateway, body, new_id())
+        second = await open_stream(runtime.gateway, body, new_id("gw-svc"))
         await second.aclose()
     assert events == [
         HELLO,
@@ -189,11 +184,11 @@ async def test_stream_broken_before_any_usage_keeps_the_booking(
     """No usage reported: the booking stays at its estimate (as on /api/chat), so the second
     call of the minute is refused."""
     async with gateway_over(app_environ, [HELLO], cut=True, **LIMITED) as (runtime, _):
-        rid = new_id()
+        rid = new_id("gw-svc")
         body = streamed("hi", max_tokens=200)
         events = data_of([e async for e in await open_stream(runtime.gateway, body, rid)])
         with pytest.raises(RateLimited):
-            await open_stream(runtime.gateway, body, new_id())
+            await open_stream(runtime.gateway, body, new_id("gw-svc"))
     assert events[-1]["error"]["code"] == "upstream_error"
     assert (await usage_of(store, rid))["status"] == "error"
 
@@ -202,7 +197,7 @@ async def test_caller_hanging_up_closes_the_upstream_and_records_the_call(
     app_environ: dict[str, str], store: Store
 ) -> None:
     async with gateway_over(app_environ, [HELLO], cut=False) as (runtime, fake):
-        rid = new_id()
+        rid = new_id("gw-svc")
         stream = await open_stream(runtime.gateway, streamed("hi"), rid)
         assert data_of([await anext(stream)]) == [HELLO]
         await stream.aclose()  # what the server does when the client disconnects
@@ -216,7 +211,7 @@ async def test_stream_error_not_from_the_sdk_ends_with_an_error_event_and_logs_t
 ) -> None:
     runtime = create_runtime(app_settings)
     broken = Gateway(app_settings, meter_with(runtime, BrokenFilterBooks))
-    rid = new_id()
+    rid = new_id("gw-svc")
     with caplog.at_level(logging.ERROR):
         stream = await open_stream(
             broken, streamed("echo: calm words first then forbidden-selfharm"), rid
@@ -244,11 +239,11 @@ async def test_stream_whose_usage_record_fails_still_settles_its_booking(
     ):
         gateway = Gateway(runtime.settings, meter_with(runtime, BrokenUsageBooks))
         body = streamed("hi", max_tokens=200, stream_options={"include_usage": True})
-        rid = new_id()
+        rid = new_id("gw-svc")
         with caplog.at_level(logging.ERROR):
             stream = await open_stream(gateway, body, rid)
             assert data_of([await anext(stream), await anext(stream)]) == [HELLO, USAGE_CHUNK]
             await stream.aclose()
-        second = await open_stream(gateway, body, new_id())
+        second = await open_stream(gateway, body, new_id("gw-svc"))
         await second.aclose()
     assert any(rid in r.getMessage() and "recording" in r.getMessage() for r in caplog.records)
