@@ -2,9 +2,13 @@
 a call.
 
 Each call goes to the highest-priority backend (lowest number) that serves its deployment and
-is not cooling; backends of one priority take turns (least recently picked first). A backend
-that answers 429 cools for its retry-after (`retry-after-ms`, then `retry-after`); one that
-answers 5xx (or 408), times out or cannot be reached cools for `AOAI_BACKEND_COOLDOWN_SECONDS`.
+is not cooling for it; backends of one priority take turns (least recently picked first). A
+backend that answers 429 cools for its retry-after (`retry-after-ms`, then `retry-after`); one
+that answers 5xx (or 408), times out or cannot be reached cools for
+`AOAI_BACKEND_COOLDOWN_SECONDS`. A cooldown holds for the (backend, deployment) pair that was
+refused, never for the whole account: Azure rate-limits each deployment on its own, so an
+embedding deployment held near its quota by jobs must not push chat to the spill-over. (An
+account that is down is found out once per deployment: one failed attempt each.)
 The call then goes to the next backend at once: every attempt but the last uses a client
 without the SDK's own retries, so nothing sleeps on a 429 while another backend could answer.
 The last candidate keeps the SDK's retries, which makes one backend (today's settings) behave
@@ -84,7 +88,6 @@ class Target:
 
 @dataclass
 class _State:
-    cooling_until: float = float("-inf")
     picked: int = 0  # order of the last pick: same priority, least recently picked first
 
 
@@ -105,6 +108,8 @@ class Backends:
         self.cooldown = cooldown
         self._clock = clock
         self._state = {b.name: _State() for b in self.all}
+        # (backend, deployment) -> monotonic time its cooldown ends; absent: not cooling.
+        self._cooling: dict[tuple[str, str], float] = {}
         self._picks = 0
         self.batch = self.get(batch_backend) if batch_backend else self.all[0]
 
@@ -118,15 +123,20 @@ class Backends:
                 return backend
         raise KeyError(name)
 
-    def cooling_for(self, name: str) -> float:
-        """Seconds until the backend takes calls again (0.0: it does now)."""
-        return max(0.0, self._state[name].cooling_until - self._clock())
+    def cooling_for(self, name: str, deployment: str) -> float:
+        """Seconds until the backend takes calls for `deployment` again (0.0: it does now)."""
+        return max(0.0, self._cooling_until(name, deployment) - self._clock())
+
+    def _cooling_until(self, name: str, deployment: str) -> float:
+        return self._cooling.get((name, deployment), float("-inf"))
 
     def ready(self, deployment: str) -> list[Backend]:
-        """The backends serving `deployment` that are not cooling, in the order to try them:
-        by priority, then least recently picked (empty when all are cooling)."""
+        """The backends serving `deployment` that are not cooling for it, in the order to try
+        them: by priority, then least recently picked (empty when all are cooling)."""
         now = self._clock()
-        ready = [b for b in self._serving(deployment) if self._state[b.name].cooling_until <= now]
+        ready = [
+            b for b in self._serving(deployment) if self._cooling_until(b.name, deployment) <= now
+        ]
         return sorted(ready, key=lambda b: (b.priority, self._state[b.name].picked))
 
     def candidates(self, deployment: str) -> list[Backend]:
@@ -135,7 +145,8 @@ class Backends:
         ready = self.ready(deployment)
         if ready:
             return ready
-        return [min(self._serving(deployment), key=lambda b: self._state[b.name].cooling_until)]
+        serving = self._serving(deployment)
+        return [min(serving, key=lambda b: self._cooling_until(b.name, deployment))]
 
     def target(self, name: str | None, deployment: str) -> Target:
         """An attempt on the named backend (default: the first candidate) without the SDK's
@@ -173,16 +184,21 @@ class Backends:
             return self.cooldown
         return None
 
-    def cool(self, name: str, error: BaseException) -> bool:
-        """Pass the backend over for as long as `error` asks; False if it asks for nothing."""
+    def cool(self, name: str, deployment: str, error: BaseException) -> bool:
+        """Pass the backend over for `deployment` as long as `error` asks (its other
+        deployments keep their own state); False if it asks for nothing."""
         seconds = self.cooldown_for(error)
         if seconds is None:
             return False
         seconds = max(seconds, MIN_COOLDOWN)
-        state = self._state[name]
-        state.cooling_until = max(state.cooling_until, self._clock() + seconds)
+        key = (name, deployment)
+        self._cooling[key] = max(self._cooling_until(name, deployment), self._clock() + seconds)
         log.warning(
-            "Azure OpenAI backend %s cools for %.3f s (%s)", name, seconds, _describe(error)
+            "Azure OpenAI backend %s cools for %.3f s for deployment %s (%s)",
+            name,
+            seconds,
+            deployment,
+            _describe(error),
         )
         return True
 
@@ -215,7 +231,7 @@ class Route:
             try:
                 return await call(Target(backend.name, name, client))
             except openai.OpenAIError as error:
-                if not self._backends.cool(backend.name, error):
+                if not self._backends.cool(backend.name, self.deployment, error):
                     raise
                 refused.append((backend.name, error))
                 if last:

@@ -2,7 +2,7 @@
 
 A job sends to one backend at a time (`Failover.current`), through that backend's limiter for
 the deployment (shared/aoai/quota.py: each account has its own quota). When a request is
-refused in a way that is the backend's doing, `next()` cools that backend
+refused in a way that is the backend's doing, `next()` cools that backend for the deployment
 (shared/aoai/backends.py) and moves to the next ready one. The policy around it (what waits,
 what goes back to the queue): docs/jobs.md#rate-limits-and-retries.
 """
@@ -39,7 +39,7 @@ class Failover:
         the backend's (Cosmos DB down, say) or no backend is ready."""
         if not (isinstance(failure, RateLimited) or failure.retryable):
             return None
-        if not self._backends.cool(failed.backend, failure):
+        if not self._backends.cool(failed.backend, self.deployment, failure):
             return None
         ready = self._backends.ready(self.deployment)
         if not ready:

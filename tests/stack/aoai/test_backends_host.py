@@ -30,6 +30,7 @@ from tests.support.simulator import control_plane
 API_VERSION = "2025-04-01-preview"
 COOLDOWN = 1.0  # AOAI_BACKEND_COOLDOWN_SECONDS of the host below
 RETRY_AFTER_MS = 400  # what the simulators ask for on every 429 here
+EMBED_RETRY_MS = 5000  # a refusal long enough that chat comes while the embedding one cools
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +243,32 @@ async def test_an_embedding_job_spills_to_the_second_and_completes(
     emb = "text-embedding-3-small"
     assert (await first.get("/sim/stats")).json()["deployments"][emb]["throttled"] >= 1
     assert (await second.get("/sim/stats")).json()["deployments"][emb]["throttled"] == 0
+
+
+async def test_a_429_of_the_embedding_deployment_leaves_chat_on_the_first(
+    host: AppHost, store: Store, control: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    """Azure rate-limits per deployment: the first's embedding deployment refusing (as it
+    does when jobs keep it at its quota) cools that deployment there, not the account, so
+    chat right after still goes to the first. Before, the whole first backend cooled and
+    the chat call went to the spill-over."""
+    first, second = control
+    refused = {"faults": {"embeddings": {"error_429": 1.0, "retry_after_ms": EMBED_RETRY_MS}}}
+    (await first.patch("/sim/config", json=refused)).raise_for_status()
+    tag = uuid.uuid4().hex
+    async with sdk(host, tag) as client:
+        embedded = await client.embeddings.create(model="text-embedding-3-small", input="hi")
+        assert len(embedded.data) == 1  # the second answered it
+        assert await echo(client, "still on the first") == "still on the first"
+    served = {d["operation"]: d["backend"] for d in await by_tag(store, tag, 2)}
+    assert served == {"embedding": "second", "chat": "first"}
+    stats = (await first.get("/sim/stats")).json()
+    assert stats["routes"]["embeddings"]["throttled"] == 1
+    assert stats["deployments"]["gpt-4o"]["status"] == {"200": 1}
+    assert "gpt-4o" not in (await second.get("/sim/stats")).json()["deployments"]
+    # The first's embedding deployment cools for the retry-after: let it pass, so the next
+    # test finds both backends ready.
+    await asyncio.sleep(EMBED_RETRY_MS / 1000)
 
 
 async def test_health_checks_every_backend_and_stays_ready_while_one_answers(

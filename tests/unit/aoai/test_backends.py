@@ -76,7 +76,7 @@ async def test_a_429_cools_the_backend_for_its_retry_after_and_the_call_moves_on
     # The first attempt had another backend behind it: no SDK retries (no sleep on the 429).
     assert upstream.attempts[0].client.max_retries == 0
     assert upstream.attempts[1].client.max_retries == 2  # the last resort keeps them
-    assert backends.cooling_for("ptu") == pytest.approx(2.5)
+    assert backends.cooling_for("ptu", "gpt-4o") == pytest.approx(2.5)
     assert [b.name for b in backends.candidates("gpt-4o")] == ["paygo"]
     clock.now += 2.5  # the cooldown is over: the PTU takes traffic again
     again = Upstream()
@@ -98,7 +98,7 @@ async def test_5xx_timeouts_and_unreachable_cool_for_the_short_cooldown(
     clock = Clock()
     backends = router(client, clock, ("ptu", 1), ("paygo", 2))
     assert await backends.route("gpt-4o").send(Upstream(ptu=error)) == "ok from paygo"
-    assert backends.cooling_for("ptu") == pytest.approx(10.0)
+    assert backends.cooling_for("ptu", "gpt-4o") == pytest.approx(10.0)
 
 
 async def test_an_answer_that_is_not_an_outage_is_raised_without_failing_over(
@@ -109,7 +109,7 @@ async def test_an_answer_that_is_not_an_outage_is_raised_without_failing_over(
     with pytest.raises(openai.BadRequestError):
         await backends.route("gpt-4o").send(upstream)
     assert [t.backend for t in upstream.attempts] == ["ptu"]
-    assert backends.cooling_for("ptu") == 0.0
+    assert backends.cooling_for("ptu", "gpt-4o") == 0.0
 
 
 async def test_all_refusing_raises_the_429_with_the_shortest_retry_after(
@@ -157,18 +157,18 @@ async def test_a_429_asking_for_no_wait_still_cools_a_little(client: AsyncAzureO
     backends = router(client, clock, ("ptu", 1), ("paygo", 2))
     upstream = Upstream(ptu=status_error(429, {"retry-after-ms": "0"}))
     assert await backends.route("gpt-4o").send(upstream) == "ok from paygo"
-    assert backends.cooling_for("ptu") == pytest.approx(MIN_COOLDOWN)
+    assert backends.cooling_for("ptu", "gpt-4o") == pytest.approx(MIN_COOLDOWN)
 
 
 def test_translated_job_failures_cool_too(client: AsyncAzureOpenAI) -> None:
     clock = Clock()
     backends = router(client, clock, ("ptu", 1), ("paygo", 2))
-    assert backends.cool("ptu", RateLimited("429", retry_after=4.0))
-    assert backends.cooling_for("ptu") == pytest.approx(4.0)
-    assert backends.cool("paygo", UpstreamError("HTTP 500"))
-    assert backends.cooling_for("paygo") == pytest.approx(10.0)
+    assert backends.cool("ptu", "gpt-4o", RateLimited("429", retry_after=4.0))
+    assert backends.cooling_for("ptu", "gpt-4o") == pytest.approx(4.0)
+    assert backends.cool("paygo", "gpt-4o", UpstreamError("HTTP 500"))
+    assert backends.cooling_for("paygo", "gpt-4o") == pytest.approx(10.0)
     # Cosmos DB down is not the backend's fault.
-    assert not backends.cool("ptu", ServiceUnavailable("cosmos"))
+    assert not backends.cool("ptu", "gpt-4o", ServiceUnavailable("cosmos"))
     assert backends.ready("gpt-4o") == []
 
 
@@ -252,3 +252,16 @@ def test_the_configuration_docs_example_loads_and_routes_as_it_says(
     assert backends.target("ptu-swc", "gpt-5.1").deployment == "gpt-5.1-ptu"
     embeddings = [b.name for b in backends.candidates("text-embedding-3-small")]
     assert sorted(embeddings) == ["paygo-eus2", "paygo-swc"]
+
+
+async def test_a_429_cools_only_the_deployment_it_was_for(client: AsyncAzureOpenAI) -> None:
+    """Azure rate-limits each deployment on its own: jobs holding the embedding deployment
+    at its quota must not push chat on the same account to the spill-over."""
+    backends = router(client, Clock(), ("ptu", 1), ("paygo", 2))
+    embedding = Upstream(ptu=status_error(429, {"retry-after": "30"}))
+    assert await backends.route("text-embedding-3-small").send(embedding) == "ok from paygo"
+    assert backends.cooling_for("ptu", "text-embedding-3-small") == pytest.approx(30.0)
+    assert backends.cooling_for("ptu", "gpt-4o") == 0.0
+    chat = Upstream()
+    assert await backends.route("gpt-4o").send(chat) == "ok from ptu"
+    assert [b.name for b in backends.candidates("text-embedding-3-small")] == ["paygo"]

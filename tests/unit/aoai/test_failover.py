@@ -47,7 +47,7 @@ def test_a_429_or_5xx_cools_the_backend_and_moves_to_the_next(
     assert moved == failover.current
     assert moved.backend == "paygo"
     assert moved.limiter is limiters.get("gpt-4o", backend="paygo")
-    assert router.cooling_for("ptu") == pytest.approx(cooling)
+    assert router.cooling_for("ptu", "gpt-4o") == pytest.approx(cooling)
 
 
 @pytest.mark.parametrize(
@@ -63,17 +63,17 @@ def test_a_failure_that_is_not_the_backends_moves_nothing(
     first = failover.current
     assert failover.next(first, failure) is None
     assert failover.current == first
-    assert router.cooling_for("ptu") == 0.0
+    assert router.cooling_for("ptu", "gpt-4o") == 0.0
 
 
 def test_with_no_backend_ready_it_stays_where_it_is(client: AsyncOpenAI) -> None:
     clock = Clock()
     router = backends(client, clock)
-    router.cool("paygo", RateLimited("429", retry_after=60))
+    router.cool("paygo", "gpt-4o", RateLimited("429", retry_after=60))
     failover = Failover(router, Limiters({}), "gpt-4o")
     first = failover.current
     assert failover.next(first, RateLimited("429", retry_after=5)) is None
     assert failover.current == first
-    assert router.cooling_for("ptu") == pytest.approx(5.0)
+    assert router.cooling_for("ptu", "gpt-4o") == pytest.approx(5.0)
     clock.now += 5  # the PTU's cooldown is over, the pay-as-you-go one is not
     assert Failover(router, Limiters({}), "gpt-4o").current.backend == "ptu"

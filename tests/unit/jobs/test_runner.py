@@ -114,7 +114,7 @@ def two_backends(client: AsyncOpenAI, *, second_ready: bool) -> Backends:
         [Backend("a", 1, client, client), Backend("b", 2, client, client)], cooldown=10.0
     )
     if not second_ready:
-        backends.cool("b", RateLimited("429", retry_after=600))
+        backends.cool("b", "d", RateLimited("429", retry_after=600))
     return backends
 
 
@@ -196,7 +196,7 @@ async def test_a_permanent_failure_writes_those_items_failed_and_the_slice_goes_
     assert store.written == ["i0", "i1", "i2"]  # two failed on "a", the third served
     assert (outcome.requests, outcome.written, outcome.failed) == (3, 3, 2)
     assert outcome.usage.total_tokens == 2  # the served item's only
-    assert backends.cooling_for("a") == 0.0  # an answer, not an outage
+    assert backends.cooling_for("a", "d") == 0.0  # an answer, not an outage
 
 
 async def refused_then_served(
