@@ -4,8 +4,12 @@
 - `PATCH /sim/config`: a JSON merge patch, e.g. `{"deployments": {"gpt-4o": {"rpm": 1}},
   "rate_limit": {"retry_after_ms": 10}}`; answers the new config, or 400 with the errors.
 - `GET /sim/stats`: counters (see `Stats.snapshot`).
-- `POST /sim/reset`: clear stats, quota windows and the enqueued tokens of existing
-  batches; `{"config": true}` also restores the config the simulator started with.
+- `GET /sim/requests/{deployment}/last`: the JSON body of the deployment's last chat or
+  embeddings request as it arrived (404 when none came since the last reset), so a test can
+  see what a proxy in front of the service actually sent.
+- `POST /sim/reset`: clear stats, quota windows, the recorded last bodies and the enqueued
+  tokens of existing batches; `{"config": true}` also restores the config the simulator
+  started with.
 """
 
 from __future__ import annotations
@@ -56,10 +60,18 @@ async def get_stats(request: Request) -> Response:
     return JSONResponse(get_state(request).stats.snapshot())
 
 
+async def last_request(request: Request) -> Response:
+    body = get_state(request).last_bodies.get(request.path_params["deployment"])
+    if body is None:
+        return JSONResponse({"error": {"code": "404", "message": "no request recorded"}}, 404)
+    return JSONResponse(body)
+
+
 async def reset(request: Request) -> Response:
     state = get_state(request)
     body = await _json_body(request)
     state.stats.reset()
+    state.last_bodies.clear()
     state.limiter.reset()
     state.batches.release_quota()
     if isinstance(body, dict) and body.get("config"):

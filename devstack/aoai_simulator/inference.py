@@ -34,6 +34,7 @@ async def chat_completions(call: Call) -> Response:
     deployment = call.lookup("chat")
     chat.check_api_version(deployment, call.api_version)
     body = await read_json(call.request)
+    call.state.last_bodies[deployment.name] = body
     chat.validate(body)  # a malformed request is a 400 before it is charged
     decision = _admit_quota(call, deployment, chat.rate_limit_estimate(body))
     try:
@@ -72,6 +73,7 @@ async def _sse(chunks: list[dict[str, Any]], pace: float) -> AsyncIterator[bytes
 async def create_embeddings(call: Call) -> Response:
     deployment = call.lookup("embedding")
     body = await read_json(call.request)
+    call.state.last_bodies[deployment.name] = body
     # Validation first: a request over a per-request cap is a 400 whatever the quota says.
     request = embeddings.validate(body, deployment, call.config)
     decision = _admit_quota(call, deployment, embeddings.rate_limit_estimate(request))

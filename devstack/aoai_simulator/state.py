@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import Request
 
@@ -24,6 +25,8 @@ class SimState:
     stats: Stats = field(default_factory=Stats)
     rng: random.Random = field(default_factory=random.Random)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # deployment -> the JSON body of its last chat or embeddings request, as it arrived
+    last_bodies: dict[str, Any] = field(default_factory=dict)
 
 
 def get_state(request: Request) -> SimState:

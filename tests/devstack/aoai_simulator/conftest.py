@@ -30,6 +30,15 @@ class Control:
         result: dict[str, Any] = httpx.get(f"{self.url}/sim/stats").json()
         return result
 
+    def last(self, deployment: str) -> dict[str, Any] | None:
+        """The deployment's last request body as it arrived, or None."""
+        response = httpx.get(f"{self.url}/sim/requests/{deployment}/last")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
     def reset(self, config: bool = True) -> None:
         httpx.post(f"{self.url}/sim/reset", json={"config": config}).raise_for_status()
 

@@ -11,6 +11,8 @@ import pytest
 from openai import AsyncAzureOpenAI, AzureOpenAI
 from pydantic import BaseModel
 
+from .conftest import Control
+
 USER = [{"role": "user", "content": "Tell me about the local stack."}]
 
 
@@ -191,3 +193,21 @@ async def test_async_client_chat(aclient: AsyncAzureOpenAI) -> None:
     )
     assert parsed.choices[0].message.parsed is not None
     assert parsed.choices[0].message.parsed.label == "billing issue"
+
+
+def test_the_last_body_per_deployment_is_kept_until_reset(
+    client: AzureOpenAI, control: Control
+) -> None:
+    """What a proxy in front of the service sent, for tests of the app's gateway."""
+    client.chat.completions.create(
+        model="gpt-4o", messages=USER, safety_identifier="abc", extra_body={"x_field": 1}
+    )
+    client.embeddings.create(model="text-embedding-3-small", input="hello")
+    last = control.last("gpt-4o")
+    assert last is not None
+    assert (last["safety_identifier"], last["x_field"], last["messages"]) == ("abc", 1, USER)
+    embedded = control.last("text-embedding-3-small")
+    assert embedded is not None
+    assert embedded["input"] == "hello"
+    control.reset()
+    assert control.last("gpt-4o") is None
