@@ -321,6 +321,12 @@ class Settings(BaseSettings):
         description="Upper bound a caller may ask for as max_tokens (/api/chat and the gateway "
         "routes); sent as max_completion_tokens when the caller names none.",
     )
+    gateway_allowed_extensions: list[Literal["data_sources"]] = Field(
+        default_factory=list,
+        description="JSON list of Azure extensions the gateway routes forward, e.g. "
+        '["data_sources"] (On Your Data: the account then calls the endpoints the caller '
+        "names, with its own identity). Default none: a body naming one is a 400.",
+    )
     job_max_items: int = Field(default=10_000, ge=1, description="Items per job.")
     job_max_item_chars: int = Field(default=32_000, ge=1, description="Characters per job item.")
     job_max_labels: int = Field(default=50, ge=2, description="Labels per classification job.")

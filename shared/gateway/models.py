@@ -2,14 +2,18 @@
 LlamaIndex send to `/chat/completions` and `/embeddings`, and the `x-usage-tags` header.
 
 Unlike `/api/chat` these bodies are not ours: the service defines them and grows them. The
-models check only what the app itself relies on (the model, `stream`, `user`, that there is
-something to send) and keep every other field as given (`extra="allow"`), so tools,
-`response_format`, content parts, `n`, `seed`, `logprobs` and fields added next year all reach
-the service unchanged. The service stays the judge of the rest: its 400 passes through.
+models check only what the app itself relies on (the model, `stream`, the caller identifiers,
+that there is something to send) and keep every other field as given (`extra="allow"`), so
+tools, `response_format`, content parts, `n`, `seed`, `logprobs` and fields added next year all
+reach the service unchanged. The service stays the judge of the rest: its 400 passes through.
+Two exceptions (docs/security.md): an Azure extension that makes the account call out on the
+caller's word (`data_sources`) is refused unless GATEWAY_ALLOWED_EXTENSIONS names it, and the
+fields that identify the caller go upstream as their HMAC.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -19,6 +23,14 @@ from shared.core.models import Tags
 
 _TAGS: TypeAdapter[dict[str, str]] = TypeAdapter(Tags)
 
+# Fields that name the caller (an e-mail, a tenant): Azure gets their HMAC, a stable id for
+# abuse monitoring and prompt-cache routing that is never the caller's own.
+IDENTIFIER_FIELDS = ("user", "safety_identifier", "prompt_cache_key")
+# Azure extensions with which the account calls endpoints the body names, with the account's
+# own identity (On Your Data: a search index, a database): each name, with the spellings the
+# service has taken. Forwarded only when GATEWAY_ALLOWED_EXTENSIONS lists the name.
+EXTENSIONS: dict[str, tuple[str, ...]] = {"data_sources": ("data_sources", "dataSources")}
+
 
 class Passthrough(BaseModel):
     """A body the service defines: unknown fields are kept and forwarded."""
@@ -27,14 +39,31 @@ class Passthrough(BaseModel):
 
     model: str | None = Field(default=None, min_length=1, max_length=128)
     user: str | None = Field(default=None, max_length=256)
+    safety_identifier: str | None = Field(default=None, max_length=256)
+    prompt_cache_key: str | None = Field(default=None, max_length=256)
 
-    def upstream(self, deployment: str, user_hash: str | None) -> dict[str, Any]:
-        """The body to forward: as given, with the deployment as its model and `user` as its
-        hash (Azure abuse monitoring gets a stable id, never the caller's own)."""
+    def upstream(
+        self,
+        deployment: str,
+        hashed: Callable[[str | None], str | None],
+        allowed_extensions: Collection[str] = (),
+    ) -> dict[str, Any]:
+        """The body to forward: as given, with the deployment as its model and each caller
+        identifier as `hashed` makes it. Raises InvalidRequest (400, nothing sent) for an
+        extension `allowed_extensions` does not name."""
         body = self.model_dump(exclude_unset=True)
+        for extension, spellings in EXTENSIONS.items():
+            named = next((field for field in spellings if field in body), None)
+            if named is not None and extension not in allowed_extensions:
+                raise InvalidRequest(
+                    f"{named} is not forwarded by this gateway: it would have the Azure OpenAI "
+                    "account call the endpoints it names (GATEWAY_ALLOWED_EXTENSIONS)",
+                    details={"param": named},
+                )
         body["model"] = deployment
-        if user_hash is not None:
-            body["user"] = user_hash
+        for field in IDENTIFIER_FIELDS:
+            if body.get(field) is not None:
+                body[field] = hashed(body[field])
         return body
 
 

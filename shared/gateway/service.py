@@ -3,14 +3,16 @@
 
 What the app adds is bookkeeping, never a change to the answer: the call is metered as
 `/api/chat`'s is (shared/metering/call.py: one usage document per call, tags from
-`x-usage-tags`, the caller's `user` hashed; one content-filter event per filtered prompt or
+`x-usage-tags`, the caller's `user` hashed (and, in the body sent upstream, every caller
+identifier: shared/gateway/models.py); one content-filter event per filtered prompt or
 completion, also mid-stream; the per-caller limit, 429 in Azure's error shape), the request id
 goes into logs, and output tokens are held to CHAT_MAX_TOKENS_LIMIT (400). Errors keep the
 service's own status, headers that matter to a retrying SDK, and body, so the SDKs raise what
-they would against Azure OpenAI. Two changes to the request: a body naming no output-token
-limit is sent with `max_completion_tokens: CHAT_MAX_TOKENS_LIMIT`, and a stream always asks the
-service for its usage chunk (the usage document needs it) and drops it again when the caller did
-not ask for it.
+they would against Azure OpenAI. Changes to the request: a body naming no output-token limit
+is sent with `max_completion_tokens: CHAT_MAX_TOKENS_LIMIT`; a stream always asks the service
+for its usage chunk (the usage document needs it) and drops it again when the caller did not
+ask for it; the caller identifiers go as their HMAC, and `data_sources` is refused unless
+GATEWAY_ALLOWED_EXTENSIONS names it (shared/gateway/models.py).
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ class Gateway:
     ) -> Forwarded:
         deployment = self.deployment(name or body.model)
         stream = bool(body.stream)
-        payload = body.upstream(deployment, self.meter.user_hash(body.user))
+        payload = self._upstream(body, deployment)
         max_tokens = cap_completion_tokens(payload, self.settings.chat_max_tokens_limit)
         if stream:
             payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
@@ -205,16 +207,23 @@ class Gateway:
         inputs = body.input if isinstance(body.input, list) else [body.input]
         prompt = "\n".join(i for i in inputs if isinstance(i, str))
         estimate = embedding_estimate(body.input)
+        payload = self._upstream(body, deployment)
         call = await self.meter.start(
             "embedding", "gateway", deployment, origin, estimate=estimate, prompt=prompt
         )
-        payload = body.upstream(deployment, self.meter.user_hash(body.user))
         answer = await self._send(call, "/embeddings", payload, False)
         if isinstance(answer, Forwarded):
             return answer
         data = _json_object(answer.content)
         await call.finish(model=data.get("model"), usage=usage_from(data.get("usage")))
         return _whole(answer)
+
+    def _upstream(
+        self, body: ChatCompletionsBody | EmbeddingsBody, deployment: str
+    ) -> dict[str, Any]:
+        return body.upstream(
+            deployment, self.meter.user_hash, self.settings.gateway_allowed_extensions
+        )
 
     async def _send(
         self, call: MeteredCall, path: str, payload: dict[str, Any], stream: bool

@@ -292,6 +292,71 @@ async def test_full_request_bodies_reach_the_service(
     assert usage["user_hash"] == hash_user("bob", app_settings.user_hash_secret.get_secret_value())
 
 
+async def last_body(sim: httpx.AsyncClient, deployment: str) -> dict[str, Any] | None:
+    """What the simulator last received for `deployment` (None: nothing since its reset)."""
+    r = await sim.get(f"/sim/requests/{deployment}/last")
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    body: dict[str, Any] = r.json()
+    return body
+
+
+@pytest.mark.parametrize("field", ["data_sources", "dataSources"])
+async def test_data_sources_is_refused_before_anything_goes_upstream(
+    host: AppHost, sim_control: httpx.AsyncClient, field: str
+) -> None:
+    """On Your Data makes the account call the endpoints a caller names, with the account's
+    own identity: not something a team key should be able to ask for. Before, it was
+    forwarded as any unknown field is."""
+    (await sim_control.post("/sim/reset")).raise_for_status()
+    search = {"type": "azure_search", "parameters": {"endpoint": "https://elsewhere.example"}}
+    async with async_client(host, "azure", max_retries=0) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="gpt-4o",
+                messages=user_message("echo: grounded"),
+                extra_body={field: [search]},
+            )
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert error["code"] == "invalid_request"
+    assert field in error["message"]
+    assert error["details"] == {"param": field}
+    assert await last_body(sim_control, "gpt-4o") is None  # nothing reached the service
+
+
+async def test_caller_identifiers_reach_azure_only_as_hmacs(
+    host: AppHost, sim_control: httpx.AsyncClient, app_settings: Settings
+) -> None:
+    """`user`, `safety_identifier` and `prompt_cache_key` name the caller (often an e-mail):
+    Azure gets their HMAC, as docs/security.md says; before, the last two went as given."""
+    (await sim_control.post("/sim/reset")).raise_for_status()
+    secret = app_settings.user_hash_secret.get_secret_value()
+    who = "alice@example.com"
+    async with async_client(host, "openai", max_retries=0) as client:
+        await client.chat.completions.create(
+            model="gpt-4o",
+            messages=user_message("echo: hi"),
+            user=who,
+            safety_identifier=who,
+            prompt_cache_key=f"{who}:support",
+        )
+        await client.embeddings.create(
+            model="text-embedding-3-small",
+            input="hi",
+            user=who,
+            extra_body={"safety_identifier": who},
+        )
+    chat = await last_body(sim_control, "gpt-4o")
+    assert chat is not None
+    assert chat["user"] == chat["safety_identifier"] == hash_user(who, secret)
+    assert chat["prompt_cache_key"] == hash_user(f"{who}:support", secret)
+    embedded = await last_body(sim_control, "text-embedding-3-small")
+    assert embedded is not None
+    assert embedded["user"] == embedded["safety_identifier"] == hash_user(who, secret)
+
+
 async def test_bad_tags_header_is_400(host: AppHost) -> None:
     async with httpx.AsyncClient(base_url=host.url, headers=host.headers()) as http:
         r = await http.post(
