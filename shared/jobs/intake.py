@@ -13,13 +13,21 @@ import uuid
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from shared.aoai.client import resolve_deployment
 from shared.core.errors import UnknownModelError, validation_details
 from shared.core.queues import JobQueues, fits_in_message
 from shared.core.settings import Settings
-from shared.jobs.models import ClaimCheck, ClassificationJob, EmbeddingJob, Job, JobKind, JobSpec
+from shared.jobs.models import (
+    ClaimCheck,
+    ClassificationJob,
+    EmbeddingJob,
+    Job,
+    JobId,
+    JobKind,
+    JobSpec,
+)
 
 JOB_TYPES: dict[JobKind, type[EmbeddingJob] | type[ClassificationJob]] = {
     "embedding": EmbeddingJob,
@@ -149,13 +157,10 @@ def named_job_id(document: Any) -> str | None:
     """The job id a body names, if it is a usable id (for the failed-job record)."""
     if not isinstance(document, dict):
         return None
-    value = document.get("job_id")
-    if isinstance(value, str) and 0 < len(value) <= 128:
-        from shared.jobs.models import Item
+    try:
+        return _JOB_ID.validate_python(document.get("job_id"))
+    except ValidationError:
+        return None
 
-        try:
-            Item(id=value, text="x")
-        except ValidationError:
-            return None
-        return value
-    return None
+
+_JOB_ID: TypeAdapter[str] = TypeAdapter(JobId)

@@ -31,6 +31,14 @@ REQUEUEABLE: frozenset[str] = frozenset(
 
 # Cosmos DB ids may not hold / \ ? #; ours are `{job_id}:{item_id}`, so ':' is fine inside.
 Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
+# A job id is also a path segment: of `/api/jobs/{job_id}`, of Cosmos DB's document URL and of
+# its claim-check blobs' names. It may not end with a dot: `.` and `..` are dot segments those
+# URLs resolve away, and Blob Storage drops a segment's trailing dot (`report.` would share
+# `report`'s folder).
+JobId = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]*[A-Za-z0-9_:@-]$"),
+]
 Label = Annotated[str, Field(min_length=1, max_length=100)]
 
 
@@ -44,7 +52,9 @@ class Item(_Strict):
 
 
 class _JobBase(_Strict):
-    job_id: Ident | None = Field(default=None, description="Default: a new UUID.")
+    job_id: JobId | None = Field(
+        default=None, description="Default: a new UUID. Not ending with a dot."
+    )
     items: list[Item] = Field(min_length=1)
     model: str | None = Field(default=None, min_length=1, max_length=128, description="Alias.")
     mode: JobMode = "realtime"
@@ -108,7 +118,7 @@ class ClaimCheck(_Strict):
     """A job too large for one queue message: the whole job body is the blob `items_blob` in
     the claim-check container."""
 
-    job_id: Ident
+    job_id: JobId
     kind: JobKind
     items_blob: str = Field(min_length=1, max_length=1024)
     attempt: int = Field(default=0, ge=0, le=1000)

@@ -14,6 +14,7 @@ from shared.core.settings import Settings
 from shared.jobs.batch.service import BatchService
 from shared.jobs.intake import InvalidJob, enqueue, job_spec, parse_job
 from shared.jobs.models import JobDoc, JobKind, JobSource, JobView, SubmitAccepted
+from shared.jobs.page_tokens import page_key, seal, unseal
 from shared.jobs.store import OPEN, JobStore, is_terminal
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,15 @@ class JobRequests:
             if is_terminal(doc.status) and doc.counts.total
             else await self.jobs.tally(job_id, doc.total)
         )
+        key = page_key(self.settings.user_hash_secret.get_secret_value())
         try:
-            results, token = await self.jobs.results_page(job_id, page_size, continuation)
-        except ValueError:
-            raise InvalidRequest("the continuation token is not valid") from None
+            results, token = await self.jobs.results_page(
+                job_id, page_size, unseal(continuation, job_id, key)
+            )
+        except ValueError:  # not ours for this job, or refused by Cosmos DB
+            raise InvalidRequest(
+                "the continuation token is not valid for this job; start from the first page"
+            ) from None
         return JobView(
             job_id=doc.job_id,
             kind=doc.kind,
@@ -113,7 +119,7 @@ class JobRequests:
             created_at=doc.created_at,
             updated_at=doc.updated_at,
             results=results,
-            continuation=token,
+            continuation=seal(token, job_id, key),
         )
 
     async def cancel(self, job_id: str) -> JobView:

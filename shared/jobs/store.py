@@ -13,7 +13,7 @@ import logging
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from azure.cosmos.exceptions import CosmosAccessConditionFailedError
+from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosHttpResponseError
 
 from shared.core.clock import now
 from shared.core.models import ErrorDetail, Usage
@@ -159,14 +159,21 @@ class JobStore:
     async def results_page(
         self, job_id: str, page_size: int, continuation: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        rows, token = await self._store.query_page(
-            RESULTS,
-            "SELECT * FROM c WHERE c.job_id = @job_id",
-            {"@job_id": job_id},
-            partition_key=job_id,
-            page_size=page_size,
-            continuation=continuation,
-        )
+        """One page of the job's results and Cosmos DB's token of the next. Raises ValueError
+        when Cosmos DB refuses `continuation` (Azure: 400, "malformed")."""
+        try:
+            rows, token = await self._store.query_page(
+                RESULTS,
+                "SELECT * FROM c WHERE c.job_id = @job_id",
+                {"@job_id": job_id},
+                partition_key=job_id,
+                page_size=page_size,
+                continuation=continuation,
+            )
+        except CosmosHttpResponseError as error:
+            if continuation is None or error.status_code != 400:
+                raise
+            raise ValueError("Cosmos DB refused the continuation token") from None
         return [_public(row) for row in rows], token
 
 
