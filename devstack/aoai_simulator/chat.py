@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors
+from . import errors, reasoning
 from .config import DeploymentConfig, SimulatorConfig
 from .content_filter import FilterVerdict, evaluate, prompt_filter_results
 from .strict_schema import check_strict
@@ -39,6 +39,7 @@ class ChoicePlan:
     finish_reason: str
     results: dict[str, Any]
     tool_calls: list[dict[str, Any]] | None = None
+    reasoning_tokens: int = 0  # hidden: billed as completion tokens, never shown
 
 
 @dataclass
@@ -55,10 +56,14 @@ class ChatPlan:
     def completion_tokens(self) -> int:
         total = 0
         for choice in self.choices:
-            total += len(choice.pieces)
+            total += len(choice.pieces) + choice.reasoning_tokens
             for call in choice.tool_calls or []:
                 total += estimate_tokens(call["function"]["arguments"])
         return total
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return sum(choice.reasoning_tokens for choice in self.choices)
 
     def usage(self) -> dict[str, Any]:
         return {
@@ -66,7 +71,7 @@ class ChatPlan:
             "prompt_tokens": self.prompt_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
             "completion_tokens_details": {
-                "reasoning_tokens": 0,
+                "reasoning_tokens": self.reasoning_tokens,
                 "accepted_prediction_tokens": 0,
                 "rejected_prediction_tokens": 0,
                 "audio_tokens": 0,
@@ -233,6 +238,7 @@ def plan_chat(body: Any, deployment: DeploymentConfig, config: SimulatorConfig) 
     fmt = body.get("response_format")
     structured = isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object")
     limit = max_tokens(body)
+    hidden = reasoning.hidden_tokens(body, deployment)
     plan = ChatPlan(
         id="chatcmpl-" + uuid.uuid4().hex[:29],
         created=int(time.time()),
@@ -250,15 +256,19 @@ def plan_chat(body: Any, deployment: DeploymentConfig, config: SimulatorConfig) 
             continue
         pieces = _pieces(_text_for(body, messages, seed), structured)
         finish = "stop"
-        if limit is not None and len(pieces) > limit:
-            pieces, finish = pieces[:limit], "length"
+        # Hidden reasoning comes first and out of the same budget: what it leaves is the
+        # room for the answer (none at all: "length" with empty content).
+        spent = hidden if limit is None else min(hidden, limit)
+        room = None if limit is None else limit - spent
+        if room is not None and len(pieces) > room:
+            pieces, finish = pieces[:room], "length"
         verdict = evaluate(
             "".join(pieces), "completion", config.filter_rules, config.filter_threshold
         )
         if verdict.filtered:
             pieces, verdict = _cut_at_filter(pieces, config)
             finish = "content_filter"
-        plan.choices.append(ChoicePlan(index, pieces, finish, verdict.results))
+        plan.choices.append(ChoicePlan(index, pieces, finish, verdict.results, None, spent))
     return plan
 
 

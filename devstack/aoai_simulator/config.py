@@ -39,6 +39,12 @@ class DeploymentConfig(_Model):
     dimensions: int | None = Field(
         default=None, description="embedding size; default from the model (1536 / 3072)"
     )
+    reasoning_tokens: int = Field(
+        default=600,
+        ge=0,
+        description="reasoning models: hidden tokens a request spends at effort medium (low a "
+        "quarter, high twice, none and minimal none), out of max_completion_tokens",
+    )
     enqueued_token_limit: int = Field(
         default=0,
         ge=0,

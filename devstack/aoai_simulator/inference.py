@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
-from . import chat, embeddings, errors, faults
+from . import chat, embeddings, errors, faults, reasoning
 from .config import DeploymentConfig
 from .gateway import Call, read_json
 from .ratelimit import Decision
@@ -36,6 +36,7 @@ async def chat_completions(call: Call) -> Response:
     body = await read_json(call.request)
     call.state.last_bodies[deployment.name] = body
     chat.validate(body)  # a malformed request is a 400 before it is charged
+    reasoning.hidden_tokens(body, deployment)  # so is an effort the model does not take
     decision = _admit_quota(call, deployment, chat.rate_limit_estimate(body))
     try:
         plan = chat.plan_chat(body, deployment, call.config)

@@ -9,6 +9,7 @@ from typing import Literal
 import openai
 import pytest
 from openai import AsyncAzureOpenAI, AzureOpenAI
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 
 from .conftest import Control
@@ -211,3 +212,67 @@ def test_the_last_body_per_deployment_is_kept_until_reset(
     assert embedded["input"] == "hello"
     control.reset()
     assert control.last("gpt-4o") is None
+
+
+def hidden(completion: ChatCompletion) -> int:
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens_details is not None
+    return completion.usage.completion_tokens_details.reasoning_tokens or 0
+
+
+def completion_tokens(completion: ChatCompletion) -> int:
+    assert completion.usage is not None
+    return completion.usage.completion_tokens
+
+
+REASONING = {"o4-mini": {"model": "o4-mini", "kind": "chat", "model_version": "2025-04-16"}}
+
+
+def test_a_reasoning_model_spends_hidden_tokens_out_of_max_completion_tokens(
+    client: AzureOpenAI, control: Control
+) -> None:
+    """As Azure's o-series and gpt-5 models: a budget the reasoning uses up is `length` with
+    empty content, every token billed as reasoning."""
+    control.patch({"deployments": REASONING})
+    cut = client.chat.completions.create(model="o4-mini", messages=USER, max_completion_tokens=100)  # type: ignore[arg-type]
+    assert cut.choices[0].finish_reason == "length"
+    assert cut.choices[0].message.content == ""
+    assert completion_tokens(cut) == hidden(cut) == 100
+    room = client.chat.completions.create(
+        model="o4-mini", messages=USER, max_completion_tokens=5000
+    )  # type: ignore[arg-type]
+    assert room.choices[0].finish_reason == "stop"
+    assert room.choices[0].message.content
+    assert hidden(room) == 600  # medium, the default
+    low = client.chat.completions.create(
+        model="o4-mini",
+        messages=USER,
+        max_completion_tokens=5000,
+        reasoning_effort="low",  # type: ignore[arg-type]
+    )
+    assert hidden(low) == 150
+    # gpt-5.1 and later (the local `gpt-4o` runs gpt-5.4) reason only when asked.
+    plain = client.chat.completions.create(model="gpt-4o", messages=USER)  # type: ignore[arg-type]
+    assert hidden(plain) == 0
+
+
+@pytest.mark.parametrize(
+    ("deployment", "effort", "code"),
+    [
+        ("o4-mini", "minimal", "unsupported_value"),  # gpt-5 (not 5.1+) only
+        ("gpt-4o", "minimal", "unsupported_value"),  # gpt-5.4 takes none/low/medium/high
+        ("chat-4o", "low", "unsupported_parameter"),  # not a reasoning model
+    ],
+)
+def test_an_effort_the_model_does_not_take_is_a_400(
+    client: AzureOpenAI, control: Control, deployment: str, effort: str, code: str
+) -> None:
+    control.patch({"deployments": {**REASONING, "chat-4o": {"model": "gpt-4o", "kind": "chat"}}})
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model=deployment,
+            messages=USER,
+            reasoning_effort=effort,  # type: ignore[arg-type]
+        )
+    assert refused.value.code == code
+    assert control.stats()["total"]["prompt_tokens"] == 0  # refused before it was charged
