@@ -362,6 +362,14 @@ class Settings(BaseSettings):
     classify_items_per_request: int = Field(
         default=10, ge=1, le=200, description="Items labelled by one chat request (docs/jobs.md)."
     )
+    classify_reasoning_tokens: int = Field(
+        default=4096,
+        ge=0,
+        description="Room for a reasoning model's hidden tokens (o-series, gpt-5), added to a "
+        "classification request's max_completion_tokens once the deployment's answers show it "
+        "reasons; an answer cut short by its reasoning before then is sent once more with it. "
+        "0: never (docs/jobs.md).",
+    )
     poison_sweep_schedule: str = Field(
         default="0 */1 * * * *", description="NCRONTAB schedule of the poison-queue sweep."
     )

@@ -7,14 +7,22 @@ here, not by the SDK, so usage is recorded whatever the answer holds. A request 
 filtered or refused is split until the item that caused it stands alone: that item gets a
 `content_filtered` (with one filter event) or `failed` result and the others their labels.
 An answer that names a label outside the schema, or misses an item, fails that item only.
+
+Reasoning models (o-series, gpt-5) spend hidden tokens out of `max_completion_tokens` before
+they write, and which `reasoning_effort` they take differs from model to model (a model that
+does not reason refuses the parameter). So no effort is sent; instead, once a deployment's
+answers show hidden reasoning, its requests get CLASSIFY_REASONING_TOKENS of room on top of
+the answer's budget, and an answer the reasoning cut short before then (`length`, no JSON) is
+sent once more with that room, under a usage record of its own (docs/jobs.md).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -30,6 +38,8 @@ from shared.jobs.models import Item, JobSpec, ResultDoc
 from shared.jobs.results import failed_result, request_usage_id, share_usage
 from shared.jobs.store import result_id
 from shared.metering.bookkeeper import Bookkeeper, CallSite, usage_of
+
+log = logging.getLogger(__name__)
 
 MESSAGE_OVERHEAD_TOKENS = 4
 
@@ -87,9 +97,10 @@ def max_answer_tokens(spec: JobSpec, group: list[Item]) -> int:
     return 32 + 2 * per_item * len(group)
 
 
-def request_body(spec: JobSpec, group: list[Item]) -> dict[str, Any]:
+def request_body(spec: JobSpec, group: list[Item], reasoning_room: int = 0) -> dict[str, Any]:
     """The chat request that labels `group`: the realtime call's arguments, and the `body` of
-    a Batch API line (shared/jobs/batch/files.py), so both paths send the same request."""
+    a Batch API line (shared/jobs/batch/files.py), so both paths send the same request.
+    `reasoning_room`: tokens a reasoning model may spend before it writes the answer."""
     return {
         "model": spec.deployment,
         "messages": messages(spec, group),
@@ -101,8 +112,14 @@ def request_body(spec: JobSpec, group: list[Item]) -> dict[str, Any]:
                 "schema": schema(spec, [i.id for i in group]),
             },
         },
-        "max_completion_tokens": max_answer_tokens(spec, group),
+        "max_completion_tokens": max_answer_tokens(spec, group) + reasoning_room,
     }
+
+
+def reasoning_tokens(usage: Any) -> int:
+    """The hidden reasoning tokens an answer's usage reports (0 when it reports none)."""
+    details = getattr(usage, "completion_tokens_details", None)
+    return getattr(details, "reasoning_tokens", None) or 0
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,12 @@ class ClassificationService:
     settings: Settings
     backends: Backends  # the call goes to `site.backend`, without the SDK's retries
     books: Bookkeeper
+    # Deployments whose answers showed hidden reasoning (this process has seen it).
+    reasoners: set[str] = field(default_factory=set)
+
+    def reasoning_room(self, deployment: str) -> int:
+        """Tokens a request to `deployment` leaves for hidden reasoning."""
+        return self.settings.classify_reasoning_tokens if deployment in self.reasoners else 0
 
     def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]:
         size = self.settings.classify_items_per_request
@@ -117,17 +140,25 @@ class ClassificationService:
 
     def estimate(self, group: list[Item], spec: JobSpec) -> int:
         prompt = sum(_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages(spec, group))
-        return prompt + max_answer_tokens(spec, group)
+        return prompt + max_answer_tokens(spec, group) + self.reasoning_room(spec.deployment)
 
     async def run(
-        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
+        self,
+        group: list[Item],
+        spec: JobSpec,
+        site: CallSite,
+        reservation: Reservation,
+        *,
+        again: bool = False,
     ) -> list[ResultDoc]:
         """Label one group. Raises AppError for a failure of the whole request (429, 5xx,
-        timeout, auth); filtered, refused and malformed answers are settled here."""
+        timeout, auth); filtered, refused and malformed answers are settled here. `again`:
+        the group is sent once more, with room for reasoning the first answer showed."""
         job_id = site.job_id or ""
-        record_id = request_usage_id(site, [i.id for i in group])
+        record_id = request_usage_id(site, [i.id for i in group]) + (":reasoning" if again else "")
         target = self.backends.target(site.backend, spec.deployment)
-        args = {**request_body(spec, group), "model": target.deployment}
+        room = self.reasoning_room(spec.deployment)
+        args = {**request_body(spec, group, room), "model": target.deployment}
         prompt = args["messages"]
         started = time.perf_counter()
         try:
@@ -165,6 +196,16 @@ class ClassificationService:
         completion = raw.parse()
         choice = completion.choices[0]
         usage = usage_of(completion.usage)
+        hidden = reasoning_tokens(completion.usage)
+        if hidden and spec.deployment not in self.reasoners:
+            log.info(
+                "deployment %s reasons (%d hidden tokens): classification requests get %d "
+                "tokens of room for it",
+                spec.deployment,
+                hidden,
+                self.settings.classify_reasoning_tokens,
+            )
+            self.reasoners.add(spec.deployment)
         flagged = content_filter.completion_flag(choice)
         await self.books.usage(
             site,
@@ -194,10 +235,17 @@ class ClassificationService:
         if choice.message.refusal:
             problem = ErrorDetail(code="refusal", message="the model refused to classify it")
         answers = None if problem else parse_answers(choice.message.content)
+        cut_by_reasoning = answers is None and choice.finish_reason == "length" and hidden > 0
+        if cut_by_reasoning and not again and self.reasoning_room(spec.deployment) > room:
+            # Sent before the deployment was known to reason: the budget was the answer's alone.
+            return await self.run(group, spec, site, reservation, again=True)
         if answers is None:
             problem = problem or ErrorDetail(
                 code="invalid_answer",
-                message=f"the answer was not the requested JSON (finish_reason "
+                message=f"the model's hidden reasoning ({hidden} tokens) used up the answer's "
+                "budget (finish_reason length); raise CLASSIFY_REASONING_TOKENS"
+                if cut_by_reasoning
+                else f"the answer was not the requested JSON (finish_reason "
                 f"{choice.finish_reason})",
             )
             if len(group) > 1:
