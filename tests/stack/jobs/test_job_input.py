@@ -9,8 +9,10 @@ import uuid
 import httpx
 import pytest
 
-from tests.support.jobs_stack import items, stack_fixture, submit, wait_job
-from tests.support.samples import LABELS
+from shared.core.store import Store
+from tests.support.jobs_stack import JobsStack, items, send_raw, stack_fixture, submit, wait_job
+from tests.support.records import query_until
+from tests.support.samples import LABELS, new_id
 
 stack = stack_fixture("ji")
 
@@ -27,6 +29,27 @@ async def test_a_job_id_a_url_or_blob_name_would_rewrite_is_a_400(
     error = r.json()["error"]
     assert error["code"] == "invalid_request"
     assert [d["loc"] for d in error["details"]] == [["job_id"]]
+
+
+@pytest.mark.parametrize("job_id", ["..", "report."])
+async def test_a_queue_message_naming_such_an_id_ends_as_an_invalid_job_record(
+    stack: JobsStack, store: Store, job_id: str
+) -> None:
+    """The same rule on the queue: a failed-job record under `invalid-<hash>` with the reason
+    (before, the job ran under that id)."""
+    marker = new_id("dots")
+    body = {"job_id": job_id, "items": [{"id": "a", "text": marker}], "labels": LABELS}
+    await send_raw(stack.connection_string, stack.classification_queue, body)
+    (record,) = await query_until(
+        store,
+        "jobs",
+        "SELECT * FROM c WHERE CONTAINS(c.raw_body, @m)",
+        {"@m": marker},
+        tries=300,
+    )
+    assert record["id"].startswith("invalid-")
+    assert (record["status"], record["error"]["code"]) == ("failed", "invalid_job")
+    assert [d["loc"] for d in record["error"]["details"]] == [["job_id"]]
 
 
 async def finished_job(http: httpx.AsyncClient) -> str:
