@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from shared.core.store import Store
+from shared.jobs.store import JobStore
 from tests.support.jobs_stack import JobsStack, items, send_raw, stack_fixture, submit, wait_job
 from tests.support.records import query_until
 from tests.support.samples import LABELS, new_id
@@ -83,3 +84,10 @@ async def test_a_continuation_token_made_up_or_changed_is_a_400(http: httpx.Asyn
     second = await http.get(f"/jobs/{job_id}", params={"page_size": 1, "continuation": token})
     assert second.status_code == 200, second.text
     assert second.json()["results"] != first.json()["results"]
+
+
+async def test_a_token_cosmos_db_refuses_is_a_value_error_for_the_400(store: Store) -> None:
+    """Defence behind the seal: the service's own 400 for a token it cannot read (Azure:
+    "malformed"; the local server: `{}`) is the caller's 400, not a 500."""
+    with pytest.raises(ValueError, match="continuation"):
+        await JobStore(store).results_page(new_id("ji"), 1, "{}")
