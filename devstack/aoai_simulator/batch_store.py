@@ -55,6 +55,25 @@ class _Batch:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _metadata(raw: Any) -> dict[str, str] | None:
+    """The batch's `metadata` as the API takes it: at most 16 pairs of strings, keys up to 64
+    characters, values up to 512 (OpenAI's and Azure's limits); else a 400."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or len(raw) > 16:
+        raise errors.invalid_request(
+            "Invalid 'metadata': expected an object with at most 16 pairs.", "metadata"
+        )
+    for key, value in raw.items():
+        if not isinstance(value, str) or len(key) > 64 or len(value) > 512:
+            raise errors.invalid_request(
+                f"Invalid 'metadata.{key[:64]}': keys are strings of at most 64 characters, "
+                "values strings of at most 512.",
+                "metadata",
+            )
+    return dict(raw)
+
+
 class BatchStore:
     def __init__(self, files: FileStore, stats: Stats) -> None:
         self._files = files
@@ -96,6 +115,7 @@ class BatchStore:
                 "'/chat/completions', '/embeddings'.",
                 param="endpoint",
             )
+        metadata = _metadata(body.get("metadata"))
         meta = self._files.get(body["input_file_id"])
         if meta["purpose"] != "batch":
             raise errors.error(
@@ -111,7 +131,7 @@ class BatchStore:
                 id="batch_" + str(uuid.uuid4()),
                 input_file_id=meta["id"],
                 endpoint=endpoint,
-                metadata=body.get("metadata"),
+                metadata=metadata,
                 t0=time.time(),
                 config=config,
                 lines=parsed.lines,

@@ -95,6 +95,13 @@ class FaultConfig(_Model):
     error_503: float = Field(default=0.0, ge=0, le=1)
     hang: float = Field(default=0.0, ge=0, le=1)
     drop: float = Field(default=0.0, ge=0, le=1)
+    lost: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="a write (POST, DELETE) is carried out, then the connection is cut before "
+        "the answer: the caller cannot tell it happened",
+    )
     hang_seconds: float = Field(default=30.0, ge=0, description="a hung request waits this long")
 
 

@@ -1,10 +1,13 @@
 """Latency model and fault injection.
 
-Faults are drawn per request and per route, in the order 429, 500, 503, hang, drop. A 429
-answers Azure's rate-limit error with the route's `retry_after_ms` whatever the quota (the
+Faults are drawn per request and per route, in the order 429, 500, 503, hang, drop, lost. A
+429 answers Azure's rate-limit error with the route's `retry_after_ms` whatever the quota (the
 quota's own 429s wait what the window needs), so retry-after can be set long or short. A hang
 waits `hang_seconds` and then answers 408 (what the gateway sends after its timeout); a
-drop sends the response head and part of a body, then closes the connection.
+drop sends the response head and part of a body, then closes the connection. A lost answer
+is a drop *after* the request was carried out: a write (POST, DELETE) takes effect and the
+caller sees a cut connection, as when a gateway times out or a connection breaks after the
+service acted; the caller cannot tell whether it happened. Reads are answered normally.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from starlette.types import Receive, Scope, Send
 
 from .config import FaultConfig, LatencyConfig
 
-Fault = Literal["error_429", "error_500", "error_503", "hang", "drop"]
+Fault = Literal["error_429", "error_500", "error_503", "hang", "drop", "lost"]
+WRITES = frozenset({"POST", "DELETE"})
 
 
 def draw_fault(settings: FaultConfig | None, rng: random.Random) -> Fault | None:
@@ -30,6 +34,7 @@ def draw_fault(settings: FaultConfig | None, rng: random.Random) -> Fault | None
         ("error_503", settings.error_503),
         ("hang", settings.hang),
         ("drop", settings.drop),
+        ("lost", settings.lost),
     )
     for name, probability in chances:
         if probability > 0 and rng.random() < probability:

@@ -86,8 +86,7 @@ async def read_json(request: Request) -> Any:
         ) from None
 
 
-async def _faulted(call: Call) -> Response | None:
-    fault = faults.draw_fault(call.config.faults.get(call.route), call.state.rng)
+async def _faulted(call: Call, fault: faults.Fault | None) -> Response | None:
     if fault is None:
         return None
     if fault == "error_429":
@@ -98,6 +97,8 @@ async def _faulted(call: Call) -> Response | None:
         raise errors.server_error(500)
     if fault == "error_503":
         raise errors.server_error(503)
+    if fault == "lost":
+        return None  # carried out first: see `endpoint`
     if fault == "hang":
         settings = call.config.faults[call.route]
         if await faults.hang(call.request, settings.hang_seconds):
@@ -124,10 +125,14 @@ def endpoint(route: str, handler: Handler) -> Callable[[Request], Awaitable[Resp
         try:
             authenticate(request, call.config)
             call.api_version = api_version(request, call.config)
-            dropped = await _faulted(call)
+            fault = faults.draw_fault(call.config.faults.get(call.route), call.state.rng)
+            dropped = await _faulted(call, fault)
             if dropped is not None:
                 return dropped
-            return await handler(call)
+            response = await handler(call)
+            if fault == "lost" and request.method in faults.WRITES:
+                return faults.DroppedResponse()  # type: ignore[return-value]
+            return response
         except errors.AzureError as exc:
             call.record(exc.status)
             return errors.to_response(exc, request_id)

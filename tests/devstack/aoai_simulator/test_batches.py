@@ -363,3 +363,39 @@ async def test_async_batch_lifecycle(aclient: AsyncAzureOpenAI) -> None:
     assert retrieved.status in {"validating", "in_progress", "finalizing", "completed"}
     listed = [b.id async for b in aclient.batches.list()]
     assert created.id in listed
+
+
+def test_metadata_is_kept_returned_and_listed(client: AzureOpenAI) -> None:
+    file_id = _upload(client, [_chat_line("a", "x")])
+    meta = {"job_id": "j" * 128, "part": "3"}
+    created = client.batches.create(
+        input_file_id=file_id,
+        endpoint="/chat/completions",
+        completion_window="24h",
+        metadata=meta,
+    )
+    assert created.metadata == meta
+    assert client.batches.retrieve(created.id).metadata == meta
+    listed = {b.id: b.metadata for b in client.batches.list(limit=100)}
+    assert listed[created.id] == meta
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {f"k{i}": "v" for i in range(17)},  # more than 16 pairs
+        {"k" * 65: "v"},  # a key over 64 characters
+        {"k": "v" * 513},  # a value over 512 characters
+        {"k": 3},  # not a string
+    ],
+)
+def test_metadata_outside_the_limits_is_a_400(client: AzureOpenAI, metadata: Any) -> None:
+    file_id = _upload(client, [_chat_line("a", "x")])
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.batches.create(
+            input_file_id=file_id,
+            endpoint="/chat/completions",
+            completion_window="24h",
+            metadata=metadata,
+        )
+    assert caught.value.param == "metadata"  # type: ignore[attr-defined]

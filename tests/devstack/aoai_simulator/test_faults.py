@@ -86,3 +86,21 @@ def test_unknown_fault_route_is_refused(control: Control) -> None:
     response = httpx.patch(f"{control.url}/sim/config", json={"faults": {"nope": {"drop": 1}}})
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_config"
+
+
+def test_a_lost_answer_carries_out_the_write(client: AzureOpenAI, control: Control) -> None:
+    # The create happens, the caller only sees a cut connection: it cannot tell it happened.
+    raw = b'{"custom_id": "a", "method": "POST", "url": "/chat/completions", "body": {"model": "gpt-4o-batch", "messages": [{"role": "user", "content": "x"}]}}\n'  # noqa: E501
+    file_id = client.files.create(file=("in.jsonl", raw), purpose="batch").id
+    before = {b.id for b in client.batches.list(limit=100)}
+    control.patch({"faults": {"batches": {"lost": 1.0}}})
+    with pytest.raises(openai.APIConnectionError):
+        client.with_options(max_retries=0).batches.create(
+            input_file_id=file_id,
+            endpoint="/chat/completions",
+            completion_window="24h",
+            metadata={"part": "lost"},
+        )
+    # Reads are answered: the batch is there, exactly once.
+    made = [b for b in client.batches.list(limit=100) if b.id not in before]
+    assert [b.metadata for b in made] == [{"part": "lost"}]
