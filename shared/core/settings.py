@@ -308,6 +308,28 @@ class Settings(BaseSettings):
     batch_checkpoint_lines: int = Field(
         default=1000, ge=1, description="Output lines ingested between two checkpoints."
     )
+    # The enqueued-token quota and the bounds on a part that cannot get onto the Batch API.
+    batch_enqueued_tokens: int = Field(
+        default=10_000_000,
+        ge=1,
+        description="The batch deployment's enqueued-token quota (infra sets it from "
+        "BATCH_CAPACITY x 1000; 10M by default): parts are cut to fit it, and submitted only "
+        "while the deployment's open parts leave room.",
+    )
+    batch_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Failed submissions of a part (5xx, timeouts, lost answers; not quota "
+        "refusals) before its items fail with the reason: with BATCH_RETRY_SECONDS 60, about "
+        "5 hours of backoff.",
+    )
+    batch_max_wait: float = Field(
+        default=604_800,
+        gt=0,
+        description="Seconds a part may wait to get onto the Batch API (for room in the "
+        "quota, or after failures) before its items fail with the reason: 7 days, well "
+        "inside the 30-day retention of the items blob.",
+    )
     content_filter_store_text: bool = Field(
         default=False, description="Store filtered prompt/completion text in events (off)."
     )

@@ -21,7 +21,14 @@ from shared.core import content_filter
 from shared.core.clock import now
 from shared.core.models import ContentFilterInfo, ErrorDetail, Usage
 from shared.jobs.batch.models import custom_id, item_of
-from shared.jobs.classification import label_results, parse_answers, request_body
+from shared.jobs.classification import (
+    MESSAGE_OVERHEAD_TOKENS,
+    label_results,
+    messages,
+    parse_answers,
+    request_body,
+)
+from shared.jobs.embeddings import estimate_tokens
 from shared.jobs.models import Item, JobKind, JobSpec, ResultDoc
 from shared.jobs.results import failed_result
 from shared.jobs.store import result_id
@@ -34,6 +41,8 @@ OPENAI_URLS = {"classification": "/v1/chat/completions", "embedding": "/v1/embed
 # The error-file code of a line the service never ran because the batch expired (OpenAI API):
 # not the item's failure, so the item is resubmitted instead.
 EXPIRED_LINE = "batch_expired"
+# Tokens the service adds for the reply to a chat prompt (OpenAI's counting).
+REPLY_OVERHEAD_TOKENS = 3
 
 LineStatus = Literal["ok", "content_filter", "error"]
 
@@ -61,16 +70,39 @@ def input_line(job_id: str, url: str, spec: JobSpec, item: Item) -> bytes:
     return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
-def split(sizes: Sequence[int], max_lines: int, max_bytes: int) -> list[tuple[int, int]]:
-    """Ranges `[first, last)` of consecutive lines, each within both limits. A single line
-    larger than `max_bytes` gets a file of its own (the service then fails that line)."""
+def line_tokens(url: str, spec: JobSpec, item: Item) -> int:
+    """Input tokens one line adds to the deployment's enqueued-token quota, estimated as the
+    service estimates a prompt on arrival: characters / 4 for each message, a few tokens per
+    message and for the reply. The answer's tokens are not enqueued."""
+    if url.endswith("/chat/completions"):
+        prompt = messages(spec, [item])
+        return REPLY_OVERHEAD_TOKENS + sum(
+            estimate_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in prompt
+        )
+    return estimate_tokens(item.text)
+
+
+def split(
+    sizes: Sequence[int],
+    max_lines: int,
+    max_bytes: int,
+    tokens: Sequence[int] | None = None,
+    max_tokens: int | None = None,
+) -> list[tuple[int, int]]:
+    """Ranges `[first, last)` of consecutive lines, each within every limit (lines, bytes
+    and, when given, estimated tokens). A single line over `max_bytes` or `max_tokens` gets a
+    file of its own (the service then fails that line, or the quota can never take it)."""
+    weights = tokens if tokens is not None else [0] * len(sizes)
+    cap = max_tokens if max_tokens is not None else 0
     parts: list[tuple[int, int]] = []
-    first, held = 0, 0
-    for index, size in enumerate(sizes):
-        if index > first and (index - first >= max_lines or held + size > max_bytes):
+    first, held, counted = 0, 0, 0
+    for index, (size, weight) in enumerate(zip(sizes, weights, strict=True)):
+        full = index - first >= max_lines or held + size > max_bytes
+        if index > first and (full or (cap and counted + weight > cap)):
             parts.append((first, index))
-            first, held = index, 0
+            first, held, counted = index, 0, 0
         held += size
+        counted += weight
     if len(sizes) > first:
         parts.append((first, len(sizes)))
     return parts

@@ -16,9 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.core.models import ErrorDetail
 
-# waiting: not on the Batch API yet (new, or refused for the enqueued-token quota);
-# submitted: a Batch API job runs; done: ingested (or given up) and its files deleted.
-BatchState = Literal["waiting", "submitted", "done"]
+# waiting: not on the Batch API yet (new, waiting for room in the enqueued-token quota, or
+# after a failure); creating: its tokens are counted as enqueued and a Batch API job may be
+# being made (the input file id is saved before the create): whoever finds a part in this
+# state looks the batch up by its metadata before making another; submitted: a Batch API job
+# runs; done: ingested (or given up) and its files deleted.
+BatchState = Literal["waiting", "creating", "submitted", "done"]
 # Why we cancelled a batch ourselves: the job was cancelled, or the batch grew too old.
 StopReason = Literal["cancel", "max_age"]
 FileKind = Literal["output", "error"]
@@ -43,13 +46,16 @@ class BatchDoc(BaseModel):
     last: int
     state: BatchState = "waiting"
     lines: int = 0
+    tokens: int = 0  # estimated input tokens it holds in the deployment's enqueued-token quota
     batch_id: str | None = None
     batch_status: str | None = None
     input_file_id: str | None = None
     output_file_id: str | None = None
     error_file_id: str | None = None
     submitted_at: datetime | None = None
-    attempts: int = 0
+    attempts: int = 0  # failed submissions (BATCH_MAX_ATTEMPTS)
+    refusals: int = 0  # token_limit_exceeded refusals: waits for room, not failures
+    creating_since: datetime | None = None
     next_attempt_at: datetime | None = None
     resubmitted: bool = False
     stop: StopReason | None = None

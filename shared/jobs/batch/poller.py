@@ -4,7 +4,10 @@ Each run pages through the open documents and claims each with an ETag lease (sh
 batch_store.py), so overlapping runs, two instances or a run killed halfway never ingest the
 same lines twice. Per document:
 
-- `waiting` (new, or refused for the enqueued-token quota): submitted once its backoff passed;
+- `waiting` (new, waiting for room in the enqueued-token quota, or after a failure):
+  submitted once its backoff passed and the deployment has room; failed past BATCH_MAX_WAIT;
+- `creating` (an attempt that may have made a batch without saving its id): the batch is
+  looked up by its metadata and adopted, or the part submitted afresh;
 - running: progress logged; cancelled when its job was cancelled, or when it is older than
   `BATCH_MAX_AGE` (Azure never expires a slow batch);
 - `completed`, `cancelled`, `expired`: the output and error files are streamed line by line
@@ -14,8 +17,8 @@ same lines twice. Per document:
   `BATCH_CHECKPOINT_LINES`. Then the files are deleted, and what the batch left undone is
   resubmitted once (expired or too old), failed with the reason, or left pending (the job was
   cancelled);
-- `failed`: `token_limit_exceeded` waits and tries again; anything else fails the items with
-  the batch's reason.
+- `failed`: `token_limit_exceeded` waits for room and tries again; anything else fails the
+  items with the batch's reason.
 
 A part is marked `done` before its job is settled (settling needs every part done). A run that
 dies or loses Cosmos DB between the two would leave the job `submitted` for good, its parts no
@@ -38,14 +41,9 @@ from shared.core.models import ErrorDetail
 from shared.core.settings import Settings
 from shared.jobs.batch.files import LineOutcome, read_line
 from shared.jobs.batch.models import FINISHED, BatchDoc, FileKind
-from shared.jobs.batch.service import (
-    TOKEN_LIMIT,
-    BatchService,
-    error_codes,
-    first_message,
-    new_owner,
-)
+from shared.jobs.batch.service import BatchService, new_owner
 from shared.jobs.batch.store import LeaseLost
+from shared.jobs.batch.submit import TOKEN_LIMIT, error_codes, first_message
 from shared.jobs.models import JobDoc
 from shared.metering.bookkeeper import Bookkeeper, CallSite
 
@@ -136,11 +134,9 @@ class BatchPoller:
         if job is None:
             return await self._docs.save(doc, owner, state="done")
         cancelled = job.status == "cancelled"
-        if doc.state == "waiting":
-            if cancelled:
-                doc = await self._docs.save(doc, owner, state="done")
-            elif doc.next_attempt_at is None or doc.next_attempt_at <= now():
-                doc = await self._service.submit(doc, owner)
+        if doc.state in ("waiting", "creating"):
+            if cancelled or doc.next_attempt_at is None or doc.next_attempt_at <= now():
+                doc = await self._service.advance(doc, owner, cancelled=cancelled)
             if doc.state == "done":
                 await self._service.finish_job(doc.job_id)
             return doc
@@ -152,9 +148,9 @@ class BatchPoller:
             body = {"errors": batch.errors.model_dump()} if batch.errors is not None else None
             await self._service.delete_file(doc.input_file_id)
             message = first_message(body, "the batch failed")
-            if TOKEN_LIMIT in error_codes(body):
-                return await self._service.wait(
-                    doc, owner, ErrorDetail(code=TOKEN_LIMIT, message=message)
+            if TOKEN_LIMIT in error_codes(body):  # the quota: wait for room, not a failure
+                return await self._service.retry(
+                    doc, owner, ErrorDetail(code=TOKEN_LIMIT, message=message), quota=True
                 )
             reason = ErrorDetail(code="batch_failed", message=message)
             log.warning(

@@ -20,7 +20,7 @@ from azure.cosmos.exceptions import CosmosAccessConditionFailedError
 
 from shared.core.clock import now
 from shared.core.store import BATCHES, Store
-from shared.jobs.batch.models import BatchDoc
+from shared.jobs.batch.models import FINISHED, BatchDoc
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,21 @@ class BatchDocs:
                 yield str(row["id"])
             if not token:
                 return
+
+    async def enqueued(self, deployment: str, *, besides: str) -> int:
+        """Estimated tokens the deployment's parts other than `besides` hold in its
+        enqueued-token quota: those being created, and those whose batch has not finished."""
+        rows = await self._store.query(
+            BATCHES,
+            "SELECT c.id, c.tokens, c.batch_status FROM c WHERE c.deployment = @deployment "
+            "AND (c.state = 'creating' OR c.state = 'submitted')",
+            {"@deployment": deployment},
+        )
+        return sum(
+            int(row.get("tokens") or 0)
+            for row in rows
+            if row["id"] != besides and row.get("batch_status") not in FINISHED
+        )
 
     async def claim(self, batch_doc_id: str, owner: str) -> BatchDoc | None:
         """Take the lease on an open document; None when it is done, gone, or someone else's

@@ -175,7 +175,8 @@ async def test_token_quota_exceeded_at_create_waits_and_submits_later(
     )
     job_id = await send_job(runtime, tickets())
     (doc,) = await docs(runtime, job_id)
-    assert (doc.state, doc.attempts, doc.batch_id) == ("waiting", 1, None)
+    # A quota refusal waits for room: it is not a failed attempt (BATCH_MAX_ATTEMPTS).
+    assert (doc.state, doc.refusals, doc.attempts, doc.batch_id) == ("waiting", 1, 0, None)
     assert doc.error is not None
     assert doc.error.code == "token_limit_exceeded"
     assert (await runtime.job_worker.jobs.get(job_id)).status == "submitted"  # type: ignore[union-attr]
@@ -207,7 +208,12 @@ async def test_token_quota_exceeded_after_validating_waits_and_submits_later(
         await asyncio.sleep(0.2)
     (doc,) = await docs(runtime, job_id)
     assert doc.error is not None
-    assert (doc.error.code, doc.attempts, doc.batch_status) == ("token_limit_exceeded", 1, None)
+    assert (doc.error.code, doc.refusals, doc.attempts, doc.batch_status) == (
+        "token_limit_exceeded",
+        1,
+        0,
+        None,
+    )
     await patch(sim, {"deployments": {"gpt-4o-batch": {"enqueued_token_limit": 0}}})
     job = await poll_until(runtime, job_id, within=30)
     assert job.status == "succeeded"

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
-from shared.jobs.batch.files import endpoint_for, input_line, read_line, split
+from devstack.aoai_simulator import batch_quota
+from devstack.aoai_simulator.batch_input import BatchLine
+from shared.jobs.batch.files import endpoint_for, input_line, line_tokens, read_line, split
 from shared.jobs.batch.models import item_of
-from shared.jobs.batch.service import error_codes, first_message
+from shared.jobs.batch.submit import error_codes, first_message
 from shared.jobs.classification import request_body
 from shared.jobs.models import Item, JobSpec
 
@@ -81,6 +83,38 @@ def test_split_keeps_each_file_within_both_limits(
     sizes: list[int], max_lines: int, max_bytes: int, parts: list[tuple[int, int]]
 ) -> None:
     assert split(sizes, max_lines, max_bytes) == parts
+
+
+@pytest.mark.parametrize(
+    ("tokens", "max_tokens", "parts"),
+    [
+        ([50] * 7, 150, [(0, 3), (3, 6), (6, 7)]),
+        ([50] * 7, 149, [(0, 2), (2, 4), (4, 6), (6, 7)]),
+        ([50, 300, 50, 50], 150, [(0, 1), (1, 2), (2, 4)]),  # over the quota: a part of its own
+        ([10] * 4, 1000, [(0, 4)]),
+    ],
+)
+def test_split_keeps_each_file_within_the_enqueued_token_quota(
+    tokens: list[int], max_tokens: int, parts: list[tuple[int, int]]
+) -> None:
+    assert split([10] * len(tokens), 100, 10_000, tokens, max_tokens) == parts
+    # Lines and bytes still bind first when they are tighter.
+    assert split([10] * len(tokens), 1, 10_000, tokens, max_tokens) == [
+        (i, i + 1) for i in range(len(tokens))
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["hi", "my invoice shows a double billing charge", "x" * 4001, "ü" * 37]
+)
+def test_a_lines_token_estimate_covers_what_the_quota_counts(text: str) -> None:
+    # The simulator counts enqueued tokens as Azure's limiter estimates a prompt; the app's
+    # estimate must not fall below it, or a part it thinks fits would be refused.
+    url = endpoint_for("classification", openai_api=False)
+    item = Item(id="a", text=text)
+    line = json.loads(input_line("j", url, SPEC, item))
+    counted = batch_quota.line_tokens(BatchLine("j:a", url, line["body"], "gpt-4o-batch"))
+    assert counted <= line_tokens(url, SPEC, item) <= counted + 4
 
 
 def test_custom_ids_map_back_even_when_ids_hold_colons() -> None:

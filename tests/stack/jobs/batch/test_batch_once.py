@@ -1,0 +1,168 @@
+"""A Batch API job is created once per part (issue 21, item 8), whatever happens between
+`batches.create` and saving its id: a create whose answer is lost (the simulator carries it
+out and cuts the connection), a host killed right after the create, two pollers and a
+redelivered job message at once. The upstream batches are counted on the simulator by their
+metadata; every input, output and error file is deleted once the job is done."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from openai import AsyncAzureOpenAI
+
+from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
+from devstack.aoai_simulator.config import BatchConfig
+from shared.core.store import Store
+from shared.jobs.worker import Message
+from shared.runtime import Runtime
+from tests.support.batch_stack import app_runtime, docs, poll_until, results, send_job, usage
+from tests.support.samples import LABELS, new_id, tickets
+from tests.support.simulator import control_plane
+
+FAST = BatchConfig(
+    validating_seconds=0.1, in_progress_seconds=0.1, finalizing_seconds=0.1, cancelling_seconds=0.1
+)
+
+
+@pytest.fixture(scope="module")
+def batch_sim() -> Iterator[RunningSimulator]:
+    with start_simulator(SimulatorConfig(batch=FAST), port=0) as sim:
+        yield sim
+
+
+@pytest.fixture
+async def sim(batch_sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
+    async with control_plane(batch_sim) as client:
+        yield client
+
+
+@pytest.fixture
+def environ(
+    app_environ: dict[str, str], batch_sim: RunningSimulator, store: Store
+) -> dict[str, str]:
+    return {
+        **app_environ,
+        "AZURE_OPENAI_ENDPOINT": batch_sim.url,
+        "AZURE_OPENAI_API_KEY": batch_sim.api_key,
+    }
+
+
+async def patch(sim: httpx.AsyncClient, config: dict[str, Any]) -> None:
+    (await sim.patch("/sim/config", json=config)).raise_for_status()
+
+
+async def upstream(runtime: Runtime, job_id: str) -> list[Any]:
+    """The Batch API jobs the simulator holds for `job_id` (by their metadata)."""
+    return [
+        b
+        async for b in runtime.aoai.batches.list(limit=100)
+        if (b.metadata or {}).get("job_id") == job_id
+    ]
+
+
+async def files_left(runtime: Runtime) -> int:
+    return len((await runtime.aoai.files.list()).data)
+
+
+async def assert_once(runtime: Runtime, job_id: str, items: int) -> None:
+    """One batch upstream, its usage recorded for every item, no file left."""
+    (batch,) = await upstream(runtime, job_id)
+    (doc,) = await docs(runtime, job_id)
+    assert (doc.state, doc.batch_id) == ("done", batch.id)
+    records = await usage(runtime, job_id)
+    assert sorted(r["id"] for r in records) == sorted(
+        f"{batch.id}:{job_id}:t{i}" for i in range(items)
+    )
+    assert len(await results(runtime, job_id)) == items
+    assert await files_left(runtime) == 0
+
+
+async def test_a_create_whose_answer_is_lost_is_found_not_made_again(
+    environ: dict[str, str], sim: httpx.AsyncClient
+) -> None:
+    await patch(sim, {"faults": {"batches": {"lost": 1.0}}})
+    async with app_runtime(environ) as runtime:
+        job_id = await send_job(runtime, tickets(4))
+        assert len(await upstream(runtime, job_id)) == 1  # made once (no SDK retry), answer lost
+        (doc,) = await docs(runtime, job_id)
+        assert doc.state == "creating"  # the intent, with the file the batch reads
+        assert doc.input_file_id is not None
+        await patch(sim, {"faults": {"batches": {"lost": 0.0}}})
+        job = await poll_until(runtime, job_id)
+        assert job.status == "succeeded"
+        await assert_once(runtime, job_id, 4)
+
+
+class Killed(BaseException):
+    """The process dies: nothing is released, nothing cleaned up."""
+
+
+def dies_after_create(runtime: Runtime) -> AsyncAzureOpenAI:
+    """The runtime's Batch API client, on a connection whose host dies the moment a batch
+    create has been answered (after the service made it, before the app saved its id)."""
+
+    async def die(response: httpx.Response) -> None:
+        if response.request.method == "POST" and response.request.url.path.endswith("/batches"):
+            raise Killed
+
+    settings = runtime.settings
+    return AsyncAzureOpenAI(
+        azure_endpoint=str(settings.azure_openai_endpoint),
+        api_key=settings.azure_openai_api_key.get_secret_value(),  # type: ignore[union-attr]
+        api_version=settings.azure_openai_api_version,
+        http_client=httpx.AsyncClient(event_hooks={"response": [die]}),
+    )
+
+
+async def test_a_host_killed_between_create_and_save_leaves_one_batch(
+    environ: dict[str, str], sim: httpx.AsyncClient
+) -> None:
+    async with app_runtime(environ, BATCH_LEASE_SECONDS="1") as runtime:
+        worker = runtime.job_worker
+        doomed = dataclasses.replace(
+            worker,
+            batch_service=dataclasses.replace(
+                worker.batch_service, client=dies_after_create(runtime)
+            ),
+        )
+        job_id = new_id("b")
+        body = {"job_id": job_id, "items": tickets(3), "labels": LABELS, "mode": "batch"}
+        message = Message(
+            queue="classification-jobs",
+            id=new_id("m"),
+            body=httpx.Request("POST", "/", json=body).content,
+        )
+        with pytest.raises(Killed):
+            await doomed.handle("classification", message)
+        assert len(await upstream(runtime, job_id)) == 1
+        await asyncio.sleep(1.2)  # the dead host's lease expires
+        job = await poll_until(runtime, job_id)
+        assert job.status == "succeeded"
+        await assert_once(runtime, job_id, 3)
+
+
+async def test_two_pollers_and_a_redelivery_at_once_create_one_batch(
+    environ: dict[str, str], sim: httpx.AsyncClient
+) -> None:
+    await patch(sim, {"faults": {"batches": {"lost": 1.0}}})
+    async with app_runtime(environ) as one, app_runtime(environ) as two:
+        job_id = await send_job(one, tickets(4))
+        await patch(sim, {"faults": {"batches": {"lost": 0.0}}})
+        await asyncio.sleep(0.6)  # past the first backoff (BATCH_RETRY_SECONDS 0.5)
+        body = {"job_id": job_id, "items": tickets(4), "labels": LABELS, "mode": "batch"}
+        again = Message(
+            queue="classification-jobs", id="m2", body=httpx.Request("POST", "/", json=body).content
+        )
+        await asyncio.gather(
+            one.batch_poller.poll(),
+            two.batch_poller.poll(),
+            two.job_worker.handle("classification", again),
+        )
+        job = await poll_until(one, job_id)
+        assert job.status == "succeeded"
+        await assert_once(one, job_id, 4)

@@ -1,0 +1,152 @@
+"""Batch mode against the deployment's enqueued-token quota (issue 21, item 7): parts are cut
+to fit `BATCH_ENQUEUED_TOKENS`, submitted as room frees, and a part that cannot get in fails
+with the reason instead of staying `submitted` for good. The simulator enforces the quota as
+Azure does (devstack/aoai_simulator/batch_quota.py), with the same limit as the app's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
+from devstack.aoai_simulator.config import BatchConfig
+from shared.core.store import Store
+from shared.runtime import Runtime
+from tests.support.batch_stack import app_runtime, docs, poll_until, results, send_job, usage
+from tests.support.samples import tickets
+from tests.support.simulator import control_plane
+
+FAST = BatchConfig(
+    validating_seconds=0.1, in_progress_seconds=0.1, finalizing_seconds=0.1, cancelling_seconds=0.1
+)
+# A ticket line is about 55 tokens (system prompt, labels, the item): 200 hold three lines.
+LIMIT = 200
+
+
+@pytest.fixture(scope="module")
+def batch_sim() -> Iterator[RunningSimulator]:
+    with start_simulator(SimulatorConfig(batch=FAST), port=0) as sim:
+        yield sim
+
+
+@pytest.fixture
+async def sim(batch_sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
+    async with control_plane(batch_sim) as client:
+        yield client
+
+
+@pytest.fixture
+def environ(
+    app_environ: dict[str, str], batch_sim: RunningSimulator, store: Store
+) -> dict[str, str]:
+    return {
+        **app_environ,
+        "AZURE_OPENAI_ENDPOINT": batch_sim.url,
+        "AZURE_OPENAI_API_KEY": batch_sim.api_key,
+    }
+
+
+async def patch(sim: httpx.AsyncClient, config: dict[str, Any]) -> None:
+    (await sim.patch("/sim/config", json=config)).raise_for_status()
+
+
+async def quota(sim: httpx.AsyncClient, tokens: int) -> None:
+    await patch(sim, {"deployments": {"gpt-4o-batch": {"enqueued_token_limit": tokens}}})
+
+
+async def upstream(runtime: Runtime, job_id: str) -> list[Any]:
+    """The Batch API jobs the simulator holds for `job_id` (by their metadata)."""
+    return [
+        b
+        async for b in runtime.aoai.batches.list(limit=100)
+        if (b.metadata or {}).get("job_id") == job_id
+    ]
+
+
+async def files_left(runtime: Runtime) -> int:
+    return len((await runtime.aoai.files.list()).data)
+
+
+async def test_a_job_over_the_quota_runs_in_parts_as_room_frees(
+    environ: dict[str, str], sim: httpx.AsyncClient
+) -> None:
+    await quota(sim, LIMIT)
+    async with app_runtime(environ, BATCH_ENQUEUED_TOKENS=str(LIMIT)) as runtime:
+        job_id = await send_job(runtime, tickets(12))
+        job = await poll_until(runtime, job_id, within=40)
+        assert job.status == "succeeded"
+        assert len(await results(runtime, job_id)) == 12
+        parts = await docs(runtime, job_id)
+        assert len(parts) >= 4  # no part over the quota
+        assert all(0 < d.tokens <= LIMIT for d in parts)
+        # Never refused: the app never put more than the quota in the deployment's queue.
+        assert [d.refusals for d in parts] == [0] * len(parts)
+        assert sorted(b.metadata["part"] for b in await upstream(runtime, job_id)) == sorted(
+            str(d.part) for d in parts
+        )
+        assert len(await usage(runtime, job_id)) == 12
+        assert await files_left(runtime) == 0
+
+
+async def test_a_part_the_deployment_never_takes_fails_after_max_wait(
+    environ: dict[str, str], sim: httpx.AsyncClient
+) -> None:
+    # The app is told of more room than the deployment has (or someone else fills it).
+    await quota(sim, 100)
+    settings = {"BATCH_ENQUEUED_TOKENS": "1000", "BATCH_MAX_WAIT": "3"}
+    async with app_runtime(environ, **settings) as runtime:
+        job_id = await send_job(runtime, tickets(5))
+        job = await poll_until(runtime, job_id, within=30)
+        assert job.status == "failed"
+        assert job.error is not None
+        assert job.error.code == "token_limit_exceeded"
+        assert "BATCH_MAX_WAIT" in job.error.message
+        assert "enqueued tokens has surpassed the configured limit" in job.error.message
+        rows = await results(runtime, job_id)
+        assert {(r["status"], r["error"]["code"]) for r in rows} == {
+            ("failed", "token_limit_exceeded")
+        }
+        assert len(rows) == 5
+        assert await files_left(runtime) == 0
+
+
+async def test_an_item_larger_than_the_quota_fails_alone_at_once(
+    environ: dict[str, str], sim: httpx.AsyncClient
+) -> None:
+    await quota(sim, LIMIT)
+    big = {"id": "big", "text": "billing " * 150}  # about 300 tokens
+    async with app_runtime(environ, BATCH_ENQUEUED_TOKENS=str(LIMIT)) as runtime:
+        job_id = await send_job(runtime, [*tickets(3), big])
+        job = await poll_until(runtime, job_id, within=30)
+        assert job.status == "partially_failed"
+        rows = {r["item_id"]: r for r in await results(runtime, job_id)}
+        assert {k: r["status"] for k, r in rows.items()} == {
+            "t0": "succeeded",
+            "t1": "succeeded",
+            "t2": "succeeded",
+            "big": "failed",
+        }
+        assert rows["big"]["error"]["code"] == "token_limit_exceeded"
+        assert "BATCH_ENQUEUED_TOKENS" in rows["big"]["error"]["message"]
+        assert len(await upstream(runtime, job_id)) == 1  # the big one never went up
+
+
+async def test_a_part_that_keeps_failing_fails_after_max_attempts(
+    environ: dict[str, str], sim: httpx.AsyncClient
+) -> None:
+    await patch(sim, {"faults": {"batches": {"error_503": 1.0}}})
+    async with app_runtime(environ, BATCH_MAX_ATTEMPTS="2") as runtime:
+        job_id = await send_job(runtime, tickets(3))
+        job = await poll_until(runtime, job_id, within=30)
+        assert job.status == "failed"
+        assert job.error is not None
+        assert job.error.code == "upstream_error"
+        assert "BATCH_MAX_ATTEMPTS" in job.error.message
+        (doc,) = await docs(runtime, job_id)
+        assert (doc.state, doc.attempts) == ("done", 2)
+        rows = await results(runtime, job_id)
+        assert {r["error"]["code"] for r in rows} == {"upstream_error"}
+        assert await files_left(runtime) == 0
