@@ -1,5 +1,6 @@
 """Batch mode under the local Functions host: the real function_app.py, its `poll_batches`
-timer, and `/api/usage` pricing batch calls at BATCH_DISCOUNT of realtime ones."""
+timer, `/api/usage` pricing batch calls at BATCH_DISCOUNT of realtime ones, and a create
+whose answer is lost still making one batch whose usage is reported."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import uuid
 
 import httpx
 import pytest
+from openai import AsyncAzureOpenAI
 
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.aoai_simulator.config import BatchConfig
+from shared.core.settings import load_settings
 from tests.support.jobs_stack import JobsStack, all_results, stack_fixture, submit, wait_job
 from tests.support.samples import LABELS, tickets
+from tests.support.simulator import control_plane
 
 FAST = BatchConfig(validating_seconds=0.1, in_progress_seconds=0.1, finalizing_seconds=0.1)
 
@@ -20,7 +24,11 @@ FAST = BatchConfig(validating_seconds=0.1, in_progress_seconds=0.1, finalizing_s
 stack = stack_fixture(
     "bat",
     # One item per realtime request: the same request a batch line sends.
-    settings={"BATCH_POLL_SCHEDULE": "*/2 * * * * *", "CLASSIFY_ITEMS_PER_REQUEST": "1"},
+    settings={
+        "BATCH_POLL_SCHEDULE": "*/2 * * * * *",
+        "BATCH_RETRY_SECONDS": "1",
+        "CLASSIFY_ITEMS_PER_REQUEST": "1",
+    },
     simulator=SimulatorConfig(batch=FAST),
 )
 
@@ -67,3 +75,52 @@ async def test_usage_prices_a_batch_job_at_half_the_realtime_cost(http: httpx.As
     half = realtime["estimated_cost_usd"] / 2
     assert batch["estimated_cost_usd"] == pytest.approx(half, abs=1e-6)
     assert batch["estimated_cost_usd"] < 0.75 * realtime["estimated_cost_usd"]
+
+
+async def usage_calls(http: httpx.AsyncClient, tag: str) -> int:
+    """Calls `/api/usage` reports for `tag:run` = `tag` (0 until the roll-up has it)."""
+    r = await http.get("/usage", params={"group_by": "tag:run"})
+    assert r.status_code == 200, r.text
+    groups = {g["key"]: g for g in r.json()["groups"]}
+    return int(groups[tag]["calls"]) if tag in groups else 0
+
+
+async def test_a_lost_create_makes_one_batch_whose_usage_is_reported(
+    http: httpx.AsyncClient, stack: JobsStack
+) -> None:
+    settings = load_settings(stack.environ)
+    aoai = AsyncAzureOpenAI(
+        azure_endpoint=stack.simulator.url,
+        api_key=stack.simulator.api_key,
+        api_version=settings.azure_openai_api_version,
+    )
+
+    async def upstream(job_id: str) -> list[str]:
+        batches = aoai.batches.list(limit=100)
+        return [b.id async for b in batches if (b.metadata or {}).get("job_id") == job_id]
+
+    run = uuid.uuid4().hex[:8]
+    body = {"items": tickets(3), "labels": LABELS, "mode": "batch", "tags": {"run": run}}
+    async with aoai, control_plane(stack.simulator) as sim:
+        # Every create is carried out and its answer cut off, until the first one is made.
+        (
+            await sim.patch("/sim/config", json={"faults": {"batches": {"lost": 1.0}}})
+        ).raise_for_status()
+        job_id = await submit(http, "classification", body)
+        for _ in range(150):
+            if await upstream(job_id):
+                break
+            await asyncio.sleep(0.2)
+        (
+            await sim.patch("/sim/config", json={"faults": {"batches": {"lost": 0.0}}})
+        ).raise_for_status()
+        view = await wait_job(http, job_id, within=90)
+        assert view["status"] == "succeeded"
+        assert len(await upstream(job_id)) == 1
+        assert "was made by an earlier attempt that lost its answer" in stack.log()
+        for _ in range(150):  # the roll-up (every 2 s on test hosts)
+            if await usage_calls(http, run) == 3:
+                break
+            await asyncio.sleep(0.2)
+        assert await usage_calls(http, run) == 3
+        assert (await aoai.files.list()).data == []  # input, output and error files deleted
