@@ -122,7 +122,23 @@ class Submitter:
                     f"{self.settings.batch_max_wait:.0f}s)",
                 ),
             )
+        limit = self.settings.batch_enqueued_tokens
+        if 0 < doc.tokens <= limit:  # its last estimate bounds what is left: no room, no reads
+            held = await self.docs.enqueued(doc.deployment, besides=doc.id)
+            if held + doc.tokens > limit:
+                self._no_room(doc, doc.tokens, held)
+                return doc
         return await self.submit(doc, owner)
+
+    def _no_room(self, doc: BatchDoc, tokens: int, held: int) -> None:
+        log.info(
+            "job %s part %d: waiting for room (%d tokens; the deployment holds %d of %d)",
+            doc.job_id,
+            doc.part,
+            tokens,
+            held,
+            self.settings.batch_enqueued_tokens,
+        )
 
     async def submit(self, doc: BatchDoc, owner: str, **changes: Any) -> BatchDoc:
         """Reserve room for the part's remaining items, upload them and create its Batch API
@@ -198,14 +214,7 @@ class Submitter:
             held = await self.docs.enqueued(doc.deployment, besides=doc.id)
             if held + tokens <= limit:
                 return doc
-        log.info(
-            "job %s part %d: waiting for room (%d tokens; the deployment holds %d of %d)",
-            doc.job_id,
-            doc.part,
-            tokens,
-            held,
-            limit,
-        )
+        self._no_room(doc, tokens, held)
         return await self.docs.save(
             doc, owner, **{**UNSUBMITTED, "state": "waiting", "tokens": tokens, **changes}
         )
