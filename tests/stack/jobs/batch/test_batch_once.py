@@ -166,3 +166,19 @@ async def test_two_pollers_and_a_redelivery_at_once_create_one_batch(
         job = await poll_until(one, job_id)
         assert job.status == "succeeded"
         await assert_once(one, job_id, 4)
+
+
+async def test_an_upload_whose_answer_is_lost_leaves_no_file_behind(
+    environ: dict[str, str], sim: httpx.AsyncClient
+) -> None:
+    # The file is stored, its id never reaches the app: it is found by its name and deleted.
+    await patch(sim, {"faults": {"files": {"lost": 1.0}}})
+    async with app_runtime(environ) as runtime:
+        job_id = await send_job(runtime, tickets(2))
+        (doc,) = await docs(runtime, job_id)
+        assert (doc.state, doc.input_file_id) == ("creating", None)
+        assert await files_left(runtime) == 1
+        await patch(sim, {"faults": {"files": {"lost": 0.0}}})
+        job = await poll_until(runtime, job_id)
+        assert job.status == "succeeded"
+        await assert_once(runtime, job_id, 2)
