@@ -25,6 +25,7 @@ from shared.jobs.batch.models import FINISHED, BatchDoc
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
+OPEN_ORDER = {"submitted": 0, "creating": 1, "waiting": 2}
 
 
 class LeaseLost(Exception):
@@ -51,19 +52,26 @@ class BatchDocs:
         return sorted((BatchDoc.model_validate(r) for r in rows), key=lambda d: d.part)
 
     async def open_ids(self) -> AsyncIterator[str]:
-        """Ids of the documents not done yet, page by page (Cosmos DB continuation tokens)."""
+        """Ids of the documents not done yet, page by page (Cosmos DB continuation tokens):
+        running parts first (their finished batches free room in the quota), then those
+        being created, then the waiting ones, oldest first (they take the room in turn)."""
+        rows: list[tuple[int, str, str]] = []
         token: str | None = None
         while True:
-            rows, token = await self._store.query_page(
+            page, token = await self._store.query_page(
                 BATCHES,
-                "SELECT c.id FROM c WHERE c.state != 'done'",
+                "SELECT c.id, c.state, c.created_at FROM c WHERE c.state != 'done'",
                 page_size=PAGE_SIZE,
                 continuation=token,
             )
-            for row in rows:
-                yield str(row["id"])
+            rows.extend(
+                (OPEN_ORDER.get(str(r.get("state")), 0), str(r.get("created_at")), str(r["id"]))
+                for r in page
+            )
             if not token:
-                return
+                break
+        for *_, batch_doc_id in sorted(rows):
+            yield batch_doc_id
 
     async def enqueued(self, deployment: str, *, besides: str) -> int:
         """Estimated tokens the deployment's parts other than `besides` hold in its

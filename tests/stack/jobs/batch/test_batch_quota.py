@@ -5,6 +5,7 @@ Azure does (devstack/aoai_simulator/batch_quota.py), with the same limit as the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -89,6 +90,25 @@ async def test_a_job_over_the_quota_runs_in_parts_as_room_frees(
         )
         assert len(await usage(runtime, job_id)) == 12
         assert await files_left(runtime) == 0
+
+
+async def test_two_pollers_at_once_never_put_more_than_the_quota_in_the_queue(
+    environ: dict[str, str], sim: httpx.AsyncClient
+) -> None:
+    await quota(sim, LIMIT)
+    settings = {"BATCH_ENQUEUED_TOKENS": str(LIMIT)}
+    async with app_runtime(environ, **settings) as one, app_runtime(environ, **settings) as two:
+        # Three jobs of one part each; any two together are over the quota.
+        jobs = [await send_job(one, tickets(3)) for _ in range(3)]
+
+        async def both() -> None:
+            await asyncio.gather(one.batch_poller.poll(), two.batch_poller.poll())
+
+        for job_id in jobs:
+            assert (await poll_until(one, job_id, within=40, poll=both)).status == "succeeded"
+        parts = [d for job_id in jobs for d in await docs(one, job_id)]
+        assert [(d.refusals, d.attempts) for d in parts] == [(0, 0)] * 3
+        assert all(LIMIT / 2 < d.tokens <= LIMIT for d in parts)
 
 
 async def test_a_part_the_deployment_never_takes_fails_after_max_wait(
