@@ -50,9 +50,17 @@ class Call:
                 out["x-ratelimit-remaining-tokens"] = str(decision.remaining_tokens)
         return out
 
-    def record(self, status: int, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+    def record(
+        self, status: int, prompt_tokens: int = 0, completion_tokens: int = 0, inputs: int = 0
+    ) -> None:
         self.state.stats.record(
-            self.route, self.deployment, status, self.retry_count, prompt_tokens, completion_tokens
+            self.route,
+            self.deployment,
+            status,
+            self.retry_count,
+            prompt_tokens,
+            completion_tokens,
+            inputs,
         )
 
     def json(self, body: Any, status: int = 200, decision: Decision | None = None) -> Response:

@@ -80,5 +80,5 @@ async def create_embeddings(call: Call) -> Response:
     decision = _admit_quota(call, deployment, embeddings.rate_limit_estimate(request))
     result = embeddings.create(body, deployment, call.config)
     await faults.sleep(faults.request_delay(call.config.latency, call.state.rng))
-    call.record(200, result["usage"]["prompt_tokens"])
+    call.record(200, result["usage"]["prompt_tokens"], inputs=len(request.items))
     return call.json(result, decision=decision)

@@ -16,6 +16,8 @@ class _Bucket:
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    inputs: int = 0  # embedding inputs answered
+    max_inputs: int = 0  # the most inputs one answered embeddings request held
     status: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -27,6 +29,8 @@ class _Bucket:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "inputs": self.inputs,
+            "max_inputs": self.max_inputs,
             "status": dict(self.status),
         }
 
@@ -56,6 +60,7 @@ class Stats:
         retry_count: int = 0,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        inputs: int = 0,
     ) -> None:
         with self._lock:
             buckets = [self._total, self._routes.setdefault(route, _Bucket())]
@@ -69,6 +74,8 @@ class Stats:
                 bucket.retries += retry_count > 0
                 bucket.prompt_tokens += prompt_tokens
                 bucket.completion_tokens += completion_tokens
+                bucket.inputs += inputs
+                bucket.max_inputs = max(bucket.max_inputs, inputs)
 
     def record_filter(self, stage: str) -> None:
         with self._lock:
@@ -77,7 +84,8 @@ class Stats:
     def snapshot(self) -> dict[str, Any]:
         """`{"total": {...}, "routes": {route: {...}}, "deployments": {name: {...}},
         "content_filtered": {"prompt": n, "completion": n}}`; each bucket holds requests,
-        throttled, retries, errors, prompt/completion/total tokens and a status histogram."""
+        throttled, retries, errors, prompt/completion/total tokens, the embedding inputs answered
+        (`inputs`, and `max_inputs` in one request) and a status histogram."""
         with self._lock:
             return {
                 "total": self._total.as_dict(),

@@ -81,6 +81,28 @@ def test_invalid_dimensions(client: AzureOpenAI) -> None:
     assert caught.value.param == "dimensions"
 
 
+def test_dimensions_above_the_models_size_are_a_request_wide_400(client: AzureOpenAI) -> None:
+    # text-embedding-3-small makes 1,536 floats at most: 3,072 (a job's upper bound, the large
+    # model's size) is refused for the whole request, naming the parameter, not an input.
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model=MODEL, input=["a", "b"], dimensions=3072)
+    assert caught.value.body == {
+        "message": "Invalid value for 'dimensions' = 3072. Must be between 1 and 1536.",
+        "type": "invalid_request_error",
+        "param": "dimensions",
+        "code": None,
+    }
+
+
+def test_stats_count_the_inputs_of_answered_requests(client: AzureOpenAI, control: Control) -> None:
+    client.embeddings.create(model=MODEL, input=["a", "b", "c"])
+    client.embeddings.create(model=MODEL, input="d")
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model=MODEL, input=["e"] * 5, dimensions=5000)
+    stats = control.stats()["deployments"][MODEL]
+    assert (stats["requests"], stats["inputs"], stats["max_inputs"]) == (3, 4, 3)
+
+
 def test_chat_deployment_refuses_embeddings(client: AzureOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.embeddings.create(model="gpt-4o", input="x")
