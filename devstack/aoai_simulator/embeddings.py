@@ -109,9 +109,8 @@ def validate(body: Any, deployment: DeploymentConfig, config: SimulatorConfig) -
     size = body.get("dimensions")
     if size is not None:
         if "text-embedding-3" not in deployment.model:
-            raise errors.invalid_request(
-                "This model does not support specifying dimensions.", "dimensions"
-            )
+            # Azure names no param here (unlike the range check below).
+            raise errors.invalid_request("This model does not support specifying dimensions.")
         if not isinstance(size, int) or not 1 <= size <= native:
             raise errors.invalid_request(
                 f"Invalid value for 'dimensions' = {size}. Must be between 1 and {native}.",

@@ -77,6 +77,14 @@ class AppError(Exception):
 class InvalidRequest(AppError):
     status, code = 400, "invalid_request"
 
+    def __init__(
+        self, message: str, *, details: Any | None = None, upstream_message: str | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        # Azure OpenAI's own words for a 400 (`error.message`; no prompt text), kept out of
+        # HTTP answers: a queue job fails its items with it (shared/jobs/refusals.py).
+        self.upstream_message = upstream_message
+
 
 class ContentFiltered(AppError):
     status, code = 400, "content_filter"
@@ -213,11 +221,20 @@ def _from_openai(error: openai.OpenAIError) -> AppError:
         return UpstreamError("the Azure OpenAI deployment was not found upstream", retryable=False)
     if isinstance(error, openai.BadRequestError | openai.UnprocessableEntityError):
         return InvalidRequest(
-            "Azure OpenAI rejected the request", details={"upstream_code": error.code}
+            "Azure OpenAI rejected the request",
+            details={"upstream_code": error.code, "upstream_param": error.param},
+            upstream_message=_service_message(error),
         )
     if isinstance(error, openai.APIStatusError):
         return UpstreamError(f"Azure OpenAI answered HTTP {error.status_code}")
     return UpstreamError("Azure OpenAI call failed")
+
+
+def _service_message(error: openai.APIStatusError) -> str | None:
+    """The `message` of the service's error body, at most 1,000 characters."""
+    body = error.body
+    message = body.get("message") if isinstance(body, dict) else None
+    return message[:1000] if isinstance(message, str) and message else None
 
 
 def _from_azure(error: AzureError) -> AppError | None:

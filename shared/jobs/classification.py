@@ -5,7 +5,8 @@ Each request lists its items as `[id] text` lines and asks for `{"results": [{"i
 (or `"labels": [...]` for multi-label), with the ids and labels as enums. The answer is parsed
 here, not by the SDK, so usage is recorded whatever the answer holds. A request that is
 filtered or refused is split until the item that caused it stands alone: that item gets a
-`content_filtered` (with one filter event) or `failed` result and the others their labels.
+`content_filtered` (with one filter event) or `failed` result and the others their labels; a
+400 about the request itself fails the group's items at once (shared/jobs/refusals.py).
 An answer that names a label outside the schema, or misses an item, fails that item only.
 
 Reasoning models (o-series, gpt-5) spend hidden tokens out of `max_completion_tokens` before
@@ -34,6 +35,7 @@ from shared.core.clock import now
 from shared.core.errors import AppError, ContentFiltered, InvalidRequest
 from shared.core.models import ErrorDetail, Usage
 from shared.core.settings import Settings
+from shared.jobs import refusals
 from shared.jobs.models import Item, JobSpec, ResultDoc
 from shared.jobs.results import failed_result, request_usage_id, share_usage
 from shared.jobs.store import result_id
@@ -176,7 +178,9 @@ class ClassificationService:
                 record_id=record_id,
                 filter_event=item_id is not None,
             )
-            if isinstance(failure, ContentFiltered | InvalidRequest):
+            if isinstance(failure, InvalidRequest):
+                return await self._refused(group, spec, site, reservation, failure)
+            if isinstance(failure, ContentFiltered):
                 if len(group) > 1:
                     return await self._split(group, spec, site, reservation, singly=True)
                 return [
@@ -186,9 +190,7 @@ class ClassificationService:
                         "classification",
                         failure.detail(),
                         spec.deployment,
-                        filtered=_categories(failure)
-                        if isinstance(failure, ContentFiltered)
-                        else None,
+                        filtered=_categories(failure),
                     )
                 ]
             raise failure from None
@@ -258,6 +260,30 @@ class ClassificationService:
         return label_results(
             site.job_id or "", group, spec, answers, share_usage(usage, [1] * len(group))
         )
+
+    async def _refused(
+        self,
+        group: list[Item],
+        spec: JobSpec,
+        site: CallSite,
+        reservation: Reservation,
+        failure: InvalidRequest,
+    ) -> list[ResultDoc]:
+        """Settle a 400 for `group`: its items fail with it when it is the request's
+        (shared/jobs/refusals.py); else each item goes alone, the shortest first, and when an
+        unknown 400 comes back the same for it, the rest fail with it too."""
+        job_id = site.job_id or ""
+        scope = refusals.scope(failure)
+        if len(group) == 1 or scope == "request":
+            return refusals.fail_all(job_id, group, "classification", failure, spec.deployment)
+        alone = refusals.probe(group)
+        results = await self.run([alone], spec, site, reservation)
+        rest = [item for item in group if item is not alone]
+        if scope == "unknown" and refusals.same(results, failure):
+            return results + refusals.fail_all(
+                job_id, rest, "classification", failure, spec.deployment
+            )
+        return results + await self._split(rest, spec, site, reservation, singly=True)
 
     async def _split(
         self,

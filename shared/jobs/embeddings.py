@@ -23,6 +23,7 @@ from shared.core.clock import now
 from shared.core.errors import AppError, InvalidRequest
 from shared.core.models import ErrorDetail, Usage
 from shared.core.settings import Settings
+from shared.jobs import refusals
 from shared.jobs.models import Item, JobSpec, ResultDoc
 from shared.jobs.results import failed_result, request_usage_id, share_usage
 from shared.jobs.store import result_id
@@ -69,8 +70,20 @@ class EmbeddingService:
     async def run(
         self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
     ) -> list[ResultDoc]:
-        """Embed one group; a group the service refuses as too large is split and retried.
-        Raises AppError for a failure of the whole request (429, 5xx, timeout, auth)."""
+        """Embed one group. A 400 about the request fails its items at once; one about its
+        items splits it (shared/jobs/refusals.py). Raises AppError for a failure of the whole
+        request (429, 5xx, timeout, auth)."""
+        return await self._run(group, spec, site, reservation, probed=False)
+
+    async def _run(
+        self,
+        group: list[Item],
+        spec: JobSpec,
+        site: CallSite,
+        reservation: Reservation,
+        *,
+        probed: bool,
+    ) -> list[ResultDoc]:
         too_long = [
             i for i in group if estimate_tokens(i.text) > self.settings.embedding_max_input_tokens
         ]
@@ -90,20 +103,45 @@ class EmbeddingService:
                 )
                 for item in too_long
             ]
-            return failed + (await self.run(rest, spec, site, reservation) if rest else [])
+            if not rest:
+                return failed
+            return failed + await self._run(rest, spec, site, reservation, probed=probed)
         try:
             return await self._call(group, spec, site, reservation)
         except InvalidRequest as error:
-            if len(group) == 1:
-                return [
-                    failed_result(
-                        site.job_id or "", group[0].id, "embedding", error.detail(), spec.deployment
-                    )
-                ]
-            half = len(group) // 2
-            return await self.run(group[:half], spec, site, reservation) + await self.run(
-                group[half:], spec, site, reservation
-            )
+            return await self._refused(group, spec, site, reservation, error, probed=probed)
+
+    async def _refused(
+        self,
+        group: list[Item],
+        spec: JobSpec,
+        site: CallSite,
+        reservation: Reservation,
+        error: InvalidRequest,
+        *,
+        probed: bool,
+    ) -> list[ResultDoc]:
+        """Settle a 400 for `group`: its items fail with it when it is the request's; else
+        the group is halved until the item that caused it stands alone. An unknown 400 is
+        first tried on one item alone (once per request: the halves know the answer)."""
+        job_id = site.job_id or ""
+        scope = refusals.scope(error)
+        if len(group) == 1 or scope == "request":
+            return refusals.fail_all(job_id, group, "embedding", error, spec.deployment)
+        results: list[ResultDoc] = []
+        if scope == "unknown" and not probed:
+            alone = refusals.probe(group)
+            results = await self._run([alone], spec, site, reservation, probed=True)
+            group = [item for item in group if item is not alone]
+            if refusals.same(results, error):
+                return results + refusals.fail_all(
+                    job_id, group, "embedding", error, spec.deployment
+                )
+        half = max(1, len(group) // 2)
+        for part in (group[:half], group[half:]):
+            if part:
+                results += await self._run(part, spec, site, reservation, probed=True)
+        return results
 
     async def _call(
         self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation

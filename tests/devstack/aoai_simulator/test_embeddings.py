@@ -6,6 +6,7 @@ import base64
 import math
 from array import array
 
+import httpx
 import openai
 import pytest
 from openai import AsyncAzureOpenAI, AzureOpenAI
@@ -90,6 +91,24 @@ def test_dimensions_above_the_models_size_are_a_request_wide_400(client: AzureOp
         "message": "Invalid value for 'dimensions' = 3072. Must be between 1 and 1536.",
         "type": "invalid_request_error",
         "param": "dimensions",
+        "code": None,
+    }
+
+
+def test_dimensions_on_ada_002_are_refused_without_a_param(
+    client: AzureOpenAI, control: Control
+) -> None:
+    # As Azure answers it: {"message": ..., "type": "invalid_request_error", "param": null,
+    # "code": null} (reported verbatim in several SDKs' issue trackers).
+    ada = {"name": "ada", "model": "text-embedding-ada-002", "kind": "embedding"}
+    deployments = httpx.get(f"{control.url}/sim/config").json()["deployments"]
+    control.patch({"deployments": [*deployments, ada]})
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="ada", input="x", dimensions=256)
+    assert caught.value.body == {
+        "message": "This model does not support specifying dimensions.",
+        "type": "invalid_request_error",
+        "param": None,
         "code": None,
     }
 
