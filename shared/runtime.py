@@ -31,6 +31,7 @@ from shared.jobs.batch.service import BatchService
 from shared.jobs.batch.store import BatchDocs
 from shared.jobs.classification import ClassificationService
 from shared.jobs.embeddings import EmbeddingService
+from shared.jobs.memory import MemoryBudget
 from shared.jobs.poison import PoisonSweeper
 from shared.jobs.requests import JobRequests
 from shared.jobs.store import JobStore
@@ -142,6 +143,8 @@ def create_runtime(settings: Settings) -> Runtime:
         embeddings=EmbeddingService(settings, backends, books),
         classification=ClassificationService(settings, backends, books),
         batch_service=batches,
+        # One per process: every message the instance runs at once shares it.
+        memory=MemoryBudget(settings.job_memory_budget_mib),
     )
     log.info(
         "runtime created (Azure OpenAI auth: %s; backends: %s)",

@@ -381,6 +381,18 @@ class Settings(BaseSettings):
     embedding_max_request_tokens: int = Field(
         default=300_000, ge=1, description="Estimated tokens per embeddings request (Azure: 300k)."
     )
+    # Memory (docs/jobs.md#memory): an answer's floats cost ~56 bytes each as Python objects.
+    embedding_max_floats_per_request: int = Field(
+        default=1_048_576,
+        ge=256,
+        description="Floats one embeddings answer may hold (inputs x dimensions; ~56 MiB at "
+        "the default): 341 inputs at 3,072 dimensions, 682 at 1,536.",
+    )
+    job_memory_budget_mib: int = Field(
+        default=512,
+        ge=64,
+        description="Estimated MiB of job answers in flight per instance, over all messages.",
+    )
     classify_items_per_request: int = Field(
         default=10, ge=1, le=200, description="Items labelled by one chat request (docs/jobs.md)."
     )

@@ -136,9 +136,15 @@ class ClassificationService:
         """Tokens a request to `deployment` leaves for hidden reasoning."""
         return self.settings.classify_reasoning_tokens if deployment in self.reasoners else 0
 
-    def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]:
+    def plan(
+        self, items: list[Item], token_budget: int | None = None, spec: JobSpec | None = None
+    ) -> list[list[Item]]:
         size = self.settings.classify_items_per_request
         return [items[i : i + size] for i in range(0, len(items), size)]
+
+    def answer_bytes(self, group: list[Item], spec: JobSpec) -> int:
+        """Nothing to hold against the memory budget: an answer is a few hundred tokens."""
+        return 0
 
     def estimate(self, group: list[Item], spec: JobSpec) -> int:
         prompt = sum(_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages(spec, group))

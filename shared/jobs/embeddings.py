@@ -2,9 +2,11 @@
 
 Limits (settings, Azure's values by default): `EMBEDDING_MAX_INPUTS` inputs per request (2048),
 `EMBEDDING_MAX_INPUT_TOKENS` per input (8192) and `EMBEDDING_MAX_REQUEST_TOKENS` per request
-(300k). Tokens are estimated as characters / 4, the service's own estimate for rate limiting
-(tiktoken cannot fetch its encodings offline, and the estimate is what the quota charges). A
-400 for a request the service finds too large splits it in two. Vectors are stored as float
+(300k); and ours, `EMBEDDING_MAX_FLOATS_PER_REQUEST` floats per answer (inputs x dimensions,
+shared/jobs/memory.py). Tokens are estimated as characters / 4, the service's own estimate for
+rate limiting (tiktoken cannot fetch its encodings offline, and the estimate is what the quota
+charges). A 400 about the items splits the request in two; one about the request fails its
+items at once (shared/jobs/refusals.py). Vectors are stored as float
 arrays, mapped back to items by the `index` the service returns (not by order).
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import openai
@@ -24,6 +26,7 @@ from shared.core.errors import AppError, InvalidRequest
 from shared.core.models import ErrorDetail, Usage
 from shared.core.settings import Settings
 from shared.jobs import refusals
+from shared.jobs.memory import LARGEST_DIMENSIONS, answer_bytes
 from shared.jobs.models import Item, JobSpec, ResultDoc
 from shared.jobs.results import failed_result, request_usage_id, share_usage
 from shared.jobs.store import result_id
@@ -40,20 +43,42 @@ class EmbeddingService:
     settings: Settings
     backends: Backends  # the call goes to `site.backend`, without the SDK's retries
     books: Bookkeeper
+    # Vector size by deployment, learnt from its answers to requests without `dimensions`.
+    sizes: dict[str, int] = field(default_factory=dict)
 
-    def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]:
+    def dimensions(self, spec: JobSpec | None) -> int:
+        """Floats per vector: the job's `dimensions`, else the deployment's size once an
+        answer showed it, else the largest an embedding model makes (3,072)."""
+        if spec is None:
+            return LARGEST_DIMENSIONS
+        return spec.dimensions or self.sizes.get(spec.deployment, LARGEST_DIMENSIONS)
+
+    def max_inputs(self, spec: JobSpec | None) -> int:
+        """Inputs per request: Azure's cap, and the floats one answer may hold."""
+        floats = self.settings.embedding_max_floats_per_request // self.dimensions(spec)
+        return max(1, min(self.settings.embedding_max_inputs, floats))
+
+    def answer_bytes(self, group: list[Item], spec: JobSpec) -> int:
+        """Estimated memory of `group`'s answer until its results are written."""
+        return answer_bytes(len(group), self.dimensions(spec))
+
+    def plan(
+        self, items: list[Item], token_budget: int | None = None, spec: JobSpec | None = None
+    ) -> list[list[Item]]:
         """Pack items, in order, into as few requests as the caps (and the limiter's
-        per-window budget, when smaller) allow. Items over the per-input cap get a request
-        of their own and fail there with the reason."""
+        per-window budget, when smaller) allow: inputs, tokens and the floats of the answer
+        (inputs x dimensions, `EMBEDDING_MAX_FLOATS_PER_REQUEST`). Items over the per-input
+        cap get a request of their own and fail there with the reason."""
         max_tokens = self.settings.embedding_max_request_tokens
         if token_budget is not None:
             max_tokens = max(1, min(max_tokens, token_budget))
+        max_inputs = self.max_inputs(spec)
         groups: list[list[Item]] = []
         current: list[Item] = []
         tokens = 0
         for item in items:
             cost = estimate_tokens(item.text)
-            full = len(current) >= self.settings.embedding_max_inputs or tokens + cost > max_tokens
+            full = len(current) >= max_inputs or tokens + cost > max_tokens
             if current and full:
                 groups.append(current)
                 current, tokens = [], 0
@@ -163,6 +188,8 @@ class EmbeddingService:
             raise failure from None
         response = raw.parse()
         reservation.answered(raw.headers, charged=response.usage.prompt_tokens)
+        if spec.dimensions is None and response.data:
+            self.sizes[spec.deployment] = len(response.data[0].embedding)
         usage = Usage(
             prompt_tokens=response.usage.prompt_tokens, total_tokens=response.usage.total_tokens
         )

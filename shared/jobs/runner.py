@@ -23,6 +23,7 @@ from shared.aoai.failover import Failover, Lane
 from shared.aoai.quota import Reservation
 from shared.core.errors import AppError, RateLimited, translate
 from shared.core.models import Usage
+from shared.jobs.memory import MemoryBudget
 from shared.jobs.models import Item, Job, JobDoc, JobSpec, ResultDoc
 from shared.jobs.results import failed_result
 from shared.metering.bookkeeper import CallSite
@@ -40,9 +41,13 @@ PRIORITY: dict[Stop, int] = {"done": 0, "slice": 1, "rate_limited": 2, "passing"
 class JobService(Protocol):
     """What a job kind does with its items (EmbeddingService, ClassificationService)."""
 
-    def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]: ...
+    def plan(
+        self, items: list[Item], token_budget: int | None = None, spec: JobSpec | None = None
+    ) -> list[list[Item]]: ...
 
     def estimate(self, group: list[Item], spec: JobSpec) -> int: ...
+
+    def answer_bytes(self, group: list[Item], spec: JobSpec) -> int: ...
 
     async def run(
         self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
@@ -82,13 +87,18 @@ async def run_slice(
     failover: Failover,
     concurrency: int,
     seconds: float,
+    memory: MemoryBudget | None = None,
 ) -> SliceOutcome:
     """Run `items` of `job` as requests, `concurrency` at a time, for at most `seconds`,
-    starting on `failover.current`; write each request's results as it returns. Items that
-    fail for good (auth, a missing deployment) are written as failed results; the rest of a
-    stopped slice is in `remaining`. Raises what it cannot settle: an error `translate` cannot
-    name (a bug), or a failed write of items that failed for good."""
-    return await _Slice(job, spec, service, store, failover, seconds).run(items, concurrency)
+    starting on `failover.current`; write each request's results as it returns. Each request
+    holds its estimated answer size in `memory` (the process's budget, shared/jobs/memory.py)
+    until its results are written. Items that fail for good (auth, a missing deployment) are
+    written as failed results; the rest of a stopped slice is in `remaining`. Raises what it
+    cannot settle: an error `translate` cannot name (a bug), or a failed write of items that
+    failed for good."""
+    return await _Slice(job, spec, service, store, failover, seconds, memory).run(
+        items, concurrency
+    )
 
 
 class _Slice:
@@ -100,6 +110,7 @@ class _Slice:
         store: ResultStore,
         failover: Failover,
         seconds: float,
+        memory: MemoryBudget | None = None,
     ) -> None:
         assert job.job_id is not None
         self.job = job
@@ -123,11 +134,12 @@ class _Slice:
         self.stopping = asyncio.Event()
         self.last_cancel_check = 0.0
         self.refused: dict[int, int] = {}  # 429s per group, by id(): a second one sends it back
+        self.memory = memory  # the process's, shared by every slice it runs
 
     async def run(self, items: list[Item], concurrency: int) -> SliceOutcome:
         limit = self.failover.current.limiter.token_limit
         budget = limit // REQUEST_SHARE_OF_QUOTA if limit else None
-        self.pending = self.service.plan(items, budget)
+        self.pending = self.service.plan(items, budget, spec=self.spec)
         self.deadline = time.monotonic() + self.seconds
         async with asyncio.TaskGroup() as tasks:
             for _ in range(max(1, min(concurrency, len(self.pending)))):
@@ -144,7 +156,6 @@ class _Slice:
     async def _requests(self) -> None:
         """Take groups off `pending` and send them, one at a time, until none is left or the
         slice stops."""
-        outcome = self.outcome
         while self.pending and not self.stopping.is_set():
             group = self.pending.pop(0)
             if time.monotonic() >= self.deadline:
@@ -153,32 +164,55 @@ class _Slice:
             if await self._cancelled():
                 self._stop("cancelled", group)
                 return
-            tokens = self.service.estimate(group, self.spec)
-            lane = self.failover.current
-            pacing = lane.limiter.minute * PACING_SHARE_OF_MINUTE
-            wait = min(pacing, max(0.0, self.deadline - time.monotonic()))
-            if not await lane.limiter.acquire(tokens, max_wait=wait):
-                delay = lane.limiter.delay_for(tokens)
-                outcome.retry_after = max(outcome.retry_after or 0.0, delay)
-                self._stop("rate_limited", group)
-                return
-            if self.stopping.is_set():  # stopped while this one waited for room
-                lane.limiter.settle(tokens, 0)
-                outcome.remaining.extend(group)
+            # Room for the answer first (it waits on other requests of this process, not on
+            # the quota), then room in the quota.
+            size = self.service.answer_bytes(group, self.spec)
+            if not await self._hold(size):
+                self._stop("slice", group)
                 return
             try:
-                outcome.requests += 1
-                # The service settles the reservation when it answers (or refuses).
-                site = self.site.on(lane.backend)
-                reservation = Reservation(lane.limiter, tokens)
-                results = await self.service.run(group, self.spec, site, reservation)
-                await self._write(results)
-            except Exception as error:
-                failure = translate(error)
-                if failure is None:
-                    raise
-                if not await self._refused(group, lane, failure):
+                if not await self._send(group):
                     return
+            finally:
+                if self.memory is not None:
+                    self.memory.release(size)
+
+    async def _hold(self, size: int) -> bool:
+        """Hold `size` bytes of the process's memory budget; False when the slice ends first."""
+        if self.memory is None or size <= 0:
+            return True
+        return await self.memory.acquire(size, max_wait=self.deadline - time.monotonic())
+
+    async def _send(self, group: list[Item]) -> bool:
+        """Pace `group` under the limiter, send it and write its results; True when the
+        slice goes on."""
+        outcome = self.outcome
+        tokens = self.service.estimate(group, self.spec)
+        lane = self.failover.current
+        pacing = lane.limiter.minute * PACING_SHARE_OF_MINUTE
+        wait = min(pacing, max(0.0, self.deadline - time.monotonic()))
+        if not await lane.limiter.acquire(tokens, max_wait=wait):
+            delay = lane.limiter.delay_for(tokens)
+            outcome.retry_after = max(outcome.retry_after or 0.0, delay)
+            self._stop("rate_limited", group)
+            return False
+        if self.stopping.is_set():  # stopped while this one waited for room
+            lane.limiter.settle(tokens, 0)
+            outcome.remaining.extend(group)
+            return False
+        try:
+            outcome.requests += 1
+            # The service settles the reservation when it answers (or refuses).
+            site = self.site.on(lane.backend)
+            reservation = Reservation(lane.limiter, tokens)
+            results = await self.service.run(group, self.spec, site, reservation)
+            await self._write(results)
+        except Exception as error:
+            failure = translate(error)
+            if failure is None:
+                raise
+            return await self._refused(group, lane, failure)
+        return True
 
     async def _refused(self, group: list[Item], lane: Lane, failure: AppError) -> bool:
         """Settle a request that failed; True when the slice goes on."""

@@ -29,6 +29,7 @@ from shared.jobs.batch.service import BatchService
 from shared.jobs.classification import ClassificationService
 from shared.jobs.embeddings import EmbeddingService
 from shared.jobs.intake import InvalidJob, enqueue, job_spec, read_message
+from shared.jobs.memory import MemoryBudget
 from shared.jobs.models import (
     REQUEUEABLE,
     EmbeddingJob,
@@ -70,6 +71,7 @@ class JobWorker:
     embeddings: EmbeddingService
     classification: ClassificationService
     batch_service: BatchService
+    memory: MemoryBudget  # the process's, shared by every message it runs (jobs/memory.py)
 
     async def on_message(self, kind: JobKind, msg: func.QueueMessage) -> None:
         """The queue trigger's entry point."""
@@ -172,6 +174,7 @@ class JobWorker:
             failover=Failover(self.backends, self.limiters, spec.deployment),
             concurrency=self.settings.job_concurrency,
             seconds=self.settings.job_slice_seconds,
+            memory=self.memory,
         )
         log.info(
             "job %s: slice of %d requests wrote %d results (%d not succeeded, %d tokens); "

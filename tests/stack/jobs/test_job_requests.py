@@ -19,13 +19,13 @@ from tests.support.simulator import control_plane
 LARGE = "text-embedding-3-large"  # 3,072 floats a vector
 SMALL = "text-embedding-3-small"  # 1,536
 ADA = "text-embedding-ada-002"  # takes no `dimensions`
-PER_REQUEST = 16  # inputs of 3,072 floats under the test's cap
+PER_REQUEST = 64  # inputs of 3,072 floats under the test's cap
 
 stack = stack_fixture(
     "reqs",
     settings={
         "AOAI_DEPLOYMENTS": f'{{"default-chat": "gpt-4o", "large": "{LARGE}", "ada": "{ADA}"}}',
-        # A small cap, so a 64-item job shows its packing: 16 vectors of 3,072 floats.
+        # A small cap, so a small job shows its packing: 64 vectors of 3,072 floats.
         "EMBEDDING_MAX_FLOATS_PER_REQUEST": str(PER_REQUEST * 3072),
     },
     simulator=SimulatorConfig(
@@ -53,16 +53,16 @@ async def deployment_stats(sim: httpx.AsyncClient, deployment: str) -> dict[str,
 async def test_a_3072_dimension_job_is_packed_under_the_float_cap(
     http: httpx.AsyncClient, sim: httpx.AsyncClient
 ) -> None:
-    job_id = await submit(http, "embedding", {"items": items(64), "model": "large"})
+    job_id = await submit(http, "embedding", {"items": items(160), "model": "large"})
     view = await wait_job(http, job_id)
     assert view["status"] == "succeeded", view
     results = await all_results(http, job_id)
-    assert len(results) == 64
+    assert len(results) == 160
     assert all(len(r["embedding"]) == 3072 for r in results)
     stats = await deployment_stats(sim, LARGE)
-    # Before the cap: one request of 64 inputs (2,048 allowed), 196,608 floats in one answer.
+    # Before the cap: one request of 160 inputs (2,048 allowed), 491,520 floats in one answer.
     assert stats["max_inputs"] == PER_REQUEST
-    assert (stats["requests"], stats["inputs"]) == (64 // PER_REQUEST, 64)
+    assert (stats["requests"], stats["inputs"]) == (3, 160)
 
 
 async def test_a_request_wide_400_fails_the_items_at_once_with_the_services_message(

@@ -48,6 +48,28 @@ def test_embeddings_pack_up_to_the_token_cap_and_the_limiter_budget() -> None:
     assert [len(g) for g in service.plan(make(10, chars=160), token_budget=40)] == [1] * 10
 
 
+def test_embeddings_pack_under_the_floats_an_answer_may_hold() -> None:
+    # 1,048,576 floats (~56 MiB as Python objects) per answer by default: 2,048 vectors of
+    # 1,536 floats were one answer of ~175 MB before, twice that at 3,072.
+    service = EmbeddingService(settings(), None, None)  # type: ignore[arg-type]
+    items = make(2048, chars=4)
+    large = service.plan(items, spec=JobSpec(deployment="emb", dimensions=3072))
+    assert max(len(g) for g in large) == 341
+    assert len(large) == 7
+    small = service.plan(items, spec=JobSpec(deployment="emb", dimensions=256))
+    assert [len(g) for g in small] == [2048]  # Azure's cap binds first
+    assert service.answer_bytes(large[0], JobSpec(deployment="emb", dimensions=3072)) < 60 * 2**20
+
+
+def test_without_dimensions_the_largest_size_is_assumed_until_an_answer_shows_it() -> None:
+    service = EmbeddingService(settings(), None, None)  # type: ignore[arg-type]
+    spec = JobSpec(deployment="emb")
+    assert service.max_inputs(spec) == 341  # 3,072 floats a vector until known
+    service.sizes["emb"] = 1536  # what _call records from an answer
+    assert service.max_inputs(spec) == 682
+    assert service.max_inputs(JobSpec(deployment="other")) == 341
+
+
 def test_estimate_is_chars_over_four_rounded_up() -> None:
     assert [estimate_tokens("x" * n) for n in (1, 4, 5, 400)] == [1, 1, 2, 100]
 

@@ -3,6 +3,7 @@ limiters without quotas, the real failover over two backends, a fake service and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from shared.aoai.failover import Failover, Lane
 from shared.aoai.quota import Limiters, Reservation
 from shared.core.errors import AppError, RateLimited, ServiceUnavailable, UpstreamError
 from shared.core.models import Usage
+from shared.jobs.memory import MIB, MemoryBudget
 from shared.jobs.models import EmbeddingJob, Item, JobDoc, JobSpec, ResultDoc
 from shared.jobs.runner import SliceOutcome, run_slice
 from shared.metering.bookkeeper import CallSite
@@ -59,11 +61,16 @@ class Service:
         self.first = first or {}
         self.served: dict[str, list[str]] = {}
 
-    def plan(self, items: list[Item], token_budget: int | None = None) -> list[list[Item]]:
+    def plan(
+        self, items: list[Item], token_budget: int | None = None, spec: JobSpec | None = None
+    ) -> list[list[Item]]:
         return [[item] for item in items]
 
     def estimate(self, group: list[Item], spec: JobSpec) -> int:
         return 1
+
+    def answer_bytes(self, group: list[Item], spec: JobSpec) -> int:
+        return 0
 
     async def run(
         self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
@@ -241,3 +248,51 @@ async def test_a_long_retry_after_goes_back_to_the_queue_at_once(client: AsyncOp
     assert outcome.retry_after == 2.5
     assert outcome.lead == pytest.approx(1.0)  # half the 2 s pacing bound
     assert written == []
+
+
+class Weighed(Service):
+    """Every request's answer weighs 1 MiB; it records the most held at once."""
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        super().__init__()
+        self.budget = budget
+        self.most = 0
+
+    def answer_bytes(self, group: list[Item], spec: JobSpec) -> int:
+        return MIB
+
+    async def run(
+        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
+    ) -> list[ResultDoc]:
+        self.most = max(self.most, self.budget.held)
+        await asyncio.sleep(0.01)  # in flight while the others start
+        return done(group)
+
+
+async def test_the_memory_budget_holds_across_concurrent_messages(client: AsyncOpenAI) -> None:
+    # Two messages of 6 requests, 4 in flight each, on one process's 3 MiB budget: 8 answers
+    # of 1 MiB would be in flight without it.
+    budget = MemoryBudget(3)
+    service = Weighed(budget)
+    backends = two_backends(client, second_ready=True)
+    stores = [Store(), Store()]
+    outcomes = await asyncio.gather(
+        *(
+            run_slice(
+                JOB,
+                SPEC,
+                list(ITEMS),
+                service=service,
+                store=store,
+                failover=Failover(backends, Limiters({}), "d"),
+                concurrency=4,
+                seconds=60,
+                memory=budget,
+            )
+            for store in stores
+        )
+    )
+    assert [o.stop for o in outcomes] == ["done", "done"]
+    assert [len(s.written) for s in stores] == [6, 6]
+    assert service.most == 3 * MIB
+    assert budget.held == 0
