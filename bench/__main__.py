@@ -67,6 +67,12 @@ RUNS = (
     Run("host_cpu", "bench.host_cpu", ("--requests", "300"), ("--requests", "60")),
     Run("batch_ingest", "bench.batch_ingest", ("--lines", "100000"), ("--lines", "5000")),
     Run(
+        "embed_memory",
+        "bench.embed_memory",
+        ("--jobs", "4", "--items", "2048"),
+        ("--jobs", "4", "--items", "1024"),
+    ),
+    Run(
         "simulator_throughput",
         "bench.simulator_throughput",
         ("--requests", "2000"),

@@ -99,6 +99,11 @@ def headline(runs: dict[str, Any]) -> dict[str, Any]:
             }
             for s in classify["sizes"]
         }
+    if memory := runs.get("embed_memory"):
+        out["host_peak_rss_mib_embed_3072"] = memory["host_peak_rss_mib_embed_3072"]
+        out["host_peak_rss_mib_embed_3072_uncapped"] = memory[
+            "host_peak_rss_mib_embed_3072_uncapped"
+        ]
     if ingest := runs.get("batch_ingest"):
         out["batch_ingest_lines_per_second"] = ingest["streamed"]["lines_per_s"]
         out["batch_ingest_peak_mib"] = ingest["streamed"]["peak_mib"]
@@ -170,6 +175,8 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         "host_cpu_ms_per_chat_request",
         "app_cpu_ms_per_chat_request",
         "host_peak_rss_mib_load_1",
+        "host_peak_rss_mib_embed_3072",
+        "host_peak_rss_mib_embed_3072_uncapped",
         "batch_ingest_lines_per_second",
         "batch_ingest_peak_mib",
         "lost_items",
