@@ -258,3 +258,12 @@ def test_gateway_latency_measures_every_route_against_the_simulator() -> None:
             assert added["p50_ms"] == round(
                 figures[shape]["p50_ms"] - figures["direct"]["p50_ms"], 3
             )
+
+
+def test_embed_memory_measures_capped_and_uncapped_hosts_and_loses_nothing() -> None:
+    result = run_bench("bench.embed_memory", "--jobs", "1", "--items", "40", "--within", "120")
+    for who in ("capped", "uncapped"):
+        run = result[who]
+        assert run["items_by_outcome"]["lost"] == 0
+        assert run["host_peak_rss_mib"] >= run["host_idle_rss_mib"] > 0
+    assert result["host_peak_rss_mib_embed_3072"] == result["capped"]["host_peak_rss_mib"]
