@@ -13,7 +13,6 @@ from azurefunctions.extensions.http.fastapi import Request, Response
 from shared.core.settings import get_settings
 from shared.http import handlers
 from shared.http.boundary import guarded
-from shared.metering.bookkeeper import OutboxMessage
 from shared.runtime import apply_log_level, get_runtime
 
 # Read every setting now: a missing or invalid one stops start-up with its name. LOG_LEVEL
@@ -112,7 +111,7 @@ async def classify(msg: func.QueueMessage) -> None:
 
 @app.queue_trigger(arg_name="msg", queue_name="%OUTBOX_QUEUE%", connection="AzureWebJobsStorage")
 async def drain_outbox(msg: func.QueueMessage) -> None:
-    await get_runtime().bookkeeper.drain(OutboxMessage.model_validate_json(msg.get_body()))
+    await get_runtime().outbox.drain(msg.get_body())
 
 
 # --- timers -------------------------------------------------------------------------------
@@ -121,6 +120,11 @@ async def drain_outbox(msg: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%POISON_SWEEP_SCHEDULE%", run_on_startup=False)
 async def record_poison(timer: func.TimerRequest) -> None:
     await get_runtime().poison_sweeper.sweep()
+
+
+@app.timer_trigger(arg_name="timer", schedule="%POISON_SWEEP_SCHEDULE%", run_on_startup=False)
+async def sweep_outbox_poison(timer: func.TimerRequest) -> None:
+    await get_runtime().outbox.sweep()
 
 
 @app.timer_trigger(arg_name="timer", schedule="%BATCH_POLL_SCHEDULE%", run_on_startup=False)

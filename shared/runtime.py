@@ -39,6 +39,7 @@ from shared.jobs.worker import JobWorker
 from shared.metering.bookkeeper import Bookkeeper
 from shared.metering.call import CallMeter
 from shared.metering.caller_limit import create_caller_limiter
+from shared.metering.outbox import Outbox
 from shared.metering.rollups import UsageRollups
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Runtime:
     backends: Backends
     store: Store
     queues: JobQueues
+    outbox: Outbox
     bookkeeper: Bookkeeper
     chat: ChatService
     gateway: Gateway
@@ -99,13 +101,12 @@ def create_runtime(settings: Settings) -> Runtime:
     store = create_store(settings, credential)
     queues = create_queues(settings, credential)
     rollups = UsageRollups(store)
+    outbox = Outbox(store, queues, settings.outbox_queue, rollups=rollups)
     books = Bookkeeper(
-        store,
-        queues,
-        settings.outbox_queue,
+        outbox,
         user_hash_secret=settings.user_hash_secret.get_secret_value(),
         store_text=settings.content_filter_store_text,
-        rollups=rollups,
+        answer_timeout=settings.store_answer_timeout,
     )
     closers: list[Closer] = [
         ("the Azure OpenAI clients", connection.aclose),
@@ -157,6 +158,7 @@ def create_runtime(settings: Settings) -> Runtime:
         backends=backends,
         store=store,
         queues=queues,
+        outbox=outbox,
         bookkeeper=books,
         chat=ChatService(settings, meter),
         gateway=Gateway(settings, meter),

@@ -158,6 +158,7 @@ async def _frames(
             continue
         choice = chunk.choices[0]
         if choice.delta is not None and choice.delta.content:
+            call.note(text=choice.delta.content)
             parts.append(choice.delta.content)
             yield sse(DeltaFrame(content=choice.delta.content))
         if choice.finish_reason is not None:

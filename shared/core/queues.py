@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
@@ -96,6 +96,11 @@ class JobQueues:
 
     async def put_payload(self, blob_name: str, data: bytes) -> None:
         await self._container.upload_blob(blob_name, data, overwrite=True)
+
+    async def delete_payload(self, blob_name: str) -> None:
+        """Delete a claim-check blob; one already gone is no error."""
+        with contextlib.suppress(ResourceNotFoundError):
+            await self._container.delete_blob(blob_name)
 
     async def get_payload(self, blob_name: str) -> bytes:
         downloader = await self._container.download_blob(blob_name)

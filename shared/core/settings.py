@@ -229,6 +229,14 @@ class Settings(BaseSettings):
         default="cosmos-outbox",
         description="Usage documents and filter events written behind while Cosmos DB fails.",
     )
+    store_answer_timeout: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="Seconds a usage document or filter event write on the answer path (chat, "
+        "the gateway routes) waits for Cosmos DB before it goes to the outbox instead: a hung "
+        "store never holds an answer. A healthy point write takes milliseconds.",
+    )
     claim_check_container: ContainerName = Field(
         default="job-payloads", description="Blob container for jobs too large for a message."
     )

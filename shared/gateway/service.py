@@ -297,6 +297,7 @@ async def _observe(chunk: dict[str, Any], call: MeteredCall, state: _StreamState
         index = raw.get("index", 0)
         content = (raw.get("delta") or {}).get("content")
         if isinstance(content, str):
+            call.note(text=content)
             state.texts.setdefault(index, []).append(content)
         flagged = _flag(raw)
         if flagged is not None and index not in state.flagged:

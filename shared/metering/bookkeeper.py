@@ -2,11 +2,12 @@
 classification jobs, the batch poller): one usage document per call and one content-filter
 event per filtered prompt or completion.
 
-Bookkeeping never fails the caller and never loses a record. The completion is paid for by the
-time its usage is known, so a Cosmos DB failure must not turn a good answer into a 500: the
-document is written behind instead, as a message on the outbox queue (`OUTBOX_QUEUE`) that
-`drain_outbox` upserts once Cosmos DB answers again. Every document has its id before it is
-written, so a document drained twice is still one.
+Bookkeeping never fails the caller, never holds an answer and never loses a record. The
+completion is paid for by the time its usage is known, so a Cosmos DB failure must not turn a
+good answer into a 500, and a Cosmos DB that does not answer must not keep a caller waiting:
+on the answer path (chat and the gateway routes) a write gets STORE_ANSWER_TIMEOUT seconds,
+then the document is written behind through the outbox (shared/metering/outbox.py), which
+loses nothing either.
 """
 
 from __future__ import annotations
@@ -16,32 +17,26 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import openai
-from azure.core.exceptions import AzureError
-from pydantic import BaseModel, Field
 
 from shared.core import content_filter
 from shared.core.errors import AppError, ContentFiltered, UpstreamError, translate
 from shared.core.models import ContentFilterInfo, Usage
-from shared.core.queues import JobQueues
-from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
+from shared.core.store import CONTENT_FILTER_EVENTS, USAGE
 from shared.metering import filter_events
 from shared.metering.filter_events import Source
 from shared.metering.models import Mode, Operation, UsageRecord
+from shared.metering.outbox import Outbox, OutboxContainer
 from shared.metering.report import build_record
-from shared.metering.rollups import UsageRollups
 
 log = logging.getLogger(__name__)
 
 Status = Literal["ok", "content_filter", "error", "cancelled"]
-OutboxContainer = Literal["usage", "content_filter_events"]
-
-# A drain that finds Cosmos DB still down puts the document back, waiting longer each time.
-OUTBOX_FIRST_DELAY = timedelta(seconds=5)
-OUTBOX_MAX_DELAY = timedelta(minutes=5)
+# Sources with a caller waiting for the answer: their writes are bounded by
+# STORE_ANSWER_TIMEOUT. Jobs and the batch poller wait for Cosmos DB as long as the SDK does.
+ANSWERING: Final[frozenset[Source]] = frozenset({"chat", "gateway"})
 
 
 @dataclass(frozen=True)
@@ -65,33 +60,21 @@ class CallSite:
         return dataclasses.replace(self, backend=backend)
 
 
-class OutboxMessage(BaseModel):
-    """A document waiting for Cosmos DB: `{container, document, attempt}`."""
-
-    container: OutboxContainer
-    document: dict[str, Any]
-    attempt: int = Field(default=0, ge=0)
-
-
 class Bookkeeper:
     """Writes usage documents and content-filter events; one per process (shared/runtime.py)."""
 
     def __init__(
         self,
-        store: Store,
-        queues: JobQueues,
-        outbox_queue: str,
+        outbox: Outbox,
         *,
         user_hash_secret: str,
         store_text: bool = False,
-        rollups: UsageRollups | None = None,
+        answer_timeout: float | None = None,
     ) -> None:
-        self._rollups = rollups
-        self._store = store
+        self._outbox = outbox
         self._user_hash_secret = user_hash_secret
-        self._queues = queues
-        self._outbox = outbox_queue
         self._store_text = store_text
+        self._answer_timeout = answer_timeout
 
     async def usage(
         self,
@@ -102,9 +85,11 @@ class Bookkeeper:
         started: float,
         status: Status = "ok",
         record_id: str | None = None,
+        estimated: bool = False,
     ) -> UsageRecord:
         """Record one call. `started` is its `time.perf_counter()` at the start; `record_id`
-        a deterministic id for calls that redelivery may repeat (job requests)."""
+        a deterministic id for calls that redelivery may repeat (job requests); `estimated`
+        when the service reported no usage and `usage` is the app's estimate (a cut stream)."""
         record = build_record(
             operation=site.operation,
             deployment=site.deployment,
@@ -120,12 +105,13 @@ class Bookkeeper:
             job_id=site.job_id,
             record_id=record_id,
             backend=site.backend,
+            estimated=estimated,
         )
         if site.user is not None:
             record = record.model_copy(
                 update={"user_hash": filter_events.hash_user(site.user, self._user_hash_secret)}
             )
-        await self._write(USAGE, record.model_dump(mode="json"))
+        await self._write(site, USAGE, record.model_dump(mode="json"))
         return record
 
     async def failed(
@@ -191,7 +177,7 @@ class Bookkeeper:
             text=text,
             store_text=self._store_text,
         )
-        await self._write(CONTENT_FILTER_EVENTS, event.model_dump(mode="json"))
+        await self._write(site, CONTENT_FILTER_EVENTS, event.model_dump(mode="json"))
         log.info(
             "content filter: %s %s on %s (request %s, job %s)",
             info.stage,
@@ -201,51 +187,11 @@ class Bookkeeper:
             site.job_id,
         )
 
-    async def _write(self, container: OutboxContainer, document: dict[str, Any]) -> None:
-        try:
-            await self._store.upsert(container, document)
-        except AzureError as error:
-            log.warning(
-                "writing %s %s to Cosmos DB failed (%s); writing it behind",
-                container,
-                document["id"],
-                type(error).__name__,
-            )
-            await self._write_behind(OutboxMessage(container=container, document=document))
-
-    async def _write_behind(self, message: OutboxMessage, delay: timedelta | None = None) -> None:
-        try:
-            await self._queues.send(
-                self._outbox, message, delay_seconds=int((delay or timedelta()).total_seconds())
-            )
-        except Exception:
-            # Both stores are down: the log is the last place the record can go. It holds
-            # counts, ids and hashes, never prompt text unless the operator opted in.
-            log.exception(
-                "LOST %s %s: %s",
-                message.container,
-                message.document["id"],
-                message.model_dump_json(),
-            )
-
-    async def drain(self, message: OutboxMessage) -> None:
-        """Upsert one written-behind document; if Cosmos DB still fails, put it back later.
-        A usage document marks its day for the roll-up timer: that day may be closed."""
-        try:
-            await self._store.upsert(message.container, message.document)
-            if message.container == USAGE and self._rollups is not None:
-                await self._rollups.mark_dirty(message.document["day"])
-        except AzureError as error:
-            attempt = message.attempt + 1
-            delay = min(OUTBOX_FIRST_DELAY * 2 ** (attempt - 1), OUTBOX_MAX_DELAY)
-            log.warning(
-                "outbox: %s %s still not written (%s); again in %ss",
-                message.container,
-                message.document["id"],
-                type(error).__name__,
-                int(delay.total_seconds()),
-            )
-            await self._write_behind(message.model_copy(update={"attempt": attempt}), delay)
+    async def _write(
+        self, site: CallSite, container: OutboxContainer, document: dict[str, Any]
+    ) -> None:
+        within = self._answer_timeout if site.source in ANSWERING else None
+        await self._outbox.write(container, document, within=within)
 
 
 def usage_of(raw: Any) -> Usage:

@@ -7,7 +7,9 @@ the per-caller limit (shared/metering/caller_limit.py), send through the backend
 record the usage document and any content-filter events (shared/metering/bookkeeper.py). A call
 that fails before its answer begins gives its booking back and is recorded as failed. A stream
 is relayed by `MeteredCall.relay`, which records it also when the caller hangs up or the stream
-fails after its first byte; the route says only how an error looks in its wire shape.
+fails after its first byte (before the service's usage chunk: with the prompt's estimate and
+the output sent so far, marked `estimated`); the route says only how an error looks in its wire
+shape. Records on this path are bounded by STORE_ANSWER_TIMEOUT (shared/metering/bookkeeper.py).
 """
 
 from __future__ import annotations
@@ -109,6 +111,8 @@ class MeteredCall:
         self._prompt = prompt
         self._started = started
         self._flagged = False
+        self._streamed_chars = 0
+        self.estimated = False
 
     async def send(
         self, call: Callable[[Target], Awaitable[T]], *, deadline: float | None = None
@@ -142,11 +146,26 @@ class MeteredCall:
             self.site, error, started=self._started, prompt=self._prompt
         )
 
-    def note(self, *, model: str | None = None, usage: Usage | None = None) -> None:
-        """What the answer said so far, for the record: its model, the usage it reported."""
+    def note(self, *, model: str | None = None, usage: Usage | None = None, text: str = "") -> None:
+        """What the answer said so far, for the record: its model, the usage it reported, the
+        output `text` of a stream's chunk (its estimate if the usage never comes)."""
         self.model = model or self.model
         if usage is not None:
             self.usage = usage
+        self._streamed_chars += len(text)
+
+    def _estimate(self) -> None:
+        """A stream that ended without the service's usage: the prompt's characters / 4 (as
+        the booking counts them) and the output sent so far, at least one token per 4
+        characters begun. Azure bills what it generated, so 0 would under-count."""
+        if self.usage is not None:
+            return
+        prompt = max(1, len(self._prompt) // 4)
+        completion = -(-self._streamed_chars // 4)
+        self.usage = Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
+        self.estimated = True
 
     async def filtered(self, info: ContentFilterInfo, text: str | None) -> None:
         """Record a filtered completion (the text only with CONTENT_FILTER_STORE_TEXT); the
@@ -221,6 +240,7 @@ class MeteredCall:
             # too, leaving the upstream stream open and the call unrecorded.
             with anyio.CancelScope(shield=True):
                 # Each step on its own: a failed record must not keep the booking unsettled.
+                self._estimate()
                 steps: tuple[tuple[str, Callable[[], Awaitable[None]]], ...] = (
                     ("closing", lambda: self._close(wire, close)),
                     ("recording", self._record),
@@ -246,6 +266,7 @@ class MeteredCall:
             usage=self.usage,
             started=self._started,
             status=self.status,
+            estimated=self.estimated,
         )
 
     async def _settle(self) -> None:

@@ -39,6 +39,12 @@ class UsageRecord(BaseModel):
     backend: str | None = Field(
         default=None, description="The AOAI_BACKENDS entry that served the call (or refused it)."
     )
+    estimated: bool = Field(
+        default=False,
+        description="The tokens are the app's estimate: a stream that ended before the "
+        "service's usage chunk (the caller hung up, or it broke off): the prompt's characters "
+        "/ 4 and the output sent so far.",
+    )
 
 
 GROUP_BY_PATTERN = r"^(deployment|operation|model|principal_id|backend|tag:.+)$"

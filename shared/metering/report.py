@@ -41,6 +41,7 @@ def build_record(
     job_id: str | None = None,
     record_id: str | None = None,
     backend: str | None = None,
+    estimated: bool = False,
     now: datetime | None = None,
 ) -> UsageRecord:
     """One usage document; `record_id` is deterministic for calls that may be repeated."""
@@ -66,6 +67,7 @@ def build_record(
             "principal_id": principal_id,
             "job_id": job_id,
             "backend": backend,
+            "estimated": estimated,
         }
     )
 

@@ -39,6 +39,7 @@ class BrokenUsageBooks(Bookkeeper):
         started: float,
         status: Status = "ok",
         record_id: str | None = None,
+        estimated: bool = False,
     ) -> UsageRecord:
         raise RuntimeError("recording the usage failed")
 
@@ -47,9 +48,8 @@ def meter_with(runtime: Runtime, books: type[Bookkeeper]) -> CallMeter:
     """The runtime's meter (same backends, same caller limiter) over `books`."""
     settings = runtime.settings
     bookkeeper = books(
-        runtime.store,
-        runtime.queues,
-        settings.outbox_queue,
+        runtime.outbox,
         user_hash_secret=settings.user_hash_secret.get_secret_value(),
+        answer_timeout=settings.store_answer_timeout,
     )
     return CallMeter(settings, runtime.backends, bookkeeper, runtime.chat.meter.caller_limiter)

@@ -18,7 +18,7 @@ from devstack.emulators import EmulatorStack
 from devstack.emulators.processes import free_port
 from shared.core.settings import load_settings
 from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
-from shared.metering.bookkeeper import OutboxMessage
+from shared.metering.outbox import OutboxMessage
 from shared.runtime import Runtime, create_runtime
 from tests.support.samples import ask
 
@@ -78,8 +78,8 @@ async def test_chat_answers_and_its_usage_is_written_behind_then_drained(
     assert pending.document["total_tokens"] == answer.usage.total_tokens
     assert await store.read(USAGE, pending.document["id"], pending.document["day"]) is None
 
-    await healthy.bookkeeper.drain(pending)
-    await healthy.bookkeeper.drain(pending)  # redelivered: still one document
+    await healthy.outbox.drain(pending.model_dump_json())
+    await healthy.outbox.drain(pending.model_dump_json())  # redelivered: still one document
     stored = await store.query(USAGE, "SELECT * FROM c WHERE c.request_id = @r", {"@r": request_id})
     assert [d["total_tokens"] for d in stored] == [answer.usage.total_tokens]
 
@@ -93,7 +93,7 @@ async def test_a_filter_event_is_written_behind_too(
     pending = await outbox_messages(emulators, outbox)
     assert sorted(m.container for m in pending) == [CONTENT_FILTER_EVENTS, USAGE]
     for message in pending:
-        await healthy.bookkeeper.drain(message)
+        await healthy.outbox.drain(message.model_dump_json())
     (event,) = await store.query(
         CONTENT_FILTER_EVENTS, "SELECT * FROM c WHERE c.request_id = @r", {"@r": request_id}
     )
@@ -105,7 +105,7 @@ async def test_a_drain_while_cosmos_is_still_down_puts_the_document_back(
     cosmos_down: Runtime, emulators: EmulatorStack, outbox: str
 ) -> None:
     message = OutboxMessage(container="usage", document={"id": "x", "day": "2031-01-01"})
-    await cosmos_down.bookkeeper.drain(message)
+    await cosmos_down.outbox.drain(message.model_dump_json())
     client = QueueClient.from_connection_string(emulators.storage_connection_string, outbox)
     async with client:
         properties = await client.get_queue_properties()

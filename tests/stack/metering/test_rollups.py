@@ -16,8 +16,8 @@ from shared.core.errors import TooLarge
 from shared.core.models import Usage
 from shared.core.settings import ModelPrice, load_settings
 from shared.core.store import USAGE, USAGE_ROLLUPS, RequestCharge, Store
-from shared.metering.bookkeeper import OutboxMessage
 from shared.metering.models import UsageQuery
+from shared.metering.outbox import OutboxMessage
 from shared.metering.report import build_record, usage_report
 from shared.metering.rollups import DIRTY_ID, FOLDED_TAG, MAX_CELLS_PER_DAY, DayCells, UsageRollups
 from shared.runtime import create_runtime
@@ -118,7 +118,8 @@ async def test_a_late_document_marks_its_day_and_the_timer_rolls_it_up(
     try:
         noon = a_day()
         late = await write(store, noon, team="late")
-        await runtime.bookkeeper.drain(OutboxMessage(container="usage", document=late))
+        message = OutboxMessage(container="usage", document=late)
+        await runtime.outbox.drain(message.model_dump_json())
         day = noon.date().isoformat()
         assert await store.read(USAGE_ROLLUPS, DIRTY_ID, day) is not None
         done = await runtime.usage_rollups.run(now=datetime.now(UTC))
