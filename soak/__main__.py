@@ -62,6 +62,7 @@ async def soak(stack: SoakStack, duration: float, rate: float, seed: int) -> Fig
             await asyncio.sleep(3)
         say(started, "queues drained; checking")
         figures = await check(stack, store, load.submissions)
+        figures.problems.extend(faults.problems)
         say(started, "checked")
     finally:
         await store.aclose()

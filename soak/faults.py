@@ -8,13 +8,20 @@ repeated for long runs. A line is printed as each fault starts and ends.
   cycle the server is paused instead: connections hang);
 - the Cosmos DB server restarted, and Azurite restarted, their data kept;
 - a host killed with SIGKILL and started again 3 s later: its leased messages come back when
-  the (shortened) lease runs out.
+  the (shortened) lease runs out;
+- the store paused under the answer path (`store_paused_answers`): the Cosmos DB server is
+  paused (SIGSTOP) while a JSON chat, a streamed chat and a gateway call are sent; each must be
+  answered (the stream up to its `[DONE]`) before the server resumes, within a client timeout
+  far below the 22-88 s a paused store held answers before STORE_ANSWER_TIMEOUT, and each
+  call's usage document must land (through the outbox) once it resumes. What fails is a
+  problem of the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +35,7 @@ from devstack.emulators.outage import (
     restart_cosmos,
     resume_cosmos,
 )
+from soak.checks import open_store
 from soak.stack import SoakStack
 
 AOAI = ("chat", "embeddings")
@@ -35,6 +43,10 @@ ALL_ROUTES = ("chat", "embeddings", "files", "batches")
 OUTAGE_SECONDS = 20.0
 BURST_SECONDS = 8.0
 CYCLE_SECONDS = 200.0
+# store_paused_answers: how long a caller waits for an answer while the store is paused, and
+# how long a usage document may take to land once it resumes (the outbox drains it).
+ANSWER_SECONDS = 10.0
+LANDING_SECONDS = 120.0
 
 
 @dataclass
@@ -42,6 +54,7 @@ class Faults:
     stack: SoakStack
     started: float
     events: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
     def say(self, text: str) -> None:
         line = f"[{time.monotonic() - self.started:7.1f}s] {text}"
@@ -101,6 +114,49 @@ class Faults:
         await asyncio.to_thread(process.start)
         self.say(f"  end: host {index % len(self.stack.hosts)} started again (pid {process.pid})")
 
+    async def store_paused_answers(self, n: int) -> None:
+        # Not the host the kill_host fault of this cycle takes down.
+        host = self.stack.hosts[(n + 1) % len(self.stack.hosts)].host
+        ids = {kind: f"soak-paused-{kind}-{uuid.uuid4().hex[:8]}" for kind in _PROBES}
+        self.say("fault: Cosmos DB paused (SIGSTOP) while chat and the gateway answer")
+        pause_cosmos(self.stack.emulators)
+        try:
+            async with httpx.AsyncClient(
+                base_url=host.url, headers=host.headers(), timeout=ANSWER_SECONDS
+            ) as http:
+                answers = await asyncio.gather(
+                    *(_probe(http, kind, request_id) for kind, request_id in ids.items())
+                )
+        finally:
+            resume_cosmos(self.stack.emulators)
+        for kind, answer in zip(ids, answers, strict=True):
+            if not answer.startswith("answered"):
+                self.problems.append(f"store_paused_answers: {kind} {ids[kind]} {answer}")
+        self.say(f"  resumed: {', '.join(f'{k} {a}' for k, a in zip(ids, answers, strict=True))}")
+        missing = await self._await_usage(set(ids.values()))
+        self.problems.extend(f"store_paused_answers: no usage for {rid}" for rid in missing)
+        self.say(f"  end: usage of the answers {f'missing: {missing}' if missing else 'landed'}")
+
+    async def _await_usage(self, request_ids: set[str]) -> list[str]:
+        """The client request ids with no usage document after LANDING_SECONDS."""
+        store = open_store(self.stack)
+        query = "SELECT c.id FROM c WHERE c.client_request_id = @rid"
+        left = set(request_ids)
+        try:
+            deadline = time.monotonic() + LANDING_SECONDS
+            while left and time.monotonic() < deadline:
+                for request_id in sorted(left):
+                    try:
+                        if await store.query("usage", query, {"@rid": request_id}):
+                            left.discard(request_id)
+                    except Exception:  # another fault may have the store away for a while
+                        break
+                if left:
+                    await asyncio.sleep(2)
+            return sorted(left)
+        finally:
+            await store.aclose()
+
     def cycle(self, n: int) -> list[tuple[float, str, Callable[[], Coroutine[Any, Any, None]]]]:
         """(fraction of the cycle, name, action) for every fault kind, cycle number `n`."""
         outage = self.cosmos_pause if n % 2 else self.cosmos_cut
@@ -119,6 +175,7 @@ class Faults:
             ),
             (0.45, "kill_host", lambda: self.kill_host(n)),
             (0.54, "503", lambda: self.simulator("503s (10%)", ALL_ROUTES, {"error_503": 0.1})),
+            (0.58, "store_paused_answers", lambda: self.store_paused_answers(n)),
             (0.63, "cosmos_restart", self.cosmos_restart),
             (0.72, "429_long", lambda: self.simulator("429 retry-after 20s (40%)", AOAI, long)),
             (
@@ -146,3 +203,27 @@ class Faults:
             done.append(name)
         await asyncio.gather(*running)
         return done
+
+
+_PROBES = ("json", "sse", "gateway")
+
+
+async def _probe(http: httpx.AsyncClient, kind: str, request_id: str) -> str:
+    """One call the caller waits for: "answered <status>" when it came whole within the
+    client's timeout (any status: a simulator fault may make it a 502), else what happened."""
+    headers = {"x-request-id": request_id}
+    messages = [{"role": "user", "content": f"soak probe {kind}"}]
+    try:
+        if kind == "gateway":
+            body: dict[str, Any] = {"model": "gpt-4o", "messages": messages}
+            answer = await http.post("/v1/chat/completions", json=body, headers=headers)
+        else:
+            body = {"messages": messages, "stream": kind == "sse"}
+            answer = await http.post("/chat", json=body, headers=headers)
+    except httpx.TimeoutException:
+        return f"held past {ANSWER_SECONDS:g}s"
+    except httpx.HTTPError as error:
+        return f"failed ({type(error).__name__})"
+    if kind == "sse" and answer.status_code == 200 and "data: [DONE]" not in answer.text:
+        return "stream ended without [DONE]"
+    return f"answered {answer.status_code}"

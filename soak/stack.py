@@ -70,9 +70,11 @@ class SoakStack:
         return {**self.environ, "COSMOS_ENDPOINT": self.emulators.cosmos_endpoint}
 
     def queues(self) -> list[str]:
-        """Every queue the app reads, with the poison queues of the two job queues."""
-        names = [self.environ[k] for k in ("EMBEDDING_QUEUE", "CLASSIFICATION_QUEUE")]
-        return [*names, *(f"{n}-poison" for n in names), self.environ["OUTBOX_QUEUE"]]
+        """Every queue the app reads, with their poison queues (the outbox's is swept too)."""
+        names = [
+            self.environ[k] for k in ("EMBEDDING_QUEUE", "CLASSIFICATION_QUEUE", "OUTBOX_QUEUE")
+        ]
+        return [*names, *(f"{n}-poison" for n in names)]
 
 
 @contextmanager

@@ -5,6 +5,8 @@
 //   app's CPU per chat request); Cosmos DB itself keeps them open;
 // - reading a missing item answers 404 NotFound, as Cosmos DB does, instead of the 500 the
 //   server gives (it dereferences the missing item);
+// - a document over 2 MB is refused with 413 RequestEntityTooLarge, as Cosmos DB refuses one
+//   over its item size limit (the server stores any size);
 // - the account document names the endpoint the client used (its Host header), so a client
 //   reaching the server through a proxy keeps going through the proxy;
 // - the store, which the server keeps in memory only, is saved to --data-file and loaded from
@@ -51,6 +53,21 @@ readDocument.default = (account, req, res, params) => {
   }
   return originalRead(account, req, res, params);
 };
+
+// Cosmos DB's item size limit: 2 MB of JSON. The body's length stands in for the item's size.
+const MAX_ITEM_BYTES = 2 * 1024 * 1024;
+for (const name of ["create-document", "upsert-document", "replace-document"]) {
+  const handler = require(`${lib}/handler/${name}`);
+  const original = handler.default;
+  handler.default = (account, req, res, params) => {
+    if (parseInt(req.headers["content-length"] || "0", 10) > MAX_ITEM_BYTES) {
+      req.resume(); // drain the body the client is still sending
+      res.statusCode = 413;
+      return { code: "RequestEntityTooLarge", message: "Request size is too large" };
+    }
+    return original(account, req, res, params);
+  };
+}
 
 readMeta.default = (account, req) => {
   const meta = account.read();

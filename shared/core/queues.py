@@ -102,6 +102,10 @@ class JobQueues:
         with contextlib.suppress(ResourceNotFoundError):
             await self._container.delete_blob(blob_name)
 
+    async def payload_names(self, prefix: str) -> list[str]:
+        """The names of the claim-check container's blobs under `prefix`."""
+        return [blob.name async for blob in self._container.list_blobs(name_starts_with=prefix)]
+
     async def get_payload(self, blob_name: str) -> bytes:
         downloader = await self._container.download_blob(blob_name)
         return await downloader.readall()

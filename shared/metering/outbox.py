@@ -87,7 +87,10 @@ class Parked(BaseModel):
 
 
 def permanent(error: Exception) -> bool:
-    """True for a Cosmos DB refusal no retry changes (`PERMANENT_STATUS`)."""
+    """True for a refusal no retry changes: Cosmos DB's `PERMANENT_STATUS`, or the SDK's
+    ValueError for a document it will not send (an id with `/`, `\\`, `?` or `#`)."""
+    if isinstance(error, ValueError):
+        return True
     return isinstance(error, CosmosHttpResponseError) and error.status_code in PERMANENT_STATUS
 
 
@@ -136,7 +139,7 @@ class Outbox:
             return
         except TimeoutError:
             failure = f"no answer within {within:g} s"
-        except AzureError as error:
+        except (AzureError, ValueError) as error:
             if permanent(error):
                 await self._park_or_log(container, document, _reason(error))
                 return
@@ -187,7 +190,7 @@ class Outbox:
             return
         try:
             await self._store_once(message, document)
-        except AzureError as error:
+        except (AzureError, ValueError) as error:
             if permanent(error):
                 await self._park(message.container, document, _reason(error))
                 await self._forget(message)
@@ -304,7 +307,7 @@ class Outbox:
             return True
         try:
             await self._store_once(message, document)
-        except AzureError as error:
+        except (AzureError, ValueError) as error:
             if not permanent(error):
                 log.warning(
                     "outbox poison: %s %s still not written (%s); the next run tries again",

@@ -25,6 +25,7 @@ FAULT_KINDS = {
     "cosmos_restart",
     "azurite_restart",
     "kill_host",
+    "store_paused_answers",
 }
 
 

@@ -113,3 +113,21 @@ async def test_a_drain_while_cosmos_is_still_down_puts_the_document_back(
     # Put back with a delay: counted, but not visible yet.
     assert properties.approximate_message_count == 1
     assert visible == []
+
+
+async def test_a_document_over_64_kib_goes_behind_as_a_claim_check_drained_once(
+    cosmos_down: Runtime, healthy: Runtime, emulators: EmulatorStack, outbox: str, store: Store
+) -> None:
+    """Delivered twice: the second finds the blob gone (deleted only once the document was
+    stored) and is done; still one document."""
+    document = {"id": f"big-{uuid.uuid4()}", "day": "2031-01-02", "text": "x" * 70_000}
+    await cosmos_down.outbox.write(CONTENT_FILTER_EVENTS, document, within=None)
+    (pending,) = await outbox_messages(emulators, outbox)
+    assert pending.document is None
+    assert pending.document_blob is not None
+    await healthy.outbox.drain(pending.model_dump_json())
+    await healthy.outbox.drain(pending.model_dump_json())
+    stored = await store.read(CONTENT_FILTER_EVENTS, document["id"], "2031-01-02")
+    assert stored is not None
+    assert stored["text"] == document["text"]
+    assert await healthy.queues.payload_names(pending.document_blob) == []
