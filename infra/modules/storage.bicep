@@ -114,7 +114,8 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
 }]
 
 // Claim checks, Batch API items and poisoned messages hold the items' text. The app never
-// deletes them (a message delivered again must still find its blob), so a lifecycle rule does,
+// deletes them (a message delivered again must still find its blob; only the outbox's own
+// claim checks go once their document is stored), so a lifecycle rule does,
 // once no job can need them: a continuation is read again within minutes, a Batch API job ends
 // within BATCH_MAX_AGE, and a poisoned message waits here for an operator's requeue.
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {

@@ -67,6 +67,11 @@ class UsageGroup(BaseModel):
     completion_tokens: int
     total_tokens: int
     estimated_cost_usd: float
+    estimated_tokens: int = Field(
+        default=0,
+        description="Of total_tokens, those the app estimated: streams cut before the "
+        "service's usage chunk (usage documents with `estimated: true`).",
+    )
 
 
 class UsageReport(BaseModel):

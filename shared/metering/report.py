@@ -143,6 +143,7 @@ def cell_of(record: UsageRecord) -> RollupCell:
     return RollupCell(
         hour=_utc(record.timestamp).hour,
         calls=1,
+        estimated_tokens=record.total_tokens if record.estimated else 0,
         **record.model_dump(
             include={
                 "operation",
@@ -182,7 +183,7 @@ def summarise(
     batch_discount: float,
 ) -> tuple[list[UsageGroup], UsageGroup, list[str]]:
     """Group records; return the groups (largest cost first), the total and unpriced models."""
-    sums: dict[str | None, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0])
+    sums: dict[str | None, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0, 0])
     unpriced: set[str] = set()
     for rec in records:
         row = sums[group_key(rec, group_by)]
@@ -191,6 +192,7 @@ def summarise(
         row[2] += rec.completion_tokens
         row[3] += rec.total_tokens
         row[4] += cost_usd(rec, prices, batch_discount)
+        row[5] += rec.estimated_tokens
         if rec.total_tokens and price_for(rec.model, prices) is None:
             unpriced.add(rec.model or "(unknown)")
 
@@ -202,11 +204,12 @@ def summarise(
             completion_tokens=int(row[2]),
             total_tokens=int(row[3]),
             estimated_cost_usd=round(row[4], 6),
+            estimated_tokens=int(row[5]),
         )
 
     groups = [as_group(k, v) for k, v in sums.items()]
     groups.sort(key=lambda g: (-g.estimated_cost_usd, -g.total_tokens, g.key or ""))
-    totals = [sum(v[i] for v in sums.values()) for i in range(5)]
+    totals = [sum(v[i] for v in sums.values()) for i in range(6)]
     return groups, as_group(None, totals), sorted(unpriced)
 
 

@@ -40,7 +40,7 @@ FOLDED_TAG: Final = "_folded"
 # Only what a cell needs: the report's cost and latency do not grow with unused fields.
 PROJECTION: Final = (
     "SELECT c.timestamp, c.operation, c.deployment, c.model, c.mode, c.prompt_tokens, "
-    "c.completion_tokens, c.total_tokens, c.tags, c.principal_id, c.backend FROM c "
+    "c.completion_tokens, c.total_tokens, c.estimated, c.tags, c.principal_id, c.backend FROM c "
     "WHERE c.day = @day"
 )
 
@@ -60,6 +60,7 @@ class RollupCell(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    estimated_tokens: int = 0  # of total_tokens, those of records marked `estimated`
 
 
 class UsageRollup(BaseModel):
@@ -141,6 +142,7 @@ class DayCells:
                         "prompt_tokens": 0,
                         "completion_tokens": 0,
                         "total_tokens": 0,
+                        "estimated_tokens": 0,
                         "tags": dict(cell.tags),
                     }
                 )
@@ -148,6 +150,7 @@ class DayCells:
             day.prompt_tokens += cell.prompt_tokens
             day.completion_tokens += cell.completion_tokens
             day.total_tokens += cell.total_tokens
+            day.estimated_tokens += cell.estimated_tokens
         return list(days.values())
 
     def rollup(self, day: str, computed_at: datetime) -> UsageRollup:
@@ -166,6 +169,8 @@ def _add(cell: RollupCell, row: dict[str, Any]) -> None:
     cell.prompt_tokens += int(row.get("prompt_tokens") or 0)
     cell.completion_tokens += int(row.get("completion_tokens") or 0)
     cell.total_tokens += int(row.get("total_tokens") or 0)
+    if row.get("estimated"):
+        cell.estimated_tokens += int(row.get("total_tokens") or 0)
 
 
 def _hour_of(timestamp: str | datetime) -> int:

@@ -11,6 +11,7 @@ function_app.py under the local Functions host, the simulator, Azurite and the C
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -102,12 +103,24 @@ async def slow_pace(sim_control: httpx.AsyncClient) -> None:
 LONG_ANSWER = "echo: " + " ".join(f"w{i}" for i in range(200))
 
 
+async def report_group(http: httpx.AsyncClient, group_by: str, key: str) -> dict[str, Any]:
+    """The `/api/usage` group `key`, once the roll-up timer has counted it."""
+    for _ in range(OUTBOX_TRIES):
+        report = await http.get("/usage", params={"group_by": group_by})
+        assert report.status_code == 200, report.text
+        groups = [g for g in report.json()["groups"] if g["key"] == key]
+        if groups:
+            return groups[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {group_by} group {key} in the report")
+
+
 async def test_a_chat_stream_cut_before_its_usage_is_counted_as_estimated(
     http: httpx.AsyncClient, store: Store, sim_control: httpx.AsyncClient
 ) -> None:
     await slow_pace(sim_control)
     request_id = new_id("cut")
-    body = chat_body(LONG_ANSWER, stream=True)
+    body = chat_body(LONG_ANSWER, stream=True, tags={"cut": request_id})
     async with http.stream(
         "POST", "/chat", json=body, headers={"x-request-id": request_id}
     ) as answer:
@@ -124,6 +137,9 @@ async def test_a_chat_stream_cut_before_its_usage_is_counted_as_estimated(
     assert usage["prompt_tokens"] > 0
     assert 0 < usage["completion_tokens"] < 200
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    # The report counts them, and says they were estimated (roll-ups every 2 s here).
+    group = await report_group(http, "tag:cut", request_id)
+    assert group["total_tokens"] == group["estimated_tokens"] == usage["total_tokens"]
 
 
 async def test_a_gateway_stream_cut_before_its_usage_is_counted_as_estimated(

@@ -204,3 +204,15 @@ def test_any_window_is_answered_or_refused_never_crashes(
         return
     assert first < last
     assert last - first <= timedelta(days=92, hours=2)
+
+
+def test_estimated_tokens_count_in_the_totals_and_apart() -> None:
+    """A stream cut before its usage chunk is recorded with estimated tokens: they are billed
+    like any others, and the report says how many of them were estimated."""
+    cut = rec(prompt=40, completion=10, tags={"team": "a"}).model_copy(update={"estimated": True})
+    whole = rec(prompt=100, completion=20, tags={"team": "a"})
+    groups, total, _ = summarise([cut, whole], "tag:team", PRICES, 0.5)
+    (group,) = groups
+    assert (group.total_tokens, group.estimated_tokens) == (170, 50)
+    assert (total.total_tokens, total.estimated_tokens) == (170, 50)
+    assert group.estimated_cost_usd == pytest.approx((140 * 2.5 + 30 * 10.0) / 1e6)
