@@ -119,7 +119,7 @@ class Faults:
         host = self.stack.hosts[(n + 1) % len(self.stack.hosts)].host
         ids = {kind: f"soak-paused-{kind}-{uuid.uuid4().hex[:8]}" for kind in _PROBES}
         self.say("fault: Cosmos DB paused (SIGSTOP) while chat and the gateway answer")
-        pause_cosmos(self.stack.emulators)
+        await self._pause_cosmos_once_up()
         try:
             async with httpx.AsyncClient(
                 base_url=host.url, headers=host.headers(), timeout=ANSWER_SECONDS
@@ -136,6 +136,16 @@ class Faults:
         missing = await self._await_usage(set(ids.values()))
         self.problems.extend(f"store_paused_answers: no usage for {rid}" for rid in missing)
         self.say(f"  end: usage of the answers {f'missing: {missing}' if missing else 'landed'}")
+
+    async def _pause_cosmos_once_up(self) -> None:
+        """Pause the server; a restart still under way (no pid recorded yet) is waited for."""
+        for _ in range(30):
+            try:
+                pause_cosmos(self.stack.emulators)
+                return
+            except RuntimeError:
+                await asyncio.sleep(1)
+        pause_cosmos(self.stack.emulators)
 
     async def _await_usage(self, request_ids: set[str]) -> list[str]:
         """The client request ids with no usage document after LANDING_SECONDS."""
@@ -175,8 +185,10 @@ class Faults:
             ),
             (0.45, "kill_host", lambda: self.kill_host(n)),
             (0.54, "503", lambda: self.simulator("503s (10%)", ALL_ROUTES, {"error_503": 0.1})),
-            (0.58, "store_paused_answers", lambda: self.store_paused_answers(n)),
             (0.63, "cosmos_restart", self.cosmos_restart),
+            # After the restart, and far enough from every other Cosmos DB fault that nothing
+            # but the app's own bound can end the pause before the client's timeout.
+            (0.67, "store_paused_answers", lambda: self.store_paused_answers(n)),
             (0.72, "429_long", lambda: self.simulator("429 retry-after 20s (40%)", AOAI, long)),
             (
                 0.81,
