@@ -270,5 +270,7 @@ class MeteredCall:
         )
 
     async def _settle(self) -> None:
-        if self.usage is not None:
+        # Reported usage only: with none (an estimate, for the record) the booking stays at
+        # what was booked, the prompt and every output token the call could have used.
+        if self.usage is not None and not self.estimated:
             await self._meter.caller_limiter.settle(self._booking, self.usage.total_tokens)
