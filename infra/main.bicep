@@ -112,6 +112,13 @@ param payloadRetentionDays int = 30
 param batchPollSchedule string = '0 */5 * * * *'
 param poisonSweepSchedule string = '0 */1 * * * *'
 param contentFilterStoreText bool = false
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Memory of each Flex Consumption instance (MB). A quarter of it is JOB_MEMORY_BUDGET_MIB, the answers queue jobs may hold at once on one instance; the rest is the host, the app and chat streams.')
+param instanceMemoryMB int = 2048
 
 // --- security switches (docs/security.md) -------------------------------------------------
 @secure()
@@ -394,6 +401,8 @@ var appSettings = {
   BATCH_DEPLOYMENT: openAi.outputs.batchDeploymentName
   // The batch deployment's enqueued-token quota, derived from its capacity (thousands).
   BATCH_ENQUEUED_TOKENS: string(batchCapacity * 1000)
+  // What job answers may hold on one instance, sized from the instance (docs/jobs.md, Memory).
+  JOB_MEMORY_BUDGET_MIB: string(instanceMemoryMB / 4)
   COSMOS_ENDPOINT: cosmos.outputs.endpoint
   COSMOS_DATABASE: cosmos.outputs.databaseName
   EMBEDDING_QUEUE: embeddingQueueName
@@ -430,6 +439,7 @@ module functionApp 'modules/function-app.bicep' = {
     deployerIpRange: deployerIpRange
     privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
     sitesZoneId: privateDns.outputs.sitesZoneId
+    instanceMemoryMB: instanceMemoryMB
   }
 }
 

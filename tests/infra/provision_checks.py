@@ -158,6 +158,24 @@ def check_batch_role_ordering(root: Path) -> Problems:
 
 
 @PROVISION_CHECKS.add
+def check_job_memory_budget(root: Path) -> Problems:
+    """The app's job memory budget follows the instance's memory, from the same parameter."""
+    infra, problems = parse(root), []
+    expected = "string(divide(instanceMemoryMB, 4))"
+    _expect(
+        problems,
+        render(app_settings(infra).get("JOB_MEMORY_BUDGET_MIB")) == expected,
+        f"JOB_MEMORY_BUDGET_MIB must be {expected}",
+    )
+    _expect(
+        problems,
+        _passes(infra, "modules/function-app.bicep", "instanceMemoryMB") == "instanceMemoryMB",
+        "the plan's instance memory must be instanceMemoryMB",
+    )
+    return problems
+
+
+@PROVISION_CHECKS.add
 def check_batch_capacity(root: Path) -> Problems:
     """A realistic enqueued-token quota, told to the app from the same parameter."""
     infra, problems = parse(root), []

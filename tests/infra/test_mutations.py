@@ -324,6 +324,12 @@ MUTATIONS = {
         "  BATCH_ENQUEUED_TOKENS: '50000'\n",
         "batch_capacity",
     ),
+    "job-memory-budget-hard-coded": (
+        "main.bicep",
+        "  JOB_MEMORY_BUDGET_MIB: string(instanceMemoryMB / 4)\n",
+        "  JOB_MEMORY_BUDGET_MIB: '2048'\n",
+        "job_memory_budget",
+    ),
     "api-version-written-twice": (
         "main.bicep",
         "  AZURE_OPENAI_API_VERSION: openAiApiVersion\n",
