@@ -4,6 +4,8 @@
 - `PATCH /sim/config`: a JSON merge patch, e.g. `{"deployments": {"gpt-4o": {"rpm": 1}},
   "rate_limit": {"retry_after_ms": 10}}`; answers the new config, or 400 with the errors.
 - `GET /sim/stats`: counters (see `Stats.snapshot`).
+- `GET /sim/inputs`: how many answered requests carried each item input (see
+  `Stats.inputs`); `POST /sim/inputs` with `{"keys": [...]}` adds the counts of those keys.
 - `POST /sim/reset`: clear stats, quota windows and the enqueued tokens of existing
   batches; `{"config": true}` also restores the config the simulator started with.
 """
@@ -54,6 +56,20 @@ async def patch_config(request: Request) -> Response:
 
 async def get_stats(request: Request) -> Response:
     return JSONResponse(get_state(request).stats.snapshot())
+
+
+async def get_inputs(request: Request) -> Response:
+    return JSONResponse(get_state(request).stats.inputs())
+
+
+async def count_inputs(request: Request) -> Response:
+    body = await _json_body(request)
+    keys = body.get("keys") if isinstance(body, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return JSONResponse(
+            {"error": {"code": "invalid_body", "message": 'expected {"keys": [strings]}'}}, 400
+        )
+    return JSONResponse(get_state(request).stats.inputs(keys))
 
 
 async def reset(request: Request) -> Response:
