@@ -49,6 +49,13 @@ class JobService(Protocol):
     ) -> list[ResultDoc]: ...
 
 
+class Held(Protocol):
+    """The job's lease (shared/jobs/lease.py): once lost, no new request starts."""
+
+    @property
+    def lost(self) -> bool: ...
+
+
 class ResultStore(Protocol):
     """Where results go, and the job's status (JobStore)."""
 
@@ -82,13 +89,15 @@ async def run_slice(
     failover: Failover,
     concurrency: int,
     seconds: float,
+    lease: Held | None = None,
 ) -> SliceOutcome:
     """Run `items` of `job` as requests, `concurrency` at a time, for at most `seconds`,
     starting on `failover.current`; write each request's results as it returns. Items that
     fail for good (auth, a missing deployment) are written as failed results; the rest of a
     stopped slice is in `remaining`. Raises what it cannot settle: an error `translate` cannot
-    name (a bug), or a failed write of items that failed for good."""
-    return await _Slice(job, spec, service, store, failover, seconds).run(items, concurrency)
+    name (a bug), or a failed write of items that failed for good. A `lease` that is lost
+    ends the slice as if its time were up."""
+    return await _Slice(job, spec, service, store, failover, seconds, lease).run(items, concurrency)
 
 
 class _Slice:
@@ -100,6 +109,7 @@ class _Slice:
         store: ResultStore,
         failover: Failover,
         seconds: float,
+        lease: Held | None = None,
     ) -> None:
         assert job.job_id is not None
         self.job = job
@@ -117,6 +127,7 @@ class _Slice:
             principal_id=spec.principal_id,
         )
         self.seconds = seconds
+        self.lease = lease
         self.outcome = SliceOutcome()
         self.pending: list[list[Item]] = []
         self.deadline = 0.0
@@ -147,7 +158,7 @@ class _Slice:
         outcome = self.outcome
         while self.pending and not self.stopping.is_set():
             group = self.pending.pop(0)
-            if time.monotonic() >= self.deadline:
+            if time.monotonic() >= self.deadline or (self.lease and self.lease.lost):
                 self._stop("slice", group)
                 return
             if await self._cancelled():
