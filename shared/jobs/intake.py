@@ -126,6 +126,7 @@ async def read_message(
             "reason": check.reason,
             "lease": check.lease,
             "created_at": check.created_at,
+            "answers_blob": check.answers_blob,
         }
         return job.model_copy(update=carried), check.items_blob
     return parse_job(kind, body if isinstance(document, dict) else b"[]", settings), None
@@ -151,6 +152,7 @@ async def enqueue(
         reason=job.reason,
         lease=job.lease,
         created_at=job.created_at,
+        answers_blob=job.answers_blob,
     )
     return await queues.send(queue, check, delay_seconds=delay)
 

@@ -63,10 +63,12 @@ class _JobBase(_Strict):
     # Set by the app on re-enqueued remaining work (a continuation), never by callers.
     attempt: int = Field(default=0, ge=0, le=1000)
     reason: str | None = Field(default=None, max_length=200)
-    # The job's lease handed to this continuation, and when the job was created (JOB_MAX_AGE
-    # counts from it even while Cosmos DB cannot be read): docs/jobs.md#one-slice-at-a-time.
+    # The job's lease handed to this continuation, when the job was created (JOB_MAX_AGE
+    # counts from it even while Cosmos DB cannot be read), and answers the last slice could
+    # not store (shared/jobs/answers.py): docs/jobs.md#one-slice-at-a-time.
     lease: str | None = Field(default=None, max_length=64)
     created_at: datetime | None = None
+    answers_blob: str | None = Field(default=None, max_length=1024)
 
     @model_validator(mode="after")
     def _within_limits(self, info: ValidationInfo) -> _JobBase:
@@ -126,6 +128,7 @@ class ClaimCheck(_Strict):
     reason: str | None = Field(default=None, max_length=200)
     lease: str | None = Field(default=None, max_length=64)
     created_at: datetime | None = None
+    answers_blob: str | None = Field(default=None, max_length=1024)
 
 
 class SubmitAccepted(BaseModel):

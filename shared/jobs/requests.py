@@ -44,8 +44,9 @@ class JobRequests:
         job as it stands, not a second job; but a job the first submission recorded and did
         not queue (it answered 503, or its host died in between) is queued now.
         `principal_id` is the signed-in caller; a `principal_id` in the body is replaced by it
-        (a caller must not bill someone else), and `attempt`, `reason`, `lease` and
-        `created_at` are reset (a caller must not spend its job's retries or jump its lease)."""
+        (a caller must not bill someone else), and `attempt`, `reason`, `lease`, `created_at`
+        and `answers_blob` are reset (a caller must not spend its job's retries, jump its
+        lease or bring results of its own)."""
         try:
             job = parse_job(kind, body, self.settings)
             # The signed-in caller, and a first attempt: `attempt` and `reason` belong to
@@ -57,6 +58,7 @@ class JobRequests:
                     "reason": None,
                     "lease": None,
                     "created_at": None,
+                    "answers_blob": None,
                 }
             )
             spec = job_spec(job, self.settings)

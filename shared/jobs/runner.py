@@ -73,6 +73,7 @@ class SliceOutcome:
     retry_after: float | None = None
     lead: float = 0.0  # how much earlier than `retry_after` a continuation may be due
     failure: AppError | None = None  # the first passing failure, when it stopped the slice
+    unwritten: list[ResultDoc] = field(default_factory=list)  # answered, the store failed
     requests: int = 0
     written: int = 0  # result documents written, failed and filtered items included
     failed: int = 0  # of them, items that did not succeed
@@ -183,13 +184,29 @@ class _Slice:
                 site = self.site.on(lane.backend)
                 reservation = Reservation(lane.limiter, tokens)
                 results = await self.service.run(group, self.spec, site, reservation)
-                await self._write(results)
+                if not await self._kept(results):
+                    return
             except Exception as error:
                 failure = translate(error)
                 if failure is None:
                     raise
                 if not await self._refused(group, lane, failure):
                     return
+
+    async def _kept(self, results: list[ResultDoc]) -> bool:
+        """Write a request's results; False (the slice stops) when the store fails. The
+        answers are paid for: they go on with the rest (`unwritten`), never asked again."""
+        try:
+            await self._write(results)
+        except Exception as error:
+            failure = translate(error)
+            if failure is None:
+                raise
+            self.outcome.unwritten.extend(results)
+            self.outcome.failure = self.outcome.failure or failure
+            self._stop("passing", [])
+            return False
+        return True
 
     async def _refused(self, group: list[Item], lane: Lane, failure: AppError) -> bool:
         """Settle a request that failed; True when the slice goes on."""
@@ -245,7 +262,12 @@ class _Slice:
         if time.monotonic() - self.last_cancel_check < CANCEL_CHECK_SECONDS:
             return False
         self.last_cancel_check = time.monotonic()
-        current = await self.store.get(self.job_id)
+        try:
+            current = await self.store.get(self.job_id)
+        except Exception as error:
+            if translate(error) is None:
+                raise
+            return False  # the store is away: a write will stop the slice, its answers kept
         return current is None or current.status == "cancelled"
 
     async def _write(self, results: list[ResultDoc]) -> None:

@@ -30,6 +30,7 @@ from shared.core.errors import translate
 from shared.core.models import ErrorDetail
 from shared.core.queues import JobQueues
 from shared.core.settings import Settings
+from shared.jobs.answers import keep_answers, kept_answers
 from shared.jobs.batch.service import BatchService
 from shared.jobs.classification import ClassificationService
 from shared.jobs.embeddings import EmbeddingService
@@ -166,6 +167,9 @@ class JobWorker:
             await self._come_back(job, message, held_until)
             return
         job = job.model_copy(update={"created_at": job.created_at or doc.created_at})
+        if job.answers_blob is not None:  # what the last slice got and could not store
+            await self.jobs.write_results(await kept_answers(self.queues, job.answers_blob))
+            job = job.model_copy(update={"answers_blob": None})
         # Read under the lease: what an earlier slice wrote is all there.
         done = await self.jobs.done_item_ids(doc.job_id, redo={"poisoned"})
         remaining = [item for item in job.items if item.id not in done]
@@ -243,6 +247,10 @@ class JobWorker:
         if plan is None:
             return False
         reason = outcome.failure.code if outcome.failure else outcome.stop
+        answers = job.answers_blob
+        if outcome.unwritten:
+            assert job.job_id is not None
+            answers = await keep_answers(self.queues, job.job_id, outcome.unwritten)
         successor = await lease.hand_over(plan.delay)
         rest = job.model_copy(
             update={
@@ -251,6 +259,7 @@ class JobWorker:
                 "reason": reason,
                 "lease": successor,
                 "created_at": created,
+                "answers_blob": answers,
             }
         )
         await enqueue(self.queues, queue, rest, delay_seconds=plan.delay)
@@ -310,8 +319,13 @@ class JobWorker:
                 + (failure.message if failure else "passing failures"),
             )
         await self.jobs.write_results(
-            failed_result(job.job_id, item.id, job.kind, error, spec.deployment)
-            for item in outcome.remaining
+            [
+                *outcome.unwritten,
+                *(
+                    failed_result(job.job_id, item.id, job.kind, error, spec.deployment)
+                    for item in outcome.remaining
+                ),
+            ]
         )
 
     async def record_invalid(

@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from devstack.aoai_simulator.config import LatencyConfig
 from devstack.emulators import EmulatorStack
 from devstack.emulators.outage import FaultProxy
 from shared.core.store import Store
-from tests.support.jobs_stack import JobsStack, all_results, jobs_stack, wait_job
+from tests.support.jobs_stack import JobsStack, all_results, jobs_stack, upstream_sends, wait_job
 from tests.support.paths import REPO_ROOT
 from tests.support.samples import new_id
 from tests.support.simulator import control_plane
@@ -82,7 +83,7 @@ async def sim(stack: JobsStack) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def _body(job_id: str) -> dict[str, object]:
+def _body(job_id: str) -> dict[str, Any]:
     return {
         "job_id": job_id,
         "items": [{"id": f"i{i}", "text": f"{job_id} item {i}"} for i in range(ITEMS)],
@@ -172,3 +173,8 @@ async def test_a_cosmos_outage_past_the_budget_is_not_poisoned_and_the_job_succe
     assert f"job {job_id}: " in log
     assert "items parked for 2s (unavailable)" in log
     assert f"to '{stack.embedding_queue}-poison'" not in log
+    # The answers the slice got while Cosmos DB was going went on with the rest (a blob),
+    # never asked again: every item went upstream once.
+    body = _body(job_id)
+    sends = await upstream_sends(stack, [item["text"] for item in body["items"]])
+    assert {text: n for text, n in sends.items() if n != 1} == {}
