@@ -9,6 +9,10 @@ repeated for long runs. A line is printed as each fault starts and ends.
 - the Cosmos DB server restarted, and Azurite restarted, their data kept;
 - a host killed with SIGKILL and started again 3 s later: its leased messages come back when
   the (shortened) lease runs out.
+
+After the cycles, two long outages, one after the other, while the load goes on: Azure OpenAI
+answering 503 to everything, then Cosmos DB unreachable, each `long_outage` seconds (60: an
+hour in the soak's compressed time, longer than the jobs' retry budget; docs/soak.md).
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ ALL_ROUTES = ("chat", "embeddings", "files", "batches")
 OUTAGE_SECONDS = 20.0
 BURST_SECONDS = 8.0
 CYCLE_SECONDS = 200.0
+LONG_OUTAGE_SECONDS = 60.0
+LONG_OUTAGE_GAP_SECONDS = 15.0
 
 
 @dataclass
 class Faults:
     stack: SoakStack
     started: float
+    long_outage: float = LONG_OUTAGE_SECONDS
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def say(self, text: str) -> None:
@@ -90,6 +97,24 @@ class Faults:
         began = time.monotonic()
         await asyncio.to_thread(restart_azurite, self.stack.emulators)
         self.say(f"  end: Azurite back after {time.monotonic() - began:.1f}s")
+
+    async def aoai_long_outage(self) -> None:
+        self.say(f"fault: Azure OpenAI answers 503 to everything for {self.long_outage:.0f}s")
+        await self._patch(ALL_ROUTES, {"error_503": 1.0})
+        try:
+            await asyncio.sleep(self.long_outage)
+        finally:
+            await self._patch(ALL_ROUTES, {"error_503": 0.0})
+        self.say("  end: Azure OpenAI answers again")
+
+    async def cosmos_long_outage(self) -> None:
+        self.say(f"fault: Cosmos DB unreachable (proxy refuses) for {self.long_outage:.0f}s")
+        await asyncio.to_thread(self.stack.proxy.cut, FaultMode.REFUSE)
+        try:
+            await asyncio.sleep(self.long_outage)
+        finally:
+            await asyncio.to_thread(self.stack.proxy.restore)
+        self.say("  end: Cosmos DB reachable again")
 
     async def kill_host(self, index: int) -> None:
         process = self.stack.hosts[index % len(self.stack.hosts)]
@@ -145,4 +170,10 @@ class Faults:
             running.add(asyncio.create_task(action()))
             done.append(name)
         await asyncio.gather(*running)
+        if self.long_outage > 0:
+            await self.aoai_long_outage()
+            done.append("aoai_long_outage")
+            await asyncio.sleep(LONG_OUTAGE_GAP_SECONDS)
+            await self.cosmos_long_outage()
+            done.append("cosmos_long_outage")
         return done
