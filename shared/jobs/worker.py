@@ -18,7 +18,6 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 import azure.functions as func
 
@@ -47,23 +46,11 @@ from shared.jobs.models import (
     JobSpec,
 )
 from shared.jobs.results import failed_result
+from shared.jobs.retries import Plan, continuation_plan
 from shared.jobs.runner import SliceOutcome, run_slice
 from shared.jobs.store import OPEN, JobStore, is_terminal
 
 log = logging.getLogger(__name__)
-
-MIN_CONTINUATION_DELAY = 0.001
-
-MAX_BACKOFF_SECONDS = 300.0
-MAX_ATTEMPT = 1000  # the message model's bound; a parked job counts no further
-
-
-class Plan(NamedTuple):
-    """When what a slice left is due again, at which attempt, and whether it is parked."""
-
-    delay: float
-    attempt: int
-    parked: bool = False
 
 
 @dataclass(frozen=True)
@@ -296,7 +283,7 @@ class JobWorker:
         )
         try:
             await self.jobs.update(
-                job.job_id, status="waiting", only_from={"queued", "running"}, error=why
+                job.job_id, status="waiting", only_from={"queued", "running", "waiting"}, error=why
             )
         except Exception as error:
             log.warning("job %s: not marked waiting (%s)", job.job_id, type(error).__name__)
@@ -368,36 +355,3 @@ class JobWorker:
                 return failed or stored
         stored, _ = await self.jobs.create(record)
         return stored
-
-
-def continuation_plan(
-    settings: Settings,
-    attempt: int,
-    outcome: SliceOutcome,
-    *,
-    created: datetime | None = None,
-    at: datetime | None = None,
-) -> Plan | None:
-    """When the continuation for what a slice left is due, or None when the rest must fail
-    instead: a retry-after past the cap, or passing failures past `JOB_MAX_AGE` from the
-    job's creation (`created`; `at` is now).
-
-    A 429 or a finished slice does not use up the budget: only passing failures count. Once
-    `JOB_MAX_ATTEMPTS` are spent the rest is parked: due after `JOB_PARK_SECONDS`, never past
-    the job's maximum age."""
-    if outcome.stop == "slice":
-        return Plan(0.0, attempt)
-    if outcome.stop == "rate_limited":
-        wait = outcome.retry_after or 1.0
-        if wait > settings.job_retry_after_cap_seconds:
-            return None
-        return Plan(max(MIN_CONTINUATION_DELAY, wait - outcome.lead), attempt)
-    attempt += 1
-    if attempt <= settings.job_max_attempts:
-        backoff = settings.job_backoff_seconds * 2 ** (attempt - 1)
-        return Plan(min(backoff, MAX_BACKOFF_SECONDS), attempt)
-    at = at or now()
-    left = settings.job_max_age - (at - (created or at)).total_seconds()
-    if left <= 0:
-        return None
-    return Plan(min(settings.job_park_seconds, left), min(attempt, MAX_ATTEMPT), parked=True)

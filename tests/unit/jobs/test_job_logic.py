@@ -14,8 +14,8 @@ from shared.jobs.classification import ClassificationService, label_results, par
 from shared.jobs.embeddings import EmbeddingService, estimate_tokens
 from shared.jobs.models import ClassificationJob, EmbeddingJob, Item, JobSpec
 from shared.jobs.results import request_usage_id, share_usage
+from shared.jobs.retries import MIN_CONTINUATION_DELAY, Plan, continuation_plan
 from shared.jobs.runner import SliceOutcome
-from shared.jobs.worker import MIN_CONTINUATION_DELAY, Plan, continuation_plan
 from shared.metering.bookkeeper import CallSite
 
 ENV = {
