@@ -173,8 +173,12 @@ class JobWorker:
                 )
                 await lease.release()
                 return
-            if outcome.stop != "done" and outcome.remaining:
-                if await self._continue(job, outcome.remaining, outcome, message.queue, lease):
+            if outcome.stop != "done" and (outcome.remaining or outcome.unwritten):
+                # Items answered but not stored go on too, their answers with them: a job
+                # message needs its items, and the next slice writes the answers first.
+                answered = {result.item_id for result in outcome.unwritten}
+                rest = [*outcome.remaining, *(i for i in remaining if i.id in answered)]
+                if await self._continue(job, rest, outcome, message.queue, lease):
                     return
                 await self._give_up(job, spec, outcome)
         await self.jobs.finish(doc.job_id, doc.total)
