@@ -7,7 +7,9 @@ a success into a failure."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -17,8 +19,10 @@ from devstack.aoai_simulator import SimulatorConfig
 from devstack.aoai_simulator.config import LatencyConfig
 from shared.core.clock import now
 from shared.core.models import ErrorDetail
+from shared.core.settings import load_settings
 from shared.core.store import RESULTS, Store
-from shared.jobs.models import ResultDoc
+from shared.jobs.intake import job_spec, parse_job
+from shared.jobs.models import JobDoc, JobLease, JobSource, ResultDoc
 from shared.jobs.results import failed_result
 from shared.jobs.store import JobStore, result_id
 from tests.support.jobs_stack import (
@@ -139,3 +143,26 @@ async def test_a_success_or_a_new_try_replaces_a_poisoned_failure(store: Store) 
     assert a["status"] == "succeeded"
     assert b is not None
     assert b["error"]["code"] == "too_long"
+
+
+async def test_a_dead_hosts_lease_is_waited_for_then_taken_over(
+    http: httpx.AsyncClient, stack: JobsStack, store: Store
+) -> None:
+    # A host took the job's lease and died: its lease runs out (3 s here) and the next
+    # message takes the job over; until then the message comes back instead of running.
+    job_id = new_id("dead")
+    body = _body(job_id)
+    settings = load_settings(stack.environ)
+    job = parse_job("embedding", json.dumps(body).encode(), settings)
+    held = JobLease(owner="a-host-that-died", until=now() + timedelta(seconds=3))
+    doc = JobDoc.for_job(job, job_spec(job, settings), "running", JobSource(via="queue"))
+    _, created = await JobStore(store).create(doc.model_copy(update={"lease": held}))
+    assert created
+
+    await send_raw(stack.connection_string, stack.embedding_queue, body)
+    view = await wait_job(http, job_id, within=60)
+
+    assert view["status"] == "succeeded", view
+    assert f"job {job_id}: another slice holds the job until" in stack.log()
+    sends = await upstream_sends(stack, [item["text"] for item in body["items"]])
+    assert set(sends.values()) == {1}
