@@ -20,9 +20,9 @@ from devstack.aoai_simulator.config import LatencyConfig
 from shared.core.clock import now
 from shared.core.models import ErrorDetail
 from shared.core.settings import load_settings
-from shared.core.store import RESULTS, Store
+from shared.core.store import JOBS, RESULTS, Store
 from shared.jobs.intake import job_spec, parse_job
-from shared.jobs.models import JobDoc, JobLease, JobSource, ResultDoc
+from shared.jobs.models import JobDoc, JobSource, ResultDoc
 from shared.jobs.results import failed_result
 from shared.jobs.store import JobStore, result_id
 from tests.support.jobs_stack import (
@@ -154,10 +154,10 @@ async def test_a_dead_hosts_lease_is_waited_for_then_taken_over(
     body = _body(job_id)
     settings = load_settings(stack.environ)
     job = parse_job("embedding", json.dumps(body).encode(), settings)
-    held = JobLease(owner="a-host-that-died", until=now() + timedelta(seconds=3))
     doc = JobDoc.for_job(job, job_spec(job, settings), "running", JobSource(via="queue"))
-    _, created = await JobStore(store).create(doc.model_copy(update={"lease": held}))
-    assert created
+    until = (now() + timedelta(seconds=3)).isoformat()
+    held = {"lease": {"owner": "a-host-that-died", "until": until}}
+    assert await store.create(JOBS, {**doc.model_dump(mode="json"), **held}) is not None
 
     await send_raw(stack.connection_string, stack.embedding_queue, body)
     view = await wait_job(http, job_id, within=60)
