@@ -27,7 +27,7 @@ from shared.core.errors import AppError, ContentFiltered, InvalidRequest
 from shared.core.models import ErrorDetail, Usage
 from shared.core.settings import Settings
 from shared.jobs.models import Item, JobSpec, ResultDoc
-from shared.jobs.results import failed_result, request_usage_id, share_usage
+from shared.jobs.results import answer_in_parts, failed_result, request_usage_id, share_usage
 from shared.jobs.store import result_id
 from shared.metering.bookkeeper import Bookkeeper, CallSite, usage_of
 
@@ -225,10 +225,7 @@ class ClassificationService:
             if singly
             else [group[: len(group) // 2], group[len(group) // 2 :]]
         )
-        results: list[ResultDoc] = []
-        for part in parts:
-            results.extend(await self.run(part, spec, site, reservation))
-        return results
+        return await answer_in_parts(parts, lambda part: self.run(part, spec, site, reservation))
 
 
 def label_results(

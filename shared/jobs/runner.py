@@ -24,7 +24,7 @@ from shared.aoai.quota import Reservation
 from shared.core.errors import AppError, RateLimited, translate
 from shared.core.models import Usage
 from shared.jobs.models import Item, Job, JobDoc, JobSpec, ResultDoc
-from shared.jobs.results import failed_result
+from shared.jobs.results import PartlyAnswered, failed_result
 from shared.metering.bookkeeper import CallSite
 
 PACING_SHARE_OF_MINUTE = 1 / 3  # the longest wait for room in a slice, of the quota's minute
@@ -185,6 +185,15 @@ class _Slice:
                 reservation = Reservation(lane.limiter, tokens)
                 results = await self.service.run(group, self.spec, site, reservation)
                 if not await self._kept(results):
+                    return
+            except PartlyAnswered as partial:
+                # Keep the parts answered; only the rest is refused.
+                answered = {result.item_id for result in partial.results}
+                rest = [item for item in group if item.id not in answered]
+                if not await self._kept(partial.results):
+                    self.outcome.remaining.extend(rest)
+                    return
+                if not await self._refused(rest, lane, partial.failure):
                     return
             except Exception as error:
                 failure = translate(error)
