@@ -1,6 +1,6 @@
-"""`python -m soak [--duration 600] [--rate R] [--hosts 3] [--seed 1]`: run the soak (see
-docs/soak.md). Prints a line per fault, then a table and one JSON line; exits 1 if anything was
-lost or duplicated or a check failed."""
+"""`python -m soak [--duration 600] [--rate R] [--hosts 3] [--seed 1] [--outage 60]`: run the
+soak (see docs/soak.md). Prints a line per fault, then a table and one JSON line; exits 1 if
+anything was lost, duplicated or sent upstream twice, or a check failed."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from soak.checks import Figures, check, open_store, queue_depths, unfinished
-from soak.faults import Faults
+from soak.faults import LONG_OUTAGE_SECONDS, Faults
 from soak.load import Load
 from soak.stack import SoakStack, soak_stack
 
@@ -26,7 +26,7 @@ def say(started: float, text: str) -> None:
     print(f"[{time.monotonic() - started:7.1f}s] {text}", flush=True)
 
 
-async def soak(stack: SoakStack, duration: float, rate: float, seed: int) -> Figures:
+async def soak(stack: SoakStack, duration: float, rate: float, seed: int, outage: float) -> Figures:
     started = time.monotonic()
     load = Load(
         hosts=stack.hosts,
@@ -38,7 +38,7 @@ async def soak(stack: SoakStack, duration: float, rate: float, seed: int) -> Fig
         rate=rate,
         rng=random.Random(seed),  # noqa: S311 (a reproducible load, not a secret)
     )
-    faults = Faults(stack, started)
+    faults = Faults(stack, started, long_outage=outage)
     say(started, f"load: {rate:g} jobs/s for {duration:.0f}s on {len(stack.hosts)} hosts")
     loading = asyncio.create_task(load.run())
     kinds = await faults.run(duration)
@@ -82,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--hosts", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--outage",
+        type=float,
+        default=LONG_OUTAGE_SECONDS,
+        help="seconds of the long Azure OpenAI and Cosmos DB outages after the fault cycles "
+        "(an hour in the soak's compressed time; 0: none)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     rate = args.rate or (0.6 if args.duration < 180 else 1.0)
@@ -89,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="soak-") as tmp,
         soak_stack(Path(tmp), hosts=args.hosts, lease_seconds=LEASE_SECONDS) as stack,
     ):
-        figures = asyncio.run(soak(stack, args.duration, rate, args.seed))
-        failed = figures.lost or figures.duplicated or figures.problems
+        figures = asyncio.run(soak(stack, args.duration, rate, args.seed, args.outage))
+        failed = figures.lost or figures.duplicated or figures.sent_twice or figures.problems
         if failed:  # keep the hosts' logs for a look
             keep = Path(tempfile.mkdtemp(prefix="soak-logs-"))
             for i, process in enumerate(stack.hosts):

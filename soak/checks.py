@@ -12,6 +12,8 @@
   failing, or a host killed, between the answer and its result): Azure bills both calls, and
   the records say so. The reverse, fewer records than calls served, is a request repeated with
   the same items, whose record the repeat overwrote (deterministic ids).
+- **Sent twice**: an item input (an embeddings input, or a classification item's line) that
+  the simulator answered in more than one request (`GET /sim/inputs`): an item billed twice.
 - No message left in any queue, visible or not, once every job is done and a lease has passed.
 """
 
@@ -47,6 +49,7 @@ class Figures:
     recorded_failures: int = 0
     lost: int = 0
     duplicated: int = 0
+    sent_twice: int = 0
     share_429: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -61,6 +64,7 @@ class Figures:
             ("recorded failures", self.recorded_failures),
             ("lost", self.lost),
             ("duplicated", self.duplicated),
+            ("sent twice", self.sent_twice),
             ("429 share", f"{self.share_429:.1%}"),
             ("re-billed tokens", self.details.get("tokens_rebilled", 0)),
         ]
@@ -76,6 +80,7 @@ class Figures:
             "recorded_failures",
             "lost",
             "duplicated",
+            "sent_twice",
             "share_429",
         )
         return {**{k: getattr(self, k) for k in keys}, **self.details, "problems": self.problems}
@@ -237,8 +242,16 @@ async def _check_usage(
 
 
 async def _check_simulator(stack: SoakStack, figures: Figures) -> None:
-    async with httpx.AsyncClient(base_url=stack.sim_url, timeout=10) as sim:
+    async with httpx.AsyncClient(base_url=stack.sim_url, timeout=60) as sim:
         stats = (await sim.get("/sim/stats")).json()
+        inputs = (await sim.get("/sim/inputs")).json()
+    repeated = inputs["repeated"]
+    figures.sent_twice = len(repeated)
+    figures.details.update(
+        item_inputs_answered=inputs["distinct"],
+        item_input_sends=inputs["sends"],
+        extra_sends=sum(n - 1 for n in repeated.values()),
+    )
     routes = stats["routes"]
     total = stats["total"]
     served = sum(routes.get(r, {}).get("status", {}).get("200", 0) for r in ("chat", "embeddings"))

@@ -15,6 +15,10 @@ repeated for long runs. A line is printed as each fault starts and ends.
   far below the 22-88 s a paused store held answers before STORE_ANSWER_TIMEOUT, and each
   call's usage document must land (through the outbox) once it resumes. What fails is a
   problem of the run.
+
+After the cycles, two long outages, one after the other, while the load goes on: Azure OpenAI
+answering 503 to everything, then Cosmos DB unreachable, each `long_outage` seconds (60: an
+hour in the soak's compressed time, longer than the jobs' retry budget; docs/soak.md).
 """
 
 from __future__ import annotations
@@ -47,12 +51,15 @@ CYCLE_SECONDS = 200.0
 # how long a usage document may take to land once it resumes (the outbox drains it).
 ANSWER_SECONDS = 10.0
 LANDING_SECONDS = 120.0
+LONG_OUTAGE_SECONDS = 60.0
+LONG_OUTAGE_GAP_SECONDS = 15.0
 
 
 @dataclass
 class Faults:
     stack: SoakStack
     started: float
+    long_outage: float = LONG_OUTAGE_SECONDS
     events: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -103,6 +110,24 @@ class Faults:
         began = time.monotonic()
         await asyncio.to_thread(restart_azurite, self.stack.emulators)
         self.say(f"  end: Azurite back after {time.monotonic() - began:.1f}s")
+
+    async def aoai_long_outage(self) -> None:
+        self.say(f"fault: Azure OpenAI answers 503 to everything for {self.long_outage:.0f}s")
+        await self._patch(ALL_ROUTES, {"error_503": 1.0})
+        try:
+            await asyncio.sleep(self.long_outage)
+        finally:
+            await self._patch(ALL_ROUTES, {"error_503": 0.0})
+        self.say("  end: Azure OpenAI answers again")
+
+    async def cosmos_long_outage(self) -> None:
+        self.say(f"fault: Cosmos DB unreachable (proxy refuses) for {self.long_outage:.0f}s")
+        await asyncio.to_thread(self.stack.proxy.cut, FaultMode.REFUSE)
+        try:
+            await asyncio.sleep(self.long_outage)
+        finally:
+            await asyncio.to_thread(self.stack.proxy.restore)
+        self.say("  end: Cosmos DB reachable again")
 
     async def kill_host(self, index: int) -> None:
         process = self.stack.hosts[index % len(self.stack.hosts)]
@@ -214,6 +239,12 @@ class Faults:
             running.add(asyncio.create_task(action()))
             done.append(name)
         await asyncio.gather(*running)
+        if self.long_outage > 0:
+            await self.aoai_long_outage()
+            done.append("aoai_long_outage")
+            await asyncio.sleep(LONG_OUTAGE_GAP_SECONDS)
+            await self.cosmos_long_outage()
+            done.append("cosmos_long_outage")
         return done
 
 

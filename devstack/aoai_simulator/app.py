@@ -52,6 +52,8 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
         Route("/sim/config", control.patch_config, methods=["PATCH"]),
         Route("/sim/stats", control.get_stats, methods=["GET"]),
         Route("/sim/requests/{deployment}/last", control.last_request, methods=["GET"]),
+        Route("/sim/inputs", control.get_inputs, methods=["GET"]),
+        Route("/sim/inputs", control.count_inputs, methods=["POST"]),
         Route("/sim/reset", control.reset, methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})

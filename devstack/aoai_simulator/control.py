@@ -7,9 +7,11 @@
 - `GET /sim/requests/{deployment}/last`: the JSON body of the deployment's last chat or
   embeddings request as it arrived (404 when none came since the last reset), so a test can
   see what a proxy in front of the service actually sent.
-- `POST /sim/reset`: clear stats, quota windows, the recorded last bodies and the enqueued
-  tokens of existing batches; `{"config": true}` also restores the config the simulator
-  started with.
+- `GET /sim/inputs`: how many answered requests carried each item input (see
+  `Stats.inputs`); `POST /sim/inputs` with `{"keys": [...]}` adds the counts of those keys.
+- `POST /sim/reset`: clear stats, input counts, quota windows, the recorded last bodies and the
+  enqueued tokens of existing batches; `{"config": true}` also restores the config the
+  simulator started with.
 """
 
 from __future__ import annotations
@@ -65,6 +67,20 @@ async def last_request(request: Request) -> Response:
     if body is None:
         return JSONResponse({"error": {"code": "404", "message": "no request recorded"}}, 404)
     return JSONResponse(body)
+
+
+async def get_inputs(request: Request) -> Response:
+    return JSONResponse(get_state(request).stats.inputs())
+
+
+async def count_inputs(request: Request) -> Response:
+    body = await _json_body(request)
+    keys = body.get("keys") if isinstance(body, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return JSONResponse(
+            {"error": {"code": "invalid_body", "message": 'expected {"keys": [strings]}'}}, 400
+        )
+    return JSONResponse(get_state(request).stats.inputs(keys))
 
 
 async def reset(request: Request) -> Response:

@@ -12,6 +12,7 @@ from . import chat, embeddings, errors, faults, reasoning
 from .config import DeploymentConfig
 from .gateway import Call, read_json
 from .ratelimit import Decision
+from .tokens import message_text
 
 _OPERATION_NAMES = {"chat": "ChatCompletions_Create", "embeddings": "Embeddings_Create"}
 
@@ -48,6 +49,7 @@ async def chat_completions(call: Call) -> Response:
         call.state.stats.record_filter("completion")
     await faults.sleep(faults.request_delay(call.config.latency, call.state.rng))
     call.record(200, plan.prompt_tokens, plan.completion_tokens)
+    call.state.stats.record_inputs(_user_lines(body))
     if body.get("stream"):
         options = body.get("stream_options") or {}
         include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
@@ -81,4 +83,18 @@ async def create_embeddings(call: Call) -> Response:
     result = embeddings.create(body, deployment, call.config)
     await faults.sleep(faults.request_delay(call.config.latency, call.state.rng))
     call.record(200, result["usage"]["prompt_tokens"], inputs=len(request.items))
+    call.state.stats.record_inputs(
+        item if isinstance(item, str) else " ".join(map(str, item)) for item in request.items
+    )
     return call.json(result, decision=decision)
+
+
+def _user_lines(body: dict[str, Any]) -> list[str]:
+    """The item inputs of a chat request, as `GET /sim/inputs` counts them: each non-empty
+    line of its user messages (a job lists several items, one per line)."""
+    lines: list[str] = []
+    for message in body.get("messages") or []:
+        if isinstance(message, dict) and message.get("role") == "user":
+            text = message_text(message.get("content"))
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
+    return lines

@@ -1,9 +1,12 @@
-"""Counters behind `GET /sim/stats`: per route and per deployment."""
+"""Counters behind `GET /sim/stats` (per route and per deployment) and `GET /sim/inputs`
+(per item input: how many answered requests carried it)."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +38,12 @@ class _Bucket:
         }
 
 
+def input_key(text: str) -> str:
+    """The key `GET /sim/inputs` counts an item input under: a digest of its text (an
+    embeddings input, or a line of a chat request's user message)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
 class Stats:
     """Thread-safe counters. `retries` counts requests whose `x-stainless-retry-count` > 0."""
 
@@ -44,6 +53,7 @@ class Stats:
         self._routes: dict[str, _Bucket] = {}
         self._deployments: dict[str, _Bucket] = {}
         self._filtered: Counter[str] = Counter()
+        self._inputs: Counter[str] = Counter()
 
     def reset(self) -> None:
         with self._lock:
@@ -51,6 +61,26 @@ class Stats:
             self._routes.clear()
             self._deployments.clear()
             self._filtered.clear()
+            self._inputs.clear()
+
+    def record_inputs(self, texts: Iterable[str]) -> None:
+        """Count each item input of a request that was answered (and so billed)."""
+        keys = [input_key(text) for text in texts]
+        with self._lock:
+            self._inputs.update(keys)
+
+    def inputs(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
+        """`{"distinct": n, "sends": n, "repeated": {key: sends}}`: every input answered more
+        than once; with `keys`, also `"counts": {key: sends}` for those (0 when never sent)."""
+        with self._lock:
+            out: dict[str, Any] = {
+                "distinct": len(self._inputs),
+                "sends": sum(self._inputs.values()),
+                "repeated": {k: n for k, n in self._inputs.items() if n > 1},
+            }
+            if keys is not None:
+                out["counts"] = {k: self._inputs.get(k, 0) for k in keys}
+            return out
 
     def record(
         self,

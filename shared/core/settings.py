@@ -380,6 +380,24 @@ class Settings(BaseSettings):
     job_concurrency: int = Field(
         default=8, ge=1, le=64, description="Azure OpenAI requests in flight per job invocation."
     )
+    job_lease_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="How long a slice's lease on its job lasts unless renewed: another message "
+        "for the job waits for it, and a dead host's lease is taken over after it.",
+    )
+    job_park_seconds: float = Field(
+        default=900,
+        gt=0,
+        description="Delay of a job's remaining items once JOB_MAX_ATTEMPTS passing failures "
+        "are spent (the job says waiting); tried again at this pace until JOB_MAX_AGE.",
+    )
+    job_max_age: float = Field(
+        default=86_400,
+        gt=0,
+        description="Seconds from a job's creation after which items still failing (parked) "
+        "fail with the reason.",
+    )
     embedding_max_inputs: int = Field(
         default=2048, ge=1, le=2048, description="Inputs per embeddings request (Azure: 2048)."
     )

@@ -37,7 +37,7 @@ from shared.core.models import ErrorDetail, Usage
 from shared.core.settings import Settings
 from shared.jobs import refusals
 from shared.jobs.models import Item, JobSpec, ResultDoc
-from shared.jobs.results import failed_result, request_usage_id, share_usage
+from shared.jobs.results import answer_in_parts, failed_result, request_usage_id, share_usage
 from shared.jobs.store import result_id
 from shared.metering.bookkeeper import Bookkeeper, CallSite, usage_of
 
@@ -289,7 +289,7 @@ class ClassificationService:
             return results + refusals.fail_all(
                 job_id, rest, "classification", failure, spec.deployment
             )
-        return results + await self._split(rest, spec, site, reservation, singly=True)
+        return await self._split(rest, spec, site, reservation, singly=True, answered=results)
 
     async def _split(
         self,
@@ -299,16 +299,19 @@ class ClassificationService:
         reservation: Reservation,
         *,
         singly: bool,
+        answered: list[ResultDoc] | None = None,
     ) -> list[ResultDoc]:
+        """`group` in parts (each item alone, or halves), after the results `answered` by an
+        earlier part of the same request: a failure part-way hands those on, never asks them
+        again (PartlyAnswered)."""
         parts = (
             [[item] for item in group]
             if singly
             else [group[: len(group) // 2], group[len(group) // 2 :]]
         )
-        results: list[ResultDoc] = []
-        for part in parts:
-            results.extend(await self.run(part, spec, site, reservation))
-        return results
+        return await answer_in_parts(
+            parts, lambda part: self.run(part, spec, site, reservation), answered or []
+        )
 
 
 def label_results(

@@ -28,7 +28,7 @@ from shared.core.settings import Settings
 from shared.jobs import refusals
 from shared.jobs.memory import LARGEST_DIMENSIONS, answer_bytes
 from shared.jobs.models import Item, JobSpec, ResultDoc
-from shared.jobs.results import failed_result, request_usage_id, share_usage
+from shared.jobs.results import answer_in_parts, failed_result, request_usage_id, share_usage
 from shared.jobs.store import result_id
 from shared.metering.bookkeeper import Bookkeeper, CallSite
 
@@ -163,10 +163,13 @@ class EmbeddingService:
                     job_id, group, "embedding", error, spec.deployment
                 )
         half = max(1, len(group) // 2)
-        for part in (group[:half], group[half:]):
-            if part:
-                results += await self._run(part, spec, site, reservation, probed=True)
-        return results
+        halves = [part for part in (group[:half], group[half:]) if part]
+        # A half that fails (a 429, an outage) hands on what was answered before it.
+        return await answer_in_parts(
+            halves,
+            lambda part: self._run(part, spec, site, reservation, probed=True),
+            answered=results,
+        )
 
     async def _call(
         self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation

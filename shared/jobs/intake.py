@@ -129,9 +129,14 @@ async def read_message(
             raise InvalidJob(
                 "the claim check and its blob name different jobs", job_id=check.job_id
             )
-        return job.model_copy(update={"attempt": check.attempt, "reason": check.reason}), (
-            check.items_blob
-        )
+        carried = {
+            "attempt": check.attempt,
+            "reason": check.reason,
+            "lease": check.lease,
+            "created_at": check.created_at,
+            "answers_blob": check.answers_blob,
+        }
+        return job.model_copy(update=carried), check.items_blob
     return parse_job(kind, body if isinstance(document, dict) else b"[]", settings), None
 
 
@@ -148,7 +153,14 @@ async def enqueue(
     name = blob or f"{job.job_id}/{uuid.uuid4().hex}.json"
     await queues.put_payload(name, text.encode("utf-8"))
     check = ClaimCheck(
-        job_id=job.job_id, kind=job.kind, items_blob=name, attempt=job.attempt, reason=job.reason
+        job_id=job.job_id,
+        kind=job.kind,
+        items_blob=name,
+        attempt=job.attempt,
+        reason=job.reason,
+        lease=job.lease,
+        created_at=job.created_at,
+        answers_blob=job.answers_blob,
     )
     return await queues.send(queue, check, delay_seconds=delay)
 

@@ -19,7 +19,14 @@ from shared.core.settings import Settings
 JobKind = Literal["embedding", "classification"]
 JobMode = Literal["realtime", "batch"]
 JobStatus = Literal[
-    "queued", "running", "submitted", "succeeded", "partially_failed", "failed", "cancelled"
+    "queued",
+    "running",
+    "waiting",
+    "submitted",
+    "succeeded",
+    "partially_failed",
+    "failed",
+    "cancelled",
 ]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "partially_failed", "failed", "cancelled"})
 ResultStatus = Literal["succeeded", "failed", "content_filtered"]
@@ -66,6 +73,12 @@ class _JobBase(_Strict):
     # Set by the app on re-enqueued remaining work (a continuation), never by callers.
     attempt: int = Field(default=0, ge=0, le=1000)
     reason: str | None = Field(default=None, max_length=200)
+    # The job's lease handed to this continuation, when the job was created (JOB_MAX_AGE
+    # counts from it even while Cosmos DB cannot be read), and answers the last slice could
+    # not store (shared/jobs/answers.py): docs/jobs.md#one-slice-at-a-time.
+    lease: str | None = Field(default=None, max_length=64)
+    created_at: datetime | None = None
+    answers_blob: str | None = Field(default=None, max_length=1024)
 
     @model_validator(mode="after")
     def _within_limits(self, info: ValidationInfo) -> _JobBase:
@@ -123,6 +136,9 @@ class ClaimCheck(_Strict):
     items_blob: str = Field(min_length=1, max_length=1024)
     attempt: int = Field(default=0, ge=0, le=1000)
     reason: str | None = Field(default=None, max_length=200)
+    lease: str | None = Field(default=None, max_length=64)
+    created_at: datetime | None = None
+    answers_blob: str | None = Field(default=None, max_length=1024)
 
 
 class SubmitAccepted(BaseModel):
@@ -163,6 +179,13 @@ class JobSource(BaseModel):
     request_id: str | None = None
 
 
+class JobLease(BaseModel):
+    """Who runs a slice of the job (or the continuation it was handed to), and until when."""
+
+    owner: str
+    until: datetime
+
+
 class JobDoc(BaseModel):
     """One document per job in `jobs` (partition `/job_id`, id = job_id)."""
 
@@ -184,6 +207,7 @@ class JobDoc(BaseModel):
     raw_blob: str | None = Field(
         default=None, description="Poisoned messages: the whole message, kept for a requeue."
     )
+    lease: JobLease | None = None
     created_at: datetime
     updated_at: datetime
     etag: str | None = Field(default=None, alias="_etag", exclude=True)

@@ -45,14 +45,22 @@ class JobRequests:
         job as it stands, not a second job; but a job the first submission recorded and did
         not queue (it answered 503, or its host died in between) is queued now.
         `principal_id` is the signed-in caller; a `principal_id` in the body is replaced by it
-        (a caller must not bill someone else), and `attempt` / `reason` are reset (a caller
-        must not spend its job's retries before it runs)."""
+        (a caller must not bill someone else), and `attempt`, `reason`, `lease`, `created_at`
+        and `answers_blob` are reset (a caller must not spend its job's retries, jump its
+        lease or bring results of its own)."""
         try:
             job = parse_job(kind, body, self.settings)
             # The signed-in caller, and a first attempt: `attempt` and `reason` belong to
             # continuations, which only the app writes.
             job = job.model_copy(
-                update={"principal_id": principal_id, "attempt": 0, "reason": None}
+                update={
+                    "principal_id": principal_id,
+                    "attempt": 0,
+                    "reason": None,
+                    "lease": None,
+                    "created_at": None,
+                    "answers_blob": None,
+                }
             )
             spec = job_spec(job, self.settings)
         except InvalidJob as error:

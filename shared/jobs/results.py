@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from shared.core.clock import now
+from shared.core.errors import AppError
 from shared.core.models import CategoryResult, ErrorDetail, Usage
-from shared.jobs.models import JobKind, ResultDoc
+from shared.jobs.models import Item, JobKind, ResultDoc
 from shared.jobs.store import result_id
 from shared.metering.bookkeeper import CallSite
 
@@ -68,3 +69,34 @@ def share_usage(usage: Usage, weights: Sequence[int]) -> list[Usage]:
             )
         )
     return parts
+
+
+class PartlyAnswered(Exception):
+    """A request answered in parts failed part-way: `results` holds the answers of the parts
+    before (paid for: the runner writes them), `failure` is what stopped the rest."""
+
+    def __init__(self, results: list[ResultDoc], failure: AppError) -> None:
+        super().__init__(failure.code)
+        self.results = results
+        self.failure = failure
+
+
+async def answer_in_parts(
+    parts: Sequence[list[Item]],
+    run: Callable[[list[Item]], Awaitable[list[ResultDoc]]],
+    answered: Sequence[ResultDoc] = (),
+) -> list[ResultDoc]:
+    """`run` each part in turn; the results of all, after those `answered` already. A part
+    that fails after others were answered raises PartlyAnswered with their results, so they
+    are never asked again."""
+    results: list[ResultDoc] = list(answered)
+    for part in parts:
+        try:
+            results.extend(await run(part))
+        except PartlyAnswered as partial:
+            raise PartlyAnswered([*results, *partial.results], partial.failure) from None
+        except AppError as failure:
+            if not results:
+                raise
+            raise PartlyAnswered(results, failure) from None
+    return results

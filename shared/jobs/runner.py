@@ -25,7 +25,7 @@ from shared.core.errors import AppError, RateLimited, translate
 from shared.core.models import Usage
 from shared.jobs.memory import MemoryBudget
 from shared.jobs.models import Item, Job, JobDoc, JobSpec, ResultDoc
-from shared.jobs.results import failed_result
+from shared.jobs.results import PartlyAnswered, failed_result
 from shared.metering.bookkeeper import CallSite
 
 PACING_SHARE_OF_MINUTE = 1 / 3  # the longest wait for room in a slice, of the quota's minute
@@ -54,6 +54,13 @@ class JobService(Protocol):
     ) -> list[ResultDoc]: ...
 
 
+class Held(Protocol):
+    """The job's lease (shared/jobs/lease.py): once lost, no new request starts."""
+
+    @property
+    def lost(self) -> bool: ...
+
+
 class ResultStore(Protocol):
     """Where results go, and the job's status (JobStore)."""
 
@@ -71,6 +78,7 @@ class SliceOutcome:
     retry_after: float | None = None
     lead: float = 0.0  # how much earlier than `retry_after` a continuation may be due
     failure: AppError | None = None  # the first passing failure, when it stopped the slice
+    unwritten: list[ResultDoc] = field(default_factory=list)  # answered, the store failed
     requests: int = 0
     written: int = 0  # result documents written, failed and filtered items included
     failed: int = 0  # of them, items that did not succeed
@@ -88,6 +96,7 @@ async def run_slice(
     concurrency: int,
     seconds: float,
     memory: MemoryBudget | None = None,
+    lease: Held | None = None,
 ) -> SliceOutcome:
     """Run `items` of `job` as requests, `concurrency` at a time, for at most `seconds`,
     starting on `failover.current`; write each request's results as it returns. Each request
@@ -95,8 +104,8 @@ async def run_slice(
     until its results are written. Items that fail for good (auth, a missing deployment) are
     written as failed results; the rest of a stopped slice is in `remaining`. Raises what it
     cannot settle: an error `translate` cannot name (a bug), or a failed write of items that
-    failed for good."""
-    return await _Slice(job, spec, service, store, failover, seconds, memory).run(
+    failed for good. A `lease` that is lost ends the slice as if its time were up."""
+    return await _Slice(job, spec, service, store, failover, seconds, memory, lease).run(
         items, concurrency
     )
 
@@ -111,6 +120,7 @@ class _Slice:
         failover: Failover,
         seconds: float,
         memory: MemoryBudget | None = None,
+        lease: Held | None = None,
     ) -> None:
         assert job.job_id is not None
         self.job = job
@@ -128,6 +138,7 @@ class _Slice:
             principal_id=spec.principal_id,
         )
         self.seconds = seconds
+        self.lease = lease
         self.outcome = SliceOutcome()
         self.pending: list[list[Item]] = []
         self.deadline = 0.0
@@ -158,7 +169,7 @@ class _Slice:
         slice stops."""
         while self.pending and not self.stopping.is_set():
             group = self.pending.pop(0)
-            if time.monotonic() >= self.deadline:
+            if time.monotonic() >= self.deadline or (self.lease and self.lease.lost):
                 self._stop("slice", group)
                 return
             if await self._cancelled():
@@ -206,12 +217,34 @@ class _Slice:
             site = self.site.on(lane.backend)
             reservation = Reservation(lane.limiter, tokens)
             results = await self.service.run(group, self.spec, site, reservation)
-            await self._write(results)
+        except PartlyAnswered as partial:
+            # Keep the parts answered; only the rest is refused.
+            answered = {result.item_id for result in partial.results}
+            rest = [item for item in group if item.id not in answered]
+            if not await self._kept(partial.results):
+                outcome.remaining.extend(rest)
+                return False
+            return await self._refused(rest, lane, partial.failure)
         except Exception as error:
             failure = translate(error)
             if failure is None:
                 raise
             return await self._refused(group, lane, failure)
+        return await self._kept(results)
+
+    async def _kept(self, results: list[ResultDoc]) -> bool:
+        """Write a request's results; False (the slice stops) when the store fails. The
+        answers are paid for: they go on with the rest (`unwritten`), never asked again."""
+        try:
+            await self._write(results)
+        except Exception as error:
+            failure = translate(error)
+            if failure is None:
+                raise
+            self.outcome.unwritten.extend(results)
+            self.outcome.failure = self.outcome.failure or failure
+            self._stop("passing", [])
+            return False
         return True
 
     async def _refused(self, group: list[Item], lane: Lane, failure: AppError) -> bool:
@@ -268,7 +301,12 @@ class _Slice:
         if time.monotonic() - self.last_cancel_check < CANCEL_CHECK_SECONDS:
             return False
         self.last_cancel_check = time.monotonic()
-        current = await self.store.get(self.job_id)
+        try:
+            current = await self.store.get(self.job_id)
+        except Exception as error:
+            if translate(error) is None:
+                raise
+            return False  # the store is away: a write will stop the slice, its answers kept
         return current is None or current.status == "cancelled"
 
     async def _write(self, results: list[ResultDoc]) -> None:

@@ -1,7 +1,9 @@
 """The `jobs` and `results` containers: job records, one result per item, derived counts.
 
 Counts and usage are always derived from the result documents (one per item, deterministic id
-`{job_id}:{item_id}`), never incremented, so a redelivered message cannot count twice. Status
+`{job_id}:{item_id}`), never incremented, so a redelivered message cannot count twice. A
+success is upserted; a failure is created only where no result exists (or over a `poisoned`
+one, which a requeue runs again), so a stale copy never turns a success into a failure. Status
 changes are read-modify-write under the document's ETag, so a cancel and a worker finishing at
 the same moment cannot overwrite each other.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosHttpResponseError
@@ -24,7 +26,9 @@ log = logging.getLogger(__name__)
 
 WRITE_CONCURRENCY = 16
 ETAG_RETRIES = 10
-OPEN: frozenset[str] = frozenset({"queued", "running", "submitted"})
+OPEN: frozenset[str] = frozenset({"queued", "running", "waiting", "submitted"})
+# A failure with one of these codes is no answer yet: a new result may replace it.
+REPLACEABLE: frozenset[str] = frozenset({"poisoned"})
 
 
 def result_id(job_id: str, item_id: str) -> str:
@@ -76,6 +80,28 @@ class JobStore:
             return JobDoc.model_validate(stored)
         raise RuntimeError(f"job {job_id} kept changing under {ETAG_RETRIES} updates")
 
+    async def change(
+        self, job_id: str, decide: Callable[[JobDoc], dict[str, Any] | None]
+    ) -> tuple[JobDoc | None, bool]:
+        """Read the job, ask `decide` what to change (the fields, or None for nothing) and
+        write that under the ETag read, deciding again on a lost race. (the job as stored,
+        changed?); (None, False) if the job does not exist."""
+        for _ in range(ETAG_RETRIES):
+            raw = await self._store.read(JOBS, job_id, job_id)
+            if raw is None:
+                return None, False
+            job = JobDoc.model_validate(raw)
+            fields = decide(job)
+            if fields is None:
+                return job, False
+            changed = job.model_copy(update={**fields, "updated_at": now()})
+            try:
+                stored = await self._store.replace_if_unchanged(JOBS, _doc(changed), raw["_etag"])
+            except CosmosAccessConditionFailedError:
+                continue
+            return JobDoc.model_validate(stored), True
+        raise RuntimeError(f"job {job_id} kept changing under {ETAG_RETRIES} updates")
+
     async def ids_with_status(self, status: JobStatus) -> list[str]:
         """The ids of every job in `status` (a cross-partition query)."""
         rows = await self._store.query(
@@ -97,16 +123,32 @@ class JobStore:
         }
 
     async def write_results(self, results: Iterable[ResultDoc]) -> None:
-        """Upsert each result (deterministic ids: writing one twice keeps one)."""
+        """Write each result (deterministic ids: writing one twice keeps one). A success is
+        upserted; a failure or a filtered item only where no result exists yet."""
         gate = asyncio.Semaphore(WRITE_CONCURRENCY)
 
         async def write(result: ResultDoc) -> None:
+            document = result.model_dump(mode="json", exclude_none=True)
             async with gate:
-                await self._store.upsert(RESULTS, result.model_dump(mode="json", exclude_none=True))
+                if result.status == "succeeded":
+                    await self._store.upsert(RESULTS, document)
+                elif await self._store.create(RESULTS, document) is None:
+                    await self._replace_placeholder(document)
 
         async with asyncio.TaskGroup() as group:
             for result in results:
                 group.create_task(write(result))
+
+    async def _replace_placeholder(self, document: dict[str, Any]) -> None:
+        """Put a failure over a stored failure that stood in for an answer (`poisoned`), under
+        its ETag; any other stored result stands."""
+        stored = await self._store.read(RESULTS, document["id"], document["job_id"])
+        if stored is None or (stored.get("error") or {}).get("code") not in REPLACEABLE:
+            return
+        try:
+            await self._store.replace_if_unchanged(RESULTS, document, stored["_etag"])
+        except CosmosAccessConditionFailedError:
+            log.info("result %s changed while it was being replaced; kept", document["id"])
 
     async def tally(self, job_id: str, total: int) -> tuple[Counts, Usage]:
         """Counts and usage, derived from the job's results."""

@@ -2,18 +2,22 @@
 
 `JobWorker.handle` reads a message into a job (shared/jobs/intake.py), runs one slice of it
 (shared/jobs/runner.py), and from what the slice reports decides what follows: the job
-finishes, the rest goes back to the queue as a continuation, or the rest fails. A message that
-is not a valid job is recorded at once as a failed job and not retried; only what cannot be
-settled at all is left to the host's redelivery and the poison sweep. The rules (retries,
-delays, limits, redelivery): docs/jobs.md#how-a-job-runs and
-docs/jobs.md#rate-limits-and-retries.
+finishes, the rest goes back to the queue as a continuation (parked on a long delay once the
+passing-failure budget is spent), or the rest fails. A slice runs under the job's lease
+(shared/jobs/lease.py): a message that finds another slice running comes back later. A
+message that is not a valid job is recorded at once as a failed job and not retried; only
+what cannot be settled at all is left to the host's redelivery and the poison sweep. The
+rules (retries, delays, limits, redelivery): docs/jobs.md#how-a-job-runs,
+docs/jobs.md#one-slice-at-a-time and docs/jobs.md#rate-limits-and-retries.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import azure.functions as func
 
@@ -25,10 +29,12 @@ from shared.core.errors import translate
 from shared.core.models import ErrorDetail
 from shared.core.queues import JobQueues
 from shared.core.settings import Settings
+from shared.jobs.answers import keep_answers, kept_answers
 from shared.jobs.batch.service import BatchService
 from shared.jobs.classification import ClassificationService
 from shared.jobs.embeddings import EmbeddingService
 from shared.jobs.intake import InvalidJob, enqueue, job_spec, read_message
+from shared.jobs.lease import Lease
 from shared.jobs.memory import MemoryBudget
 from shared.jobs.models import (
     REQUEUEABLE,
@@ -41,14 +47,11 @@ from shared.jobs.models import (
     JobSpec,
 )
 from shared.jobs.results import failed_result
+from shared.jobs.retries import Plan, continuation_plan
 from shared.jobs.runner import SliceOutcome, run_slice
 from shared.jobs.store import OPEN, JobStore, is_terminal
 
 log = logging.getLogger(__name__)
-
-MIN_CONTINUATION_DELAY = 0.001
-
-MAX_BACKOFF_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -92,21 +95,26 @@ class JobWorker:
         except InvalidJob as error:
             await self.record_invalid(kind, message, error)
             return
+        assert job.job_id is not None
+        lease = Lease(self.jobs, job.job_id, self.settings.job_lease_seconds, job.lease)
         try:
-            await self._process(job, spec, message)
+            await self._process(job, spec, message, lease)
         except Exception as error:
             failure = translate(error)
             outcome = SliceOutcome(stop="passing", failure=failure)
+            created = job.created_at or now()
             if (
                 failure is None
                 or not failure.retryable
-                or continuation_plan(self.settings, job.attempt, outcome) is None
+                or continuation_plan(self.settings, job.attempt, outcome, created=created) is None
             ):
+                await lease.release()
                 raise  # the host redelivers it; once poisoned, the sweep records it
             # Cosmos DB or Storage failed before the slice could settle anything.
-            await self._continue(job, [*job.items], outcome, message.queue)
+            job = job.model_copy(update={"created_at": created})
+            await self._continue(job, [*job.items], outcome, message.queue, lease)
 
-    async def _process(self, job: Job, spec: JobSpec, message: Message) -> None:
+    async def _process(self, job: Job, spec: JobSpec, message: Message, lease: Lease) -> None:
         assert job.job_id is not None
         doc, _ = await self.jobs.create(
             JobDoc.for_job(
@@ -143,24 +151,57 @@ class JobWorker:
         if job.mode == "batch":
             await self.batch_service.start(job, spec)
             return
-        done = await self.jobs.done_item_ids(job.job_id, redo={"poisoned"})
+        held_until = await lease.take()
+        if held_until is not None:
+            await self._come_back(job, message, held_until)
+            return
+        job = job.model_copy(update={"created_at": job.created_at or doc.created_at})
+        if job.answers_blob is not None:  # what the last slice got and could not store
+            await self.jobs.write_results(await kept_answers(self.queues, job.answers_blob))
+            job = job.model_copy(update={"answers_blob": None})
+        # Read under the lease: what an earlier slice wrote is all there.
+        done = await self.jobs.done_item_ids(doc.job_id, redo={"poisoned"})
         remaining = [item for item in job.items if item.id not in done]
-        if doc.status == "queued":
-            await self.jobs.update(job.job_id, status="running", only_from={"queued"})
+        if doc.status in ("queued", "waiting"):
+            await self.jobs.update(
+                doc.job_id, status="running", only_from={"queued", "waiting"}, error=None
+            )
         if remaining:
-            outcome = await self._slice(job, spec, remaining)
+            async with lease.kept():
+                outcome = await self._slice(job, spec, remaining, lease)
             if outcome.stop == "cancelled":
                 log.info(
                     "job %s cancelled; %d items left undone", job.job_id, len(outcome.remaining)
                 )
+                await lease.release()
                 return
-            if outcome.stop != "done" and outcome.remaining:
-                if await self._continue(job, outcome.remaining, outcome, message.queue):
+            if outcome.stop != "done" and (outcome.remaining or outcome.unwritten):
+                # Items answered but not stored go on too, their answers with them: a job
+                # message needs its items, and the next slice writes the answers first.
+                answered = {result.item_id for result in outcome.unwritten}
+                rest = [*outcome.remaining, *(i for i in remaining if i.id in answered)]
+                if await self._continue(job, rest, outcome, message.queue, lease):
                     return
                 await self._give_up(job, spec, outcome)
-        await self.jobs.finish(job.job_id, doc.total)
+        await self.jobs.finish(doc.job_id, doc.total)
+        await lease.release()
 
-    async def _slice(self, job: Job, spec: JobSpec, items: list[Item]) -> SliceOutcome:
+    async def _come_back(self, job: Job, message: Message, held_until: datetime) -> None:
+        """Send this very message again, due when the live lease ends: a new message (not a
+        redelivery, so it never counts toward poison), and any copy of it is as harmless."""
+        delay = max(1, math.ceil((held_until - now()).total_seconds()) + 1)
+        await self.queues.send(message.queue, message.body.decode("utf-8"), delay_seconds=delay)
+        log.info(
+            "job %s: another slice holds the job until %s; message %s comes back in %ds",
+            job.job_id,
+            held_until.isoformat(timespec="seconds"),
+            message.id,
+            delay,
+        )
+
+    async def _slice(
+        self, job: Job, spec: JobSpec, items: list[Item], lease: Lease
+    ) -> SliceOutcome:
         """Run one slice of `items` on the job kind's service; its results are written."""
         service: EmbeddingService | ClassificationService = (
             self.embeddings if isinstance(job, EmbeddingJob) else self.classification
@@ -175,6 +216,7 @@ class JobWorker:
             concurrency=self.settings.job_concurrency,
             seconds=self.settings.job_slice_seconds,
             memory=self.memory,
+            lease=lease,
         )
         log.info(
             "job %s: slice of %d requests wrote %d results (%d not succeeded, %d tokens); "
@@ -190,26 +232,68 @@ class JobWorker:
         return outcome
 
     async def _continue(
-        self, job: Job, remaining: list[Item], outcome: SliceOutcome, queue: str
+        self, job: Job, remaining: list[Item], outcome: SliceOutcome, queue: str, lease: Lease
     ) -> bool:
-        """Send `remaining` back to the queue as planned; False when waiting more is not
-        allowed (then the caller fails them)."""
-        plan = continuation_plan(self.settings, job.attempt, outcome)
+        """Send `remaining` back to the queue as planned, the job's lease handed to it; False
+        when waiting more is not allowed (then the caller fails them)."""
+        created = job.created_at or now()
+        plan = continuation_plan(self.settings, job.attempt, outcome, created=created)
         if plan is None:
             return False
-        delay, attempt = plan
         reason = outcome.failure.code if outcome.failure else outcome.stop
-        rest = job.model_copy(update={"items": remaining, "attempt": attempt, "reason": reason})
-        await enqueue(self.queues, queue, rest, delay_seconds=delay)
+        answers = job.answers_blob
+        if outcome.unwritten:
+            assert job.job_id is not None
+            answers = await keep_answers(self.queues, job.job_id, outcome.unwritten)
+        successor = await lease.hand_over(plan.delay)
+        rest = job.model_copy(
+            update={
+                "items": remaining,
+                "attempt": plan.attempt,
+                "reason": reason,
+                "lease": successor,
+                "created_at": created,
+                "answers_blob": answers,
+            }
+        )
+        await enqueue(self.queues, queue, rest, delay_seconds=plan.delay)
         log.info(
             "job %s: %d items continue in %.1fs (%s, attempt %d)",
             job.job_id,
             len(remaining),
-            delay,
+            plan.delay,
             reason,
-            attempt,
+            plan.attempt,
         )
+        if plan.parked:
+            await self._park(job, len(remaining), outcome, plan, created)
         return True
+
+    async def _park(
+        self, job: Job, count: int, outcome: SliceOutcome, plan: Plan, created: datetime
+    ) -> None:
+        """Say on the job that its rest waits, and why (best effort: the store may be what
+        is down; the next slice sets it running again)."""
+        assert job.job_id is not None
+        due = now() + timedelta(seconds=plan.delay)
+        deadline = created + timedelta(seconds=self.settings.job_max_age)
+        failure = outcome.failure
+        why = ErrorDetail(
+            code=failure.code if failure else "upstream_error",
+            message=f"{count} items wait after {self.settings.job_max_attempts} attempts: "
+            + (failure.message if failure else "passing failures")
+            + f"; next try at {due.isoformat(timespec='seconds')}, tried until "
+            f"{deadline.isoformat(timespec='seconds')} (JOB_MAX_AGE)",
+        )
+        log.warning(
+            "job %s: %d items parked for %.0fs (%s)", job.job_id, count, plan.delay, why.code
+        )
+        try:
+            await self.jobs.update(
+                job.job_id, status="waiting", only_from={"queued", "running", "waiting"}, error=why
+            )
+        except Exception as error:
+            log.warning("job %s: not marked waiting (%s)", job.job_id, type(error).__name__)
 
     async def _give_up(self, job: Job, spec: JobSpec, outcome: SliceOutcome) -> None:
         """Fail the remaining items: waiting more is not allowed."""
@@ -224,12 +308,18 @@ class JobWorker:
             failure = outcome.failure
             error = ErrorDetail(
                 code=failure.code if failure else "upstream_error",
-                message=f"gave up after {self.settings.job_max_attempts} attempts: "
+                message=f"gave up: the job is older than JOB_MAX_AGE "
+                f"({self.settings.job_max_age:.0f}s) and still failing: "
                 + (failure.message if failure else "passing failures"),
             )
         await self.jobs.write_results(
-            failed_result(job.job_id, item.id, job.kind, error, spec.deployment)
-            for item in outcome.remaining
+            [
+                *outcome.unwritten,
+                *(
+                    failed_result(job.job_id, item.id, job.kind, error, spec.deployment)
+                    for item in outcome.remaining
+                ),
+            ]
         )
 
     async def record_invalid(
@@ -272,23 +362,3 @@ class JobWorker:
                 return failed or stored
         stored, _ = await self.jobs.create(record)
         return stored
-
-
-def continuation_plan(
-    settings: Settings, attempt: int, outcome: SliceOutcome
-) -> tuple[float, int] | None:
-    """(delay in seconds, attempt) of the continuation for what a slice left, or None when the
-    rest must fail instead (a retry-after past the cap, or the passing-failure budget spent).
-
-    A 429 or a finished slice does not use up the budget: only passing failures count."""
-    if outcome.stop == "slice":
-        return 0.0, attempt
-    if outcome.stop == "rate_limited":
-        wait = outcome.retry_after or 1.0
-        if wait > settings.job_retry_after_cap_seconds:
-            return None
-        return max(MIN_CONTINUATION_DELAY, wait - outcome.lead), attempt
-    attempt += 1
-    if attempt > settings.job_max_attempts:
-        return None
-    return min(settings.job_backoff_seconds * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS), attempt

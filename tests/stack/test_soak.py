@@ -1,7 +1,8 @@
 """The short soak: the whole fault schedule (429s long and short, 500s, 503s, hangs, drops,
 Cosmos DB cut off and restarted, Azurite restarted, a host killed) over a minute of jobs on
-three hosts, then the soak's own end checks. Run as `make soak` does, in a subprocess with its
-own emulators, simulator and hosts on free ports."""
+three hosts, then an hour-long (in compressed time) outage of Azure OpenAI and one of Cosmos
+DB, then the soak's own end checks: nothing lost, duplicated or sent upstream twice. Run as
+`make soak` does, in a subprocess with its own emulators, simulator and hosts on free ports."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ FAULT_KINDS = {
     "azurite_restart",
     "kill_host",
     "store_paused_answers",
+    "aoai_long_outage",
+    "cosmos_long_outage",
 }
 
 
-@pytest.mark.timeout(960)  # ~100 s alone; the fault schedule is fixed, the drain is not
+@pytest.mark.timeout(960)  # ~260 s alone; the fault schedule is fixed, the drain is not
 def test_short_soak_loses_and_duplicates_nothing() -> None:
     run = subprocess.run(
         [sys.executable, "-m", "soak", "--duration", "60", "--rate", "0.5"],
@@ -46,6 +49,7 @@ def test_short_soak_loses_and_duplicates_nothing() -> None:
     assert run.returncode == 0, output
     assert figures["lost"] == 0, output
     assert figures["duplicated"] == 0, output
+    assert figures["sent_twice"] == 0, output
     assert figures["problems"] == [], output
     assert set(figures["fault_kinds"]) == FAULT_KINDS
     assert figures["jobs"] >= 20, figures

@@ -17,6 +17,7 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
+from devstack.aoai_simulator.stats import input_key
 from devstack.emulators import EmulatorStack
 from devstack.hosted_app import AppHost, fresh_queues
 from shared.core.store import Store
@@ -174,3 +175,25 @@ async def wait_for_job_doc(http: httpx.AsyncClient, job_id: str, within: float =
             return
         await asyncio.sleep(0.25)
     raise AssertionError(f"no job {job_id}")
+
+
+async def wait_queue_empty(connection_string: str, queue: str, within: float = 90) -> None:
+    """Poll until `queue` holds no message, visible or not (delayed and leased ones count)."""
+    client = QueueClient.from_connection_string(connection_string, queue)
+    async with client:
+        deadline = asyncio.get_running_loop().time() + within
+        while asyncio.get_running_loop().time() < deadline:
+            props = await client.get_queue_properties()
+            if not props.approximate_message_count:
+                return
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"queue {queue} not empty in {within}s")
+
+
+async def upstream_sends(stack: JobsStack, texts: list[str]) -> dict[str, int]:
+    """How many answered requests carried each of `texts`, counted by the simulator."""
+    keys = {input_key(text): text for text in texts}
+    async with httpx.AsyncClient(base_url=stack.simulator.url) as sim:
+        r = await sim.post("/sim/inputs", json={"keys": list(keys)})
+        r.raise_for_status()
+    return {keys[key]: n for key, n in r.json()["counts"].items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,8 +14,8 @@ from shared.jobs.classification import ClassificationService, label_results, par
 from shared.jobs.embeddings import EmbeddingService, estimate_tokens
 from shared.jobs.models import ClassificationJob, EmbeddingJob, Item, JobSpec
 from shared.jobs.results import request_usage_id, share_usage
+from shared.jobs.retries import MIN_CONTINUATION_DELAY, Plan, continuation_plan
 from shared.jobs.runner import SliceOutcome
-from shared.jobs.worker import MIN_CONTINUATION_DELAY, continuation_plan
 from shared.metering.bookkeeper import CallSite
 
 ENV = {
@@ -141,17 +142,19 @@ def test_malformed_answers_are_none(content: str | None) -> None:
 
 def test_continuations_wait_for_retry_after_until_the_cap() -> None:
     s = settings(JOB_RETRY_AFTER_CAP_SECONDS="60")
-    assert continuation_plan(s, 2, SliceOutcome(stop="rate_limited", retry_after=12.5)) == (12.5, 2)
+    assert continuation_plan(s, 2, SliceOutcome(stop="rate_limited", retry_after=12.5)) == Plan(
+        12.5, 2
+    )
     assert continuation_plan(s, 2, SliceOutcome(stop="rate_limited", retry_after=61)) is None
-    assert continuation_plan(s, 3, SliceOutcome(stop="slice")) == (0.0, 3)
+    assert continuation_plan(s, 3, SliceOutcome(stop="slice")) == Plan(0.0, 3)
 
 
 def test_a_rate_limited_continuation_is_due_its_lead_early_but_capped_on_the_full_wait() -> None:
     s = settings(JOB_RETRY_AFTER_CAP_SECONDS="60")
     early = SliceOutcome(stop="rate_limited", retry_after=12.5, lead=10)
-    assert continuation_plan(s, 2, early) == (2.5, 2)
+    assert continuation_plan(s, 2, early) == Plan(2.5, 2)
     soon = SliceOutcome(stop="rate_limited", retry_after=5, lead=10)
-    assert continuation_plan(s, 2, soon) == (MIN_CONTINUATION_DELAY, 2)
+    assert continuation_plan(s, 2, soon) == Plan(MIN_CONTINUATION_DELAY, 2)
     assert (
         continuation_plan(s, 2, SliceOutcome(stop="rate_limited", retry_after=65, lead=10)) is None
     )
@@ -160,8 +163,24 @@ def test_a_rate_limited_continuation_is_due_its_lead_early_but_capped_on_the_ful
 def test_passing_failures_back_off_exponentially_within_the_budget() -> None:
     s = settings(JOB_BACKOFF_SECONDS="5", JOB_MAX_ATTEMPTS="4")
     failure = SliceOutcome(stop="passing", failure=ServiceUnavailable("down"))
-    plans = [continuation_plan(s, attempt, failure) for attempt in range(5)]
-    assert plans == [(5, 1), (10, 2), (20, 3), (40, 4), None]
+    plans = [continuation_plan(s, attempt, failure) for attempt in range(4)]
+    assert plans == [Plan(5, 1), Plan(10, 2), Plan(20, 3), Plan(40, 4)]
+
+
+def test_past_the_budget_the_rest_is_parked_until_the_jobs_max_age() -> None:
+    s = settings(JOB_MAX_ATTEMPTS="4", JOB_PARK_SECONDS="900", JOB_MAX_AGE="3600")
+    failure = SliceOutcome(stop="passing", failure=ServiceUnavailable("down"))
+    created = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+    def plan(attempt: int, minutes: float) -> Plan | None:
+        at = created + timedelta(minutes=minutes)
+        return continuation_plan(s, attempt, failure, created=created, at=at)
+
+    assert plan(4, 10) == Plan(900, 5, parked=True)
+    assert plan(9, 30) == Plan(900, 10, parked=True)
+    assert plan(12, 55) == Plan(300, 13, parked=True)  # never due past the max age
+    assert plan(13, 60) is None  # then the rest fails
+    assert plan(999, 10) == Plan(900, 1000, parked=True)  # the message model's bound
 
 
 def test_limits_come_from_settings() -> None:

@@ -9,10 +9,10 @@ import httpx
 import openai
 import pytest
 
-from shared.core.errors import InvalidRequest, translate
+from shared.core.errors import InvalidRequest, ServiceUnavailable, translate
 from shared.jobs import refusals
-from shared.jobs.models import Item
-from shared.jobs.results import failed_result
+from shared.jobs.models import Item, ResultDoc
+from shared.jobs.results import PartlyAnswered, answer_in_parts, failed_result
 
 REQUEST = httpx.Request("POST", "https://aoai.example/openai/deployments/d/embeddings")
 
@@ -119,3 +119,22 @@ def test_a_probe_refused_the_same_way_means_the_request() -> None:
     assert not refusals.same(refusals.fail_all("j", [alone], "embedding", other, "d"), failure)
     detail = refusals.detail(failure)
     assert not refusals.same([failed_result("j", "short", "embedding", detail, "d")] * 2, failure)
+
+
+async def test_answers_before_a_failing_part_are_handed_on_with_it() -> None:
+    # A probe answered, then the first half answered and the second met an outage: both
+    # answers go on (PartlyAnswered), so a split request never asks them again.
+    items = [Item(id=f"i{n}", text=f"text {n}") for n in range(3)]
+    probe = failed_result("j", "i0", "embedding", refused("no").detail(), "d")
+
+    async def run(part: list[Item]) -> list[ResultDoc]:
+        if part[0].id == "i2":
+            raise ServiceUnavailable("outage")
+        return [
+            failed_result("j", item.id, "embedding", refused("no").detail(), "d") for item in part
+        ]
+
+    with pytest.raises(PartlyAnswered) as caught:
+        await answer_in_parts([[items[1]], [items[2]]], run, answered=[probe])
+    assert [r.item_id for r in caught.value.results] == ["i0", "i1"]
+    assert isinstance(caught.value.failure, ServiceUnavailable)

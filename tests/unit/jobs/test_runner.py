@@ -17,6 +17,7 @@ from shared.core.errors import AppError, RateLimited, ServiceUnavailable, Upstre
 from shared.core.models import Usage
 from shared.jobs.memory import MIB, MemoryBudget
 from shared.jobs.models import EmbeddingJob, Item, JobDoc, JobSpec, ResultDoc
+from shared.jobs.results import answer_in_parts
 from shared.jobs.runner import SliceOutcome, run_slice
 from shared.metering.bookkeeper import CallSite
 
@@ -296,3 +297,56 @@ async def test_the_memory_budget_holds_across_concurrent_messages(client: AsyncO
     assert [len(s.written) for s in stores] == [6, 6]
     assert service.most == 3 * MIB
     assert budget.held == 0
+
+
+class SplitService(Service):
+    """One request for all items, answered in parts: the first two parts answer, then every
+    part fails with `failure` (a request split after a filtered item, meeting an outage)."""
+
+    def __init__(self, failure: AppError) -> None:
+        super().__init__()
+        self.failure = failure
+
+    def plan(
+        self, items: list[Item], token_budget: int | None = None, spec: JobSpec | None = None
+    ) -> list[list[Item]]:
+        return [items]
+
+    async def run(
+        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
+    ) -> list[ResultDoc]:
+        async def part(items: list[Item]) -> list[ResultDoc]:
+            if len(self.served.setdefault("parts", [])) >= 2:
+                raise self.failure
+            self.served["parts"].extend(i.id for i in items)
+            return done(items, tokens=2)
+
+        return await answer_in_parts([[item] for item in group], part)
+
+
+class FailingStore(Store):
+    async def write_results(self, results: Iterable[ResultDoc]) -> None:
+        raise ServiceUnavailable("cosmos")
+
+
+@pytest.mark.parametrize("sink", [Store(), FailingStore()], ids=["stored", "store-down"])
+async def test_the_parts_answered_before_a_failure_are_kept_not_asked_again(
+    client: AsyncOpenAI, sink: Store
+) -> None:
+    backends = Backends([Backend("a", 1, client, client)], cooldown=10.0)
+    service = SplitService(UpstreamError("HTTP 503"))
+    outcome = await run_slice(
+        JOB,
+        SPEC,
+        list(ITEMS),
+        service=service,
+        store=sink,
+        failover=Failover(backends, Limiters({}), "d"),
+        concurrency=1,
+        seconds=60,
+    )
+    assert outcome.stop == "passing"
+    kept = sink.written if not isinstance(sink, FailingStore) else []
+    handed_on = [r.item_id for r in outcome.unwritten]
+    assert sorted(kept + handed_on) == ["i0", "i1"]  # written, or handed on with the rest
+    assert [i.id for i in outcome.remaining] == ["i2", "i3", "i4", "i5"]
