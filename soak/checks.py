@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +242,18 @@ async def _check_usage(
         figures.problems.append(f"{len(under)} jobs carry tokens without a usage record")
 
 
+def _sends(sends: list[dict[str, Any]]) -> dict[str, Any]:
+    def when(at: float) -> str:
+        return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+    return {
+        "input": sends[0]["label"] if sends else "",
+        "answered": [
+            f"{when(s['at'])} {s['request_id'][:8]} retry {s['retry_count']}" for s in sends
+        ],
+    }
+
+
 async def _check_simulator(stack: SoakStack, figures: Figures) -> None:
     async with httpx.AsyncClient(base_url=stack.sim_url, timeout=60) as sim:
         stats = (await sim.get("/sim/stats")).json()
@@ -251,6 +264,8 @@ async def _check_simulator(stack: SoakStack, figures: Figures) -> None:
         item_inputs_answered=inputs["distinct"],
         item_input_sends=inputs["sends"],
         extra_sends=sum(n - 1 for n in repeated.values()),
+        # Which inputs, and when each send was answered: to tie a repeat to the host logs.
+        sent_twice_examples=[_sends(sends) for sends in list(inputs["repeats"].values())[:20]],
     )
     routes = stats["routes"]
     total = stats["total"]

@@ -49,7 +49,7 @@ async def chat_completions(call: Call) -> Response:
         call.state.stats.record_filter("completion")
     await faults.sleep(faults.request_delay(call.config.latency, call.state.rng))
     call.record(200, plan.prompt_tokens, plan.completion_tokens)
-    call.state.stats.record_inputs(_user_lines(body))
+    call.state.stats.record_inputs(_user_lines(body), call.request_id, call.retry_count)
     if body.get("stream"):
         options = body.get("stream_options") or {}
         include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
@@ -84,7 +84,9 @@ async def create_embeddings(call: Call) -> Response:
     await faults.sleep(faults.request_delay(call.config.latency, call.state.rng))
     call.record(200, result["usage"]["prompt_tokens"], inputs=len(request.items))
     call.state.stats.record_inputs(
-        item if isinstance(item, str) else " ".join(map(str, item)) for item in request.items
+        (item if isinstance(item, str) else " ".join(map(str, item)) for item in request.items),
+        call.request_id,
+        call.retry_count,
     )
     return call.json(result, decision=decision)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Stats:
         self._deployments: dict[str, _Bucket] = {}
         self._filtered: Counter[str] = Counter()
         self._inputs: Counter[str] = Counter()
+        self._sends: dict[str, list[dict[str, Any]]] = {}  # each send of an input, for repeats
 
     def reset(self) -> None:
         with self._lock:
@@ -62,21 +64,39 @@ class Stats:
             self._deployments.clear()
             self._filtered.clear()
             self._inputs.clear()
+            self._sends.clear()
 
-    def record_inputs(self, texts: Iterable[str]) -> None:
-        """Count each item input of a request that was answered (and so billed)."""
-        keys = [input_key(text) for text in texts]
+    def record_inputs(
+        self, texts: Iterable[str], request_id: str = "", retry_count: int = 0
+    ) -> None:
+        """Count each item input of a request that was answered (and so billed), and note
+        when and in which request, so that a repeat can be traced (`repeats`)."""
+        at = time.time()
         with self._lock:
-            self._inputs.update(keys)
+            for text in texts:
+                key = input_key(text)
+                self._inputs[key] += 1
+                self._sends.setdefault(key, []).append(
+                    {
+                        "at": at,
+                        "request_id": request_id,
+                        "retry_count": retry_count,
+                        "label": text[:40],
+                    }
+                )
 
     def inputs(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
-        """`{"distinct": n, "sends": n, "repeated": {key: sends}}`: every input answered more
-        than once; with `keys`, also `"counts": {key: sends}` for those (0 when never sent)."""
+        """`{"distinct": n, "sends": n, "repeated": {key: sends}, "repeats": {key: [send]}}`:
+        every input answered more than once, and each of its sends (`at`, epoch seconds;
+        `request_id`; `retry_count`; `label`, the input's first 40 characters); with `keys`,
+        also `"counts": {key: sends}` for those (0 when never sent)."""
         with self._lock:
+            repeated = {k: n for k, n in self._inputs.items() if n > 1}
             out: dict[str, Any] = {
                 "distinct": len(self._inputs),
                 "sends": sum(self._inputs.values()),
-                "repeated": {k: n for k, n in self._inputs.items() if n > 1},
+                "repeated": repeated,
+                "repeats": {k: list(self._sends.get(k, [])) for k in repeated},
             }
             if keys is not None:
                 out["counts"] = {k: self._inputs.get(k, 0) for k in keys}
