@@ -255,7 +255,8 @@ async def _probe(http: httpx.AsyncClient, kind: str, request_id: str) -> str:
     """One call the caller waits for: "answered <status>" when it came whole within the
     client's timeout (any status: a simulator fault may make it a 502), else what happened."""
     headers = {"x-request-id": request_id}
-    messages = [{"role": "user", "content": f"soak probe {kind}"}]
+    # Each probe is its own question: the soak counts any input answered twice as sent twice.
+    messages = [{"role": "user", "content": f"soak probe {kind} {request_id}"}]
     try:
         if kind == "gateway":
             body: dict[str, Any] = {"model": "gpt-4o", "messages": messages}
