@@ -5,7 +5,10 @@ it, renewed every third of `JOB_LEASE_SECONDS`, until its results are written an
 follows is decided. Then the lease is released, or handed to the continuation (whose
 message names it in `lease`), which holds it from its due time. A message that finds a live
 lease held by someone else is sent again, delayed to the lease's end; a host that died
-holding one leaves it to expire. The rules: docs/jobs.md#one-slice-at-a-time.
+holding one leaves it to expire. A slice stops the moment its own lease may have run out
+(its requests in flight are cut: `time_left`), while the others wait a grace period more before
+they take it: the holder's clock and theirs differ, and the holder has its answers to put away
+(shared/jobs/answers.py). The rules: docs/jobs.md#one-slice-at-a-time.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from shared.jobs.store import JobStore
 log = logging.getLogger(__name__)
 
 RENEWALS_PER_LEASE = 3
+# Of JOB_LEASE_SECONDS: how long past its `until` a lease still keeps the others out (15 s at
+# 60). It covers the clocks of different hosts and the lapsed holder's last steps (cutting its
+# requests, putting its answers away), which take well under a second when Storage answers.
+GRACE_SHARE = 0.25
 
 
 def new_owner() -> str:
@@ -48,18 +55,26 @@ class Lease:
 
     @property
     def lost(self) -> bool:
-        return self._taken_over or time.monotonic() >= self._valid_until
+        return self.time_left() <= 0
+
+    def time_left(self) -> float:
+        """Seconds until this lease may have run out, by this process's clock (0 once lost)."""
+        if self._taken_over:
+            return 0.0
+        return max(0.0, self._valid_until - time.monotonic())
 
     async def take(self) -> datetime | None:
-        """Take the lease: None when taken, else when the live lease of another ends."""
+        """Take the lease: None when taken, else when the live lease of another ends (its
+        `until` and the grace period)."""
         held_until: datetime | None = None
+        grace = timedelta(seconds=self.seconds * GRACE_SHARE)
 
         def decide(job: JobDoc) -> dict[str, Any] | None:
             nonlocal held_until
             lease = job.lease
             mine = lease is not None and lease.owner in (self.owner, self.handed)
-            if lease is not None and not mine and lease.until > now():
-                held_until = lease.until
+            if lease is not None and not mine and lease.until + grace > now():
+                held_until = lease.until + grace
                 return None
             return {"lease": self._until(self.seconds)}
 

@@ -29,7 +29,7 @@ from shared.core.errors import translate
 from shared.core.models import ErrorDetail
 from shared.core.queues import JobQueues
 from shared.core.settings import Settings
-from shared.jobs.answers import keep_answers, kept_answers
+from shared.jobs.answers import keep_answers, write_kept_answers
 from shared.jobs.batch.service import BatchService
 from shared.jobs.classification import ClassificationService
 from shared.jobs.embeddings import EmbeddingService
@@ -156,9 +156,11 @@ class JobWorker:
             await self._come_back(job, message, held_until)
             return
         job = job.model_copy(update={"created_at": job.created_at or doc.created_at})
-        if job.answers_blob is not None:  # what the last slice got and could not store
-            await self.jobs.write_results(await kept_answers(self.queues, job.answers_blob))
-            job = job.model_copy(update={"answers_blob": None})
+        # What an earlier slice got and could not store, whichever message it went on with.
+        kept = await write_kept_answers(self.queues, self.jobs, doc.job_id)
+        if kept:
+            log.info("job %s: %d kept answers written", job.job_id, kept)
+        job = job.model_copy(update={"answers_blob": None})
         # Read under the lease: what an earlier slice wrote is all there.
         done = await self.jobs.done_item_ids(doc.job_id, redo={"poisoned"})
         remaining = [item for item in job.items if item.id not in done]

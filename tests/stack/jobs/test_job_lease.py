@@ -18,9 +18,11 @@ import pytest
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.aoai_simulator.config import LatencyConfig
 from shared.core.clock import now
-from shared.core.models import ErrorDetail
+from shared.core.models import ErrorDetail, Usage
+from shared.core.queues import create_queues
 from shared.core.settings import load_settings
 from shared.core.store import JOBS, RESULTS, Store
+from shared.jobs.answers import keep_answers
 from shared.jobs.intake import job_spec, parse_job
 from shared.jobs.models import JobDoc, JobSource, ResultDoc
 from shared.jobs.results import failed_result
@@ -166,3 +168,67 @@ async def test_a_dead_hosts_lease_is_waited_for_then_taken_over(
     assert f"job {job_id}: another slice holds the job until" in stack.log()
     sends = await upstream_sends(stack, [item["text"] for item in body["items"]])
     assert set(sends.values()) == {1}
+
+
+async def test_a_lapsed_lease_is_left_to_its_holder_for_a_grace_period(
+    http: httpx.AsyncClient, stack: JobsStack, store: Store
+) -> None:
+    # A lease that ended a second ago by this host's clock: its holder may still be cutting
+    # its last request and putting its answers away, and its clock may run behind. The
+    # message waits out the grace (a quarter of JOB_LEASE_SECONDS, 2.5 s here), then runs.
+    job_id = new_id("lapsed")
+    body = _body(job_id)
+    settings = load_settings(stack.environ)
+    job = parse_job("embedding", json.dumps(body).encode(), settings)
+    doc = JobDoc.for_job(job, job_spec(job, settings), "running", JobSource(via="queue"))
+    until = (now() - timedelta(seconds=1)).isoformat()
+    held = {"lease": {"owner": "a-host-whose-lease-lapsed", "until": until}}
+    assert await store.create(JOBS, {**doc.model_dump(mode="json"), **held}) is not None
+
+    await send_raw(stack.connection_string, stack.embedding_queue, body)
+    view = await wait_job(http, job_id, within=60)
+
+    assert view["status"] == "succeeded", view
+    assert f"job {job_id}: another slice holds the job until" in stack.log()
+
+
+async def test_answers_a_slice_kept_are_written_by_whichever_message_runs_next(
+    http: httpx.AsyncClient, stack: JobsStack
+) -> None:
+    # A slice got answers for i0..i9, could not store them and put them away; its
+    # continuation was never sent (or a copy of the job's message runs first). The copy,
+    # which names no answers blob, writes them and sends only the other items upstream.
+    job_id = new_id("kept")
+    body = _body(job_id)
+    kept = [
+        ResultDoc(
+            id=result_id(job_id, f"i{i}"),
+            job_id=job_id,
+            item_id=f"i{i}",
+            kind="embedding",
+            status="succeeded",
+            deployment="text-embedding-3-small",
+            embedding=[0.5, 0.25],
+            usage=Usage(prompt_tokens=3, total_tokens=3),
+            created_at=now(),
+        )
+        for i in range(10)
+    ]
+    queues = create_queues(load_settings(stack.environ))
+    try:
+        await keep_answers(queues, job_id, kept)
+
+        await send_raw(stack.connection_string, stack.embedding_queue, body)
+        view = await wait_job(http, job_id, within=60)
+
+        assert view["status"] == "succeeded", view
+        results = {r["item_id"]: r for r in await all_results(http, job_id)}
+        assert len(results) == ITEMS
+        assert results["i3"]["embedding"] == [0.5, 0.25]  # the kept answer, not a new one
+        texts = [item["text"] for item in body["items"]]
+        sends = await upstream_sends(stack, texts)
+        assert [sends[t] for t in texts[:10]] == [0] * 10
+        assert {sends[t] for t in texts[10:]} == {1}
+        assert await queues.payload_names(f"{job_id}/answers-") == []  # removed once written
+    finally:
+        await queues.aclose()

@@ -350,3 +350,97 @@ async def test_the_parts_answered_before_a_failure_are_kept_not_asked_again(
     handed_on = [r.item_id for r in outcome.unwritten]
     assert sorted(kept + handed_on) == ["i0", "i1"]  # written, or handed on with the rest
     assert [i.id for i in outcome.remaining] == ["i2", "i3", "i4", "i5"]
+
+
+class Lapsing:
+    """A lease that runs out `seconds` from now and is never renewed (Cosmos DB away)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.until = asyncio.get_running_loop().time() + seconds
+
+    def time_left(self) -> float:
+        return max(0.0, self.until - asyncio.get_running_loop().time())
+
+    @property
+    def lost(self) -> bool:
+        return self.time_left() <= 0
+
+
+class Hanging(Service):
+    """Answers i0 at once; every other request hangs until cut (a slow service)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut: list[str] = []
+
+    async def run(
+        self, group: list[Item], spec: JobSpec, site: CallSite, reservation: Reservation
+    ) -> list[ResultDoc]:
+        if group[0].id == "i0":
+            return done(group)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cut.extend(i.id for i in group)
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_requests_in_flight_when_the_lease_runs_out_are_cut_and_go_on(
+    client: AsyncOpenAI,
+) -> None:
+    # A request still in flight past the lease could overlap the next holder's slice.
+    service, store = Hanging(), Store()
+    outcome = await asyncio.wait_for(
+        run_slice(
+            JOB,
+            SPEC,
+            list(ITEMS[:3]),
+            service=service,
+            store=store,
+            failover=Failover(two_backends(client, second_ready=True), Limiters({}), "d"),
+            concurrency=3,
+            seconds=60,
+            lease=Lapsing(0.2),
+        ),
+        timeout=10,
+    )
+    assert outcome.stop == "slice"
+    assert store.written == ["i0"]
+    assert sorted(service.cut) == ["i1", "i2"]
+    assert sorted(i.id for i in outcome.remaining) == ["i1", "i2"]
+    assert outcome.unwritten == []
+
+
+class HangingStore(Store):
+    """The write of i1's answer hangs (Cosmos DB gone quiet); others are written."""
+
+    async def write_results(self, results: Iterable[ResultDoc]) -> None:
+        results = list(results)
+        if any(r.item_id == "i1" for r in results):
+            await asyncio.Event().wait()
+        await super().write_results(results)
+
+
+async def test_answers_whose_write_is_cut_at_the_leases_end_are_kept_not_asked_again(
+    client: AsyncOpenAI,
+) -> None:
+    service, store = Service(), HangingStore()
+    outcome = await asyncio.wait_for(
+        run_slice(
+            JOB,
+            SPEC,
+            list(ITEMS[:3]),
+            service=service,
+            store=store,
+            failover=Failover(two_backends(client, second_ready=True), Limiters({}), "d"),
+            concurrency=3,
+            seconds=60,
+            lease=Lapsing(0.2),
+        ),
+        timeout=10,
+    )
+    assert outcome.stop == "slice"
+    assert sorted(store.written) == ["i0", "i2"]
+    assert [r.item_id for r in outcome.unwritten] == ["i1"]  # paid for: written next slice
+    assert outcome.remaining == []
