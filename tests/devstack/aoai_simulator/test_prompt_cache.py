@@ -75,6 +75,9 @@ def test_a_prompt_under_1024_tokens_is_never_cached(client: AzureOpenAI) -> None
     for _ in range(3):
         usage = chat(client, short)
         assert (usage.prompt_tokens, cached(usage)) == (1023, 0)
+    exact = [{"role": "user", "content": "y" * 4072}]  # one token more: 1,024, cached whole
+    assert cached(chat(client, exact)) == 0
+    assert cached(chat(client, exact)) == 1024
 
 
 def test_a_prompt_whose_first_tokens_differ_is_not_cached(client: AzureOpenAI) -> None:
