@@ -12,6 +12,7 @@ from .batch_store import BatchStore
 from .config import SimulatorConfig
 from .file_store import FileStore
 from .gateway import endpoint
+from .prompt_cache import PromptCache
 from .state import SimState
 from .stats import Stats
 
@@ -59,7 +60,14 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
     stats = Stats()
     file_store = FileStore()
-    batch_store = BatchStore(file_store, stats)
-    app.state.sim = SimState(config=config, files=file_store, batches=batch_store, stats=stats)
+    prompt_cache = PromptCache()
+    batch_store = BatchStore(file_store, stats, prompt_cache)
+    app.state.sim = SimState(
+        config=config,
+        files=file_store,
+        batches=batch_store,
+        prompt_cache=prompt_cache,
+        stats=stats,
+    )
     app.state.initial_config = config
     return app

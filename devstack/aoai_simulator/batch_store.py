@@ -21,6 +21,7 @@ from . import batch_quota, chat, embeddings, errors
 from .batch_input import BatchLine, parse_input
 from .config import SimulatorConfig
 from .file_store import FileStore
+from .prompt_cache import PromptCache
 from .stats import Stats
 
 _ENDPOINTS = {"/chat/completions", "/embeddings", "/v1/chat/completions", "/v1/embeddings"}
@@ -75,9 +76,10 @@ def _metadata(raw: Any) -> dict[str, str] | None:
 
 
 class BatchStore:
-    def __init__(self, files: FileStore, stats: Stats) -> None:
+    def __init__(self, files: FileStore, stats: Stats, prompt_cache: PromptCache) -> None:
         self._files = files
         self._stats = stats
+        self._prompt_cache = prompt_cache  # lines reuse the prefixes of the lines before them
         self._lock = threading.Lock()
         self._admit = threading.Lock()  # one create at a time checks and takes the quota
         self._batches: dict[str, _Batch] = {}
@@ -309,16 +311,27 @@ class BatchStore:
         try:
             if deployment.kind == "chat":
                 plan = chat.plan_chat(line.body, deployment, config)
+                plan.cached_tokens = self._prompt_cache.cached_tokens(
+                    deployment, line.body, config.prompt_cache
+                )
                 body = chat.completion_body(plan)
                 body["object"] = "chat.completion"
-                usage = (plan.prompt_tokens, plan.completion_tokens)
             else:
                 body = embeddings.create(line.body, deployment, config)
-                usage = (body["usage"]["prompt_tokens"], 0)
         except errors.AzureError as exc:
             self._stats.record("batch", deployment.name, exc.status)
             return line, exc.status, exc.body
-        self._stats.record("batch", deployment.name, 200, 0, *usage)
+        usage = body["usage"]
+        self._stats.record(
+            "batch",
+            deployment.name,
+            200,
+            0,
+            usage["prompt_tokens"],
+            usage.get("completion_tokens", 0),
+            cached_tokens=usage.get("prompt_tokens_details", {}).get("cached_tokens", 0),
+            reasoning_tokens=usage.get("completion_tokens_details", {}).get("reasoning_tokens", 0),
+        )
         return line, 200, body
 
     def _claim_write(self, batch: _Batch) -> bool:

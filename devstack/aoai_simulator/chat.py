@@ -51,6 +51,7 @@ class ChatPlan:
     prompt: FilterVerdict
     prompt_tokens: int
     choices: list[ChoicePlan] = field(default_factory=list)
+    cached_tokens: int = 0  # of prompt_tokens, a prefix answered lately (`prompt_cache.py`)
 
     @property
     def completion_tokens(self) -> int:
@@ -76,7 +77,7 @@ class ChatPlan:
                 "rejected_prediction_tokens": 0,
                 "audio_tokens": 0,
             },
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens, "audio_tokens": 0},
         }
 
 

@@ -105,6 +105,26 @@ class FaultConfig(_Model):
     hang_seconds: float = Field(default=30.0, ge=0, description="a hung request waits this long")
 
 
+class PromptCacheConfig(_Model):
+    """Azure's prompt caching (see `prompt_cache.py`): a repeated prefix of 1,024 tokens or
+    more is reported as `cached_tokens`."""
+
+    enabled: bool = Field(
+        default=True, description="off: cached_tokens is always 0 and nothing is stored"
+    )
+    ttl_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="a cached prefix unused this long is gone (Azure: typically 5-10 minutes "
+        "of inactivity, always within an hour of its last use)",
+    )
+    max_entries: int = Field(
+        default=10_000,
+        ge=1,
+        description="cached prefixes kept per deployment, least recently used evicted first",
+    )
+
+
 class FilterRule(_Model):
     """Text matching `terms` (case-insensitive substrings) or `regex` is flagged."""
 
@@ -229,6 +249,7 @@ class SimulatorConfig(_Model):
         default="medium", description="a hit at or above this severity is filtered"
     )
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    prompt_cache: PromptCacheConfig = Field(default_factory=PromptCacheConfig)
     seed: int = Field(default=0, description="mixed into every generated text and vector")
 
     @field_validator("deployments")

@@ -9,9 +9,9 @@
   see what a proxy in front of the service actually sent.
 - `GET /sim/inputs`: how many answered requests carried each item input (see
   `Stats.inputs`); `POST /sim/inputs` with `{"keys": [...]}` adds the counts of those keys.
-- `POST /sim/reset`: clear stats, input counts, quota windows, the recorded last bodies and the
-  enqueued tokens of existing batches; `{"config": true}` also restores the config the
-  simulator started with.
+- `POST /sim/reset`: clear stats, input counts, quota windows, the recorded last bodies, the
+  prompt cache and the enqueued tokens of existing batches; `{"config": true}` also restores
+  the config the simulator started with.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ async def reset(request: Request) -> Response:
     state.last_bodies.clear()
     state.limiter.reset()
     state.batches.release_quota()
+    state.prompt_cache.clear()
     if isinstance(body, dict) and body.get("config"):
         state.config = request.app.state.initial_config
     return JSONResponse({"reset": True})

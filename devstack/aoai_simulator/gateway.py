@@ -51,7 +51,14 @@ class Call:
         return out
 
     def record(
-        self, status: int, prompt_tokens: int = 0, completion_tokens: int = 0, inputs: int = 0
+        self,
+        status: int,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        inputs: int = 0,
+        *,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
     ) -> None:
         self.state.stats.record(
             self.route,
@@ -61,6 +68,8 @@ class Call:
             prompt_tokens,
             completion_tokens,
             inputs,
+            cached_tokens=cached_tokens,
+            reasoning_tokens=reasoning_tokens,
         )
 
     def json(self, body: Any, status: int = 200, decision: Decision | None = None) -> Response:

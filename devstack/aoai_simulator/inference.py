@@ -47,8 +47,17 @@ async def chat_completions(call: Call) -> Response:
         raise
     if any(c.finish_reason == "content_filter" for c in plan.choices):
         call.state.stats.record_filter("completion")
+    plan.cached_tokens = call.state.prompt_cache.cached_tokens(
+        deployment, body, call.config.prompt_cache
+    )
     await faults.sleep(faults.request_delay(call.config.latency, call.state.rng))
-    call.record(200, plan.prompt_tokens, plan.completion_tokens)
+    call.record(
+        200,
+        plan.prompt_tokens,
+        plan.completion_tokens,
+        cached_tokens=plan.cached_tokens,
+        reasoning_tokens=plan.reasoning_tokens,
+    )
     call.state.stats.record_inputs(_user_lines(body), call.request_id, call.retry_count)
     if body.get("stream"):
         options = body.get("stream_options") or {}

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from .batch_store import BatchStore
 from .config import SimulatorConfig
 from .file_store import FileStore
+from .prompt_cache import PromptCache
 from .ratelimit import RateLimiter
 from .stats import Stats
 
@@ -21,6 +22,7 @@ class SimState:
     config: SimulatorConfig
     files: FileStore
     batches: BatchStore
+    prompt_cache: PromptCache
     limiter: RateLimiter = field(default_factory=RateLimiter)
     stats: Stats = field(default_factory=Stats)
     rng: random.Random = field(default_factory=random.Random)

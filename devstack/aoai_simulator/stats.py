@@ -20,6 +20,8 @@ class _Bucket:
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # of prompt_tokens, answered from the prompt cache
+    reasoning_tokens: int = 0  # of completion_tokens, hidden reasoning
     inputs: int = 0  # embedding inputs answered
     max_inputs: int = 0  # the most inputs one answered embeddings request held
     status: Counter[str] = field(default_factory=Counter)
@@ -33,6 +35,8 @@ class _Bucket:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
             "inputs": self.inputs,
             "max_inputs": self.max_inputs,
             "status": dict(self.status),
@@ -111,6 +115,9 @@ class Stats:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         inputs: int = 0,
+        *,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
     ) -> None:
         with self._lock:
             buckets = [self._total, self._routes.setdefault(route, _Bucket())]
@@ -124,6 +131,8 @@ class Stats:
                 bucket.retries += retry_count > 0
                 bucket.prompt_tokens += prompt_tokens
                 bucket.completion_tokens += completion_tokens
+                bucket.cached_tokens += cached_tokens
+                bucket.reasoning_tokens += reasoning_tokens
                 bucket.inputs += inputs
                 bucket.max_inputs = max(bucket.max_inputs, inputs)
 
@@ -134,7 +143,8 @@ class Stats:
     def snapshot(self) -> dict[str, Any]:
         """`{"total": {...}, "routes": {route: {...}}, "deployments": {name: {...}},
         "content_filtered": {"prompt": n, "completion": n}}`; each bucket holds requests,
-        throttled, retries, errors, prompt/completion/total tokens, the embedding inputs answered
+        throttled, retries, errors, prompt/completion/total tokens (cached and reasoning tokens
+        among them), the embedding inputs answered
         (`inputs`, and `max_inputs` in one request) and a status histogram."""
         with self._lock:
             return {

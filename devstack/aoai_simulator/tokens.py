@@ -45,7 +45,30 @@ def message_text(content: Any) -> str:
     return ""
 
 
+def _chunks(text: str) -> list[str]:
+    """`text` as its `estimate_tokens(text)` tokens of four characters (the last shorter)."""
+    return [text[i : i + 4] for i in range(0, len(text), 4)]
+
+
+def prompt_units(messages: list[dict[str, Any]]) -> list[str]:
+    """The prompt as the tokens `prompt_tokens` counts, in order: each message's overhead
+    (its role, name and tool call id carried in it), its text, its tool calls; then the reply's
+    overhead. Prompt caching cuts prefixes out of this list."""
+    units: list[str] = []
+    for message in messages:
+        head = json.dumps(
+            [message.get("role"), message.get("name"), message.get("tool_call_id")], default=str
+        )
+        units += [f"<|start|>{head}"] + ["<|message|>"] * (_TOKENS_PER_MESSAGE - 1)
+        units += _chunks(message_text(message.get("content")))
+        if message.get("tool_calls"):
+            units += _chunks(json.dumps(message["tool_calls"]))
+    units += ["<|start|>assistant"] + ["<|message|>"] * (_TOKENS_PER_REPLY - 1)
+    return units
+
+
 def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """`len(prompt_units(messages))`, counted without building the list (the hot path)."""
     total = _TOKENS_PER_REPLY
     for message in messages:
         total += _TOKENS_PER_MESSAGE + estimate_tokens(message_text(message.get("content")))

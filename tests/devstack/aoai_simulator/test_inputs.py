@@ -37,7 +37,8 @@ def test_each_embeddings_input_is_counted_per_answered_request(
     assert summary["repeated"] == {input_key("alpha one"): 2}
     sends = summary["repeats"][input_key("alpha one")]  # each send, to trace a repeat
     assert [s["label"] for s in sends] == ["alpha one", "alpha one"]
-    assert len({s["request_id"] for s in sends}) == 2 and sends[0]["at"] <= sends[1]["at"]
+    assert len({s["request_id"] for s in sends}) == 2
+    assert sends[0]["at"] <= sends[1]["at"]
     assert (summary["distinct"], summary["sends"]) == (2, 3)
 
 
