@@ -40,6 +40,7 @@ from devstack.emulators.outage import (
     resume_cosmos,
 )
 from soak.checks import open_store
+from soak.ports import local_ports
 from soak.stack import SoakStack
 
 AOAI = ("chat", "embeddings")
@@ -134,6 +135,10 @@ class Faults:
         self.say(
             f"fault: host {index % len(self.stack.hosts)} (pid {process.pid}) killed (SIGKILL)"
         )
+        killed_at = time.time()
+        held = local_ports(process.pid) if process.pid is not None else set()
+        for port in held:  # read before the kill: then they are gone
+            self.stack.killed_ports.setdefault(port, []).append(killed_at)
         process.kill()
         await asyncio.sleep(3)
         await asyncio.to_thread(process.start)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench._serve import serve_simulator
@@ -64,6 +64,9 @@ class SoakStack:
     sim_url: str
     environ: dict[str, str]
     hosts: list[HostProcess]
+    # The local ports each killed host held, with when it was killed (soak/ports.py): an
+    # answer the simulator gave one of them died with the process.
+    killed_ports: dict[int, list[float]] = field(default_factory=dict)
 
     @property
     def connection_string(self) -> str:

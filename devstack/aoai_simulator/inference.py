@@ -58,7 +58,9 @@ async def chat_completions(call: Call) -> Response:
         cached_tokens=plan.cached_tokens,
         reasoning_tokens=plan.reasoning_tokens,
     )
-    call.state.stats.record_inputs(_user_lines(body), call.request_id, call.retry_count)
+    call.state.stats.record_inputs(
+        _user_lines(body), call.request_id, call.retry_count, _peer(call)
+    )
     if body.get("stream"):
         options = body.get("stream_options") or {}
         include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
@@ -96,8 +98,15 @@ async def create_embeddings(call: Call) -> Response:
         (item if isinstance(item, str) else " ".join(map(str, item)) for item in request.items),
         call.request_id,
         call.retry_count,
+        _peer(call),
     )
     return call.json(result, decision=decision)
+
+
+def _peer(call: Call) -> int | None:
+    """The client's port: which process asked (the soak maps a killed host's ports)."""
+    client = call.request.client
+    return client.port if client else None
 
 
 def _user_lines(body: dict[str, Any]) -> list[str]:

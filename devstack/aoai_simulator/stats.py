@@ -71,10 +71,15 @@ class Stats:
             self._sends.clear()
 
     def record_inputs(
-        self, texts: Iterable[str], request_id: str = "", retry_count: int = 0
+        self,
+        texts: Iterable[str],
+        request_id: str = "",
+        retry_count: int = 0,
+        peer: int | None = None,
     ) -> None:
         """Count each item input of a request that was answered (and so billed), and note
-        when and in which request, so that a repeat can be traced (`repeats`)."""
+        when, in which request and from which client port (`peer`), so that a repeat can be
+        traced (`repeats`)."""
         at = time.time()
         with self._lock:
             for text in texts:
@@ -86,13 +91,15 @@ class Stats:
                         "request_id": request_id,
                         "retry_count": retry_count,
                         "label": text[:40],
+                        "peer": peer,
                     }
                 )
 
     def inputs(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
         """`{"distinct": n, "sends": n, "repeated": {key: sends}, "repeats": {key: [send]}}`:
         every input answered more than once, and each of its sends (`at`, epoch seconds;
-        `request_id`; `retry_count`; `label`, the input's first 40 characters); with `keys`,
+        `request_id`; `retry_count`; `label`, the input's first 40 characters; `peer`, the
+        client's port); with `keys`,
         also `"counts": {key: sends}` for those (0 when never sent)."""
         with self._lock:
             repeated = {k: n for k, n in self._inputs.items() if n > 1}

@@ -3,6 +3,7 @@ the job tests read to prove that no item is sent (and billed) twice."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from openai import AzureOpenAI
 
 from devstack.aoai_simulator import RunningSimulator
 from devstack.aoai_simulator.stats import input_key
+from soak.ports import local_ports
 
 from .conftest import Control
 
@@ -39,6 +41,7 @@ def test_each_embeddings_input_is_counted_per_answered_request(
     assert [s["label"] for s in sends] == ["alpha one", "alpha one"]
     assert len({s["request_id"] for s in sends}) == 2
     assert sends[0]["at"] <= sends[1]["at"]
+    assert all(s["peer"] in local_ports(os.getpid()) for s in sends)  # this process asked
     assert (summary["distinct"], summary["sends"]) == (2, 3)
 
 
