@@ -80,3 +80,21 @@ async def results(runtime: Runtime, job_id: str) -> list[dict[str, Any]]:
 
 async def usage(runtime: Runtime, job_id: str) -> list[dict[str, Any]]:
     return await runtime.store.query(USAGE, "SELECT * FROM c WHERE c.job_id = @j", {"@j": job_id})
+
+
+async def patch(sim: httpx.AsyncClient, config: dict[str, Any]) -> None:
+    """Change the simulator's config (`PATCH /sim/config`)."""
+    (await sim.patch("/sim/config", json=config)).raise_for_status()
+
+
+async def upstream(runtime: Runtime, job_id: str) -> list[Any]:
+    """The Batch API jobs the simulator holds for `job_id` (by their metadata)."""
+    return [
+        b
+        async for b in runtime.aoai.batches.list(limit=100)
+        if (b.metadata or {}).get("job_id") == job_id
+    ]
+
+
+async def files_left(runtime: Runtime) -> int:
+    return len((await runtime.aoai.files.list()).data)

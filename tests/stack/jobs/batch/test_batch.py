@@ -6,61 +6,27 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
-from devstack.aoai_simulator.config import BatchConfig
 from shared.core.store import CONTENT_FILTER_EVENTS, Store
 from shared.jobs.batch.models import BatchDoc
 from shared.jobs.batch.poller import BatchPoller
 from shared.jobs.worker import Message
 from shared.runtime import Runtime
-from tests.support.batch_stack import app_runtime, docs, poll_until, results, send_job, usage
+from tests.stack.jobs.batch.conftest import FAST
+from tests.support.batch_stack import app_runtime, docs, patch, poll_until, results, send_job, usage
 from tests.support.samples import new_id, tickets
-from tests.support.simulator import control_plane
-
-FAST = BatchConfig(
-    validating_seconds=0.1, in_progress_seconds=0.1, finalizing_seconds=0.1, cancelling_seconds=0.1
-)
-
-
-@pytest.fixture(scope="module")
-def batch_sim() -> Iterator[RunningSimulator]:
-    with start_simulator(SimulatorConfig(batch=FAST), port=0) as sim:
-        yield sim
-
-
-@pytest.fixture
-async def sim(batch_sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
-    """The control plane; config and quota restored after each test."""
-    async with control_plane(batch_sim) as client:
-        yield client
-
-
-@pytest.fixture
-def environ(
-    app_environ: dict[str, str], batch_sim: RunningSimulator, store: Store
-) -> dict[str, str]:
-    return {
-        **app_environ,
-        "AZURE_OPENAI_ENDPOINT": batch_sim.url,
-        "AZURE_OPENAI_API_KEY": batch_sim.api_key,
-    }
 
 
 @pytest.fixture
 async def runtime(environ: dict[str, str]) -> AsyncIterator[Runtime]:
     async with app_runtime(environ) as running:
         yield running
-
-
-async def patch(sim: httpx.AsyncClient, config: dict[str, Any]) -> None:
-    (await sim.patch("/sim/config", json=config)).raise_for_status()
 
 
 async def gone(runtime: Runtime, file_id: str | None) -> bool:

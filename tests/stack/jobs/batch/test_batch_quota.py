@@ -6,69 +6,28 @@ Azure does (devstack/aoai_simulator/batch_quota.py), with the same limit as the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
-import pytest
 
-from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
-from devstack.aoai_simulator.config import BatchConfig
-from shared.core.store import Store
-from shared.runtime import Runtime
-from tests.support.batch_stack import app_runtime, docs, poll_until, results, send_job, usage
-from tests.support.samples import tickets
-from tests.support.simulator import control_plane
-
-FAST = BatchConfig(
-    validating_seconds=0.1, in_progress_seconds=0.1, finalizing_seconds=0.1, cancelling_seconds=0.1
+from tests.support.batch_stack import (
+    app_runtime,
+    docs,
+    files_left,
+    patch,
+    poll_until,
+    results,
+    send_job,
+    upstream,
+    usage,
 )
+from tests.support.samples import tickets
+
 # A ticket line is about 55 tokens (system prompt, labels, the item): 200 hold three lines.
 LIMIT = 200
 
 
-@pytest.fixture(scope="module")
-def batch_sim() -> Iterator[RunningSimulator]:
-    with start_simulator(SimulatorConfig(batch=FAST), port=0) as sim:
-        yield sim
-
-
-@pytest.fixture
-async def sim(batch_sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with control_plane(batch_sim) as client:
-        yield client
-
-
-@pytest.fixture
-def environ(
-    app_environ: dict[str, str], batch_sim: RunningSimulator, store: Store
-) -> dict[str, str]:
-    return {
-        **app_environ,
-        "AZURE_OPENAI_ENDPOINT": batch_sim.url,
-        "AZURE_OPENAI_API_KEY": batch_sim.api_key,
-    }
-
-
-async def patch(sim: httpx.AsyncClient, config: dict[str, Any]) -> None:
-    (await sim.patch("/sim/config", json=config)).raise_for_status()
-
-
 async def quota(sim: httpx.AsyncClient, tokens: int) -> None:
     await patch(sim, {"deployments": {"gpt-4o-batch": {"enqueued_token_limit": tokens}}})
-
-
-async def upstream(runtime: Runtime, job_id: str) -> list[Any]:
-    """The Batch API jobs the simulator holds for `job_id` (by their metadata)."""
-    return [
-        b
-        async for b in runtime.aoai.batches.list(limit=100)
-        if (b.metadata or {}).get("job_id") == job_id
-    ]
-
-
-async def files_left(runtime: Runtime) -> int:
-    return len((await runtime.aoai.files.list()).data)
 
 
 async def test_a_job_over_the_quota_runs_in_parts_as_room_frees(
