@@ -5,10 +5,10 @@ it, renewed every third of `JOB_LEASE_SECONDS`, until its results are written an
 follows is decided. Then the lease is released, or handed to the continuation (whose
 message names it in `lease`), which holds it from its due time. A message that finds a live
 lease held by someone else is sent again, delayed to the lease's end; a host that died
-holding one leaves it to expire. A slice stops the moment its own lease may have run out
-(its requests in flight are cut: `time_left`), while the others wait a grace period more before
-they take it: the holder's clock and theirs differ, and the holder has its answers to put away
-(shared/jobs/answers.py). The rules: docs/jobs.md#one-slice-at-a-time.
+holding one leaves it to expire. A slice starts no new request once its own lease may have
+run out, while the others wait a grace period more before they take it: the holder's clock and
+theirs differ, and the holder's requests in flight finish and their answers are written or put
+away (shared/jobs/answers.py). The rules: docs/jobs.md#one-slice-at-a-time.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 RENEWALS_PER_LEASE = 3
 # Of JOB_LEASE_SECONDS: how long past its `until` a lease still keeps the others out (15 s at
-# 60). It covers the clocks of different hosts and the lapsed holder's last steps (cutting its
-# requests, putting its answers away), which take well under a second when Storage answers.
+# 60). It covers the clocks of different hosts and the lapsed holder's last steps: its requests
+# in flight finishing, their answers written or put away.
 GRACE_SHARE = 0.25
 
 
@@ -55,13 +55,7 @@ class Lease:
 
     @property
     def lost(self) -> bool:
-        return self.time_left() <= 0
-
-    def time_left(self) -> float:
-        """Seconds until this lease may have run out, by this process's clock (0 once lost)."""
-        if self._taken_over:
-            return 0.0
-        return max(0.0, self._valid_until - time.monotonic())
+        return self._taken_over or time.monotonic() >= self._valid_until
 
     async def take(self) -> datetime | None:
         """Take the lease: None when taken, else when the live lease of another ends (its

@@ -55,13 +55,10 @@ class JobService(Protocol):
 
 
 class Held(Protocol):
-    """The job's lease (shared/jobs/lease.py): once lost, no new request starts, and the
-    requests in flight are cut."""
+    """The job's lease (shared/jobs/lease.py): once lost, no new request starts."""
 
     @property
     def lost(self) -> bool: ...
-
-    def time_left(self) -> float: ...
 
 
 class ResultStore(Protocol):
@@ -149,10 +146,6 @@ class _Slice:
         self.last_cancel_check = 0.0
         self.refused: dict[int, int] = {}  # 429s per group, by id(): a second one sends it back
         self.memory = memory  # the process's, shared by every slice it runs
-        # Answers whose write has not returned yet, and items settled (written or kept in
-        # `unwritten`): what a request cut at the lease's end leaves (`_cut`).
-        self.answered: dict[str, ResultDoc] = {}
-        self.settled: set[str] = set()
 
     async def run(self, items: list[Item], concurrency: int) -> SliceOutcome:
         limit = self.failover.current.limiter.token_limit
@@ -160,12 +153,8 @@ class _Slice:
         self.pending = self.service.plan(items, budget, spec=self.spec)
         self.deadline = time.monotonic() + self.seconds
         async with asyncio.TaskGroup() as tasks:
-            workers = [
+            for _ in range(max(1, min(concurrency, len(self.pending)))):
                 tasks.create_task(self._requests())
-                for _ in range(max(1, min(concurrency, len(self.pending))))
-            ]
-            if self.lease is not None:
-                tasks.create_task(self._fence(workers))
         for group in self.pending:  # never started
             self.outcome.remaining.extend(group)
         # A continuation is due back a little before the room: the queue's round trip is real
@@ -175,61 +164,29 @@ class _Slice:
         self.outcome.lead = minute * PACING_SHARE_OF_MINUTE * CONTINUATION_LEAD
         return self.outcome
 
-    async def _fence(self, workers: list[asyncio.Task[None]]) -> None:
-        """Cut the slice's requests the moment its lease may have run out (it could not be
-        renewed for a lease's length: Cosmos DB away, a stalled host). A request still in
-        flight then could overlap the next holder's; cut, its items go on with the rest (an
-        answer the service had already billed may be asked again: the price of never running
-        two slices at once), and answers not yet written are kept."""
-        assert self.lease is not None
-        while (left := self.lease.time_left()) > 0:
-            _, running = await asyncio.wait(workers, timeout=left)
-            if not running:
-                return
-        self._stop("slice", [])
-        for worker in workers:
-            worker.cancel()
-
     async def _requests(self) -> None:
         """Take groups off `pending` and send them, one at a time, until none is left or the
         slice stops."""
         while self.pending and not self.stopping.is_set():
             group = self.pending.pop(0)
+            if time.monotonic() >= self.deadline or (self.lease and self.lease.lost):
+                self._stop("slice", group)
+                return
+            if await self._cancelled():
+                self._stop("cancelled", group)
+                return
+            # Room for the answer first (it waits on other requests of this process, not on
+            # the quota), then room in the quota.
+            size = self.service.answer_bytes(group, self.spec)
+            if not await self._hold(size):
+                self._stop("slice", group)
+                return
             try:
-                if not await self._request(group):
+                if not await self._send(group):
                     return
-            except asyncio.CancelledError:
-                self._cut(group)
-                raise
-
-    def _cut(self, group: list[Item]) -> None:
-        """Settle `group`, whose request was cut: its answers not yet written are kept, the
-        items without one go on."""
-        for item in group:
-            if item.id in self.answered:
-                self.outcome.unwritten.append(self.answered.pop(item.id))
-            elif item.id not in self.settled:
-                self.outcome.remaining.append(item)
-
-    async def _request(self, group: list[Item]) -> bool:
-        """Send one group and settle it; True when the slice goes on."""
-        if time.monotonic() >= self.deadline or (self.lease and self.lease.lost):
-            self._stop("slice", group)
-            return False
-        if await self._cancelled():
-            self._stop("cancelled", group)
-            return False
-        # Room for the answer first (it waits on other requests of this process, not on
-        # the quota), then room in the quota.
-        size = self.service.answer_bytes(group, self.spec)
-        if not await self._hold(size):
-            self._stop("slice", group)
-            return False
-        try:
-            return await self._send(group)
-        finally:
-            if self.memory is not None:
-                self.memory.release(size)
+            finally:
+                if self.memory is not None:
+                    self.memory.release(size)
 
     async def _hold(self, size: int) -> bool:
         """Hold `size` bytes of the process's memory budget; False when the slice ends first."""
@@ -278,16 +235,12 @@ class _Slice:
     async def _kept(self, results: list[ResultDoc]) -> bool:
         """Write a request's results; False (the slice stops) when the store fails. The
         answers are paid for: they go on with the rest (`unwritten`), never asked again."""
-        self.answered.update((result.item_id, result) for result in results)
         try:
             await self._write(results)
         except Exception as error:
             failure = translate(error)
             if failure is None:
                 raise
-            for result in results:
-                self.answered.pop(result.item_id, None)
-                self.settled.add(result.item_id)
             self.outcome.unwritten.extend(results)
             self.outcome.failure = self.outcome.failure or failure
             self._stop("passing", [])
@@ -358,9 +311,6 @@ class _Slice:
 
     async def _write(self, results: list[ResultDoc]) -> None:
         await self.store.write_results(results)
-        for result in results:
-            self.answered.pop(result.item_id, None)
-            self.settled.add(result.item_id)
         outcome = self.outcome
         outcome.written += len(results)
         outcome.failed += sum(1 for r in results if r.status != "succeeded")
