@@ -5,7 +5,8 @@ testable: every call to a CLI goes through `azd` / `az` on PATH, and `decide` is
 
 1. `USER_HASH_SECRET` and `TEAM_KEY_HASH_SECRET` (HMAC keys, written to Key Vault) and
    `BUDGET_START_DATE` (first day of this month; Azure refuses to move a budget's start) are
-   generated when the azd environment has none, with `azd env set`, so every later `azd provision` reuses them.
+   generated when the azd environment has none, with `azd env set`, so every later
+   `azd provision` reuses them.
 2. For each deployment, the chosen model, version and SKU are looked up in
    `az cognitiveservices model list --location <region>` (a JSON list of
    {"kind", "skuName", "model": {"format", "name", "version", "lifecycleStatus",

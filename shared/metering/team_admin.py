@@ -70,11 +70,12 @@ class TeamAdmin:
         return team.view()
 
     async def update(self, team_id: str, changes: TeamChanges) -> TeamView:
-        team = await self._teams.change(team_id, changes.apply)
+        given = changes.model_fields_set
+        team = await self._teams.change(team_id, lambda t: changes.apply(t) if given else None)
         if team is None:
             raise _unknown(team_id)
         self._directory.forget(team_id)
-        log.info("team %s changed: %s", team_id, ", ".join(sorted(changes.model_fields_set)))
+        log.info("team %s changed: %s", team_id, ", ".join(sorted(given)) or "nothing")
         return team.view()
 
     async def new_key(self, team_id: str) -> KeyCreated:

@@ -372,3 +372,11 @@ async def test_with_entra_sign_in_the_registry_needs_the_admin_role(entra_host: 
     assert_error(refused, 403, "forbidden")
     assert_error(anonymous, 403, "forbidden")
     assert allowed.status_code == 200
+
+
+async def test_an_empty_patch_is_200_and_writes_nothing(admin: httpx.AsyncClient) -> None:
+    created = await create(admin, tpm=100)
+    team_id = created["team"]["id"]
+    response = await admin.patch(f"/teams/{team_id}", json={})
+    assert response.status_code == 200, response.text
+    assert response.json() == created["team"], "not even updated_at moves"
