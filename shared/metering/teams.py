@@ -115,7 +115,7 @@ class TeamKey(BaseModel):
 
     id: KeyId
     prefix: str
-    hash: str
+    hash: str = Field(repr=False)  # a logged Team must not carry it
     created_at: datetime
     revoked_at: datetime | None = None
 

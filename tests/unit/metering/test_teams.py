@@ -127,3 +127,9 @@ def test_the_view_of_a_team_carries_no_hash() -> None:
 def test_the_stored_document_refuses_fields_it_does_not_know() -> None:
     with pytest.raises(ValidationError):
         Team.model_validate({"id": "search", "created_at": WHEN, "updated_at": WHEN, "budget": 5})
+
+
+def test_a_team_s_repr_carries_no_hash() -> None:
+    key = TeamKey(id="0a1b2c3d", prefix="tk_search_0a1b2c3d", hash="ab" * 32, created_at=WHEN)
+    assert "ab" * 32 not in repr(team(keys=[key]))
+    assert "ab" * 32 not in str(team(keys=[key]))
