@@ -11,7 +11,7 @@ import azure.functions as func
 from azurefunctions.extensions.http.fastapi import Request, Response
 
 from shared.core.settings import get_settings
-from shared.http import handlers
+from shared.http import admin_teams, handlers
 from shared.http.boundary import guarded
 from shared.runtime import apply_log_level, get_runtime
 
@@ -92,6 +92,41 @@ async def health_details(req: Request) -> Response:
 @app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def openapi(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.openapi(get_runtime(), req, rid))
+
+
+# The team registry (docs/teams.md): the host's master key only (a function key is a 401).
+
+
+@app.route(route="teams", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def create_team(req: Request) -> Response:
+    return await guarded(req, lambda rid: admin_teams.create_team(get_runtime(), req, rid))
+
+
+@app.route(route="teams", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def list_teams(req: Request) -> Response:
+    return await guarded(req, lambda rid: admin_teams.list_teams(get_runtime(), req, rid))
+
+
+@app.route(route="teams/{team_id}", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def get_team(req: Request) -> Response:
+    return await guarded(req, lambda rid: admin_teams.get_team(get_runtime(), req, rid))
+
+
+@app.route(route="teams/{team_id}", methods=["PATCH"], auth_level=func.AuthLevel.ADMIN)
+async def update_team(req: Request) -> Response:
+    return await guarded(req, lambda rid: admin_teams.update_team(get_runtime(), req, rid))
+
+
+@app.route(route="teams/{team_id}/keys", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def new_team_key(req: Request) -> Response:
+    return await guarded(req, lambda rid: admin_teams.new_team_key(get_runtime(), req, rid))
+
+
+@app.route(
+    route="teams/{team_id}/keys/{key_id}", methods=["DELETE"], auth_level=func.AuthLevel.ADMIN
+)
+async def revoke_team_key(req: Request) -> Response:
+    return await guarded(req, lambda rid: admin_teams.revoke_team_key(get_runtime(), req, rid))
 
 
 # --- queues -------------------------------------------------------------------------------

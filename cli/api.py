@@ -46,7 +46,7 @@ class JobsApi:
         response = await self._http.post(
             ROUTES[job.kind], content=body, headers={"content-type": "application/json"}
         )
-        return SubmitAccepted.model_validate(_json(response, 202))
+        return SubmitAccepted.model_validate(expect_json(response, 202))
 
     async def job(
         self, job_id: str, *, page_size: int = 100, continuation: str | None = None
@@ -56,7 +56,7 @@ class JobsApi:
         if continuation:
             params["continuation"] = continuation
         response = await self._http.get(f"jobs/{job_id}", params=params)
-        return JobView.model_validate(_json(response, 200))
+        return JobView.model_validate(expect_json(response, 200))
 
     async def result_pages(self, job_id: str, page_size: int = 100) -> AsyncIterator[JobView]:
         """Every page of the job's results, following `continuation` to the end."""
@@ -69,7 +69,8 @@ class JobsApi:
                 return
 
 
-def _json(response: httpx.Response, expected: int) -> Any:
+def expect_json(response: httpx.Response, expected: int) -> Any:
+    """The body of an `expected` answer; ApiError with the app's code otherwise."""
     if response.status_code == expected:
         return response.json()
     code, message = f"http_{response.status_code}", response.text[:500]

@@ -20,17 +20,20 @@ from cli.items import ItemFormat, read_items
 from cli.ops import failed_command, poison_app
 from cli.storage import StorageOptions, open_storage
 from cli.submit import JobOptions, Submitted, build_job, submit_over_http, submit_to_queue
+from cli.teams import teams_app
 from cli.watch import EXIT_TIMEOUT, WatchTimeout, exit_code, watch
 from shared.jobs.models import TERMINAL
 
 app = typer.Typer(
-    help="Operate the app's queue jobs: submit, watch, export, failed jobs, poisoned messages.",
+    help="Operate the app: queue jobs (submit, watch, export, failed jobs, poisoned messages) "
+    "and the team registry.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.command("failed")(failed_command)
 app.add_typer(poison_app, name="poison")
+app.add_typer(teams_app, name="teams")
 
 
 def parse_tags(values: list[str]) -> dict[str, str]:

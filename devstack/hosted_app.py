@@ -26,8 +26,10 @@ from devstack.emulators.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 FUNCTION_KEY = "test-function-key"
+MASTER_KEY = "test-master-key"  # admin routes (the team registry) take only this one
 # A made-up value for test stacks only; real ones are generated (make run) or in Key Vault.
 TEST_USER_HASH_SECRET = "test-user-hash-secret-0123456789abcdef"  # noqa: S105
+TEST_TEAM_KEY_HASH_SECRET = "test-team-key-hash-secret-0123456789abcdef"  # noqa: S105
 
 
 def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
@@ -50,6 +52,7 @@ def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
         "BATCH_POLL_SCHEDULE": "0 */5 * * * *",
         "USAGE_ROLLUP_SCHEDULE": "*/2 * * * * *",
         "USER_HASH_SECRET": TEST_USER_HASH_SECRET,
+        "TEAM_KEY_HASH_SECRET": TEST_TEAM_KEY_HASH_SECRET,
         **overrides,
     }
 
@@ -70,9 +73,14 @@ class AppHost:
     url: str  # http://127.0.0.1:<port>/api
     key: str
     log: Path
+    master_key: str = MASTER_KEY
 
     def headers(self) -> dict[str, str]:
         return {"x-functions-key": self.key}
+
+    def admin_headers(self) -> dict[str, str]:
+        """The master key, which `admin` routes take (a function key is refused there)."""
+        return {"x-functions-key": self.master_key}
 
 
 def make_app_dir(target: Path, environ: Mapping[str, str]) -> Path:
@@ -85,6 +93,7 @@ def make_app_dir(target: Path, environ: Mapping[str, str]) -> Path:
         "FUNCTIONS_WORKER_RUNTIME": "python",
         "PYTHON_ENABLE_INIT_INDEXING": "1",
         "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
+        "LOCAL_MASTER_KEY": MASTER_KEY,
         **environ,
     }
     (target / "local.settings.json").write_text(json.dumps({"Values": values}))

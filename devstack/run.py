@@ -42,7 +42,12 @@ from devstack.emulators.processes import (
     spawn,
     terminate,
 )
-from devstack.functions_host.settings import FUNCTION_KEY_SETTING, apply_values, load_settings
+from devstack.functions_host.settings import (
+    FUNCTION_KEY_SETTING,
+    MASTER_KEY_SETTING,
+    apply_values,
+    load_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = ROOT / ".devstack"
@@ -102,7 +107,12 @@ class StopSignals:
 
 # Settings `make run` makes up on this machine, never committed: each gets a fresh random value
 # when local.settings.json is created, and when an older local.settings.json lacks it.
-GENERATED_SETTINGS = (FUNCTION_KEY_SETTING, "USER_HASH_SECRET")
+GENERATED_SETTINGS = (
+    FUNCTION_KEY_SETTING,
+    MASTER_KEY_SETTING,
+    "USER_HASH_SECRET",
+    "TEAM_KEY_HASH_SECRET",
+)
 
 
 def ensure_local_settings(root: Path = ROOT, example: Path | None = None) -> bool:

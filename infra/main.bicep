@@ -126,6 +126,11 @@ param instanceMemoryMB int = 2048
 @description('HMAC key for the chat user hash (USER_HASH_SECRET), stored in Key Vault. Generated once by the preprovision hook and kept in the azd environment, so every provision writes the same value.')
 param userHashSecret string
 
+@secure()
+@minLength(32)
+@description('HMAC key team keys are stored under (TEAM_KEY_HASH_SECRET), stored in Key Vault. Generated once by the preprovision hook and kept in the azd environment: a new value invalidates every team key.')
+param teamKeyHashSecret string
+
 @description('Key Vault purge protection. On (the default, for production): a deleted vault and its secret stay recoverable for 90 days, and its name cannot be reused until then. Off for throw-away environments (azd down --purge then frees the name); once on, Azure never turns it off.')
 param keyVaultPurgeProtection bool = true
 
@@ -257,6 +262,7 @@ module keyVault 'modules/keyvault.bicep' = {
     vaultZoneId: privateDns.outputs.vaultZoneId
     appPrincipalId: identity.outputs.principalId
     userHashSecret: userHashSecret
+    teamKeyHashSecret: teamKeyHashSecret
     purgeProtection: keyVaultPurgeProtection
   }
 }
@@ -414,6 +420,7 @@ var appSettings = {
   CONTENT_FILTER_STORE_TEXT: contentFilterStoreText ? 'true' : 'false'
   // The one secret: a Key Vault reference, resolved by App Service with the app identity.
   USER_HASH_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.userHashSecretUri})'
+  TEAM_KEY_HASH_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.teamKeyHashSecretUri})'
   ENTRA_AUTH: entraAuth ? 'true' : 'false'
   CHAT_CALLER_TPM: string(chatCallerTpm)
   USAGE_ROLLUP_SCHEDULE: usageRollupSchedule

@@ -41,6 +41,9 @@ from shared.metering.call import CallMeter
 from shared.metering.caller_limit import create_caller_limiter
 from shared.metering.outbox import Outbox
 from shared.metering.rollups import UsageRollups
+from shared.metering.team_admin import TeamAdmin
+from shared.metering.team_directory import TeamDirectory
+from shared.metering.teams import TeamStore
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,10 @@ class Runtime:
     batch_poller: BatchPoller
     usage_rollups: UsageRollups
     health_cache: HealthCache
+    # Which team a credential names (the data-plane routes' seam, docs/teams.md), and the
+    # registry's operations (the admin API). One directory per process: one cache.
+    teams: TeamDirectory
+    team_admin: TeamAdmin
     closers: Sequence[Closer] = field(default=(), repr=False)
 
     async def aclose(self) -> list[BaseException]:
@@ -116,6 +123,9 @@ def create_runtime(settings: Settings) -> Runtime:
     if credential is not None:
         closers.append(("the Entra ID credential", credential.close))
     jobs = JobStore(store)
+    team_store = TeamStore(store)
+    team_secret = settings.team_key_hash_secret.get_secret_value().encode()
+    teams = TeamDirectory(team_store, team_secret)
     # One per process, shared by /api/chat and the gateway routes: one minute per caller.
     caller_limiter = create_caller_limiter(
         store, settings.chat_caller_tpm, settings.chat_caller_limit_scope
@@ -171,6 +181,8 @@ def create_runtime(settings: Settings) -> Runtime:
             lambda: check_health(store, queues, {b.name: b.direct for b in backends.all}),
             settings.health_cache_seconds,
         ),
+        teams=teams,
+        team_admin=TeamAdmin(team_store, teams, team_secret),
         closers=tuple(closers),
     )
 

@@ -40,6 +40,7 @@ from devstack.functions_host.logs import log
 from devstack.functions_host.queues import DEFAULT_LEASE, QueueListener
 from devstack.functions_host.settings import (
     FUNCTION_KEY_SETTING,
+    MASTER_KEY_SETTING,
     HostConfigError,
     HostSettings,
     apply_values,
@@ -89,6 +90,7 @@ class FunctionsHost:
         self.settings: HostSettings | None = None
         self.app: IndexedApp | None = None
         self.function_key = ""
+        self.master_key = ""
         self.queue_listeners: list[QueueListener] = []
         self.timer_listeners: list[TimerListener] = []
         self._clients = ClientPool()
@@ -123,6 +125,8 @@ class FunctionsHost:
                 "%s is not set in local.settings.json: using a key made up for this run",
                 FUNCTION_KEY_SETTING,
             )
+        # Unset, admin routes take a key nobody knows: closed, as they should be by default.
+        self.master_key = os.environ.get(MASTER_KEY_SETTING, "") or secrets.token_urlsafe(32)
         invoker = self._invoker = Invoker(
             self.app_dir,
             self._clients,
@@ -177,7 +181,11 @@ class FunctionsHost:
         if port is None:
             port = settings.local_http_port or DEFAULT_PORT
         http_app = HttpApp(
-            app.of_type("httpTrigger"), settings.route_prefix, invoker, self.function_key
+            app.of_type("httpTrigger"),
+            settings.route_prefix,
+            invoker,
+            self.function_key,
+            self.master_key,
         )
         asgi: ASGIApp = http_app
         if settings.cors_origins:

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 # The setting that holds the function key (printed at start-up, checked on every
-# `function`/`admin` request).
+# `function` request).
 FUNCTION_KEY_SETTING = "LOCAL_FUNCTION_KEY"
+# The setting that holds the master key: the only key an `admin` route takes (as on Azure, where
+# a function or host key is refused there); it opens `function` routes too.
+MASTER_KEY_SETTING = "LOCAL_MASTER_KEY"
 
 
 class HostConfigError(Exception):

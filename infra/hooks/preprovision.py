@@ -3,9 +3,10 @@
 Run by infra/hooks/preprovision.sh / .ps1 (which check that `az` and Python exist). Offline
 testable: every call to a CLI goes through `azd` / `az` on PATH, and `decide` is pure.
 
-1. `USER_HASH_SECRET` (the HMAC key, written to Key Vault) and `BUDGET_START_DATE` (first day
-   of this month; Azure refuses to move a budget's start) are generated when the azd
-   environment has none, with `azd env set`, so every later `azd provision` reuses them.
+1. `USER_HASH_SECRET` and `TEAM_KEY_HASH_SECRET` (HMAC keys, written to Key Vault) and
+   `BUDGET_START_DATE` (first day of this month; Azure refuses to move a budget's start) are
+   generated when the azd environment has none, with `azd env set`, so every later
+   `azd provision` reuses them.
 2. For each deployment, the chosen model, version and SKU are looked up in
    `az cognitiveservices model list --location <region>` (a JSON list of
    {"kind", "skuName", "model": {"format", "name", "version", "lifecycleStatus",
@@ -186,6 +187,7 @@ def ensure_env(env: Mapping[str, str], today: dt.date) -> list[str]:
     """Set the once-generated azd variables the environment lacks; return their names."""
     generated = {
         "USER_HASH_SECRET": secrets.token_urlsafe(48),  # 64 characters; the app needs 32
+        "TEAM_KEY_HASH_SECRET": secrets.token_urlsafe(48),
         "BUDGET_START_DATE": today.replace(day=1).isoformat(),
     }
     target = ["--environment", env["AZURE_ENV_NAME"]] if env.get("AZURE_ENV_NAME") else []

@@ -44,6 +44,11 @@ var containers = [
     name: 'usage_rollups'
     partitionKey: '/day'
   }
+  // The team registry (docs/teams.md): one document per team, its keys' hashes in it.
+  {
+    name: 'teams'
+    partitionKey: '/id'
+  }
 ]
 
 var resultsContainerName = 'results'

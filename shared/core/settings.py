@@ -22,6 +22,7 @@ from pydantic import (
     HttpUrl,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -246,6 +247,11 @@ class Settings(BaseSettings):
         description="HMAC key for the chat `user` id before it is stored or sent upstream; "
         "at least 32 characters. Azure: a Key Vault reference. Local: made by `make run`.",
     )
+    team_key_hash_secret: SecretStr = Field(
+        description="HMAC key under which team keys are stored (only their keyed hash is "
+        "kept); at least 32 characters. Azure: a Key Vault reference. Local: made by "
+        "`make run`. Changing it invalidates every team key.",
+    )
     entra_auth: bool = Field(
         default=False,
         description="App Service authentication (Entra ID) is on: trust its "
@@ -449,16 +455,17 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("user_hash_secret")
+    @field_validator("user_hash_secret", "team_key_hash_secret")
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
+    def _long_enough(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        name = _env_name(info.field_name or "")
         secret = value.get_secret_value()
         if secret.startswith("@Microsoft.KeyVault("):
             # App Service leaves the reference text in place when it cannot resolve it: that
             # text is no secret, so start-up fails instead of hashing with it.
-            raise ValueError("USER_HASH_SECRET is an unresolved Key Vault reference")
+            raise ValueError(f"{name} is an unresolved Key Vault reference")
         if len(secret) < 32:
-            raise ValueError("USER_HASH_SECRET must be at least 32 characters")
+            raise ValueError(f"{name} must be at least 32 characters")
         return value
 
     @model_validator(mode="after")

@@ -34,6 +34,7 @@ BATCHES: Final = "batches"
 USAGE: Final = "usage"
 USAGE_ROLLUPS: Final = "usage_rollups"
 CALLER_MINUTES: Final = "caller_minutes"
+TEAMS: Final = "teams"
 
 # container -> partition key path (DESIGN.md, "Cosmos DB").
 CONTAINERS: Final[Mapping[str, str]] = {
@@ -44,6 +45,7 @@ CONTAINERS: Final[Mapping[str, str]] = {
     USAGE: "/day",
     USAGE_ROLLUPS: "/day",
     CALLER_MINUTES: "/id",
+    TEAMS: "/id",
 }
 
 Document = dict[str, Any]

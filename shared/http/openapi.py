@@ -18,6 +18,14 @@ from shared.core.models import ErrorResponse
 from shared.gateway.models import ChatCompletionsBody, EmbeddingsBody, ServiceErrorResponse
 from shared.jobs.models import ClassificationJob, EmbeddingJob, JobView, SubmitAccepted
 from shared.metering.models import GROUP_BY_PATTERN, UsageReport
+from shared.metering.teams import (
+    KeyCreated,
+    NewTeam,
+    TeamChanges,
+    TeamCreated,
+    TeamList,
+    TeamView,
+)
 
 _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
     (ChatRequest, "validation"),
@@ -33,6 +41,12 @@ _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] =
     (ChatCompletionsBody, "validation"),
     (EmbeddingsBody, "validation"),
     (ServiceErrorResponse, "serialization"),
+    (NewTeam, "validation"),
+    (TeamChanges, "validation"),
+    (TeamCreated, "serialization"),
+    (TeamView, "serialization"),
+    (TeamList, "serialization"),
+    (KeyCreated, "serialization"),
 ]
 
 
@@ -49,7 +63,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "invalid_request or content_filter",
         403: "forbidden (ENTRA_AUTH: the app role is missing)",
         404: "not_found",
-        409: "conflict (the job_id belongs to a job of the other kind)",
+        409: "conflict (a job_id of a job of the other kind; a team id taken; two live keys)",
         413: "too_large",
         429: "rate_limited (see Retry-After)",
         502: "upstream_error",
@@ -147,6 +161,7 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
             },
             **_job_paths(key_header),
             **_gateway_paths(key_header),
+            **_team_paths([{"masterKey": []}]),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -159,6 +174,13 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
             "schemas": defs["$defs"],
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                # The team registry is `admin` level: the host's master key, never a function key.
+                "masterKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "The host's master key (admin routes).",
+                },
             },
         },
     }
@@ -228,6 +250,62 @@ def _job_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
                     **_errors(403, 404),
                 },
             }
+        },
+    }
+
+
+def _team_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """The team registry (docs/teams.md)."""
+    team_id = _path("team_id", "The team's id.")
+    key_id = _path("key_id", "The key's id (8 hex digits).")
+
+    def body(model: type[BaseModel]) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
+
+    def op(operation_id: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {"operationId": operation_id, "security": security, **extra, "responses": responses}
+
+    return {
+        "/teams": {
+            "post": op(
+                "createTeam",
+                {
+                    "201": _json(TeamCreated, "The team and its first key, shown this once."),
+                    **_errors(400, 403, 409, 413),
+                },
+                requestBody=body(NewTeam),
+            ),
+            "get": op("listTeams", {"200": _json(TeamList, "Every team."), **_errors(403)}),
+        },
+        "/teams/{team_id}": {
+            "get": op(
+                "getTeam",
+                {"200": _json(TeamView, "The team."), **_errors(403, 404)},
+                parameters=[team_id],
+            ),
+            "patch": op(
+                "updateTeam",
+                {"200": _json(TeamView, "The team as changed."), **_errors(400, 403, 404, 413)},
+                parameters=[team_id],
+                requestBody=body(TeamChanges),
+            ),
+        },
+        "/teams/{team_id}/keys": {
+            "post": op(
+                "newTeamKey",
+                {
+                    "201": _json(KeyCreated, "The new key, shown this once."),
+                    **_errors(403, 404, 409),
+                },
+                parameters=[team_id],
+            )
+        },
+        "/teams/{team_id}/keys/{key_id}": {
+            "delete": op(
+                "revokeTeamKey",
+                {"204": {"description": "Revoked (kept for audit)."}, **_errors(403, 404)},
+                parameters=[team_id, key_id],
+            )
         },
     }
 

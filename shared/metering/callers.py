@@ -7,7 +7,8 @@ sent, and sets its own. Only then may the app read them: with the switch off the
 ignored, since any holder of a function key could forge them.
 
 App roles (defined on the app registration, docs/security.md): `Chat.Invoke` for chat,
-`Jobs.Submit` for jobs, `Usage.Read` (admin) for the usage report.
+`Jobs.Submit` for jobs, `Usage.Read` (admin) for the usage report, `Admin` for the team
+registry (on top of the host's master key, which its routes need in any case).
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import Any, Final, Literal
 
 from shared.core.errors import Forbidden, InvalidRequest
 
-Role = Literal["Chat.Invoke", "Jobs.Submit", "Usage.Read"]
+Role = Literal["Chat.Invoke", "Jobs.Submit", "Usage.Read", "Admin"]
 CHAT_ROLE: Final[Role] = "Chat.Invoke"
 JOBS_ROLE: Final[Role] = "Jobs.Submit"
 USAGE_ROLE: Final[Role] = "Usage.Read"
+ADMIN_ROLE: Final[Role] = "Admin"
 
 _OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
 # Output-token fields of a chat completions body; reasoning models take only the first.

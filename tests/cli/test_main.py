@@ -25,7 +25,7 @@ def python_m_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_python_m_cli_lists_every_command() -> None:
     done = python_m_cli("--help")
     assert done.returncode == 0, done.stderr
-    for command in ("submit", "watch", "export", "failed", "poison"):
+    for command in ("submit", "watch", "export", "failed", "poison", "teams"):
         assert f" {command} " in done.stdout
 
 

@@ -30,7 +30,8 @@ REQUIRED_APP_ROLES = {
     ("Microsoft.Storage/storageAccounts/blobServices/containers", ROLE_IDS["storageBlobDataOwner"]),
     ("Microsoft.Storage/storageAccounts", ROLE_IDS["storageQueueDataContributor"]),
     ("Microsoft.Insights/components", ROLE_IDS["monitoringMetricsPublisher"]),
-    # Issue 14: reads the HMAC secret (USER_HASH_SECRET), that one secret only.
+    # Issue 14: reads the HMAC secrets (USER_HASH_SECRET; TEAM_KEY_HASH_SECRET, #22), each
+    # secret on its own, never the vault.
     ("Microsoft.KeyVault/vaults/secrets", ROLE_IDS["keyVaultSecretsUser"]),
 }
 
@@ -64,6 +65,7 @@ COSMOS_CONTAINERS = {
     "usage": "/day",
     "usage_rollups": "/day",
     "caller_minutes": "/id",
+    "teams": "/id",
 }
 
 MAIN_FILE = "main.bicep"

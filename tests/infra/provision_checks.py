@@ -21,6 +21,12 @@ APP = "modules/function-app.bicep"
 VAULT = "modules/keyvault.bicep"
 ALERTS = "modules/alerts.bicep"
 
+# main.bicep parameter -> the azd variable the preprovision hook generates once for it.
+GENERATED_SECRETS = {
+    "userHashSecret": "USER_HASH_SECRET",
+    "teamKeyHashSecret": "TEAM_KEY_HASH_SECRET",
+}
+
 
 def _decorators(root: Path, name: str) -> dict[str, object]:
     param = parse(root).main.params.get(name, {})
@@ -53,31 +59,35 @@ def check_preprovision_hook(root: Path) -> Problems:
 
 @PROVISION_CHECKS.add
 def check_user_hash_secret(root: Path) -> Problems:
-    """USER_HASH_SECRET always reaches Key Vault (and the app's role on it) from the azd
-    environment, where the hook generated it once: no reference left unresolved."""
+    """USER_HASH_SECRET and TEAM_KEY_HASH_SECRET always reach Key Vault (and the app's role
+    on each) from the azd environment, where the hook generated them once: no reference left
+    unresolved."""
     infra, problems = parse(root), []
-    secret = infra.one("Microsoft.KeyVault/vaults/secrets")
+    secrets = infra.resources("Microsoft.KeyVault/vaults/secrets")
     readers = [
         r for r in infra.resources("Microsoft.Authorization/roleAssignments") if r.file == VAULT
     ]
     _expect(
         problems,
-        secret.condition is None and all(r.condition is None for r in readers),
-        "the user-hash secret and its role assignment must always be deployed (the app "
-        "setting always refers to the secret)",
+        len(secrets) == len(GENERATED_SECRETS)
+        and all(s.condition is None for s in secrets)
+        and all(r.condition is None for r in readers),
+        "the HMAC secrets and their role assignments must always be deployed (the app "
+        "settings always refer to the secrets)",
     )
-    _expect(
-        problems,
-        infra.main.params.get("userHashSecret", {}).get("default", "") is None
-        and _decorators(root, "userHashSecret").get("min_length") == 32,
-        "userHashSecret must be required with @minLength(32): an empty secret fails the "
-        "deployment, not the app's start",
-    )
-    _expect(
-        problems,
-        azd_variable(parameters_json(root).get("userHashSecret", "")) == ("USER_HASH_SECRET", None),
-        "main.parameters.json must map userHashSecret to ${USER_HASH_SECRET} (no default)",
-    )
+    for param, variable in GENERATED_SECRETS.items():
+        _expect(
+            problems,
+            infra.main.params.get(param, {}).get("default", "") is None
+            and _decorators(root, param).get("min_length") == 32,
+            f"{param} must be required with @minLength(32): an empty secret fails the "
+            "deployment, not the app's start",
+        )
+        _expect(
+            problems,
+            azd_variable(parameters_json(root).get(param, "")) == (variable, None),
+            f"main.parameters.json must map {param} to ${{{variable}}} (no default)",
+        )
     return problems
 
 

@@ -15,6 +15,12 @@ SECURITY_CHECKS = Checks()
 
 APP = "modules/function-app.bicep"
 
+# The app's secret settings (Key Vault references) -> the keyvault module output they name.
+HMAC_SECRETS = {
+    "USER_HASH_SECRET": "userHashSecretUri",
+    "TEAM_KEY_HASH_SECRET": "teamKeyHashSecretUri",
+}
+
 
 @SECURITY_CHECKS.add
 def check_entra_auth(root: Path) -> Problems:
@@ -124,8 +130,8 @@ def check_inbound_access(root: Path) -> Problems:
 
 @SECURITY_CHECKS.add
 def check_key_vault(root: Path) -> Problems:
-    """The HMAC secret lives in Key Vault: private endpoint, RBAC, no access policy, and a
-    Key Vault reference resolved with the app identity."""
+    """The HMAC secrets live in Key Vault: private endpoint, RBAC, no access policy, and
+    Key Vault references resolved with the app identity."""
     infra, problems = parse(root), []
     vault = infra.one("Microsoft.KeyVault/vaults")
     props = vault.properties
@@ -156,12 +162,13 @@ def check_key_vault(root: Path) -> Problems:
         for g in c["properties"]["groupIds"]
     ]
     _expect(problems, groups == ["vault"], "Key Vault needs its private endpoint")
-    setting = render(app_settings(infra).get("USER_HASH_SECRET"))
-    _expect(
-        problems,
-        setting == "@Microsoft.KeyVault(SecretUri=${keyVault.outputs.userHashSecretUri})",
-        f"USER_HASH_SECRET must be a Key Vault reference, is {setting}",
-    )
+    for name, output in HMAC_SECRETS.items():
+        setting = render(app_settings(infra).get(name))
+        _expect(
+            problems,
+            setting == f"@Microsoft.KeyVault(SecretUri=${{keyVault.outputs.{output}}})",
+            f"{name} must be a Key Vault reference, is {setting}",
+        )
     site = infra.one("Microsoft.Web/sites")
     _expect(
         problems,
@@ -173,11 +180,12 @@ def check_key_vault(root: Path) -> Problems:
         for ra in infra.resources("Microsoft.Authorization/roleAssignments")
         if ra.file == vault.file
     ]
-    secret = infra.one("Microsoft.KeyVault/vaults/secrets")
+    secrets = [s.name for s in infra.resources("Microsoft.KeyVault/vaults/secrets")]
     _expect(
         problems,
-        [render(ra.body.get("scope")) for ra in readers] == [secret.name],
-        "the app may read the one secret, not the whole vault",
+        sorted(render(ra.body.get("scope")) for ra in readers) == sorted(secrets)
+        and len(secrets) == len(HMAC_SECRETS),
+        "the app may read each of its secrets, not the whole vault",
     )
     return problems
 

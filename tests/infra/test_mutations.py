@@ -300,6 +300,19 @@ MUTATIONS = {
         "(!empty(userHashSecret)) {",
         "user_hash_secret",
     ),
+    "team-key-secret-only-when-given": (
+        "modules/keyvault.bicep",
+        "resource teamKeyHash 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {",
+        "resource teamKeyHash 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if "
+        "(!empty(teamKeyHashSecret)) {",
+        "user_hash_secret",
+    ),
+    "team-key-secret-may-be-empty": (
+        "main.bicep",
+        "@minLength(32)\n@description('HMAC key team keys",
+        "@description('HMAC key team keys",
+        "user_hash_secret",
+    ),
     "secret-may-be-empty": (
         "main.bicep",
         "@minLength(32)\n@description('HMAC key",
@@ -425,6 +438,7 @@ def test_a_model_closing_to_new_customers_fails_a_month_ahead() -> None:
     [
         ("chatModelVersion", "${CHAT_MODEL_VERSION=2024-08-06}", "CHAT_MODEL_VERSION defaults to"),
         ("userHashSecret", "${USER_HASH_SECRET=}", "USER_HASH_SECRET"),
+        ("teamKeyHashSecret", "${TEAM_KEY_HASH_SECRET=}", "TEAM_KEY_HASH_SECRET"),
         ("budgetStartDate", "${BUDGET_START_DATE=2026-12-01}", "BUDGET_START_DATE"),
         ("openAiApiVersion", "2024-10-21", "AZURE_OPENAI_API_VERSION"),
         ("embeddingSkuName", "Standard", "must map embeddingSkuName"),

@@ -150,6 +150,11 @@ def test_a_new_environment_gets_its_secret_and_budget_start_once(tools: Path) ->
     assert len(secret) == 1
     assert secret[0].endswith(" --environment dev")
     assert len(secret[0].split()[4]) >= 32
+    team = [c for c in made if c.startswith("azd env set TEAM_KEY_HASH_SECRET ")]
+    assert len(team) == 1
+    assert team[0].endswith(" --environment dev")
+    assert len(team[0].split()[4]) >= 32
+    assert team[0].split()[4] != secret[0].split()[4]
     first = dt.datetime.now(dt.UTC).date().replace(day=1).isoformat()
     assert f"azd env set BUDGET_START_DATE {first} --environment dev" in made
     assert "az cognitiveservices model list --location swedencentral --output json" in made
@@ -157,7 +162,11 @@ def test_a_new_environment_gets_its_secret_and_budget_start_once(tools: Path) ->
 
 def stored(budget_start: str) -> dict[str, str]:
     """What an azd environment holds after its first provision."""
-    return {"USER_HASH_SECRET": "x" * 64, "BUDGET_START_DATE": budget_start}
+    return {
+        "USER_HASH_SECRET": "x" * 64,
+        "TEAM_KEY_HASH_SECRET": "y" * 64,
+        "BUDGET_START_DATE": budget_start,
+    }
 
 
 def test_a_reprovision_keeps_the_stored_values(tools: Path) -> None:
@@ -169,6 +178,20 @@ def test_a_reprovision_keeps_the_stored_values(tools: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert [c for c in calls(tools) if c.startswith("azd")] == []
+
+
+def test_an_environment_from_before_teams_gets_only_the_team_key_secret(tools: Path) -> None:
+    older = {k: v for k, v in stored("2026-11-01").items() if k != "TEAM_KEY_HASH_SECRET"}
+    proc = run_hook(
+        tools,
+        AZURE_LOCATION="swedencentral",
+        **older,
+        FAKE_AZ_ANSWER=str(FIXTURES / "models-good.json"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    made = [c for c in calls(tools) if c.startswith("azd")]
+    assert len(made) == 1
+    assert made[0].startswith("azd env set TEAM_KEY_HASH_SECRET ")
 
 
 def test_an_undeployable_choice_stops_the_provision(tools: Path) -> None:

@@ -93,6 +93,19 @@ MUTATIONS: dict[str, tuple[str, str | re.Pattern[str], str, str]] = {
         "  scope: vault\n",
         "key_vault",
     ),
+    "team-key-secret-in-plain-setting": (
+        "main.bicep",
+        "TEAM_KEY_HASH_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs."
+        "teamKeyHashSecretUri})'",
+        "TEAM_KEY_HASH_SECRET: keyVault.outputs.teamKeyHashSecretUri",
+        "key_vault",
+    ),
+    "team-key-vault-wide-reader": (
+        "modules/keyvault.bicep",
+        "  scope: teamKeyHash\n",
+        "  scope: vault\n",
+        "key_vault",
+    ),
     "blob-owner-on-the-account": (
         "modules/storage.bicep",
         "  scope: containers[i]\n",

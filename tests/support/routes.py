@@ -9,6 +9,10 @@ GATEWAY_ROUTES = frozenset(
         "/v1/embeddings",
     }
 )
+# The team registry: admin level (the host's master key).
+TEAM_ROUTES = frozenset(
+    {"/teams", "/teams/{team_id}", "/teams/{team_id}/keys", "/teams/{team_id}/keys/{key_id}"}
+)
 ROUTES = frozenset(
     {
         "/chat",
@@ -21,5 +25,6 @@ ROUTES = frozenset(
         "/jobs/{job_id}",
         "/jobs/{job_id}/cancel",
         *GATEWAY_ROUTES,
+        *TEAM_ROUTES,
     }
 )

@@ -19,6 +19,7 @@ from devstack.functions_host import FunctionsHost
 
 HERE = Path(__file__).resolve().parent
 FUNCTION_KEY = "test-function-key"
+MASTER_KEY = "test-master-key"
 FAR_SCHEDULE = "0 0 0 1 1 *"  # once a year: the timer stays quiet unless a test wants it
 
 MakeApp = Callable[..., Path]
@@ -53,6 +54,7 @@ def make_app(tmp_path: Path, emulators: EmulatorStack, queue_names: dict[str, st
             "AzureWebJobsStorage": emulators.storage_connection_string,
             "IdentityStorage__queueServiceUri": emulators.queue_endpoint,
             "LOCAL_FUNCTION_KEY": FUNCTION_KEY,
+            "LOCAL_MASTER_KEY": MASTER_KEY,
             "PYTHON_ENABLE_INIT_INDEXING": "1",
             "TICK_SCHEDULE": FAR_SCHEDULE,
             "STARTUP_SCHEDULE": FAR_SCHEDULE,

@@ -14,7 +14,7 @@ from azure.storage.queue.aio import QueueClient
 
 from devstack.functions_host import FunctionsHost, IndexingError
 from devstack.functions_host.settings import HostConfigError
-from tests.devstack.functions_host.conftest import FUNCTION_KEY, MakeApp
+from tests.devstack.functions_host.conftest import FUNCTION_KEY, MASTER_KEY, MakeApp
 from tests.devstack.functions_host.helpers import wait_until
 
 StartHost = Callable[..., Any]
@@ -39,8 +39,12 @@ async def test_anonymous_route_binds_params_query_and_headers(
         ("/secret", {"x-functions-key": "wrong"}, 401),
         ("/secret", {"x-functions-key": FUNCTION_KEY}, 200),
         (f"/secret?code={FUNCTION_KEY}", {}, 200),
+        ("/secret", {"x-functions-key": MASTER_KEY}, 200),
         ("/admin/thing", {}, 401),
-        ("/admin/thing", {"x-functions-key": FUNCTION_KEY}, 200),
+        # As on Azure: an admin route takes the master key only, never a function key.
+        ("/admin/thing", {"x-functions-key": FUNCTION_KEY}, 401),
+        (f"/admin/thing?code={FUNCTION_KEY}", {}, 401),
+        ("/admin/thing", {"x-functions-key": MASTER_KEY}, 200),
         ("/hello/anyone", {}, 200),
         ("/nowhere", {}, 404),
     ],

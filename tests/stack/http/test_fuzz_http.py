@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators.stack import AZURITE_KEY, COSMOS_EMULATOR_KEY
-from devstack.hosted_app import FUNCTION_KEY, AppHost
+from devstack.hosted_app import FUNCTION_KEY, MASTER_KEY, AppHost
 from shared.core.models import ErrorResponse
 from shared.gateway.models import ServiceErrorResponse
 from tests.support.hosts import host_fixture
@@ -64,7 +64,7 @@ host = host_fixture("fh", FUZZ_SETTINGS, own_queues=True)
 
 @pytest.fixture(scope="module")
 def secrets(simulator: RunningSimulator) -> list[str]:
-    return [COSMOS_EMULATOR_KEY, AZURITE_KEY, simulator.api_key, FUNCTION_KEY]
+    return [COSMOS_EMULATOR_KEY, AZURITE_KEY, simulator.api_key, FUNCTION_KEY, MASTER_KEY]
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -295,6 +295,55 @@ ids = st.one_of(
     query_text.filter(lambda t: "/" not in t),
 ).filter(lambda t: t.strip() not in ("", ".", ".."))
 
+# The team registry, with the master key its admin routes take. Ids are mostly valid, so
+# teams get created, changed and given keys; `fh-` keeps them apart from other tests' teams.
+team_ids = st.one_of(st.from_regex(r"fh-[a-z0-9]{1,6}", fullmatch=True), ids)
+limit = sometimes(st.one_of(st.none(), st.integers(-1, 10**6), st.floats(0, 1e4)))
+team_fields = {
+    "models": sometimes(st.lists(st.sampled_from(["gpt-4o", "default-chat", "a b"]), max_size=3)),
+    "members": sometimes(st.lists(st.uuids().map(str), max_size=2)),
+    "disabled": sometimes(st.booleans()),
+    **dict.fromkeys(("tpm", "daily_tokens", "monthly_usd", "max_tokens"), limit),
+}
+admin = st.just({"x-functions-key": MASTER_KEY})
+team_calls = st.one_of(
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=st.just("/teams"),
+        content=bodies(st.fixed_dictionaries({"id": sometimes(team_ids)}, optional=team_fields)),
+        headers=admin,
+    ),
+    st.builds(Call, method=st.just("GET"), path=st.just("/teams"), headers=admin),
+    st.builds(
+        Call,
+        method=st.just("GET"),
+        path=team_ids.map(lambda i: f"/teams/{quote(i, safe='')}"),
+        headers=admin,
+    ),
+    st.builds(
+        Call,
+        method=st.just("PATCH"),
+        path=team_ids.map(lambda i: f"/teams/{quote(i, safe='')}"),
+        content=bodies(st.fixed_dictionaries({}, optional=team_fields)),
+        headers=admin,
+    ),
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=team_ids.map(lambda i: f"/teams/{quote(i, safe='')}/keys"),
+        headers=admin,
+    ),
+    st.builds(
+        Call,
+        method=st.just("DELETE"),
+        path=st.tuples(team_ids, st.one_of(st.from_regex(r"[0-9a-f]{8}", fullmatch=True), ids)).map(
+            lambda t: f"/teams/{quote(t[0], safe='')}/keys/{quote(t[1], safe='')}"
+        ),
+        headers=admin,
+    ),
+)
+
 calls = st.one_of(
     st.builds(
         Call,
@@ -352,6 +401,7 @@ calls = st.one_of(
         path=st.sampled_from(["/health", "/health/details", "/openapi.json"]),
     ),
     gateway_calls,
+    team_calls,
 )
 
 
@@ -377,11 +427,16 @@ def check_answer(call: Call, response: httpx.Response, secrets: list[str]) -> No
             if frame["type"] == "error":
                 ErrorResponse.model_validate({"error": frame["error"]})
         return
+    if response.status_code == 204:
+        assert text == "", where
+        return
     body = response.json()
     if response.status_code >= 400:
         assert set(body) == {"error"}, where
         ErrorResponse.model_validate(body)
         assert set(body["error"]) <= {"code", "message", "details"}, where
+    if call.path.startswith("/teams"):
+        assert '"hash"' not in text, "a key hash in the answer: " + where
 
 
 def check_gateway_answer(response: httpx.Response, where: str) -> None:

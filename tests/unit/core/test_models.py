@@ -15,6 +15,7 @@ SETTINGS = load_settings(
         "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
         "CHAT_DEPLOYMENT": "gpt-4o",
         "USER_HASH_SECRET": "unit-test-user-hash-secret-0123456789",
+        "TEAM_KEY_HASH_SECRET": "unit-test-team-key-hash-secret-0123456789",
         "EMBEDDING_DEPLOYMENT": "e",
         "COSMOS_ENDPOINT": "https://x.documents.azure.com",
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",

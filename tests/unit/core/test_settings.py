@@ -23,6 +23,7 @@ VALID = {
     "AZURE_OPENAI_ENDPOINT": "https://example.openai.azure.com/",
     "CHAT_DEPLOYMENT": "gpt-4o",
     "USER_HASH_SECRET": "unit-test-user-hash-secret-0123456789",
+    "TEAM_KEY_HASH_SECRET": "unit-test-team-key-hash-secret-0123456789",
     "EMBEDDING_DEPLOYMENT": "text-embedding-3-small",
     "COSMOS_ENDPOINT": "https://example.documents.azure.com:443/",
     "AzureWebJobsStorage__queueServiceUri": "https://example.queue.core.windows.net",
@@ -117,7 +118,10 @@ def test_required_names_cover_required_fields_and_identity_storage() -> None:
     names = required_setting_names()
     assert {"CHAT_DEPLOYMENT", "EMBEDDING_DEPLOYMENT", "COSMOS_ENDPOINT"} <= names
     assert "AzureWebJobsStorage__queueServiceUri" in names
-    assert not any("KEY" in n for n in names), "no key setting is required in Azure"
+    # TEAM_KEY_HASH_SECRET is the HMAC key team keys are hashed with (a Key Vault reference,
+    # like USER_HASH_SECRET), not a key to any service.
+    access = names - {"TEAM_KEY_HASH_SECRET"}
+    assert not any("KEY" in n for n in access), "no key setting is required in Azure"
 
 
 def test_get_settings_reads_the_process_environment_once(
@@ -144,6 +148,8 @@ def test_every_setting_is_in_the_example_and_the_reference() -> None:
     assert [n for n in names if n not in example] == []
     assert [n for n in names if f"`{n}`" not in reference] == []
     assert example["USER_HASH_SECRET"] == "", "secrets are generated, never committed"
+    assert example["TEAM_KEY_HASH_SECRET"] == ""
+    assert example["LOCAL_MASTER_KEY"] == ""
 
 
 def test_make_run_generates_the_secrets_the_example_leaves_empty(tmp_path: Path) -> None:
@@ -154,7 +160,10 @@ def test_make_run_generates_the_secrets_the_example_leaves_empty(tmp_path: Path)
     assert ensure_local_settings(tmp_path) is True
     first = json.loads((tmp_path / "local.settings.json").read_text())["Values"]
     assert len(first["USER_HASH_SECRET"]) >= 32
+    assert len(first["TEAM_KEY_HASH_SECRET"]) >= 32
+    assert first["TEAM_KEY_HASH_SECRET"] != first["USER_HASH_SECRET"]
     assert first["LOCAL_FUNCTION_KEY"]
+    assert first["LOCAL_MASTER_KEY"] not in ("", first["LOCAL_FUNCTION_KEY"])
     load_settings(first)
     older = {**first, "USER_HASH_SECRET": ""}
     (tmp_path / "local.settings.json").write_text(json.dumps({"Values": older}))
@@ -167,6 +176,21 @@ def test_make_run_generates_the_secrets_the_example_leaves_empty(tmp_path: Path)
 def test_a_short_user_hash_secret_is_refused() -> None:
     with pytest.raises(SettingsError, match="USER_HASH_SECRET must be at least 32"):
         load_settings({**VALID, "USER_HASH_SECRET": "short"})
+
+
+@pytest.mark.parametrize("value", ["", "short", "x" * 31])
+def test_a_missing_or_short_team_key_hash_secret_stops_start_up(value: str) -> None:
+    with pytest.raises(SettingsError, match="TEAM_KEY_HASH_SECRET"):
+        load_settings({**VALID, "TEAM_KEY_HASH_SECRET": value})
+    without = {k: v for k, v in VALID.items() if k != "TEAM_KEY_HASH_SECRET"}
+    with pytest.raises(SettingsError, match="TEAM_KEY_HASH_SECRET"):
+        load_settings(without)
+
+
+def test_an_unresolved_key_vault_reference_is_not_taken_for_the_team_key_secret() -> None:
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv-x.vault.azure.net/secrets/team-key)"
+    with pytest.raises(SettingsError, match="TEAM_KEY_HASH_SECRET is an unresolved Key Vault"):
+        load_settings({**VALID, "TEAM_KEY_HASH_SECRET": reference})
 
 
 def test_an_unresolved_key_vault_reference_is_not_taken_for_the_secret() -> None:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from shared.http.openapi import openapi_document
-from tests.support.routes import GATEWAY_ROUTES, ROUTES
+from tests.support.routes import GATEWAY_ROUTES, ROUTES, TEAM_ROUTES
 
 
 def refs(node: Any) -> list[str]:
@@ -36,6 +36,8 @@ def test_paths_and_auth() -> None:
     for path, operations in doc["paths"].items():
         for operation in operations.values():
             expected = [] if path in ANONYMOUS else [{"functionKey": []}]
+            if path in TEAM_ROUTES:
+                expected = [{"masterKey": []}]
             assert operation["security"] == expected, path
 
 
@@ -65,7 +67,13 @@ def test_job_bodies_are_the_validation_models() -> None:
 def test_the_key_is_offered_as_a_header_never_in_the_url() -> None:
     """Finding: `?code=` puts keys into URLs and logs; the document offers the header only."""
     schemes = openapi_document()["components"]["securitySchemes"]
-    assert schemes == {"functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"}}
+    assert set(schemes) == {"functionKey", "masterKey"}
+    for scheme in schemes.values():
+        assert (scheme["type"], scheme["in"], scheme["name"]) == (
+            "apiKey",
+            "header",
+            "x-functions-key",
+        )
     assert '"in": "query", "name": "code"' not in json.dumps(openapi_document())
 
 
@@ -79,3 +87,18 @@ def test_chat_schema_is_the_validation_model() -> None:
 
 def test_document_is_json_serialisable() -> None:
     assert json.loads(json.dumps(openapi_document())) == openapi_document()
+
+
+def test_the_team_registry_is_documented_with_its_bodies_and_statuses() -> None:
+    doc = openapi_document()
+    teams = doc["paths"]["/teams"]
+    create = teams["post"]
+    schema = create["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/NewTeam"}
+    assert set(create["responses"]) >= {"201", "400", "409"}
+    assert set(doc["paths"]["/teams/{team_id}"]) == {"get", "patch"}
+    assert set(doc["paths"]["/teams/{team_id}/keys"]["post"]["responses"]) >= {"201", "409"}
+    assert "204" in doc["paths"]["/teams/{team_id}/keys/{key_id}"]["delete"]["responses"]
+    schemas = doc["components"]["schemas"]
+    assert schemas["NewTeam"]["additionalProperties"] is False
+    assert "hash" not in json.dumps(schemas["TeamView"])

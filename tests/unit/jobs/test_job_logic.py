@@ -22,6 +22,7 @@ ENV = {
     "AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com",
     "CHAT_DEPLOYMENT": "chat",
     "USER_HASH_SECRET": "unit-test-user-hash-secret-0123456789",
+    "TEAM_KEY_HASH_SECRET": "unit-test-team-key-hash-secret-0123456789",
     "EMBEDDING_DEPLOYMENT": "emb",
     "COSMOS_ENDPOINT": "https://x.documents.azure.com",
     "AzureWebJobsStorage__queueServiceUri": "https://x.queue.core.windows.net",
