@@ -29,8 +29,8 @@ from shared.chat.models import (
 )
 from shared.core import content_filter
 from shared.core.errors import AppError
+from shared.core.models import Usage
 from shared.core.settings import Settings
-from shared.metering.bookkeeper import usage_of
 from shared.metering.call import CallMeter, MeteredCall
 from shared.metering.callers import Caller, Origin
 
@@ -102,7 +102,7 @@ class ChatService:
         completion = await call.send(send, deadline=self.settings.chat_deadline_seconds)
         choice = completion.choices[0]
         content = choice.message.content or ""
-        usage = usage_of(completion.usage)
+        usage = Usage.of(completion.usage)
         flagged = content_filter.completion_flag(choice)
         await call.finish(
             model=completion.model,
@@ -152,7 +152,7 @@ async def _frames(
     async for chunk in upstream:
         completion_id = chunk.id or completion_id
         call.note(
-            model=chunk.model, usage=usage_of(chunk.usage) if chunk.usage is not None else None
+            model=chunk.model, usage=Usage.of(chunk.usage) if chunk.usage is not None else None
         )
         if not chunk.choices:  # prompt_filter_results first, usage last
             continue

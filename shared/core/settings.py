@@ -56,22 +56,34 @@ class DeploymentQuota(BaseModel):
 
 
 class ModelPrice(BaseModel):
-    """USD per one million tokens. Batch jobs are billed at `batch_discount` of these."""
+    """USD per one million tokens. Batch jobs are billed at `batch_discount` of these.
+
+    `cached_input` prices the prompt tokens the service served from its prompt cache
+    (`cached_tokens`); without it they cost `input`. Reasoning tokens are output tokens."""
 
     input: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
     output: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _cached_is_a_discount(self) -> ModelPrice:
+        # Azure bills cached input at a discount: above `input` it is a misplaced field.
+        if self.cached_input is not None and self.cached_input > self.input:
+            raise ValueError("cached_input above input: cached prompt tokens cost less")
+        return self
 
 
 # List prices (USD per 1M tokens, global standard) used for cost *estimates* only.
 # gpt-5.4 and text-embedding-3-small are what infra/ deploys by default; the others stay for
-# deployments that still run them.
+# deployments that still run them. Cached input: a tenth of input for gpt-5.x, a half (gpt-4o)
+# or a quarter (gpt-4.1) before; embeddings are never cached.
 DEFAULT_PRICES: dict[str, ModelPrice] = {
-    "gpt-5.4": ModelPrice(input=2.50, output=15.00),
-    "gpt-5.1": ModelPrice(input=1.25, output=10.00),
-    "gpt-4o": ModelPrice(input=2.50, output=10.00),
-    "gpt-4o-mini": ModelPrice(input=0.15, output=0.60),
-    "gpt-4.1": ModelPrice(input=2.00, output=8.00),
-    "gpt-4.1-mini": ModelPrice(input=0.40, output=1.60),
+    "gpt-5.4": ModelPrice(input=2.50, cached_input=0.25, output=15.00),
+    "gpt-5.1": ModelPrice(input=1.25, cached_input=0.125, output=10.00),
+    "gpt-4o": ModelPrice(input=2.50, cached_input=1.25, output=10.00),
+    "gpt-4o-mini": ModelPrice(input=0.15, cached_input=0.075, output=0.60),
+    "gpt-4.1": ModelPrice(input=2.00, cached_input=0.50, output=8.00),
+    "gpt-4.1-mini": ModelPrice(input=0.40, cached_input=0.10, output=1.60),
     "text-embedding-3-small": ModelPrice(input=0.02),
     "text-embedding-3-large": ModelPrice(input=0.13),
 }
@@ -441,7 +453,8 @@ class Settings(BaseSettings):
     )
     model_prices: dict[str, ModelPrice] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
-        description="JSON map model -> {input, output} USD per 1M tokens, for cost estimates.",
+        description="JSON map model -> {input, cached_input?, output} USD per 1M tokens, for "
+        "cost estimates; cached prompt tokens cost input when cached_input is absent.",
     )
     batch_discount: float = Field(
         default=0.5, gt=0, le=1, description="Batch API price as a fraction of standard."

@@ -81,8 +81,10 @@ def passed_headers(headers: Mapping[str, str] | httpx2.Headers) -> dict[str, str
 
 
 def usage_from(raw: Any) -> Usage | None:
+    """The usage of an answer or a chunk as the service sent it (details included); None when
+    it sent none, or none we can read."""
     try:
-        return Usage.model_validate(raw) if isinstance(raw, Mapping) else None
+        return Usage.of(raw) if isinstance(raw, Mapping) else None
     except ValidationError:
         return None
 

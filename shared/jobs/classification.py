@@ -39,7 +39,7 @@ from shared.jobs import refusals
 from shared.jobs.models import Item, JobSpec, ResultDoc
 from shared.jobs.results import answer_in_parts, failed_result, request_usage_id, share_usage
 from shared.jobs.store import result_id
-from shared.metering.bookkeeper import Bookkeeper, CallSite, usage_of
+from shared.metering.bookkeeper import Bookkeeper, CallSite
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,6 @@ def request_body(spec: JobSpec, group: list[Item], reasoning_room: int = 0) -> d
         },
         "max_completion_tokens": max_answer_tokens(spec, group) + reasoning_room,
     }
-
-
-def reasoning_tokens(usage: Any) -> int:
-    """The hidden reasoning tokens an answer's usage reports (0 when it reports none)."""
-    details = getattr(usage, "completion_tokens_details", None)
-    return getattr(details, "reasoning_tokens", None) or 0
 
 
 @dataclass(frozen=True)
@@ -203,8 +197,8 @@ class ClassificationService:
         reservation.answered(raw.headers)  # charged: the prompt estimate and max tokens
         completion = raw.parse()
         choice = completion.choices[0]
-        usage = usage_of(completion.usage)
-        hidden = reasoning_tokens(completion.usage)
+        usage = Usage.of(completion.usage)
+        hidden = usage.reasoning_tokens
         if hidden and spec.deployment not in self.reasoners:
             log.info(
                 "deployment %s reasons (%d hidden tokens): classification requests get %d "

@@ -47,28 +47,34 @@ def request_usage_id(site: CallSite, item_ids: Sequence[str]) -> str:
 
 def share_usage(usage: Usage, weights: Sequence[int]) -> list[Usage]:
     """Split a request's usage across its items in proportion to `weights` (their sizes);
-    the parts add up to the whole."""
-    total_weight = sum(weights) or 1
+    the parts add up to the whole. Cached and uncached prompt tokens are split apart (and
+    reasoning and visible completion tokens), so no share has more cached tokens than prompt
+    tokens."""
+    cached = _split(usage.cached_tokens, weights)
+    uncached = _split(usage.prompt_tokens - usage.cached_tokens, weights)
+    reasoning = _split(usage.reasoning_tokens, weights)
+    visible = _split(usage.completion_tokens - usage.reasoning_tokens, weights)
     parts: list[Usage] = []
-    given = [0, 0]
-    for index, weight in enumerate(weights):
-        last = index == len(weights) - 1
-        prompt = (
-            usage.prompt_tokens - given[0] if last else usage.prompt_tokens * weight // total_weight
-        )
-        completion = (
-            usage.completion_tokens - given[1]
-            if last
-            else usage.completion_tokens * weight // total_weight
-        )
-        given[0] += prompt
-        given[1] += completion
+    for index in range(len(weights)):
+        prompt = cached[index] + uncached[index]
+        completion = reasoning[index] + visible[index]
         parts.append(
             Usage(
-                prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                total_tokens=prompt + completion,
+                cached_tokens=cached[index],
+                reasoning_tokens=reasoning[index],
             )
         )
     return parts
+
+
+def _split(tokens: int, weights: Sequence[int]) -> list[int]:
+    """`tokens` in proportion to `weights`, rounded down; the last part takes what is left."""
+    total_weight = sum(weights) or 1
+    parts = [tokens * weight // total_weight for weight in weights[:-1]]
+    return [*parts, tokens - sum(parts)]
 
 
 class PartlyAnswered(Exception):

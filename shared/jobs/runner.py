@@ -315,12 +315,4 @@ class _Slice:
         outcome.written += len(results)
         outcome.failed += sum(1 for r in results if r.status != "succeeded")
         for result in results:
-            outcome.usage = _plus(outcome.usage, result.usage)
-
-
-def _plus(a: Usage, b: Usage) -> Usage:
-    return Usage(
-        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
-        completion_tokens=a.completion_tokens + b.completion_tokens,
-        total_tokens=a.total_tokens + b.total_tokens,
-    )
+            outcome.usage = outcome.usage.plus(result.usage)

@@ -164,10 +164,8 @@ class JobStore:
             status = row.get("status")
             if status in ("succeeded", "failed", "content_filtered"):
                 setattr(counts, status, getattr(counts, status) + 1)
-            spent = row.get("usage") or {}
-            usage.prompt_tokens += int(spent.get("prompt_tokens", 0))
-            usage.completion_tokens += int(spent.get("completion_tokens", 0))
-            usage.total_tokens += int(spent.get("total_tokens", 0))
+            # Results written before cached and reasoning tokens were recorded count 0 of them.
+            usage = usage.plus(Usage.model_validate(row.get("usage") or {}))
         done = counts.succeeded + counts.failed + counts.content_filtered
         counts.pending = max(0, total - done)
         return counts, usage

@@ -192,14 +192,3 @@ class Bookkeeper:
     ) -> None:
         within = self._answer_timeout if site.source in ANSWERING else None
         await self._outbox.write(container, document, within=within)
-
-
-def usage_of(raw: Any) -> Usage:
-    """The SDK's usage object (or None) as ours."""
-    if raw is None:
-        return Usage()
-    return Usage(
-        prompt_tokens=raw.prompt_tokens or 0,
-        completion_tokens=getattr(raw, "completion_tokens", 0) or 0,
-        total_tokens=raw.total_tokens or 0,
-    )

@@ -26,6 +26,13 @@ class UsageRecord(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    # 0 in documents written before they were recorded.
+    cached_tokens: int = Field(
+        default=0, description="Of prompt_tokens, those the service served from its prompt cache."
+    )
+    reasoning_tokens: int = Field(
+        default=0, description="Of completion_tokens, the model's hidden reasoning."
+    )
     latency_ms: float
     status: Literal["ok", "content_filter", "error", "cancelled"] = "ok"
     tags: dict[str, str] = Field(default_factory=dict)
@@ -66,6 +73,15 @@ class UsageGroup(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cached_tokens: int = Field(
+        default=0,
+        description="Of prompt_tokens, those served from the prompt cache: priced at the "
+        "model's cached-input price (MODEL_PRICES).",
+    )
+    reasoning_tokens: int = Field(
+        default=0,
+        description="Of completion_tokens, hidden reasoning: priced as output, shown apart.",
+    )
     estimated_cost_usd: float
     estimated_tokens: int = Field(
         default=0,

@@ -59,6 +59,8 @@ def build_record(
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
             "latency_ms": round(latency_ms, 2),
             "status": status,
             "tags": dict(tags),
@@ -135,6 +137,8 @@ class Counted(Protocol):
     @property
     def total_tokens(self) -> int: ...
     @property
+    def cached_tokens(self) -> int: ...
+    @property
     def tags(self) -> dict[str, str]: ...
 
 
@@ -156,16 +160,26 @@ def cell_of(record: UsageRecord) -> RollupCell:
                 "prompt_tokens",
                 "completion_tokens",
                 "total_tokens",
+                "cached_tokens",
+                "reasoning_tokens",
             }
         ),
     )
 
 
 def cost_usd(record: Counted, prices: Mapping[str, ModelPrice], batch_discount: float) -> float:
+    """USD: uncached prompt tokens at the input price, cached ones at the cached-input price
+    (the input price when the model has none), completion tokens (reasoning included) at the
+    output price; a batch call at `batch_discount` of all of it, as Azure bills Batch."""
     price = price_for(record.model, prices)
     if price is None:
         return 0.0
-    cost = (record.prompt_tokens * price.input + record.completion_tokens * price.output) / 1e6
+    cached_price = price.input if price.cached_input is None else price.cached_input
+    cost = (
+        (record.prompt_tokens - record.cached_tokens) * price.input
+        + record.cached_tokens * cached_price
+        + record.completion_tokens * price.output
+    ) / 1e6
     return cost * batch_discount if record.mode == "batch" else cost
 
 
@@ -183,7 +197,7 @@ def summarise(
     batch_discount: float,
 ) -> tuple[list[UsageGroup], UsageGroup, list[str]]:
     """Group records; return the groups (largest cost first), the total and unpriced models."""
-    sums: dict[str | None, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0, 0])
+    sums: dict[str | None, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0, 0, 0, 0])
     unpriced: set[str] = set()
     for rec in records:
         row = sums[group_key(rec, group_by)]
@@ -193,6 +207,8 @@ def summarise(
         row[3] += rec.total_tokens
         row[4] += cost_usd(rec, prices, batch_discount)
         row[5] += rec.estimated_tokens
+        row[6] += rec.cached_tokens
+        row[7] += rec.reasoning_tokens
         if rec.total_tokens and price_for(rec.model, prices) is None:
             unpriced.add(rec.model or "(unknown)")
 
@@ -203,13 +219,15 @@ def summarise(
             prompt_tokens=int(row[1]),
             completion_tokens=int(row[2]),
             total_tokens=int(row[3]),
+            cached_tokens=int(row[6]),
+            reasoning_tokens=int(row[7]),
             estimated_cost_usd=round(row[4], 6),
             estimated_tokens=int(row[5]),
         )
 
     groups = [as_group(k, v) for k, v in sums.items()]
     groups.sort(key=lambda g: (-g.estimated_cost_usd, -g.total_tokens, g.key or ""))
-    totals = [sum(v[i] for v in sums.values()) for i in range(6)]
+    totals = [sum(v[i] for v in sums.values()) for i in range(8)]
     return groups, as_group(None, totals), sorted(unpriced)
 
 

@@ -40,8 +40,8 @@ FOLDED_TAG: Final = "_folded"
 # Only what a cell needs: the report's cost and latency do not grow with unused fields.
 PROJECTION: Final = (
     "SELECT c.timestamp, c.operation, c.deployment, c.model, c.mode, c.prompt_tokens, "
-    "c.completion_tokens, c.total_tokens, c.estimated, c.tags, c.principal_id, c.backend FROM c "
-    "WHERE c.day = @day"
+    "c.completion_tokens, c.total_tokens, c.cached_tokens, c.reasoning_tokens, c.estimated, "
+    "c.tags, c.principal_id, c.backend FROM c WHERE c.day = @day"
 )
 
 
@@ -60,6 +60,9 @@ class RollupCell(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    # Of prompt_tokens and completion_tokens (0 in roll-ups and documents from before them).
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     estimated_tokens: int = 0  # of total_tokens, those of records marked `estimated`
 
 
@@ -142,6 +145,8 @@ class DayCells:
                         "prompt_tokens": 0,
                         "completion_tokens": 0,
                         "total_tokens": 0,
+                        "cached_tokens": 0,
+                        "reasoning_tokens": 0,
                         "estimated_tokens": 0,
                         "tags": dict(cell.tags),
                     }
@@ -150,6 +155,8 @@ class DayCells:
             day.prompt_tokens += cell.prompt_tokens
             day.completion_tokens += cell.completion_tokens
             day.total_tokens += cell.total_tokens
+            day.cached_tokens += cell.cached_tokens
+            day.reasoning_tokens += cell.reasoning_tokens
             day.estimated_tokens += cell.estimated_tokens
         return list(days.values())
 
@@ -169,6 +176,8 @@ def _add(cell: RollupCell, row: dict[str, Any]) -> None:
     cell.prompt_tokens += int(row.get("prompt_tokens") or 0)
     cell.completion_tokens += int(row.get("completion_tokens") or 0)
     cell.total_tokens += int(row.get("total_tokens") or 0)
+    cell.cached_tokens += int(row.get("cached_tokens") or 0)
+    cell.reasoning_tokens += int(row.get("reasoning_tokens") or 0)
     if row.get("estimated"):
         cell.estimated_tokens += int(row.get("total_tokens") or 0)
 

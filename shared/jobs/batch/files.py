@@ -32,7 +32,6 @@ from shared.jobs.embeddings import estimate_tokens
 from shared.jobs.models import Item, JobKind, JobSpec, ResultDoc
 from shared.jobs.results import failed_result
 from shared.jobs.store import result_id
-from shared.metering.bookkeeper import usage_of
 
 # Azure's Batch API takes `/chat/completions` (and no embeddings); the OpenAI API wants the
 # `/v1/` paths and also takes embeddings.
@@ -154,7 +153,7 @@ def _completion(
         detail = ErrorDetail(code="invalid_answer", message="the batch line was not a completion")
         result = failed_result(job_id, item_id, "classification", detail, spec.deployment)
         return LineOutcome(line_id, item_id, result, status="error")
-    usage = usage_of(completion.usage)
+    usage = Usage.of(completion.usage)
     out = LineOutcome(line_id, item_id, None, model=completion.model, usage=usage)
     flagged = content_filter.completion_flag(choice)
     if flagged is not None:

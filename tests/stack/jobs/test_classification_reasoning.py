@@ -68,6 +68,9 @@ async def test_a_classification_job_on_a_reasoning_deployment_succeeds(
     docs = await usage_docs(store, job_id)
     assert len(docs) == stats["requests"]
     assert sum(d["completion_tokens"] for d in docs) == stats["completion_tokens"]
+    # The hidden tokens among them are recorded as such: every document, the job's usage.
+    assert all(d["reasoning_tokens"] > 0 for d in docs)
+    assert sum(d["reasoning_tokens"] for d in docs) == stats["reasoning_tokens"]
 
     # Known now: the next job's requests leave room from the start, none is sent twice.
     (await sim.post("/sim/reset")).raise_for_status()

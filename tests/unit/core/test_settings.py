@@ -10,6 +10,7 @@ import pytest
 
 from devstack.run import ensure_local_settings
 from shared.core.settings import (
+    DEFAULT_PRICES,
     Settings,
     SettingsError,
     _env_name,
@@ -72,11 +73,24 @@ def test_missing_storage_connection_is_named() -> None:
         ("AOAI_QUOTAS", "{not json", "invalid setting AOAI_QUOTAS: not valid JSON"),
         ("AOAI_QUOTAS", '{"emb": {"tpm": 0}}', "invalid setting AOAI_QUOTAS"),
         ("AOAI_QUOTAS", '{"emb": {"tpm": 1000, "rpmm": 6}}', "invalid setting AOAI_QUOTAS"),
+        ("MODEL_PRICES", '{"m": {"input": 1, "cached_input": -1}}', "invalid setting MODEL_PRICES"),
+        ("MODEL_PRICES", '{"m": {"input": 1, "cached_input": 2}}', "cached_input above input"),
     ],
 )
 def test_invalid_value_is_named(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load_settings({**VALID, name: value})
+
+
+def test_model_prices_take_an_optional_cached_input_price() -> None:
+    prices = {"gpt-5.4": {"input": 2.5, "cached_input": 0.25, "output": 15}, "e": {"input": 0.02}}
+    settings = load_settings({**VALID, "MODEL_PRICES": json.dumps(prices)})
+    assert settings.model_prices["gpt-5.4"].cached_input == 0.25
+    assert settings.model_prices["e"].cached_input is None
+    # The defaults carry the list prices of cached input of the chat models (a tenth of the
+    # input price for gpt-5.x, a half or a quarter for the gpt-4 family).
+    assert DEFAULT_PRICES["gpt-5.4"].cached_input == 0.25
+    assert DEFAULT_PRICES["gpt-4o"].cached_input == 1.25
 
 
 def test_quotas_default_rpm_to_6_per_1000_tpm() -> None:

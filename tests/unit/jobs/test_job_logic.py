@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.core.errors import ServiceUnavailable
 from shared.core.models import Usage
@@ -86,6 +88,35 @@ def test_usage_shares_add_up_to_the_request() -> None:
     assert sum(p.prompt_tokens for p in parts) == 101
     assert sum(p.completion_tokens for p in parts) == 7
     assert [p.prompt_tokens for p in parts[:2]] == [16, 33]
+
+
+@given(
+    st.integers(0, 5000),
+    st.integers(0, 5000),
+    st.integers(0, 900),
+    st.integers(0, 900),
+    st.lists(st.integers(0, 50), min_size=1, max_size=12),
+)
+def test_usage_shares_split_cached_and_reasoning_tokens_too(
+    uncached: int, cached: int, visible: int, reasoning: int, weights: list[int]
+) -> None:
+    """Each item's share of a request's cached (reasoning) tokens is within its share of the
+    prompt (completion) tokens, and every count adds up to the request's."""
+    whole = Usage(
+        prompt_tokens=uncached + cached,
+        completion_tokens=visible + reasoning,
+        total_tokens=uncached + cached + visible + reasoning,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning,
+    )
+    parts = share_usage(whole, weights)
+    total = Usage()
+    for part in parts:
+        assert 0 <= part.cached_tokens <= part.prompt_tokens
+        assert 0 <= part.reasoning_tokens <= part.completion_tokens
+        assert part.total_tokens == part.prompt_tokens + part.completion_tokens
+        total = total.plus(part)
+    assert total == whole
 
 
 def test_request_usage_ids_are_the_same_for_the_same_items_in_any_order() -> None:

@@ -14,6 +14,7 @@ from shared.core.settings import DEFAULT_PRICES, ModelPrice
 from shared.metering.models import UsageGroup, UsageQuery, UsageRecord
 from shared.metering.report import build_record, cell_of, cost_usd, price_for, resolve_window
 from shared.metering.report import summarise as summarise_cells
+from shared.metering.rollups import MAX_CELLS_PER_DAY, DayCells, RollupCell
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -38,13 +39,19 @@ def rec(
     tags: dict[str, str] | None = None,
     operation: str = "chat",
     at: datetime = NOW,
+    cached: int = 0,
+    reasoning: int = 0,
 ) -> UsageRecord:
     return build_record(
         operation=operation,  # type: ignore[arg-type]
         deployment=deployment,
         model=model,
         usage=Usage(
-            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            cached_tokens=cached,
+            reasoning_tokens=reasoning,
         ),
         latency_ms=12.345,
         tags=tags or {},
@@ -216,3 +223,98 @@ def test_estimated_tokens_count_in_the_totals_and_apart() -> None:
     assert (group.total_tokens, group.estimated_tokens) == (170, 50)
     assert (total.total_tokens, total.estimated_tokens) == (170, 50)
     assert group.estimated_cost_usd == pytest.approx((140 * 2.5 + 30 * 10.0) / 1e6)
+
+
+# --- cached and reasoning tokens (issue #22, item 6) ---
+
+CACHED = {"gpt-5.4": ModelPrice(input=2.5, cached_input=0.25, output=15.0)}
+
+
+def test_cached_input_is_priced_at_the_cached_price() -> None:
+    """A repeated long prompt: 1,920 of its 2,008 prompt tokens cached. Before, every prompt
+    token cost the input price, so the repeat cost as much as the first call."""
+    first = rec(model="gpt-5.4-2026-03-05", prompt=2008, completion=100)
+    again = rec(model="gpt-5.4-2026-03-05", prompt=2008, completion=100, cached=1920)
+    assert cost_usd(first, CACHED, 0.5) == pytest.approx((2008 * 2.5 + 100 * 15) / 1e6)
+    assert cost_usd(again, CACHED, 0.5) == pytest.approx((88 * 2.5 + 1920 * 0.25 + 100 * 15) / 1e6)
+    assert cost_usd(again, CACHED, 0.5) < cost_usd(first, CACHED, 0.5)
+    # Azure's Batch is 50% of global standard, cached input included.
+    batch = again.model_copy(update={"mode": "batch"})
+    assert cost_usd(batch, CACHED, 0.5) == pytest.approx(cost_usd(again, CACHED, 0.5) / 2)
+
+
+def test_without_a_cached_price_cached_input_costs_the_input_price() -> None:
+    plain = rec(prompt=2008, completion=100)
+    cached = rec(prompt=2008, completion=100, cached=1920)
+    assert PRICES["gpt-4o"].cached_input is None
+    assert cost_usd(cached, PRICES, 0.5) == pytest.approx(cost_usd(plain, PRICES, 0.5))
+
+
+def test_reasoning_tokens_are_output_tokens_shown_apart() -> None:
+    """Reasoning tokens are among the completion tokens: billed as output, no price of their
+    own, and the report says how many there were."""
+    reasoned = rec(model="gpt-5.4", prompt=100, completion=700, reasoning=600, tags={"t": "a"})
+    plain = rec(model="gpt-5.4", prompt=100, completion=700, tags={"t": "a"})
+    assert cost_usd(reasoned, CACHED, 0.5) == pytest.approx(cost_usd(plain, CACHED, 0.5))
+    cached = rec(model="gpt-5.4", prompt=2008, completion=10, cached=1920, tags={"t": "a"})
+    (group,), total, _ = summarise([reasoned, plain, cached], "tag:t", CACHED, 0.5)
+    assert (group.prompt_tokens, group.cached_tokens) == (2208, 1920)
+    assert (group.completion_tokens, group.reasoning_tokens) == (1410, 600)
+    assert (total.cached_tokens, total.reasoning_tokens) == (1920, 600)
+    expected = sum(cost_usd(r, CACHED, 0.5) for r in (reasoned, plain, cached))
+    assert group.estimated_cost_usd == pytest.approx(expected, abs=1e-6)
+
+
+def test_roll_ups_sum_cached_and_reasoning_tokens_by_hour_and_day() -> None:
+    cells = DayCells()
+    for hour, cached, reasoning in ((9, 1024, 0), (9, 1920, 600), (10, 0, 64)):
+        record = rec(prompt=2008, completion=700, cached=cached, reasoning=reasoning)
+        row = record.model_dump(mode="json") | {"timestamp": f"2026-11-26T{hour:02}:00:00+00:00"}
+        cells.add(row)
+    rollup = cells.rollup("2026-11-26", NOW)
+    hourly = {c.hour: (c.cached_tokens, c.reasoning_tokens) for c in rollup.cells}
+    assert hourly == {9: (2944, 600), 10: (0, 64)}
+    (day,) = rollup.day_cells
+    assert (day.cached_tokens, day.reasoning_tokens) == (2944, 664)
+
+
+def test_documents_and_roll_ups_from_before_read_as_zero() -> None:
+    """Usage documents and roll-up cells stored before these fields stay readable (0), and a
+    day recomputed from such documents counts them as 0."""
+    old = rec().model_dump(mode="json")
+    for field in ("cached_tokens", "reasoning_tokens"):
+        old.pop(field, None)
+    record = UsageRecord.model_validate(old)
+    assert (record.cached_tokens, record.reasoning_tokens) == (0, 0)
+    cells = DayCells()
+    cells.add(old)
+    (cell,) = cells.rollup("2026-11-26", NOW).cells
+    assert (cell.cached_tokens, cell.reasoning_tokens) == (0, 0)
+    stored = cell.model_dump(mode="json", exclude={"cached_tokens", "reasoning_tokens"})
+    assert RollupCell.model_validate(stored).cached_tokens == 0
+
+
+def test_a_full_roll_up_with_every_count_stays_under_cosmos_dbs_2_mb() -> None:
+    """Each cell carries two more counts: a day past both caps (cells and key bytes), with
+    long attributions and ten-digit counts, still fits one Cosmos DB document."""
+    cells = DayCells()
+    for i in range(3 * MAX_CELLS_PER_DAY):
+        cells.add(
+            {
+                "timestamp": f"2026-11-26T{i % 24:02}:00:00+00:00",
+                "operation": "classification",
+                "deployment": "a-long-deployment-name-01",
+                "model": "gpt-5.4-2026-03-05",
+                "mode": "realtime",
+                "backend": "ptu-swedencentral-01",
+                "principal_id": f"00000000-0000-0000-0000-{i:012}",
+                "tags": {"team": f"team-{i:06}", "feature": "a-feature-name-0123"},
+                **dict.fromkeys(
+                    ("prompt_tokens", "completion_tokens", "total_tokens"), 9_999_999_999
+                ),
+                **dict.fromkeys(("cached_tokens", "reasoning_tokens"), 9_999_999_999),
+            }
+        )
+    document = cells.rollup("2026-11-26", NOW).model_dump_json()
+    assert len(cells.hourly) > MAX_CELLS_PER_DAY - 100
+    assert len(document.encode()) < 2 * 1024 * 1024

@@ -19,7 +19,12 @@ from shared.jobs.models import Item, JobSpec
 SPEC = JobSpec(deployment="gpt-4o-batch", labels=["billing", "shipping"])
 
 
-def answer_line(custom_id: str, content: str | None, **choice: Any) -> str:
+USAGE = {"prompt_tokens": 50, "completion_tokens": 9, "total_tokens": 59}
+
+
+def answer_line(
+    custom_id: str, content: str | None, usage: dict[str, Any] | None = None, **choice: Any
+) -> str:
     body = {
         "id": "c",
         "object": "chat.completion",
@@ -33,7 +38,7 @@ def answer_line(custom_id: str, content: str | None, **choice: Any) -> str:
                 **choice,
             }
         ],
-        "usage": {"prompt_tokens": 50, "completion_tokens": 9, "total_tokens": 59},
+        "usage": usage or USAGE,
     }
     return json.dumps({"custom_id": custom_id, "response": {"status_code": 200, "body": body}})
 
@@ -140,6 +145,30 @@ def test_an_answer_line_becomes_the_items_labels_and_usage() -> None:
     assert (outcome.result.id, outcome.status, outcome.model) == ("j:t1", "ok", "gpt-5.1")
     assert outcome.usage is not None
     assert outcome.usage.total_tokens == 59
+
+
+def test_an_answer_lines_cached_and_reasoning_tokens_are_ingested() -> None:
+    """A batch output line carries the chat body's usage, details included: the item's share
+    and the usage record get them."""
+    usage = {
+        **USAGE,
+        "prompt_tokens": 1100,
+        "total_tokens": 1109 + 64,
+        "completion_tokens": 9 + 64,
+        "prompt_tokens_details": {"cached_tokens": 1024},
+        "completion_tokens_details": {"reasoning_tokens": 64},
+    }
+    outcome = read_line(
+        answer_line("j:t1", '{"results": [{"id": "t1", "label": "billing"}]}', usage),
+        "j",
+        "classification",
+        SPEC,
+    )
+    assert outcome is not None
+    assert outcome.usage is not None
+    assert (outcome.usage.cached_tokens, outcome.usage.reasoning_tokens) == (1024, 64)
+    assert outcome.result is not None
+    assert (outcome.result.usage.cached_tokens, outcome.result.usage.reasoning_tokens) == (1024, 64)
 
 
 @pytest.mark.parametrize(
