@@ -21,62 +21,79 @@ apply_log_level(get_settings())
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
+# The data-plane routes (chat, the gateway routes, jobs, usage) are anonymous at the host: the
+# app is their gate, and takes only a team's credential (shared/http/team_auth.py), so the
+# plain openai SDK, which sends nothing but its `api_key`, reaches them. docs/security.md.
+DATA_PLANE = func.AuthLevel.ANONYMOUS
+
 
 # --- HTTP ---------------------------------------------------------------------------------
 
 
-@app.route(route="chat", methods=["POST"])
+@app.route(route="chat", methods=["POST"], auth_level=DATA_PLANE)
 async def chat(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.chat(get_runtime(), req, rid))
 
 
-@app.route(route="jobs/embeddings", methods=["POST"])
+@app.route(route="jobs/embeddings", methods=["POST"], auth_level=DATA_PLANE)
 async def submit_embedding_job(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.submit_job(get_runtime(), req, rid, "embedding"))
 
 
-@app.route(route="jobs/classifications", methods=["POST"])
+@app.route(route="jobs/classifications", methods=["POST"], auth_level=DATA_PLANE)
 async def submit_classification_job(req: Request) -> Response:
     return await guarded(
         req, lambda rid: handlers.submit_job(get_runtime(), req, rid, "classification")
     )
 
 
-@app.route(route="jobs/{job_id}", methods=["GET"])
+@app.route(route="jobs/{job_id}", methods=["GET"], auth_level=DATA_PLANE)
 async def get_job(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.get_job(get_runtime(), req, rid))
 
 
-@app.route(route="jobs/{job_id}/cancel", methods=["POST"])
+@app.route(route="jobs/{job_id}/cancel", methods=["POST"], auth_level=DATA_PLANE)
 async def cancel_job(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.cancel_job(get_runtime(), req, rid))
 
 
 # The Azure OpenAI-compatible routes (docs/gateway.md): `azure_endpoint="<app>/api"` lands on
 # the first pair, `base_url="<app>/api/v1"` on the second.
-@app.route(route="openai/deployments/{deployment}/chat/completions", methods=["POST"])
+@app.route(
+    route="openai/deployments/{deployment}/chat/completions",
+    methods=["POST"],
+    auth_level=DATA_PLANE,
+)
 async def gateway_chat(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.gateway_chat(get_runtime(), req, rid))
 
 
-@app.route(route="openai/deployments/{deployment}/embeddings", methods=["POST"])
+@app.route(
+    route="openai/deployments/{deployment}/embeddings", methods=["POST"], auth_level=DATA_PLANE
+)
 async def gateway_embeddings(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.gateway_embeddings(get_runtime(), req, rid))
 
 
-@app.route(route="v1/chat/completions", methods=["POST"])
+@app.route(route="v1/chat/completions", methods=["POST"], auth_level=DATA_PLANE)
 async def openai_chat(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.gateway_chat(get_runtime(), req, rid))
 
 
-@app.route(route="v1/embeddings", methods=["POST"])
+@app.route(route="v1/embeddings", methods=["POST"], auth_level=DATA_PLANE)
 async def openai_embeddings(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.gateway_embeddings(get_runtime(), req, rid))
 
 
-@app.route(route="usage", methods=["GET"])
+@app.route(route="usage", methods=["GET"], auth_level=DATA_PLANE)
 async def usage(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.usage(get_runtime(), req, rid))
+
+
+# Every team's usage (`group_by=team`): the platform's view, on the host's master key only.
+@app.route(route="usage/all", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def platform_usage(req: Request) -> Response:
+    return await guarded(req, lambda rid: handlers.platform_usage(get_runtime(), req, rid))
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -74,9 +74,18 @@ class AppHost:
     key: str
     log: Path
     master_key: str = MASTER_KEY
+    # The key of the host's own team, made through the admin API when it started (empty when
+    # Cosmos DB could not be reached then): what a product team's code would present.
+    team_key: str = ""
+    team: str = ""
 
     def headers(self) -> dict[str, str]:
-        return {"x-functions-key": self.key}
+        """The host's function key (routes at `function` level) and its team's key in
+        `api-key` (the data-plane routes), as one product team's client would send them."""
+        headers = {"x-functions-key": self.key}
+        if self.team_key:
+            headers["api-key"] = self.team_key
+        return headers
 
     def admin_headers(self) -> dict[str, str]:
         """The master key, which `admin` routes take (a function key is refused there)."""
@@ -118,10 +127,32 @@ class HostProcess:
         self._args = list(host_args)
         self._extra_env = dict(extra_env or {})
         self._proc: subprocess.Popen[bytes] | None = None
+        self._team: tuple[str, str] = ("", "")  # id and key, made on the first start
 
     @property
     def host(self) -> AppHost:
-        return AppHost(url=f"http://127.0.0.1:{self.port}/api", key=FUNCTION_KEY, log=self.log)
+        team, key = self._team
+        url = f"http://127.0.0.1:{self.port}/api"
+        return AppHost(url=url, key=FUNCTION_KEY, log=self.log, team_key=key, team=team)
+
+    def _make_team(self, url: str) -> None:
+        """A team of this host's own, through the admin API as an operator would make one
+        (once: the same team across restarts). Left without one when the app cannot make it
+        (a test of a host whose Cosmos DB is down)."""
+        if self._team[1]:
+            return
+        team = f"host-{uuid.uuid4().hex[:12]}"
+        try:
+            answer = httpx.post(
+                f"{url}/teams",
+                json={"id": team},
+                headers={"x-functions-key": MASTER_KEY},
+                timeout=30.0,
+            )
+        except httpx.TransportError:
+            return
+        if answer.status_code == 201:
+            self._team = (team, str(answer.json()["key"]))
 
     @property
     def pid(self) -> int | None:
@@ -161,13 +192,15 @@ class HostProcess:
                 raise RuntimeError(f"the host exited early:\n{self.log.read_text()}")
             try:
                 httpx.get(f"{host.url}/openapi.json", timeout=1.0)
-                return host
             except httpx.TransportError:
                 if time.monotonic() > deadline:
                     self.kill()
                     text = self.log.read_text()
                     raise TimeoutError(f"the host did not listen:\n{text}") from None
                 time.sleep(0.1)
+                continue
+            self._make_team(host.url)
+            return self.host
 
     def kill(self) -> None:
         """SIGKILL: no draining, no released messages; their leases run out."""

@@ -94,6 +94,13 @@ class NotSupported(AppError):
     status, code = 400, "not_supported"
 
 
+class Unauthorized(AppError):
+    """No valid team credential on a data-plane route (docs/security.md): no key, a made-up
+    or revoked one, a disabled team's, or a principal that is not a member of one team."""
+
+    status, code = 401, "unauthorized"
+
+
 class Forbidden(AppError):
     """Signed in, but without the app role the route needs."""
 

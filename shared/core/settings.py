@@ -264,6 +264,12 @@ class Settings(BaseSettings):
         "kept); at least 32 characters. Azure: a Key Vault reference. Local: made by "
         "`make run`. Changing it invalidates every team key.",
     )
+    default_team: str = Field(
+        default="default",
+        pattern=r"^[a-z][a-z0-9-]{1,39}$",
+        description="The team a job message dropped straight on a queue without a `team` field "
+        "is attributed to (docs/jobs.md); a team id. Data-plane HTTP calls always name theirs.",
+    )
     entra_auth: bool = Field(
         default=False,
         description="App Service authentication (Entra ID) is on: trust its "

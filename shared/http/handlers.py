@@ -16,23 +16,16 @@ from shared.chat.models import ChatRequest
 from shared.core.health import HealthStatus
 from shared.gateway.models import ChatCompletionsBody, EmbeddingsBody, parse_tags
 from shared.gateway.service import Forwarded
-from shared.http.boundary import (
-    client_request_id_of,
-    json_response,
-    parse_model,
-    read_body,
-    read_json,
-)
+from shared.http.boundary import json_response, parse_model, read_body, read_json
 from shared.http.openapi import openapi_document
+from shared.http.team_auth import team_caller
 from shared.jobs.models import JobKind, JobQuery
 from shared.metering.callers import (
+    ADMIN_ROLE,
     CHAT_ROLE,
     JOBS_ROLE,
     USAGE_ROLE,
-    Caller,
     Origin,
-    Principal,
-    Role,
     principal_of,
     require_role,
 )
@@ -49,16 +42,9 @@ SSE_HEADERS = {
 }
 
 
-def authorised(rt: Runtime, req: Request, role: Role) -> Principal | None:
-    """The signed-in caller, after checking its app role (with ENTRA_AUTH on)."""
-    principal = principal_of(req.headers, trusted=rt.settings.entra_auth)
-    require_role(principal, role, enforced=rt.settings.entra_auth)
-    return principal
-
-
 async def chat(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/chat`: JSON answer, or Server-Sent Events when `stream` is true."""
-    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
+    caller, _ = await team_caller(rt, req, CHAT_ROLE)
     request = await read_json(req, ChatRequest, context={"settings": rt.settings})
     if not request.stream:
         return json_response(await rt.chat.complete(request, request_id, caller))
@@ -67,8 +53,21 @@ async def chat(rt: Runtime, req: Request, request_id: str) -> Response:
 
 
 async def usage(rt: Runtime, req: Request, request_id: str) -> Response:
-    """`GET /api/usage?since=&until=&group_by=`: from the daily roll-ups (bounded cost)."""
-    authorised(rt, req, USAGE_ROLE)
+    """`GET /api/usage?since=&until=&group_by=`: the caller's team's usage only, from the
+    daily roll-ups (bounded cost)."""
+    _, team = await team_caller(rt, req, USAGE_ROLE)
+    return await _usage(rt, req, team.id)
+
+
+async def platform_usage(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`GET /api/usage/all?since=&until=&group_by=` (the host's master key; with ENTRA_AUTH
+    also the `Admin` app role): every team's usage, `group_by=team` included."""
+    principal = principal_of(req.headers, trusted=rt.settings.entra_auth)
+    require_role(principal, ADMIN_ROLE, enforced=rt.settings.entra_auth)
+    return await _usage(rt, req, None)
+
+
+async def _usage(rt: Runtime, req: Request, team: str | None) -> Response:
     query = parse_model(UsageQuery, dict(req.query_params))
     report = await usage_report(
         rt.usage_rollups,
@@ -76,6 +75,7 @@ async def usage(rt: Runtime, req: Request, request_id: str) -> Response:
         rt.settings.model_prices,
         rt.settings.batch_discount,
         max_cells=rt.settings.usage_report_max_cells,
+        team=team,
     )
     return json_response(report)
 
@@ -98,31 +98,34 @@ async def openapi(rt: Runtime, req: Request, request_id: str) -> Response:
 
 async def submit_job(rt: Runtime, req: Request, request_id: str, kind: JobKind) -> Response:
     """`POST /api/jobs/embeddings` and `/api/jobs/classifications`: 202 with the job id."""
-    principal = authorised(rt, req, JOBS_ROLE)
+    caller, team = await team_caller(rt, req, JOBS_ROLE)
     body = await read_body(req)
     accepted = await rt.job_requests.submit(
         kind,
         body,
         request_id,
         status_url=lambda job_id: f"{req.base_url}api/jobs/{job_id}",
-        principal_id=principal.object_id if principal else None,
+        principal_id=caller.principal.object_id if caller.principal else None,
+        team=team.id,
     )
     return json_response(accepted, 202)
 
 
 async def get_job(rt: Runtime, req: Request, request_id: str) -> Response:
     """`GET /api/jobs/{job_id}?page_size=&continuation=`: status, counts, one page of results."""
-    authorised(rt, req, JOBS_ROLE)
+    _, team = await team_caller(rt, req, JOBS_ROLE)
     query = parse_model(JobQuery, dict(req.query_params))
     return json_response(
-        await rt.job_requests.view(req.path_params["job_id"], query.page_size, query.continuation)
+        await rt.job_requests.view(
+            req.path_params["job_id"], query.page_size, query.continuation, team=team.id
+        )
     )
 
 
 async def cancel_job(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/jobs/{job_id}/cancel`: no new requests; results so far are kept."""
-    authorised(rt, req, JOBS_ROLE)
-    return json_response(await rt.job_requests.cancel(req.path_params["job_id"]))
+    _, team = await team_caller(rt, req, JOBS_ROLE)
+    return json_response(await rt.job_requests.cancel(req.path_params["job_id"], team=team.id))
 
 
 # --- the Azure OpenAI-compatible routes (docs/gateway.md) ----------------------------------
@@ -162,7 +165,7 @@ async def _forward(
     model: type[B],
     route: Callable[[B, str | None, Origin], Awaitable[Forwarded]],
 ) -> Response:
-    caller = Caller(client_request_id_of(req), authorised(rt, req, CHAT_ROLE))
+    caller, _ = await team_caller(rt, req, CHAT_ROLE, azure=True)
     tags = parse_tags(req.headers.get("x-usage-tags"))
     body = await read_json(req, model)
     origin = Origin(caller, request_id, tags, body.user)

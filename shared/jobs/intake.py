@@ -96,6 +96,7 @@ def job_spec(job: Job, settings: Settings) -> JobSpec:
         instructions=getattr(job, "instructions", None),
         tags=dict(job.tags),
         principal_id=job.principal_id,
+        team=job.team or settings.default_team,
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validat
 from shared.core.clock import now
 from shared.core.models import CategoryResult, ErrorDetail, Tags, Usage
 from shared.core.settings import Settings
+from shared.metering.team_keys import TEAM_ID_PATTERN
 
 JobKind = Literal["embedding", "classification"]
 JobMode = Literal["realtime", "batch"]
@@ -70,6 +71,12 @@ class _JobBase(_Strict):
     # the job's usage records name who spent it; optional, so messages written before it
     # existed still parse. A message another system drops on a queue carries none.
     principal_id: str | None = Field(default=None, max_length=256, description="Set by the app.")
+    # The team the job belongs to and spends for: set by the app from the caller's team key on
+    # an HTTP submit (whatever the body said); a message dropped on a queue may name it (only
+    # identities with a queue data role can send one), else DEFAULT_TEAM applies.
+    team: str | None = Field(
+        default=None, pattern=rf"^{TEAM_ID_PATTERN}$", description="Set by the app over HTTP."
+    )
     # Set by the app on re-enqueued remaining work (a continuation), never by callers.
     attempt: int = Field(default=0, ge=0, le=1000)
     reason: str | None = Field(default=None, max_length=200)
@@ -160,6 +167,7 @@ class JobSpec(BaseModel):
     instructions: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     principal_id: str | None = Field(default=None, description="The submitter (Entra sign-in).")
+    team: str | None = Field(default=None, description="The job's team (None before teams).")
 
 
 class Counts(BaseModel):
@@ -208,12 +216,25 @@ class JobDoc(BaseModel):
         default=None, description="Poisoned messages: the whole message, kept for a requeue."
     )
     lease: JobLease | None = None
+    team: str | None = Field(default=None, description="The owner; None in jobs from before.")
+    body_hash: str | None = Field(
+        default=None,
+        description="SHA-256 of the job as submitted over HTTP: the same job_id with another "
+        "body is a 409 (None for queue messages and jobs from before it).",
+    )
     created_at: datetime
     updated_at: datetime
     etag: str | None = Field(default=None, alias="_etag", exclude=True)
 
     @classmethod
-    def for_job(cls, job: Job, spec: JobSpec, status: JobStatus, source: JobSource) -> JobDoc:
+    def for_job(
+        cls,
+        job: Job,
+        spec: JobSpec,
+        status: JobStatus,
+        source: JobSource,
+        body_hash: str | None = None,
+    ) -> JobDoc:
         """The first document of a valid job, as submitted, delivered or swept from poison."""
         assert job.job_id is not None
         created = now()
@@ -225,6 +246,8 @@ class JobDoc(BaseModel):
             status=status,
             spec=spec,
             total=len(job.items),
+            team=spec.team,
+            body_hash=body_hash,
             created_at=created,
             updated_at=created,
             source=source,

@@ -3,6 +3,8 @@ results) and cancel. The queue side is shared/jobs/worker.py."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from shared.core.queues import JobQueues
 from shared.core.settings import Settings
 from shared.jobs.batch.service import BatchService
 from shared.jobs.intake import InvalidJob, enqueue, job_spec, parse_job
-from shared.jobs.models import JobDoc, JobKind, JobSource, JobView, SubmitAccepted
+from shared.jobs.models import Job, JobDoc, JobKind, JobSource, JobView, SubmitAccepted
 from shared.jobs.page_tokens import page_key, seal, unseal
 from shared.jobs.store import OPEN, JobStore, is_terminal
 
@@ -38,12 +40,16 @@ class JobRequests:
         request_id: str,
         *,
         status_url: Callable[[str], str],
+        team: str,
         principal_id: str | None = None,
     ) -> SubmitAccepted:
         """Validate, store the job record (`queued`), enqueue it (a claim check when it is
         too large for one message). Submitting the same job_id again is answered with the
         job as it stands, not a second job; but a job the first submission recorded and did
-        not queue (it answered 503, or its host died in between) is queued now.
+        not queue (it answered 503, or its host died in between) is queued now. The job
+        belongs to `team` (the caller's, whatever the body says): another team's job_id is a
+        404, as an unknown one would be if it did not exist, and the same job_id with another
+        body is a 409 that runs nothing.
         `principal_id` is the signed-in caller; a `principal_id` in the body is replaced by it
         (a caller must not bill someone else), and `attempt`, `reason`, `lease`, `created_at`
         and `answers_blob` are reset (a caller must not spend its job's retries, jump its
@@ -55,6 +61,7 @@ class JobRequests:
             job = job.model_copy(
                 update={
                     "principal_id": principal_id,
+                    "team": team,
                     "attempt": 0,
                     "reason": None,
                     "lease": None,
@@ -66,10 +73,20 @@ class JobRequests:
         except InvalidJob as error:
             raise InvalidRequest(error.reason, details=error.details) from None
         assert job.job_id is not None
+        body_hash = _body_hash(job)
         doc, created = await self.jobs.create(
-            JobDoc.for_job(job, spec, "queued", JobSource(via="http", request_id=request_id))
+            JobDoc.for_job(
+                job, spec, "queued", JobSource(via="http", request_id=request_id), body_hash
+            )
         )
         if not created:
+            if not self._owned(doc, team):
+                raise NotFound(f"no job {job.job_id!r}")
+            if doc.body_hash is not None and doc.body_hash != body_hash:
+                raise Conflict(
+                    f"job {job.job_id} exists with another body; submit new work under a new "
+                    "job_id (the same body again is accepted)"
+                )
             if doc.kind != kind:
                 raise Conflict(f"job {job.job_id} exists and is a {doc.kind} job")
             if not _unqueued(doc):
@@ -99,8 +116,10 @@ class JobRequests:
         )
         return SubmitAccepted(job_id=job.job_id, status="queued", status_url=status_url(job.job_id))
 
-    async def view(self, job_id: str, page_size: int, continuation: str | None) -> JobView:
-        doc = await self._job(job_id)
+    async def view(
+        self, job_id: str, page_size: int, continuation: str | None, *, team: str
+    ) -> JobView:
+        doc = await self._job(job_id, team)
         counts, usage = (
             (doc.counts, doc.usage)
             if is_terminal(doc.status) and doc.counts.total
@@ -130,19 +149,31 @@ class JobRequests:
             continuation=seal(token, job_id, key),
         )
 
-    async def cancel(self, job_id: str) -> JobView:
-        doc = await self._job(job_id)
+    async def cancel(self, job_id: str, *, team: str) -> JobView:
+        doc = await self._job(job_id, team)
         cancelled = await self.jobs.update(job_id, status="cancelled", only_from=OPEN)
         if doc.mode == "batch" and cancelled is not None and cancelled.status == "cancelled":
             # The poller ingests what the batches finished before the cancel took effect.
             await self.batch_service.cancel_job(job_id)
-        return await self.view(job_id, 100, None)
+        return await self.view(job_id, 100, None, team=team)
 
-    async def _job(self, job_id: str) -> JobDoc:
+    async def _job(self, job_id: str, team: str) -> JobDoc:
+        """`team`'s job: another team's is the same 404 as one that does not exist."""
         doc = await self.jobs.get(job_id)
-        if doc is None:
+        if doc is None or not self._owned(doc, team):
             raise NotFound(f"no job {job_id!r}")
         return doc
+
+    def _owned(self, doc: JobDoc, team: str) -> bool:
+        """A job from before teams (none recorded) is DEFAULT_TEAM's, as its usage is."""
+        return (doc.team or self.settings.default_team) == team
+
+
+def _body_hash(job: Job) -> str:
+    """SHA-256 of the job as the app took it (the caller's team and the app's resets in), its
+    keys sorted: the same body again, however its JSON is spaced or ordered, hashes the same."""
+    canonical = json.dumps(job.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _unqueued(doc: JobDoc) -> bool:

@@ -136,6 +136,7 @@ class _Slice:
             tags=spec.tags,
             job_id=job.job_id,
             principal_id=spec.principal_id,
+            team=spec.team,
         )
         self.seconds = seconds
         self.lease = lease

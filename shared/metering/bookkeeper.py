@@ -54,6 +54,9 @@ class CallSite:
     job_id: str | None = None
     user: str | None = None
     backend: str | None = None  # the AOAI_BACKENDS entry, once the router has picked it
+    # The team the call belongs to (its credential's, or its job's): the seam for team
+    # limits and budgets, and the `team` of its records.
+    team: str | None = None
 
     def on(self, backend: str | None) -> CallSite:
         """The same call site, served by `backend`."""
@@ -106,6 +109,7 @@ class Bookkeeper:
             record_id=record_id,
             backend=site.backend,
             estimated=estimated,
+            team=site.team,
         )
         if site.user is not None:
             record = record.model_copy(
@@ -174,6 +178,7 @@ class Bookkeeper:
             item_id=item_id,
             user_hash=filter_events.hash_user(site.user, self._user_hash_secret),
             backend=site.backend,
+            team=site.team,
             text=text,
             store_text=self._store_text,
         )

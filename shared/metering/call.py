@@ -80,6 +80,7 @@ class CallMeter:
             client_request_id=caller.client_request_id,
             principal_id=caller.principal.object_id if caller.principal else None,
             user=origin.user,
+            team=caller.team.id if caller.team else None,
         )
         booking: Booking | None = None
         if self.caller_limiter.enabled:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from shared.core.errors import Forbidden, InvalidRequest
+from shared.metering.teams import Team
 
 Role = Literal["Chat.Invoke", "Jobs.Submit", "Usage.Read", "Admin"]
 CHAT_ROLE: Final[Role] = "Chat.Invoke"
@@ -43,10 +44,13 @@ class Principal:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request, besides what its body says."""
+    """Who sent a request, besides what its body says. `team` is the team its credential
+    names (shared/http/team_auth.py): the one thing a data-plane call is attributed to, and
+    whose limits it spends; None only for callers inside the app (tests, tools)."""
 
     client_request_id: str | None = None
     principal: Principal | None = None
+    team: Team | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,21 @@ class Origin:
     request_id: str
     tags: Mapping[str, str] = field(default_factory=dict)
     user: str | None = None
+
+    @property
+    def team(self) -> Team | None:
+        return self.caller.team
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The team key a request presents: `api-key` (what `AzureOpenAI(api_key=...)` sends),
+    else `Authorization: Bearer <key>` (what `OpenAI(api_key=...)` sends); None for none."""
+    key = headers.get("api-key", "").strip()
+    if key:
+        return key
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def principal_of(headers: Mapping[str, str], *, trusted: bool) -> Principal | None:

@@ -39,6 +39,7 @@ def build_event(
     client_request_id: str | None = None,
     user_hash: str | None = None,
     backend: str | None = None,
+    team: str | None = None,
     text: str | None = None,
     store_text: bool = False,
     now: datetime | None = None,
@@ -61,5 +62,6 @@ def build_event(
         item_id=item_id,
         user_hash=user_hash,
         backend=backend,
+        team=team,
         text=text if store_text else None,
     )

@@ -42,6 +42,11 @@ class UsageRecord(BaseModel):
         default=None, description="Entra object id of the signed-in caller (App Service auth)."
     )
     job_id: str | None = None
+    team: str | None = Field(
+        default=None,
+        description="The team the call belongs to: its key's (or its member's) on the data "
+        "plane, its job's for jobs and batch (None in documents from before teams).",
+    )
     user_hash: str | None = None  # HMAC of the caller's `user` (USER_HASH_SECRET), if sent
     backend: str | None = Field(
         default=None, description="The AOAI_BACKENDS entry that served the call (or refused it)."
@@ -54,7 +59,7 @@ class UsageRecord(BaseModel):
     )
 
 
-GROUP_BY_PATTERN = r"^(deployment|operation|model|principal_id|backend|tag:.+)$"
+GROUP_BY_PATTERN = r"^(deployment|operation|model|principal_id|backend|team|tag:.+)$"
 
 
 class UsageQuery(BaseModel):
@@ -121,4 +126,5 @@ class ContentFilterEvent(BaseModel):
     item_id: str | None = None
     user_hash: str | None = None
     backend: str | None = Field(default=None, description="The backend whose filter fired.")
+    team: str | None = Field(default=None, description="The team whose call was filtered.")
     text: str | None = Field(default=None, description="Only if CONTENT_FILTER_STORE_TEXT.")

@@ -42,6 +42,7 @@ def build_record(
     record_id: str | None = None,
     backend: str | None = None,
     estimated: bool = False,
+    team: str | None = None,
     now: datetime | None = None,
 ) -> UsageRecord:
     """One usage document; `record_id` is deterministic for calls that may be repeated."""
@@ -70,6 +71,7 @@ def build_record(
             "job_id": job_id,
             "backend": backend,
             "estimated": estimated,
+            "team": team,
         }
     )
 
@@ -156,6 +158,7 @@ def cell_of(record: UsageRecord) -> RollupCell:
                 "mode",
                 "principal_id",
                 "backend",
+                "team",
                 "tags",
                 "prompt_tokens",
                 "completion_tokens",
@@ -238,11 +241,13 @@ async def usage_report(
     batch_discount: float,
     *,
     max_cells: int,
+    team: str | None = None,
     now: datetime | None = None,
     charge: RequestCharge | None = None,
 ) -> UsageReport:
     """Sum the roll-ups of the window: the day sums of the days it covers whole, the hourly
-    cells of its partial first and last day. More than `max_cells` cells (many distinct tags
+    cells of its partial first and last day; only `team`'s when given (a team's own view),
+    every team's when None (the platform's). More than `max_cells` cells (many distinct tags
     over a long window) is refused with 413 rather than summed."""
     since, until = resolve_window(query, now)
     first, last = since.date(), (until - timedelta(microseconds=1)).date()
@@ -256,6 +261,8 @@ async def usage_report(
         for c in d.cells
         if c.hour is not None and since <= _start(date.fromisoformat(d.day)) + c.hour * HOUR < until
     ]
+    if team is not None:
+        cells = [c for c in cells if c.team == team]
     if len(cells) > max_cells:
         raise TooLarge(
             f"the window holds {len(cells)} usage cells; at most {max_cells} are read at once: "

@@ -2,7 +2,7 @@
 
 One roll-up document per day (container `usage_rollups`, partition `/day`, id `rollup`) holds
 cells: sums of calls and tokens per hour, deployment, operation, model, mode, principal,
-backend and tags (`cells`), and the same summed over the whole day (`day_cells`). A report
+team, backend and tags (`cells`), and the same summed over the whole day (`day_cells`). A report
 reads the day sums of the days its window covers whole and the hourly cells of at most two
 edge days.
 
@@ -41,7 +41,7 @@ FOLDED_TAG: Final = "_folded"
 PROJECTION: Final = (
     "SELECT c.timestamp, c.operation, c.deployment, c.model, c.mode, c.prompt_tokens, "
     "c.completion_tokens, c.total_tokens, c.cached_tokens, c.reasoning_tokens, c.estimated, "
-    "c.tags, c.principal_id, c.backend FROM c WHERE c.day = @day"
+    "c.tags, c.principal_id, c.backend, c.team FROM c WHERE c.day = @day"
 )
 
 
@@ -55,6 +55,7 @@ class RollupCell(BaseModel):
     mode: Mode = "realtime"
     principal_id: str | None = None
     backend: str | None = None  # the AOAI_BACKENDS entry (None in documents from before it)
+    team: str | None = None  # never folded: a team's sums stay exact past the cell cap
     tags: dict[str, str] = Field(default_factory=dict)
     calls: int = 0
     prompt_tokens: int = 0
@@ -99,6 +100,7 @@ class DayCells:
             row.get("model"),
             row.get("mode"),
             row.get("backend"),
+            row.get("team"),
         )
         key = json.dumps([*base, principal, sorted(tags.items())])
         full = len(self.hourly) >= MAX_CELLS_PER_DAY or self._key_bytes >= MAX_KEY_BYTES_PER_DAY
@@ -117,6 +119,7 @@ class DayCells:
                 mode=row.get("mode") or "realtime",
                 principal_id=principal,
                 backend=row.get("backend"),
+                team=row.get("team"),
                 tags=tags,
             )
         _add(cell, row)
@@ -132,6 +135,7 @@ class DayCells:
                     cell.model,
                     cell.mode,
                     cell.backend,
+                    cell.team,
                     cell.principal_id,
                     sorted(cell.tags.items()),
                 ]

@@ -218,6 +218,7 @@ class BatchPoller:
             mode="batch",
             job_id=doc.job_id,
             principal_id=job.spec.principal_id,
+            team=job.spec.team or job.team,
             backend=self._service.backend,
         )
         files: list[tuple[FileKind, str | None]] = [

@@ -84,8 +84,8 @@ def sdk(host: AppHost, tag: str) -> AsyncAzureOpenAI:
     return AsyncAzureOpenAI(
         azure_endpoint=host.url,
         api_version=API_VERSION,
-        api_key=host.key,
-        default_headers={"x-functions-key": host.key, "x-usage-tags": f"run={tag}"},
+        api_key=host.team_key,
+        default_headers={"x-usage-tags": f"run={tag}"},
         max_retries=0,
         timeout=60,
     )

@@ -45,7 +45,6 @@ class Call:
 
     def headers(self, host: AppHost) -> dict[str, str]:
         return {
-            "x-functions-key": host.key,
             "x-usage-tags": ",".join(f"{k}={v}" for k, v in self.tags.items()),
             "x-request-id": self.request_id,
         }
@@ -81,7 +80,7 @@ def chat_model(host: AppHost, call: Call, http: HttpClients, **kwargs: Any) -> A
         azure_endpoint=host.url,
         azure_deployment="gpt-4o",
         api_version=API_VERSION,
-        api_key="unused",  # type: ignore[arg-type]
+        api_key=host.team_key,  # type: ignore[arg-type]
         default_headers=call.headers(host),
         max_retries=0,
         http_client=http.sync,
@@ -95,7 +94,7 @@ def embedding_model(host: AppHost, call: Call, http: HttpClients) -> AzureOpenAI
         azure_endpoint=host.url,
         azure_deployment="text-embedding-3-small",
         api_version=API_VERSION,
-        api_key="unused",  # type: ignore[arg-type]
+        api_key=host.team_key,  # type: ignore[arg-type]
         default_headers=call.headers(host),
         dimensions=64,
         max_retries=0,
@@ -201,7 +200,7 @@ def llama_llm(host: AppHost, call: Call, http: HttpClients) -> LlamaAzureOpenAI:
         model="gpt-4o",
         engine="gpt-4o",
         azure_endpoint=host.url,
-        api_key="unused",
+        api_key=host.team_key,
         api_version=API_VERSION,
         default_headers=call.headers(host),
         max_retries=0,
@@ -270,7 +269,7 @@ async def test_llamaindex_embedding(host: AppHost, store: Store, http: HttpClien
         model="text-embedding-3-small",
         deployment_name="text-embedding-3-small",
         azure_endpoint=host.url,
-        api_key="unused",
+        api_key=host.team_key,
         api_version=API_VERSION,
         default_headers=call.headers(host),
         dimensions=64,

@@ -33,8 +33,8 @@ host = host_fixture("gateway", HOST_SETTINGS)
 
 def client_options(host: AppHost, max_retries: int) -> dict[str, Any]:
     return {
-        "api_key": host.key,
-        "default_headers": {"x-functions-key": host.key, "x-usage-tags": TAGS},
+        "api_key": host.team_key,
+        "default_headers": {"x-usage-tags": TAGS},
         "max_retries": max_retries,
         "timeout": 30,
     }

@@ -37,7 +37,11 @@ async def test_a_submitted_body_cannot_set_the_continuation_fields(runtime: Runt
         "reason": "made up",
     }
     await runtime.job_requests.submit(
-        "embedding", json.dumps(body).encode(), "req-1", status_url=lambda j: f"/jobs/{j}"
+        "embedding",
+        json.dumps(body).encode(),
+        "req-1",
+        status_url=lambda j: f"/jobs/{j}",
+        team="submitters",
     )
     queue = runtime.queues.queue(runtime.settings.queue_for("embedding"))
     messages = [json.loads(m.content) for m in await queue.peek_messages(max_messages=32)]

@@ -66,7 +66,7 @@ def sdk(stack: JobsStack, object_id: str) -> AsyncOpenAI:
     seen rather than waited out."""
     return AsyncOpenAI(
         base_url=f"{stack.host.url}/v1",
-        api_key=stack.host.key,
+        api_key=stack.host.team_key,
         default_headers={**stack.host.headers(), **signed_in(object_id)},
         max_retries=0,
         timeout=30,

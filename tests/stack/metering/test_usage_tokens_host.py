@@ -122,12 +122,12 @@ async def test_a_repeated_long_gateway_prompt_is_recorded_cached_and_costs_less(
     calls = []
     for attempt in ("first", "again"):
         request_id, tag = new_id(attempt), f"{run}-{attempt}"
-        headers = {"x-functions-key": host.key, "x-usage-tags": f"run={tag}"}
+        headers = {"x-usage-tags": f"run={tag}"}
         headers["x-request-id"] = request_id
         if stream:
             azure = AsyncAzureOpenAI(
                 azure_endpoint=host.url,
-                api_key=host.key,
+                api_key=host.team_key,
                 api_version=API_VERSION,
                 default_headers=headers,
             )
@@ -141,7 +141,7 @@ async def test_a_repeated_long_gateway_prompt_is_recorded_cached_and_costs_less(
                 usage = [c.usage async for c in chunks if c.usage is not None][-1]
         else:
             client = AsyncOpenAI(
-                base_url=f"{host.url}/v1", api_key=host.key, default_headers=headers
+                base_url=f"{host.url}/v1", api_key=host.team_key, default_headers=headers
             )
             async with client:
                 completion = await client.chat.completions.create(
@@ -163,9 +163,9 @@ async def test_a_reasoning_models_hidden_tokens_reach_the_usage_document_and_rol
     """The default deployment's model (gpt-5.4) reasons when asked: its hidden tokens are
     among the completion tokens, billed as output, and shown apart."""
     request_id, tag = new_id("reason"), new_id("run")
-    headers = {"x-functions-key": host.key, "x-usage-tags": f"run={tag}"}
+    headers = {"x-usage-tags": f"run={tag}"}
     headers["x-request-id"] = request_id
-    client = AsyncOpenAI(base_url=f"{host.url}/v1", api_key=host.key, default_headers=headers)
+    client = AsyncOpenAI(base_url=f"{host.url}/v1", api_key=host.team_key, default_headers=headers)
     async with client:
         completion = await client.chat.completions.create(
             model="gpt-4o",

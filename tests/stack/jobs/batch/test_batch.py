@@ -151,7 +151,7 @@ async def test_token_quota_exceeded_at_create_waits_and_submits_later(
     assert job.status == "succeeded"
     (doc,) = await docs(runtime, job_id)
     assert doc.error is None
-    await runtime.job_requests.cancel(holder)
+    await runtime.job_requests.cancel(holder, team=runtime.settings.default_team)
     await poll_until(runtime, holder)
 
 
@@ -221,7 +221,7 @@ async def test_cancel_stops_the_batches_and_keeps_what_finished(
     await patch(sim, {"batch": {"in_progress_seconds": 6}})
     job_id = await send_job(runtime, tickets(20))
     await asyncio.sleep(2.5)
-    view = await runtime.job_requests.cancel(job_id)
+    view = await runtime.job_requests.cancel(job_id, team=runtime.settings.default_team)
     assert view.status == "cancelled"
     job = await poll_until(runtime, job_id)
     assert job.status == "cancelled"
@@ -230,7 +230,8 @@ async def test_cancel_stops_the_batches_and_keeps_what_finished(
     rows = await results(runtime, job_id)
     assert 0 < len(rows) < 20  # what finished before the cancel, nothing failed for it
     assert {r["status"] for r in rows} == {"succeeded"}
-    counts = (await runtime.job_requests.view(job_id, 1, None)).counts
+    view = await runtime.job_requests.view(job_id, 1, None, team=runtime.settings.default_team)
+    counts = view.counts
     assert counts.pending == 20 - len(rows)
 
 
