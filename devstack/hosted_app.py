@@ -23,6 +23,7 @@ import httpx
 
 from devstack.emulators import COSMOS_EMULATOR_KEY, EmulatorStack
 from devstack.emulators.processes import free_port
+from devstack.local_team import ensure_team
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 FUNCTION_KEY = "test-function-key"
@@ -30,6 +31,8 @@ MASTER_KEY = "test-master-key"  # admin routes (the team registry) take only thi
 # A made-up value for test stacks only; real ones are generated (make run) or in Key Vault.
 TEST_USER_HASH_SECRET = "test-user-hash-secret-0123456789abcdef"  # noqa: S105
 TEST_TEAM_KEY_HASH_SECRET = "test-team-key-hash-secret-0123456789abcdef"  # noqa: S105
+# The key of each (database, team) the hosts of this process made: shown once by the API.
+_TEAM_KEYS: dict[tuple[str, str], str] = {}
 
 
 def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
@@ -136,23 +139,23 @@ class HostProcess:
         return AppHost(url=url, key=FUNCTION_KEY, log=self.log, team_key=key, team=team)
 
     def _make_team(self, url: str) -> None:
-        """A team of this host's own, through the admin API as an operator would make one
-        (once: the same team across restarts). Left without one when the app cannot make it
-        (a test of a host whose Cosmos DB is down)."""
+        """The host's team: DEFAULT_TEAM of its settings (so a job message dropped on its
+        queues without a `team` is that team's too), made through the admin API once per
+        database and key per test process, so every host of a session acts as one team.
+        Left without one when the app cannot make it (a host whose Cosmos DB is down)."""
         if self._team[1]:
             return
-        team = f"host-{uuid.uuid4().hex[:12]}"
-        try:
-            answer = httpx.post(
-                f"{url}/teams",
-                json={"id": team},
-                headers={"x-functions-key": MASTER_KEY},
-                timeout=30.0,
-            )
-        except httpx.TransportError:
-            return
-        if answer.status_code == 201:
-            self._team = (team, str(answer.json()["key"]))
+        values = json.loads((self.app_dir / "local.settings.json").read_text())["Values"]
+        team = str(values.get("DEFAULT_TEAM") or "default")
+        known = _TEAM_KEYS.get((values.get("COSMOS_DATABASE", ""), team))
+        if known is None:
+            try:
+                with httpx.Client(base_url=url, timeout=30.0) as client:
+                    known = ensure_team(client, MASTER_KEY, team)
+            except (httpx.HTTPError, RuntimeError):
+                return
+            _TEAM_KEYS[(values.get("COSMOS_DATABASE", ""), team)] = known
+        self._team = (team, known)
 
     @property
     def pid(self) -> int | None:

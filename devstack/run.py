@@ -8,7 +8,9 @@
 3. The Azure OpenAI simulator (in this process), accepting `AZURE_OPENAI_API_KEY`.
 4. Queues, containers and the database (`devstack.provision`).
 5. The local Functions host on `Host.LocalHttpPort` (7071), as a child process.
-6. Endpoints, the key and copy-paste examples; Ctrl-C or SIGTERM stops all of it in reverse.
+6. The `local` team (devstack/local_team.py), made through the admin API.
+7. Endpoints, the `local` team's key and copy-paste examples that use it as a product team
+   would (`api-key`); Ctrl-C or SIGTERM stops all of it in reverse.
 
 Whatever fails or is interrupted, what this run started is stopped before it exits.
 `python -m devstack.run stop` stops what a previous run left behind (pid files in the state dir).
@@ -48,6 +50,7 @@ from devstack.functions_host.settings import (
     apply_values,
     load_settings,
 )
+from devstack.local_team import ensure_local_team
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = ROOT / ".devstack"
@@ -158,7 +161,7 @@ def emulator_ports(values: Mapping[str, str]) -> EmulatorPorts:
 
 
 def examples(api: str, key: str) -> str:
-    """Copy-paste curl examples for a newcomer."""
+    """Copy-paste curl examples for a newcomer, with `key`, a team's key, in `api-key`."""
     chat = '{"messages":[{"role":"user","content":"Hello"}]}'
     stream = '{"messages":[{"role":"user","content":"Hello"}],"stream":true}'
     filtered = '{"messages":[{"role":"user","content":"forbidden-violence"}]}'
@@ -167,7 +170,7 @@ def examples(api: str, key: str) -> str:
         '{"id":"t1","text":"I was charged twice, billing error"},'
         '{"id":"t2","text":"my parcel shipping is late"}]}'
     )
-    header = f'-H "x-functions-key: {key}"'
+    header = f'-H "api-key: {key}"'
     return "\n".join(
         [
             "Try it:",
@@ -184,26 +187,28 @@ def examples(api: str, key: str) -> str:
             f"  curl -s {header} -H 'Content-Type: application/json' \\",
             f"       -d '{job}' {api}/jobs/classifications",
             f"  curl -s {header} {api}/jobs/example-1",
-            "  # tokens and estimated cost of the last 24 hours, by deployment",
+            "  # the team's tokens and estimated cost of the last 24 hours, by deployment",
             f"  curl -s {header} '{api}/usage?group_by=deployment'",
             f"  # health, no key needed:  curl -s {api}/health",
         ]
     )
 
 
-def banner(api: str, key: str, sim_url: str, stack: Any, state_dir: Path) -> str:
+def banner(api: str, key: str, team_key: str, sim_url: str, stack: Any, state_dir: Path) -> str:
     lines = [
         "",
         "Local stack is up (Ctrl-C stops everything):",
         f"  Functions host     {api}/...",
-        f"  Function key       {key}   (header x-functions-key; printed here, never logged)",
+        f"  Team `local` key   {team_key}",
+        "                     (header api-key, or AzureOpenAI(api_key=...); never logged)",
+        f"  Function key       {key}   (x-functions-key: /api/health/details)",
         f"  Azure OpenAI sim   {sim_url}",
         f"  Azurite            blob {stack.blob_endpoint}  queue {stack.queue_endpoint}",
         f"                     table {stack.table_endpoint}",
         f"  Cosmos DB          {stack.cosmos_endpoint}  (self-signed TLS, emulator key)",
         f"  Logs and state     {state_dir}  (data survives a restart)",
         "",
-        examples(api, key),
+        examples(api, team_key),
         "",
     ]
     return "\n".join(lines)
@@ -319,7 +324,8 @@ def run(app_dir: Path = ROOT, state_dir: Path = STATE_DIR) -> int:
         _wait_for_host(pid, host_port, state_dir, signals)
         api = f"http://{HOST}:{host_port}/{settings.route_prefix}".rstrip("/")
         key = os.environ.get(FUNCTION_KEY_SETTING, "")
-        print(banner(api, key, sim.url, stack, state_dir), flush=True)
+        team_key = ensure_local_team(api, os.environ.get(MASTER_KEY_SETTING, ""), state_dir)
+        print(banner(api, key, team_key, sim.url, stack, state_dir), flush=True)
         while not signals.wait(0.5):
             if _exited(pid, state_dir):
                 print("The Functions host exited; stopping the stack.", flush=True)

@@ -61,9 +61,11 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "invalid_request or content_filter",
+        401: "unauthorized (no valid team key: none, unknown, revoked, or a disabled team's)",
         403: "forbidden (ENTRA_AUTH: the app role is missing)",
         404: "not_found",
-        409: "conflict (a job_id of a job of the other kind; a team id taken; two live keys)",
+        409: "conflict (a used job_id with another body or of the other kind; a team id taken; "
+        "two live keys)",
         413: "too_large",
         429: "rate_limited (see Retry-After)",
         502: "upstream_error",
@@ -85,6 +87,9 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
     _, defs = models_json_schema(_SCHEMAS, ref_template="#/components/schemas/{model}")
     # The header only: a key in `?code=` ends up in URLs, browser history and proxy logs.
     key_header: list[dict[str, list[str]]] = [{"functionKey": []}]
+    # The data plane takes a team's key, in either header the openai SDKs send.
+    team_key: list[dict[str, list[str]]] = [{"teamKey": []}, {"teamBearer": []}]
+    master_key: list[dict[str, list[str]]] = [{"masterKey": []}]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -100,7 +105,7 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
             "/chat": {
                 "post": {
                     "operationId": "chat",
-                    "security": key_header,
+                    "security": team_key,
                     "requestBody": {
                         "required": True,
                         "content": {"application/json": {"schema": _ref(ChatRequest)}},
@@ -113,26 +118,28 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
                                 "text/event-stream": {"schema": {"type": "string"}},
                             },
                         },
-                        **_errors(400, 403, 413, 429, 502, 504),
+                        **_errors(400, 401, 403, 413, 429, 502, 504),
                     },
                 }
             },
             "/usage": {
                 "get": {
                     "operationId": "usage",
-                    "security": key_header,
-                    "parameters": [
-                        _query("since", {"type": "string", "format": "date-time"}),
-                        _query("until", {"type": "string", "format": "date-time"}),
-                        _query(
-                            "group_by",
-                            {
-                                "type": "string",
-                                "pattern": GROUP_BY_PATTERN,
-                                "default": "deployment",
-                            },
-                        ),
-                    ],
+                    "description": "The caller's team's usage only.",
+                    "security": team_key,
+                    "parameters": _usage_query(),
+                    "responses": {
+                        "200": _json(UsageReport, "Totals and estimated cost per group."),
+                        **_errors(400, 401, 403, 413),
+                    },
+                }
+            },
+            "/usage/all": {
+                "get": {
+                    "operationId": "platformUsage",
+                    "description": "Every team's usage (`group_by=team` for chargeback).",
+                    "security": master_key,
+                    "parameters": _usage_query(),
                     "responses": {
                         "200": _json(UsageReport, "Totals and estimated cost per group."),
                         **_errors(400, 403, 413),
@@ -159,9 +166,9 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
                     },
                 }
             },
-            **_job_paths(key_header),
-            **_gateway_paths(key_header),
-            **_team_paths([{"masterKey": []}]),
+            **_job_paths(team_key),
+            **_gateway_paths(team_key),
+            **_team_paths(master_key),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",
@@ -174,6 +181,17 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
             "schemas": defs["$defs"],
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "teamKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "api-key",
+                    "description": "A team's key (what AzureOpenAI(api_key=...) sends).",
+                },
+                "teamBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A team's key (what OpenAI(api_key=...) sends).",
+                },
                 # The team registry is `admin` level: the host's master key, never a function key.
                 "masterKey": {
                     "type": "apiKey",
@@ -184,6 +202,16 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
             },
         },
     }
+
+
+def _usage_query() -> list[dict[str, Any]]:
+    return [
+        _query("since", {"type": "string", "format": "date-time"}),
+        _query("until", {"type": "string", "format": "date-time"}),
+        _query(
+            "group_by", {"type": "string", "pattern": GROUP_BY_PATTERN, "default": "deployment"}
+        ),
+    ]
 
 
 def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +242,7 @@ def _job_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
                 },
                 "responses": {
                     "202": _json(SubmitAccepted, "Queued; poll `status_url`."),
-                    **_errors(400, 403, 409, 413, 503),
+                    **_errors(400, 401, 403, 404, 409, 413, 503),
                 },
             }
         }
@@ -236,7 +264,7 @@ def _job_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json(JobView, "The job, true counts and one page of results."),
-                    **_errors(400, 403, 404),
+                    **_errors(400, 401, 403, 404),
                 },
             }
         },
@@ -247,7 +275,7 @@ def _job_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
                 "parameters": [job_id],
                 "responses": {
                     "200": _json(JobView, "The job (`cancelled` unless it had already ended)."),
-                    **_errors(403, 404),
+                    **_errors(401, 403, 404),
                 },
             }
         },
@@ -318,6 +346,7 @@ GATEWAY_ANSWER = (
 GATEWAY_ERRORS = {
     "400": "the service's 400 (content filter with `innererror`, invalid body), or the app's "
     "invalid_request (bad `x-usage-tags`, a body that is not JSON)",
+    "401": "Azure's `401`: no valid team key (none, unknown, revoked, a disabled team's)",
     "403": "forbidden (ENTRA_AUTH: the app role is missing)",
     "404": "DeploymentNotFound: the name is not in the alias table (`details.known_models`)",
     "429": "the service's, with `retry-after-ms` / `retry-after`, after the app's own retries",

@@ -17,6 +17,7 @@ ROUTES = frozenset(
     {
         "/chat",
         "/usage",
+        "/usage/all",
         "/health",
         "/health/details",
         "/openapi.json",

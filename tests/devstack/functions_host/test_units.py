@@ -122,7 +122,8 @@ def test_make_run_creates_local_settings_with_a_fresh_key(tmp_path: Path) -> Non
 
 def test_make_run_examples_carry_the_key_and_the_calls() -> None:
     text = run.examples("http://127.0.0.1:7071/api", "k3y")
-    assert text.count('x-functions-key: k3y"') == 6
+    assert text.count('api-key: k3y"') == 6  # a team's key, as a product team sends it
+    assert "x-functions-key" not in text
     assert "/api/jobs/classifications" in text
     assert '"stream":true' in text
     assert "curl -N" in text

@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators import EmulatorStack
+from devstack.emulators.outage import FaultProxy
 from devstack.emulators.processes import free_port
 from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
@@ -336,37 +338,60 @@ async def test_health_ok(http: httpx.AsyncClient) -> None:
 
 
 async def test_with_cosmos_down_chat_still_answers_usage_is_503_and_nothing_is_lost(
-    app_environ: dict[str, str], tmp_path: Path, store: Store
+    app_environ: dict[str, str], tmp_path: Path, store: Store, emulators: EmulatorStack
 ) -> None:
     """Health says 503; a paid-for chat answer is kept (its usage written behind to the
-    outbox queue); the usage report says 503, not 500; a host with Cosmos DB back drains the
-    outbox into the usage container."""
-    dead = f"https://127.0.0.1:{free_port()}"
+    outbox queue), for a team whose key the instance read before the outage (the last known
+    team stands in, shared/metering/team_directory.py); the usage report says 503, not 500;
+    with Cosmos DB back the outbox drains into the usage container."""
     outbox = f"outbox-{uuid.uuid4().hex[:12]}"
-    environ = {**app_environ, **HOST_SETTINGS, "OUTBOX_QUEUE": outbox}
-    await provision(load_settings(environ))
     request_id = new_id("it")
-    down_dir = make_app_dir(tmp_path / "down", {**environ, "COSMOS_ENDPOINT": dead})
-    with run_app_host(down_dir) as down:
-        async with httpx.AsyncClient(base_url=down.url, headers=down.headers(), timeout=60) as c:
-            health = await c.get("/health/details")
-            chat = await c.post(
-                "/chat", json=chat_body("Hello"), headers={"x-request-id": request_id}
-            )
-            usage = await c.get("/usage")
-    assert health.status_code == 503
-    assert health.json()["checks"]["cosmos"]["ok"] is False
-    assert health.json()["checks"]["queues"]["ok"] is True
-    assert chat.status_code == 200
-    assert chat.json()["usage"]["total_tokens"] > 0
-    assert usage.status_code == 503
-    assert usage.json()["error"]["code"] == "unavailable"
-    assert await docs_by_client_request_id(store, USAGE, request_id, tries=1) == []
-
-    with run_app_host(make_app_dir(tmp_path / "back", environ)):
-        # The drain attempt of the host that had no Cosmos DB put the record back for 5 s.
-        found = await docs_by_client_request_id(store, USAGE, request_id, tries=300)
+    with FaultProxy(emulators.ports.cosmos) as proxy:
+        environ = {
+            **app_environ,
+            **HOST_SETTINGS,
+            "OUTBOX_QUEUE": outbox,
+            "COSMOS_ENDPOINT": proxy.endpoint(),
+        }
+        await provision(load_settings(environ))
+        with run_app_host(make_app_dir(tmp_path / "down", environ)) as down:
+            headers = down.headers()
+            async with httpx.AsyncClient(base_url=down.url, headers=headers, timeout=60) as c:
+                assert (await c.post("/chat", json=chat_body("Hi"))).status_code == 200
+                proxy.cut()
+                health = await c.get("/health/details")
+                chat = await c.post(
+                    "/chat", json=chat_body("Hello"), headers={"x-request-id": request_id}
+                )
+                usage = await c.get("/usage")
+            assert health.status_code == 503
+            assert health.json()["checks"]["cosmos"]["ok"] is False
+            assert health.json()["checks"]["queues"]["ok"] is True
+            assert chat.status_code == 200, chat.text
+            assert chat.json()["usage"]["total_tokens"] > 0
+            assert usage.status_code == 503
+            assert usage.json()["error"]["code"] == "unavailable"
+            assert await docs_by_client_request_id(store, USAGE, request_id, tries=1) == []
+            proxy.restore()
+            # The drain attempt during the outage put the record back for 5 s.
+            found = await docs_by_client_request_id(store, USAGE, request_id, tries=300)
     assert [d["total_tokens"] for d in found] == [chat.json()["usage"]["total_tokens"]]
+
+
+async def test_with_cosmos_down_a_key_never_read_is_503_and_nothing_goes_upstream(
+    host: AppHost, app_environ: dict[str, str], tmp_path: Path, simulator: RunningSimulator
+) -> None:
+    """A team key the instance has not read cannot be checked: 503, not a call upstream."""
+    dead = f"https://127.0.0.1:{free_port()}"
+    environ = {**app_environ, **HOST_SETTINGS, "COSMOS_ENDPOINT": dead}
+    with run_app_host(make_app_dir(tmp_path / "dead", environ)) as down:
+        async with httpx.AsyncClient(base_url=down.url, timeout=60) as c:
+            before = (await c.get(f"{simulator.url}/sim/stats")).json()["total"]["requests"]
+            chat = await c.post("/chat", json=chat_body("Hi"), headers={"api-key": host.team_key})
+            after = (await c.get(f"{simulator.url}/sim/stats")).json()["total"]["requests"]
+    assert chat.status_code == 503, chat.text
+    assert chat.json()["error"]["code"] == "unavailable"
+    assert after == before
 
 
 def test_missing_setting_stops_start_up_naming_it(
@@ -409,7 +434,7 @@ def curl_commands(text: str) -> list[list[str]]:
 
 async def test_make_run_examples_work_as_printed(host: AppHost) -> None:
     """Every example a newcomer copies from `make run` answers as its comment says."""
-    commands = curl_commands(examples(host.url, host.key))
+    commands = curl_commands(examples(host.url, host.team_key))
     assert len(commands) == 7
     async with httpx.AsyncClient(timeout=30) as client:
         for argv in commands:
@@ -452,7 +477,11 @@ async def test_the_jobs_doc_python_example_works_as_printed(
 ) -> None:
     """docs/jobs.md's azure-storage-queue example, run as printed, gives a finished job."""
     code = docs_python_example(ROOT / "docs" / "jobs.md", "### Python (azure-storage-queue)")
-    env = {**os.environ, "AzureWebJobsStorage": emulators.storage_connection_string}
+    env = {
+        **os.environ,
+        "AzureWebJobsStorage": emulators.storage_connection_string,
+        "TEAM": host.team,  # the team whose key `http` presents
+    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, env=env, stdout=asyncio.subprocess.PIPE
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -402,6 +403,15 @@ calls = st.one_of(
     ),
     gateway_calls,
     team_calls,
+    st.builds(
+        Call,
+        method=st.just("GET"),
+        path=st.just("/usage/all"),
+        params=st.fixed_dictionaries(
+            {}, optional={"group_by": st.sampled_from(["team", "deployment", "tag:team"])}
+        ),
+        headers=admin,
+    ),
 )
 
 
@@ -473,6 +483,56 @@ def test_no_answer_is_5xx_leaks_or_breaks_the_error_shape(
     with httpx.Client(base_url=host.url, headers=headers, timeout=60) as client:
         response = client.request(call.method, call.path, params=call.params, content=call.content)
     check_answer(call, response, secrets)
+
+
+# --- the data plane without a team's credential -----------------------------------------------
+
+DATA_PLANE_PREFIXES = ("/chat", "/jobs/", "/usage", *GATEWAY_PREFIXES)
+data_plane_calls = calls.filter(
+    lambda c: c.path.startswith(DATA_PLANE_PREFIXES) and not c.path.startswith("/usage/all")
+)
+key_text = st.text(alphabet=string.ascii_letters + string.digits + "_-.~+/=", max_size=60)
+# None, a host's key, keys shaped like a team's that no team has, anything else, in both
+# headers the SDKs send, and malformed Authorization headers.
+bad_credentials = st.one_of(
+    st.just({}),
+    st.just({"x-functions-key": FUNCTION_KEY}),
+    st.just({"api-key": MASTER_KEY}),
+    st.from_regex(r"tk_[a-z][a-z0-9-]{1,12}_[0-9a-f]{8}_[A-Za-z0-9_-]{43}", fullmatch=True).map(
+        lambda k: {"api-key": k}
+    ),
+    key_text.map(lambda k: {"api-key": k}),
+    key_text.map(lambda k: {"authorization": f"Bearer {k}"}),
+    st.sampled_from(["Basic dXNlcjpwYXNz", "Bearer", "bearer   ", "tk_", "Token abc"]).map(
+        lambda v: {"authorization": v}
+    ),
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@settings(
+    max_examples=max(50, EXAMPLES // 3),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(call=data_plane_calls, credential=bad_credentials)
+def test_the_data_plane_without_a_team_s_credential_is_401_in_each_route_s_shape(
+    host: AppHost, secrets: list[str], call: Call, credential: dict[str, str]
+) -> None:
+    """Whatever the body, query and tags, a data-plane call with no valid team key is a 401
+    (#22 item 3): `unauthorized` in the app's shape, Azure's `401` on the gateway routes."""
+    headers = {**call.headers, **credential}
+    if call.content_type:
+        headers["content-type"] = call.content_type
+    with httpx.Client(base_url=host.url, headers=headers, timeout=60) as client:
+        response = client.request(call.method, call.path, params=call.params, content=call.content)
+    check_answer(call, response, secrets)
+    where = f"{call.method} {call.path} {credential} -> {response.text[:200]}"
+    assert response.status_code == 401, where
+    expected = "401" if call.path.startswith(GATEWAY_PREFIXES) else "unauthorized"
+    assert response.json()["error"]["code"] == expected, where
 
 
 def test_the_fuzzed_routes_are_the_documented_ones(host: AppHost) -> None:

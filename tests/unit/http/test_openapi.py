@@ -27,6 +27,11 @@ def test_every_reference_resolves() -> None:
 
 ANONYMOUS = {"/health", "/openapi.json"}
 GATEWAY = GATEWAY_ROUTES
+# The host's routes (function key), and the platform's (master key); the rest is the data
+# plane, on a team's key.
+FUNCTION_LEVEL = {"/health/details"}
+MASTER_LEVEL = {*TEAM_ROUTES, "/usage/all"}
+TEAM_KEY = [{"teamKey": []}, {"teamBearer": []}]
 
 
 def test_paths_and_auth() -> None:
@@ -35,10 +40,16 @@ def test_paths_and_auth() -> None:
     assert set(doc["paths"]) == ROUTES
     for path, operations in doc["paths"].items():
         for operation in operations.values():
-            expected = [] if path in ANONYMOUS else [{"functionKey": []}]
-            if path in TEAM_ROUTES:
+            expected: list[dict[str, list[str]]] = TEAM_KEY
+            if path in ANONYMOUS:
+                expected = []
+            elif path in FUNCTION_LEVEL:
+                expected = [{"functionKey": []}]
+            elif path in MASTER_LEVEL:
                 expected = [{"masterKey": []}]
             assert operation["security"] == expected, path
+            if expected == TEAM_KEY:
+                assert "401" in operation["responses"], path
 
 
 def test_gateway_bodies_are_permissive_and_errors_azure_shaped() -> None:
@@ -67,13 +78,17 @@ def test_job_bodies_are_the_validation_models() -> None:
 def test_the_key_is_offered_as_a_header_never_in_the_url() -> None:
     """Finding: `?code=` puts keys into URLs and logs; the document offers the header only."""
     schemes = openapi_document()["components"]["securitySchemes"]
-    assert set(schemes) == {"functionKey", "masterKey"}
-    for scheme in schemes.values():
+    assert set(schemes) == {"functionKey", "masterKey", "teamKey", "teamBearer"}
+    for name in ("functionKey", "masterKey"):
+        scheme = schemes[name]
         assert (scheme["type"], scheme["in"], scheme["name"]) == (
             "apiKey",
             "header",
             "x-functions-key",
         )
+    # A team's key goes where the openai SDKs put theirs: `api-key`, or a bearer token.
+    assert (schemes["teamKey"]["in"], schemes["teamKey"]["name"]) == ("header", "api-key")
+    assert (schemes["teamBearer"]["type"], schemes["teamBearer"]["scheme"]) == ("http", "bearer")
     assert '"in": "query", "name": "code"' not in json.dumps(openapi_document())
 
 

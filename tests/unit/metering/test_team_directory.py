@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
+
+from shared.core.errors import ServiceUnavailable
 from shared.metering.team_directory import TeamDirectory
 from shared.metering.team_keys import issue_key
 from shared.metering.teams import Team, TeamKey, TeamStore
@@ -170,3 +173,47 @@ async def test_a_principal_in_two_teams_or_a_disabled_one_names_none() -> None:
     assert await directory(Teams(one, two), clock).for_principal(ALICE) is None
     off, _ = team_with_key("off", members=[ALICE], disabled=True)
     assert await directory(Teams(off), clock).for_principal(ALICE) is None
+
+
+class Failing(Teams):
+    """A store that fails (Cosmos DB down) once `down` is set, or never answers (hung)."""
+
+    def __init__(self, *teams: Team) -> None:
+        super().__init__(*teams)
+        self.down = False
+
+    async def get(self, team_id: str) -> Team | None:
+        if self.down:
+            self.reads += 1
+            raise ConnectionError("Cosmos DB is down")
+        return await super().get(team_id)
+
+
+async def test_a_store_outage_keeps_the_last_known_team_for_the_stale_window() -> None:
+    """Cosmos DB down: a key seen within TEAM_STALE_SECONDS still opens the data plane (no
+    revocation can be written meanwhile either); past that, or never seen, the error stands."""
+    team, key = team_with_key()
+    store, clock = Failing(team), Clock()
+    teams = TeamDirectory(store, SECRET, cache_seconds=5, stale_seconds=60, clock=clock)
+    assert await teams.authenticate(key) is not None
+    store.down = True
+    clock.now += 30
+    found = await teams.authenticate(key)
+    assert found is not None
+    assert found.id == "search"
+    clock.now += 40
+    with pytest.raises(ConnectionError):
+        await teams.authenticate(key)
+    other, other_key = team_with_key("billing")
+    store.teams["billing"] = other
+    with pytest.raises(ConnectionError):
+        await teams.authenticate(other_key)
+
+
+async def test_a_hung_store_is_unavailable_after_the_load_timeout() -> None:
+    team, key = team_with_key()
+    store, clock = Teams(team), Clock()
+    store.gate = asyncio.Event()  # never set: Cosmos DB does not answer
+    teams = TeamDirectory(store, SECRET, load_timeout=0.01, clock=clock)
+    with pytest.raises(ServiceUnavailable):
+        await teams.authenticate(key)
