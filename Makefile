@@ -70,8 +70,8 @@ lint: setup ## ruff, mypy and the import rules of shared/ (.importlinter)
 	$(VENV)/bin/lint-imports --no-cache
 
 # URL / KEY default to the azd environment (SERVICE_API_URI; FUNCTION_KEY or az functionapp keys).
-smoke: setup ## Check a deployed app right after `azd up` (URL=... KEY=... to test another)
-	$(if $(KEY),FUNCTION_KEY='$(KEY)') $(PY) -m devstack.smoke $(if $(URL),--url '$(URL)') $(SMOKE_ARGS)
+smoke: setup ## Check a deployed app after `azd up` as a team would (KEY=<team key>, URL=...)
+	$(if $(KEY),TEAM_KEY='$(KEY)') $(PY) -m devstack.smoke $(if $(URL),--url '$(URL)') $(SMOKE_ARGS)
 
 bench: setup ## Benchmarks (~15 min): bench/results.json, a table, docs/performance.png (BENCH_ARGS=--quick)
 	$(PY) -m bench $(BENCH_ARGS)

@@ -36,7 +36,7 @@ TERMINAL = {"succeeded", "partially_failed", "failed", "cancelled"}
 @dataclass(frozen=True)
 class Rig:
     app_url: str
-    app_key: str
+    app_key: str  # a team's key: the data plane's credential
     sim_url: str
     sim_key: str
     log: Path
@@ -44,7 +44,7 @@ class Rig:
 
     def app(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.app_url, headers={"x-functions-key": self.app_key}, timeout=60
+            base_url=self.app_url, headers={"api-key": self.app_key}, timeout=60
         )
 
     def sim(self) -> httpx.AsyncClient:
@@ -98,7 +98,7 @@ class Stack:
             try:
                 yield Rig(
                     first.url,
-                    first.key,
+                    first.team_key,
                     environ["AZURE_OPENAI_ENDPOINT"],
                     environ["AZURE_OPENAI_API_KEY"],
                     first.log,

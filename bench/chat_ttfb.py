@@ -79,7 +79,7 @@ async def _measure(app_url: str, key: str, sim_url: str, sim_key: str, n: int) -
     async with httpx.AsyncClient(timeout=30) as client:
         for i in range(n + 20):  # the first 20 of each warm connections and code paths
             app = await _first_text(
-                client, f"{app_url}/chat", app_body, {"x-functions-key": key}, _app_text
+                client, f"{app_url}/chat", app_body, {"api-key": key}, _app_text
             )
             direct = await _first_text(
                 client, direct_url, direct_body, {"api-key": sim_key}, _direct_text
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with app_host(simulator_config(args.per_token_ms)) as (host, stack):
         result = asyncio.run(
-            _measure(host.url, host.key, stack.sim_url, stack.sim_key, args.requests)
+            _measure(host.url, host.team_key, stack.sim_url, stack.sim_key, args.requests)
         )
     print(
         json.dumps(

@@ -98,7 +98,7 @@ def _operations(path: Target) -> dict[str, Timed]:
 async def _measure(
     app_url: str, key: str, sim_url: str, sim_key: str, rounds: int, warmup: int
 ) -> dict[str, Any]:
-    app_headers = {"x-functions-key": key, "x-usage-tags": "team=bench"}
+    app_headers = {"api-key": key, "x-usage-tags": "feature=bench"}
     async with (
         httpx.AsyncClient(base_url=f"{sim_url}/", headers={"api-key": sim_key}, timeout=30) as sim,
         httpx.AsyncClient(base_url=f"{app_url}/", headers=app_headers, timeout=30) as app_a,
@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with app_host(_simulator_config()) as (host, stack):
         result = asyncio.run(
-            _measure(host.url, host.key, stack.sim_url, stack.sim_key, args.requests, args.warmup)
+            _measure(
+                host.url, host.team_key, stack.sim_url, stack.sim_key, args.requests, args.warmup
+            )
         )
     print(
         json.dumps(

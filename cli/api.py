@@ -14,7 +14,8 @@ import httpx
 from shared.jobs.models import Job, JobView, SubmitAccepted
 
 ROUTES: Final = {"embedding": "jobs/embeddings", "classification": "jobs/classifications"}
-KEY_HEADER: Final = "x-functions-key"
+KEY_HEADER: Final = "x-functions-key"  # the host's keys (the team registry: its master key)
+TEAM_KEY_HEADER: Final = "api-key"  # a team's key: the job routes' credential
 
 
 class ApiError(RuntimeError):
@@ -27,10 +28,11 @@ class ApiError(RuntimeError):
 
 
 class JobsApi:
-    """`url` is the app's API root, `https://<app>.azurewebsites.net/api`."""
+    """`url` is the app's API root, `https://<app>.azurewebsites.net/api`; `key` a team's key:
+    the jobs are that team's."""
 
     def __init__(self, url: str, key: str | None, *, timeout: float = 60.0) -> None:
-        headers = {KEY_HEADER: key} if key else {}
+        headers = {TEAM_KEY_HEADER: key} if key else {}
         self._http = httpx.AsyncClient(
             base_url=url.rstrip("/") + "/", headers=headers, timeout=timeout
         )

@@ -37,7 +37,7 @@ Key = Annotated[
     str | None,
     typer.Option(
         envvar="JOBS_API_KEY",
-        help="Function key, sent as x-functions-key.",
+        help="A team's key, sent as api-key: the jobs are that team's.",
         show_default=False,
         rich_help_panel=HTTP,
     ),

@@ -1,6 +1,6 @@
 """Post-deploy smoke test: does the deployed app answer, stream, run a job, filter, and count?
 
-    python -m devstack.smoke --url https://func-xyz.azurewebsites.net --key <function key>
+    python -m devstack.smoke --url https://func-xyz.azurewebsites.net --key <team key>
     python -m devstack.smoke            # both from `azd env get-values` (see resolve_target)
 
 Six checks, run in order, each independent of the others' outcome: health; a chat answer; a
@@ -104,7 +104,7 @@ class SmokeError(Exception):
 
 @dataclass
 class Smoke:
-    """One run against one app: `api` is https://<app>/api, `key` its function key."""
+    """One run against one app: `api` is https://<app>/api, `key` a team's key."""
 
     client: httpx.AsyncClient
     api: str
@@ -116,7 +116,7 @@ class Smoke:
     calls: int = 0  # calls this run made that /api/usage must count
 
     def _headers(self) -> dict[str, str]:
-        return {"x-functions-key": self.key}
+        return {"api-key": self.key}  # as AzureOpenAI(api_key=...) sends it
 
     def _chat(self, text: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -294,40 +294,22 @@ def resolve_target(
     key: str | None,
     environ: Mapping[str, str],
     values: Callable[[], dict[str, str]] = azd_values,
-    runner: Callable[[list[str]], str] = _check_output,
 ) -> tuple[str, str]:
-    """(api base URL, function key): the arguments first, then FUNCTION_KEY in the environment,
-    then the azd environment (SERVICE_API_URI, FUNCTION_KEY), then `az functionapp keys list`
-    for AZURE_FUNCTION_APP_NAME in AZURE_RESOURCE_GROUP."""
-    key = key or environ.get("FUNCTION_KEY") or None
+    """(api base URL, team key): the arguments first, then TEAM_KEY in the environment, then
+    the azd environment (SERVICE_API_URI, TEAM_KEY). The key is a team's, made with
+    `python -m cli teams create` (docs/teams.md): the smoke test calls as a product team."""
+    key = key or environ.get("TEAM_KEY") or None
     azd: dict[str, str] = {}
     if not url or not key:
         azd = values()
     url = url or azd.get("SERVICE_API_URI")
-    key = key or azd.get("FUNCTION_KEY") or None
+    key = key or azd.get("TEAM_KEY") or None
     if not url:
         raise SystemExit("no app URL: pass --url, or run from an azd project after `azd up`")
-    if not key and azd.get("AZURE_FUNCTION_APP_NAME") and azd.get("AZURE_RESOURCE_GROUP"):
-        argv = [
-            "az",
-            "functionapp",
-            "keys",
-            "list",
-            "-g",
-            azd["AZURE_RESOURCE_GROUP"],
-            "-n",
-            azd["AZURE_FUNCTION_APP_NAME"],
-            "--query",
-            "functionKeys.default",
-            "-o",
-            "tsv",
-        ]
-        try:
-            key = runner(argv).strip() or None
-        except (OSError, subprocess.CalledProcessError) as exc:
-            raise SystemExit(f"could not read the function key with az: {exc}") from exc
     if not key:
-        raise SystemExit("no function key: pass --key, or set FUNCTION_KEY")
+        raise SystemExit(
+            "no team key: pass --key, or set TEAM_KEY (python -m cli teams create smoke)"
+        )
     url = url.rstrip("/")
     return (url if url.endswith("/api") else f"{url}/api"), key
 
@@ -353,7 +335,7 @@ async def smoke_main(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.smoke", description=__doc__)
     parser.add_argument("--url", help="the app's base URL (default: SERVICE_API_URI from azd)")
-    parser.add_argument("--key", help="a function key (default: FUNCTION_KEY, azd, az CLI)")
+    parser.add_argument("--key", help="a team's key (default: TEAM_KEY, then azd's TEAM_KEY)")
     parser.add_argument("--job-timeout", type=float, default=300.0, help="seconds (default 300)")
     parser.add_argument("--filtered-prompt", default=FILTERED_PROMPT)
     args = parser.parse_args(argv)

@@ -33,7 +33,7 @@ host = host_fixture("cli-app", {"POISON_SWEEP_SCHEDULE": "0 0 0 1 1 *"})
 
 @pytest.fixture
 def http_env(host: AppHost) -> dict[str, str]:
-    return {"JOBS_API_URL": host.url, "JOBS_API_KEY": host.key}
+    return {"JOBS_API_URL": host.url, "JOBS_API_KEY": host.team_key}
 
 
 @pytest.fixture

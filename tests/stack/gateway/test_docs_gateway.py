@@ -75,7 +75,7 @@ def test_every_framework_has_a_snippet() -> None:
 async def test_the_snippet_prints_what_the_page_says(
     host: AppHost, snippet: Snippet, tmp_path: Path
 ) -> None:
-    env = {**os.environ, "APP_URL": host.url, "FUNCTION_KEY": host.key}
+    env = {**os.environ, "APP_URL": host.url, "TEAM_KEY": host.team_key}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",

@@ -48,7 +48,7 @@ def make_smoke(host: AppHost, *, key: str | None = None) -> subprocess.Completed
         "-s",
         "smoke",
         f"URL={api}",
-        f"KEY={key or host.key}",
+        f"KEY={key or host.team_key}",
         "SMOKE_ARGS=--job-timeout 60",
     ]
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=110)
@@ -103,42 +103,21 @@ def test_target_comes_from_arguments_first() -> None:
     )
 
 
-def test_target_from_azd_and_the_key_from_az() -> None:
-    calls: list[list[str]] = []
-
-    def az(argv: list[str]) -> str:
-        calls.append(argv)
-        return "key-from-az\n"
-
-    values = {
-        "SERVICE_API_URI": "https://func-abc.azurewebsites.net",
-        "AZURE_FUNCTION_APP_NAME": "func-abc",
-        "AZURE_RESOURCE_GROUP": "rg-dev",
-    }
-    api, key = resolve_target(None, None, {}, values=lambda: values, runner=az)
-    assert (api, key) == ("https://func-abc.azurewebsites.net/api", "key-from-az")
-    assert calls == [
-        [
-            "az",
-            "functionapp",
-            "keys",
-            "list",
-            "-g",
-            "rg-dev",
-            "-n",
-            "func-abc",
-            "--query",
-            "functionKeys.default",
-            "-o",
-            "tsv",
-        ]
-    ]
+def test_target_from_azd() -> None:
+    values = {"SERVICE_API_URI": "https://func-abc.azurewebsites.net", "TEAM_KEY": "tk-azd"}
+    api, key = resolve_target(None, None, {}, values=lambda: values)
+    assert (api, key) == ("https://func-abc.azurewebsites.net/api", "tk-azd")
 
 
-def test_function_key_in_the_environment_beats_az() -> None:
-    values = {"SERVICE_API_URI": "https://x.example/api", "AZURE_FUNCTION_APP_NAME": "x"}
-    api, key = resolve_target(None, None, {"FUNCTION_KEY": "env-key"}, values=lambda: values)
+def test_a_team_key_in_the_environment_beats_azd() -> None:
+    values = {"SERVICE_API_URI": "https://x.example/api", "TEAM_KEY": "azd-key"}
+    api, key = resolve_target(None, None, {"TEAM_KEY": "env-key"}, values=lambda: values)
     assert (api, key) == ("https://x.example/api", "env-key")
+
+
+def test_without_a_team_key_it_says_what_to_do() -> None:
+    with pytest.raises(SystemExit, match="no team key"):
+        resolve_target("https://x.example", None, {}, values=dict)
 
 
 def test_without_a_url_it_says_what_to_do() -> None:
