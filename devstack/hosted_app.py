@@ -7,6 +7,7 @@ The app folder is a temporary directory holding links to `function_app.py`, `sha
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -33,6 +34,22 @@ TEST_USER_HASH_SECRET = "test-user-hash-secret-0123456789abcdef"  # noqa: S105
 TEST_TEAM_KEY_HASH_SECRET = "test-team-key-hash-secret-0123456789abcdef"  # noqa: S105
 # The key of each (database, team) the hosts of this process made: shown once by the API.
 _TEAM_KEYS: dict[tuple[str, str], str] = {}
+# What App Service authentication sets for a signed-in operator with the `Admin` app role: how
+# a host with ENTRA_AUTH on gets its team (the local host, like the app, trusts the header).
+_OPERATOR = {
+    "x-ms-client-principal": base64.b64encode(
+        json.dumps(
+            {
+                "auth_typ": "aad",
+                "role_typ": "roles",
+                "claims": [
+                    {"typ": "oid", "val": "00000000-0000-0000-0000-0000000000ad"},
+                    {"typ": "roles", "val": "Admin"},
+                ],
+            }
+        ).encode()
+    ).decode()
+}
 
 
 def stack_environ(stack: EmulatorStack, **overrides: str) -> dict[str, str]:
@@ -149,9 +166,10 @@ class HostProcess:
         team = str(values.get("DEFAULT_TEAM") or "default")
         known = _TEAM_KEYS.get((values.get("COSMOS_DATABASE", ""), team))
         if known is None:
+            operator = _OPERATOR if values.get("ENTRA_AUTH", "").lower() == "true" else None
             try:
                 with httpx.Client(base_url=url, timeout=30.0) as client:
-                    known = ensure_team(client, MASTER_KEY, team)
+                    known = ensure_team(client, MASTER_KEY, team, operator=operator)
             except (httpx.HTTPError, RuntimeError):
                 return
             _TEAM_KEYS[(values.get("COSMOS_DATABASE", ""), team)] = known

@@ -11,6 +11,7 @@ changed), a new one is issued, revoking the oldest live key first if the team ha
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -21,13 +22,19 @@ KEY_FILE: Final = "local-team.key"
 
 
 def ensure_team(
-    client: httpx.Client, master_key: str, team_id: str, known_key: str | None = None
+    client: httpx.Client,
+    master_key: str,
+    team_id: str,
+    known_key: str | None = None,
+    *,
+    operator: Mapping[str, str] | None = None,
 ) -> str:
     """`team_id`'s key: `known_key` if it still works, else a new one (the team made first
-    if there is none). `client` is based at the app's `/api`."""
+    if there is none). `client` is based at the app's `/api`; `operator`, headers of a
+    signed-in operator with the `Admin` role, for an app with Entra sign-in on."""
     if known_key and client.get("/usage", headers={"api-key": known_key}).status_code == 200:
         return known_key
-    admin = {"x-functions-key": master_key}
+    admin = {"x-functions-key": master_key, **(operator or {})}
     created = client.post("/teams", json={"id": team_id}, headers=admin)
     if created.status_code == 201:
         return str(created.json()["key"])

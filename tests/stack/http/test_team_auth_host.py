@@ -7,8 +7,10 @@ the local Functions host, the simulator, Azurite and the Cosmos DB server."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +18,9 @@ import pytest
 from openai import AsyncAzureOpenAI, AsyncOpenAI, AuthenticationError
 
 from devstack.aoai_simulator import RunningSimulator
-from devstack.hosted_app import AppHost
-from shared.core.store import USAGE, Store
+from devstack.hosted_app import MASTER_KEY, AppHost
+from devstack.local_team import KEY_FILE, ensure_local_team
+from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from tests.support.hosts import HOST_SETTINGS, host_fixture
 from tests.support.records import docs_by_client_request_id
 from tests.support.samples import new_id
@@ -181,3 +184,72 @@ async def test_chat_and_jobs_name_the_team_and_the_usage_report_groups_by_it(
         assert answer.status_code == 200, answer.text
     docs = await docs_by_client_request_id(store, USAGE, request_id)
     assert docs[0]["team"] == team_id
+
+
+async def test_a_content_filter_event_names_the_team(
+    host: AppHost, admin: httpx.AsyncClient, store: Store
+) -> None:
+    team_id, key = await new_team(admin)
+    request_id = new_id("who-filter")
+    body = {"messages": [{"role": "user", "content": "forbidden-violence"}]}
+    headers = {"api-key": key, "x-request-id": request_id, "x-usage-tags": "team=other"}
+    async with httpx.AsyncClient(base_url=host.url, headers=headers, timeout=60) as client:
+        answer = await client.post("/chat", json=body)
+    assert answer.status_code == 400, answer.text
+    events = await docs_by_client_request_id(store, CONTENT_FILTER_EVENTS, request_id)
+    assert [e["team"] for e in events] == [team_id]
+
+
+async def usage_groups(client: httpx.AsyncClient, path: str, group_by: str) -> dict[str, int]:
+    answer = await client.get(path, params={"group_by": group_by})
+    assert answer.status_code == 200, answer.text
+    return {g["key"]: g["calls"] for g in answer.json()["groups"] if g["key"] is not None}
+
+
+async def test_a_team_s_usage_is_its_own_and_the_platform_sees_every_team(
+    host: AppHost, admin: httpx.AsyncClient
+) -> None:
+    """`/api/usage` with a team's key sums that team's calls only, whatever their tags say;
+    `/api/usage/all` (the master key) shows every team, `group_by=team`."""
+    run = new_id("run")
+    teams = [await new_team(admin) for _ in range(2)]
+    for team_id, key in teams:
+        body = {"messages": [{"role": "user", "content": "hi"}], "tags": {"run": run}}
+        async with httpx.AsyncClient(base_url=host.url, headers={"api-key": key}) as c:
+            for _ in range(2 if team_id == teams[0][0] else 1):
+                answer = await c.post("/chat", json=body, timeout=60)
+                assert answer.status_code == 200, answer.text
+    (first, first_key), (second, _) = teams
+    async with httpx.AsyncClient(base_url=host.url, headers={"api-key": first_key}) as mine:
+        for _ in range(100):  # the roll-up timer runs every 2 s here
+            platform = await usage_groups(admin, "/usage/all", "team")
+            if platform.get(first) == 2 and platform.get(second) == 1:
+                break
+            await asyncio.sleep(0.2)
+        assert (platform.get(first), platform.get(second)) == (2, 1)
+        assert await usage_groups(mine, "/usage", "tag:run") == {run: 2}
+        assert set(await usage_groups(mine, "/usage", "team")) == {first}
+        # The platform's view is the master key's: a team's key is refused by the host.
+        assert (await mine.get("/usage/all")).status_code == 401
+
+
+async def test_make_run_s_local_team_key_is_kept_and_renewed(host: AppHost, tmp_path: Path) -> None:
+    """`make run` makes the `local` team and prints the same key on every start; a lost key is
+    replaced (the oldest of two live keys revoked), through the admin API."""
+
+    def works(key: str) -> bool:
+        answer = httpx.get(f"{host.url}/usage", headers={"api-key": key}, timeout=30)
+        return answer.status_code == 200
+
+    first = ensure_local_team(host.url, MASTER_KEY, tmp_path)
+    assert works(first)
+    assert ensure_local_team(host.url, MASTER_KEY, tmp_path) == first
+    assert (tmp_path / KEY_FILE).stat().st_mode & 0o077 == 0
+    (tmp_path / KEY_FILE).unlink()
+    second = ensure_local_team(host.url, MASTER_KEY, tmp_path)
+    (tmp_path / KEY_FILE).unlink()
+    third = ensure_local_team(host.url, MASTER_KEY, tmp_path)
+    assert len({first, second, third}) == 3
+    assert works(third)
+    assert works(second)
+    assert not works(first)  # revoked to make room: two live keys at most
