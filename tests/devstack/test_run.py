@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devstack.emulators import EmulatorPorts, EmulatorStack
@@ -183,3 +184,26 @@ def test_a_failed_start_stops_what_was_started(make_run: MakeRun) -> None:
     assert [name for name, pid in emulators.items() if pid_alive(pid)] == []
     assert make_run.pids() == {}
     assert make_run.ports_in_use() == []
+
+
+@pytest.mark.slow
+def test_make_run_prints_the_local_team_s_key_and_examples_that_use_it(
+    make_run: MakeRun,
+) -> None:
+    """#22 item 7: `make run` makes the `local` team through the admin API and prints its
+    key; the examples send it as `api-key`, as a product team would, and it opens the API."""
+    make_run.start()
+    make_run.wait_for("health, no key needed")
+    output = make_run.output()
+    found = re.search(r"Team `local` key\s+(tk_local_\S+)", output)
+    assert found is not None, output
+    key = found.group(1)
+    assert f'-H "api-key: {key}"' in output
+    assert "x-functions-key" not in output.split("Try it:")[1]
+    api = f"http://{HOST}:{make_run.host_port}/api"
+    answer = httpx.get(f"{api}/usage", headers={"api-key": key}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert (make_run.state / "local-team.key").read_text().strip() == key
+    pids = make_run.pids()
+    make_run.proc.send_signal(signal.SIGTERM)
+    _assert_all_stopped(make_run, pids)
