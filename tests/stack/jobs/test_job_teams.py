@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.core.store import USAGE, Store
 from tests.support.jobs_stack import (
     JobsStack,
     all_results,
@@ -25,8 +26,10 @@ from tests.support.jobs_stack import (
     wait_for_job_doc,
     wait_job,
 )
+from tests.support.records import query_until
 
 stack = stack_fixture("jt")
+DEFAULT_TEAM = "default"  # DEFAULT_TEAM's default: the stack's own host acts as it
 
 
 @dataclass(frozen=True)
@@ -94,14 +97,23 @@ async def test_a_used_job_id_with_another_body_is_409_and_runs_nothing(
 
 
 async def test_a_queue_message_is_its_team_field_s_else_the_default_team_s(
-    http: httpx.AsyncClient, other: Team, stack: JobsStack
+    http: httpx.AsyncClient, other: Team, stack: JobsStack, store: Store
 ) -> None:
     named, unnamed = f"jt-{uuid.uuid4().hex[:10]}", f"jt-{uuid.uuid4().hex[:10]}"
     queue = stack.embedding_queue
-    await send_raw(stack.connection_string, queue, {**body(named), "team": other.id})
+    for _ in range(2):  # delivered twice: one job, each item once
+        await send_raw(stack.connection_string, queue, {**body(named), "team": other.id})
     await send_raw(stack.connection_string, queue, body(unnamed))
     await wait_for_job_doc(other.http, named)
     await wait_for_job_doc(http, unnamed)  # the stack's host acts as DEFAULT_TEAM
     assert (await http.get(f"/jobs/{named}")).status_code == 404
     assert (await other.http.get(f"/jobs/{unnamed}")).status_code == 404
     assert (await wait_job(other.http, named))["status"] == "succeeded"
+    assert len(await all_results(other.http, named)) == 3
+    assert (await wait_job(http, unnamed))["status"] == "succeeded"
+    for job_id, team in ((named, other.id), (unnamed, DEFAULT_TEAM)):
+        records = await query_until(
+            store, USAGE, "SELECT c.team FROM c WHERE c.job_id = @j", {"@j": job_id}
+        )
+        assert records, job_id
+        assert {r["team"] for r in records} == {team}
