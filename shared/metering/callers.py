@@ -7,8 +7,9 @@ sent, and sets its own. Only then may the app read them: with the switch off the
 ignored, since any holder of a function key could forge them.
 
 App roles (defined on the app registration, docs/security.md): `Chat.Invoke` for chat,
-`Jobs.Submit` for jobs, `Usage.Read` (admin) for the usage report, `Admin` for the team
-registry (on top of the host's master key, which its routes need in any case).
+`Jobs.Submit` for jobs, `Usage.Read` for the team's usage report (each needed by a signed-in
+caller without a team key), `Admin` for the team registry and every team's usage (on top of
+the host's master key, which those routes need in any case).
 """
 
 from __future__ import annotations
