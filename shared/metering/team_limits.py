@@ -75,8 +75,9 @@ class Booking:
     counts_usd: bool = True
 
     def headers(self) -> dict[str, str]:
-        """The team's tokens left this minute and today, as last seen (low by at most the
-        credits other instances hold); none for a limit the team does not have."""
+        """The team's tokens left this minute and today as this instance last wrote or read
+        its counters (credits booked ahead count as spent; other instances' calls since then
+        are not in them); none for a limit the team does not have."""
         found = {MINUTE_HEADER: self.minute_remaining, DAY_HEADER: self.day_remaining}
         return {name: str(value) for name, value in found.items() if value is not None}
 

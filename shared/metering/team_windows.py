@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from shared.core.errors import BudgetExceeded, RateLimited
+from shared.core.settings import ModelPrice
 from shared.metering.teams import Team
 
 LimitKind = Literal["minute", "day", "month"]
@@ -154,9 +155,23 @@ def refusal(team: Team, passed: list[LimitKind], now: float) -> RateLimited:
     return error
 
 
+def _output_cap(team: Team, max_tokens: int) -> int:
+    return max(0, max_tokens if team.max_tokens is None else min(max_tokens, team.max_tokens))
+
+
 def worst_case_tokens(team: Team, prompt_estimate: int, max_tokens: int, n: int = 1) -> int:
     """A call's worst case: its prompt estimate plus its output cap, `n` times. `max_tokens`
     is the request's output cap (the deployment's when the request names none); the team's
     `max_tokens`, when lower, caps it."""
-    output = max_tokens if team.max_tokens is None else min(max_tokens, team.max_tokens)
-    return (max(0, prompt_estimate) + max(0, output)) * max(1, n)
+    return (max(0, prompt_estimate) + _output_cap(team, max_tokens)) * max(1, n)
+
+
+def worst_case_usd(
+    team: Team, price: ModelPrice | None, prompt_estimate: int, max_tokens: int, n: int = 1
+) -> float:
+    """The worst case's cost at `price` (MODEL_PRICES' entry for the model; 0 without one):
+    no prompt token cached, every output token used."""
+    if price is None:
+        return 0.0
+    prompt, output = max(0, prompt_estimate), _output_cap(team, max_tokens)
+    return (prompt * price.input + output * price.output) / 1e6 * max(1, n)

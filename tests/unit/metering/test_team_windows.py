@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared.core.errors import BudgetExceeded, InvalidRequest, RateLimited
+from shared.core.settings import ModelPrice
 from shared.metering.budget_wait import reserve_or_wait
 from shared.metering.team_limits import Booking, TeamLimiter, _never_fits
 from shared.metering.team_windows import (
@@ -18,6 +19,7 @@ from shared.metering.team_windows import (
     refusal,
     seconds_until,
     worst_case_tokens,
+    worst_case_usd,
 )
 from shared.metering.teams import Team
 
@@ -108,6 +110,14 @@ def test_a_worst_case_is_prompt_plus_output_cap_n_times_and_the_team_caps_output
     assert worst_case_tokens(team(), 100, 4096) == 4196
     assert worst_case_tokens(team(max_tokens=500), 100, 4096, n=3) == 1800
     assert worst_case_tokens(team(max_tokens=500), 100, 50, n=2) == 300
+
+
+def test_a_worst_case_costs_every_prompt_token_uncached_and_every_output_token() -> None:
+    price = ModelPrice(input=2.5, cached_input=1.25, output=10.0)
+    assert worst_case_usd(team(max_tokens=500), price, 1000, 4096, n=2) == pytest.approx(
+        (1000 * 2.5 + 500 * 10.0) / 1e6 * 2
+    )
+    assert worst_case_usd(team(), None, 1000, 4096) == 0.0
 
 
 def test_a_worst_case_above_a_whole_limit_is_a_400_not_a_wait_forever() -> None:
