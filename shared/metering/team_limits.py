@@ -150,9 +150,11 @@ class TeamLimiter:
         # The credit is taken before the first await (concurrent calls must not spend it
         # twice) and given back to the counters by the write that books this call.
         self._return_credit(state)
-        work = partial(self._book, team, state, need_tokens, need_micros, windows, now)
+        work = partial(self._book, team, state, need_tokens, need_micros, now)
         if await self._guarded(team.id, state, work):
-            return self._booking(team, state, need_tokens, need_micros, windows)
+            # The windows written (the document's when it counts later ones).
+            written = state.spend.windows if state.spend is not None else windows
+            return self._booking(team, state, need_tokens, need_micros, written)
         return self._offline(team, state, need_tokens, need_micros, windows)
 
     async def settle(self, booking: Booking | None, tokens: int, usd: float) -> None:
@@ -283,7 +285,7 @@ class TeamLimiter:
         return True
 
     async def _book(
-        self, team: Team, state: _TeamState, tokens: int, money: int, windows: Windows, now: float
+        self, team: Team, state: _TeamState, tokens: int, money: int, now: float
     ) -> None:
         """Add the booking (and a credit when under half of every limit) to the team's
         counters under their ETag, or raise the refusal decided on a fresh read."""
@@ -293,7 +295,9 @@ class TeamLimiter:
             if doc is None:
                 doc = await self._store.read(TEAM_SPEND, team.id, team.id)
             applied = list(state.pending)
-            spend = _with(Spend.of(doc, windows), applied).plus(tokens, money)
+            # The clock again: this call may have waited for the lock into the next minute.
+            now = max(now, self._clock())
+            spend = _with(Spend.of(doc, Windows.at(now)), applied).plus(tokens, money)
             passed = spend.over(team)
             if passed:
                 if cached:  # a refusal is decided on a fresh read, never on a cached one
@@ -305,7 +309,7 @@ class TeamLimiter:
             spend = extra if has_credit else spend
             if await self._write(team.id, state, doc, spend, applied):
                 if has_credit:
-                    self._add_credit(state, windows, credit_tokens, credit_micros)
+                    self._add_credit(state, spend.windows, credit_tokens, credit_micros)
                 state.offline_tokens = state.offline_micros = 0
                 return
         raise RateLimited(f"team {team.id}'s counters are busy; retry", retry_after=1)

@@ -40,6 +40,15 @@ class Windows:
         moment = datetime.fromtimestamp(now, UTC)
         return Windows(int(now // 60), moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m"))
 
+    def not_before(self, doc: dict[str, object]) -> Windows:
+        """These windows, or the document's where it counts a later one."""
+        minute, day, month = doc.get("minute"), doc.get("day"), doc.get("month")
+        return Windows(
+            max(self.minute, minute) if isinstance(minute, int) else self.minute,
+            max(self.day, day) if isinstance(day, str) else self.day,
+            max(self.month, month) if isinstance(month, str) else self.month,
+        )
+
 
 def seconds_until(kind: LimitKind, now: float) -> float:
     """Seconds from `now` until the next window of `kind` starts (when its room returns)."""
@@ -65,9 +74,13 @@ class Spend:
 
     @staticmethod
     def of(doc: dict[str, object] | None, windows: Windows) -> Spend:
-        """The counters of a `team_spend` document, a window past its end counting zero."""
+        """The counters of a `team_spend` document, a window past its end counting zero.
+        Windows never go back: when the document counts a later window than `windows` (an
+        instance whose clock is ahead, or that wrote while this one waited), that one holds,
+        so no instance resets a newer window's counter to an older one's."""
         if doc is None:
             return Spend(windows)
+        windows = windows.not_before(doc)
 
         def count(field: str, window: str, current: object) -> int:
             value = doc.get(field, 0)

@@ -179,6 +179,20 @@ async def test_a_credit_left_when_the_minute_ends_goes_back_to_the_day(store: St
     assert (got.minute_tokens, got.day_tokens) == (600, 700)
 
 
+async def test_an_instance_behind_never_resets_a_newer_minute(store: Store) -> None:
+    """Two instances' clocks 2 s apart across a minute's end: the one ahead books in the new
+    minute; the one behind must count that minute, not write its old one over it."""
+    behind, ahead = Clock(), Clock()
+    behind.now, ahead.now = ahead.now - 2, ahead.now + 0  # ahead: 1 s into a minute
+    first, second = TeamLimiter(store, ahead), TeamLimiter(store, behind)
+    who = team(tpm=1000, daily_tokens=100_000)
+    assert await first.reserve(who, 800, 0.0) is not None
+    with pytest.raises(RateLimited):
+        await second.reserve(who, 300, 0.0)
+    got = await counters(store, who, ahead)
+    assert (got.minute_tokens, got.day_tokens) == (800, 800)
+
+
 @pytest.fixture
 async def unreachable(app_environ: dict[str, str]) -> AsyncIterator[Store]:
     """A store whose Cosmos DB endpoint refuses connections (a port nobody listens on)."""

@@ -62,6 +62,13 @@ def test_a_window_past_its_end_counts_zero() -> None:
     assert Spend.of(doc, next_day) == Spend(next_day, 0, 0, 42)
 
 
+def test_windows_never_go_back_behind_a_document_s() -> None:
+    behind = Windows.at(at(2026, 12, 31, 23, 59, 59))
+    ahead = Windows.at(at(2027, 1, 1, 0, 0, 1))
+    doc = Spend(ahead, 800, 800, 5).doc("search")
+    assert Spend.of(doc, behind) == Spend(ahead, 800, 800, 5)
+
+
 def test_a_settlement_changes_only_the_windows_it_was_booked_in() -> None:
     booked = Windows.at(at(2026, 12, 7, 10, 0))
     now = Windows.at(at(2026, 12, 7, 10, 1))
