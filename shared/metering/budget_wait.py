@@ -1,10 +1,14 @@
-"""Jobs wait for their team's budget: reserve, and when the team is out of room, wait until it
-returns (the refusal's Retry-After), up to a limit, then give up with the refusal.
+"""Jobs wait for their team's budget: when the team is out of room, wait until it returns (the
+refusal's Retry-After), up to a limit, then give up with the refusal's code.
 
-For a job runner (shared/jobs): `on_wait` is called before each wait with the refusal, so the
-job's status can say it is waiting and until when; the refusal raised at the end
-(`budget_exceeded`, or `rate_limited` for the minute) is what its remaining items fail with.
-A wait that would end past the limit is not begun: the job fails now, not at the limit.
+Two shapes of the same rule. A wait that would end past the limit is not begun: the job fails
+now with `budget_exceeded` (or `rate_limited`), not at the limit.
+
+- `budget_wait`: for shared/jobs, whose waits are continuations (the rest of the job sent back
+  to its queue with a delay, the job `waiting`): the delay and the job's `error` while it
+  waits, or None when its remaining items fail.
+- `reserve_or_wait`: for a caller that may wait in process (a timer's run): reserve, sleeping
+  out refusals; `on_wait` is called before each sleep with the refusal.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from shared.core.errors import RateLimited
+from shared.core.models import ErrorDetail
 from shared.metering.team_limits import Booking, TeamLimiter
 from shared.metering.teams import Team
 
@@ -41,3 +48,32 @@ async def reserve_or_wait(
                 raise
             await on_wait(refused)
             await sleep(wait)
+
+
+@dataclass(frozen=True)
+class BudgetWait:
+    """The rest of a job waits `delay` seconds; the job says `why` meanwhile (status
+    `waiting`)."""
+
+    delay: float
+    why: ErrorDetail
+
+
+def budget_wait(
+    refused: RateLimited, *, waiting_since: datetime | None, at: datetime, max_wait: float
+) -> BudgetWait | None:
+    """After the team's refusal at `at`: how long the rest waits, or None when room returns
+    more than `max_wait` seconds after the job began waiting for it (`waiting_since`; None:
+    now) and the remaining items fail with `refused.code`."""
+    delay = max(1.0, refused.retry_after or 1.0)
+    since = waiting_since or at
+    if (at - since).total_seconds() + delay > max_wait:
+        return None
+    due = at + timedelta(seconds=delay)
+    why = ErrorDetail(
+        code=refused.code,
+        message=f"waits for its team's budget: {refused.message}; "
+        f"tried again at {due.isoformat(timespec='seconds')}",
+        details=refused.details,
+    )
+    return BudgetWait(delay, why)

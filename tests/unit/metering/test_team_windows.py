@@ -3,14 +3,14 @@ case, and jobs waiting for their budget (pure: no store)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from shared.core.errors import BudgetExceeded, InvalidRequest, RateLimited
 from shared.core.settings import ModelPrice
-from shared.metering.budget_wait import reserve_or_wait
+from shared.metering.budget_wait import budget_wait, reserve_or_wait
 from shared.metering.team_limits import Booking, TeamLimiter, _never_fits
 from shared.metering.team_windows import (
     Spend,
@@ -211,3 +211,22 @@ async def test_a_job_gives_up_with_budget_exceeded_rather_than_wait_past_its_lim
     assert waits == []
     assert clock.now == 0
     assert limiter.calls == 1
+
+
+def test_a_job_s_rest_waits_for_the_next_day_and_says_why() -> None:
+    at_ = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)
+    refused = BudgetExceeded("team search has spent its tokens", retry_after=3600)
+    refused.details = {**(refused.details or {}), "limit": "day"}
+    wait = budget_wait(refused, waiting_since=None, at=at_, max_wait=86_400)
+    assert wait is not None
+    assert wait.delay == 3600
+    assert wait.why.code == "budget_exceeded"
+    assert "2026-12-08T00:00:00+00:00" in wait.why.message
+
+
+def test_a_job_fails_budget_exceeded_once_room_returns_past_its_limit() -> None:
+    at_ = datetime(2026, 12, 7, 23, 0, tzinfo=UTC)
+    refused = BudgetExceeded("out", retry_after=3600)
+    since = at_ - timedelta(hours=23, minutes=30)  # waiting since yesterday; a day at most
+    assert budget_wait(refused, waiting_since=since, at=at_, max_wait=86_400) is None
+    assert budget_wait(refused, waiting_since=None, at=at_, max_wait=600) is None
