@@ -184,6 +184,12 @@ class TeamLimiter:
         """A call that failed before using anything: its booking is free again."""
         await self.settle(booking, 0, 0.0)
 
+    async def spent(self, team_id: str) -> Spend:
+        """The team's counters now (one point read): booked in this minute, UTC day and UTC
+        month, calls in flight and credits held included. For `GET /api/teams/{id}`."""
+        doc = await self._store.read(TEAM_SPEND, team_id, team_id)
+        return Spend.of(doc, Windows.at(self._clock()))
+
     def _state(self, team_id: str) -> _TeamState:
         state = self._teams.get(team_id)
         if state is None:

@@ -150,6 +150,7 @@ async def test_a_month_budget_counts_usd_and_refuses_until_next_month(store: Sto
     await limiter.settle(booking, 0, 0.3)  # the call cost less than its worst case
     assert await limiter.reserve(who, 0, 0.6) is not None
     assert (await counters(store, who, clock)).month_micros == 900_000
+    assert (await limiter.spent(who.id)).month_micros == 900_000  # what the admin API shows
 
 
 async def test_use_beyond_the_worst_case_is_counted_and_a_release_gives_all_back(
