@@ -84,6 +84,12 @@ RUNS = (
         ("--records", "2000", "--synthetic", "200000"),
         ("--records", "200", "--synthetic", "7000"),
     ),
+    Run(
+        "team_budget",
+        "bench.team_budget",
+        ("--runs", "5", "--calls", "2000"),
+        ("--runs", "2", "--callers", "20", "--calls", "300"),
+    ),
 )
 
 

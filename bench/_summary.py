@@ -107,6 +107,9 @@ def headline(runs: dict[str, Any]) -> dict[str, Any]:
     if ingest := runs.get("batch_ingest"):
         out["batch_ingest_lines_per_second"] = ingest["streamed"]["lines_per_s"]
         out["batch_ingest_peak_mib"] = ingest["streamed"]["peak_mib"]
+    if budget := runs.get("team_budget"):
+        out["budget_overshoot_ratio"] = budget["budget_overshoot_ratio"]
+        out["team_check_added_p50_ms"] = budget["team_check_added_p50_ms"]
     return out
 
 

@@ -43,6 +43,7 @@ from shared.metering.outbox import Outbox
 from shared.metering.rollups import UsageRollups
 from shared.metering.team_admin import TeamAdmin
 from shared.metering.team_directory import TeamDirectory
+from shared.metering.team_limits import TeamLimiter
 from shared.metering.teams import TeamStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class Runtime:
     # registry's operations (the admin API). One directory per process: one cache.
     teams: TeamDirectory
     team_admin: TeamAdmin
+    # Each team's minute, day and month (docs/teams.md, "Limits and budgets"): one per process,
+    # so its local credit and outage allowance are per instance, as docs/security.md counts them.
+    team_limits: TeamLimiter
     closers: Sequence[Closer] = field(default=(), repr=False)
 
     async def aclose(self) -> list[BaseException]:
@@ -183,6 +187,7 @@ def create_runtime(settings: Settings) -> Runtime:
         ),
         teams=teams,
         team_admin=TeamAdmin(team_store, teams, team_secret),
+        team_limits=TeamLimiter(store),
         closers=tuple(closers),
     )
 

@@ -49,6 +49,13 @@ var containers = [
     name: 'teams'
     partitionKey: '/id'
   }
+  // Team limits (shared/metering/team_limits.py): one document per team with its minute, day
+  // and month counters, each stamped with its window; bounded by the teams, so no TTL. The app's
+  // database-scoped data role covers it: no new grant.
+  {
+    name: 'team_spend'
+    partitionKey: '/id'
+  }
 ]
 
 var resultsContainerName = 'results'

@@ -140,6 +140,13 @@ class RateLimited(AppError):
         self.retry_after = retry_after
 
 
+class BudgetExceeded(RateLimited):
+    """A team's day or month budget is spent (shared/metering/team_limits.py): 429 with the
+    wait until the next UTC day or month, when room returns."""
+
+    code = "budget_exceeded"
+
+
 class UpstreamError(AppError):
     status, code = 502, "upstream_error"
     retryable_by_default = True

@@ -35,6 +35,7 @@ USAGE: Final = "usage"
 USAGE_ROLLUPS: Final = "usage_rollups"
 CALLER_MINUTES: Final = "caller_minutes"
 TEAMS: Final = "teams"
+TEAM_SPEND: Final = "team_spend"
 
 # container -> partition key path (DESIGN.md, "Cosmos DB").
 CONTAINERS: Final[Mapping[str, str]] = {
@@ -46,6 +47,7 @@ CONTAINERS: Final[Mapping[str, str]] = {
     USAGE_ROLLUPS: "/day",
     CALLER_MINUTES: "/id",
     TEAMS: "/id",
+    TEAM_SPEND: "/id",
 }
 
 Document = dict[str, Any]

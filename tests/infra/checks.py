@@ -66,6 +66,7 @@ COSMOS_CONTAINERS = {
     "usage_rollups": "/day",
     "caller_minutes": "/id",
     "teams": "/id",
+    "team_spend": "/id",
 }
 
 MAIN_FILE = "main.bicep"

@@ -213,6 +213,15 @@ def test_the_chart_is_a_png(tmp_path: Path) -> None:
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_team_budget_admits_no_more_than_the_budget_and_measures_the_check() -> None:
+    result = run_bench("bench.team_budget", "--runs", "1", "--callers", "12", "--calls", "50")
+    assert result["benchmark"] == "team_budget"
+    # Calls use at most their worst case: booking worst cases keeps real use under the budget.
+    assert 0 < result["budget_overshoot_ratio"] <= 1.0
+    assert result["baseline_overshoot_ratio"] > result["budget_overshoot_ratio"]
+    assert result["store_round_trips_per_call"] < 1
+
+
 @pytest.mark.timeout(300)
 def test_make_bench_writes_results_with_the_headline_keys(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
