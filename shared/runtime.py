@@ -135,7 +135,9 @@ def create_runtime(settings: Settings) -> Runtime:
         store, settings.chat_caller_tpm, settings.chat_caller_limit_scope
     )
     backends = connection.backends
-    meter = CallMeter(settings, backends, books, caller_limiter)
+    # One per process: every call and job of a team books against the same counters.
+    team_limits = TeamLimiter(store)
+    meter = CallMeter(settings, backends, books, caller_limiter, team_limits)
     # Batch API calls are few and nothing waits on them: the SDK's own retries are welcome.
     # A batch lives on the account that created it: one backend (AOAI_BATCH_BACKEND) runs them.
     batches = BatchService(
@@ -187,7 +189,7 @@ def create_runtime(settings: Settings) -> Runtime:
         ),
         teams=teams,
         team_admin=TeamAdmin(team_store, teams, team_secret),
-        team_limits=TeamLimiter(store),
+        team_limits=team_limits,
         closers=tuple(closers),
     )
 

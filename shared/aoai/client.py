@@ -16,7 +16,7 @@ Auth, in order (never two at once), per backend:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -171,11 +171,23 @@ def known_models(settings: Settings) -> list[str]:
     return sorted(names)
 
 
-def resolve_deployment(settings: Settings, model: str | None, default: str) -> str:
+def resolve_deployment(
+    settings: Settings, model: str | None, default: str, allowed: Sequence[str] = ()
+) -> str:
     """Map a model alias to its deployment name; `None` gives `default`.
 
-    A configured deployment name is accepted as its own alias.
+    A configured deployment name is accepted as its own alias. With `allowed` (a team's
+    `models`: aliases or deployment names), a model outside it is unknown, exactly as one
+    that is not configured: a caller learns nothing of what other teams may call.
     """
+    deployment = _resolve(settings, model, default)
+    if allowed and model not in allowed and deployment not in allowed:
+        known = [name for name in known_models(settings) if name in allowed]
+        raise UnknownModelError(model or deployment, known)
+    return deployment
+
+
+def _resolve(settings: Settings, model: str | None, default: str) -> str:
     if model is None:
         return default
     if model in settings.aoai_deployments:

@@ -33,6 +33,7 @@ from shared.core.models import Usage
 from shared.core.settings import Settings
 from shared.metering.call import CallMeter, MeteredCall
 from shared.metering.callers import Caller, Origin
+from shared.metering.teams import Team
 
 SSE_DONE = "data: [DONE]\n\n"
 
@@ -54,16 +55,24 @@ class ChatService:
     settings: Settings
     meter: CallMeter
 
-    def max_tokens(self, request: ChatRequest) -> int:
-        """Always sent: left out, the model's own default (far above the limit) would apply."""
-        return request.max_tokens or self.settings.chat_max_tokens_limit
+    def max_tokens(self, request: ChatRequest, team: Team | None = None) -> int:
+        """Always sent: left out, the model's own default (far above the limit) would apply.
+        The caller's team's `max_tokens` clamps it (the answer then ends with
+        `finish_reason: length`, as Azure's own cap would): a team's cap is an operator's
+        budget rule, and a client sending a fixed max_tokens keeps working."""
+        asked = request.max_tokens or self.settings.chat_max_tokens_limit
+        if team is not None and team.max_tokens is not None:
+            return min(asked, team.max_tokens)
+        return asked
 
-    def _arguments(self, request: ChatRequest, deployment: str) -> dict[str, Any]:
+    def _arguments(
+        self, request: ChatRequest, deployment: str, team: Team | None
+    ) -> dict[str, Any]:
         args: dict[str, Any] = {
             "model": deployment,
             "messages": [m.model_dump() for m in request.messages],
             # Reasoning models (gpt-5.x, o-series: the deployed default) refuse max_tokens.
-            "max_completion_tokens": self.max_tokens(request),
+            "max_completion_tokens": self.max_tokens(request, team),
         }
         if request.temperature is not None:
             args["temperature"] = request.temperature
@@ -75,9 +84,17 @@ class ChatService:
     async def _start(
         self, request: ChatRequest, request_id: str, caller: Caller | None, *, stream: bool
     ) -> MeteredCall:
-        """The metered call, booked at prompt characters / 4 plus its max tokens."""
-        deployment = resolve_deployment(self.settings, request.model, self.settings.chat_deployment)
-        estimate = sum(len(m.content) for m in request.messages) // 4 + self.max_tokens(request)
+        """The metered call, booked at prompt characters / 4 plus its max tokens. A model
+        outside the caller's team's `models` is an unknown model (400)."""
+        team = caller.team if caller is not None else None
+        deployment = resolve_deployment(
+            self.settings,
+            request.model,
+            self.settings.chat_deployment,
+            team.models if team is not None else (),
+        )
+        max_tokens = self.max_tokens(request, team)
+        estimate = sum(len(m.content) for m in request.messages) // 4 + max_tokens
         return await self.meter.start(
             "chat_stream" if stream else "chat",
             "chat",
@@ -85,17 +102,26 @@ class ChatService:
             Origin(caller or Caller(), request_id, request.tags, request.user),
             estimate=estimate,
             prompt="\n".join(m.content for m in request.messages),
+            max_tokens=max_tokens,
         )
 
     async def complete(
         self, request: ChatRequest, request_id: str, caller: Caller | None = None
     ) -> ChatResponse:
         """One whole answer."""
+        answer, _ = await self.answer(request, request_id, caller)
+        return answer
+
+    async def answer(
+        self, request: ChatRequest, request_id: str, caller: Caller | None = None
+    ) -> tuple[ChatResponse, dict[str, str]]:
+        """One whole answer, with the headers saying the team's room left."""
         call = await self._start(request, request_id, caller, stream=False)
+        team = caller.team if caller is not None else None
 
         async def send(target: Target) -> ChatCompletion:
             answer: ChatCompletion = await target.client.chat.completions.create(
-                **self._arguments(request, target.deployment)
+                **self._arguments(request, target.deployment, team)
             )
             return answer
 
@@ -117,28 +143,37 @@ class ChatService:
             finish_reason=choice.finish_reason,
             usage=usage,
             content_filter=flagged,
-        )
+        ), call.headers()
 
     async def open_stream(
         self, request: ChatRequest, request_id: str, caller: Caller | None = None
     ) -> AsyncIterator[str]:
         """Start the upstream stream, raising AppError *before* any byte is sent (so 400/429
         keep their status), then return the iterator of SSE frames."""
+        frames, _ = await self.start_stream(request, request_id, caller)
+        return frames
+
+    async def start_stream(
+        self, request: ChatRequest, request_id: str, caller: Caller | None = None
+    ) -> tuple[AsyncIterator[str], dict[str, str]]:
+        """`open_stream`, with the headers saying the team's room left."""
         call = await self._start(request, request_id, caller, stream=True)
+        team = caller.team if caller is not None else None
 
         async def send(target: Target) -> openai.AsyncStream[ChatCompletionChunk]:
             # Returns once the status line is in: a failure before the first byte fails over.
             stream: openai.AsyncStream[
                 ChatCompletionChunk
             ] = await target.client.chat.completions.create(
-                **self._arguments(request, target.deployment),
+                **self._arguments(request, target.deployment, team),
                 stream=True,
                 stream_options={"include_usage": True},
             )
             return stream
 
         upstream = await call.send(send, deadline=self.settings.chat_deadline_seconds)
-        return call.relay(_frames(upstream, call), close=upstream.close, error=error_frames)
+        frames = call.relay(_frames(upstream, call), close=upstream.close, error=error_frames)
+        return frames, call.headers()
 
 
 async def _frames(

@@ -40,6 +40,8 @@ from shared.metering.callers import (
     Origin,
     cap_completion_tokens,
     chat_estimate,
+    choices_of,
+    clamp_completion_tokens,
     embedding_estimate,
 )
 from shared.metering.models import Operation
@@ -147,12 +149,16 @@ class Gateway:
     settings: Settings
     meter: CallMeter
 
-    def deployment(self, name: str | None) -> str:
-        """A deployment or model name through the alias table; unknown is Azure's 404."""
+    def deployment(self, name: str | None, origin: Origin) -> str:
+        """A deployment or model name through the alias table; unknown, or outside the
+        caller's team's `models`, is Azure's 404."""
         if name is None:
             raise InvalidRequest("the body must name a model")
+        team = origin.caller.team
         try:
-            return resolve_deployment(self.settings, name, default=name)
+            return resolve_deployment(
+                self.settings, name, default=name, allowed=team.models if team else ()
+            )
         except UnknownModelError as error:
             raise DeploymentNotFound(
                 f"The API deployment {name!r} does not exist; known: {', '.join(error.known)}",
@@ -165,17 +171,28 @@ class Gateway:
         name: str | None,
         origin: Origin,
     ) -> Forwarded:
-        deployment = self.deployment(name or body.model)
+        deployment = self.deployment(name or body.model, origin)
         stream = bool(body.stream)
         payload = self._upstream(body, deployment)
         max_tokens = cap_completion_tokens(payload, self.settings.chat_max_tokens_limit)
+        team = origin.caller.team
+        max_tokens = clamp_completion_tokens(
+            payload, max_tokens, team.max_tokens if team is not None else None
+        )
         if stream:
             payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
         prompt = prompt_text(body.messages)
         operation: Operation = "chat_stream" if stream else "chat"
         estimate = chat_estimate(prompt, payload, max_tokens)
         call = await self.meter.start(
-            operation, "gateway", deployment, origin, estimate=estimate, prompt=prompt
+            operation,
+            "gateway",
+            deployment,
+            origin,
+            estimate=estimate,
+            prompt=prompt,
+            max_tokens=max_tokens,
+            n=choices_of(payload),
         )
         answer = await self._send(call, "/chat/completions", payload, stream)
         if isinstance(answer, Forwarded):
@@ -186,7 +203,9 @@ class Gateway:
                 close=answer.aclose,
                 error=error_events,
             )
-            return Forwarded(answer.status_code, {}, stream=events, media_type="text/event-stream")
+            return Forwarded(
+                answer.status_code, call.headers(), stream=events, media_type="text/event-stream"
+            )
         data = _json_object(answer.content)
         flags: list[tuple[ContentFilterInfo, str | None]] = []
         for raw in data.get("choices") or []:
@@ -197,7 +216,7 @@ class Gateway:
         await call.finish(
             model=data.get("model"), usage=usage_from(data.get("usage")), filtered=flags
         )
-        return _whole(answer)
+        return _whole(answer, call)
 
     async def embeddings(
         self,
@@ -205,7 +224,7 @@ class Gateway:
         name: str | None,
         origin: Origin,
     ) -> Forwarded:
-        deployment = self.deployment(name or body.model)
+        deployment = self.deployment(name or body.model, origin)
         inputs = body.input if isinstance(body.input, list) else [body.input]
         prompt = "\n".join(i for i in inputs if isinstance(i, str))
         estimate = embedding_estimate(body.input)
@@ -218,7 +237,7 @@ class Gateway:
             return answer
         data = _json_object(answer.content)
         await call.finish(model=data.get("model"), usage=usage_from(data.get("usage")))
-        return _whole(answer)
+        return _whole(answer, call)
 
     def _upstream(
         self, body: ChatCompletionsBody | EmbeddingsBody, deployment: str
@@ -325,10 +344,12 @@ def _json_object(content: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _whole(answer: httpx2.Response) -> Forwarded:
+def _whole(answer: httpx2.Response, call: MeteredCall | None = None) -> Forwarded:
+    """The service's answer as it came; the team's room left (`call`'s, when it went
+    through) replaces the deployment's."""
     return Forwarded(
         answer.status_code,
-        passed_headers(answer.headers),
+        {**passed_headers(answer.headers), **(call.headers() if call is not None else {})},
         body=answer.content,
         media_type=answer.headers.get("content-type", "application/json"),
     )

@@ -16,7 +16,8 @@ from shared.core.errors import NotFound
 from shared.http.boundary import json_response, read_json
 from shared.metering.callers import ADMIN_ROLE, principal_of, require_role
 from shared.metering.team_keys import KEY_ID_PATTERN, TEAM_ID_PATTERN
-from shared.metering.teams import NewTeam, TeamChanges
+from shared.metering.team_windows import MICROS
+from shared.metering.teams import NewTeam, TeamChanges, TeamSpend
 from shared.runtime import Runtime
 
 _TEAM_ID = re.compile(TEAM_ID_PATTERN)
@@ -50,9 +51,23 @@ async def list_teams(rt: Runtime, req: Request, request_id: str) -> Response:
 
 
 async def get_team(rt: Runtime, req: Request, request_id: str) -> Response:
-    """`GET /api/teams/{team_id}` -> the team (keys by id and prefix, never a hash)."""
+    """`GET /api/teams/{team_id}` -> the team (keys by id and prefix, never a hash) with its
+    spend so far this minute, UTC day and UTC month against each limit."""
     _admin(rt, req)
-    return json_response(await rt.team_admin.show(_team_id(req)))
+    team = await rt.team_admin.show(_team_id(req))
+    spent = await rt.team_limits.spent(team.id)
+    spend = TeamSpend(
+        minute=spent.windows.minute,
+        minute_tokens=spent.minute_tokens,
+        tpm=team.tpm,
+        day=spent.windows.day,
+        day_tokens=spent.day_tokens,
+        daily_tokens=team.daily_tokens,
+        month=spent.windows.month,
+        month_usd=spent.month_micros / MICROS,
+        monthly_usd=team.monthly_usd,
+    )
+    return json_response(team.model_copy(update={"spend": spend}))
 
 
 async def update_team(rt: Runtime, req: Request, request_id: str) -> Response:

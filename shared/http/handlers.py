@@ -47,9 +47,12 @@ async def chat(rt: Runtime, req: Request, request_id: str) -> Response:
     caller, _ = await team_caller(rt, req, CHAT_ROLE)
     request = await read_json(req, ChatRequest, context={"settings": rt.settings})
     if not request.stream:
-        return json_response(await rt.chat.complete(request, request_id, caller))
-    frames = await rt.chat.open_stream(request, request_id, caller)
-    return StreamingResponse(frames, media_type="text/event-stream", headers=SSE_HEADERS)
+        answer, headers = await rt.chat.answer(request, request_id, caller)
+        return json_response(answer, headers=headers)
+    frames, headers = await rt.chat.start_stream(request, request_id, caller)
+    return StreamingResponse(
+        frames, media_type="text/event-stream", headers={**headers, **SSE_HEADERS}
+    )
 
 
 async def usage(rt: Runtime, req: Request, request_id: str) -> Response:

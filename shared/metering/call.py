@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -34,7 +34,11 @@ from shared.metering.bookkeeper import Bookkeeper, CallSite, Status
 from shared.metering.caller_limit import Booking, CallerLimiter
 from shared.metering.callers import Origin, caller_key
 from shared.metering.filter_events import Source
-from shared.metering.models import Operation
+from shared.metering.models import Mode, Operation
+from shared.metering.report import cost_usd, price_for
+from shared.metering.team_limits import Booking as TeamBooking
+from shared.metering.team_limits import TeamLimiter
+from shared.metering.team_windows import worst_case_tokens, worst_case_usd
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class CallMeter:
     backends: Backends
     bookkeeper: Bookkeeper
     caller_limiter: CallerLimiter
+    team_limits: TeamLimiter | None = None
 
     def user_hash(self, user: str | None) -> str | None:
         """The caller's `user` as stored and sent upstream: HMAC-SHA256 keyed with
@@ -66,10 +71,16 @@ class CallMeter:
         *,
         estimate: int,
         prompt: str,
+        max_tokens: int = 0,
+        n: int = 1,
     ) -> MeteredCall:
-        """Book `estimate` tokens against the caller's tokens per minute (RateLimited, 429,
-        when spent: nothing goes upstream) and start the call's clock. `prompt` goes into the
-        filter event of a refused prompt, stored only with CONTENT_FILTER_STORE_TEXT."""
+        """Book the call's worst case against the caller's team (its minute, day and month:
+        RateLimited or BudgetExceeded, 429, when spent) and `estimate` tokens against the
+        caller's tokens per minute (RateLimited), nothing going upstream on a refusal, and
+        start the call's clock. `estimate` is the prompt's estimate plus `max_tokens` (the
+        output cap sent, already within the team's `max_tokens`) for each of `n` choices.
+        `prompt` goes into the filter event of a refused prompt, stored only with
+        CONTENT_FILTER_STORE_TEXT."""
         caller = origin.caller
         site = CallSite(
             operation=operation,
@@ -82,14 +93,30 @@ class CallMeter:
             user=origin.user,
             team=caller.team.id if caller.team else None,
         )
+        team_booking: TeamBooking | None = None
+        if caller.team is not None and self.team_limits is not None:
+            prompt_estimate = max(0, estimate - max_tokens * max(1, n))
+            price = price_for(deployment, self.settings.model_prices)
+            team_booking = await self.team_limits.reserve(
+                caller.team,
+                worst_case_tokens(caller.team, prompt_estimate, max_tokens, n),
+                worst_case_usd(caller.team, price, prompt_estimate, max_tokens, n),
+            )
         booking: Booking | None = None
         if self.caller_limiter.enabled:
             user_hash = self.user_hash(origin.user)
             key = caller_key(
                 caller.principal, origin.tags, user_hash, self.settings.chat_caller_tag
             )
-            booking = await self.caller_limiter.reserve(key, estimate)
-        return MeteredCall(self, site, booking, prompt, time.perf_counter())
+            try:
+                booking = await self.caller_limiter.reserve(key, estimate)
+            except BaseException:
+                if self.team_limits is not None:
+                    await self.team_limits.release(team_booking)
+                raise
+        return MeteredCall(
+            self, site, booking, prompt, time.perf_counter(), team_booking=team_booking
+        )
 
 
 class MeteredCall:
@@ -102,6 +129,8 @@ class MeteredCall:
         booking: Booking | None,
         prompt: str,
         started: float,
+        *,
+        team_booking: TeamBooking | None = None,
     ) -> None:
         self.site = site
         self.model: str | None = None
@@ -109,6 +138,7 @@ class MeteredCall:
         self.status: Status = "cancelled"  # a stream's, until it reaches an end of its own
         self._meter = meter
         self._booking = booking
+        self._team_booking = team_booking
         self._prompt = prompt
         self._started = started
         self._flagged = False
@@ -140,8 +170,14 @@ class MeteredCall:
         self.site = self.site.on(route.backend)
         return answer
 
+    def headers(self) -> dict[str, str]:
+        """What the answer says of the team's room (`Booking.headers`); none for a team
+        without token limits."""
+        return self._team_booking.headers() if self._team_booking is not None else {}
+
     async def _failed(self, backend: str | None, error: Exception) -> AppError:
         await self._meter.caller_limiter.settle(self._booking, 0)
+        await self._release_team()
         self.site = self.site.on(backend)
         return await self._meter.bookkeeper.failed(
             self.site, error, started=self._started, prompt=self._prompt
@@ -271,7 +307,43 @@ class MeteredCall:
         )
 
     async def _settle(self) -> None:
-        # Reported usage only: with none (an estimate, for the record) the booking stays at
+        # Reported usage only: with none (an estimate, for the record) the bookings stay at
         # what was booked, the prompt and every output token the call could have used.
-        if self.usage is not None and not self.estimated:
-            await self._meter.caller_limiter.settle(self._booking, self.usage.total_tokens)
+        if self.usage is None or self.estimated:
+            return
+        await self._meter.caller_limiter.settle(self._booking, self.usage.total_tokens)
+        limiter = self._meter.team_limits
+        if limiter is not None and self._team_booking is not None:
+            spent = _Spent(self.model or self.site.deployment, self.usage)
+            usd = cost_usd(spent, self._meter.settings.model_prices, 1.0)
+            await limiter.settle(self._team_booking, self.usage.total_tokens, usd)
+
+    async def _release_team(self) -> None:
+        if self._meter.team_limits is not None:
+            await self._meter.team_limits.release(self._team_booking)
+
+
+@dataclass(frozen=True)
+class _Spent:
+    """A call's usage as the report prices it (shared/metering/report.py `cost_usd`)."""
+
+    model: str | None
+    usage: Usage
+    mode: Mode = "realtime"
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.completion_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.usage.total_tokens
+
+    @property
+    def cached_tokens(self) -> int:
+        return self.usage.cached_tokens

@@ -153,12 +153,27 @@ def cap_completion_tokens(body: dict[str, Any], limit: int) -> int:
     return asked
 
 
+def clamp_completion_tokens(body: dict[str, Any], asked: int, cap: int | None) -> int:
+    """A team's `max_tokens` (`cap`) clamps the output tokens of a gateway chat body (as on
+    `/api/chat`): every token field the body sends above it is lowered to it."""
+    if cap is None or asked <= cap:
+        return asked
+    for name in _MAX_TOKEN_FIELDS:
+        if body.get(name) is not None:
+            body[name] = cap
+    return cap
+
+
+def choices_of(body: dict[str, Any]) -> int:
+    """A chat body's `n`, 1 when absent or not a positive integer."""
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+
 def chat_estimate(prompt: str, body: dict[str, Any], max_tokens: int) -> int:
     """What a chat call books before it runs: prompt characters / 4, plus its output tokens
     for each of its `n` choices."""
-    n = body.get("n")
-    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
-    return len(prompt) // 4 + max_tokens * choices
+    return len(prompt) // 4 + max_tokens * choices_of(body)
 
 
 def embedding_estimate(inputs: str | list[str] | list[int] | list[list[int]]) -> int:

@@ -133,6 +133,21 @@ class KeyView(BaseModel):
     revoked_at: datetime | None = None
 
 
+class TeamSpend(BaseModel):
+    """`GET /api/teams/{id}`: what the team has booked in the current windows (calls in flight
+    and credits instances hold included), beside the limit each counts against."""
+
+    minute: int = Field(description="Minute since the epoch counted by `minute_tokens`.")
+    minute_tokens: int
+    tpm: int | None
+    day: str = Field(description="UTC day (YYYY-MM-DD) counted by `day_tokens`.")
+    day_tokens: int
+    daily_tokens: int | None
+    month: str = Field(description="UTC month (YYYY-MM) counted by `month_usd`.")
+    month_usd: float
+    monthly_usd: float | None
+
+
 class TeamView(_Limits):
     """A team in an answer."""
 
@@ -143,6 +158,9 @@ class TeamView(_Limits):
     keys: list[KeyView]
     created_at: datetime
     updated_at: datetime
+    spend: TeamSpend | None = Field(
+        default=None, description="Spend so far against each limit (`GET /api/teams/{id}`)."
+    )
 
 
 class Team(_Limits):
