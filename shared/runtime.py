@@ -162,6 +162,8 @@ def create_runtime(settings: Settings) -> Runtime:
         batch_service=batches,
         # One per process: every message the instance runs at once shares it.
         memory=MemoryBudget(settings.job_memory_budget_mib),
+        teams=teams,
+        team_limits=team_limits,
     )
     log.info(
         "runtime created (Azure OpenAI auth: %s; backends: %s)",

@@ -422,6 +422,15 @@ class Settings(BaseSettings):
         description="Seconds from a job's creation after which items still failing (parked) "
         "fail with the reason.",
     )
+    job_budget_max_wait: float = Field(
+        default=86_400,
+        ge=0,
+        le=604_800,
+        description="Seconds a job waits in all for its team's budget (tokens per minute, "
+        "day or month) to return; a wait that would end later is not begun: the rest fails "
+        "budget_exceeded (or rate_limited). At most 7 days, the longest a queue message can "
+        "be delayed.",
+    )
     embedding_max_inputs: int = Field(
         default=2048, ge=1, le=2048, description="Inputs per embeddings request (Azure: 2048)."
     )

@@ -136,6 +136,7 @@ async def read_message(
             "lease": check.lease,
             "created_at": check.created_at,
             "answers_blob": check.answers_blob,
+            "budget_since": check.budget_since,
         }
         return job.model_copy(update=carried), check.items_blob
     return parse_job(kind, body if isinstance(document, dict) else b"[]", settings), None
@@ -162,6 +163,7 @@ async def enqueue(
         lease=job.lease,
         created_at=job.created_at,
         answers_blob=job.answers_blob,
+        budget_since=job.budget_since,
     )
     return await queues.send(queue, check, delay_seconds=delay)
 

@@ -86,6 +86,9 @@ class _JobBase(_Strict):
     lease: str | None = Field(default=None, max_length=64)
     created_at: datetime | None = None
     answers_blob: str | None = Field(default=None, max_length=1024)
+    # Since when the rest has waited for its team's budget (JOB_BUDGET_MAX_WAIT counts from
+    # it): set on a continuation sent back to wait for the budget, cleared on any other.
+    budget_since: datetime | None = None
 
     @model_validator(mode="after")
     def _within_limits(self, info: ValidationInfo) -> _JobBase:
@@ -146,6 +149,7 @@ class ClaimCheck(_Strict):
     lease: str | None = Field(default=None, max_length=64)
     created_at: datetime | None = None
     answers_blob: str | None = Field(default=None, max_length=1024)
+    budget_since: datetime | None = None
 
 
 class SubmitAccepted(BaseModel):

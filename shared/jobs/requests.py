@@ -51,9 +51,9 @@ class JobRequests:
         404, as an unknown one would be if it did not exist, and the same job_id with another
         body is a 409 that runs nothing.
         `principal_id` is the signed-in caller; a `principal_id` in the body is replaced by it
-        (a caller must not bill someone else), and `attempt`, `reason`, `lease`, `created_at`
-        and `answers_blob` are reset (a caller must not spend its job's retries, jump its
-        lease or bring results of its own)."""
+        (a caller must not bill someone else), and `attempt`, `reason`, `lease`, `created_at`,
+        `answers_blob` and `budget_since` are reset (a caller must not spend its job's retries,
+        jump its lease, skip its budget's wait or bring results of its own)."""
         try:
             job = parse_job(kind, body, self.settings)
             # The signed-in caller, and a first attempt: `attempt` and `reason` belong to
@@ -67,6 +67,7 @@ class JobRequests:
                     "lease": None,
                     "created_at": None,
                     "answers_blob": None,
+                    "budget_since": None,
                 }
             )
             spec = job_spec(job, self.settings)

@@ -40,6 +40,8 @@ def continuation_plan(
     the job's maximum age."""
     if outcome.stop == "slice":
         return Plan(0.0, attempt)
+    if outcome.stop == "budget":  # the worker decided the wait (shared/jobs/team_budget.py)
+        return Plan(max(MIN_CONTINUATION_DELAY, outcome.retry_after or 1.0), attempt)
     if outcome.stop == "rate_limited":
         wait = outcome.retry_after or 1.0
         if wait > settings.job_retry_after_cap_seconds:

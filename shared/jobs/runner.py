@@ -5,7 +5,9 @@ refused in a way that needs waiting, the job is cancelled, or the slice's time i
 shared/jobs/classification.py), paces each under its backend's limiter
 (shared/aoai/quota.py), sends it through the service, writes its results as soon as it
 returns (shared/jobs/store.py), and moves to the next backend when one refuses
-(shared/aoai/failover.py). It returns what happened, a `SliceOutcome`: the worker
+(shared/aoai/failover.py). With the job's team's budget (shared/jobs/team_budget.py) each
+request first books its worst case against the team, and a refusal stops the slice
+(`budget`). It returns what happened, a `SliceOutcome`: the worker
 (shared/jobs/worker.py) decides from it whether the rest continues, fails, or the job
 finishes. What a slice waits for itself and what goes back to the queue:
 docs/jobs.md#rate-limits-and-retries.
@@ -15,18 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from shared.aoai.failover import Failover, Lane
 from shared.aoai.quota import Reservation
-from shared.core.errors import AppError, RateLimited, translate
+from shared.core.errors import AppError, InvalidRequest, RateLimited, translate
 from shared.core.models import Usage
 from shared.jobs.memory import MemoryBudget
 from shared.jobs.models import Item, Job, JobDoc, JobSpec, ResultDoc
 from shared.jobs.results import PartlyAnswered, failed_result
+from shared.jobs.team_budget import TeamBudget
 from shared.metering.bookkeeper import CallSite
+from shared.metering.team_limits import Booking
 
 PACING_SHARE_OF_MINUTE = 1 / 3  # the longest wait for room in a slice, of the quota's minute
 IN_PROCESS_RETRIES = 1  # 429s of one request waited here before it goes back to the queue
@@ -34,8 +38,15 @@ CONTINUATION_LEAD = 0.5  # of the pacing bound: how early a rate-limited continu
 CANCEL_CHECK_SECONDS = 2.0
 REQUEST_SHARE_OF_QUOTA = 10  # a request of at most 1/10 of the TPM keeps the flow steady
 
-Stop = Literal["done", "rate_limited", "passing", "slice", "cancelled"]
-PRIORITY: dict[Stop, int] = {"done": 0, "slice": 1, "rate_limited": 2, "passing": 2, "cancelled": 3}
+Stop = Literal["done", "rate_limited", "passing", "slice", "budget", "cancelled"]
+PRIORITY: dict[Stop, int] = {
+    "done": 0,
+    "slice": 1,
+    "rate_limited": 2,
+    "passing": 2,
+    "budget": 2,
+    "cancelled": 3,
+}
 
 
 class JobService(Protocol):
@@ -78,6 +89,7 @@ class SliceOutcome:
     retry_after: float | None = None
     lead: float = 0.0  # how much earlier than `retry_after` a continuation may be due
     failure: AppError | None = None  # the first passing failure, when it stopped the slice
+    refusal: RateLimited | None = None  # the team's, when its budget stopped the slice
     unwritten: list[ResultDoc] = field(default_factory=list)  # answered, the store failed
     requests: int = 0
     written: int = 0  # result documents written, failed and filtered items included
@@ -97,6 +109,7 @@ async def run_slice(
     seconds: float,
     memory: MemoryBudget | None = None,
     lease: Held | None = None,
+    budget: TeamBudget | None = None,
 ) -> SliceOutcome:
     """Run `items` of `job` as requests, `concurrency` at a time, for at most `seconds`,
     starting on `failover.current`; write each request's results as it returns. Each request
@@ -104,8 +117,10 @@ async def run_slice(
     until its results are written. Items that fail for good (auth, a missing deployment) are
     written as failed results; the rest of a stopped slice is in `remaining`. Raises what it
     cannot settle: an error `translate` cannot name (a bug), or a failed write of items that
-    failed for good. A `lease` that is lost ends the slice as if its time were up."""
-    return await _Slice(job, spec, service, store, failover, seconds, memory, lease).run(
+    failed for good. A `lease` that is lost ends the slice as if its time were up. With a
+    team `budget`, each request books against it first; a refusal stops the slice (`budget`,
+    the refusal in `refusal`)."""
+    return await _Slice(job, spec, service, store, failover, seconds, memory, lease, budget).run(
         items, concurrency
     )
 
@@ -121,6 +136,7 @@ class _Slice:
         seconds: float,
         memory: MemoryBudget | None = None,
         lease: Held | None = None,
+        budget: TeamBudget | None = None,
     ) -> None:
         assert job.job_id is not None
         self.job = job
@@ -147,10 +163,14 @@ class _Slice:
         self.last_cancel_check = 0.0
         self.refused: dict[int, int] = {}  # 429s per group, by id(): a second one sends it back
         self.memory = memory  # the process's, shared by every slice it runs
+        self.budget = budget
 
     async def run(self, items: list[Item], concurrency: int) -> SliceOutcome:
         limit = self.failover.current.limiter.token_limit
         budget = limit // REQUEST_SHARE_OF_QUOTA if limit else None
+        team_cap = self.budget.token_cap() if self.budget is not None else None
+        if team_cap is not None:
+            budget = min(budget, team_cap) if budget is not None else team_cap
         self.pending = self.service.plan(items, budget, spec=self.spec)
         self.deadline = time.monotonic() + self.seconds
         async with asyncio.TaskGroup() as tasks:
@@ -200,15 +220,21 @@ class _Slice:
         slice goes on."""
         outcome = self.outcome
         tokens = self.service.estimate(group, self.spec)
+        booked = await self._book(group, tokens)
+        if booked is False:
+            return not self.stopping.is_set()
+        booking = booked if isinstance(booked, Booking) else None
         lane = self.failover.current
         pacing = lane.limiter.minute * PACING_SHARE_OF_MINUTE
         wait = min(pacing, max(0.0, self.deadline - time.monotonic()))
         if not await lane.limiter.acquire(tokens, max_wait=wait):
+            await self._release(booking)
             delay = lane.limiter.delay_for(tokens)
             outcome.retry_after = max(outcome.retry_after or 0.0, delay)
             self._stop("rate_limited", group)
             return False
         if self.stopping.is_set():  # stopped while this one waited for room
+            await self._release(booking)
             lane.limiter.settle(tokens, 0)
             outcome.remaining.extend(group)
             return False
@@ -219,6 +245,7 @@ class _Slice:
             reservation = Reservation(lane.limiter, tokens)
             results = await self.service.run(group, self.spec, site, reservation)
         except PartlyAnswered as partial:
+            await self._settle(booking, partial.results)
             # Keep the parts answered; only the rest is refused.
             answered = {result.item_id for result in partial.results}
             rest = [item for item in group if item.id not in answered]
@@ -227,11 +254,63 @@ class _Slice:
                 return False
             return await self._refused(rest, lane, partial.failure)
         except Exception as error:
+            await self._release(booking)
             failure = translate(error)
             if failure is None:
                 raise
             return await self._refused(group, lane, failure)
+        await self._settle(booking, results)
         return await self._kept(results)
+
+    async def _book(self, group: list[Item], tokens: int) -> Booking | bool:
+        """Book `group`'s worst case against the job's team: the booking (True: nothing to
+        book), or False when it was refused and the group is settled (the slice stopped for
+        the team's budget or a passing failure; or the group failed, larger than the team's
+        limit could ever allow, and the slice goes on)."""
+        if self.budget is None:
+            return True
+        try:
+            booking = await self.budget.reserve(tokens)
+        except RateLimited as refused:
+            self.outcome.refusal = self.outcome.refusal or refused
+            self._stop("budget", group)
+            return False
+        except InvalidRequest as never:
+            await self._write(
+                [
+                    failed_result(
+                        self.job_id, i.id, self.job.kind, never.detail(), self.spec.deployment
+                    )
+                    for i in group
+                ]
+            )
+            return False
+        except Exception as error:
+            failure = translate(error)
+            if failure is None:
+                raise
+            self.outcome.failure = self.outcome.failure or failure
+            self._stop("passing", group)
+            return False
+        return booking if booking is not None else True
+
+    async def _settle(self, booking: Booking | None, results: list[ResultDoc]) -> None:
+        if self.budget is not None and booking is not None:
+            await self._guard(self.budget.settle(booking, results))
+
+    async def _release(self, booking: Booking | None) -> None:
+        if self.budget is not None and booking is not None:
+            await self._guard(self.budget.release(booking))
+
+    @staticmethod
+    async def _guard(work: Awaitable[None]) -> None:
+        # The limiter keeps what it could not write and writes it later; a settlement
+        # failing here must not lose the answers it was for.
+        try:
+            await work
+        except Exception as error:
+            if translate(error) is None:
+                raise
 
     async def _kept(self, results: list[ResultDoc]) -> bool:
         """Write a request's results; False (the slice stops) when the store fails. The

@@ -50,6 +50,10 @@ from shared.jobs.results import failed_result
 from shared.jobs.retries import Plan, continuation_plan
 from shared.jobs.runner import SliceOutcome, run_slice
 from shared.jobs.store import OPEN, JobStore, is_terminal
+from shared.jobs.team_budget import gave_up, team_budget
+from shared.metering.budget_wait import budget_wait
+from shared.metering.team_directory import TeamDirectory
+from shared.metering.team_limits import TeamLimiter
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,9 @@ class JobWorker:
     classification: ClassificationService
     batch_service: BatchService
     memory: MemoryBudget  # the process's, shared by every message it runs (jobs/memory.py)
+    # A job's requests book against its team's limits (jobs/team_budget.py).
+    teams: TeamDirectory | None = None
+    team_limits: TeamLimiter | None = None
 
     async def on_message(self, kind: JobKind, msg: func.QueueMessage) -> None:
         """The queue trigger's entry point."""
@@ -182,7 +189,10 @@ class JobWorker:
                 # message needs its items, and the next slice writes the answers first.
                 answered = {result.item_id for result in outcome.unwritten}
                 rest = [*outcome.remaining, *(i for i in remaining if i.id in answered)]
-                if await self._continue(job, rest, outcome, message.queue, lease):
+                if outcome.stop == "budget":
+                    if await self._wait_for_budget(job, rest, outcome, message.queue, lease):
+                        return
+                elif await self._continue(job, rest, outcome, message.queue, lease):
                     return
                 await self._give_up(job, spec, outcome)
         await self.jobs.finish(doc.job_id, doc.total)
@@ -219,6 +229,9 @@ class JobWorker:
             seconds=self.settings.job_slice_seconds,
             memory=self.memory,
             lease=lease,
+            budget=await team_budget(
+                self.teams, self.team_limits, spec, self.settings.model_prices
+            ),
         )
         log.info(
             "job %s: slice of %d requests wrote %d results (%d not succeeded, %d tokens); "
@@ -256,6 +269,7 @@ class JobWorker:
                 "lease": successor,
                 "created_at": created,
                 "answers_blob": answers,
+                "budget_since": job.budget_since if outcome.stop == "budget" else None,
             }
         )
         await enqueue(self.queues, queue, rest, delay_seconds=plan.delay)
@@ -269,6 +283,29 @@ class JobWorker:
         )
         if plan.parked:
             await self._park(job, len(remaining), outcome, plan, created)
+        return True
+
+    async def _wait_for_budget(
+        self, job: Job, rest: list[Item], outcome: SliceOutcome, queue: str, lease: Lease
+    ) -> bool:
+        """Send the rest back to wait for its team's room, the job `waiting` with the refusal's
+        code; False when room returns past JOB_BUDGET_MAX_WAIT from when it began waiting."""
+        assert outcome.refusal is not None
+        at = now()
+        since = job.budget_since if outcome.written == 0 else None
+        max_wait = self.settings.job_budget_max_wait
+        wait = budget_wait(outcome.refusal, waiting_since=since, at=at, max_wait=max_wait)
+        if wait is None:
+            return False
+        outcome.retry_after = wait.delay
+        job = job.model_copy(update={"budget_since": since or at})
+        if not await self._continue(job, rest, outcome, queue, lease):
+            return False
+        job_id = str(job.job_id)
+        try:
+            await self.jobs.update(job_id, status="waiting", only_from=OPEN, error=wait.why)
+        except Exception as error:
+            log.warning("job %s: not marked waiting (%s)", job.job_id, type(error).__name__)
         return True
 
     async def _park(
@@ -300,7 +337,9 @@ class JobWorker:
     async def _give_up(self, job: Job, spec: JobSpec, outcome: SliceOutcome) -> None:
         """Fail the remaining items: waiting more is not allowed."""
         assert job.job_id is not None
-        if outcome.stop == "rate_limited":
+        if outcome.stop == "budget" and outcome.refusal is not None:
+            error = gave_up(outcome.refusal, self.settings.job_budget_max_wait)
+        elif outcome.stop == "rate_limited":
             error = ErrorDetail(
                 code="quota_exhausted",
                 message=f"Azure OpenAI asked to wait {outcome.retry_after:.0f}s, longer than "

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
@@ -34,8 +34,8 @@ from shared.metering.bookkeeper import Bookkeeper, CallSite, Status
 from shared.metering.caller_limit import Booking, CallerLimiter
 from shared.metering.callers import Origin, caller_key
 from shared.metering.filter_events import Source
-from shared.metering.models import Mode, Operation
-from shared.metering.report import cost_usd, price_for
+from shared.metering.models import Operation
+from shared.metering.report import price_for, usage_cost
 from shared.metering.team_limits import Booking as TeamBooking
 from shared.metering.team_limits import TeamLimiter
 from shared.metering.team_windows import worst_case_tokens, worst_case_usd
@@ -314,36 +314,10 @@ class MeteredCall:
         await self._meter.caller_limiter.settle(self._booking, self.usage.total_tokens)
         limiter = self._meter.team_limits
         if limiter is not None and self._team_booking is not None:
-            spent = _Spent(self.model or self.site.deployment, self.usage)
-            usd = cost_usd(spent, self._meter.settings.model_prices, 1.0)
+            model = self.model or self.site.deployment
+            usd = usage_cost(model, self.usage, self._meter.settings.model_prices)
             await limiter.settle(self._team_booking, self.usage.total_tokens, usd)
 
     async def _release_team(self) -> None:
         if self._meter.team_limits is not None:
             await self._meter.team_limits.release(self._team_booking)
-
-
-@dataclass(frozen=True)
-class _Spent:
-    """A call's usage as the report prices it (shared/metering/report.py `cost_usd`)."""
-
-    model: str | None
-    usage: Usage
-    mode: Mode = "realtime"
-    tags: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.usage.prompt_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        return self.usage.completion_tokens
-
-    @property
-    def total_tokens(self) -> int:
-        return self.usage.total_tokens
-
-    @property
-    def cached_tokens(self) -> int:
-        return self.usage.cached_tokens

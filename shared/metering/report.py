@@ -125,6 +125,17 @@ def price_for(model: str | None, prices: Mapping[str, ModelPrice]) -> ModelPrice
     return prices[max(matches, key=len)] if matches else None
 
 
+class Tokens(Protocol):
+    """The tokens a cost is computed from: a `Usage`, a usage record, a roll-up cell."""
+
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cached_tokens(self) -> int: ...
+
+
 class Counted(Protocol):
     """A usage record or a roll-up cell: what the report sums."""
 
@@ -174,16 +185,22 @@ def cost_usd(record: Counted, prices: Mapping[str, ModelPrice], batch_discount: 
     """USD: uncached prompt tokens at the input price, cached ones at the cached-input price
     (the input price when the model has none), completion tokens (reasoning included) at the
     output price; a batch call at `batch_discount` of all of it, as Azure bills Batch."""
-    price = price_for(record.model, prices)
+    cost = usage_cost(record.model, record, prices)
+    return cost * batch_discount if record.mode == "batch" else cost
+
+
+def usage_cost(model: str | None, usage: Tokens, prices: Mapping[str, ModelPrice]) -> float:
+    """USD of one realtime call's (or record's) tokens at `model`'s price, as `cost_usd`
+    prices them; what a team's budget is settled with (shared/metering/call.py, jobs)."""
+    price = price_for(model, prices)
     if price is None:
         return 0.0
     cached_price = price.input if price.cached_input is None else price.cached_input
-    cost = (
-        (record.prompt_tokens - record.cached_tokens) * price.input
-        + record.cached_tokens * cached_price
-        + record.completion_tokens * price.output
+    return (
+        (usage.prompt_tokens - usage.cached_tokens) * price.input
+        + usage.cached_tokens * cached_price
+        + usage.completion_tokens * price.output
     ) / 1e6
-    return cost * batch_discount if record.mode == "batch" else cost
 
 
 def group_key(record: Counted, group_by: str) -> str | None:

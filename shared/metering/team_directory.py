@@ -160,6 +160,11 @@ class TeamDirectory:
             return None
         return team if key_matches(self._secret, parsed.key, stored.hash) else None
 
+    async def by_id(self, team_id: str) -> Team | None:
+        """The team `team_id` names, disabled or not (a job's, for its limits); None when
+        no such team is registered."""
+        return await self._by_id.get(team_id, lambda: self._read(lambda: self._teams.get(team_id)))
+
     async def for_principal(self, principal_id: str) -> Team | None:
         """The team whose `members` holds `principal_id` (an Entra object id or app id), if
         it is a member of exactly one team, and that team is not disabled; else None."""

@@ -7,6 +7,7 @@ server."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from tests.support.hosts import HOST_SETTINGS, host_fixture
 API_VERSION = "2025-04-01-preview"
 DAY_HEADER = "x-ratelimit-remaining-tokens-day"
 MINUTE_HEADER = "x-ratelimit-remaining-tokens"
-host = host_fixture("budget", HOST_SETTINGS)
+host = host_fixture("budget", HOST_SETTINGS, own_queues=True)
 
 CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 20}
 GATEWAY_CHAT = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 20}
@@ -160,3 +161,31 @@ async def test_the_team_s_max_tokens_clamps_the_output(
     assert chat.json()["usage"]["completion_tokens"] <= 3
     assert gateway.status_code == 200, gateway.text
     assert gateway.json()["usage"]["completion_tokens"] <= 3
+
+
+async def test_a_job_of_a_team_out_of_its_day_waits_for_the_next_day_nothing_sent(
+    host: AppHost, admin: httpx.AsyncClient, store: Store, simulator: RunningSimulator
+) -> None:
+    """With JOB_BUDGET_MAX_WAIT's default (a day) the rest waits for the next UTC day: the job
+    says `waiting`, `budget_exceeded`, until when (tests/stack/jobs/test_job_team_budget.py
+    has the wait that runs out)."""
+    team_id, key = await new_team(admin, daily_tokens=10_000)
+    await spend_the_day(store, team_id, 10_000)
+    before = await calls_upstream(simulator)
+    body = {"items": [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}], "dimensions": 8}
+    async with team_client(host, key) as client:
+        submitted = await client.post("/jobs/embeddings", json=body)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["job_id"]
+        view: dict[str, Any] = {}
+        for _ in range(300):
+            view = (await client.get(f"/jobs/{job_id}")).json()
+            if view["status"] == "waiting":
+                break
+            await asyncio.sleep(0.1)
+    assert view["status"] == "waiting", view
+    assert view["error"]["code"] == "budget_exceeded"
+    assert view["error"]["details"]["limit"] == "day"
+    assert "tried again at" in view["error"]["message"]
+    assert view["counts"]["pending"] == 2
+    assert await calls_upstream(simulator) == before

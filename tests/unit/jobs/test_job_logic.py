@@ -192,6 +192,14 @@ def test_a_rate_limited_continuation_is_due_its_lead_early_but_capped_on_the_ful
     )
 
 
+def test_a_wait_for_the_team_s_budget_is_the_worker_s_not_capped_and_costs_no_attempt() -> None:
+    """The worker decides a budget wait (JOB_BUDGET_MAX_WAIT, shared/metering/budget_wait.py);
+    the plan takes it whole, past JOB_RETRY_AFTER_CAP_SECONDS, and spends no attempt."""
+    s = settings(JOB_RETRY_AFTER_CAP_SECONDS="60")
+    day = SliceOutcome(stop="budget", retry_after=40_000, lead=10)
+    assert continuation_plan(s, 2, day) == Plan(40_000, 2)
+
+
 def test_passing_failures_back_off_exponentially_within_the_budget() -> None:
     s = settings(JOB_BACKOFF_SECONDS="5", JOB_MAX_ATTEMPTS="4")
     failure = SliceOutcome(stop="passing", failure=ServiceUnavailable("down"))
