@@ -24,6 +24,7 @@ from tests.support.jobs_stack import (
     JobsStack,
     all_results,
     items,
+    send_raw,
     stack_fixture,
     submit,
     upstream_sends,
@@ -101,7 +102,7 @@ async def test_a_job_out_of_its_team_s_day_fails_its_items_budget_exceeded_nothi
     stack: JobsStack, store: Store, team: Team
 ) -> None:
     await set_spend(store, team.id, day_tokens=100_000)
-    body = {"items": items(4, "day spent {i}"), "dimensions": 8}
+    body: dict[str, Any] = {"items": items(4, "day spent {i}"), "dimensions": 8}
     job_id = await submit(team.http, "embedding", body)
     view = await wait_job(team.http, job_id)
     assert view["status"] == "failed", view
@@ -115,6 +116,24 @@ async def test_a_job_out_of_its_team_s_day_fails_its_items_budget_exceeded_nothi
     assert set(sent.values()) == {0}, sent
 
 
+async def test_a_queue_message_of_a_spent_team_delivered_twice_fails_each_item_once(
+    stack: JobsStack, store: Store, team: Team
+) -> None:
+    await set_spend(store, team.id, day_tokens=100_000)
+    job_id = f"jb-twice-{uuid.uuid4().hex[:8]}"
+    message: dict[str, Any] = {"job_id": job_id, "items": items(3, "twice {i}"), "team": team.id}
+    for _ in range(2):
+        await send_raw(stack.connection_string, stack.embedding_queue, message)
+    view = await wait_job(team.http, job_id)
+    assert view["status"] == "failed", view
+    assert view["counts"]["total"] == 3
+    results = await all_results(team.http, job_id)
+    assert sorted(r["item_id"] for r in results) == ["i0", "i1", "i2"]
+    assert {r["error"]["code"] for r in results} == {"budget_exceeded"}
+    sent = await upstream_sends(stack, [i["text"] for i in message["items"]])
+    assert set(sent.values()) == {0}, sent
+
+
 async def test_a_job_waits_for_its_team_s_minute_then_fails_budget_exceeded_when_the_day_is_spent(
     stack: JobsStack, store: Store, team: Team
 ) -> None:
@@ -122,7 +141,7 @@ async def test_a_job_waits_for_its_team_s_minute_then_fails_budget_exceeded_when
     if time.time() % 60 > 40:
         await asyncio.sleep(61 - time.time() % 60)
     await set_spend(store, team.id, minute_tokens=10_000)
-    body = {"items": items(3, "minute spent {i}"), "dimensions": 8}
+    body: dict[str, Any] = {"items": items(3, "minute spent {i}"), "dimensions": 8}
     job_id = await submit(team.http, "embedding", body)
 
     waiting = await wait_status(team.http, job_id, "waiting")
@@ -144,7 +163,7 @@ async def test_a_job_waits_for_its_team_s_minute_then_fails_budget_exceeded_when
 async def test_a_job_within_its_team_s_limits_runs_and_books_what_it_used(
     stack: JobsStack, store: Store, team: Team
 ) -> None:
-    body = {"items": items(5, "within limits {i}"), "dimensions": 8}
+    body: dict[str, Any] = {"items": items(5, "within limits {i}"), "dimensions": 8}
     job_id = await submit(team.http, "embedding", body)
     view = await wait_job(team.http, job_id)
     assert view["status"] == "succeeded", view

@@ -127,6 +127,23 @@ def test_alias_maps_to_deployment() -> None:
     assert resolve_deployment(s, "text-embedding-3-small", "x") == "text-embedding-3-small"
 
 
+def test_a_model_outside_the_team_s_list_is_unknown_and_only_its_models_are_named() -> None:
+    """A team's `models` holds aliases or deployment names: either admits; anything else is
+    the unknown model, listing what the team may call (nothing of other teams')."""
+    s = settings(
+        AZURE_OPENAI_ENDPOINT="https://x.openai.azure.com",
+        AOAI_DEPLOYMENTS='{"gpt-4o": "gpt-4o-prod"}',
+    )
+    assert resolve_deployment(s, "gpt-4o", "x", ["gpt-4o"]) == "gpt-4o-prod"
+    assert resolve_deployment(s, "gpt-4o", "x", ["gpt-4o-prod"]) == "gpt-4o-prod"
+    assert resolve_deployment(s, "gpt-4o", "x", []) == "gpt-4o-prod"  # empty: all
+    with pytest.raises(UnknownModelError) as caught:
+        resolve_deployment(s, "text-embedding-3-small", "x", ["gpt-4o"])
+    assert caught.value.known == ["gpt-4o"]
+    with pytest.raises(UnknownModelError):  # the default deployment is no exception
+        resolve_deployment(s, None, "text-embedding-3-small", ["gpt-4o"])
+
+
 def test_unknown_alias_lists_known_aliases() -> None:
     s = settings(
         AZURE_OPENAI_ENDPOINT="https://x.openai.azure.com",
