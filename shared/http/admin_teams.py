@@ -17,7 +17,7 @@ from shared.http.boundary import json_response, read_json
 from shared.metering.callers import ADMIN_ROLE, principal_of, require_role
 from shared.metering.team_keys import KEY_ID_PATTERN, TEAM_ID_PATTERN
 from shared.metering.team_windows import MICROS
-from shared.metering.teams import NewTeam, TeamChanges, TeamSpend
+from shared.metering.teams import NewTeam, TeamChanges, TeamDetail, TeamSpend
 from shared.runtime import Runtime
 
 _TEAM_ID = re.compile(TEAM_ID_PATTERN)
@@ -67,7 +67,7 @@ async def get_team(rt: Runtime, req: Request, request_id: str) -> Response:
         month_usd=spent.month_micros / MICROS,
         monthly_usd=team.monthly_usd,
     )
-    return json_response(team.model_copy(update={"spend": spend}))
+    return json_response(TeamDetail(**team.model_dump(), spend=spend))
 
 
 async def update_team(rt: Runtime, req: Request, request_id: str) -> Response:

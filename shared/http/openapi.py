@@ -23,6 +23,7 @@ from shared.metering.teams import (
     NewTeam,
     TeamChanges,
     TeamCreated,
+    TeamDetail,
     TeamList,
     TeamView,
 )
@@ -45,6 +46,7 @@ _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] =
     (TeamChanges, "validation"),
     (TeamCreated, "serialization"),
     (TeamView, "serialization"),
+    (TeamDetail, "serialization"),
     (TeamList, "serialization"),
     (KeyCreated, "serialization"),
 ]
@@ -308,7 +310,7 @@ def _team_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
         "/teams/{team_id}": {
             "get": op(
                 "getTeam",
-                {"200": _json(TeamView, "The team."), **_errors(403, 404)},
+                {"200": _json(TeamDetail, "The team and its spend so far."), **_errors(403, 404)},
                 parameters=[team_id],
             ),
             "patch": op(

@@ -158,9 +158,12 @@ class TeamView(_Limits):
     keys: list[KeyView]
     created_at: datetime
     updated_at: datetime
-    spend: TeamSpend | None = Field(
-        default=None, description="Spend so far against each limit (`GET /api/teams/{id}`)."
-    )
+
+
+class TeamDetail(TeamView):
+    """`GET /api/teams/{id}`: the team and its spend so far against each limit."""
+
+    spend: TeamSpend
 
 
 class Team(_Limits):
