@@ -1,11 +1,13 @@
 """One metered call: the lifecycle every call made on a caller's behalf goes through (chat and
 the Azure OpenAI-compatible routes), whatever its wire shape.
 
-Who (the `CallSite`, the caller's key for CHAT_CALLER_TPM, the hashed `user`), reserve against
-the per-caller limit (shared/metering/caller_limit.py), send through the backends
-(shared/aoai/backends.py), then settle the booking with the tokens the service reported and
-record the usage document and any content-filter events (shared/metering/bookkeeper.py). A call
-that fails before its answer begins gives its booking back and is recorded as failed. A stream
+Who (the `CallSite`, the caller's key for CHAT_CALLER_TPM, the hashed `user`), reserve the
+call's worst case against its team's minute, day and month (shared/metering/team_limits.py)
+and its estimate against the per-caller limit (shared/metering/caller_limit.py), send through
+the backends (shared/aoai/backends.py), then settle the bookings with the tokens the service
+reported (the team's also with their cost, as the usage report prices it) and record the usage
+document and any content-filter events (shared/metering/bookkeeper.py). A call that fails
+before its answer begins gives its bookings back and is recorded as failed. A stream
 is relayed by `MeteredCall.relay`, which records it also when the caller hangs up or the stream
 fails after its first byte (before the service's usage chunk: with the prompt's estimate and
 the output sent so far, marked `estimated`); the route says only how an error looks in its wire
