@@ -309,11 +309,15 @@ class MeteredCall:
         )
 
     async def _settle(self) -> None:
-        # Reported usage only: with none (an estimate, for the record) the bookings stay at
-        # what was booked, the prompt and every output token the call could have used.
-        if self.usage is None or self.estimated:
+        # The caller's minute: reported usage only; with none it stays at what was booked,
+        # the prompt and every output token the call could have used. The team's budget is
+        # settled like the usage document: a stream the caller hung up on (or that broke) at
+        # its estimate, the prompt and the output sent, not at every token it could have used
+        # (a team whose users hang up would pay its worst case for each call).
+        if self.usage is None:
             return
-        await self._meter.caller_limiter.settle(self._booking, self.usage.total_tokens)
+        if not self.estimated:
+            await self._meter.caller_limiter.settle(self._booking, self.usage.total_tokens)
         limiter = self._meter.team_limits
         if limiter is not None and self._team_booking is not None:
             model = self.model or self.site.deployment

@@ -189,3 +189,33 @@ async def test_a_job_of_a_team_out_of_its_day_waits_for_the_next_day_nothing_sen
     assert "tried again at" in view["error"]["message"]
     assert view["counts"]["pending"] == 2
     assert await calls_upstream(simulator) == before
+
+
+async def test_a_stream_the_caller_hangs_up_on_settles_the_team_to_what_it_sent(
+    host: AppHost, admin: httpx.AsyncClient, store: Store, sim_control: httpx.AsyncClient
+) -> None:
+    """The usage the record estimates (prompt and output sent so far), not the worst case:
+    a team whose callers hang up is not charged every output token it could have used."""
+    slow = {"latency": {"per_token_ms": 100}}
+    (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
+    team_id, key = await new_team(admin, daily_tokens=1_000_000)
+    # Past half the day: no credit is booked ahead, so the counter is this call's alone.
+    spent = 600_000
+    await store.create(TEAM_SPEND, Spend(Windows.at(time.time()), day_tokens=spent).doc(team_id))
+    text = "echo: " + " ".join(f"w{i}" for i in range(50))
+    body = {"messages": [{"role": "user", "content": text}], "max_tokens": 4000, "stream": True}
+    async with (
+        team_client(host, key) as client,
+        client.stream("POST", "/chat", json=body) as sse,
+    ):
+        assert sse.status_code == 200
+        assert (await anext(sse.aiter_lines())).startswith("data: {")
+    # Leaving the block hung up, seconds before the stream would end.
+    used = 0
+    for _ in range(100):
+        shown = (await admin.get(f"/teams/{team_id}")).json()["spend"]
+        used = shown["day_tokens"] - spent
+        if used < 4000:
+            break
+        await asyncio.sleep(0.1)
+    assert 0 < used < 4000, used
