@@ -24,6 +24,7 @@ from shared.core.settings import load_settings
 from shared.core.store import JOBS, RESULTS, Store
 from shared.jobs.answers import keep_answers
 from shared.jobs.intake import job_spec, parse_job
+from shared.jobs.lease import Lease
 from shared.jobs.models import JobDoc, JobSource, ResultDoc
 from shared.jobs.results import failed_result
 from shared.jobs.store import JobStore, result_id
@@ -170,26 +171,33 @@ async def test_a_dead_hosts_lease_is_waited_for_then_taken_over(
     assert set(sends.values()) == {1}
 
 
+@pytest.mark.parametrize(("ended", "kept_out"), [(1, True), (14, True), (16, False)])
 async def test_a_lapsed_lease_is_left_to_its_holder_for_a_grace_period(
-    http: httpx.AsyncClient, stack: JobsStack, store: Store
+    stack: JobsStack, store: Store, ended: float, kept_out: bool
 ) -> None:
-    # A lease that ended a second ago by this host's clock: its holder may still be cutting
-    # its last request and putting its answers away, and its clock may run behind. The
-    # message waits out the grace (a quarter of JOB_LEASE_SECONDS, 2.5 s here), then runs.
+    # A lease that ended `ended` seconds ago by this host's clock: its holder may still be
+    # finishing its last requests, and its clock may run behind. With a 60 s lease the others
+    # wait a grace of 15 s past `until`, then take it.
     job_id = new_id("lapsed")
-    body = _body(job_id)
     settings = load_settings(stack.environ)
-    job = parse_job("embedding", json.dumps(body).encode(), settings)
+    job = parse_job("embedding", json.dumps(_body(job_id)).encode(), settings)
     doc = JobDoc.for_job(job, job_spec(job, settings), "running", JobSource(via="queue"))
-    until = (now() - timedelta(seconds=1)).isoformat()
-    held = {"lease": {"owner": "a-host-whose-lease-lapsed", "until": until}}
+    until = now() - timedelta(seconds=ended)
+    held = {"lease": {"owner": "a-host-whose-lease-lapsed", "until": until.isoformat()}}
     assert await store.create(JOBS, {**doc.model_dump(mode="json"), **held}) is not None
 
-    await send_raw(stack.connection_string, stack.embedding_queue, body)
-    view = await wait_job(http, job_id, within=60)
+    lease = Lease(JobStore(store), job_id, seconds=60, handed=None)
+    held_until = await lease.take()
 
-    assert view["status"] == "succeeded", view
-    assert f"job {job_id}: another slice holds the job until" in stack.log()
+    stored = await JobStore(store).get(job_id)
+    assert stored is not None
+    assert stored.lease is not None
+    if kept_out:
+        assert held_until == until + timedelta(seconds=15)  # comes back then
+        assert stored.lease.owner == "a-host-whose-lease-lapsed"
+    else:
+        assert held_until is None
+        assert stored.lease.owner == lease.owner
 
 
 async def test_answers_a_slice_kept_are_written_by_whichever_message_runs_next(
