@@ -11,20 +11,30 @@ from pathlib import Path
 PROC = Path("/proc")
 
 
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
+def _parents() -> dict[int, int]:
+    """Every process's parent, read once from /proc/<pid>/stat."""
+    parents: dict[int, int] = {}
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
         except OSError:
-            continue
+            continue  # gone meanwhile
         # pid (comm) state ppid ...: comm may hold spaces and parentheses.
         fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == pid:
-            child = int(entry.name)
-            found |= {child, *_children(child)}
+        if len(fields) > 1:
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def _descendants(pid: int) -> set[int]:
+    parents = _parents()
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
     return found
 
 
@@ -49,7 +59,7 @@ def local_ports(pid: int) -> set[int]:
     if not PROC.is_dir():
         return set()
     inodes: set[str] = set()
-    for process in {pid, *_children(pid)}:
+    for process in {pid, *_descendants(pid)}:
         inodes |= _socket_inodes(process)
     ports: set[int] = set()
     for table in ("tcp", "tcp6"):

@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -49,6 +49,25 @@ def input_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
+@dataclass(frozen=True)
+class _Send:
+    at: float  # epoch seconds
+    request_id: str
+    retry_count: int
+    peer: int | None  # the client's port
+
+
+@dataclass
+class _Input:
+    """One item input: its first 40 characters and each answered request that carried it."""
+
+    label: str
+    sends: list[_Send] = field(default_factory=list)
+
+    def described(self) -> list[dict[str, Any]]:
+        return [{**asdict(send), "label": self.label} for send in self.sends]
+
+
 class Stats:
     """Thread-safe counters. `retries` counts requests whose `x-stainless-retry-count` > 0."""
 
@@ -58,8 +77,7 @@ class Stats:
         self._routes: dict[str, _Bucket] = {}
         self._deployments: dict[str, _Bucket] = {}
         self._filtered: Counter[str] = Counter()
-        self._inputs: Counter[str] = Counter()
-        self._sends: dict[str, list[dict[str, Any]]] = {}  # each send of an input, for repeats
+        self._inputs: dict[str, _Input] = {}  # by input_key: every send, for the counts
 
     def reset(self) -> None:
         with self._lock:
@@ -68,7 +86,6 @@ class Stats:
             self._deployments.clear()
             self._filtered.clear()
             self._inputs.clear()
-            self._sends.clear()
 
     def record_inputs(
         self,
@@ -80,37 +97,32 @@ class Stats:
         """Count each item input of a request that was answered (and so billed), and note
         when, in which request and from which client port (`peer`), so that a repeat can be
         traced (`repeats`)."""
-        at = time.time()
+        send = _Send(time.time(), request_id, retry_count, peer)
         with self._lock:
             for text in texts:
                 key = input_key(text)
-                self._inputs[key] += 1
-                self._sends.setdefault(key, []).append(
-                    {
-                        "at": at,
-                        "request_id": request_id,
-                        "retry_count": retry_count,
-                        "label": text[:40],
-                        "peer": peer,
-                    }
-                )
+                if key not in self._inputs:
+                    self._inputs[key] = _Input(text[:40])
+                self._inputs[key].sends.append(send)
 
     def inputs(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
         """`{"distinct": n, "sends": n, "repeated": {key: sends}, "repeats": {key: [send]}}`:
         every input answered more than once, and each of its sends (`at`, epoch seconds;
         `request_id`; `retry_count`; `label`, the input's first 40 characters; `peer`, the
-        client's port); with `keys`,
-        also `"counts": {key: sends}` for those (0 when never sent)."""
+        client's port); with `keys`, also `"counts": {key: sends}` for those (0 when never
+        sent)."""
         with self._lock:
-            repeated = {k: n for k, n in self._inputs.items() if n > 1}
+            repeats = {k: i for k, i in self._inputs.items() if len(i.sends) > 1}
             out: dict[str, Any] = {
                 "distinct": len(self._inputs),
-                "sends": sum(self._inputs.values()),
-                "repeated": repeated,
-                "repeats": {k: list(self._sends.get(k, [])) for k in repeated},
+                "sends": sum(len(i.sends) for i in self._inputs.values()),
+                "repeated": {k: len(i.sends) for k, i in repeats.items()},
+                "repeats": {k: i.described() for k, i in repeats.items()},
             }
             if keys is not None:
-                out["counts"] = {k: self._inputs.get(k, 0) for k in keys}
+                out["counts"] = {
+                    k: len(self._inputs[k].sends) if k in self._inputs else 0 for k in keys
+                }
             return out
 
     def record(
