@@ -10,8 +10,9 @@ import typer
 from cli.app import app
 from shared.core.settings import Settings
 
-# The only variables of the CLI's own; every other one is an app setting.
-CLI_ONLY = {"JOBS_API_URL", "JOBS_API_KEY"}
+# The only variables of the CLI's own (where the app is and the keys that call it: the app
+# never reads them); every other one is an app setting.
+CLI_ONLY = {"JOBS_API_URL", "JOBS_API_KEY", "ADMIN_API_KEY"}
 
 
 def env_names(field: str) -> set[str]:

@@ -502,8 +502,9 @@ bad_credentials = st.one_of(
         lambda k: {"api-key": k}
     ),
     key_text.map(lambda k: {"api-key": k}),
-    key_text.map(lambda k: {"authorization": f"Bearer {k}"}),
-    st.sampled_from(["Basic dXNlcjpwYXNz", "Bearer", "bearer   ", "tk_", "Token abc"]).map(
+    # HTTP trims a header value's edges (httpx refuses to send them), so no empty key here.
+    key_text.filter(bool).map(lambda k: {"authorization": f"Bearer {k}"}),
+    st.sampled_from(["Basic dXNlcjpwYXNz", "Bearer", "bearer   tk_", "tk_", "Token abc"]).map(
         lambda v: {"authorization": v}
     ),
 )
