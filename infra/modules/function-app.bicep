@@ -123,9 +123,12 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   properties: appSettings
 }
 
-// Entra ID sign-in in front of every route but the anonymous ones. App Service validates the
-// token and passes the principal (with its app roles) in x-ms-client-principal; the app checks
-// the role each route needs (ENTRA_AUTH, shared/metering/callers.py). Function keys are still required.
+// Entra ID sign-in beside team keys (docs/security.md). App Service validates a token when one
+// is sent and passes the principal (with its app roles) in x-ms-client-principal, a header it
+// strips from what callers send; it does not refuse callers without a token, because a product
+// team's plain SDK sends a team key instead. The app is the gate: a data-plane call needs a team
+// key or a signed-in member of one team with the route's app role (ENTRA_AUTH,
+// shared/http/team_auth.py), and the other routes keep their host keys.
 resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (entraAuth) {
   parent: site
   name: 'authsettingsV2'
@@ -134,12 +137,8 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (entraAuth) {
       enabled: true
     }
     globalValidation: {
-      requireAuthentication: true
-      unauthenticatedClientAction: 'Return401'
-      excludedPaths: [
-        '/api/health'
-        '/api/openapi.json'
-      ]
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
     }
     httpSettings: {
       requireHttps: true

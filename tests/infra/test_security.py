@@ -44,10 +44,16 @@ MUTATIONS: dict[str, tuple[str, str | re.Pattern[str], str, str]] = {
         "",
         "caller_minutes_expire",
     ),
-    "sign-in-not-required": (
+    "team-keys-refused-with-sign-in-on": (
         "modules/function-app.bicep",
-        "requireAuthentication: true",
-        "requireAuthentication: false",
+        "unauthenticatedClientAction: 'AllowAnonymous'",
+        "unauthenticatedClientAction: 'Return401'",
+        "entra_auth",
+    ),
+    "tokens-not-validated": (
+        "modules/function-app.bicep",
+        "    platform: {\n      enabled: true",
+        "    platform: {\n      enabled: false",
         "entra_auth",
     ),
     "entra-auth-not-told-to-the-app": (
