@@ -110,6 +110,7 @@ async def submit_job(rt: Runtime, req: Request, request_id: str, kind: JobKind) 
         status_url=lambda job_id: f"{req.base_url}api/jobs/{job_id}",
         principal_id=caller.principal.object_id if caller.principal else None,
         team=team.id,
+        models=team.models,
     )
     return json_response(accepted, 202)
 

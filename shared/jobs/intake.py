@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -36,16 +37,24 @@ JOB_TYPES: dict[JobKind, type[EmbeddingJob] | type[ClassificationJob]] = {
 
 
 class InvalidJob(Exception):
-    """A message or body that is not a valid job; `job_id` when the body named one."""
+    """A message or body that is not a valid job; `job_id` when the body named one, `team`
+    when it was a job (its record is then that team's to read)."""
 
     def __init__(
-        self, reason: str, *, details: Any = None, job_id: str | None = None, code: str = ""
+        self,
+        reason: str,
+        *,
+        details: Any = None,
+        job_id: str | None = None,
+        code: str = "",
+        team: str | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.details = details
         self.job_id = job_id
         self.code = code or "invalid_job"
+        self.team = team
 
 
 def parse_job(kind: JobKind, data: bytes | dict[str, Any], settings: Settings) -> Job:
@@ -73,8 +82,9 @@ def parse_job(kind: JobKind, data: bytes | dict[str, Any], settings: Settings) -
     return job
 
 
-def job_spec(job: Job, settings: Settings) -> JobSpec:
-    """The deployment and options a job runs with; an unknown model alias is InvalidJob."""
+def job_spec(job: Job, settings: Settings, allowed: Sequence[str] = ()) -> JobSpec:
+    """The deployment and options a job runs with; an unknown model alias, or one outside
+    `allowed` (its team's `models`, when the team lists any), is InvalidJob."""
     if isinstance(job, EmbeddingJob):
         default = settings.embedding_deployment
     elif job.mode == "batch" and settings.batch_deployment:
@@ -82,10 +92,13 @@ def job_spec(job: Job, settings: Settings) -> JobSpec:
     else:
         default = settings.classification_deployment
     try:
-        deployment = resolve_deployment(settings, job.model, default)
+        deployment = resolve_deployment(settings, job.model, default, allowed)
     except UnknownModelError as error:
         raise InvalidJob(
-            str(error), details={"known_models": error.known}, job_id=job.job_id
+            str(error),
+            details={"known_models": error.known},
+            job_id=job.job_id,
+            team=job.team or settings.default_team,
         ) from None
     return JobSpec(
         model=job.model,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shared.core.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
@@ -41,6 +41,7 @@ class JobRequests:
         *,
         status_url: Callable[[str], str],
         team: str,
+        models: Sequence[str] = (),
         principal_id: str | None = None,
     ) -> SubmitAccepted:
         """Validate, store the job record (`queued`), enqueue it (a claim check when it is
@@ -49,7 +50,8 @@ class JobRequests:
         not queue (it answered 503, or its host died in between) is queued now. The job
         belongs to `team` (the caller's, whatever the body says): another team's job_id is a
         404, as an unknown one would be if it did not exist, and the same job_id with another
-        body is a 409 that runs nothing.
+        body is a 409 that runs nothing. A model outside `models` (the team's list, when it has
+        one) is the same 400 as an unknown model.
         `principal_id` is the signed-in caller; a `principal_id` in the body is replaced by it
         (a caller must not bill someone else), and `attempt`, `reason`, `lease`, `created_at`,
         `answers_blob` and `budget_since` are reset (a caller must not spend its job's retries,
@@ -70,7 +72,7 @@ class JobRequests:
                     "budget_since": None,
                 }
             )
-            spec = job_spec(job, self.settings)
+            spec = job_spec(job, self.settings, models)
         except InvalidJob as error:
             raise InvalidRequest(error.reason, details=error.details) from None
         assert job.job_id is not None

@@ -7,7 +7,7 @@ cost. A refusal stops the slice; the worker sends the rest back to wait for the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.core.errors import RateLimited
@@ -74,6 +74,13 @@ async def team_budget(
     if team is None:
         return None
     return TeamBudget(limiter, team, spec.deployment, prices)
+
+
+async def team_models(teams: TeamDirectory | None, team_id: str) -> Sequence[str]:
+    """The models team `team_id` may use: its `models`, or () for all (no list, or no such
+    team registered). Raises the registry's error when Cosmos DB fails."""
+    team = await teams.by_id(team_id) if teams is not None else None
+    return team.models if team is not None else ()
 
 
 def gave_up(refused: RateLimited, max_wait: float) -> ErrorDetail:

@@ -50,7 +50,7 @@ from shared.jobs.results import failed_result
 from shared.jobs.retries import Plan, continuation_plan
 from shared.jobs.runner import SliceOutcome, run_slice
 from shared.jobs.store import OPEN, JobStore, is_terminal
-from shared.jobs.team_budget import gave_up, team_budget
+from shared.jobs.team_budget import gave_up, team_budget, team_models
 from shared.metering.budget_wait import budget_wait
 from shared.metering.team_directory import TeamDirectory
 from shared.metering.team_limits import TeamLimiter
@@ -98,7 +98,10 @@ class JobWorker:
         redelivers it; after maxDequeueCount the poison sweep records it)."""
         try:
             job, _ = await read_message(kind, message.body, self.queues, self.settings)
-            spec = job_spec(job, self.settings)
+            # A message dropped on the queue names its team and model itself: the team's
+            # model list holds here as over HTTP.
+            team = job.team or self.settings.default_team
+            spec = job_spec(job, self.settings, await team_models(self.teams, team))
         except InvalidJob as error:
             await self.record_invalid(kind, message, error)
             return
@@ -392,7 +395,9 @@ class JobWorker:
             "message %s on %s is not a valid job: %s", message.id, message.queue, error.reason
         )
         if error.job_id is not None:
-            named = record.model_copy(update={"id": error.job_id, "job_id": error.job_id})
+            named = record.model_copy(
+                update={"id": error.job_id, "job_id": error.job_id, "team": error.team}
+            )
             stored, created = await self.jobs.create(named)
             if created or stored.raw_body == raw:  # new, or this very message again
                 return stored

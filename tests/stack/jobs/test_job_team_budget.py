@@ -173,3 +173,31 @@ async def test_a_job_within_its_team_s_limits_runs_and_books_what_it_used(
     used = view["usage"]["total_tokens"]
     assert used > 0
     assert used <= spend.day_tokens <= used + 500
+
+
+async def test_a_job_for_a_model_outside_its_team_s_list_is_refused_over_http_and_on_the_queue(
+    stack: JobsStack,
+) -> None:
+    """The team's `models` hold for jobs as for chat (#22): over HTTP the same 400 as an
+    unknown model, telling only the team's models; a message dropped on the queue naming the
+    team ends as a failed job with the reason, delivered twice or not; nothing upstream."""
+    team_id, key = await new_team(stack, models=["gpt-4o"])
+    body: dict[str, Any] = {"items": items(2, "outside the list {i}"), "dimensions": 8}
+    async with httpx.AsyncClient(
+        base_url=stack.host.url, headers={"api-key": key}, timeout=30
+    ) as http:
+        refused = await http.post("/jobs/embeddings", json=body)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "invalid_request"
+        assert refused.json()["error"]["details"]["known_models"] == ["gpt-4o"]
+
+        job_id = f"jb-models-{uuid.uuid4().hex[:8]}"
+        message = {**body, "job_id": job_id, "team": team_id}
+        for _ in range(2):
+            await send_raw(stack.connection_string, stack.embedding_queue, message)
+        view = await wait_job(http, job_id)
+    assert view["status"] == "failed", view
+    assert view["error"]["code"] == "invalid_job", view
+    assert view["error"]["details"]["known_models"] == ["gpt-4o"], view
+    sent = await upstream_sends(stack, [i["text"] for i in body["items"]])
+    assert set(sent.values()) == {0}, sent
