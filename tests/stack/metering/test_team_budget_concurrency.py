@@ -121,8 +121,10 @@ async def test_sixty_calls_at_once_on_two_hosts_pass_the_budget_by_the_estimate_
     for answer in refused:
         assert answer.status_code == 429, answer.text
         assert answer.json()["error"]["code"] == "budget_exceeded", answer.text
-    assert ok, "no call was admitted"
     assert refused, "every call was admitted"
+    # Nor refused with room left: at most one call's room is held as the other host's credit
+    # (5% of the budget each, docs/security.md), so nine of the ten worst cases are admitted.
+    assert len(ok) >= 9, len(ok)
     # Nothing past the budget went upstream: one upstream request per admitted call.
     assert await calls_upstream(simulator) - before == len(ok)
 
