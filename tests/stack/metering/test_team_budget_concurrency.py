@@ -1,11 +1,12 @@
 """A team's day budget under concurrency through two host processes (#22, "Concurrency"): 60
 calls at once, half at each host, against a budget that admits about ten calls' worst case.
-Every answer is a 200 or a 429 `budget_exceeded`; nothing past the budget goes upstream; the
-spend recorded (the team's usage documents and its day counter) passes the budget by no more
-than the calls' prompt-estimate error, computed here from what the simulator counted against
-what the app booked. Two real function_app.py hosts under the local Functions host, sharing the
-simulator, Azurite and the Cosmos DB server: of the team's spend they share only its counters
-document (`team_spend`). Each route gets a team of its own."""
+Every answer is a 200 or a 429 `budget_exceeded`, and no more room is refused than one host's
+credit; nothing past the budget goes upstream; the spend recorded (the team's usage documents
+and its day counter) passes the budget by no more than the calls' prompt-estimate error,
+computed here from what the simulator counted against what the app booked. Two real
+function_app.py hosts under the local Functions host, sharing the simulator, Azurite and the
+Cosmos DB server: of the team's spend they share only its counters document (`team_spend`).
+Each route gets a team of its own."""
 
 from __future__ import annotations
 
