@@ -1,7 +1,7 @@
 """Run servers as child processes for a benchmark, so they never share a GIL or an event loop
 with the load generator: any server (`serve`), the Azure OpenAI simulator (`serve_simulator`),
 the emulators with the simulator (`local_stack`), and the app under one local Functions host
-on all of them (`app_host`)."""
+on all of them (`app_host`) or under several (`app_hosts`, processes sharing one stack)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,3 +96,16 @@ def app_host(config: SimulatorConfig) -> Iterator[tuple[AppHost, LocalStack]]:
         asyncio.run(provision(load_settings(stack.environ)))
         with run_app_host(make_app_dir(stack.tmp / "app", stack.environ)) as host:
             yield host, stack
+
+
+@contextmanager
+def app_hosts(config: SimulatorConfig, count: int) -> Iterator[tuple[list[AppHost], LocalStack]]:
+    """The app, provisioned, under `count` local Functions hosts (one process each, as
+    instances of one app) on one `local_stack(config)`."""
+    with local_stack(config) as stack, ExitStack() as running:
+        asyncio.run(provision(load_settings(stack.environ)))
+        hosts = [
+            running.enter_context(run_app_host(make_app_dir(stack.tmp / f"app-{i}", stack.environ)))
+            for i in range(count)
+        ]
+        yield hosts, stack

@@ -183,6 +183,8 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         "batch_ingest_lines_per_second",
         "batch_ingest_peak_mib",
         "lost_items",
+        "budget_overshoot_ratio",
+        "team_check_added_p50_ms",
     ):
         if key in results:
             rows.append((key, str(results[key]), ""))

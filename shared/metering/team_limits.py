@@ -296,6 +296,9 @@ class TeamLimiter:
         """Add the booking (and a credit when under half of every limit) to the team's
         counters under their ETag, or raise the refusal decided on a fresh read."""
         credit_tokens, credit_micros = self._sizes[team.id] = self._credit_size(team)
+        # A credit taken by a call that held the lock before this one goes back with this
+        # write, so an instance holds one credit at most, not one per call queued in a burst.
+        self._return_credit(state)
         for _ in range(ETAG_RETRIES):
             doc, cached = state.doc, state.doc is not None
             if doc is None:

@@ -99,6 +99,29 @@ async def test_two_instances_booking_at_once_never_pass_a_day_budget(store: Stor
     assert sum(granted) <= spent <= 1000 + overrun
 
 
+async def test_a_burst_on_one_instance_holds_one_credit_and_admits_the_whole_budget(
+    store: Store,
+) -> None:
+    """30 calls at once on one instance against a day budget of exactly ten worst cases: the
+    calls queued behind the first booking each return the credit the one before took, so the
+    instance holds one credit (5% of the budget) at most, not one per queued call, and the
+    tenth call fits. (With a credit added per queued call, the instance held 20% of the
+    budget and refused the ninth and tenth calls with the budget unspent.)"""
+    clock = Clock()
+    limiter = TeamLimiter(store, clock, timeout=30)
+    who = team(daily_tokens=1000)  # credit 50
+
+    async def call() -> Booking | None:
+        try:
+            return await limiter.reserve(who, 100, 0.0)
+        except BudgetExceeded:
+            return None
+
+    bookings = await asyncio.gather(*(call() for _ in range(30)))
+    assert sum(b is not None for b in bookings) == 10
+    assert (await counters(store, who, clock)).day_tokens == 1000
+
+
 async def test_a_team_far_under_its_limits_spends_its_credit_without_a_round_trip(
     store: Store,
 ) -> None:
