@@ -1,5 +1,6 @@
 """`python -m bench [--quick] [--only NAME,...]`: every benchmark, each in its own process,
 then bench/results.json, a table, and docs/performance.png (`make bench`, BENCH_ARGS=--quick).
+`--only` measures the runs it names again and keeps the other runs' figures in the file.
 
 Each benchmark prints one JSON object; they are kept whole under `runs` in results.json, and
 the headline figures (bench/_summary.py) sit at its top level.
@@ -116,6 +117,14 @@ def run_one(run: Run, quick: bool) -> dict[str, Any]:
     return result
 
 
+def kept_runs(out: Path, measured: set[str]) -> dict[str, Any]:
+    """The runs of an earlier results file that this invocation does not measure again."""
+    if not out.exists():
+        return {}
+    earlier: dict[str, Any] = json.loads(out.read_text()).get("runs", {})
+    return {name: result for name, result in earlier.items() if name not in measured}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run (smoke, not figures)")
@@ -126,9 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [r for r in RUNS if not args.only or r.name in args.only.split(",")]
     started = time.monotonic()
     about = conditions(quick=args.quick)
-    runs: dict[str, Any] = {}
+    # --only measures some runs again and keeps the others' figures as they were; each run so
+    # measured carries its own conditions (the top level's are this invocation's).
+    runs: dict[str, Any] = kept_runs(args.out, {r.name for r in chosen}) if args.only else {}
     for run in chosen:
         runs[run.name] = run_one(run, args.quick)
+        if args.only:
+            runs[run.name]["conditions"] = about
         done = {name: result for name, result in runs.items() if "error" not in result}
         results = {
             **headline(done),
