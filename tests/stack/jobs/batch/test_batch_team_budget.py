@@ -8,12 +8,14 @@ team's counters are set through the store as its other calls (another instance) 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from shared.core.store import BATCHES, TEAM_SPEND, Store
@@ -25,9 +27,11 @@ from shared.metering.report import cost_usd
 from shared.metering.team_windows import Spend, Windows, micros
 from shared.metering.teams import NewTeam
 from shared.runtime import Runtime
+from tests.stack.jobs.batch.conftest import FAST
 from tests.support.batch_stack import (
     app_runtime,
     docs,
+    patch,
     poll_until,
     results,
     send_job,
@@ -208,3 +212,41 @@ async def test_a_batch_larger_than_its_team_s_whole_day_fails_at_once_and_says_s
     assert all("does not split" in r["error"]["message"] for r in rows)
     assert await upstream(runtime, job_id) == []
     assert (await spend(store, team)).day_tokens == 0
+
+
+async def test_a_failed_batch_gives_its_booking_back(
+    runtime: Runtime, store: Store, sim: httpx.AsyncClient
+) -> None:
+    await patch(sim, {"batch": {"max_requests_per_file": 2}})  # it fails while validating
+    team = await new_team(runtime, daily_tokens=1_000_000)
+    await set_spend(store, team, day_tokens=100_000)
+    job_id = await send_job(runtime, tickets(), team=team)
+    (doc,) = await docs(runtime, job_id)
+    assert doc.booking is not None
+    assert (await spend(store, team)).day_tokens == 100_000 + doc.booking.tokens
+    job = await poll_until(runtime, job_id)
+    assert job.status == "failed", job
+    assert job.error is not None
+    assert job.error.code == "batch_failed"
+    assert (await spend(store, team)).day_tokens == 100_000
+
+
+async def test_an_expired_batch_settles_what_it_used_and_its_rest_books_again(
+    runtime: Runtime, store: Store, sim: httpx.AsyncClient
+) -> None:
+    # Unanswered lines come back as `batch_expired` error lines: used nothing, cost nothing.
+    await patch(sim, {"batch": {"in_progress_seconds": 4, "expire_after_seconds": 1.5}})
+    team = await new_team(runtime, daily_tokens=1_000_000)
+    job_id = await send_job(runtime, tickets(20), team=team)
+    (first,) = await docs(runtime, job_id)
+    assert first.booking is not None
+    await asyncio.sleep(2)
+    await patch(sim, {"batch": {**FAST.model_dump(), "expire_after_seconds": None}})
+    job = await poll_until(runtime, job_id)
+    assert job.status == "succeeded", job
+    (doc,) = await docs(runtime, job_id)
+    assert doc.resubmitted
+    assert doc.booking is None
+    records = await usage(runtime, job_id)
+    assert len(records) == 20
+    assert (await spend(store, team)).day_tokens == sum(r["total_tokens"] for r in records)
