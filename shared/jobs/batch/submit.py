@@ -151,8 +151,9 @@ class Submitter:
                 return await self.wait_for_budget(doc, owner, refused, **changes)
             except InvalidRequest as never:
                 return await self.give_up(doc, owner, never.detail(), **changes)
-            except (AzureError, TimeoutError, ServiceUnavailable) as error:
-                why = ErrorDetail(code="unavailable", message=f"team budget: {error}")
+            except (AzureError, TimeoutError, ServiceUnavailable) as error:  # Cosmos DB
+                cause = error.message if isinstance(error, ServiceUnavailable) else repr(error)
+                why = ErrorDetail(code="unavailable", message=f"team budget: {cause[:200]}")
                 return await self.retry(doc, owner, why, **changes)
             if booked is not None:
                 try:  # kept on the document before anything goes upstream
