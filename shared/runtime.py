@@ -26,6 +26,7 @@ from shared.core.queues import JobQueues, create_queues
 from shared.core.settings import Settings, get_settings
 from shared.core.store import Store, create_store
 from shared.gateway.service import Gateway
+from shared.jobs.batch.budget import BatchBudget
 from shared.jobs.batch.poller import BatchPoller
 from shared.jobs.batch.service import BatchService
 from shared.jobs.batch.store import BatchDocs
@@ -148,6 +149,13 @@ def create_runtime(settings: Settings) -> Runtime:
         queues=queues,
         deployments=backends.batch.deployments,
         backend=backends.batch.name,
+        budget=BatchBudget(
+            teams,
+            team_limits,
+            settings.model_prices,
+            settings.batch_discount,
+            settings.job_budget_max_wait,
+        ),
     )
     worker = JobWorker(
         settings=settings,

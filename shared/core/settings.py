@@ -428,8 +428,9 @@ class Settings(BaseSettings):
         le=604_800,
         description="Seconds a job waits in all for its team's budget (tokens per minute, "
         "day or month) to return; a wait that would end later is not begun: the rest fails "
-        "budget_exceeded (or rate_limited). At most 7 days, the longest a queue message can "
-        "be delayed.",
+        "budget_exceeded (or rate_limited). A batch part waiting for its team's day or "
+        "month is tried on every poller run until then. At most 7 days, the longest a queue "
+        "message can be delayed.",
     )
     embedding_max_inputs: int = Field(
         default=2048, ge=1, le=2048, description="Inputs per embeddings request (Azure: 2048)."

@@ -124,19 +124,36 @@ class TeamLimiter:
         self._sizes: dict[str, tuple[int, int]] = {}  # each team's credit, as last booked
         self._open_until = 0.0
 
-    async def reserve(self, team: Team, tokens: int, usd: float) -> Booking | None:
+    async def reserve(
+        self, team: Team, tokens: int, usd: float, *, minute: bool = True
+    ) -> Booking | None:
         """Book a call's worst case, or raise its 429 (RateLimited, BudgetExceeded); None
-        for a team without limits. A worst case larger than a whole limit is a 400."""
-        counts_tokens = team.tpm is not None or team.daily_tokens is not None
-        counts_usd = team.monthly_usd is not None
-        if not (counts_tokens or counts_usd):
+        for a team without limits. A worst case larger than a whole limit is a 400.
+
+        `minute=False` books against the day and month only (a Batch API job's, which runs
+        over up to 24 h on its own quota): no credit, and no outage allowance (503 while the
+        store does not answer: its caller, a timer, tries again later)."""
+        counts = (
+            (minute and team.tpm is not None) or team.daily_tokens is not None,
+            team.monthly_usd is not None,
+        )
+        if not any(counts):
             return None
-        need_tokens = max(0, tokens) if counts_tokens else 0
-        need_micros = micros(max(0.0, usd)) if counts_usd else 0
-        _never_fits(team, need_tokens, need_micros)
+        need_tokens = max(0, tokens) if counts[0] else 0
+        need_micros = micros(max(0.0, usd)) if counts[1] else 0
+        _never_fits(team, need_tokens, need_micros, minute=minute)
         now = self._clock()
         windows = Windows.at(now)
         state = self._state(team.id)
+        if not minute:
+            work = partial(self._book, team, state, need_tokens, need_micros, now, minute=False)
+            if not await self._guarded(team.id, state, work):
+                raise ServiceUnavailable(
+                    f"team {team.id}'s budget cannot be checked (Cosmos DB did not answer)",
+                    headers={"Retry-After": str(int(OPEN_SECONDS))},
+                )
+            days = (state.spend.windows if state.spend is not None else windows).without_minute()
+            return Booking(team.id, need_tokens, need_micros, days, False, None, None, *counts)
         credit = state.credit
         if (
             credit is not None
@@ -291,10 +308,18 @@ class TeamLimiter:
         return True
 
     async def _book(
-        self, team: Team, state: _TeamState, tokens: int, money: int, now: float
+        self,
+        team: Team,
+        state: _TeamState,
+        tokens: int,
+        money: int,
+        now: float,
+        *,
+        minute: bool = True,
     ) -> None:
         """Add the booking (and a credit when under half of every limit) to the team's
-        counters under their ETag, or raise the refusal decided on a fresh read."""
+        counters under their ETag, or raise the refusal decided on a fresh read. Without
+        `minute`: the day and month only, and no credit."""
         credit_tokens, credit_micros = self._sizes[team.id] = self._credit_size(team)
         # A credit taken by a call that held the lock before this one goes back with this
         # write, so an instance holds one credit at most, not one per call queued in a burst.
@@ -306,15 +331,17 @@ class TeamLimiter:
             applied = list(state.pending)
             # The clock again: this call may have waited for the lock into the next minute.
             now = max(now, self._clock())
-            spend = _with(Spend.of(doc, Windows.at(now)), applied).plus(tokens, money)
-            passed = spend.over(team)
+            spend = _with(Spend.of(doc, Windows.at(now)), applied)
+            since = None if minute else spend.windows.without_minute()
+            spend = spend.plus(tokens, money, since=since)
+            passed = spend.over(team, minute=minute)
             if passed:
                 if cached:  # a refusal is decided on a fresh read, never on a cached one
                     state.doc = None
                     continue
                 raise refusal(team, passed, now)
             extra = spend.plus(credit_tokens, credit_micros)
-            has_credit = extra.within_half(team)
+            has_credit = minute and extra.within_half(team)
             spend = extra if has_credit else spend
             if await self._write(team.id, state, doc, spend, applied):
                 if has_credit:
@@ -370,9 +397,9 @@ def _with(spend: Spend, deltas: list[_Delta]) -> Spend:
     return spend
 
 
-def _never_fits(team: Team, tokens: int, money: int) -> None:
+def _never_fits(team: Team, tokens: int, money: int, *, minute: bool = True) -> None:
     """A worst case above a whole limit would wait forever: say what to lower instead."""
-    if (team.tpm is not None and tokens > team.tpm) or (
+    if (minute and team.tpm is not None and tokens > team.tpm) or (
         team.daily_tokens is not None and tokens > team.daily_tokens
     ):
         raise InvalidRequest(

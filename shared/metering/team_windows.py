@@ -20,6 +20,8 @@ from shared.metering.teams import Team
 
 LimitKind = Literal["minute", "day", "month"]
 MICROS: int = 1_000_000
+# The minute of a booking that spends no minute (a batch's): never a current one.
+NO_MINUTE: int = -1
 
 
 def micros(usd: float) -> int:
@@ -39,6 +41,11 @@ class Windows:
     def at(now: float) -> Windows:
         moment = datetime.fromtimestamp(now, UTC)
         return Windows(int(now // 60), moment.strftime("%Y-%m-%d"), moment.strftime("%Y-%m"))
+
+    def without_minute(self) -> Windows:
+        """These day and month, and a minute no moment has: what is booked or settled in
+        them never changes a minute counter (`Spend.plus` skips windows not current)."""
+        return replace(self, minute=NO_MINUTE)
 
     def not_before(self, doc: dict[str, object]) -> Windows:
         """These windows, or the document's where it counts a later one."""
@@ -118,10 +125,11 @@ class Spend:
             "month_micros": self.month_micros,
         }
 
-    def over(self, team: Team) -> list[LimitKind]:
-        """The limits of `team` these counters pass."""
+    def over(self, team: Team, *, minute: bool = True) -> list[LimitKind]:
+        """The limits of `team` these counters pass (the minute's only with `minute`: a
+        booking that spends no minute is not refused for what others spent in it)."""
         passed: list[LimitKind] = []
-        if team.tpm is not None and self.minute_tokens > team.tpm:
+        if minute and team.tpm is not None and self.minute_tokens > team.tpm:
             passed.append("minute")
         if team.daily_tokens is not None and self.day_tokens > team.daily_tokens:
             passed.append("day")

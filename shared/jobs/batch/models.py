@@ -30,6 +30,19 @@ FileKind = Literal["output", "error"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled", "expired"})
 
 
+class BatchBooking(BaseModel):
+    """A part's booking against its team's day and month (shared/jobs/batch/budget.py): what
+    the poller that settles it, on any instance and days later, needs of it."""
+
+    team: str
+    tokens: int
+    usd_micros: int
+    day: str
+    month: str
+    counts_tokens: bool
+    counts_usd: bool
+
+
 class BatchDoc(BaseModel):
     """`batches` document. `first`/`last` is the part's range of the job's items (in the
     items blob); `offsets` counts the lines of each file already ingested."""
@@ -63,6 +76,13 @@ class BatchDoc(BaseModel):
     ingested: int = 0
     ingested_all: bool = False
     error: ErrorDetail | None = None
+    # Its team's budget: the worst case booked while it is `creating` or running (cleared,
+    # under the lease, before it is settled: settled once), what the lines ingested so far
+    # used and cost (micro-USD, at the batch price), and since when it waits for room.
+    booking: BatchBooking | None = None
+    used_tokens: int = 0
+    used_micros: int = 0
+    budget_since: datetime | None = None
     lease_owner: str | None = None
     lease_until: datetime | None = None
     created_at: datetime

@@ -39,11 +39,12 @@ import openai
 from shared.core.clock import now
 from shared.core.models import ErrorDetail
 from shared.core.settings import Settings
+from shared.jobs.batch.errors import error_codes, first_message
 from shared.jobs.batch.files import LineOutcome, read_line
 from shared.jobs.batch.models import FINISHED, BatchDoc, FileKind
 from shared.jobs.batch.service import BatchService, new_owner
 from shared.jobs.batch.store import LeaseLost
-from shared.jobs.batch.submit import TOKEN_LIMIT, error_codes, first_message
+from shared.jobs.batch.submit import TOKEN_LIMIT
 from shared.jobs.models import JobDoc
 from shared.metering.bookkeeper import Bookkeeper, CallSite
 
@@ -114,7 +115,10 @@ class BatchPoller:
     async def _settle_stranded(self, open_jobs: set[str]) -> None:
         """Settle the `submitted` jobs whose parts are all done (found by the soak: Cosmos DB
         cut off just after a part was marked done left its job `submitted`)."""
-        for job_id in await self._service.jobs.ids_with_status("submitted"):
+        jobs = self._service.jobs
+        # `waiting`: a batch job whose part waited for its team's budget, then failed.
+        waiting = await jobs.ids_with_status("waiting")
+        for job_id in [*await jobs.ids_with_status("submitted"), *waiting]:
             if job_id in open_jobs:
                 continue
             try:
@@ -132,6 +136,7 @@ class BatchPoller:
     async def _step(self, doc: BatchDoc, owner: str, report: PollReport) -> BatchDoc:
         job = await self._service.jobs.get(doc.job_id)
         if job is None:
+            doc = await self._service.unbook(doc, owner)
             return await self._docs.save(doc, owner, state="done")
         cancelled = job.status == "cancelled"
         if doc.state in ("waiting", "creating"):
@@ -144,7 +149,8 @@ class BatchPoller:
         batch = await self._client.batches.retrieve(doc.batch_id)
         if batch.status not in FINISHED:
             return await self._running(doc, owner, job, batch.status, batch.request_counts)
-        if batch.status == "failed":
+        if batch.status == "failed":  # it ran nothing: its team's booking is given back
+            doc = await self._service.unbook(doc, owner)
             body = {"errors": batch.errors.model_dump()} if batch.errors is not None else None
             await self._service.delete_file(doc.input_file_id)
             message = first_message(body, "the batch failed")
@@ -172,6 +178,8 @@ class BatchPoller:
         )
         if not doc.ingested_all:
             doc = await self._ingest(doc, owner, job, report)
+        # Settled to what its lines used before what it left undone is resubmitted.
+        doc = await self._service.unbook(doc, owner)
         return await self._settle(doc, owner, batch.status, cancelled)
 
     async def _running(
@@ -282,8 +290,19 @@ class BatchPoller:
             for outcome in chunk:
                 group.create_task(book(outcome))
         ingested = doc.ingested + len(results)
+        # What the lines used, for its team's budget: counted once, with their offset.
+        used = (
+            (0, 0)
+            if self._service.budget is None
+            else self._service.budget.used(chunk, doc.deployment)
+        )
         doc = await self._docs.save(
-            doc, owner, offsets={**doc.offsets, kind: offset}, ingested=ingested
+            doc,
+            owner,
+            offsets={**doc.offsets, kind: offset},
+            ingested=ingested,
+            used_tokens=doc.used_tokens + used[0],
+            used_micros=doc.used_micros + used[1],
         )
         report.ingested += len(chunk)
         log.info(

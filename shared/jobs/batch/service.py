@@ -131,7 +131,12 @@ class BatchService(Submitter):
         error (the batch's reason rather than "items failed")."""
         docs = await self.docs.of_job(job_id)
         job = await self.jobs.get(job_id)
-        if job is None or any(d.state != "done" for d in docs) or job.status == "cancelled":
+        if (
+            job is None
+            or not docs  # not a batch job (a realtime job `waiting` is the worker's)
+            or any(d.state != "done" for d in docs)
+            or job.status == "cancelled"
+        ):
             return job
         settled = await self.jobs.finish(job_id, job.total)
         reason = next((d.error for d in docs if d.error is not None), None)

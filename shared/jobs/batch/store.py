@@ -120,6 +120,26 @@ class BatchDocs:
             raise LeaseLost(f"batch document {doc.id} changed under us") from None
         return BatchDoc.model_validate(stored)
 
+    async def take_booking(self, doc: BatchDoc, owner: str) -> tuple[BatchDoc, BatchDoc | None]:
+        """Clear a document's team booking and what its lines used, under its ETag and our
+        lease: the document now, and as it was when it held a booking (None: it held none,
+        so a repeated run settles nothing). Raises LeaseLost."""
+        raw = await self._store.read(BATCHES, doc.id, doc.id)
+        if raw is None:
+            raise LeaseLost(f"batch document {doc.id} is gone")
+        current = BatchDoc.model_validate(raw)
+        if current.lease_owner != owner:
+            raise LeaseLost(f"batch document {doc.id} is claimed by {current.lease_owner}")
+        if current.booking is None:
+            return current, None
+        cleared = {"booking": None, "used_tokens": 0, "used_micros": 0, "updated_at": now()}
+        changed = current.model_copy(update=cleared)
+        try:
+            stored = await self._store.replace_if_unchanged(BATCHES, _dump(changed), raw["_etag"])
+        except CosmosAccessConditionFailedError:
+            raise LeaseLost(f"batch document {doc.id} changed under us") from None
+        return BatchDoc.model_validate(stored), current
+
     async def release(self, doc: BatchDoc, owner: str) -> None:
         """Give the lease back, so the next run need not wait for it to expire."""
         with contextlib.suppress(LeaseLost):

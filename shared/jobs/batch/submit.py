@@ -20,17 +20,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import openai
+from azure.core.exceptions import AzureError
 from openai import AsyncOpenAI
 from openai.types import Batch
 
 from shared.core.clock import now
+from shared.core.errors import InvalidRequest, RateLimited, ServiceUnavailable
 from shared.core.models import ErrorDetail
 from shared.core.queues import JobQueues
 from shared.core.settings import Settings
+from shared.jobs.batch.budget import BatchBudget
 from shared.jobs.batch.create import Creator
+from shared.jobs.batch.errors import error_codes, first_message
 from shared.jobs.batch.files import input_line, line_tokens
 from shared.jobs.batch.models import BatchDoc
-from shared.jobs.batch.store import BatchDocs
+from shared.jobs.batch.store import BatchDocs, LeaseLost
 from shared.jobs.intake import parse_job
 from shared.jobs.models import Item, JobKind, JobSpec
 from shared.jobs.results import failed_result
@@ -49,26 +53,6 @@ UNSUBMITTED: dict[str, Any] = {
 }
 
 
-def error_codes(body: Any) -> list[str]:
-    """Codes in a Batch API error body: `{"errors": {"data": [{"code"}]}}` (create's 400 and
-    a failed batch's `errors`), or `{"error": {"code"}}`."""
-    if not isinstance(body, dict):
-        return []
-    errors = body.get("errors")
-    rows = errors.get("data") if isinstance(errors, dict) else [body.get("error")]
-    return [str(r["code"]) for r in rows or [] if isinstance(r, dict) and r.get("code")]
-
-
-def first_message(body: Any, default: str) -> str:
-    if isinstance(body, dict):
-        errors = body.get("errors")
-        rows = errors.get("data") if isinstance(errors, dict) else [body.get("error")]
-        for row in rows or []:
-            if isinstance(row, dict) and row.get("message"):
-                return str(row["message"])
-    return default
-
-
 @dataclass(frozen=True)
 class Submitter:
     settings: Settings
@@ -77,6 +61,7 @@ class Submitter:
     docs: BatchDocs
     queues: JobQueues
     deployments: Mapping[str, str] = field(default_factory=dict)  # its names, if it renames
+    budget: BatchBudget | None = None  # the jobs' teams' day and month (budget.py)
 
     def on_backend(self, spec: JobSpec) -> JobSpec:
         """The spec with the deployment's name on the batch backend (the lines' `model`)."""
@@ -143,6 +128,7 @@ class Submitter:
     async def submit(self, doc: BatchDoc, owner: str, **changes: Any) -> BatchDoc:
         """Reserve room for the part's remaining items, upload them and create its Batch API
         job; `changes` are saved with the first write. Raises LeaseLost."""
+        doc = await self.unbook(doc, owner)  # an earlier batch's, or an attempt's that failed
         found = await self.remaining(doc)
         if found is None or not found[2]:
             return await self.docs.save(doc, owner, **{**UNSUBMITTED, "state": "done", **changes})
@@ -158,9 +144,27 @@ class Submitter:
                 f"enqueued-token quota (BATCH_ENQUEUED_TOKENS, {limit}) can ever hold",
             )
             return await self.give_up(doc, owner, reason, **changes)
+        if self.budget is not None:
+            try:
+                booked = await self.budget.book(doc.endpoint, spec, items)
+            except RateLimited as refused:
+                return await self.wait_for_budget(doc, owner, refused, **changes)
+            except InvalidRequest as never:
+                return await self.give_up(doc, owner, never.detail(), **changes)
+            except (AzureError, TimeoutError, ServiceUnavailable) as error:  # Cosmos DB
+                cause = error.message if isinstance(error, ServiceUnavailable) else repr(error)
+                why = ErrorDetail(code="unavailable", message=f"team budget: {cause[:200]}")
+                return await self.retry(doc, owner, why, **changes)
+            if booked is not None:
+                try:  # kept on the document before anything goes upstream
+                    doc = await self.docs.save(doc, owner, booking=booked, **changes)
+                except LeaseLost:
+                    await self.budget.settle(booked, 0, 0)
+                    raise
+                changes = {}
         doc = await self.reserve(doc, owner, tokens, **changes)
         if doc.state != "creating":
-            return doc
+            return await self.unbook(doc, owner)
         try:
             file_id = await self.creator.upload(doc, data)
         except openai.APIStatusError as error:
@@ -219,9 +223,36 @@ class Submitter:
             doc, owner, **{**UNSUBMITTED, "state": "waiting", "tokens": tokens, **changes}
         )
 
+    async def unbook(self, doc: BatchDoc, owner: str) -> BatchDoc:
+        """Settle the part's team booking, if any, to what its lines used (budget.py)."""
+        return doc if self.budget is None else await self.budget.unbook(self.docs, doc, owner)
+
+    async def wait_for_budget(
+        self, doc: BatchDoc, owner: str, refused: RateLimited, **changes: Any
+    ) -> BatchDoc:
+        """The team refused the part: wait for room (the job `waiting`, saying why), tried
+        again on the next poller run; past JOB_BUDGET_MAX_WAIT, fail its items."""
+        assert self.budget is not None
+        at = now()
+        since = doc.budget_since or at
+        why = self.budget.waiting(refused, since, at)
+        if why is None:
+            return await self.give_up(doc, owner, self.budget.failure(refused), **changes)
+        log.info("job %s part %d: %s", doc.job_id, doc.part, why.message)
+        fields = {**UNSUBMITTED, "state": "waiting", "error": why, "budget_since": since}
+        doc = await self.docs.save(doc, owner, **fields, next_attempt_at=at, **changes)
+        await self.jobs.update(
+            doc.job_id, status="waiting", only_from={"submitted", "waiting"}, error=why
+        )
+        return doc
+
     async def started(
         self, doc: BatchDoc, owner: str, batch: Batch, submitted_at: datetime
     ) -> BatchDoc:
+        if doc.budget_since is not None:  # it waited for its team's budget: no more
+            await self.jobs.update(
+                doc.job_id, status="submitted", only_from={"waiting"}, error=None
+            )
         return await self.docs.save(
             doc,
             owner,
@@ -237,6 +268,7 @@ class Submitter:
             stop=None,
             error=None,
             next_attempt_at=None,
+            budget_since=None,
         )
 
     async def recover(self, doc: BatchDoc, owner: str, *, cancelled: bool) -> BatchDoc:
@@ -250,7 +282,9 @@ class Submitter:
                 await self.creator.sweep(doc)
         except openai.APIError as error:
             return await self.retry(doc, owner, _unavailable(error), state="creating")
-        if batch is not None:
+        if batch is None:
+            doc = await self.unbook(doc, owner)
+        else:
             log.warning(
                 "job %s part %d: batch %s was made by an earlier attempt that lost its answer; "
                 "carrying on with it",
@@ -313,7 +347,10 @@ class Submitter:
             delay,
             tries,
         )
-        fields: dict[str, Any] = {**UNSUBMITTED, "state": "waiting"} if state == "waiting" else {}
+        fields: dict[str, Any] = {}
+        if state == "waiting":
+            doc = await self.unbook(doc, owner)
+            fields = {**UNSUBMITTED, "state": "waiting"}
         return await self.docs.save(
             doc,
             owner,
@@ -330,6 +367,7 @@ class Submitter:
     ) -> BatchDoc:
         """Fail the part's items that have no result with `reason`; the part is done."""
         log.warning("job %s part %d: failed: %s", doc.job_id, doc.part, reason.message)
+        doc = await self.unbook(doc, owner)
         await self.delete_file(doc.input_file_id)
         await self.fail_rest(doc, reason)
         return await self.docs.save(

@@ -311,3 +311,29 @@ async def test_spend_while_the_store_was_away_is_written_when_it_answers(
     clock.now += 6  # the store is asked again after OPEN_SECONDS
     await limiter.release(await limiter.reserve(who, 100, 0.0))
     assert (await counters(store, who, clock)).day_tokens == 48_700
+
+
+async def test_a_booking_without_its_minute_books_the_day_and_month_and_never_the_minute(
+    store: Store,
+) -> None:
+    """A Batch API job's booking (`minute=False`): the minute, full with the team's other
+    calls, neither refuses it nor counts it; its settlement, on another instance, moves the
+    day and month to what was used; past the day it is `budget_exceeded`."""
+    clock = Clock()
+    timer, poller = TeamLimiter(store, clock), TeamLimiter(store, clock)
+    who = team(tpm=1000, daily_tokens=10_000, monthly_usd=10.0)
+    calls = await timer.reserve(who, 1000, 0.0)  # the team's calls fill its minute
+    assert calls is not None
+    booking = await timer.reserve(who, 6000, 0.5, minute=False)  # more than tpm alone
+    assert booking is not None
+    assert (booking.tokens, booking.usd_micros, booking.offline) == (6000, 500_000, False)
+    got = await counters(store, who, clock)
+    assert (got.minute_tokens, got.day_tokens, got.month_micros) == (1000, 7000, 500_000)
+    with pytest.raises(BudgetExceeded) as refused:
+        await timer.reserve(who, 3500, 0.0, minute=False)
+    assert (refused.value.details or {})["limit"] == "day"
+    await poller.settle(booking, 2500, 0.2)
+    got = await counters(store, who, clock)
+    assert (got.minute_tokens, got.day_tokens, got.month_micros) == (1000, 3500, 200_000)
+    # A team that limits only its minute has nothing to book.
+    assert await timer.reserve(team(tpm=1000), 6000, 0.5, minute=False) is None

@@ -78,6 +78,31 @@ def test_a_settlement_changes_only_the_windows_it_was_booked_in() -> None:
     assert Spend(now, 10, 10, 10).plus(-50, -50) == Spend(now, 0, 0, 0)
 
 
+def test_a_booking_without_its_minute_counts_in_the_day_and_month_only() -> None:
+    """A Batch API job books the day and month (it runs over up to 24 h on its own quota):
+    booked or settled in windows without a minute, the minute counter never changes."""
+    w = Windows.at(at(2026, 12, 7, 10, 30))
+    days = w.without_minute()
+    assert (days.day, days.month) == (w.day, w.month)
+    assert days.minute != w.minute
+    spend = Spend(w, minute_tokens=50, day_tokens=100, month_micros=7)
+    booked = spend.plus(400, 2_000, since=days)
+    assert (booked.minute_tokens, booked.day_tokens, booked.month_micros) == (50, 500, 2_007)
+    settled = booked.plus(-300, -1_500, since=days)
+    assert (settled.minute_tokens, settled.day_tokens, settled.month_micros) == (50, 200, 507)
+    # A minute spent by the team's other calls does not refuse it; the day does.
+    who = team(tpm=40, daily_tokens=450)
+    assert booked.over(who) == ["minute", "day"]
+    assert booked.over(who, minute=False) == ["day"]
+    assert settled.over(who, minute=False) == []
+
+
+def test_a_worst_case_above_the_minute_alone_fits_a_booking_without_it() -> None:
+    _never_fits(team(tpm=100, daily_tokens=1000), 500, 0, minute=False)
+    with pytest.raises(InvalidRequest):
+        _never_fits(team(tpm=100, daily_tokens=1000), 1001, 0, minute=False)
+
+
 def test_the_limit_whose_room_returns_last_refuses() -> None:
     t = team(tpm=100, daily_tokens=1000, monthly_usd=1.0)
     now = at(2026, 12, 7, 10, 0, 30)
@@ -150,7 +175,9 @@ class Refusing(TeamLimiter):
     def __init__(self, times: int, wait: float) -> None:
         self.times, self.wait, self.calls = times, wait, 0
 
-    async def reserve(self, team: Team, tokens: int, usd: float) -> Booking | None:
+    async def reserve(
+        self, team: Team, tokens: int, usd: float, *, minute: bool = True
+    ) -> Booking | None:
         self.calls += 1
         if self.calls <= self.times:
             raise BudgetExceeded("out", retry_after=self.wait)

@@ -5,6 +5,7 @@ whose answer is lost still making one batch whose usage is reported."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -14,6 +15,8 @@ from openai import AsyncAzureOpenAI
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.aoai_simulator.config import BatchConfig
 from shared.core.settings import load_settings
+from shared.core.store import TEAM_SPEND, Store
+from shared.metering.team_windows import Spend, Windows
 from tests.support.jobs_stack import JobsStack, all_results, stack_fixture, submit, wait_job
 from tests.support.samples import LABELS, tickets
 from tests.support.simulator import control_plane
@@ -124,3 +127,75 @@ async def test_a_lost_create_makes_one_batch_whose_usage_is_reported(
             await asyncio.sleep(0.2)
         assert await usage_calls(http, run) == 3
         assert (await aoai.files.list()).data == []  # input, output and error files deleted
+
+
+async def test_a_team_s_batch_job_books_its_day_and_one_of_a_spent_day_waits_sending_nothing(
+    stack: JobsStack, store: Store
+) -> None:
+    """#22 item 4 through the host: a team's batch job books its day (never its minute) and
+    `GET /api/teams/{id}` shows what it used once the timer settles it; the batch job of a
+    team whose day is spent is `waiting` (`budget_exceeded`) while the timer keeps trying,
+    with no batch made."""
+    if (86_400 - time.time() % 86_400) < 300:
+        pytest.skip("too close to UTC midnight: the spent team's day would return")
+    async with httpx.AsyncClient(
+        base_url=stack.host.url, headers=stack.host.admin_headers(), timeout=30
+    ) as admin:
+        teams = {}
+        for name, limits in (("spent", {"daily_tokens": 100_000}), ("ok", {"tpm": 10})):
+            team_id = f"bat-{name}-{uuid.uuid4().hex[:8]}"
+            made = await admin.post(
+                "/teams", json={"id": team_id, "daily_tokens": 1_000_000, **limits}
+            )
+            assert made.status_code == 201, made.text
+            teams[name] = (team_id, made.json()["key"])
+        spent_id = teams["spent"][0]
+        day = Spend(Windows.at(time.time()), day_tokens=100_000)
+        await store.create(TEAM_SPEND, day.doc(spent_id))
+        body = {"items": tickets(3, first=1), "labels": LABELS, "mode": "batch"}
+        job_ids = {}
+        for name, (_, key) in teams.items():
+            async with httpx.AsyncClient(
+                base_url=stack.host.url, headers={"api-key": key}, timeout=30
+            ) as team:
+                job_ids[name] = await submit(team, "classification", body)
+
+        ok_id, ok_key = teams["ok"]
+        async with httpx.AsyncClient(
+            base_url=stack.host.url, headers={"api-key": ok_key}, timeout=30
+        ) as team:
+            view = await wait_job(team, job_ids["ok"], within=90)
+        assert view["status"] == "succeeded", view
+        shown = (await admin.get(f"/teams/{ok_id}")).json()["spend"]
+        assert shown["day_tokens"] == view["usage"]["total_tokens"] > 0
+        assert shown["minute_tokens"] == 0
+
+        spent_job = job_ids["spent"]
+        tries = f"job {spent_job} part 0: waits for its team's budget"
+        for _ in range(300):  # the timer (every 2 s) tries again
+            if stack.log().count(tries) >= 3:
+                break
+            await asyncio.sleep(0.1)
+        assert stack.log().count(tries) >= 3
+        async with httpx.AsyncClient(
+            base_url=stack.host.url, headers={"api-key": teams["spent"][1]}, timeout=30
+        ) as team:
+            waiting = (await team.get(f"/jobs/{spent_job}")).json()
+        assert waiting["status"] == "waiting", waiting
+        assert waiting["error"]["code"] == "budget_exceeded"
+        assert waiting["error"]["details"]["limit"] == "day"
+        assert waiting["counts"]["pending"] == 3
+        settings = load_settings(stack.environ)
+        async with AsyncAzureOpenAI(
+            azure_endpoint=stack.simulator.url,
+            api_key=stack.simulator.api_key,
+            api_version=settings.azure_openai_api_version,
+        ) as aoai:
+            made = [
+                b.id
+                async for b in aoai.batches.list(limit=100)
+                if (b.metadata or {}).get("job_id") == spent_job
+            ]
+        assert made == []
+        spend = Spend.of(await store.read(TEAM_SPEND, spent_id, spent_id), Windows.at(time.time()))
+        assert spend.day_tokens == 100_000

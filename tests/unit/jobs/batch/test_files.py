@@ -10,9 +10,9 @@ import pytest
 
 from devstack.aoai_simulator import batch_quota
 from devstack.aoai_simulator.batch_input import BatchLine
+from shared.jobs.batch.errors import error_codes, first_message
 from shared.jobs.batch.files import endpoint_for, input_line, line_tokens, read_line, split
 from shared.jobs.batch.models import item_of
-from shared.jobs.batch.submit import error_codes, first_message
 from shared.jobs.classification import request_body
 from shared.jobs.models import Item, JobSpec
 
