@@ -107,6 +107,19 @@ class Forbidden(AppError):
     status, code = 403, "forbidden"
 
 
+class TeamDisabled(AppError):
+    """A job's team was disabled (docs/teams.md): what the job has not done fails. Callers
+    of a disabled team never get this (their keys are a 401); only its queued work does."""
+
+    status, code = 403, "team_disabled"
+
+    def __init__(self, team_id: str) -> None:
+        super().__init__(
+            f"team {team_id} is disabled: its jobs stop (submit the job again once the team "
+            "is enabled; what was done is kept)"
+        )
+
+
 class NotFound(AppError):
     status, code = 404, "not_found"
 

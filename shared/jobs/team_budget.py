@@ -7,13 +7,14 @@ cost. A refusal stops the slice; the worker sends the rest back to wait for the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from shared.core.errors import RateLimited
+from shared.core.errors import RateLimited, TeamDisabled
 from shared.core.models import ErrorDetail, Usage
-from shared.core.settings import ModelPrice
-from shared.jobs.models import JobSpec, ResultDoc
+from shared.core.settings import ModelPrice, Settings
+from shared.jobs.intake import InvalidJob, job_spec
+from shared.jobs.models import Job, JobSpec, ResultDoc
 from shared.metering.report import price_for, usage_cost
 from shared.metering.team_directory import TeamDirectory
 from shared.metering.team_limits import Booking, TeamLimiter
@@ -76,11 +77,17 @@ async def team_budget(
     return TeamBudget(limiter, team, spec.deployment, prices)
 
 
-async def team_models(teams: TeamDirectory | None, team_id: str) -> Sequence[str]:
-    """The models team `team_id` may use: its `models`, or () for all (no list, or no such
-    team registered). Raises the registry's error when Cosmos DB fails."""
+async def team_job_spec(job: Job, settings: Settings, teams: TeamDirectory | None) -> JobSpec:
+    """`job_spec` held to the job's team: a message dropped on the queue names its team and
+    model itself, so the team's `models` hold here as over HTTP, and a disabled team's work
+    stops (its keys are refused at once; its queued jobs must not go on spending). InvalidJob
+    for either; the registry's error when Cosmos DB fails."""
+    team_id = job.team or settings.default_team
     team = await teams.by_id(team_id) if teams is not None else None
-    return team.models if team is not None else ()
+    if team is not None and team.disabled:
+        disabled = TeamDisabled(team.id)
+        raise InvalidJob(disabled.message, job_id=job.job_id, code=disabled.code, team=team.id)
+    return job_spec(job, settings, team.models if team is not None else ())
 
 
 def gave_up(refused: RateLimited, max_wait: float) -> ErrorDetail:

@@ -33,7 +33,7 @@ from shared.jobs.answers import keep_answers, write_kept_answers
 from shared.jobs.batch.service import BatchService
 from shared.jobs.classification import ClassificationService
 from shared.jobs.embeddings import EmbeddingService
-from shared.jobs.intake import InvalidJob, enqueue, job_spec, read_message
+from shared.jobs.intake import InvalidJob, enqueue, read_message
 from shared.jobs.lease import Lease
 from shared.jobs.memory import MemoryBudget
 from shared.jobs.models import (
@@ -50,7 +50,7 @@ from shared.jobs.results import failed_result
 from shared.jobs.retries import Plan, continuation_plan
 from shared.jobs.runner import SliceOutcome, run_slice
 from shared.jobs.store import OPEN, JobStore, is_terminal
-from shared.jobs.team_budget import gave_up, team_budget, team_models
+from shared.jobs.team_budget import gave_up, team_budget, team_job_spec
 from shared.metering.budget_wait import budget_wait
 from shared.metering.team_directory import TeamDirectory
 from shared.metering.team_limits import TeamLimiter
@@ -98,10 +98,7 @@ class JobWorker:
         redelivers it; after maxDequeueCount the poison sweep records it)."""
         try:
             job, _ = await read_message(kind, message.body, self.queues, self.settings)
-            # A message dropped on the queue names its team and model itself: the team's
-            # model list holds here as over HTTP.
-            team = job.team or self.settings.default_team
-            spec = job_spec(job, self.settings, await team_models(self.teams, team))
+            spec = await team_job_spec(job, self.settings, self.teams)
         except InvalidJob as error:
             await self.record_invalid(kind, message, error)
             return

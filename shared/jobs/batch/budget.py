@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from shared.core.errors import InvalidRequest, RateLimited
+from shared.core.errors import InvalidRequest, RateLimited, TeamDisabled
 from shared.core.models import ErrorDetail
 from shared.core.settings import ModelPrice
 from shared.jobs.batch.files import LineOutcome, line_tokens
@@ -68,14 +68,16 @@ class BatchBudget:
 
     async def book(self, url: str, spec: JobSpec, items: list[Item]) -> BatchBooking | None:
         """Book the part's worst case against its team's day and month; None when the team
-        has no document or no day or month limit. Raises the limiter's BudgetExceeded,
-        InvalidRequest (more than the whole limit) or ServiceUnavailable, and the
+        has no document or no day or month limit. Raises TeamDisabled, the limiter's
+        BudgetExceeded, InvalidRequest (more than the whole limit) or ServiceUnavailable, and the
         registry's error when Cosmos DB fails."""
         if spec.team is None:
             return None
         team = await self.teams.by_id(spec.team)
         if team is None:
             return None
+        if team.disabled:
+            raise TeamDisabled(team.id)
         tokens, usd = self.worst_case(url, spec, items)
         try:
             booking = await self.limiter.reserve(team, tokens, usd, minute=False)

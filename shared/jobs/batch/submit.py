@@ -25,7 +25,7 @@ from openai import AsyncOpenAI
 from openai.types import Batch
 
 from shared.core.clock import now
-from shared.core.errors import InvalidRequest, RateLimited, ServiceUnavailable
+from shared.core.errors import InvalidRequest, RateLimited, ServiceUnavailable, TeamDisabled
 from shared.core.models import ErrorDetail
 from shared.core.queues import JobQueues
 from shared.core.settings import Settings
@@ -149,7 +149,7 @@ class Submitter:
                 booked = await self.budget.book(doc.endpoint, spec, items)
             except RateLimited as refused:
                 return await self.wait_for_budget(doc, owner, refused, **changes)
-            except InvalidRequest as never:
+            except (InvalidRequest, TeamDisabled) as never:
                 return await self.give_up(doc, owner, never.detail(), **changes)
             except (AzureError, TimeoutError, ServiceUnavailable) as error:  # Cosmos DB
                 cause = error.message if isinstance(error, ServiceUnavailable) else repr(error)

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.core.store import TEAM_SPEND, Store
+from shared.core.store import JOBS, TEAM_SPEND, Store
 from shared.metering.team_windows import Spend, Windows
 from tests.support.jobs_stack import (
     JobsStack,
@@ -199,5 +199,34 @@ async def test_a_job_for_a_model_outside_its_team_s_list_is_refused_over_http_an
     assert view["status"] == "failed", view
     assert view["error"]["code"] == "invalid_job", view
     assert view["error"]["details"]["known_models"] == ["gpt-4o"], view
+    sent = await upstream_sends(stack, [i["text"] for i in body["items"]])
+    assert set(sent.values()) == {0}, sent
+
+
+async def test_a_disabled_team_s_queued_job_fails_team_disabled_and_sends_nothing(
+    stack: JobsStack, store: Store, team: Team
+) -> None:
+    """A disabled team's keys are a 401; its work already on the queue (or dropped there
+    naming it) stops too, however often the message is delivered. Its job record says why
+    (read from the store: the team's key cannot read it now)."""
+    async with httpx.AsyncClient(base_url=stack.host.url, timeout=30) as admin:
+        changed = await admin.patch(
+            f"/teams/{team.id}", json={"disabled": True}, headers=stack.host.admin_headers()
+        )
+    assert changed.status_code == 200, changed.text
+    job_id = f"jb-disabled-{uuid.uuid4().hex[:8]}"
+    body: dict[str, Any] = {"job_id": job_id, "items": items(2, "disabled {i}"), "team": team.id}
+    for _ in range(2):
+        await send_raw(stack.connection_string, stack.embedding_queue, body)
+    doc: dict[str, Any] | None = None
+    for _ in range(600):
+        doc = await store.read(JOBS, job_id, job_id)
+        if doc is not None and doc["status"] == "failed":
+            break
+        await asyncio.sleep(0.1)
+    assert doc is not None
+    assert doc["status"] == "failed", doc
+    assert doc["error"]["code"] == "team_disabled", doc
+    assert doc["team"] == team.id
     sent = await upstream_sends(stack, [i["text"] for i in body["items"]])
     assert set(sent.values()) == {0}, sent

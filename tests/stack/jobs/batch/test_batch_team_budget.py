@@ -25,7 +25,7 @@ from shared.jobs.batch.service import new_owner
 from shared.metering.models import UsageRecord
 from shared.metering.report import cost_usd
 from shared.metering.team_windows import Spend, Windows, micros
-from shared.metering.teams import NewTeam
+from shared.metering.teams import NewTeam, TeamChanges
 from shared.runtime import Runtime
 from tests.stack.jobs.batch.conftest import FAST
 from tests.support.batch_stack import (
@@ -210,6 +210,29 @@ async def test_a_batch_larger_than_its_team_s_whole_day_fails_at_once_and_says_s
     rows = await results(runtime, job_id)
     assert {r["error"]["code"] for r in rows} == {"invalid_request"}
     assert all("does not split" in r["error"]["message"] for r in rows)
+    assert await upstream(runtime, job_id) == []
+    assert (await spend(store, team)).day_tokens == 0
+
+
+async def test_a_waiting_part_of_a_team_disabled_meanwhile_fails_team_disabled(
+    runtime: Runtime, store: Store
+) -> None:
+    """Disabling a team stops its queued batch work too: the part waiting for the budget is
+    not booked or uploaded when the poller tries it again; its items fail `team_disabled`."""
+    team = await new_team(runtime, daily_tokens=100_000)
+    await set_spend(store, team, day_tokens=99_990)
+    job_id = await send_job(runtime, tickets(), team=team)
+    waiting = await runtime.job_worker.jobs.get(job_id)
+    assert waiting is not None
+    assert waiting.status == "waiting", waiting
+    await set_spend(store, team)  # room again: only the switch holds it now
+    await runtime.team_admin.update(team, TeamChanges(disabled=True))
+
+    job = await poll_until(runtime, job_id)
+    assert job.status == "failed", job
+    rows = await results(runtime, job_id)
+    assert len(rows) == len(tickets())
+    assert {r["error"]["code"] for r in rows} == {"team_disabled"}
     assert await upstream(runtime, job_id) == []
     assert (await spend(store, team)).day_tokens == 0
 
