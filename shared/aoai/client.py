@@ -4,12 +4,19 @@ of shared/aoai/backends.py.
 Backends: `AOAI_BACKENDS` when set, else one backend named `default` from
 `AZURE_OPENAI_ENDPOINT` (or `openai` for the standard OpenAI API).
 
+API shape, per `AZURE_OPENAI_API_VERSION`: `v1` gives Azure's v1 API, a plain `AsyncOpenAI` at
+`<endpoint>/openai/v1/` with the deployment as the body's `model` and no api-version; a dated
+version gives `AsyncAzureOpenAI` (`/openai/deployments/{deployment}/...?api-version=...`).
+Both send the same bodies, so callers do not know which one they hold.
+
 Auth, in order (never two at once), per backend:
 - an `api_key` (`AZURE_OPENAI_API_KEY` for the one backend): key auth (the local simulator,
   emergencies).
 - an Azure endpoint without a key: Microsoft Entra ID. ONE credential and ONE bearer-token
   provider (scope https://cognitiveservices.azure.com/.default) serve every backend, so the
   process keeps one token for all of them (`AZURE_CLIENT_ID` picks the user-assigned identity).
+  Under v1 the provider is the client's `api_key`: openai 3.x awaits a callable `api_key` before
+  every request, so the token is refreshed as with `azure_ad_token_provider`.
 - no Azure endpoint, `OPENAI_API_KEY` set: the standard OpenAI API.
 """
 
@@ -25,7 +32,7 @@ from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from shared.aoai.backends import Backend, Backends
 from shared.core.errors import UnknownModelError
-from shared.core.settings import AoaiBackend, Settings
+from shared.core.settings import V1_API, AoaiBackend, Settings
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,11 @@ DEFAULT_BACKEND = "default"
 OPENAI_BACKEND = "openai"
 
 TokenProvider = Callable[[], Awaitable[str]]
+
+
+def v1_base_url(endpoint: str) -> str:
+    """Azure's v1 API of an account: https://<name>.openai.azure.com/openai/v1/."""
+    return endpoint.rstrip("/") + "/openai/v1/"
 
 
 @dataclass
@@ -87,6 +99,16 @@ def create_client(
     """One backend's client: its key if it has one, else the shared token provider."""
     if config.api_key is None and token_provider is None:  # create_connection passes one
         raise ValueError(f"backend {config.name}: no api_key and no token provider")
+    if settings.azure_openai_api_version == V1_API:
+        auth: str | TokenProvider | None = (
+            config.api_key.get_secret_value() if config.api_key is not None else token_provider
+        )
+        return AsyncOpenAI(
+            base_url=v1_base_url(str(config.endpoint)),
+            api_key=auth,
+            timeout=settings.aoai_timeout_seconds,
+            max_retries=settings.aoai_max_retries,
+        )
     return AsyncAzureOpenAI(
         azure_endpoint=str(config.endpoint),
         api_key=config.api_key.get_secret_value() if config.api_key is not None else None,

@@ -33,6 +33,8 @@ from pydantic_settings.sources.utils import parse_env_vars
 # The data-plane api-version, the same as infra's openAiApiVersion (tests/infra checks it): the
 # reasoning models the defaults deploy answer only under 2024-12-01-preview or later.
 DEFAULT_API_VERSION = "2025-04-01-preview"
+# Azure's v1 API: `<endpoint>/openai/v1/`, no api-version (shared/aoai/client.py).
+V1_API = "v1"
 
 
 class SettingsError(RuntimeError):
@@ -131,7 +133,10 @@ class Settings(BaseSettings):
         description="Key auth instead of Entra ID (local simulator, emergencies). Unset in Azure.",
     )
     azure_openai_api_version: str = Field(
-        default=DEFAULT_API_VERSION, description="Data-plane api-version sent on every call."
+        default=DEFAULT_API_VERSION,
+        pattern=r"^(v1|\d{4}-\d{2}-\d{2}(-preview)?)$",
+        description="`v1`: Azure's v1 API (<endpoint>/openai/v1/, the deployment in the body, "
+        "no api-version); or a dated data-plane api-version sent on every call.",
     )
     openai_api_key: SecretStr | None = Field(
         default=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from shared.aoai.client import create_connection, resolve_deployment
 from shared.core.errors import UnknownModelError
-from shared.core.settings import Settings, load_settings
+from shared.core.settings import DEFAULT_API_VERSION, Settings, SettingsError, load_settings
 from tests.support.recording_server import Recorded, RecordingServer, recording_server
 from tests.support.unit_env import BASE
 
@@ -50,41 +51,110 @@ async def test_api_key_mode_sends_api_key_header_and_no_bearer(server: Recording
     assert req.query["api-version"] == ["2025-04-01-preview"]
 
 
-async def test_entra_mode_sends_bearer_from_default_credential_for_the_configured_identity(
-    server: RecordingServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """DefaultAzureCredential, through the App Service managed-identity protocol, on loopback."""
+def _identity_endpoint(req: Recorded) -> tuple[int, dict[str, str], Any]:
+    """The App Service managed-identity protocol: a token naming the identity asked for."""
+    return (
+        200,
+        {},
+        {
+            "access_token": "token-for-" + req.query.get("client_id", ["?"])[0],
+            "expires_on": str(int(time.time()) + 3600),
+            "resource": req.query["resource"][0],
+            "token_type": "Bearer",
+        },
+    )
 
-    def identity_endpoint(req: Recorded) -> tuple[int, dict[str, str], Any]:
-        return (
-            200,
-            {},
-            {
-                "access_token": "token-for-" + req.query.get("client_id", ["?"])[0],
-                "expires_on": str(int(time.time()) + 3600),
-                "resource": req.query["resource"][0],
-                "token_type": "Bearer",
-            },
-        )
 
-    with recording_server(identity_endpoint) as identity:
+@pytest.fixture
+def identity(monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingServer]:
+    """DefaultAzureCredential finds a managed identity on loopback, as on App Service."""
+    with recording_server(_identity_endpoint) as srv:
         for name in ("AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
             monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("IDENTITY_ENDPOINT", identity.url + "/msi/token")
+        monkeypatch.setenv("IDENTITY_ENDPOINT", srv.url + "/msi/token")
         monkeypatch.setenv("IDENTITY_HEADER", "local-identity-header")
-        conn = create_connection(
-            settings(AZURE_OPENAI_ENDPOINT=server.url, AZURE_CLIENT_ID="uami-client-id")
-        )
-        try:
-            await conn.client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-        finally:
-            await conn.aclose()
+        yield srv
+
+
+async def test_entra_mode_sends_bearer_from_default_credential_for_the_configured_identity(
+    server: RecordingServer, identity: RecordingServer
+) -> None:
+    """DefaultAzureCredential, through the App Service managed-identity protocol, on loopback."""
+    conn = create_connection(
+        settings(AZURE_OPENAI_ENDPOINT=server.url, AZURE_CLIENT_ID="uami-client-id")
+    )
+    try:
+        await conn.client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    finally:
+        await conn.aclose()
     (token_request,) = identity.requests
     assert token_request.query["resource"] == ["https://cognitiveservices.azure.com"]
     assert token_request.query["client_id"] == ["uami-client-id"]
     (req,) = server.requests
     assert req.headers["authorization"] == "Bearer token-for-uami-client-id"
     assert "api-key" not in req.headers
+
+
+async def test_v1_with_a_key_calls_the_v1_path_with_the_deployment_in_the_body(
+    server: RecordingServer,
+) -> None:
+    client, req = await one_chat(
+        server,
+        settings(
+            AZURE_OPENAI_ENDPOINT=server.url + "/",
+            AZURE_OPENAI_API_KEY="local-key",
+            AZURE_OPENAI_API_VERSION="v1",
+        ),
+    )
+    assert not isinstance(client, AsyncAzureOpenAI)
+    assert req.path == "/openai/v1/chat/completions"
+    assert "api-version" not in req.query
+    assert json.loads(req.body)["model"] == "gpt-4o"
+    assert req.headers["authorization"] == "Bearer local-key"
+
+
+async def test_v1_with_entra_awaits_the_token_provider_on_every_client_of_every_backend(
+    server: RecordingServer, identity: RecordingServer
+) -> None:
+    """The token provider is the v1 client's `api_key`: the primary and the no-retry `direct`
+    client of each backend send the managed identity's token, fetched once for all."""
+    backends = json.dumps(
+        [
+            {"name": "a", "endpoint": server.url, "priority": 1},
+            {"name": "b", "endpoint": server.url, "priority": 2},
+        ]
+    )
+    conn = create_connection(
+        settings(
+            AOAI_BACKENDS=backends,
+            AZURE_CLIENT_ID="uami-client-id",
+            AZURE_OPENAI_API_VERSION="v1",
+        )
+    )
+    try:
+        for backend in conn.backends.all:
+            for client in (backend.client, backend.direct):
+                await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    finally:
+        await conn.aclose()
+    assert len(identity.requests) == 1
+    assert len(server.requests) == 4
+    for req in server.requests:
+        assert req.path == "/openai/v1/chat/completions"
+        assert req.headers["authorization"] == "Bearer token-for-uami-client-id"
+        assert "api-key" not in req.headers
+        assert "api-version" not in req.query
+
+
+@pytest.mark.parametrize("version", ["latest", "v2", "2025-04-01-beta", ""])
+def test_an_api_version_that_is_neither_v1_nor_dated_is_refused(version: str) -> None:
+    values = {"AZURE_OPENAI_ENDPOINT": "https://x.openai.azure.com"}
+    if version:
+        values["AZURE_OPENAI_API_VERSION"] = version
+        with pytest.raises(SettingsError, match="AZURE_OPENAI_API_VERSION"):
+            settings(**values)
+    else:  # empty is unset: the default
+        assert settings(**values).azure_openai_api_version == DEFAULT_API_VERSION
 
 
 async def test_openai_mode_when_no_azure_endpoint(server: RecordingServer) -> None:
