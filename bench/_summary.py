@@ -86,6 +86,11 @@ def headline(runs: dict[str, Any]) -> dict[str, Any]:
             measure: gateway[measure]["added"]["azure"]["p50_ms"]
             for measure in ("chat_json", "embeddings", "chat_stream_ttfb")
         }
+        if "responses_json" in gateway:  # the Responses API (Azure's v1 shape), p50 and p99
+            out["gateway_responses_added_ms"] = {
+                measure: gateway[measure]["added"]["azure"]
+                for measure in ("responses_json", "responses_stream_first_event")
+            }
     if cpu := runs.get("host_cpu"):
         out["host_cpu_ms_per_chat_request"] = cpu["host_cpu_ms_per_request"]
         out["app_cpu_ms_per_chat_request"] = cpu["app_cpu_ms_per_request"]
@@ -175,6 +180,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         "chat_added_ttfb_p50_ms",
         "chat_added_ttfb_p99_ms",
         "gateway_added_p50_ms",
+        "gateway_responses_added_ms",
         "host_cpu_ms_per_chat_request",
         "app_cpu_ms_per_chat_request",
         "host_peak_rss_mib_load_1",

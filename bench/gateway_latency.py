@@ -1,6 +1,6 @@
 """What the Azure OpenAI-compatible routes add: the same requests sent through the app (both
 route shapes) and straight to the Azure OpenAI simulator, in the same run, to the same
-simulator.
+simulator; chat completions, embeddings and the Responses API.
 
     .venv/bin/python -m bench.gateway_latency [--requests 200] [--warmup 20]
 
@@ -12,14 +12,18 @@ paths in turn, so drift on the machine affects all of them alike:
 - `chat_json`: a non-streamed chat completion, from sending to the whole body read;
 - `embeddings`: an embeddings call over two inputs, the same;
 - `chat_stream_ttfb`: a streamed chat completion, from sending to the first body byte (the
-  first SSE event: the service's prompt-filter chunk, which the app passes on as it comes).
+  first SSE event: the service's prompt-filter chunk, which the app passes on as it comes);
+- `responses_json`: a non-streamed (stored) response of the Responses API, as `chat_json`;
+- `responses_stream_first_event`: a streamed response, from sending to the first body byte
+  (the `response.created` event).
 
-The paths: `direct` (the simulator), `azure` (`/api/openai/deployments/{d}/...`) and `openai`
-(`/api/v1/...`). Raw HTTP (httpx) on one keep-alive connection per path, so the client's own
-cost is the same on every path and the difference is the app's: the host's proxy to its
-worker, key check, validation, the client module's call, and the usage document written to
-the Cosmos DB server before a JSON answer is sent. Prints one JSON object; added = route minus
-direct, at p50 and p99.
+The paths: `direct` (the simulator), `azure` (`/api/openai/deployments/{d}/...`; for the
+Responses API Azure's v1 shape, `/api/openai/v1/responses`, the simulator's
+`/openai/v1/responses` direct) and `openai` (`/api/v1/...`). Raw HTTP (httpx) on one
+keep-alive connection per path, so the client's own cost is the same on every path and the
+difference is the app's: the host's proxy to its worker, key check, validation, the client
+module's call, and the usage document written to the Cosmos DB server before a JSON answer is
+sent. Prints one JSON object; added = route minus direct, at p50 and p99.
 """
 
 from __future__ import annotations
@@ -46,8 +50,15 @@ EMBEDDING_BODY = {
     "input": ["the first text to embed", "the second text to embed"],
     "encoding_format": "base64",
 }
+RESPONSES_BODY = {"input": "echo: " + " ".join(["word"] * 20)}
 PATHS = ("direct", "azure", "openai")
-MEASURES = ("chat_json", "embeddings", "chat_stream_ttfb")
+MEASURES = (
+    "chat_json",
+    "embeddings",
+    "chat_stream_ttfb",
+    "responses_json",
+    "responses_stream_first_event",
+)
 
 Timed = Callable[[], Awaitable[float]]
 
@@ -61,6 +72,9 @@ class Target:
         self.deployment_in_url = deployment_in_url
 
     def _request(self, operation: str, deployment: str, body: dict[str, Any]) -> tuple[str, Any]:
+        if operation == "responses":  # the model in the body on every path
+            prefix = "openai/v1" if self.deployment_in_url else "v1"
+            return f"{prefix}/responses", {**body, "model": deployment}
         if self.deployment_in_url:
             url = f"openai/deployments/{deployment}/{operation}?api-version={API_VERSION}"
             return url, body
@@ -73,8 +87,8 @@ class Target:
         response.raise_for_status()
         return (time.perf_counter() - started) * 1000
 
-    async def first_byte(self) -> float:
-        url, payload = self._request("chat/completions", CHAT, {**CHAT_BODY, "stream": True})
+    async def first_byte(self, operation: str, body: dict[str, Any]) -> float:
+        url, payload = self._request(operation, CHAT, {**body, "stream": True})
         started = time.perf_counter()
         async with self.client.stream("POST", url, json=payload) as response:
             response.raise_for_status()
@@ -91,7 +105,9 @@ def _operations(path: Target) -> dict[str, Timed]:
     return {
         "chat_json": lambda: path.whole("chat/completions", CHAT, CHAT_BODY),
         "embeddings": lambda: path.whole("embeddings", EMBEDDING, EMBEDDING_BODY),
-        "chat_stream_ttfb": path.first_byte,
+        "chat_stream_ttfb": lambda: path.first_byte("chat/completions", CHAT_BODY),
+        "responses_json": lambda: path.whole("responses", CHAT, RESPONSES_BODY),
+        "responses_stream_first_event": lambda: path.first_byte("responses", RESPONSES_BODY),
     }
 
 
