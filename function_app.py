@@ -58,7 +58,8 @@ async def cancel_job(req: Request) -> Response:
 
 
 # The Azure OpenAI-compatible routes (docs/gateway.md): `azure_endpoint="<app>/api"` lands on
-# the first pair, `base_url="<app>/api/v1"` on the second.
+# the first pair, `base_url="<app>/api/v1"` on the second, `base_url="<app>/api/openai/v1"` on
+# the third.
 @app.route(
     route="openai/deployments/{deployment}/chat/completions",
     methods=["POST"],
@@ -83,6 +84,100 @@ async def openai_chat(req: Request) -> Response:
 @app.route(route="v1/embeddings", methods=["POST"], auth_level=DATA_PLANE)
 async def openai_embeddings(req: Request) -> Response:
     return await guarded(req, lambda rid: handlers.gateway_embeddings(get_runtime(), req, rid))
+
+
+# Azure's v1 shape: `OpenAI(base_url="<app>/api/openai/v1")`, the deployment in `model`.
+@app.route(route="openai/v1/chat/completions", methods=["POST"], auth_level=DATA_PLANE)
+async def azure_v1_chat(req: Request) -> Response:
+    return await guarded(req, lambda rid: handlers.gateway_chat(get_runtime(), req, rid))
+
+
+@app.route(route="openai/v1/embeddings", methods=["POST"], auth_level=DATA_PLANE)
+async def azure_v1_embeddings(req: Request) -> Response:
+    return await guarded(req, lambda rid: handlers.gateway_embeddings(get_runtime(), req, rid))
+
+
+# The Responses API in each shape: Azure's v1 (`openai/v1`), Azure's preview
+# (`openai/responses?api-version=`), OpenAI's (`v1`). A stored response's follow-ups go to the
+# backend that created it (shared/gateway/responses.py).
+@app.route(route="openai/v1/responses", methods=["POST"], auth_level=DATA_PLANE)
+async def azure_v1_responses(req: Request) -> Response:
+    return await guarded(req, lambda rid: handlers.gateway_responses(get_runtime(), req, rid))
+
+
+@app.route(
+    route="openai/v1/responses/{response_id}", methods=["GET", "DELETE"], auth_level=DATA_PLANE
+)
+async def azure_v1_response(req: Request) -> Response:
+    return await guarded(req, lambda rid: handlers.gateway_stored_response(get_runtime(), req, rid))
+
+
+@app.route(
+    route="openai/v1/responses/{response_id}/input_items", methods=["GET"], auth_level=DATA_PLANE
+)
+async def azure_v1_response_input_items(req: Request) -> Response:
+    return await guarded(
+        req, lambda rid: handlers.gateway_stored_response(get_runtime(), req, rid, "/input_items")
+    )
+
+
+@app.route(
+    route="openai/v1/responses/{response_id}/cancel", methods=["POST"], auth_level=DATA_PLANE
+)
+async def azure_v1_response_cancel(req: Request) -> Response:
+    return await guarded(
+        req, lambda rid: handlers.gateway_stored_response(get_runtime(), req, rid, "/cancel")
+    )
+
+
+@app.route(route="openai/responses", methods=["POST"], auth_level=DATA_PLANE)
+async def azure_responses(req: Request) -> Response:
+    return await guarded(req, lambda rid: handlers.gateway_responses(get_runtime(), req, rid))
+
+
+@app.route(route="openai/responses/{response_id}", methods=["GET", "DELETE"], auth_level=DATA_PLANE)
+async def azure_response(req: Request) -> Response:
+    return await guarded(req, lambda rid: handlers.gateway_stored_response(get_runtime(), req, rid))
+
+
+@app.route(
+    route="openai/responses/{response_id}/input_items", methods=["GET"], auth_level=DATA_PLANE
+)
+async def azure_response_input_items(req: Request) -> Response:
+    return await guarded(
+        req, lambda rid: handlers.gateway_stored_response(get_runtime(), req, rid, "/input_items")
+    )
+
+
+@app.route(route="openai/responses/{response_id}/cancel", methods=["POST"], auth_level=DATA_PLANE)
+async def azure_response_cancel(req: Request) -> Response:
+    return await guarded(
+        req, lambda rid: handlers.gateway_stored_response(get_runtime(), req, rid, "/cancel")
+    )
+
+
+@app.route(route="v1/responses", methods=["POST"], auth_level=DATA_PLANE)
+async def openai_responses(req: Request) -> Response:
+    return await guarded(req, lambda rid: handlers.gateway_responses(get_runtime(), req, rid))
+
+
+@app.route(route="v1/responses/{response_id}", methods=["GET", "DELETE"], auth_level=DATA_PLANE)
+async def openai_response(req: Request) -> Response:
+    return await guarded(req, lambda rid: handlers.gateway_stored_response(get_runtime(), req, rid))
+
+
+@app.route(route="v1/responses/{response_id}/input_items", methods=["GET"], auth_level=DATA_PLANE)
+async def openai_response_input_items(req: Request) -> Response:
+    return await guarded(
+        req, lambda rid: handlers.gateway_stored_response(get_runtime(), req, rid, "/input_items")
+    )
+
+
+@app.route(route="v1/responses/{response_id}/cancel", methods=["POST"], auth_level=DATA_PLANE)
+async def openai_response_cancel(req: Request) -> Response:
+    return await guarded(
+        req, lambda rid: handlers.gateway_stored_response(get_runtime(), req, rid, "/cancel")
+    )
 
 
 @app.route(route="usage", methods=["GET"], auth_level=DATA_PLANE)

@@ -25,6 +25,8 @@ from shared.core.identity import create_credential
 from shared.core.queues import JobQueues, create_queues
 from shared.core.settings import Settings, get_settings
 from shared.core.store import Store, create_store
+from shared.gateway.affinity import ResponseHomes
+from shared.gateway.responses import ResponsesGateway
 from shared.gateway.service import Gateway
 from shared.jobs.batch.budget import BatchBudget
 from shared.jobs.batch.poller import BatchPoller
@@ -63,6 +65,7 @@ class Runtime:
     bookkeeper: Bookkeeper
     chat: ChatService
     gateway: Gateway
+    responses: ResponsesGateway
     job_requests: JobRequests
     job_worker: JobWorker
     poison_sweeper: PoisonSweeper
@@ -178,6 +181,7 @@ def create_runtime(settings: Settings) -> Runtime:
         describe_auth(settings),
         ", ".join(f"{b.name} (priority {b.priority})" for b in backends.all),
     )
+    gateway = Gateway(settings, meter)
     return Runtime(
         settings=settings,
         aoai=connection.client,
@@ -187,7 +191,9 @@ def create_runtime(settings: Settings) -> Runtime:
         outbox=outbox,
         bookkeeper=books,
         chat=ChatService(settings, meter),
-        gateway=Gateway(settings, meter),
+        gateway=gateway,
+        # A stored response lives on its backend: the id -> backend records route follow-ups.
+        responses=ResponsesGateway(gateway, ResponseHomes(store)),
         job_requests=JobRequests(settings, jobs, queues, batches),
         job_worker=worker,
         poison_sweeper=PoisonSweeper(settings, jobs, queues, worker),

@@ -22,6 +22,7 @@ is in, so an error before the first byte is an ordinary failed attempt.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -202,29 +203,46 @@ class Backends:
         )
         return True
 
-    def route(self, deployment: str, *, retries: bool = True) -> Route:
+    def route(self, deployment: str, *, retries: bool = True, pinned: str | None = None) -> Route:
         """One call's way through the backends. `retries=False`: no attempt uses the SDK's
-        retries (queue jobs, which never sleep on the service's behalf)."""
-        return Route(self, deployment, retries)
+        retries (queue jobs, which never sleep on the service's behalf). `pinned`: only that
+        backend, whatever the priorities say (a stored response lives on the account that
+        created it): a cooling one is waited for, never passed over."""
+        return Route(self, deployment, retries, pinned)
 
 
 class Route:
     """One call: `await route.send(call)`; `route.backend` names the backend that answered
     (or whose error was raised), for the usage record."""
 
-    def __init__(self, backends: Backends, deployment: str, retries: bool) -> None:
+    def __init__(
+        self, backends: Backends, deployment: str, retries: bool, pinned: str | None = None
+    ) -> None:
         self._backends = backends
         self.deployment = deployment
         self._retries = retries
+        self._pinned = pinned
         self.backend: str | None = None
 
     async def send(self, call: Callable[[Target], Awaitable[T]]) -> T:
-        order = self._backends.candidates(self.deployment)
+        if self._pinned is not None:
+            try:
+                order = [self._backends.get(self._pinned)]
+            except KeyError:  # AOAI_BACKENDS no longer lists it
+                raise NoBackend(self.deployment) from None
+            # Its cooldown is the service's own retry-after (or AOAI_BACKEND_COOLDOWN_SECONDS);
+            # the caller's deadline, if any, bounds the wait from outside.
+            waiting = self._backends.cooling_for(self._pinned, self.deployment)
+            if waiting > 0:
+                await asyncio.sleep(waiting)
+        else:
+            order = self._backends.candidates(self.deployment)
         refused: list[tuple[str, openai.OpenAIError]] = []
         for index, backend in enumerate(order):
             last = index == len(order) - 1
             name = backend.deployment_for(self.deployment)
-            assert name is not None  # candidates() serve the deployment
+            if name is None:  # a pinned backend that no longer serves it (AOAI_BACKENDS)
+                raise NoBackend(self.deployment)
             client = backend.client if last and self._retries else backend.direct
             self.backend = backend.name
             self._backends.picked(backend)

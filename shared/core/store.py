@@ -36,6 +36,7 @@ USAGE_ROLLUPS: Final = "usage_rollups"
 CALLER_MINUTES: Final = "caller_minutes"
 TEAMS: Final = "teams"
 TEAM_SPEND: Final = "team_spend"
+RESPONSES: Final = "responses"
 
 # container -> partition key path (DESIGN.md, "Cosmos DB").
 CONTAINERS: Final[Mapping[str, str]] = {
@@ -48,6 +49,7 @@ CONTAINERS: Final[Mapping[str, str]] = {
     CALLER_MINUTES: "/id",
     TEAMS: "/id",
     TEAM_SPEND: "/id",
+    RESPONSES: "/id",
 }
 
 Document = dict[str, Any]

@@ -1,5 +1,6 @@
 """The gateway's request bodies: permissive models of what the openai SDK, LangChain and
-LlamaIndex send to `/chat/completions` and `/embeddings`, and the `x-usage-tags` header.
+LlamaIndex send to `/chat/completions`, `/embeddings` and `/responses`, and the
+`x-usage-tags` header.
 
 Unlike `/api/chat` these bodies are not ours: the service defines them and grows them. The
 models check only what the app itself relies on (the model, `stream`, the caller identifiers,
@@ -88,6 +89,41 @@ class EmbeddingsBody(Passthrough):
     """`POST .../embeddings`: the service's own body."""
 
     input: str | list[str] | list[int] | list[list[int]]
+
+
+class ResponsesBody(Passthrough):
+    """`POST .../responses`: the service's own body. `input` and `instructions` are read for
+    the booking's estimate and a filter event; `previous_response_id` for the backend it
+    lives on (shared/gateway/affinity.py)."""
+
+    input: str | list[Any] | None = None
+    instructions: str | None = None
+    stream: bool | None = None
+    background: bool | None = None
+    store: bool | None = None
+    previous_response_id: str | None = Field(default=None, min_length=1, max_length=256)
+
+    def prompt_text(self) -> str:
+        """The text of the instructions and the input items (message content, text parts,
+        tool outputs), for the estimate and a filter event."""
+        texts = [self.instructions] if self.instructions else []
+        items = [self.input] if isinstance(self.input, str) else self.input or []
+        for item in items:
+            if isinstance(item, str):
+                texts.append(item)
+                continue
+            if not isinstance(item, dict):
+                continue
+            content = item.get("content", item.get("output"))
+            if isinstance(content, str):
+                texts.append(content)
+            elif isinstance(content, list):
+                texts.extend(
+                    str(part["text"])
+                    for part in content
+                    if isinstance(part, dict) and isinstance(part.get("text"), str)
+                )
+        return "\n".join(texts)
 
 
 class ServiceErrorDetail(BaseModel):

@@ -206,7 +206,7 @@ class Gateway:
             return Forwarded(
                 answer.status_code, call.headers(), stream=events, media_type="text/event-stream"
             )
-        data = _json_object(answer.content)
+        data = json_object(answer.content)
         flags: list[tuple[ContentFilterInfo, str | None]] = []
         for raw in data.get("choices") or []:
             flagged = _flag(raw)
@@ -216,7 +216,7 @@ class Gateway:
         await call.finish(
             model=data.get("model"), usage=usage_from(data.get("usage")), filtered=flags
         )
-        return _whole(answer, call)
+        return whole(answer, call)
 
     async def embeddings(
         self,
@@ -235,9 +235,9 @@ class Gateway:
         answer = await self._send(call, "/embeddings", payload, False)
         if isinstance(answer, Forwarded):
             return answer
-        data = _json_object(answer.content)
+        data = json_object(answer.content)
         await call.finish(model=data.get("model"), usage=usage_from(data.get("usage")))
-        return _whole(answer, call)
+        return whole(answer, call)
 
     def _upstream(
         self, body: ChatCompletionsBody | EmbeddingsBody, deployment: str
@@ -263,13 +263,13 @@ class Gateway:
             refused = failure.__cause__
             if not isinstance(refused, openai.APIStatusError):
                 raise
-            _log_answer(call, "upstream HTTP", refused.status_code)
-            return _whole(refused.response)
-        _log_answer(call, "HTTP", answer.status_code)
+            log_answer(call, "upstream HTTP", refused.status_code)
+            return whole(refused.response)
+        log_answer(call, "HTTP", answer.status_code)
         return answer
 
 
-def _log_answer(call: MeteredCall, what: str, status: int) -> None:
+def log_answer(call: MeteredCall, what: str, status: int) -> None:
     site = call.site
     log.info(
         "gateway %s on %s via %s: %s %s (request %s)",
@@ -336,7 +336,7 @@ def _flag(raw: Any) -> ContentFilterInfo | None:
         return None
 
 
-def _json_object(content: bytes) -> dict[str, Any]:
+def json_object(content: bytes) -> dict[str, Any]:
     try:
         data = json.loads(content)
     except ValueError:
@@ -344,7 +344,7 @@ def _json_object(content: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _whole(answer: httpx2.Response, call: MeteredCall | None = None) -> Forwarded:
+def whole(answer: httpx2.Response, call: MeteredCall | None = None) -> Forwarded:
     """The service's answer as it came; the team's room left (`call`'s, when it went
     through) replaces the deployment's."""
     return Forwarded(

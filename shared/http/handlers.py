@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from shared.chat.models import ChatRequest
 from shared.core.health import HealthStatus
-from shared.gateway.models import ChatCompletionsBody, EmbeddingsBody, parse_tags
+from shared.gateway.models import ChatCompletionsBody, EmbeddingsBody, ResponsesBody, parse_tags
 from shared.gateway.service import Forwarded
 from shared.http.boundary import json_response, parse_model, read_body, read_json
 from shared.http.openapi import openapi_document
@@ -33,7 +33,7 @@ from shared.metering.models import UsageQuery
 from shared.metering.report import usage_report
 from shared.runtime import Runtime
 
-B = TypeVar("B", ChatCompletionsBody, EmbeddingsBody)
+B = TypeVar("B", ChatCompletionsBody, EmbeddingsBody, ResponsesBody)
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -152,14 +152,41 @@ def forwarded_response(answer: Forwarded) -> Response:
 
 
 async def gateway_chat(rt: Runtime, req: Request, request_id: str) -> Response:
-    """`POST /api/openai/deployments/{deployment}/chat/completions` and
-    `POST /api/v1/chat/completions` (model in the body): the service's answer, unchanged."""
+    """`POST /api/openai/deployments/{deployment}/chat/completions`, and, model in the body,
+    `POST /api/openai/v1/chat/completions` and `/api/v1/chat/completions`: the service's
+    answer, unchanged."""
     return await _forward(rt, req, request_id, ChatCompletionsBody, rt.gateway.chat)
 
 
 async def gateway_embeddings(rt: Runtime, req: Request, request_id: str) -> Response:
-    """`POST /api/openai/deployments/{deployment}/embeddings` and `POST /api/v1/embeddings`."""
+    """`POST /api/openai/deployments/{deployment}/embeddings`, `/api/openai/v1/embeddings`
+    and `/api/v1/embeddings`."""
     return await _forward(rt, req, request_id, EmbeddingsBody, rt.gateway.embeddings)
+
+
+async def gateway_responses(rt: Runtime, req: Request, request_id: str) -> Response:
+    """`POST /api/openai/v1/responses`, `/api/openai/responses?api-version=` and
+    `/api/v1/responses` (shared/gateway/responses.py)."""
+
+    async def create(body: ResponsesBody, _: str | None, origin: Origin) -> Forwarded:
+        return await rt.responses.create(body, origin)
+
+    return await _forward(rt, req, request_id, ResponsesBody, create)
+
+
+async def gateway_stored_response(
+    rt: Runtime, req: Request, request_id: str, suffix: str = ""
+) -> Response:
+    """`GET`/`DELETE .../responses/{response_id}`, `GET .../input_items` (`suffix`
+    `/input_items`), `POST .../cancel` (`/cancel`), in each shape: sent to the backend that
+    created the response; another team's id is the service's 404."""
+    caller, _ = await team_caller(rt, req, CHAT_ROLE, azure=True)
+    tags = parse_tags(req.headers.get("x-usage-tags"))
+    origin = Origin(caller, request_id, tags, None)
+    answer = await rt.responses.follow_up(
+        req.method, req.path_params["response_id"], suffix, dict(req.query_params), origin
+    )
+    return forwarded_response(answer)
 
 
 async def _forward(

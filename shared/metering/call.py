@@ -148,15 +148,20 @@ class MeteredCall:
         self.estimated = False
 
     async def send(
-        self, call: Callable[[Target], Awaitable[T]], *, deadline: float | None = None
+        self,
+        call: Callable[[Target], Awaitable[T]],
+        *,
+        deadline: float | None = None,
+        pinned: str | None = None,
     ) -> T:
         """`call` through the backends of the call's deployment, within `deadline` seconds
-        for all attempts (CHAT_DEADLINE_SECONDS) when given; what it returns.
+        for all attempts (CHAT_DEADLINE_SECONDS) when given; what it returns. `pinned`: that
+        backend only (a follow-up of a stored response: `Backends.route`).
 
         On failure the booking is given back, the failed call recorded (with a filter event
         for a refused prompt), and the AppError the caller sees is raised, chained to the
         SDK's error: an `openai.APIStatusError` cause holds the service's own error answer."""
-        route = self._meter.backends.route(self.site.deployment)
+        route = self._meter.backends.route(self.site.deployment, pinned=pinned)
         try:
             async with asyncio.timeout(deadline):
                 answer = await route.send(call)

@@ -33,6 +33,8 @@ ADMIN_ROLE: Final[Role] = "Admin"
 _OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
 # Output-token fields of a chat completions body; reasoning models take only the first.
 _MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
+# The Responses API's one name for the output cap (reasoning tokens included).
+RESPONSES_MAX_TOKEN_FIELDS = ("max_output_tokens",)
 
 
 @dataclass(frozen=True)
@@ -132,12 +134,15 @@ def caller_key(
     return "anonymous"
 
 
-def cap_completion_tokens(body: dict[str, Any], limit: int) -> int:
-    """The output tokens a gateway chat body may use, held to CHAT_MAX_TOKENS_LIMIT as on
-    `/api/chat`: a body naming none gets `max_completion_tokens: limit` (left out, the model's
-    own default, far above the limit, would apply); a larger value is a 400."""
+def cap_completion_tokens(
+    body: dict[str, Any], limit: int, fields: tuple[str, ...] = _MAX_TOKEN_FIELDS
+) -> int:
+    """The output tokens a gateway body may use, held to CHAT_MAX_TOKENS_LIMIT as on
+    `/api/chat`: a body naming none of `fields` gets the first of them set to `limit` (left
+    out, the model's own default, far above the limit, would apply); a larger value is a 400.
+    `fields`: chat's names by default, RESPONSES_MAX_TOKEN_FIELDS for the Responses API."""
     asked = 0
-    for name in _MAX_TOKEN_FIELDS:
+    for name in fields:
         value = body.get(name)
         if value is None:
             continue
@@ -149,16 +154,18 @@ def cap_completion_tokens(body: dict[str, Any], limit: int) -> int:
             )
         asked = max(asked, value)
     if not asked:
-        body["max_completion_tokens"] = asked = limit
+        body[fields[0]] = asked = limit
     return asked
 
 
-def clamp_completion_tokens(body: dict[str, Any], asked: int, cap: int | None) -> int:
-    """A team's `max_tokens` (`cap`) clamps the output tokens of a gateway chat body (as on
-    `/api/chat`): every token field the body sends above it is lowered to it."""
+def clamp_completion_tokens(
+    body: dict[str, Any], asked: int, cap: int | None, fields: tuple[str, ...] = _MAX_TOKEN_FIELDS
+) -> int:
+    """A team's `max_tokens` (`cap`) clamps the output tokens of a gateway body (as on
+    `/api/chat`): every token field of `fields` the body sends above it is lowered to it."""
     if cap is None or asked <= cap:
         return asked
-    for name in _MAX_TOKEN_FIELDS:
+    for name in fields:
         if body.get(name) is not None:
             body[name] = cap
     return cap

@@ -9,7 +9,9 @@ from pydantic import BaseModel, Field
 
 from shared.core.models import CategoryResult
 
-Operation = Literal["chat", "chat_stream", "embedding", "classification", "batch"]
+Operation = Literal[
+    "chat", "chat_stream", "responses", "responses_stream", "embedding", "classification", "batch"
+]
 Mode = Literal["realtime", "batch"]
 
 

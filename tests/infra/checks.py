@@ -67,6 +67,7 @@ COSMOS_CONTAINERS = {
     "caller_minutes": "/id",
     "teams": "/id",
     "team_spend": "/id",
+    "responses": "/id",
 }
 
 MAIN_FILE = "main.bicep"

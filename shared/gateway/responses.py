@@ -1,0 +1,335 @@
+"""The Responses API through the gateway: `POST /responses` and the stored-response routes
+(`GET`/`DELETE /responses/{id}`, `GET .../input_items`, `POST .../cancel`), the service's
+answers passed back unchanged.
+
+A create is metered as a chat call is (shared/metering/call.py): the team's and the caller's
+bookings, one usage document (operation `responses` or `responses_stream`; the usage of the
+answer or of `response.completed`, its cached and reasoning tokens included), a content-filter
+event for a refused input (the service's 400) or an output cut by the filter
+(`incomplete_details.reason: content_filter`), `cancelled` when the caller hangs up. The output
+cap is `max_output_tokens`, held to CHAT_MAX_TOKENS_LIMIT (set to it when absent) and clamped
+to the team's `max_tokens`.
+
+A response lives on the account that created it: each id the gateway passes back is recorded
+with its backend and team (shared/gateway/affinity.py), and every follow-up goes to that
+backend only (`Backends.route(pinned=...)`). An id the team did not create through the gateway
+(another team's, an expired one, a made-up one) is answered as the service answers an unknown
+id, without a call upstream.
+
+Upstream, the calls use Azure's v1 shape (`/openai/v1/responses`, no api-version) with the
+backend's client: the Responses API is GA there, whatever AZURE_OPENAI_API_VERSION the app's
+own chat calls use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import openai
+from openai import AsyncAzureOpenAI, omit
+
+from shared.aoai.backends import Target
+from shared.core.errors import AppError, translate
+from shared.core.models import ContentFilterInfo, Usage
+from shared.gateway.affinity import ResponseHome, ResponseHomes
+from shared.gateway.models import ResponsesBody
+from shared.gateway.service import (
+    Forwarded,
+    Gateway,
+    SseEvents,
+    json_object,
+    log_answer,
+    passed_headers,
+    whole,
+)
+from shared.metering.call import MeteredCall
+from shared.metering.callers import (
+    RESPONSES_MAX_TOKEN_FIELDS,
+    Origin,
+    cap_completion_tokens,
+    clamp_completion_tokens,
+)
+from shared.metering.models import Operation
+
+# The events that end a response, each carrying the whole response with its usage.
+FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+# Query parameters of the stored-response routes that go upstream (`api-version` does not:
+# the upstream call has its own shape).
+PASSED_QUERY = ("include", "include[]", "stream", "starting_after", "after", "before", "limit")
+
+
+def usage_of(raw: Any) -> Usage | None:
+    """A Responses `usage` object (`input_tokens`, `output_tokens` and their details) in the
+    usage document's terms; None when absent or unreadable."""
+    if not isinstance(raw, Mapping):
+        return None
+    inputs, outputs = raw.get("input_tokens"), raw.get("output_tokens")
+    if not isinstance(inputs, int) or not isinstance(outputs, int):
+        return None
+    input_details = raw.get("input_tokens_details") or {}
+    output_details = raw.get("output_tokens_details") or {}
+    total = raw.get("total_tokens")
+    return Usage(
+        prompt_tokens=inputs,
+        completion_tokens=outputs,
+        total_tokens=total if isinstance(total, int) else inputs + outputs,
+        cached_tokens=int(input_details.get("cached_tokens") or 0),
+        reasoning_tokens=int(output_details.get("reasoning_tokens") or 0),
+    )
+
+
+def filter_flag(response: Mapping[str, Any]) -> ContentFilterInfo | None:
+    """A response whose output the content filter cut (`status: incomplete` with
+    `incomplete_details.reason: content_filter`) as chat's completion event; else None."""
+    details = response.get("incomplete_details")
+    if isinstance(details, Mapping) and details.get("reason") == "content_filter":
+        return ContentFilterInfo(stage="completion", filtered=True, categories={})
+    return None
+
+
+def output_text(response: Mapping[str, Any]) -> str:
+    """The text of the response's output messages (for a filter event)."""
+    texts: list[str] = []
+    for item in response.get("output") or []:
+        if isinstance(item, Mapping) and item.get("type") == "message":
+            texts.extend(
+                str(part.get("text", ""))
+                for part in item.get("content") or []
+                if isinstance(part, Mapping) and part.get("type") == "output_text"
+            )
+    return "".join(texts)
+
+
+def not_found(response_id: str, param: str | None = None) -> Forwarded:
+    """The service's 404 for a response id it does not hold (Azure's and OpenAI's shape)."""
+    body = {
+        "error": {
+            "message": f"Response with id '{response_id}' not found.",
+            "type": "invalid_request_error",
+            "param": param,
+            "code": None,
+        }
+    }
+    return Forwarded(404, {}, body=json.dumps(body).encode())
+
+
+def upstream_path(target: Target, path: str) -> tuple[str, dict[str, object]]:
+    """`path` (`/responses...`) on the backend's client, and the query options: Azure's v1
+    shape (no api-version) on an Azure client, the path as is on an OpenAI one."""
+    if isinstance(target.client, AsyncAzureOpenAI):
+        return f"/v1{path}", {"api-version": omit}
+    return path, {}
+
+
+@dataclass
+class _Stream:
+    """What a relayed stream saw: the response object so far, the last sequence number, the
+    output text, whether its id is recorded."""
+
+    response: dict[str, Any] = field(default_factory=dict)
+    sequence: int = -1
+    text: list[str] = field(default_factory=list)
+    remembered: bool = False
+
+
+@dataclass(frozen=True)
+class ResponsesGateway:
+    """The Responses routes' service, one per process (shared/runtime.py)."""
+
+    gateway: Gateway
+    homes: ResponseHomes
+
+    async def create(self, body: ResponsesBody, origin: Origin) -> Forwarded:
+        team = origin.caller.team
+        team_id = team.id if team is not None else ""
+        home: ResponseHome | None = None
+        if body.previous_response_id is not None:
+            home = await self.homes.find(body.previous_response_id, team_id)
+            if home is None:
+                return not_found(body.previous_response_id, "previous_response_id")
+        deployment = self.gateway.deployment(body.model, origin)
+        settings = self.gateway.settings
+        payload = body.upstream(
+            deployment, self.gateway.meter.user_hash, settings.gateway_allowed_extensions
+        )
+        fields = RESPONSES_MAX_TOKEN_FIELDS
+        max_tokens = cap_completion_tokens(payload, settings.chat_max_tokens_limit, fields)
+        max_tokens = clamp_completion_tokens(
+            payload, max_tokens, team.max_tokens if team is not None else None, fields
+        )
+        stream = bool(body.stream)
+        prompt = body.prompt_text()
+        operation: Operation = "responses_stream" if stream else "responses"
+        call = await self.gateway.meter.start(
+            operation,
+            "gateway",
+            deployment,
+            origin,
+            estimate=len(prompt) // 4 + max_tokens,
+            prompt=prompt,
+            max_tokens=max_tokens,
+        )
+
+        async def send(target: Target) -> httpx2.Response:
+            path, query = upstream_path(target, "/responses")
+            return await target.client.post(
+                path,
+                body={**payload, "model": target.deployment},
+                options={"params": query},
+                cast_to=httpx2.Response,
+                stream=stream,
+            )
+
+        try:
+            answer = await call.send(send, pinned=home.backend if home is not None else None)
+        except AppError as failure:
+            refused = failure.__cause__
+            if not isinstance(refused, openai.APIStatusError):
+                raise
+            log_answer(call, "upstream HTTP", refused.status_code)
+            return whole(refused.response)
+        log_answer(call, "HTTP", answer.status_code)
+        keep = body.store is not False
+        if stream:
+            state = _Stream()
+            events = call.relay(
+                self._events(answer, call, state, team_id, keep=keep),
+                close=answer.aclose,
+                error=lambda failure: failed_events(state, failure),
+            )
+            return Forwarded(
+                answer.status_code, call.headers(), stream=events, media_type="text/event-stream"
+            )
+        data = json_object(answer.content)
+        if keep and isinstance(data.get("id"), str):
+            await self._remember(data["id"], team_id, call)
+        flag = filter_flag(data)
+        await call.finish(
+            model=data.get("model"),
+            usage=usage_of(data.get("usage")),
+            filtered=[(flag, output_text(data))] if flag is not None else [],
+        )
+        return whole(answer, call)
+
+    async def _remember(self, response_id: str, team: str, call: MeteredCall) -> None:
+        backend = call.site.backend
+        if backend is not None:
+            await self.homes.remember(response_id, team, backend, call.site.deployment)
+
+    async def _events(
+        self,
+        upstream: httpx2.Response,
+        call: MeteredCall,
+        state: _Stream,
+        team: str,
+        *,
+        keep: bool,
+    ) -> AsyncGenerator[bytes, None]:
+        """The upstream's events as they arrive, each read on the way."""
+        events = SseEvents()
+        async for data in upstream.aiter_bytes():
+            for event in events.feed(data):
+                parsed = SseEvents.json_of(event)
+                if parsed is not None:
+                    await self._observe(parsed, call, state, team, keep=keep)
+                yield event
+        if events.buffer.strip():
+            yield events.buffer
+
+    async def _observe(
+        self, event: dict[str, Any], call: MeteredCall, state: _Stream, team: str, *, keep: bool
+    ) -> None:
+        sequence = event.get("sequence_number")
+        if isinstance(sequence, int):
+            state.sequence = max(state.sequence, sequence)
+        kind = event.get("type")
+        response = event.get("response")
+        if isinstance(response, dict):
+            state.response = response
+            call.note(model=response.get("model"))
+            if keep and not state.remembered and isinstance(response.get("id"), str):
+                state.remembered = True
+                await self._remember(response["id"], team, call)
+        if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
+            call.note(text=event["delta"])
+            state.text.append(event["delta"])
+        if kind in FINAL_EVENTS and isinstance(response, dict):
+            call.note(usage=usage_of(response.get("usage")))
+            flag = filter_flag(response)
+            if flag is not None:
+                await call.filtered(flag, "".join(state.text))
+
+    async def follow_up(
+        self,
+        method: str,
+        response_id: str,
+        suffix: str,
+        query: Mapping[str, str],
+        origin: Origin,
+    ) -> Forwarded:
+        """`GET`/`DELETE /responses/{id}`, `GET .../input_items`, `POST .../cancel`: sent to
+        the backend that created the response (`suffix` is `""`, `/input_items` or
+        `/cancel`); a stream (`GET ...?stream=true` of a background response) passes through
+        as it comes."""
+        team = origin.caller.team
+        home = await self.homes.find(response_id, team.id if team is not None else "")
+        if home is None:
+            return not_found(response_id)
+        params = {name: value for name, value in query.items() if name in PASSED_QUERY}
+        stream = params.get("stream") == "true"
+        route = self.gateway.meter.backends.route(home.deployment, pinned=home.backend)
+
+        async def send(target: Target) -> httpx2.Response:
+            path, extra = upstream_path(target, f"/responses/{response_id}{suffix}")
+            options: Any = {"params": {**params, **extra}}
+            client = target.client
+            if method == "GET":
+                return await client.get(
+                    path, options=options, cast_to=httpx2.Response, stream=stream
+                )
+            if method == "DELETE":
+                return await client.delete(path, options=options, cast_to=httpx2.Response)
+            return await client.post(path, options=options, cast_to=httpx2.Response)
+
+        try:
+            answer = await route.send(send)
+        except openai.APIStatusError as refused:
+            return whole(refused.response)
+        except openai.OpenAIError as error:
+            raise translate(error) or AppError("the Azure OpenAI call failed") from error
+        if stream:
+            return Forwarded(
+                answer.status_code,
+                passed_headers(answer.headers),
+                stream=_raw(answer),
+                media_type="text/event-stream",
+            )
+        return whole(answer)
+
+
+async def _raw(answer: httpx2.Response) -> AsyncGenerator[bytes, None]:
+    try:
+        async for data in answer.aiter_bytes():
+            yield data
+    finally:
+        await answer.aclose()
+
+
+def failed_events(state: _Stream, failure: AppError) -> list[bytes]:
+    """How a Responses stream that fails after it started ends, as the service ends one: a
+    `response.failed` event carrying the response with `status: failed` and its `error`
+    (the openai SDK's stream then ends with that event); an `error` event when no response
+    object was seen yet."""
+    sequence = state.sequence + 1
+    error = {"code": "server_error", "message": f"{failure.code}: {failure.message}"}
+    if state.response:
+        response = {**state.response, "status": "failed", "error": error}
+        event = {"type": "response.failed", "response": response, "sequence_number": sequence}
+    else:
+        event = {"type": "error", **error, "param": None, "sequence_number": sequence}
+    data = json.dumps(event)
+    return [f"event: {event['type']}\ndata: {data}\n\n".encode()]
