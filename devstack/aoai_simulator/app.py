@@ -53,6 +53,44 @@ def _responses_routes(base: str, *, v1: bool) -> list[Route]:
     ]
 
 
+def _authoring_routes(base: str, *, v1: bool) -> list[Route]:
+    """Files and the Batch API under `base`: `/openai` (with an api-version) and Azure's v1
+    shape, `/openai/v1` (none), the same store behind both."""
+    return [
+        Route(f"{base}/files", endpoint("files", files.upload, v1=v1), methods=["POST"]),
+        Route(f"{base}/files", endpoint("files", files.list_files, v1=v1), methods=["GET"]),
+        Route(
+            f"{base}/files/{{file_id}}",
+            endpoint("files", files.retrieve, v1=v1),
+            methods=["GET"],
+        ),
+        Route(
+            f"{base}/files/{{file_id}}",
+            endpoint("files", files.delete, v1=v1),
+            methods=["DELETE"],
+        ),
+        Route(
+            f"{base}/files/{{file_id}}/content",
+            endpoint("files", files.content, v1=v1),
+            methods=["GET"],
+        ),
+        Route(
+            f"{base}/batches", endpoint("batches", batches.create_batch, v1=v1), methods=["POST"]
+        ),
+        Route(f"{base}/batches", endpoint("batches", batches.list_batches, v1=v1), methods=["GET"]),
+        Route(
+            f"{base}/batches/{{batch_id}}",
+            endpoint("batches", batches.retrieve_batch, v1=v1),
+            methods=["GET"],
+        ),
+        Route(
+            f"{base}/batches/{{batch_id}}/cancel",
+            endpoint("batches", batches.cancel_batch, v1=v1),
+            methods=["POST"],
+        ),
+    ]
+
+
 def create_app(config: SimulatorConfig | None = None) -> Starlette:
     """A Starlette app simulating one Azure OpenAI resource with `config`."""
     config = config or SimulatorConfig()
@@ -67,23 +105,8 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
         *_v1_routes(),
         *_responses_routes("/openai/v1/responses", v1=True),
         *_responses_routes("/openai/responses", v1=False),
-        Route("/openai/files", endpoint("files", files.upload), methods=["POST"]),
-        Route("/openai/files", endpoint("files", files.list_files), methods=["GET"]),
-        Route("/openai/files/{file_id}", endpoint("files", files.retrieve), methods=["GET"]),
-        Route("/openai/files/{file_id}", endpoint("files", files.delete), methods=["DELETE"]),
-        Route("/openai/files/{file_id}/content", endpoint("files", files.content), methods=["GET"]),
-        Route("/openai/batches", endpoint("batches", batches.create_batch), methods=["POST"]),
-        Route("/openai/batches", endpoint("batches", batches.list_batches), methods=["GET"]),
-        Route(
-            "/openai/batches/{batch_id}",
-            endpoint("batches", batches.retrieve_batch),
-            methods=["GET"],
-        ),
-        Route(
-            "/openai/batches/{batch_id}/cancel",
-            endpoint("batches", batches.cancel_batch),
-            methods=["POST"],
-        ),
+        *_authoring_routes("/openai", v1=False),
+        *_authoring_routes("/openai/v1", v1=True),
         Route("/sim/config", control.get_config, methods=["GET"]),
         Route("/sim/config", control.patch_config, methods=["PATCH"]),
         Route("/sim/stats", control.get_stats, methods=["GET"]),
