@@ -158,7 +158,7 @@ def endpoint(
             retry_count = 0
         call = Call(request, state, state.config, route, request_id, "", retry_count)
         try:
-            authenticate(request, call.config)
+            authenticate(request, call.config, v1=v1)
             if v1:
                 call.v1 = True
                 call.api_version = "v1"

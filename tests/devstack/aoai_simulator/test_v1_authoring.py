@@ -1,17 +1,40 @@
-"""Files and the Batch API in Azure's v1 shape (`<resource>/openai/v1/...`, no api-version),
-through the openai SDK's plain `OpenAI` client and its typed parsing: what the app's own
-client sends with `AZURE_OPENAI_API_VERSION=v1`. The same store serves both shapes."""
+"""Azure's v1 shape (`<resource>/openai/v1/...`, no api-version) as the app's own client uses
+it with `AZURE_OPENAI_API_VERSION=v1`, through the openai SDK's plain `OpenAI` client and its
+typed parsing: the key as the bearer, Files and the Batch API (one store behind both shapes)."""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import openai
 import pytest
 from openai import AzureOpenAI, OpenAI
 
+from devstack.aoai_simulator import RunningSimulator
+
 from .conftest import Control
+
+HI: Any = [{"role": "user", "content": "hi"}]
+
+
+def test_v1_takes_the_key_as_the_bearer_and_refuses_a_wrong_one(sim: RunningSimulator) -> None:
+    with OpenAI(base_url=f"{sim.url}/openai/v1", api_key=sim.api_key) as keyed:
+        assert keyed.chat.completions.create(model="gpt-4o", messages=HI).choices
+    with (
+        OpenAI(base_url=f"{sim.url}/openai/v1", api_key="wrong-key") as wrong,
+        pytest.raises(openai.AuthenticationError) as caught,
+    ):
+        wrong.chat.completions.create(model="gpt-4o", messages=HI)
+    assert "Access token is missing, invalid" in caught.value.message
+
+
+def test_v1_takes_an_entra_token_as_the_bearer(sim: RunningSimulator) -> None:
+    """A JWT is an Entra token: any is accepted unless `bearer_tokens` lists them."""
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJjb2duaXRpdmVzZXJ2aWNlcyJ9.c2lnbmF0dXJl"
+    with OpenAI(base_url=f"{sim.url}/openai/v1", api_key=token) as entra:
+        assert entra.chat.completions.create(model="gpt-4o", messages=HI).choices
 
 
 def test_a_batch_runs_through_the_v1_files_and_batches_routes(
