@@ -42,8 +42,8 @@ param resourceGroupName string = ''
 
 @description('Region of the Azure OpenAI account, when the models are not offered in location.')
 param openAiLocation string = location
-@description('Data-plane api-version the app sends on every call (AZURE_OPENAI_API_VERSION): the one place it is set for Azure.')
-param openAiApiVersion string = '2025-04-01-preview'
+@description('The Azure OpenAI API the app calls (AZURE_OPENAI_API_VERSION): v1 (<endpoint>/openai/v1/, no api-version), or a dated api-version sent on every call. The one place it is set for Azure.')
+param openAiApiVersion string = 'v1'
 
 // Models: open to new customers on 2026-12-06 (a GA version takes new customers for 12 months
 // after its release: gpt-5.4 2026-03-05 until 2027-03-05; text-embedding-3-small 1 has no

@@ -30,11 +30,12 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 from pydantic_settings import SettingsError as PydanticSettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
-# The data-plane api-version, the same as infra's openAiApiVersion (tests/infra checks it): the
-# reasoning models the defaults deploy answer only under 2024-12-01-preview or later.
-DEFAULT_API_VERSION = "2025-04-01-preview"
 # Azure's v1 API: `<endpoint>/openai/v1/`, no api-version (shared/aoai/client.py).
 V1_API = "v1"
+# The app's own calls, the same as infra's openAiApiVersion (tests/infra checks it): the v1 API,
+# which serves the reasoning models the defaults deploy without a dated version to move on
+# (docs/architecture.md, "The Azure OpenAI client module", says why and where that is written).
+DEFAULT_API_VERSION = V1_API
 
 
 class SettingsError(RuntimeError):

@@ -253,7 +253,8 @@ class Gateway:
         transport failure raised as the app's 502/504 (either way recorded by the call)."""
 
         async def send(target: Target) -> httpx2.Response:
-            # The Azure client puts the body's `model` into the URL: the backend's own name.
+            # The backend's own name for the deployment: the v1 client sends `model` in the
+            # body, a dated-version (Azure) client puts it into the URL.
             body = {**payload, "model": target.deployment}
             return await target.client.post(path, body=body, cast_to=httpx2.Response, stream=stream)
 

@@ -351,7 +351,7 @@ MUTATIONS = {
     ),
     "api-version-too-old": (
         "main.bicep",
-        "param openAiApiVersion string = '2025-04-01-preview'",
+        "param openAiApiVersion string = 'v1'",
         "param openAiApiVersion string = '2024-10-21'",
         "api_version",
     ),

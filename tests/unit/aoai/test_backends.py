@@ -206,11 +206,12 @@ async def test_settings_build_one_client_per_backend_sharing_one_token_provider(
     try:
         clients = [b.client for b in connection.backends.all]
         assert [str(c.base_url) for c in clients] == [
-            "https://ptu.openai.azure.com/openai/",
-            "https://eu.openai.azure.com/openai/",
-            "https://us.openai.azure.com/openai/",
+            "https://ptu.openai.azure.com/openai/v1/",
+            "https://eu.openai.azure.com/openai/v1/",
+            "https://us.openai.azure.com/openai/v1/",
         ]
-        providers = {c._azure_ad_token_provider for c in clients}  # type: ignore[attr-defined]
+        # The v1 client's api_key is the token provider: one for every backend.
+        providers = {c._api_key_provider for c in clients}
         assert len(providers) == 1
         assert None not in providers
         assert connection.backends.batch.name == "ptu"

@@ -40,9 +40,16 @@ async def one_chat(server: RecordingServer, s: Settings) -> tuple[AsyncOpenAI, R
     return conn.client, req
 
 
-async def test_api_key_mode_sends_api_key_header_and_no_bearer(server: RecordingServer) -> None:
+async def test_a_dated_api_version_sends_api_key_header_and_no_bearer(
+    server: RecordingServer,
+) -> None:
     client, req = await one_chat(
-        server, settings(AZURE_OPENAI_ENDPOINT=server.url, AZURE_OPENAI_API_KEY="local-key")
+        server,
+        settings(
+            AZURE_OPENAI_ENDPOINT=server.url,
+            AZURE_OPENAI_API_KEY="local-key",
+            AZURE_OPENAI_API_VERSION="2025-04-01-preview",
+        ),
     )
     assert isinstance(client, AsyncAzureOpenAI)
     assert req.headers["api-key"] == "local-key"
@@ -95,16 +102,11 @@ async def test_entra_mode_sends_bearer_from_default_credential_for_the_configure
     assert "api-key" not in req.headers
 
 
-async def test_v1_with_a_key_calls_the_v1_path_with_the_deployment_in_the_body(
+async def test_by_default_v1_with_a_key_calls_the_v1_path_with_the_deployment_in_the_body(
     server: RecordingServer,
 ) -> None:
     client, req = await one_chat(
-        server,
-        settings(
-            AZURE_OPENAI_ENDPOINT=server.url + "/",
-            AZURE_OPENAI_API_KEY="local-key",
-            AZURE_OPENAI_API_VERSION="v1",
-        ),
+        server, settings(AZURE_OPENAI_ENDPOINT=server.url + "/", AZURE_OPENAI_API_KEY="local-key")
     )
     assert not isinstance(client, AsyncAzureOpenAI)
     assert req.path == "/openai/v1/chat/completions"

@@ -33,7 +33,7 @@ VALID = {
 
 def test_valid_identity_configuration_loads_with_defaults() -> None:
     s = load_settings(VALID)
-    assert s.azure_openai_api_version == "2025-04-01-preview"
+    assert s.azure_openai_api_version == "v1"
     assert s.cosmos_database == "aoai"
     assert s.embedding_queue == "embedding-jobs"
     assert s.batch_poll_schedule == "0 */5 * * * *"

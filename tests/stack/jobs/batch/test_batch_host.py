@@ -14,13 +14,14 @@ from openai import AsyncAzureOpenAI
 
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.aoai_simulator.config import BatchConfig
-from shared.core.settings import load_settings
 from shared.core.store import TEAM_SPEND, Store
 from shared.metering.team_windows import Spend, Windows
 from tests.support.jobs_stack import JobsStack, all_results, stack_fixture, submit, wait_job
 from tests.support.samples import LABELS, tickets
 from tests.support.simulator import control_plane
 
+# The test's own client, straight to the simulator: any api-version it serves.
+SIM_API_VERSION = "2025-04-01-preview"
 FAST = BatchConfig(validating_seconds=0.1, in_progress_seconds=0.1, finalizing_seconds=0.1)
 
 
@@ -91,11 +92,10 @@ async def usage_calls(http: httpx.AsyncClient, tag: str) -> int:
 async def test_a_lost_create_makes_one_batch_whose_usage_is_reported(
     http: httpx.AsyncClient, stack: JobsStack
 ) -> None:
-    settings = load_settings(stack.environ)
     aoai = AsyncAzureOpenAI(
         azure_endpoint=stack.simulator.url,
         api_key=stack.simulator.api_key,
-        api_version=settings.azure_openai_api_version,
+        api_version=SIM_API_VERSION,
     )
 
     async def upstream(job_id: str) -> list[str]:
@@ -185,11 +185,10 @@ async def test_a_team_s_batch_job_books_its_day_and_one_of_a_spent_day_waits_sen
         assert waiting["error"]["code"] == "budget_exceeded"
         assert waiting["error"]["details"]["limit"] == "day"
         assert waiting["counts"]["pending"] == 3
-        settings = load_settings(stack.environ)
         async with AsyncAzureOpenAI(
             azure_endpoint=stack.simulator.url,
             api_key=stack.simulator.api_key,
-            api_version=settings.azure_openai_api_version,
+            api_version=SIM_API_VERSION,
         ) as aoai:
             made = [
                 b.id

@@ -11,8 +11,9 @@ import dataclasses
 
 import httpx
 import pytest
-from openai import AsyncAzureOpenAI
+from openai import AsyncOpenAI
 
+from shared.aoai.client import backend_configs, create_client
 from shared.jobs.worker import Message
 from shared.runtime import Runtime
 from tests.support.batch_stack import (
@@ -62,20 +63,19 @@ class Killed(BaseException):
     """The process dies: nothing is released, nothing cleaned up."""
 
 
-def dies_after_create(runtime: Runtime) -> AsyncAzureOpenAI:
-    """The runtime's Batch API client, on a connection whose host dies the moment a batch
-    create has been answered (after the service made it, before the app saved its id)."""
+def dies_after_create(runtime: Runtime) -> AsyncOpenAI:
+    """The runtime's Batch API client, as the app builds it, on a connection whose host dies
+    the moment a batch create has been answered (after the service made it, before the app
+    saved its id)."""
 
     async def die(response: httpx.Response) -> None:
         if response.request.method == "POST" and response.request.url.path.endswith("/batches"):
             raise Killed
 
     settings = runtime.settings
-    return AsyncAzureOpenAI(
-        azure_endpoint=str(settings.azure_openai_endpoint),
-        api_key=settings.azure_openai_api_key.get_secret_value(),  # type: ignore[union-attr]
-        api_version=settings.azure_openai_api_version,
-        http_client=httpx.AsyncClient(event_hooks={"response": [die]}),
+    (config,) = backend_configs(settings)
+    return create_client(settings, config, None).with_options(
+        http_client=httpx.AsyncClient(event_hooks={"response": [die]})
     )
 
 
