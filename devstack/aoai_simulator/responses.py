@@ -95,12 +95,15 @@ async def create(call: Call) -> Response:
         delay = answer_delay + token_delay * plan.completion_tokens
         entry.task = asyncio.create_task(_answer_later(entry, final, delay))
         return call.json(entry.body, decision=decision)
+    events = None
+    if body.get("stream"):
+        fault = call.config.faults.get("responses")
+        events = responses_stream.events(final, fault, call.state.rng)
+        entry.body = events[-1]["response"]  # `failed`, when the stream fails half way
     if stored:
         call.state.responses.put(entry)
     await faults.sleep(answer_delay)
-    if body.get("stream"):
-        fault = call.config.faults.get("responses")
-        events = responses_stream.events(final, plan, fault, call.state.rng)
+    if events is not None:
         return StreamingResponse(
             responses_stream.sse(events, token_delay),
             headers=call.headers(decision),
