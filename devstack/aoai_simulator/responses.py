@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from . import chat, errors, faults, reasoning, responses_stream
 from .chat import ChatPlan
+from .config import DeploymentConfig
 from .gateway import Call, body_model
 from .inference import admit_quota, peer, user_lines
 from .paging import page, query_limit
@@ -32,9 +33,8 @@ from .responses_store import StoredResponse, previous_not_found
 _FINISHED = {"completed", "incomplete", "failed", "cancelled"}
 
 
-def _plan(call: Call, chat_request: dict[str, Any]) -> ChatPlan:
+def _plan(call: Call, deployment: DeploymentConfig, chat_request: dict[str, Any]) -> ChatPlan:
     """Chat's plan for the request (its prompt filter a 400), counted in the filter stats."""
-    deployment = call.lookup("chat")
     try:
         plan = chat.plan_chat(chat_request, deployment, call.config)
     except errors.AzureError as exc:
@@ -71,7 +71,7 @@ async def create(call: Call) -> Response:
     if body.get("background") and not stored:
         raise errors.invalid_request("Background mode requires 'store' to be true.", "background")
     decision = admit_quota(call, deployment, chat.rate_limit_estimate(request))
-    plan = _plan(call, request)
+    plan = _plan(call, deployment, request)
     call.record(
         200,
         plan.prompt_tokens,
@@ -89,7 +89,7 @@ async def create(call: Call) -> Response:
     latency = call.config.latency
     answer_delay = faults.request_delay(latency, call.state.rng)
     token_delay = faults.token_delay(latency)
-    if body.get("background"):
+    if body.get("background") and not body.get("stream"):  # streamed: answered now
         entry.body = response_body(response_id, body, deployment, plan, [], "queued")
         call.state.responses.put(entry)
         delay = answer_delay + token_delay * plan.completion_tokens

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 from openai import AzureOpenAI, OpenAI
 
-from devstack.aoai_simulator import start_simulator
+from devstack.aoai_simulator import RunningSimulator, start_simulator
 
 from .conftest import Control
 
@@ -152,3 +153,17 @@ def test_responses_count_in_the_stats(v1: OpenAI, control: Control) -> None:
     assert stats["requests"] == 1
     assert stats["prompt_tokens"] == created.usage.input_tokens
     assert stats["completion_tokens"] == created.usage.output_tokens
+
+
+def test_v1_needs_a_model_and_no_api_version(sim: RunningSimulator) -> None:
+    url = f"{sim.url}/openai/v1/responses"
+    headers = {"api-key": sim.api_key}
+    missing = httpx.post(url, json={"input": "hi"}, headers=headers)
+    assert missing.status_code == 400
+    assert missing.json()["error"]["param"] == "model"
+    preview = f"{sim.url}/openai/responses"  # the preview shape needs its api-version
+    assert httpx.post(preview, json={"model": "gpt-4o", "input": "hi"}, headers=headers).json() == {
+        "error": {"code": "404", "message": "Resource not found"}
+    }
+    unauthorized = httpx.post(url, json={"model": "gpt-4o", "input": "hi"})
+    assert unauthorized.status_code == 401

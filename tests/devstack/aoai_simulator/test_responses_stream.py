@@ -115,3 +115,13 @@ def test_a_stream_failing_half_way_ends_with_response_failed(v1: OpenAI, control
     assert "response.completed" not in [e.type for e in events]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert v1.responses.retrieve(last.response.id).status == "failed"  # as stored
+
+
+def test_a_streamed_background_response_is_answered_as_it_streams(v1: OpenAI) -> None:
+    events = list(
+        v1.responses.create(model="gpt-4o", input="echo: bg", background=True, stream=True)
+    )
+    last = events[-1]
+    assert last.type == "response.completed"
+    assert last.response.background is True
+    assert v1.responses.retrieve(last.response.id).output_text == "bg"
