@@ -122,12 +122,15 @@ async def _answer_later(entry: StoredResponse, final: dict[str, Any], delay: flo
 
 
 async def retrieve(call: Call) -> Response:
-    return call.json(call.state.responses.get(call.request.path_params["response_id"]).body)
+    entry = call.state.responses.get(call.request.path_params["response_id"])
+    call.record(200)
+    return call.json(entry.body)
 
 
 async def delete(call: Call) -> Response:
     response_id = call.request.path_params["response_id"]
     call.state.responses.delete(response_id)
+    call.record(200)
     return call.json({"id": response_id, "object": "response", "deleted": True})
 
 
@@ -140,6 +143,7 @@ async def list_input_items(call: Call) -> Response:
         )
     items = entry.input_items if order == "asc" else entry.input_items[::-1]
     limit = query_limit(call.request, 20, 100)
+    call.record(200)
     return call.json(page(items, call.request.query_params.get("after"), limit))
 
 
@@ -156,4 +160,5 @@ async def cancel(call: Call) -> Response:
     if entry.task is not None:
         entry.task.cancel()
     entry.body = {**entry.body, "status": "cancelled", "output": [], "usage": None}
+    call.record(200)
     return call.json(entry.body)

@@ -41,6 +41,19 @@ def test_create_in_the_preview_shape(client: AzureOpenAI, v1: OpenAI) -> None:
     assert client.responses.retrieve(created.id).id == created.id
 
 
+def test_metadata_user_and_safety_identifier_come_back(v1: OpenAI) -> None:
+    created = v1.responses.create(
+        model="gpt-4o",
+        input="hi",
+        metadata={"team": "search"},
+        user="someone",
+        safety_identifier="hashed-user",
+    )
+    assert created.metadata == {"team": "search"}
+    assert created.user == "someone"
+    assert created.safety_identifier == "hashed-user"
+
+
 def test_stateless_response_is_not_stored(v1: OpenAI) -> None:
     created = v1.responses.create(model="gpt-4o", input="echo: gone", store=False)
     assert created.store is False
@@ -153,6 +166,10 @@ def test_responses_count_in_the_stats(v1: OpenAI, control: Control) -> None:
     assert stats["requests"] == 1
     assert stats["prompt_tokens"] == created.usage.input_tokens
     assert stats["completion_tokens"] == created.usage.output_tokens
+    v1.responses.retrieve(created.id)  # a read: a request without tokens
+    after = control.stats()["routes"]["responses"]
+    assert after["requests"] == 2
+    assert after["prompt_tokens"] == created.usage.input_tokens
 
 
 def test_v1_needs_a_model_and_no_api_version(sim: RunningSimulator) -> None:
