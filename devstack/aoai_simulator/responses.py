@@ -62,7 +62,7 @@ async def create(call: Call) -> Response:
         previous = call.state.responses.find(str(previous_id))
         if previous is None:
             raise previous_not_found(str(previous_id))
-        history = previous.conversation
+        history = previous.conversation()
     messages = [*history, *to_messages(items)]
     request = chat_body(body, messages)
     chat.validate(request)  # a malformed request is a 400 before it is charged
@@ -85,7 +85,7 @@ async def create(call: Call) -> Response:
     output = output_items(plan, plan.reasoning_tokens > 0)
     response_id = new_id("resp")
     final = response_body(response_id, body, deployment, plan, output)
-    entry = StoredResponse(final, deployment.name, items, [*messages, *to_messages(output)])
+    entry = StoredResponse(final, deployment.name, items, messages, to_messages(output))
     latency = call.config.latency
     answer_delay = faults.request_delay(latency, call.state.rng)
     token_delay = faults.token_delay(latency)

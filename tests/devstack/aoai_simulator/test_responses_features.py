@@ -211,6 +211,11 @@ def test_background_response_can_be_cancelled(v1: OpenAI, control: Control) -> N
         v1.responses.cancel(plain.id)  # not a background response
     with pytest.raises(openai.BadRequestError):
         v1.responses.create(model="gpt-4o", input="x", background=True, store=False)
+    # a follow-up reads the cancelled turn's input, not the answer it never gave
+    follow = v1.responses.create(model="gpt-4o", input="echo: now", previous_response_id=queued.id)
+    assert follow.usage is not None
+    assert plain.usage is not None
+    assert follow.usage.input_tokens == plain.usage.input_tokens + 3 + 3  # + "echo: never"
 
 
 def test_rate_limit_is_azures_429_with_retry_after(v1: OpenAI, control: Control) -> None:
