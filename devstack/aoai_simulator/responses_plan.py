@@ -213,6 +213,7 @@ def output_items(plan: ChatPlan, hidden: bool) -> list[dict[str, Any]]:
 
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+_ANSWERED = ("completed", "incomplete")  # the statuses that carry usage
 
 
 def usage(plan: ChatPlan) -> dict[str, Any]:
@@ -268,6 +269,6 @@ def response_body(
         "tools": tools,
         "top_p": body.get("top_p", 1.0),
         "truncation": body.get("truncation", "disabled"),
-        "usage": usage(plan) if plan is not None and status != "cancelled" else None,
+        "usage": usage(plan) if plan is not None and status in _ANSWERED else None,
         "user": body.get("user"),
     }

@@ -41,6 +41,20 @@ def test_create_in_the_preview_shape(client: AzureOpenAI, v1: OpenAI) -> None:
     assert client.responses.retrieve(created.id).id == created.id
 
 
+def test_by_id_routes_in_the_preview_shape(client: AzureOpenAI, control: Control) -> None:
+    created = client.responses.create(model="gpt-4o", input="echo: preview items")
+    items = list(client.responses.input_items.list(created.id))
+    assert [i.type for i in items] == ["message"]
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(created.id)  # not a background response
+    control.patch({"latency": {"request_ms": 60_000}})
+    queued = client.responses.create(model="gpt-4o", input="echo: bg", background=True)
+    assert client.responses.cancel(queued.id).status == "cancelled"
+    client.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+
+
 def test_metadata_user_and_safety_identifier_come_back(v1: OpenAI) -> None:
     created = v1.responses.create(
         model="gpt-4o",

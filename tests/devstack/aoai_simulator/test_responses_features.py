@@ -189,6 +189,7 @@ def test_background_response_is_polled_to_completion(v1: OpenAI) -> None:
     assert queued.status == "queued"
     assert queued.background is True
     assert queued.output == []
+    assert queued.usage is None
     done = _poll(v1, queued.id)
     assert done.status == "completed"
     assert done.output_text == "later"
