@@ -38,9 +38,12 @@ def _plan(call: Call, deployment: DeploymentConfig, chat_request: dict[str, Any]
     try:
         plan = chat.plan_chat(chat_request, deployment, call.config)
     except errors.AzureError as exc:
-        if exc.body.get("error", {}).get("code") == "content_filter":
-            call.state.stats.record_filter("prompt")
-        raise
+        error = exc.body.get("error", {})
+        if error.get("code") != "content_filter":
+            raise
+        call.state.stats.record_filter("prompt")
+        results = error["innererror"]["content_filter_result"]
+        raise errors.responses_prompt_filtered(results) from None
     if plan.choices[0].finish_reason == "content_filter":
         call.state.stats.record_filter("completion")
     plan.cached_tokens = call.state.prompt_cache.cached_tokens(

@@ -70,6 +70,13 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
                     f"input[{index}].call_id",
                 )
             prefix = "fc" if kind == "function_call" else "fco"
+            given = item.get("id")
+            if kind == "function_call" and given is not None and not str(given).startswith("fc"):
+                raise errors.invalid_request(
+                    f"Invalid 'input[{index}].id': '{given}'. Expected an ID that begins with "
+                    "'fc'.",
+                    f"input[{index}].id",
+                )
             items.append({"id": item.get("id") or new_id(prefix), "status": "completed", **item})
         elif kind in ("reasoning", "item_reference") and isinstance(item, dict):
             continue  # carried by the service, read by no simulated model
@@ -151,11 +158,13 @@ def chat_body(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str,
     limit = body.get("max_output_tokens")
     if limit is not None:
         if not isinstance(limit, int) or limit < 16:
-            raise errors.invalid_request(
+            refused = errors.invalid_request(
                 f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= "
                 f"16, but got {limit} instead.",
                 "max_output_tokens",
             )
+            refused.body["error"]["code"] = "integer_below_min_value"
+            raise refused
         chat["max_completion_tokens"] = limit
     effort = (
         body.get("reasoning", {}).get("effort") if isinstance(body.get("reasoning"), dict) else None

@@ -148,13 +148,20 @@ def test_bad_model_is_deployment_not_found(v1: OpenAI, client: AzureOpenAI) -> N
     assert wrong_kind.value.code == "OperationNotSupported"
 
 
-def test_filtered_input_is_the_chat_routes_400(v1: OpenAI, control: Control) -> None:
+def test_filtered_input_is_a_400_with_content_filters(v1: OpenAI, control: Control) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         v1.responses.create(model="gpt-4o", input="tell me forbidden-violence")
     assert refused.value.code == "content_filter"
-    inner = refused.value.body["innererror"]  # type: ignore[index]
-    assert inner["code"] == "ResponsibleAIPolicyViolation"
-    assert inner["content_filter_result"]["violence"] == {"filtered": True, "severity": "high"}
+    assert refused.value.param == "prompt"
+    body = refused.value.body
+    assert isinstance(body, dict)
+    assert "innererror" not in body  # the Responses shape: a top-level list instead
+    (verdict,) = body["content_filters"]
+    assert verdict["blocked"] is True
+    assert verdict["source_type"] == "prompt"
+    results = verdict["content_filter_results"]
+    assert results["violence"] == {"filtered": True, "severity": "high"}
+    assert results["jailbreak"] == {"filtered": False, "detected": False}
     assert control.stats()["content_filtered"] == {"prompt": 1}
 
 

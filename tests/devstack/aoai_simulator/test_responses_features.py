@@ -69,6 +69,21 @@ def test_function_tool_round_trip(v1: OpenAI) -> None:
         tools=[TOOL],  # type: ignore[list-item]
     )
     assert stateless.output[0].type == "message"
+    with pytest.raises(openai.BadRequestError) as wrong_id:  # an item id is `fc_...`
+        v1.responses.create(
+            model="gpt-4o",
+            store=False,
+            input=[
+                {
+                    "type": "function_call",
+                    "id": call.call_id,
+                    "call_id": call.call_id,
+                    "name": call.name,
+                    "arguments": call.arguments,
+                },
+            ],
+        )
+    assert wrong_id.value.param == "input[0].id"
 
 
 def test_tool_choice_required_and_none(v1: OpenAI) -> None:
@@ -173,6 +188,7 @@ def test_output_cap_without_reasoning(v1: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         v1.responses.create(model="gpt-4o", input="x", max_output_tokens=8)
     assert refused.value.param == "max_output_tokens"
+    assert refused.value.code == "integer_below_min_value"
 
 
 def test_completion_filter_cuts_the_answer(v1: OpenAI, control: Control) -> None:
