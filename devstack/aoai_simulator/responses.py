@@ -85,7 +85,7 @@ async def create(call: Call) -> Response:
     call.state.stats.record_inputs(
         user_lines(request), call.request_id, call.retry_count, peer(call)
     )
-    output = output_items(plan, plan.reasoning_tokens > 0)
+    output = output_items(plan, body)
     response_id = new_id("resp")
     final = response_body(response_id, body, deployment, plan, output)
     entry = StoredResponse(final, deployment.name, items, messages, to_messages(output))

@@ -182,13 +182,18 @@ def chat_body(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str,
     return chat
 
 
-def output_items(plan: ChatPlan, hidden: bool) -> list[dict[str, Any]]:
-    """The Response's `output`: a reasoning item (a reasoning model that reasoned), then a
-    message with its `output_text`, or the function calls."""
+def output_items(plan: ChatPlan, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Response's `output`: a reasoning item (a reasoning model that reasoned; with
+    `include: ["reasoning.encrypted_content"]` an opaque `encrypted_content`, as stateless
+    clients ask), then a message with its `output_text`, or the function calls."""
     choice = plan.choices[0]
     items: list[dict[str, Any]] = []
-    if hidden:
-        items.append({"id": new_id("rs"), "type": "reasoning", "summary": []})
+    if plan.reasoning_tokens:
+        item: dict[str, Any] = {"id": new_id("rs"), "type": "reasoning", "summary": []}
+        include = body.get("include")
+        if isinstance(include, list) and "reasoning.encrypted_content" in include:
+            item["encrypted_content"] = "gAAAA" + uuid.uuid4().hex * 4
+        items.append(item)
     for call in choice.tool_calls or []:
         items.append(
             {

@@ -162,6 +162,25 @@ def test_reasoning_tokens_count_within_max_output_tokens(v1: OpenAI) -> None:
     assert [o.type for o in reasoned.output] == ["reasoning", "message"]
     assert reasoned.reasoning is not None
     assert reasoned.reasoning.effort == "low"
+    assert reasoned.output[0].type == "reasoning"
+    assert reasoned.output[0].encrypted_content is None
+    stateless = v1.responses.create(
+        model="gpt-4o",
+        input="echo: one two",
+        reasoning={"effort": "low"},
+        store=False,
+        include=["reasoning.encrypted_content"],
+    )
+    carried = stateless.output[0]
+    assert carried.type == "reasoning"
+    assert carried.encrypted_content
+    # handed back in the next input, as stateless clients do, it is accepted
+    again = v1.responses.create(
+        model="gpt-4o",
+        store=False,
+        input=[carried.model_dump(exclude_none=True), {"role": "user", "content": "echo: x"}],  # type: ignore[list-item]
+    )
+    assert again.output_text == "x"
     capped = v1.responses.create(
         model="gpt-4o", input="echo: one two", reasoning={"effort": "low"}, max_output_tokens=100
     )
