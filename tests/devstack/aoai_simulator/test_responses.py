@@ -205,3 +205,29 @@ def test_v1_needs_a_model_and_no_api_version(sim: RunningSimulator) -> None:
     }
     unauthorized = httpx.post(url, json={"model": "gpt-4o", "input": "hi"})
     assert unauthorized.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("change", "param", "code"),
+    [
+        ({"reasoning": "high"}, "reasoning", "invalid_type"),
+        ({"instructions": 5}, "instructions", "invalid_type"),
+        ({"tools": [{"type": "function"}]}, "tools[0].name", "missing_required_parameter"),
+        (
+            {"text": {"format": {"type": "json_schema"}}},
+            "text.format.name",
+            "missing_required_parameter",
+        ),
+        ({"input": [{"role": "user", "content": [1]}]}, "input[0].content[0]", "invalid_type"),
+    ],
+)
+def test_malformed_requests_are_400s(
+    sim: RunningSimulator, change: dict[str, object], param: str, code: str
+) -> None:
+    body = {"model": "gpt-4o", "input": "hi", **change}
+    refused = httpx.post(
+        f"{sim.url}/openai/v1/responses", json=body, headers={"api-key": sim.api_key}
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == param
+    assert refused.json()["error"]["code"] == code
