@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import batches, control, errors, files, inference
+from . import batches, control, errors, files, inference, responses
 from .batch_store import BatchStore
 from .config import SimulatorConfig
 from .file_store import FileStore
@@ -21,6 +21,38 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return errors.to_response(errors.resource_not_found(), "")
 
 
+def _v1_routes() -> list[Route]:
+    """Azure's v1 shape of chat and embeddings: no api-version, the deployment as `model`."""
+    return [
+        Route(
+            "/openai/v1/chat/completions",
+            endpoint("chat", inference.v1_chat_completions, v1=True),
+            methods=["POST"],
+        ),
+        Route(
+            "/openai/v1/embeddings",
+            endpoint("embeddings", inference.v1_embeddings, v1=True),
+            methods=["POST"],
+        ),
+    ]
+
+
+def _responses_routes(base: str, *, v1: bool) -> list[Route]:
+    """The Responses API under `base`: create, and retrieve/delete/input items/cancel by id."""
+    one = f"{base}/{{response_id}}"
+    return [
+        Route(base, endpoint("responses", responses.create, v1=v1), methods=["POST"]),
+        Route(one, endpoint("responses", responses.retrieve, v1=v1), methods=["GET"]),
+        Route(one, endpoint("responses", responses.delete, v1=v1), methods=["DELETE"]),
+        Route(
+            f"{one}/input_items",
+            endpoint("responses", responses.list_input_items, v1=v1),
+            methods=["GET"],
+        ),
+        Route(f"{one}/cancel", endpoint("responses", responses.cancel, v1=v1), methods=["POST"]),
+    ]
+
+
 def create_app(config: SimulatorConfig | None = None) -> Starlette:
     """A Starlette app simulating one Azure OpenAI resource with `config`."""
     config = config or SimulatorConfig()
@@ -32,6 +64,9 @@ def create_app(config: SimulatorConfig | None = None) -> Starlette:
         Route(
             f"{d}/embeddings", endpoint("embeddings", inference.create_embeddings), methods=["POST"]
         ),
+        *_v1_routes(),
+        *_responses_routes("/openai/v1/responses", v1=True),
+        *_responses_routes("/openai/responses", v1=False),
         Route("/openai/files", endpoint("files", files.upload), methods=["POST"]),
         Route("/openai/files", endpoint("files", files.list_files), methods=["GET"]),
         Route("/openai/files/{file_id}", endpoint("files", files.retrieve), methods=["GET"]),

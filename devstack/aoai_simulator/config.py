@@ -19,7 +19,7 @@ Category = Literal[
     "hate", "sexual", "violence", "self_harm", "jailbreak", "protected_material_text"
 ]
 Severity = Literal["safe", "low", "medium", "high"]
-ROUTES = ("chat", "embeddings", "files", "batches")
+ROUTES = ("chat", "embeddings", "responses", "files", "batches")
 
 
 class _Model(BaseModel):
@@ -103,6 +103,12 @@ class FaultConfig(_Model):
         "the answer: the caller cannot tell it happened",
     )
     hang_seconds: float = Field(default=30.0, ge=0, description="a hung request waits this long")
+    stream_failure: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="a streamed Responses answer fails half way, ending with `response.failed`",
+    )
 
 
 class PromptCacheConfig(_Model):
@@ -242,7 +248,7 @@ class SimulatorConfig(_Model):
     embeddings: EmbeddingLimits = Field(default_factory=EmbeddingLimits)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     faults: dict[str, FaultConfig] = Field(
-        default_factory=dict, description="per route: chat, embeddings, files, batches"
+        default_factory=dict, description="per route: chat, embeddings, responses, files, batches"
     )
     filter_rules: list[FilterRule] = Field(default_factory=default_filter_rules)
     filter_threshold: Severity = Field(

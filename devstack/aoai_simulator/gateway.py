@@ -21,7 +21,7 @@ from .config import DeploymentConfig, SimulatorConfig
 from .ratelimit import Decision
 from .state import SimState, get_state
 
-_OPERATIONS = {"chat": "chatCompletion", "embeddings": "embeddings"}
+_OPERATIONS = {"chat": "chatCompletion", "embeddings": "embeddings", "responses": "responses"}
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Call:
     api_version: str
     retry_count: int
     deployment: str | None = None
+    v1: bool = False  # the v1 shape: `/openai/v1/...`, the deployment named by `model`
 
     def headers(self, decision: Decision | None = None) -> dict[str, str]:
         out = {
@@ -81,8 +82,9 @@ class Call:
         )
 
     def lookup(self, kind: str) -> DeploymentConfig:
-        """The deployment named in the path, usable for `kind`; else Azure's 404/400."""
-        name = self.request.path_params["deployment"]
+        """The deployment named in the path (or, in the v1 shape, by `model` in the body,
+        read by `endpoint`), usable for `kind`; else Azure's 404/400."""
+        name = self.deployment or self.request.path_params["deployment"]
         self.deployment = name
         deployment = self.config.deployment(name)
         if deployment is None:
@@ -128,8 +130,24 @@ async def _faulted(call: Call, fault: faults.Fault | None) -> Response | None:
 Handler = Callable[[Call], Awaitable[Response]]
 
 
-def endpoint(route: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """A Starlette endpoint: admit the request, inject faults, run `handler`, map errors."""
+async def body_model(call: Call) -> dict[str, Any]:
+    """The JSON body of a v1 data-plane POST, its `model` noted as the call's deployment
+    (what `lookup` finds); a body without a model is the service's 400."""
+    body = await read_json(call.request)
+    model = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(model, str) or not model:
+        raise errors.invalid_request("Missing required parameter: 'model'.", "model")
+    call.deployment = model
+    return body  # type: ignore[no-any-return]
+
+
+def endpoint(
+    route: str, handler: Handler, *, v1: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint: admit the request, inject faults, run `handler`, map errors.
+
+    `v1`: Azure's v1 shape (`/openai/v1/...`): no `api-version` (the handler reads the
+    deployment from the body's `model`, `body_model`)."""
 
     async def run(request: Request) -> Response:
         state = get_state(request)
@@ -141,7 +159,11 @@ def endpoint(route: str, handler: Handler) -> Callable[[Request], Awaitable[Resp
         call = Call(request, state, state.config, route, request_id, "", retry_count)
         try:
             authenticate(request, call.config)
-            call.api_version = api_version(request, call.config)
+            if v1:
+                call.v1 = True
+                call.api_version = "v1"
+            else:
+                call.api_version = api_version(request, call.config)
             fault = faults.draw_fault(call.config.faults.get(call.route), call.state.rng)
             dropped = await _faulted(call, fault)
             if dropped is not None:

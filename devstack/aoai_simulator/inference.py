@@ -10,14 +10,18 @@ from starlette.responses import Response, StreamingResponse
 
 from . import chat, embeddings, errors, faults, reasoning
 from .config import DeploymentConfig
-from .gateway import Call, read_json
+from .gateway import Call, body_model, read_json
 from .ratelimit import Decision
 from .tokens import message_text
 
-_OPERATION_NAMES = {"chat": "ChatCompletions_Create", "embeddings": "Embeddings_Create"}
+_OPERATION_NAMES = {
+    "chat": "ChatCompletions_Create",
+    "embeddings": "Embeddings_Create",
+    "responses": "Responses_Create",
+}
 
 
-def _admit_quota(call: Call, deployment: DeploymentConfig, tokens: int) -> Decision:
+def admit_quota(call: Call, deployment: DeploymentConfig, tokens: int) -> Decision:
     decision = call.state.limiter.check(deployment, tokens, call.config.rate_limit)
     if not decision.allowed:
         exc = errors.rate_limited(
@@ -38,7 +42,7 @@ async def chat_completions(call: Call) -> Response:
     call.state.last_bodies[deployment.name] = body
     chat.validate(body)  # a malformed request is a 400 before it is charged
     reasoning.hidden_tokens(body, deployment)  # so is an effort the model does not take
-    decision = _admit_quota(call, deployment, chat.rate_limit_estimate(body))
+    decision = admit_quota(call, deployment, chat.rate_limit_estimate(body))
     try:
         plan = chat.plan_chat(body, deployment, call.config)
     except errors.AzureError as exc:
@@ -58,9 +62,7 @@ async def chat_completions(call: Call) -> Response:
         cached_tokens=plan.cached_tokens,
         reasoning_tokens=plan.reasoning_tokens,
     )
-    call.state.stats.record_inputs(
-        _user_lines(body), call.request_id, call.retry_count, _peer(call)
-    )
+    call.state.stats.record_inputs(user_lines(body), call.request_id, call.retry_count, peer(call))
     if body.get("stream"):
         options = body.get("stream_options") or {}
         include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
@@ -90,7 +92,7 @@ async def create_embeddings(call: Call) -> Response:
     call.state.last_bodies[deployment.name] = body
     # Validation first: a request over a per-request cap is a 400 whatever the quota says.
     request = embeddings.validate(body, deployment, call.config)
-    decision = _admit_quota(call, deployment, embeddings.rate_limit_estimate(request))
+    decision = admit_quota(call, deployment, embeddings.rate_limit_estimate(request))
     result = embeddings.create(body, deployment, call.config)
     await faults.sleep(faults.request_delay(call.config.latency, call.state.rng))
     call.record(200, result["usage"]["prompt_tokens"], inputs=len(request.items))
@@ -98,18 +100,18 @@ async def create_embeddings(call: Call) -> Response:
         (item if isinstance(item, str) else " ".join(map(str, item)) for item in request.items),
         call.request_id,
         call.retry_count,
-        _peer(call),
+        peer(call),
     )
     return call.json(result, decision=decision)
 
 
-def _peer(call: Call) -> int | None:
+def peer(call: Call) -> int | None:
     """The client's port: which process asked (the soak maps a killed host's ports)."""
     client = call.request.client
     return client.port if client else None
 
 
-def _user_lines(body: dict[str, Any]) -> list[str]:
+def user_lines(body: dict[str, Any]) -> list[str]:
     """The item inputs of a chat request, as `GET /sim/inputs` counts them: each non-empty
     line of its user messages (a job lists several items, one per line)."""
     lines: list[str] = []
@@ -118,3 +120,15 @@ def _user_lines(body: dict[str, Any]) -> list[str]:
             text = message_text(message.get("content"))
             lines.extend(line.strip() for line in text.splitlines() if line.strip())
     return lines
+
+
+async def v1_chat_completions(call: Call) -> Response:
+    """`POST /openai/v1/chat/completions`: the deployment is the body's `model`."""
+    await body_model(call)
+    return await chat_completions(call)
+
+
+async def v1_embeddings(call: Call) -> Response:
+    """`POST /openai/v1/embeddings`: the deployment is the body's `model`."""
+    await body_model(call)
+    return await create_embeddings(call)

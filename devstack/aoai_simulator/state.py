@@ -14,6 +14,7 @@ from .config import SimulatorConfig
 from .file_store import FileStore
 from .prompt_cache import PromptCache
 from .ratelimit import RateLimiter
+from .responses_store import ResponseStore
 from .stats import Stats
 
 
@@ -27,6 +28,7 @@ class SimState:
     stats: Stats = field(default_factory=Stats)
     rng: random.Random = field(default_factory=random.Random)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    responses: ResponseStore = field(default_factory=ResponseStore)
     # deployment -> the JSON body of its last chat or embeddings request, as it arrived
     last_bodies: dict[str, Any] = field(default_factory=dict)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from openai import AsyncAzureOpenAI, AzureOpenAI
+from openai import AsyncAzureOpenAI, AzureOpenAI, OpenAI
 
 from devstack.aoai_simulator import BatchConfig, RunningSimulator, SimulatorConfig, start_simulator
 
@@ -75,4 +75,11 @@ async def aclient(sim: RunningSimulator, control: Control) -> AsyncIterator[Asyn
     async with AsyncAzureOpenAI(
         azure_endpoint=sim.url, api_key=sim.api_key, api_version=API_VERSION
     ) as c:
+        yield c
+
+
+@pytest.fixture
+def v1(sim: RunningSimulator, control: Control) -> Iterator[OpenAI]:
+    """The openai SDK on Azure's v1 shape: `base_url=<resource>/openai/v1`, no api-version."""
+    with OpenAI(base_url=f"{sim.url}/openai/v1", api_key=sim.api_key) as c:
         yield c

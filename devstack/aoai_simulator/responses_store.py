@@ -1,0 +1,92 @@
+"""Stored responses: what `GET`/`DELETE /responses/{id}`, `input_items`, `cancel` and
+`previous_response_id` read.
+
+One store per simulator process, as one Azure OpenAI resource keeps its own: an id made by
+another simulator is unknown here (404). A response is stored unless created with
+`store: false`; a background response is answered later by a task kept beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+
+
+@dataclass
+class StoredResponse:
+    body: dict[str, Any]  # the `response` object as GET answers it now
+    deployment: str
+    input_items: list[dict[str, Any]]
+    # The conversation up to and including this response, as chat messages (without
+    # `instructions`, which do not carry over): what a follow-up reads first.
+    conversation: list[dict[str, Any]]
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def not_found(response_id: str) -> errors.AzureError:
+    """The service's 404 for an id it does not hold."""
+    return errors.AzureError(
+        404,
+        {
+            "error": {
+                "message": f"Response with id '{response_id}' not found.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        },
+    )
+
+
+def previous_not_found(response_id: str) -> errors.AzureError:
+    """The service's 400 for a `previous_response_id` it does not hold."""
+    return errors.AzureError(
+        400,
+        {
+            "error": {
+                "message": f"Previous response with id '{response_id}' not found.",
+                "type": "invalid_request_error",
+                "param": "previous_response_id",
+                "code": "previous_response_not_found",
+            }
+        },
+    )
+
+
+class ResponseStore:
+    """Responses by id; thread-safe (the app may answer on more than one thread)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, StoredResponse] = {}
+
+    def put(self, stored: StoredResponse) -> None:
+        with self._lock:
+            self._items[stored.body["id"]] = stored
+
+    def find(self, response_id: str) -> StoredResponse | None:
+        with self._lock:
+            return self._items.get(response_id)
+
+    def get(self, response_id: str) -> StoredResponse:
+        found = self.find(response_id)
+        if found is None:
+            raise not_found(response_id)
+        return found
+
+    def delete(self, response_id: str) -> StoredResponse:
+        with self._lock:
+            found = self._items.pop(response_id, None)
+        if found is None:
+            raise not_found(response_id)
+        if found.task is not None:
+            found.task.cancel()
+        return found
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
