@@ -271,6 +271,8 @@ class ResponsesGateway:
         if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
             call.note(text=event["delta"])
             state.text.append(event["delta"])
+        if kind in ("response.failed", "error"):
+            call.failed_by_service()
         if kind in FINAL_EVENTS and isinstance(response, dict):
             call.note(usage=usage_of(response.get("usage")))
             flag = filter_flag(response)

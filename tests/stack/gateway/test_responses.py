@@ -197,6 +197,35 @@ async def test_a_caller_hanging_up_mid_stream_is_recorded_as_cancelled(
     assert (usage["operation"], usage["status"]) == ("responses_stream", "cancelled")
 
 
+@pytest.mark.parametrize(
+    ("fault", "cause"),
+    [("stream_failure", "the service's response.failed"), ("drop", "the connection breaks")],
+)
+async def test_a_stream_failing_after_its_first_byte_ends_as_the_service_ends_one(
+    host: AppHost, store: Store, sim_control: httpx.AsyncClient, fault: str, cause: str
+) -> None:
+    """The status line is gone: the stream ends with `response.failed` (the service's own,
+    passed through, or the app's in its shape when the connection broke), which the SDK
+    parses; the call is recorded as `error`."""
+    broken = {"faults": {"responses": {fault: 1.0}}}
+    (await sim_control.patch("/sim/config", json=broken)).raise_for_status()
+    request_id = new_id("rs")
+    text = "echo: " + " ".join(f"w{i}" for i in range(20))
+    async with v1_client(host) as client:
+        stream = await client.responses.create(
+            model="gpt-4o", input=text, stream=True, **rid(request_id)
+        )
+        events = [event async for event in stream]
+    last = events[-1]
+    assert last.type in ("response.failed", "error"), cause
+    if last.type == "response.failed":
+        assert last.response.status == "failed"
+        assert last.response.error is not None
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+    usage = await one_usage(store, request_id)
+    assert (usage["operation"], usage["status"]) == ("responses_stream", "error")
+
+
 async def test_the_preview_and_openai_shapes_reach_the_same_responses(
     host: AppHost, store: Store
 ) -> None:
