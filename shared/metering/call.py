@@ -144,7 +144,7 @@ class MeteredCall:
         self._prompt = prompt
         self._started = started
         self._flagged = False
-        self._failed = False
+        self._service_failed = False
         self._streamed_chars = 0
         self.estimated = False
 
@@ -221,12 +221,14 @@ class MeteredCall:
     def failed_by_service(self) -> None:
         """The service ended the answer as failed in its own wire shape (a Responses stream's
         `response.failed`): recorded as `error` when the stream ends."""
-        self._failed = True
+        self._service_failed = True
 
     def completed(self) -> None:
         """The answer reached its own end: `ok`, `content_filter` after a filter event, or
         `error` when the service said it failed."""
-        self.status = "error" if self._failed else "content_filter" if self._flagged else "ok"
+        self.status = (
+            "error" if self._service_failed else "content_filter" if self._flagged else "ok"
+        )
 
     async def finish(
         self,
