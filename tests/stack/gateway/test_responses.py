@@ -309,3 +309,37 @@ async def test_the_output_cap_and_a_filtered_input_hold_on_the_responses_route(
     assert (event["stage"], event["source"]) == ("prompt", "gateway")
     usage = await one_usage(store, request_id)
     assert (usage["operation"], usage["status"]) == ("responses", "content_filter")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_output_cut_by_the_filter_is_one_completion_event_in_chat_s_shape(
+    host: AppHost, store: Store, stream: bool
+) -> None:
+    request_id = new_id("rf")
+    async with v1_client(host) as client:
+        if stream:
+            events = await client.responses.create(
+                model="gpt-4o",
+                input="echo: fine then forbidden-selfharm",
+                stream=True,
+                **rid(request_id),
+            )
+            last = [event async for event in events][-1]
+            assert last.type == "response.incomplete"
+            response = last.response
+        else:
+            response = await client.responses.create(
+                model="gpt-4o", input="echo: fine then forbidden-selfharm", **rid(request_id)
+            )
+    assert response.status == "incomplete"
+    assert response.incomplete_details is not None
+    assert response.incomplete_details.reason == "content_filter"
+    (event,) = await docs_by_client_request_id(store, CONTENT_FILTER_EVENTS, request_id)
+    assert (event["stage"], event["source"], event["deployment"]) == (
+        "completion",
+        "gateway",
+        "gpt-4o",
+    )
+    usage = await one_usage(store, request_id)
+    assert usage["status"] == "content_filter"
+    assert usage["operation"] == ("responses_stream" if stream else "responses")
