@@ -60,7 +60,16 @@ from shared.metering.models import Operation
 FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 # Query parameters of the stored-response routes that go upstream (`api-version` does not:
 # the upstream call has its own shape).
-PASSED_QUERY = ("include", "include[]", "stream", "starting_after", "after", "before", "limit")
+PASSED_QUERY = (
+    "include",
+    "include[]",
+    "stream",
+    "starting_after",
+    "after",
+    "before",
+    "limit",
+    "order",
+)
 
 
 def usage_of(raw: Any) -> Usage | None:

@@ -11,6 +11,7 @@ it; a call without a key is Azure's 401.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -343,3 +344,47 @@ async def test_an_output_cut_by_the_filter_is_one_completion_event_in_chat_s_sha
     usage = await one_usage(store, request_id)
     assert usage["status"] == "content_filter"
     assert usage["operation"] == ("responses_stream" if stream else "responses")
+
+
+async def test_a_background_response_is_polled_and_cancelled_through_the_app(
+    host: AppHost, store: Store, sim_control: httpx.AsyncClient
+) -> None:
+    request_id = new_id("rb")
+    async with v1_client(host) as client:
+        queued = await client.responses.create(
+            model="gpt-4o", input="echo: later", background=True, **rid(request_id)
+        )
+        assert queued.status in ("queued", "in_progress")
+        polled = queued
+        for _ in range(100):
+            polled = await client.responses.retrieve(queued.id)
+            if polled.status == "completed":
+                break
+            await asyncio.sleep(0.05)
+        assert (polled.status, polled.output_text) == ("completed", "later")
+        items = await client.responses.input_items.list(queued.id, order="asc")
+        assert len(items.data) == 1
+        slow = {"latency": {"per_token_ms": 100}}
+        (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
+        other = await client.responses.create(
+            model="gpt-4o", input="echo: " + "w " * 50, background=True
+        )
+        cancelled = await client.responses.cancel(other.id)
+        assert cancelled.status == "cancelled"
+    usage = await one_usage(store, request_id)
+    assert (usage["operation"], usage["status"]) == ("responses", "ok")
+
+
+async def test_a_team_s_models_and_max_tokens_hold_on_the_responses_route(
+    host: AppHost, admin: httpx.AsyncClient, sim_control: httpx.AsyncClient
+) -> None:
+    team = f"r-{uuid.uuid4().hex[:12]}"
+    created = await admin.post("/teams", json={"id": team, "models": ["gpt-4o"], "max_tokens": 50})
+    assert created.status_code == 201, created.text
+    async with v1_client(host, created.json()["key"]) as client:
+        with pytest.raises(openai.NotFoundError) as outside:
+            await client.responses.create(model="text-embedding-3-small", input="x")
+        assert outside.value.code == "DeploymentNotFound"
+        await client.responses.create(model="gpt-4o", input="echo: clamped", max_output_tokens=200)
+        sent = (await sim_control.get("/sim/requests/gpt-4o/last")).json()
+    assert sent["max_output_tokens"] == 50
