@@ -4,9 +4,9 @@
 - `PATCH /sim/config`: a JSON merge patch, e.g. `{"deployments": {"gpt-4o": {"rpm": 1}},
   "rate_limit": {"retry_after_ms": 10}}`; answers the new config, or 400 with the errors.
 - `GET /sim/stats`: counters (see `Stats.snapshot`).
-- `GET /sim/requests/{deployment}/last`: the JSON body of the deployment's last chat or
-  embeddings request as it arrived (404 when none came since the last reset), so a test can
-  see what a proxy in front of the service actually sent.
+- `GET /sim/requests/{deployment}/last`: the JSON body of the deployment's last chat,
+  embeddings or Responses request as it arrived (404 when none came since the last reset),
+  so a test can see what a proxy in front of the service actually sent.
 - `GET /sim/inputs`: how many answered requests carried each item input (see
   `Stats.inputs`); `POST /sim/inputs` with `{"keys": [...]}` adds the counts of those keys.
 - `POST /sim/reset`: clear stats, input counts, quota windows, the recorded last bodies, the

@@ -127,6 +127,31 @@ def prompt_filtered(content_filter_result: dict[str, Any]) -> AzureError:
     )
 
 
+def responses_prompt_filtered(content_filter_results: dict[str, Any]) -> AzureError:
+    """A filtered prompt on the Responses API: chat's message, but the results sit in a
+    top-level `content_filters` list (no `innererror`), as Microsoft's Chat Completions to
+    Responses migration guide shows the body."""
+    chat = prompt_filtered(content_filter_results).body["error"]
+    return AzureError(
+        400,
+        {
+            "error": {
+                "message": chat["message"],
+                "type": "invalid_request_error",
+                "param": "prompt",
+                "code": "content_filter",
+                "content_filters": [
+                    {
+                        "blocked": True,
+                        "source_type": "prompt",
+                        "content_filter_results": content_filter_results,
+                    }
+                ],
+            }
+        },
+    )
+
+
 def server_error(status: int) -> AzureError:
     if status == 503:
         return error(

@@ -1,4 +1,5 @@
-"""The data-plane routes: chat completions (whole or streamed) and embeddings."""
+"""The data-plane routes: chat completions (whole or streamed) and embeddings, in the
+deployment shape and in Azure's v1 shape (`/openai/v1/...`, the deployment as `model`)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def admit_quota(call: Call, deployment: DeploymentConfig, tokens: int) -> Decisi
 
 async def chat_completions(call: Call) -> Response:
     deployment = call.lookup("chat")
-    chat.check_api_version(deployment, call.api_version)
+    if not call.v1:  # the v1 shape has no api-version to be too old
+        chat.check_api_version(deployment, call.api_version)
     body = await read_json(call.request)
     call.state.last_bodies[deployment.name] = body
     chat.validate(body)  # a malformed request is a 400 before it is charged

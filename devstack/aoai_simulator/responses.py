@@ -16,6 +16,7 @@ from starlette.responses import Response, StreamingResponse
 
 from . import chat, errors, faults, reasoning, responses_stream
 from .chat import ChatPlan
+from .config import DeploymentConfig
 from .gateway import Call, body_model
 from .inference import admit_quota, peer, user_lines
 from .paging import page, query_limit
@@ -32,15 +33,17 @@ from .responses_store import StoredResponse, previous_not_found
 _FINISHED = {"completed", "incomplete", "failed", "cancelled"}
 
 
-def _plan(call: Call, chat_request: dict[str, Any]) -> ChatPlan:
+def _plan(call: Call, deployment: DeploymentConfig, chat_request: dict[str, Any]) -> ChatPlan:
     """Chat's plan for the request (its prompt filter a 400), counted in the filter stats."""
-    deployment = call.lookup("chat")
     try:
         plan = chat.plan_chat(chat_request, deployment, call.config)
     except errors.AzureError as exc:
-        if exc.body.get("error", {}).get("code") == "content_filter":
-            call.state.stats.record_filter("prompt")
-        raise
+        error = exc.body.get("error", {})
+        if error.get("code") != "content_filter":
+            raise
+        call.state.stats.record_filter("prompt")
+        results = error["innererror"]["content_filter_result"]
+        raise errors.responses_prompt_filtered(results) from None
     if plan.choices[0].finish_reason == "content_filter":
         call.state.stats.record_filter("completion")
     plan.cached_tokens = call.state.prompt_cache.cached_tokens(
@@ -62,7 +65,7 @@ async def create(call: Call) -> Response:
         previous = call.state.responses.find(str(previous_id))
         if previous is None:
             raise previous_not_found(str(previous_id))
-        history = previous.conversation
+        history = previous.conversation()
     messages = [*history, *to_messages(items)]
     request = chat_body(body, messages)
     chat.validate(request)  # a malformed request is a 400 before it is charged
@@ -71,7 +74,7 @@ async def create(call: Call) -> Response:
     if body.get("background") and not stored:
         raise errors.invalid_request("Background mode requires 'store' to be true.", "background")
     decision = admit_quota(call, deployment, chat.rate_limit_estimate(request))
-    plan = _plan(call, request)
+    plan = _plan(call, deployment, request)
     call.record(
         200,
         plan.prompt_tokens,
@@ -82,25 +85,28 @@ async def create(call: Call) -> Response:
     call.state.stats.record_inputs(
         user_lines(request), call.request_id, call.retry_count, peer(call)
     )
-    output = output_items(plan, plan.reasoning_tokens > 0)
+    output = output_items(plan, body)
     response_id = new_id("resp")
     final = response_body(response_id, body, deployment, plan, output)
-    entry = StoredResponse(final, deployment.name, items, [*messages, *to_messages(output)])
+    entry = StoredResponse(final, deployment.name, items, messages, to_messages(output))
     latency = call.config.latency
     answer_delay = faults.request_delay(latency, call.state.rng)
     token_delay = faults.token_delay(latency)
-    if body.get("background"):
+    if body.get("background") and not body.get("stream"):  # streamed: answered now
         entry.body = response_body(response_id, body, deployment, plan, [], "queued")
         call.state.responses.put(entry)
         delay = answer_delay + token_delay * plan.completion_tokens
         entry.task = asyncio.create_task(_answer_later(entry, final, delay))
         return call.json(entry.body, decision=decision)
+    events = None
+    if body.get("stream"):
+        fault = call.config.faults.get("responses")
+        events = responses_stream.events(final, fault, call.state.rng)
+        entry.body = events[-1]["response"]  # `failed`, when the stream fails half way
     if stored:
         call.state.responses.put(entry)
     await faults.sleep(answer_delay)
-    if body.get("stream"):
-        fault = call.config.faults.get("responses")
-        events = responses_stream.events(final, plan, fault, call.state.rng)
+    if events is not None:
         return StreamingResponse(
             responses_stream.sse(events, token_delay),
             headers=call.headers(decision),
@@ -119,12 +125,15 @@ async def _answer_later(entry: StoredResponse, final: dict[str, Any], delay: flo
 
 
 async def retrieve(call: Call) -> Response:
-    return call.json(call.state.responses.get(call.request.path_params["response_id"]).body)
+    entry = call.state.responses.get(call.request.path_params["response_id"])
+    call.record(200)
+    return call.json(entry.body)
 
 
 async def delete(call: Call) -> Response:
     response_id = call.request.path_params["response_id"]
     call.state.responses.delete(response_id)
+    call.record(200)
     return call.json({"id": response_id, "object": "response", "deleted": True})
 
 
@@ -137,6 +146,7 @@ async def list_input_items(call: Call) -> Response:
         )
     items = entry.input_items if order == "asc" else entry.input_items[::-1]
     limit = query_limit(call.request, 20, 100)
+    call.record(200)
     return call.json(page(items, call.request.query_params.get("after"), limit))
 
 
@@ -153,4 +163,5 @@ async def cancel(call: Call) -> Response:
     if entry.task is not None:
         entry.task.cancel()
     entry.body = {**entry.body, "status": "cancelled", "output": [], "usage": None}
+    call.record(200)
     return call.json(entry.body)

@@ -29,15 +29,71 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}{uuid.uuid4().hex[:16]}"
 
 
-def _text_parts(content: Any, kind: str) -> list[dict[str, Any]]:
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "instructions": ((str,), "a string"),
+    "previous_response_id": ((str,), "a string"),
+    "tools": ((list,), "an array"),
+    "text": ((dict,), "an object"),
+    "reasoning": ((dict,), "an object"),
+    "metadata": ((dict,), "an object"),
+    "tool_choice": ((str, dict), "a string or an object"),
+    "store": ((bool,), "a boolean"),
+    "background": ((bool,), "a boolean"),
+    "stream": ((bool,), "a boolean"),
+    "include": ((list,), "an array"),
+}
+
+
+def _invalid_type(param: str, expected: str, value: Any) -> errors.AzureError:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    got = names.get(type(value)) or ("an array" if isinstance(value, list) else "an object")
+    refused = errors.invalid_request(
+        f"Invalid type for '{param}': expected {expected}, but got {got} instead.", param
+    )
+    refused.body["error"]["code"] = "invalid_type"
+    return refused
+
+
+def _missing(param: str) -> errors.AzureError:
+    refused = errors.invalid_request(f"Missing required parameter: '{param}'.", param)
+    refused.body["error"]["code"] = "missing_required_parameter"
+    return refused
+
+
+def check_types(body: dict[str, Any]) -> None:
+    """The service's 400 for a top-level field of the wrong type, a function tool without a
+    name, or a `json_schema` format without its name or schema."""
+    for key, (kinds, expected) in _TYPES.items():
+        value = body.get(key)
+        if value is not None and not isinstance(value, kinds):
+            raise _invalid_type(key, expected, value)
+    for index, tool in enumerate(body.get("tools") or []):
+        if not isinstance(tool, dict):
+            raise _invalid_type(f"tools[{index}]", "an object", tool)
+        if tool.get("type") == "function" and not isinstance(tool.get("name"), str):
+            raise _missing(f"tools[{index}].name")
+    fmt = (body.get("text") or {}).get("format")
+    if fmt is not None and not isinstance(fmt, dict):
+        raise _invalid_type("text.format", "an object", fmt)
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        for key in ("name", "schema"):
+            if key not in fmt:
+                raise _missing(f"text.format.{key}")
+
+
+def _text_parts(content: Any, kind: str, index: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": kind, "text": content}]
+    for position, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise _invalid_type(f"input[{index}].content[{position}]", "an object", part)
     return [dict(part) for part in content]
 
 
 def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The request's `input` as the items `GET /responses/{id}/input_items` lists (each with
     an id), or the service's 400."""
+    check_types(body)
     raw = body.get("input")
     if isinstance(raw, str):
         raw = [{"role": "user", "content": raw}]
@@ -59,7 +115,7 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
                     "id": item.get("id") or new_id("msg"),
                     "type": "message",
                     "role": role,
-                    "content": _text_parts(content, part),
+                    "content": _text_parts(content, part, index),
                     "status": "completed",
                 }
             )
@@ -70,7 +126,14 @@ def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
                     f"input[{index}].call_id",
                 )
             prefix = "fc" if kind == "function_call" else "fco"
-            items.append({"id": item.get("id") or new_id(prefix), "status": "completed", **item})
+            given = item.get("id")
+            if kind == "function_call" and given is not None and not str(given).startswith("fc"):
+                raise errors.invalid_request(
+                    f"Invalid 'input[{index}].id': '{given}'. Expected an ID that begins with "
+                    "'fc'.",
+                    f"input[{index}].id",
+                )
+            items.append({"status": "completed", **item, "id": given or new_id(prefix)})
         elif kind in ("reasoning", "item_reference") and isinstance(item, dict):
             continue  # carried by the service, read by no simulated model
         else:
@@ -151,11 +214,13 @@ def chat_body(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str,
     limit = body.get("max_output_tokens")
     if limit is not None:
         if not isinstance(limit, int) or limit < 16:
-            raise errors.invalid_request(
+            refused = errors.invalid_request(
                 f"Invalid 'max_output_tokens': integer below minimum value. Expected a value >= "
                 f"16, but got {limit} instead.",
                 "max_output_tokens",
             )
+            refused.body["error"]["code"] = "integer_below_min_value"
+            raise refused
         chat["max_completion_tokens"] = limit
     effort = (
         body.get("reasoning", {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
@@ -173,13 +238,18 @@ def chat_body(body: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str,
     return chat
 
 
-def output_items(plan: ChatPlan, hidden: bool) -> list[dict[str, Any]]:
-    """The Response's `output`: a reasoning item (a reasoning model that reasoned), then a
-    message with its `output_text`, or the function calls."""
+def output_items(plan: ChatPlan, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Response's `output`: a reasoning item (a reasoning model that reasoned; with
+    `include: ["reasoning.encrypted_content"]` an opaque `encrypted_content`, as stateless
+    clients ask), then a message with its `output_text`, or the function calls."""
     choice = plan.choices[0]
     items: list[dict[str, Any]] = []
-    if hidden:
-        items.append({"id": new_id("rs"), "type": "reasoning", "summary": []})
+    if plan.reasoning_tokens:
+        item: dict[str, Any] = {"id": new_id("rs"), "type": "reasoning", "summary": []}
+        include = body.get("include")
+        if isinstance(include, list) and "reasoning.encrypted_content" in include:
+            item["encrypted_content"] = "gAAAA" + uuid.uuid4().hex * 4
+        items.append(item)
     for call in choice.tool_calls or []:
         items.append(
             {
@@ -213,6 +283,7 @@ def output_items(plan: ChatPlan, hidden: bool) -> list[dict[str, Any]]:
 
 
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+_ANSWERED = ("completed", "incomplete")  # the statuses that carry usage
 
 
 def usage(plan: ChatPlan) -> dict[str, Any]:
@@ -268,6 +339,6 @@ def response_body(
         "tools": tools,
         "top_p": body.get("top_p", 1.0),
         "truncation": body.get("truncation", "disabled"),
-        "usage": usage(plan) if plan is not None and status != "cancelled" else None,
+        "usage": usage(plan) if plan is not None and status in _ANSWERED else None,
         "user": body.get("user"),
     }

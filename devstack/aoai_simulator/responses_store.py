@@ -21,10 +21,17 @@ class StoredResponse:
     body: dict[str, Any]  # the `response` object as GET answers it now
     deployment: str
     input_items: list[dict[str, Any]]
-    # The conversation up to and including this response, as chat messages (without
-    # `instructions`, which do not carry over): what a follow-up reads first.
-    conversation: list[dict[str, Any]]
+    # As chat messages (without `instructions`, which do not carry over): the earlier turns
+    # and this input, and this response's output.
+    turn: list[dict[str, Any]]
+    answer: list[dict[str, Any]]
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def conversation(self) -> list[dict[str, Any]]:
+        """What a follow-up reads first: the turns so far, and this answer once it was given
+        (not while queued, nor when cancelled or failed)."""
+        given = self.body.get("status") in ("completed", "incomplete")
+        return [*self.turn, *self.answer] if given else list(self.turn)
 
 
 def not_found(response_id: str) -> errors.AzureError:

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from . import faults
-from .chat import ChatPlan
 from .config import FaultConfig
 from .tokens import split_tokens
 
@@ -92,7 +91,7 @@ def _item_events(index: int, item: dict[str, Any], structured: bool) -> list[dic
 
 
 def events(
-    final: dict[str, Any], plan: ChatPlan, fault: FaultConfig | None, rng: random.Random
+    final: dict[str, Any], fault: FaultConfig | None, rng: random.Random
 ) -> list[dict[str, Any]]:
     """Every event of the stream of `final` (a whole `response` object), numbered."""
     fmt = (final.get("text") or {}).get("format") or {}

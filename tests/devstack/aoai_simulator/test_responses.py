@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 from openai import AzureOpenAI, OpenAI
 
-from devstack.aoai_simulator import start_simulator
+from devstack.aoai_simulator import RunningSimulator, start_simulator
 
 from .conftest import Control
 
@@ -38,6 +39,33 @@ def test_create_in_the_preview_shape(client: AzureOpenAI, v1: OpenAI) -> None:
     # one resource: a response made in one shape is read in the other
     assert v1.responses.retrieve(created.id).output_text == "preview shape"
     assert client.responses.retrieve(created.id).id == created.id
+
+
+def test_by_id_routes_in_the_preview_shape(client: AzureOpenAI, control: Control) -> None:
+    created = client.responses.create(model="gpt-4o", input="echo: preview items")
+    items = list(client.responses.input_items.list(created.id))
+    assert [i.type for i in items] == ["message"]
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(created.id)  # not a background response
+    control.patch({"latency": {"request_ms": 60_000}})
+    queued = client.responses.create(model="gpt-4o", input="echo: bg", background=True)
+    assert client.responses.cancel(queued.id).status == "cancelled"
+    client.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+
+
+def test_metadata_user_and_safety_identifier_come_back(v1: OpenAI) -> None:
+    created = v1.responses.create(
+        model="gpt-4o",
+        input="hi",
+        metadata={"team": "search"},
+        user="someone",
+        safety_identifier="hashed-user",
+    )
+    assert created.metadata == {"team": "search"}
+    assert created.user == "someone"
+    assert created.safety_identifier == "hashed-user"
 
 
 def test_stateless_response_is_not_stored(v1: OpenAI) -> None:
@@ -120,13 +148,20 @@ def test_bad_model_is_deployment_not_found(v1: OpenAI, client: AzureOpenAI) -> N
     assert wrong_kind.value.code == "OperationNotSupported"
 
 
-def test_filtered_input_is_the_chat_routes_400(v1: OpenAI, control: Control) -> None:
+def test_filtered_input_is_a_400_with_content_filters(v1: OpenAI, control: Control) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         v1.responses.create(model="gpt-4o", input="tell me forbidden-violence")
     assert refused.value.code == "content_filter"
-    inner = refused.value.body["innererror"]  # type: ignore[index]
-    assert inner["code"] == "ResponsibleAIPolicyViolation"
-    assert inner["content_filter_result"]["violence"] == {"filtered": True, "severity": "high"}
+    assert refused.value.param == "prompt"
+    body = refused.value.body
+    assert isinstance(body, dict)
+    assert "innererror" not in body  # the Responses shape: a top-level list instead
+    (verdict,) = body["content_filters"]
+    assert verdict["blocked"] is True
+    assert verdict["source_type"] == "prompt"
+    results = verdict["content_filter_results"]
+    assert results["violence"] == {"filtered": True, "severity": "high"}
+    assert results["jailbreak"] == {"filtered": False, "detected": False}
     assert control.stats()["content_filtered"] == {"prompt": 1}
 
 
@@ -152,3 +187,47 @@ def test_responses_count_in_the_stats(v1: OpenAI, control: Control) -> None:
     assert stats["requests"] == 1
     assert stats["prompt_tokens"] == created.usage.input_tokens
     assert stats["completion_tokens"] == created.usage.output_tokens
+    v1.responses.retrieve(created.id)  # a read: a request without tokens
+    after = control.stats()["routes"]["responses"]
+    assert after["requests"] == 2
+    assert after["prompt_tokens"] == created.usage.input_tokens
+
+
+def test_v1_needs_a_model_and_no_api_version(sim: RunningSimulator) -> None:
+    url = f"{sim.url}/openai/v1/responses"
+    headers = {"api-key": sim.api_key}
+    missing = httpx.post(url, json={"input": "hi"}, headers=headers)
+    assert missing.status_code == 400
+    assert missing.json()["error"]["param"] == "model"
+    preview = f"{sim.url}/openai/responses"  # the preview shape needs its api-version
+    assert httpx.post(preview, json={"model": "gpt-4o", "input": "hi"}, headers=headers).json() == {
+        "error": {"code": "404", "message": "Resource not found"}
+    }
+    unauthorized = httpx.post(url, json={"model": "gpt-4o", "input": "hi"})
+    assert unauthorized.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("change", "param", "code"),
+    [
+        ({"reasoning": "high"}, "reasoning", "invalid_type"),
+        ({"instructions": 5}, "instructions", "invalid_type"),
+        ({"tools": [{"type": "function"}]}, "tools[0].name", "missing_required_parameter"),
+        (
+            {"text": {"format": {"type": "json_schema"}}},
+            "text.format.name",
+            "missing_required_parameter",
+        ),
+        ({"input": [{"role": "user", "content": [1]}]}, "input[0].content[0]", "invalid_type"),
+    ],
+)
+def test_malformed_requests_are_400s(
+    sim: RunningSimulator, change: dict[str, object], param: str, code: str
+) -> None:
+    body = {"model": "gpt-4o", "input": "hi", **change}
+    refused = httpx.post(
+        f"{sim.url}/openai/v1/responses", json=body, headers={"api-key": sim.api_key}
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == param
+    assert refused.json()["error"]["code"] == code
