@@ -308,6 +308,7 @@ async def test_the_output_cap_and_a_filtered_input_hold_on_the_responses_route(
     assert sent["max_output_tokens"] == app_settings.chat_max_tokens_limit
     (event,) = await docs_by_client_request_id(store, CONTENT_FILTER_EVENTS, request_id)
     assert (event["stage"], event["source"]) == ("prompt", "gateway")
+    assert event["categories"]["violence"]["filtered"] is True
     usage = await one_usage(store, request_id)
     assert (usage["operation"], usage["status"]) == ("responses", "content_filter")
 
