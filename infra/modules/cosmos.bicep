@@ -195,6 +195,26 @@ resource callerMinutesContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDataba
   }
 }
 
+// Where each stored response of the Responses API lives (shared/gateway/affinity.py): response
+// id -> the backend that created it and the team that owns it. Azure OpenAI keeps a response 30
+// days; its record goes with it. The app's database-scoped data role covers it: no new grant.
+resource responsesContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: 'responses'
+  properties: {
+    resource: {
+      id: 'responses'
+      partitionKey: {
+        paths: [
+          '/id'
+        ]
+        kind: 'Hash'
+      }
+      defaultTtl: 2592000
+    }
+  }
+}
+
 resource privateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = {
   name: 'pe-${name}'
   location: location
@@ -244,6 +264,7 @@ resource appDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssign
   dependsOn: [
     sqlContainers
     callerMinutesContainer
+    responsesContainer
     resultsContainer
   ]
 }
@@ -259,6 +280,7 @@ resource userDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssig
   dependsOn: [
     sqlContainers
     callerMinutesContainer
+    responsesContainer
     resultsContainer
     appDataContributor
   ]

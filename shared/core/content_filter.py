@@ -40,11 +40,18 @@ def parse_categories(raw: Any) -> dict[str, CategoryResult]:
 
 
 def prompt_filter(error: openai.APIStatusError) -> ContentFilterInfo:
-    """The categories of a prompt the service refused."""
+    """The categories of a prompt the service refused: chat's `innererror.
+    content_filter_result`, or the Responses API's top-level `content_filters` list (its
+    `source_type: prompt` entries, merged)."""
     body = error.body if isinstance(error.body, Mapping) else {}
     inner = body.get("innererror") or {}
     raw = inner.get("content_filter_result") if isinstance(inner, Mapping) else None
-    return ContentFilterInfo(stage="prompt", filtered=True, categories=parse_categories(raw))
+    categories = parse_categories(raw)
+    verdicts = body.get("content_filters")
+    for verdict in verdicts if isinstance(verdicts, list) else []:
+        if isinstance(verdict, Mapping) and verdict.get("source_type", "prompt") == "prompt":
+            categories.update(parse_categories(verdict.get("content_filter_results")))
+    return ContentFilterInfo(stage="prompt", filtered=True, categories=categories)
 
 
 def completion_filter(choice: BaseModel) -> ContentFilterInfo | None:

@@ -14,7 +14,8 @@ A response lives on the account that created it: each id the gateway passes back
 with its backend and team (shared/gateway/affinity.py), and every follow-up goes to that
 backend only (`Backends.route(pinned=...)`). An id the team did not create through the gateway
 (another team's, an expired one, a made-up one) is answered as the service answers an unknown
-id, without a call upstream.
+id (404; as `previous_response_id` its 400 `previous_response_not_found`), without a call
+upstream.
 
 Upstream, the calls use Azure's v1 shape (`/openai/v1/responses`, no api-version) with the
 backend's client: the Responses API is GA there, whatever AZURE_OPENAI_API_VERSION the app's
@@ -59,7 +60,16 @@ from shared.metering.models import Operation
 FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 # Query parameters of the stored-response routes that go upstream (`api-version` does not:
 # the upstream call has its own shape).
-PASSED_QUERY = ("include", "include[]", "stream", "starting_after", "after", "before", "limit")
+PASSED_QUERY = (
+    "include",
+    "include[]",
+    "stream",
+    "starting_after",
+    "after",
+    "before",
+    "limit",
+    "order",
+)
 
 
 def usage_of(raw: Any) -> Usage | None:
@@ -104,22 +114,36 @@ def output_text(response: Mapping[str, Any]) -> str:
     return "".join(texts)
 
 
-def not_found(response_id: str, param: str | None = None) -> Forwarded:
+def not_found(response_id: str) -> Forwarded:
     """The service's 404 for a response id it does not hold (Azure's and OpenAI's shape)."""
     body = {
         "error": {
             "message": f"Response with id '{response_id}' not found.",
             "type": "invalid_request_error",
-            "param": param,
+            "param": None,
             "code": None,
         }
     }
     return Forwarded(404, {}, body=json.dumps(body).encode())
 
 
+def previous_not_found(response_id: str) -> Forwarded:
+    """The service's 400 for a `previous_response_id` it does not hold."""
+    body = {
+        "error": {
+            "message": f"Previous response with id '{response_id}' not found.",
+            "type": "invalid_request_error",
+            "param": "previous_response_id",
+            "code": "previous_response_not_found",
+        }
+    }
+    return Forwarded(400, {}, body=json.dumps(body).encode())
+
+
 def upstream_path(target: Target, path: str) -> tuple[str, dict[str, object]]:
     """`path` (`/responses...`) on the backend's client, and the query options: Azure's v1
-    shape (no api-version) on an Azure client, the path as is on an OpenAI one."""
+    shape (no api-version) on a dated-version Azure client, the path as is on a plain one
+    (Azure's v1 API, the app's default, whose base URL is already `/openai/v1/`; or OpenAI)."""
     if isinstance(target.client, AsyncAzureOpenAI):
         return f"/v1{path}", {"api-version": omit}
     return path, {}
@@ -150,7 +174,7 @@ class ResponsesGateway:
         if body.previous_response_id is not None:
             home = await self.homes.find(body.previous_response_id, team_id)
             if home is None:
-                return not_found(body.previous_response_id, "previous_response_id")
+                return previous_not_found(body.previous_response_id)
         deployment = self.gateway.deployment(body.model, origin)
         settings = self.gateway.settings
         payload = body.upstream(
@@ -257,6 +281,8 @@ class ResponsesGateway:
         if kind == "response.output_text.delta" and isinstance(event.get("delta"), str):
             call.note(text=event["delta"])
             state.text.append(event["delta"])
+        if kind in ("response.failed", "error"):
+            call.failed_by_service()
         if kind in FINAL_EVENTS and isinstance(response, dict):
             call.note(usage=usage_of(response.get("usage")))
             flag = filter_flag(response)

@@ -15,7 +15,13 @@ from pydantic.json_schema import models_json_schema
 from shared.chat.models import ChatRequest, ChatResponse
 from shared.core.health import HealthReport, HealthStatus
 from shared.core.models import ErrorResponse
-from shared.gateway.models import ChatCompletionsBody, EmbeddingsBody, ServiceErrorResponse
+from shared.gateway.models import (
+    ChatCompletionsBody,
+    EmbeddingsBody,
+    ResponsesBody,
+    ServiceErrorResponse,
+)
+from shared.http.openapi_gateway import gateway_paths
 from shared.jobs.models import ClassificationJob, EmbeddingJob, JobView, SubmitAccepted
 from shared.metering.models import GROUP_BY_PATTERN, UsageReport
 from shared.metering.teams import (
@@ -41,6 +47,7 @@ _SCHEMAS: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] =
     (JobView, "serialization"),
     (ChatCompletionsBody, "validation"),
     (EmbeddingsBody, "validation"),
+    (ResponsesBody, "validation"),
     (ServiceErrorResponse, "serialization"),
     (NewTeam, "validation"),
     (TeamChanges, "validation"),
@@ -169,7 +176,7 @@ def openapi_document(version: str = "1.0.0") -> dict[str, Any]:
                 }
             },
             **_job_paths(team_key),
-            **_gateway_paths(team_key),
+            **gateway_paths(team_key),
             **_team_paths(master_key),
             "/openapi.json": {
                 "get": {
@@ -337,73 +344,4 @@ def _team_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
                 parameters=[team_id, key_id],
             )
         },
-    }
-
-
-GATEWAY_ANSWER = (
-    "The service's answer, unchanged: a chat completion or embeddings object as Azure OpenAI "
-    "defines it, or with `stream: true` its Server-Sent Events (`data: <chunk>`..., then "
-    "`data: [DONE]`)."
-)
-GATEWAY_ERRORS = {
-    "400": "the service's 400 (content filter with `innererror`, invalid body), or the app's "
-    "invalid_request (bad `x-usage-tags`, a body that is not JSON)",
-    "401": "Azure's `401`: no valid team key (none, unknown, revoked, a disabled team's)",
-    "403": "forbidden (ENTRA_AUTH: the app role is missing)",
-    "404": "DeploymentNotFound: the name is not in the alias table (`details.known_models`)",
-    "429": "the service's, with `retry-after-ms` / `retry-after`, after the app's own retries",
-    "502": "upstream_error: the service could not be reached (or its own 5xx, passed through)",
-    "504": "upstream_timeout",
-}
-
-
-def _gateway_paths(security: list[dict[str, list[str]]]) -> dict[str, Any]:
-    """Both shapes of `/chat/completions` and `/embeddings` (docs/gateway.md). The request
-    schemas are permissive (the service defines these bodies; unknown fields pass through)."""
-    deployment = _path("deployment", "A deployment or model name (through AOAI_DEPLOYMENTS).")
-    api_version = _query("api-version", {"type": "string"})
-    tags = {
-        "name": "x-usage-tags",
-        "in": "header",
-        "required": False,
-        "description": "Usage tags: `team=search,feature=qa`.",
-        "schema": {"type": "string"},
-    }
-
-    def route(
-        operation_id: str, body: type[BaseModel], stream: bool, parameters: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        answer: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
-        if stream:
-            answer["text/event-stream"] = {"schema": {"type": "string"}}
-        errors = {
-            status: {
-                "description": text,
-                "content": {"application/json": {"schema": _ref(ServiceErrorResponse)}},
-            }
-            for status, text in GATEWAY_ERRORS.items()
-        }
-        return {
-            "post": {
-                "operationId": operation_id,
-                "security": security,
-                "parameters": [*parameters, tags],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref(body)}},
-                },
-                "responses": {"200": {"description": GATEWAY_ANSWER, "content": answer}, **errors},
-            }
-        }
-
-    azure = [deployment, api_version]
-    return {
-        "/openai/deployments/{deployment}/chat/completions": route(
-            "gatewayChatAzure", ChatCompletionsBody, True, azure
-        ),
-        "/openai/deployments/{deployment}/embeddings": route(
-            "gatewayEmbeddingsAzure", EmbeddingsBody, False, azure
-        ),
-        "/v1/chat/completions": route("gatewayChatOpenAI", ChatCompletionsBody, True, []),
-        "/v1/embeddings": route("gatewayEmbeddingsOpenAI", EmbeddingsBody, False, []),
     }

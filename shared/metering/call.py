@@ -144,6 +144,7 @@ class MeteredCall:
         self._prompt = prompt
         self._started = started
         self._flagged = False
+        self._service_failed = False
         self._streamed_chars = 0
         self.estimated = False
 
@@ -217,9 +218,17 @@ class MeteredCall:
         await self._meter.bookkeeper.filtered(self.site, info, text)
         self._flagged = True
 
+    def failed_by_service(self) -> None:
+        """The service ended the answer as failed in its own wire shape (a Responses stream's
+        `response.failed`): recorded as `error` when the stream ends."""
+        self._service_failed = True
+
     def completed(self) -> None:
-        """The answer reached its own end: `ok`, or `content_filter` after a filter event."""
-        self.status = "content_filter" if self._flagged else "ok"
+        """The answer reached its own end: `ok`, `content_filter` after a filter event, or
+        `error` when the service said it failed."""
+        self.status = (
+            "error" if self._service_failed else "content_filter" if self._flagged else "ok"
+        )
 
     async def finish(
         self,

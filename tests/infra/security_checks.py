@@ -307,6 +307,14 @@ def check_caller_minutes_expire(root: Path) -> Problems:
         isinstance(value, int) and 120 <= value <= 3600,
         f"caller_minutes needs a defaultTtl of 2 to 60 minutes, not {value!r}",
     )
+    # A stored response's record (id -> backend, team) lives as long as Azure keeps the
+    # response (30 days), and no longer.
+    value = ttl.get("responses")
+    _expect(
+        problems,
+        value == 30 * 24 * 3600,
+        f"responses needs a defaultTtl of 30 days (2592000 s), not {value!r}",
+    )
     return problems
 
 

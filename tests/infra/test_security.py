@@ -44,6 +44,12 @@ MUTATIONS: dict[str, tuple[str, str | re.Pattern[str], str, str]] = {
         "",
         "caller_minutes_expire",
     ),
+    "response-homes-kept-forever": (
+        "modules/cosmos.bicep",
+        "      defaultTtl: 2592000\n",
+        "",
+        "caller_minutes_expire",
+    ),
     "team-keys-refused-with-sign-in-on": (
         "modules/function-app.bicep",
         "unauthenticatedClientAction: 'AllowAnonymous'",

@@ -5,8 +5,20 @@ GATEWAY_ROUTES = frozenset(
     {
         "/openai/deployments/{deployment}/chat/completions",
         "/openai/deployments/{deployment}/embeddings",
+        "/openai/v1/chat/completions",
+        "/openai/v1/embeddings",
         "/v1/chat/completions",
         "/v1/embeddings",
+        *(
+            f"{prefix}/responses{tail}"
+            for prefix in ("/openai/v1", "/openai", "/v1")
+            for tail in (
+                "",
+                "/{response_id}",
+                "/{response_id}/input_items",
+                "/{response_id}/cancel",
+            )
+        ),
     }
 )
 # The team registry: admin level (the host's master key).

@@ -311,3 +311,53 @@ async def test_health_checks_every_backend_and_stays_ready_while_one_answers(
     assert checks["azure_openai:gone"]["error"]
     assert status.status_code == 200
     assert status.json() == {"status": "ok"}
+
+
+async def create_response(client: AsyncAzureOpenAI, text: str, **extra: Any) -> Any:
+    return await client.responses.create(model="gpt-4o", input=f"echo: {text}", **extra)
+
+
+def responses_requests(stats: dict[str, Any]) -> int:
+    return int(stats["routes"].get("responses", {}).get("requests", 0))
+
+
+async def test_a_follow_up_goes_to_the_backend_that_created_the_response(
+    host: AppHost, store: Store, control: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    """A response lives on the account that created it: created on the second while the
+    first failed, its follow-ups (`previous_response_id`, retrieve, input items) go to the
+    second although the first is the first choice again; while the second refuses, the
+    caller gets the service's 429 and the first is never asked."""
+    first, second = control
+    failing = {"faults": {"responses": {"error_500": 1.0}}}
+    (await first.patch("/sim/config", json=failing)).raise_for_status()
+    tag = uuid.uuid4().hex
+    async with sdk(host, tag) as client:
+        created = await create_response(client, "on the second")
+        (doc,) = await by_tag(store, tag, 1)
+        assert (doc["operation"], doc["backend"]) == ("responses", "second")
+        # The first answers again, and is the first choice for anything new.
+        (await first.post("/sim/reset", json={"config": True})).raise_for_status()
+        await asyncio.sleep(COOLDOWN + 0.5)
+        fresh = uuid.uuid4().hex
+        async with sdk(host, fresh) as other:
+            await create_response(other, "new")
+        assert [d["backend"] for d in await by_tag(store, fresh, 1)] == ["first"]
+        follow = uuid.uuid4().hex
+        async with sdk(host, follow) as other:
+            answer = await create_response(other, "continued", previous_response_id=created.id)
+            assert answer.output_text == "continued"
+            assert (await other.responses.retrieve(created.id)).id == created.id
+            items = await other.responses.input_items.list(created.id)
+            assert len(items.data) == 1
+        assert [d["backend"] for d in await by_tag(store, follow, 1)] == ["second"]
+        # The second refusing: the service's 429, no other account asked.
+        asked_first = responses_requests((await first.get("/sim/stats")).json())
+        refusing = {"faults": {"responses": {"error_429": 1.0}}}
+        (await second.patch("/sim/config", json=refusing)).raise_for_status()
+        with pytest.raises(openai.RateLimitError):
+            await create_response(client, "refused", previous_response_id=created.id)
+        with pytest.raises(openai.RateLimitError):
+            await client.responses.retrieve(created.id)
+    assert responses_requests((await first.get("/sim/stats")).json()) == asked_first
+    (await second.post("/sim/reset", json={"config": True})).raise_for_status()

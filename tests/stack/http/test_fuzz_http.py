@@ -47,6 +47,7 @@ FUZZ_SETTINGS = {
 }
 FUZZED_ROUTES = ROUTES
 GATEWAY_PREFIXES = ("/openai/", "/v1/")
+RESPONSES_FINAL = ("response.completed", "response.incomplete", "response.failed", "error")
 LEAKS = ("Traceback", 'File "', "pydantic_core", "ValidationError(")
 
 
@@ -284,6 +285,88 @@ gateway_calls = st.one_of(
     ),
 )
 
+RESPONSES_PREFIXES = ("/openai/v1", "/openai", "/v1")
+response_ids = st.one_of(
+    st.from_regex(r"resp_[0-9a-f]{8,48}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9._-]{1,40}", fullmatch=True).filter(lambda i: i not in (".", "..")),
+)
+
+
+def gateway_responses_bodies(model: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    message = st.fixed_dictionaries(
+        {
+            "role": st.sampled_from(["system", "user", "assistant", "developer"]),
+            "content": st.one_of(
+                prompts,
+                st.lists(
+                    st.fixed_dictionaries({"type": st.just("input_text"), "text": prompts}),
+                    min_size=1,
+                    max_size=2,
+                ),
+            ),
+        }
+    )
+    options = {
+        "instructions": prompts,
+        "max_output_tokens": st.integers(16, 64),
+        "stream": st.booleans(),
+        "store": st.booleans(),
+        "previous_response_id": response_ids,
+        "user": st.text(max_size=200),
+        "temperature": st.floats(0, 2, allow_nan=False),
+    }
+    inputs = st.one_of(prompts, st.lists(message, min_size=1, max_size=3))
+    valid = st.fixed_dictionaries({"input": inputs, "model": model}, optional=options).map(
+        lambda d: json.dumps(d).encode()
+    )
+    near_valid = st.fixed_dictionaries(
+        {"input": sometimes(inputs)},
+        optional={
+            "model": sometimes(st.sampled_from(["gpt-4o", "no-such-model", ""])),
+            "max_output_tokens": st.integers(-1, 5000),
+            **{k: sometimes(v) for k, v in options.items() if k != "max_output_tokens"},
+        },
+    )
+    return either(valid, bodies(near_valid))
+
+
+preview = st.fixed_dictionaries({}, optional={"api-version": st.just("2025-04-01-preview")})
+responses_calls = st.one_of(
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=st.sampled_from(RESPONSES_PREFIXES).map(lambda p: f"{p}/responses"),
+        params=preview,
+        content=gateway_responses_bodies(st.sampled_from(["gpt-4o", "default-chat", "nope"])),
+        headers=usage_tags_header,
+    ),
+    st.builds(
+        Call,
+        method=st.sampled_from(["GET", "DELETE"]),
+        path=st.tuples(st.sampled_from(RESPONSES_PREFIXES), response_ids).map(
+            lambda t: f"{t[0]}/responses/{t[1]}"
+        ),
+        params=preview,
+    ),
+    st.builds(
+        Call,
+        method=st.just("GET"),
+        path=st.tuples(st.sampled_from(RESPONSES_PREFIXES), response_ids).map(
+            lambda t: f"{t[0]}/responses/{t[1]}/input_items"
+        ),
+        params=st.fixed_dictionaries(
+            {}, optional={"limit": st.integers(-1, 200).map(str), "order": st.just("asc")}
+        ),
+    ),
+    st.builds(
+        Call,
+        method=st.just("POST"),
+        path=st.tuples(st.sampled_from(RESPONSES_PREFIXES), response_ids).map(
+            lambda t: f"{t[0]}/responses/{t[1]}/cancel"
+        ),
+    ),
+)
+
 query_text = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30
 )
@@ -402,6 +485,7 @@ calls = st.one_of(
         path=st.sampled_from(["/health", "/health/details", "/openapi.json"]),
     ),
     gateway_calls,
+    responses_calls,
     team_calls,
     st.builds(
         Call,
@@ -427,6 +511,9 @@ def check_answer(call: Call, response: httpx.Response, secrets: list[str]) -> No
     for secret in secrets:
         assert secret not in text, "a secret in the answer: " + where
     assert response.headers.get("x-request-id"), where
+    if "/responses" in call.path:
+        check_responses_answer(response, where)
+        return
     if call.path.startswith(GATEWAY_PREFIXES):
         check_gateway_answer(response, where)
         return
@@ -458,6 +545,26 @@ def check_gateway_answer(response: httpx.Response, where: str) -> None:
             assert isinstance(frame, dict), where
             if "error" in frame:
                 ServiceErrorResponse.model_validate(frame)
+        return
+    body = response.json()
+    if response.status_code >= 400:
+        assert set(body) == {"error"}, where
+        ServiceErrorResponse.model_validate(body)
+
+
+def check_responses_answer(response: httpx.Response, where: str) -> None:
+    """The Responses API's own answer: Azure's error shape, or its typed events (`event:` and
+    `data:` lines) ending in a final response event or an `error` event."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        types = []
+        for event in split_stream(response.text):
+            data = [line[5:].strip() for line in event.splitlines() if line.startswith("data:")]
+            assert data, where
+            parsed = json.loads("".join(data))
+            assert isinstance(parsed, dict), where
+            assert isinstance(parsed.get("type"), str), where
+            types.append(parsed["type"])
+        assert types[-1] in RESPONSES_FINAL, where
         return
     body = response.json()
     if response.status_code >= 400:

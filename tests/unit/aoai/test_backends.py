@@ -266,3 +266,25 @@ async def test_a_429_cools_only_the_deployment_it_was_for(client: AsyncAzureOpen
     chat = Upstream()
     assert await backends.route("gpt-4o").send(chat) == "ok from ptu"
     assert [b.name for b in backends.candidates("text-embedding-3-small")] == ["paygo"]
+
+
+async def test_a_pinned_route_asks_its_backend_only_cooling_or_not(
+    client: AsyncAzureOpenAI,
+) -> None:
+    """A stored response's follow-up: the backend that created it, never the first choice,
+    never a spill-over; its refusal is the caller's answer."""
+    clock = Clock()
+    backends = router(client, clock, ("ptu", 1), ("paygo", 2))
+    upstream = Upstream()
+    assert await backends.route("gpt-4o", pinned="paygo").send(upstream) == "ok from paygo"
+    refusing = Upstream(paygo=status_error(429, {"retry-after-ms": "20"}))
+    with pytest.raises(openai.RateLimitError):
+        await backends.route("gpt-4o", pinned="paygo").send(refusing)
+    assert backends.cooling_for("paygo", "gpt-4o") > 0
+    # Cooling: still the pinned backend (after its cooldown), not the ready first choice.
+    route = backends.route("gpt-4o", pinned="paygo")
+    assert await route.send(upstream) == "ok from paygo"
+    assert route.backend == "paygo"
+    assert [t.backend for t in upstream.attempts + refusing.attempts] == ["paygo"] * 3
+    with pytest.raises(NoBackend):
+        await backends.route("gpt-4o", pinned="gone").send(upstream)

@@ -63,6 +63,33 @@ def test_prompt_filter_reads_innererror_categories() -> None:
     assert list(filtered_only(info)) == ["violence"]
 
 
+def test_prompt_filter_reads_the_responses_api_s_content_filters_list() -> None:
+    """The Responses API's refusal: no `innererror`, the verdicts in a top-level list."""
+    body = {
+        "error": {
+            "message": "The response was filtered ...",
+            "type": "invalid_request_error",
+            "param": "prompt",
+            "code": "content_filter",
+            "content_filters": [
+                {
+                    "blocked": True,
+                    "source_type": "prompt",
+                    "content_filter_results": {
+                        "violence": {"filtered": True, "severity": "medium"},
+                        "hate": {"filtered": False, "severity": "safe"},
+                    },
+                }
+            ],
+        }
+    }
+    error = bad_request(body)
+    assert is_prompt_filtered(error)
+    info = prompt_filter(error)
+    assert info.categories["violence"].severity == "medium"
+    assert list(filtered_only(info)) == ["violence"]
+
+
 def test_other_bad_requests_are_not_filter_hits() -> None:
     error = bad_request({"error": {"code": "context_length_exceeded", "message": "too long"}})
     assert not is_prompt_filtered(error)

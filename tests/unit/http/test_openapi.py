@@ -58,12 +58,30 @@ def test_gateway_bodies_are_permissive_and_errors_azure_shaped() -> None:
     schemas = doc["components"]["schemas"]
     assert schemas["ChatCompletionsBody"]["additionalProperties"] is True
     assert schemas["EmbeddingsBody"]["additionalProperties"] is True
+    assert schemas["ResponsesBody"]["additionalProperties"] is True
     assert schemas["ServiceErrorDetail"]["additionalProperties"] is True
     for path in GATEWAY:
-        post = doc["paths"][path]["post"]
-        assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("Body")
-        error = post["responses"]["429"]["content"]["application/json"]["schema"]
-        assert error == {"$ref": "#/components/schemas/ServiceErrorResponse"}
+        for method, operation in doc["paths"][path].items():
+            if method == "post" and "{response_id}" not in path:
+                body = operation["requestBody"]["content"]["application/json"]["schema"]
+                assert body["$ref"].endswith("Body"), path
+            error = operation["responses"]["429"]["content"]["application/json"]["schema"]
+            assert error == {"$ref": "#/components/schemas/ServiceErrorResponse"}, path
+
+
+def test_every_shape_of_the_responses_api_has_its_stored_response_routes() -> None:
+    paths = openapi_document()["paths"]
+    for prefix in ("/openai/v1", "/openai", "/v1"):
+        assert set(paths[f"{prefix}/responses/{{response_id}}"]) == {"get", "delete"}
+        assert set(paths[f"{prefix}/responses/{{response_id}}/input_items"]) == {"get"}
+        assert set(paths[f"{prefix}/responses/{{response_id}}/cancel"]) == {"post"}
+        create = paths[f"{prefix}/responses"]["post"]
+        assert "text/event-stream" in create["responses"]["200"]["content"]
+    # Only Azure's preview shape takes an api-version.
+    names = [p["name"] for p in paths["/openai/responses"]["post"]["parameters"]]
+    assert "api-version" in names
+    names = [p["name"] for p in paths["/openai/v1/responses"]["post"]["parameters"]]
+    assert "api-version" not in names
 
 
 def test_job_bodies_are_the_validation_models() -> None:
