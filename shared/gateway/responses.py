@@ -47,6 +47,7 @@ from shared.gateway.service import (
     passed_headers,
     whole,
 )
+from shared.metering.bookkeeper import Status
 from shared.metering.call import MeteredCall
 from shared.metering.callers import (
     RESPONSES_MAX_TOKEN_FIELDS,
@@ -54,8 +55,15 @@ from shared.metering.callers import (
     cap_completion_tokens,
     clamp_completion_tokens,
 )
-from shared.metering.models import Operation
+from shared.metering.models import Operation, UsageRecord
 
+# A background response's final statuses, and its usage document's status for each.
+FINISHED: dict[str, Status] = {
+    "completed": "ok",
+    "incomplete": "ok",
+    "failed": "error",
+    "cancelled": "cancelled",
+}
 # The events that end a response, each carrying the whole response with its usage.
 FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 # Query parameters of the stored-response routes that go upstream (`api-version` does not:
@@ -228,20 +236,51 @@ class ResponsesGateway:
                 answer.status_code, call.headers(), stream=events, media_type="text/event-stream"
             )
         data = json_object(answer.content)
-        if keep and isinstance(data.get("id"), str):
-            await self._remember(data["id"], team_id, call)
+        response_id = data.get("id") if isinstance(data.get("id"), str) else None
+        # A background response answers `queued`, its tokens unknown: its usage document gets
+        # the response's id, and is written again when a poll finds it done.
+        background = bool(body.background) and response_id is not None
+        if keep and response_id is not None and not background:
+            await self._remember(response_id, team_id, call)
         flag = filter_flag(data)
         await call.finish(
             model=data.get("model"),
             usage=usage_of(data.get("usage")),
             filtered=[(flag, output_text(data))] if flag is not None else [],
+            record_id=f"response:{response_id}" if background else None,
         )
+        if background and response_id is not None:
+            await self._remember(response_id, team_id, call, pending=call.record)
         return whole(answer, call)
 
-    async def _remember(self, response_id: str, team: str, call: MeteredCall) -> None:
+    async def _remember(
+        self, response_id: str, team: str, call: MeteredCall, pending: UsageRecord | None = None
+    ) -> None:
         backend = call.site.backend
         if backend is not None:
-            await self.homes.remember(response_id, team, backend, call.site.deployment)
+            await self.homes.remember(response_id, team, backend, call.site.deployment, pending)
+
+    async def _settle_background(self, home: ResponseHome, data: Mapping[str, Any]) -> None:
+        """A background response a poll (or a cancel) found done: its usage document written
+        again with the tokens, model and outcome the service now reports."""
+        pending = home.pending_usage
+        status = data.get("status")
+        if pending is None or status not in FINISHED:
+            return
+        usage = usage_of(data.get("usage")) or Usage()
+        outcome = FINISHED[status]
+        if filter_flag(data) is not None:
+            outcome = "content_filter"
+        model = data.get("model")
+        record = pending.model_copy(
+            update={
+                **usage.model_dump(),
+                "model": model if isinstance(model, str) else pending.model,
+                "status": outcome,
+            }
+        )
+        await self.gateway.meter.bookkeeper.amend(record)
+        await self.homes.settled(home)
 
     async def _events(
         self,
@@ -333,6 +372,8 @@ class ResponsesGateway:
                 stream=_raw(answer),
                 media_type="text/event-stream",
             )
+        if home.pending_usage is not None and suffix in ("", "/cancel") and method != "DELETE":
+            await self._settle_background(home, json_object(answer.content))
         return whole(answer)
 
 
