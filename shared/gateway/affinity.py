@@ -23,6 +23,7 @@ from typing import Final
 from pydantic import BaseModel, ValidationError
 
 from shared.core.store import RESPONSES, Store
+from shared.metering.models import UsageRecord
 
 # How long Azure OpenAI keeps a stored response; the container's defaultTtl says the same.
 RETENTION: Final = timedelta(days=30)
@@ -37,6 +38,9 @@ class ResponseHome(BaseModel):
     deployment: str
     created_at: datetime
     expires_at: datetime
+    # A background response's usage document as written at its create (no tokens yet), until
+    # a poll finds the response done and writes it again with its tokens; then None.
+    pending_usage: UsageRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,15 @@ class ResponseHomes:
     retention: timedelta = RETENTION
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    async def remember(self, response_id: str, team: str, backend: str, deployment: str) -> None:
-        """Record where `response_id` lives (idempotent: a background poll may repeat it)."""
+    async def remember(
+        self,
+        response_id: str,
+        team: str,
+        backend: str,
+        deployment: str,
+        pending_usage: UsageRecord | None = None,
+    ) -> None:
+        """Record where `response_id` lives (idempotent)."""
         now = self.clock()
         home = ResponseHome(
             id=response_id,
@@ -57,8 +68,14 @@ class ResponseHomes:
             deployment=deployment,
             created_at=now,
             expires_at=now + self.retention,
+            pending_usage=pending_usage,
         )
         await self.store.upsert(RESPONSES, home.model_dump(mode="json"))
+
+    async def settled(self, home: ResponseHome) -> None:
+        """The background response's usage is written: nothing pending any more."""
+        done = home.model_copy(update={"pending_usage": None})
+        await self.store.upsert(RESPONSES, done.model_dump(mode="json"))
 
     async def find(self, response_id: str, team: str) -> ResponseHome | None:
         """Where the team's response lives; None when unknown, expired or another team's."""

@@ -24,20 +24,29 @@ own chat calls use.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 import openai
-from openai import AsyncAzureOpenAI, omit
 
 from shared.aoai.backends import Target
 from shared.core.errors import AppError, translate
-from shared.core.models import ContentFilterInfo, Usage
+from shared.core.models import Usage
 from shared.gateway.affinity import ResponseHome, ResponseHomes
 from shared.gateway.models import ResponsesBody
+from shared.gateway.responses_wire import (
+    FINAL_EVENTS,
+    StreamSeen,
+    failed_events,
+    filter_flag,
+    not_found,
+    output_text,
+    previous_not_found,
+    upstream_path,
+    usage_of,
+)
 from shared.gateway.service import (
     Forwarded,
     Gateway,
@@ -47,6 +56,7 @@ from shared.gateway.service import (
     passed_headers,
     whole,
 )
+from shared.metering.bookkeeper import Status
 from shared.metering.call import MeteredCall
 from shared.metering.callers import (
     RESPONSES_MAX_TOKEN_FIELDS,
@@ -54,10 +64,15 @@ from shared.metering.callers import (
     cap_completion_tokens,
     clamp_completion_tokens,
 )
-from shared.metering.models import Operation
+from shared.metering.models import Operation, UsageRecord
 
-# The events that end a response, each carrying the whole response with its usage.
-FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+# A background response's final statuses, and its usage document's status for each.
+FINISHED: dict[str, Status] = {
+    "completed": "ok",
+    "incomplete": "ok",
+    "failed": "error",
+    "cancelled": "cancelled",
+}
 # Query parameters of the stored-response routes that go upstream (`api-version` does not:
 # the upstream call has its own shape).
 PASSED_QUERY = (
@@ -70,94 +85,6 @@ PASSED_QUERY = (
     "limit",
     "order",
 )
-
-
-def usage_of(raw: Any) -> Usage | None:
-    """A Responses `usage` object (`input_tokens`, `output_tokens` and their details) in the
-    usage document's terms; None when absent or unreadable."""
-    if not isinstance(raw, Mapping):
-        return None
-    inputs, outputs = raw.get("input_tokens"), raw.get("output_tokens")
-    if not isinstance(inputs, int) or not isinstance(outputs, int):
-        return None
-    input_details = raw.get("input_tokens_details") or {}
-    output_details = raw.get("output_tokens_details") or {}
-    total = raw.get("total_tokens")
-    return Usage(
-        prompt_tokens=inputs,
-        completion_tokens=outputs,
-        total_tokens=total if isinstance(total, int) else inputs + outputs,
-        cached_tokens=int(input_details.get("cached_tokens") or 0),
-        reasoning_tokens=int(output_details.get("reasoning_tokens") or 0),
-    )
-
-
-def filter_flag(response: Mapping[str, Any]) -> ContentFilterInfo | None:
-    """A response whose output the content filter cut (`status: incomplete` with
-    `incomplete_details.reason: content_filter`) as chat's completion event; else None."""
-    details = response.get("incomplete_details")
-    if isinstance(details, Mapping) and details.get("reason") == "content_filter":
-        return ContentFilterInfo(stage="completion", filtered=True, categories={})
-    return None
-
-
-def output_text(response: Mapping[str, Any]) -> str:
-    """The text of the response's output messages (for a filter event)."""
-    texts: list[str] = []
-    for item in response.get("output") or []:
-        if isinstance(item, Mapping) and item.get("type") == "message":
-            texts.extend(
-                str(part.get("text", ""))
-                for part in item.get("content") or []
-                if isinstance(part, Mapping) and part.get("type") == "output_text"
-            )
-    return "".join(texts)
-
-
-def not_found(response_id: str) -> Forwarded:
-    """The service's 404 for a response id it does not hold (Azure's and OpenAI's shape)."""
-    body = {
-        "error": {
-            "message": f"Response with id '{response_id}' not found.",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": None,
-        }
-    }
-    return Forwarded(404, {}, body=json.dumps(body).encode())
-
-
-def previous_not_found(response_id: str) -> Forwarded:
-    """The service's 400 for a `previous_response_id` it does not hold."""
-    body = {
-        "error": {
-            "message": f"Previous response with id '{response_id}' not found.",
-            "type": "invalid_request_error",
-            "param": "previous_response_id",
-            "code": "previous_response_not_found",
-        }
-    }
-    return Forwarded(400, {}, body=json.dumps(body).encode())
-
-
-def upstream_path(target: Target, path: str) -> tuple[str, dict[str, object]]:
-    """`path` (`/responses...`) on the backend's client, and the query options: Azure's v1
-    shape (no api-version) on a dated-version Azure client, the path as is on a plain one
-    (Azure's v1 API, the app's default, whose base URL is already `/openai/v1/`; or OpenAI)."""
-    if isinstance(target.client, AsyncAzureOpenAI):
-        return f"/v1{path}", {"api-version": omit}
-    return path, {}
-
-
-@dataclass
-class _Stream:
-    """What a relayed stream saw: the response object so far, the last sequence number, the
-    output text, whether its id is recorded."""
-
-    response: dict[str, Any] = field(default_factory=dict)
-    sequence: int = -1
-    text: list[str] = field(default_factory=list)
-    remembered: bool = False
 
 
 @dataclass(frozen=True)
@@ -219,7 +146,7 @@ class ResponsesGateway:
         log_answer(call, "HTTP", answer.status_code)
         keep = body.store is not False
         if stream:
-            state = _Stream()
+            state = StreamSeen()
             events = call.relay(
                 self._events(answer, call, state, team_id, keep=keep),
                 close=answer.aclose,
@@ -229,26 +156,57 @@ class ResponsesGateway:
                 answer.status_code, call.headers(), stream=events, media_type="text/event-stream"
             )
         data = json_object(answer.content)
-        if keep and isinstance(data.get("id"), str):
-            await self._remember(data["id"], team_id, call)
+        response_id = data.get("id") if isinstance(data.get("id"), str) else None
+        # A background response answers `queued`, its tokens unknown: its usage document gets
+        # the response's id, and is written again when a poll finds it done.
+        background = bool(body.background) and response_id is not None
+        if keep and response_id is not None and not background:
+            await self._remember(response_id, team_id, call)
         flag = filter_flag(data)
         await call.finish(
             model=data.get("model"),
             usage=usage_of(data.get("usage")),
             filtered=[(flag, output_text(data))] if flag is not None else [],
+            record_id=f"response:{response_id}" if background else None,
         )
+        if background and response_id is not None:
+            await self._remember(response_id, team_id, call, pending=call.record)
         return whole(answer, call)
 
-    async def _remember(self, response_id: str, team: str, call: MeteredCall) -> None:
+    async def _remember(
+        self, response_id: str, team: str, call: MeteredCall, pending: UsageRecord | None = None
+    ) -> None:
         backend = call.site.backend
         if backend is not None:
-            await self.homes.remember(response_id, team, backend, call.site.deployment)
+            await self.homes.remember(response_id, team, backend, call.site.deployment, pending)
+
+    async def _settle_background(self, home: ResponseHome, data: Mapping[str, Any]) -> None:
+        """A background response a poll (or a cancel) found done: its usage document written
+        again with the tokens, model and outcome the service now reports."""
+        pending = home.pending_usage
+        status = data.get("status")
+        if pending is None or status not in FINISHED:
+            return
+        usage = usage_of(data.get("usage")) or Usage()
+        outcome = FINISHED[status]
+        if filter_flag(data) is not None:
+            outcome = "content_filter"
+        model = data.get("model")
+        record = pending.model_copy(
+            update={
+                **usage.model_dump(),
+                "model": model if isinstance(model, str) else pending.model,
+                "status": outcome,
+            }
+        )
+        await self.gateway.meter.bookkeeper.amend(record)
+        await self.homes.settled(home)
 
     async def _events(
         self,
         upstream: httpx2.Response,
         call: MeteredCall,
-        state: _Stream,
+        state: StreamSeen,
         team: str,
         *,
         keep: bool,
@@ -265,7 +223,7 @@ class ResponsesGateway:
             yield events.buffer
 
     async def _observe(
-        self, event: dict[str, Any], call: MeteredCall, state: _Stream, team: str, *, keep: bool
+        self, event: dict[str, Any], call: MeteredCall, state: StreamSeen, team: str, *, keep: bool
     ) -> None:
         sequence = event.get("sequence_number")
         if isinstance(sequence, int):
@@ -334,6 +292,8 @@ class ResponsesGateway:
                 stream=_raw(answer),
                 media_type="text/event-stream",
             )
+        if home.pending_usage is not None and suffix in ("", "/cancel") and method != "DELETE":
+            await self._settle_background(home, json_object(answer.content))
         return whole(answer)
 
 
@@ -343,19 +303,3 @@ async def _raw(answer: httpx2.Response) -> AsyncGenerator[bytes, None]:
             yield data
     finally:
         await answer.aclose()
-
-
-def failed_events(state: _Stream, failure: AppError) -> list[bytes]:
-    """How a Responses stream that fails after it started ends, as the service ends one: a
-    `response.failed` event carrying the response with `status: failed` and its `error`
-    (the openai SDK's stream then ends with that event); an `error` event when no response
-    object was seen yet."""
-    sequence = state.sequence + 1
-    error = {"code": "server_error", "message": f"{failure.code}: {failure.message}"}
-    if state.response:
-        response = {**state.response, "status": "failed", "error": error}
-        event = {"type": "response.failed", "response": response, "sequence_number": sequence}
-    else:
-        event = {"type": "error", **error, "param": None, "sequence_number": sequence}
-    data = json.dumps(event)
-    return [f"event: {event['type']}\ndata: {data}\n\n".encode()]

@@ -192,6 +192,12 @@ class Bookkeeper:
             site.job_id,
         )
 
+    async def amend(self, record: UsageRecord) -> None:
+        """Write a usage document again with what was learned after its call (a background
+        response's tokens, known when a poll finds it done): the same id and day, so it
+        replaces the first write."""
+        await self._outbox.write(USAGE, record.model_dump(mode="json"), within=self._answer_timeout)
+
     async def _write(
         self, site: CallSite, container: OutboxContainer, document: dict[str, Any]
     ) -> None:

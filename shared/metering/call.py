@@ -36,7 +36,7 @@ from shared.metering.bookkeeper import Bookkeeper, CallSite, Status
 from shared.metering.caller_limit import Booking, CallerLimiter
 from shared.metering.callers import Origin, caller_key
 from shared.metering.filter_events import Source
-from shared.metering.models import Operation
+from shared.metering.models import Operation, UsageRecord
 from shared.metering.report import price_for, usage_cost
 from shared.metering.team_limits import Booking as TeamBooking
 from shared.metering.team_limits import TeamLimiter
@@ -147,6 +147,7 @@ class MeteredCall:
         self._service_failed = False
         self._streamed_chars = 0
         self.estimated = False
+        self.record: UsageRecord | None = None  # the usage document, once written
 
     async def send(
         self,
@@ -236,15 +237,17 @@ class MeteredCall:
         model: str | None,
         usage: Usage | None,
         filtered: Iterable[tuple[ContentFilterInfo, str | None]] = (),
+        record_id: str | None = None,
     ) -> None:
-        """A whole answer: record its filter events and usage document, and settle the
-        booking with the tokens used (kept at the estimate when the service reported none)."""
+        """A whole answer: record its filter events and usage document (`record_id`: its id,
+        for one written again later), and settle the booking with the tokens used (kept at the
+        estimate when the service reported none)."""
         self.note(model=model, usage=usage)
         try:
             for info, text in filtered:
                 await self.filtered(info, text)
             self.completed()
-            await self._record()
+            await self._record(record_id)
         finally:
             await self._settle()
 
@@ -312,13 +315,14 @@ class MeteredCall:
         finally:
             await close()
 
-    async def _record(self) -> None:
-        await self._meter.bookkeeper.usage(
+    async def _record(self, record_id: str | None = None) -> None:
+        self.record = await self._meter.bookkeeper.usage(
             self.site,
             model=self.model,
             usage=self.usage,
             started=self._started,
             status=self.status,
+            record_id=record_id,
             estimated=self.estimated,
         )
 

@@ -25,7 +25,7 @@ from devstack.hosted_app import AppHost
 from shared.core.settings import Settings
 from shared.core.store import CONTENT_FILTER_EVENTS, RESPONSES, USAGE, Store
 from tests.support.hosts import HOST_SETTINGS, host_fixture
-from tests.support.records import docs_by_client_request_id
+from tests.support.records import docs_by_client_request_id, query_until
 from tests.support.samples import new_id
 
 host = host_fixture("responses", HOST_SETTINGS)
@@ -367,13 +367,25 @@ async def test_a_background_response_is_polled_and_cancelled_through_the_app(
         assert len(items.data) == 1
         slow = {"latency": {"per_token_ms": 100}}
         (await sim_control.patch("/sim/config", json=slow)).raise_for_status()
+        cancel_id = new_id("rb")
         other = await client.responses.create(
-            model="gpt-4o", input="echo: " + "w " * 50, background=True
+            model="gpt-4o", input="echo: " + "w " * 50, background=True, **rid(cancel_id)
         )
         cancelled = await client.responses.cancel(other.id)
         assert cancelled.status == "cancelled"
-    usage = await one_usage(store, request_id)
-    assert (usage["operation"], usage["status"]) == ("responses", "ok")
+    # Its usage document, written at the create without tokens, has them once a poll found
+    # the response done: still one document.
+    assert polled.usage is not None
+    query = "SELECT * FROM c WHERE c.client_request_id = @rid AND c.total_tokens > 0"
+    (usage,) = await query_until(store, USAGE, query, {"@rid": request_id})
+    assert (usage["operation"], usage["status"], usage["team"]) == ("responses", "ok", TEAM)
+    assert usage["prompt_tokens"] == polled.usage.input_tokens
+    assert usage["total_tokens"] == polled.usage.total_tokens
+    assert usage["id"] == f"response:{queued.id}"
+    assert len(await docs_by_client_request_id(store, USAGE, request_id)) == 1
+    query = "SELECT * FROM c WHERE c.client_request_id = @rid AND c.status = 'cancelled'"
+    (stopped,) = await query_until(store, USAGE, query, {"@rid": cancel_id})
+    assert stopped["total_tokens"] == 0
 
 
 async def test_a_team_s_models_and_max_tokens_hold_on_the_responses_route(

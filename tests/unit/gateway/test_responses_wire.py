@@ -14,8 +14,8 @@ from shared.aoai.backends import Target
 from shared.core.errors import InvalidRequest, UpstreamError
 from shared.core.models import Usage
 from shared.gateway.models import ResponsesBody
-from shared.gateway.responses import (
-    _Stream,
+from shared.gateway.responses_wire import (
+    StreamSeen,
     failed_events,
     filter_flag,
     output_text,
@@ -142,7 +142,7 @@ def test_a_broken_stream_ends_with_response_failed_once_a_response_was_seen() ->
         "tool_choice": "auto",
         "tools": [],
     }
-    state = _Stream(response=started, sequence=4)
+    state = StreamSeen(response=started, sequence=4)
     (frame,) = failed_events(state, UpstreamError("the Azure OpenAI stream broke off"))
     head, data = frame.decode().split("\n", 1)
     assert head == "event: response.failed"
@@ -154,7 +154,7 @@ def test_a_broken_stream_ends_with_response_failed_once_a_response_was_seen() ->
 
 
 def test_a_stream_broken_before_any_response_ends_with_an_error_event() -> None:
-    (frame,) = failed_events(_Stream(), UpstreamError("the Azure OpenAI stream broke off"))
+    (frame,) = failed_events(StreamSeen(), UpstreamError("the Azure OpenAI stream broke off"))
     data = frame.decode().split("\n", 1)[1].removeprefix("data: ")
     event = ResponseErrorEvent.model_validate(json.loads(data))
     assert event.sequence_number == 0
