@@ -16,15 +16,17 @@ help: ## List the tasks
 
 setup: $(STAMP_PY) $(STAMP_NPM) ## Create .venv, install pinned Python packages and the pinned emulators
 
-# LlamaIndex caps openai below our pin (requirements-llamaindex.txt says why): uv can override a
-# dependency's bound, pip cannot.
+# LlamaIndex caps openai below our pin (requirements-llamaindex.txt says why), the Agents SDK caps
+# websockets below it (requirements-agents.txt): uv can override a dependency's bound, pip cannot.
 $(STAMP_PY): requirements.in requirements.txt requirements-dev.txt requirements-llamaindex.txt \
-    overrides-llamaindex.txt constraints.txt
+    overrides-llamaindex.txt requirements-agents.txt overrides-agents.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	$(VENV)/bin/uv pip install --python $(PY) --quiet -r requirements-llamaindex.txt \
 	  -c constraints.txt --overrides overrides-llamaindex.txt
+	$(VENV)/bin/uv pip install --python $(PY) --quiet -r requirements-agents.txt \
+	  -c constraints.txt --overrides overrides-agents.txt
 	@touch $@
 
 $(STAMP_NPM): $(EMU)/package.json $(EMU)/package-lock.json

@@ -10,15 +10,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import pytest
+import agents
 from openai import AsyncOpenAI
 
 from devstack.hosted_app import AppHost
 from shared.core.store import USAGE, Store
 from tests.support.hosts import HOST_SETTINGS, host_fixture
 from tests.support.records import docs_by_client_request_id, query_until
-
-agents = pytest.importorskip("agents", reason="openai-agents is not installed")
 
 # The SDK's default model (openai-agents 0.24: gpt-5.6-luna) as an alias of the chat
 # deployment, as docs/gateway.md tells an operator to add it.
