@@ -64,16 +64,28 @@ def previous_not_found(response_id: str) -> errors.AzureError:
     )
 
 
-class ResponseStore:
-    """Responses by id; thread-safe (the app may answer on more than one thread)."""
+# Azure keeps a stored response 30 days; a simulator that runs a soak or a bench for hours keeps
+# the newest this many, so its memory stays bounded (an evicted id answers 404, as an expired
+# one does on Azure).
+MAX_STORED = 10_000
 
-    def __init__(self) -> None:
+
+class ResponseStore:
+    """Responses by id, the newest `max_stored` of them; thread-safe (the app may answer on
+    more than one thread)."""
+
+    def __init__(self, max_stored: int = MAX_STORED) -> None:
         self._lock = threading.Lock()
         self._items: dict[str, StoredResponse] = {}
+        self._max = max_stored
 
     def put(self, stored: StoredResponse) -> None:
         with self._lock:
             self._items[stored.body["id"]] = stored
+            while len(self._items) > self._max:
+                oldest = self._items.pop(next(iter(self._items)))
+                if oldest.task is not None:
+                    oldest.task.cancel()
 
     def find(self, response_id: str) -> StoredResponse | None:
         with self._lock:
