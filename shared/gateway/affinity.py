@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from azure.cosmos.exceptions import CosmosAccessConditionFailedError
 from pydantic import BaseModel, ValidationError
 
 from shared.core.store import RESPONSES, Store
+from shared.metering.held_booking import HeldBooking
 from shared.metering.models import UsageRecord
 
 # How long Azure OpenAI keeps a stored response; the container's defaultTtl says the same.
@@ -41,6 +43,8 @@ class ResponseHome(BaseModel):
     # A background response's usage document as written at its create (no tokens yet), until
     # a poll finds the response done and writes it again with its tokens; then None.
     pending_usage: UsageRecord | None = None
+    # Its team's booking, still at the call's worst case until that poll settles it.
+    pending_booking: HeldBooking | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class ResponseHomes:
         backend: str,
         deployment: str,
         pending_usage: UsageRecord | None = None,
+        pending_booking: HeldBooking | None = None,
     ) -> None:
         """Record where `response_id` lives (idempotent)."""
         now = self.clock()
@@ -69,13 +74,23 @@ class ResponseHomes:
             created_at=now,
             expires_at=now + self.retention,
             pending_usage=pending_usage,
+            pending_booking=pending_booking,
         )
         await self.store.upsert(RESPONSES, home.model_dump(mode="json"))
 
-    async def settled(self, home: ResponseHome) -> None:
-        """The background response's usage is written: nothing pending any more."""
-        done = home.model_copy(update={"pending_usage": None})
-        await self.store.upsert(RESPONSES, done.model_dump(mode="json"))
+    async def settled(self, home: ResponseHome) -> bool:
+        """Mark the background response's usage written and its booking settled, once: True
+        for the one caller that cleared them (under the record's ETag), False when another
+        poll, on any instance, came first."""
+        found = await self.store.read(RESPONSES, home.id, home.id)
+        if found is None or found.get("pending_usage") is None:
+            return False
+        done = {**found, "pending_usage": None, "pending_booking": None}
+        try:
+            await self.store.replace_if_unchanged(RESPONSES, done, found["_etag"])
+        except CosmosAccessConditionFailedError:
+            return False
+        return True
 
     async def find(self, response_id: str, team: str) -> ResponseHome | None:
         """Where the team's response lives; None when unknown, expired or another team's."""

@@ -64,7 +64,9 @@ from shared.metering.callers import (
     cap_completion_tokens,
     clamp_completion_tokens,
 )
+from shared.metering.held_booking import HeldBooking
 from shared.metering.models import Operation, UsageRecord
+from shared.metering.report import usage_cost
 
 # A background response's final statuses, and its usage document's status for each.
 FINISHED: dict[str, Status] = {
@@ -176,9 +178,20 @@ class ResponsesGateway:
     async def _remember(
         self, response_id: str, team: str, call: MeteredCall, pending: UsageRecord | None = None
     ) -> None:
+        """Record where the response lives; a background one (`pending`: its usage document
+        without tokens) keeps its team's booking beside it, for the poll that settles it."""
         backend = call.site.backend
-        if backend is not None:
-            await self.homes.remember(response_id, team, backend, call.site.deployment, pending)
+        if backend is None:
+            return
+        held = call.team_booking if pending is not None else None
+        await self.homes.remember(
+            response_id,
+            team,
+            backend,
+            call.site.deployment,
+            pending,
+            HeldBooking.of(held) if held is not None else None,
+        )
 
     async def _settle_background(self, home: ResponseHome, data: Mapping[str, Any]) -> None:
         """A background response a poll (or a cancel) found done: its usage document written
@@ -199,8 +212,15 @@ class ResponsesGateway:
                 "status": outcome,
             }
         )
-        await self.gateway.meter.bookkeeper.amend(record)
-        await self.homes.settled(home)
+        meter = self.gateway.meter
+        await meter.bookkeeper.amend(record)  # the same document again: harmless if repeated
+        # Once, whichever poll on whichever instance clears the record first: the team's
+        # booking, at the call's worst case until now, settled to what the response used.
+        if not await self.homes.settled(home) or home.pending_booking is None:
+            return
+        if meter.team_limits is not None:
+            usd = usage_cost(record.model or home.deployment, usage, meter.settings.model_prices)
+            await meter.team_limits.settle(home.pending_booking.booking(), usage.total_tokens, usd)
 
     async def _events(
         self,

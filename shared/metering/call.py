@@ -179,6 +179,12 @@ class MeteredCall:
         self.site = self.site.on(route.backend)
         return answer
 
+    @property
+    def team_booking(self) -> TeamBooking | None:
+        """The team's booking, for a call whose usage is learned later (a background
+        response's: shared/metering/held_booking.py); None for a team without limits."""
+        return self._team_booking
+
     def headers(self) -> dict[str, str]:
         """What the answer says of the team's room (`Booking.headers`); none for a team
         without token limits."""

@@ -23,7 +23,7 @@ from openai import AsyncAzureOpenAI, AsyncOpenAI
 
 from devstack.hosted_app import AppHost
 from shared.core.settings import Settings
-from shared.core.store import CONTENT_FILTER_EVENTS, RESPONSES, USAGE, Store
+from shared.core.store import CONTENT_FILTER_EVENTS, RESPONSES, TEAM_SPEND, USAGE, Store
 from tests.support.hosts import HOST_SETTINGS, host_fixture
 from tests.support.records import docs_by_client_request_id, query_until
 from tests.support.samples import new_id
@@ -386,6 +386,38 @@ async def test_a_background_response_is_polled_and_cancelled_through_the_app(
     query = "SELECT * FROM c WHERE c.client_request_id = @rid AND c.status = 'cancelled'"
     (stopped,) = await query_until(store, USAGE, query, {"@rid": cancel_id})
     assert stopped["total_tokens"] == 0
+
+
+async def test_a_background_response_settles_its_team_s_booking_once_to_what_it_used(
+    host: AppHost, admin: httpx.AsyncClient, store: Store
+) -> None:
+    """A background create books its worst case (its tokens are unknown then); the poll that
+    finds it done settles the team's day to what it used, and later polls change nothing.
+    The day budget is small enough that no credit is booked beside the call, so the counter
+    is the call's alone."""
+    team = f"rb-{uuid.uuid4().hex[:12]}"
+    created = await admin.post("/teams", json={"id": team, "daily_tokens": 150})
+    assert created.status_code == 201, created.text
+    async with v1_client(host, created.json()["key"]) as client:
+        queued = await client.responses.create(
+            model="gpt-4o", input="echo: later", background=True, max_output_tokens=100
+        )
+        booked = await store.read(TEAM_SPEND, team, team)
+        assert booked is not None
+        assert booked["day_tokens"] > 100  # the worst case: the prompt and the whole cap
+        polled = queued
+        for _ in range(100):
+            polled = await client.responses.retrieve(queued.id)
+            if polled.status == "completed":
+                break
+            await asyncio.sleep(0.05)
+        assert polled.status == "completed"
+        for _ in range(2):  # polls after it settled
+            await client.responses.retrieve(queued.id)
+    assert polled.usage is not None
+    spent = await store.read(TEAM_SPEND, team, team)
+    assert spent is not None
+    assert spent["day_tokens"] == polled.usage.total_tokens
 
 
 async def test_a_team_s_models_and_max_tokens_hold_on_the_responses_route(
