@@ -52,8 +52,8 @@ from shared.gateway.service import (
     Gateway,
     SseEvents,
     json_object,
-    log_answer,
     passed_headers,
+    sent,
     whole,
 )
 from shared.metering.bookkeeper import Status
@@ -137,15 +137,9 @@ class ResponsesGateway:
                 stream=stream,
             )
 
-        try:
-            answer = await call.send(send, pinned=home.backend if home is not None else None)
-        except AppError as failure:
-            refused = failure.__cause__
-            if not isinstance(refused, openai.APIStatusError):
-                raise
-            log_answer(call, "upstream HTTP", refused.status_code)
-            return whole(refused.response)
-        log_answer(call, "HTTP", answer.status_code)
+        answer = await sent(call, send, pinned=home.backend if home is not None else None)
+        if isinstance(answer, Forwarded):
+            return answer
         keep = body.store is not False
         if stream:
             state = StreamSeen()

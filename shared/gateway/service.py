@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,16 +258,7 @@ class Gateway:
             body = {**payload, "model": target.deployment}
             return await target.client.post(path, body=body, cast_to=httpx2.Response, stream=stream)
 
-        try:
-            answer = await call.send(send)
-        except AppError as failure:
-            refused = failure.__cause__
-            if not isinstance(refused, openai.APIStatusError):
-                raise
-            log_answer(call, "upstream HTTP", refused.status_code)
-            return whole(refused.response)
-        log_answer(call, "HTTP", answer.status_code)
-        return answer
+        return await sent(call, send)
 
 
 def log_answer(call: MeteredCall, what: str, status: int) -> None:
@@ -281,6 +272,27 @@ def log_answer(call: MeteredCall, what: str, status: int) -> None:
         status,
         site.request_id,
     )
+
+
+async def sent(
+    call: MeteredCall,
+    send: Callable[[Target], Awaitable[httpx2.Response]],
+    *,
+    pinned: str | None = None,
+) -> httpx2.Response | Forwarded:
+    """`call.send(send)` (to the `pinned` backend only, when named): the service's answer; an
+    error answer as a Forwarded to pass back as it came; a transport failure raised as the
+    app's 502/504 (either way recorded by the call)."""
+    try:
+        answer = await call.send(send, pinned=pinned)
+    except AppError as failure:
+        refused = failure.__cause__
+        if not isinstance(refused, openai.APIStatusError):
+            raise
+        log_answer(call, "upstream HTTP", refused.status_code)
+        return whole(refused.response)
+    log_answer(call, "HTTP", answer.status_code)
+    return answer
 
 
 def error_events(failure: AppError) -> list[bytes]:
