@@ -9,7 +9,9 @@ team share one read.
 
 When Cosmos DB fails or does not answer within `load_timeout` (TEAM_READ_TIMEOUT), a team
 read within the last `stale_seconds` is used as last known (no key can be revoked while the
-store is down either); one never read, or read longer ago, is a 503 (docs/security.md).
+store is down either); one never read, or read longer ago, is a 503 (docs/security.md). With
+a last known team, a read waits TEAM_STALE_READ_TIMEOUT only, and after a failed one the last
+known is served for another cache period before the store is asked again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ TEAM_STALE_SECONDS: Final = 600.0
 # A point read takes milliseconds; a cold instance's first one (connection, TLS) far less than
 # this. Past it, a caller gets a 503 instead of waiting out the SDK's retries.
 TEAM_READ_TIMEOUT: Final = 5.0
+# With a last known team to fall back on, a caller waits this long for a fresh read, not
+# TEAM_READ_TIMEOUT: the answer path's other store waits (limits, usage) come on top of it.
+TEAM_STALE_READ_TIMEOUT: Final = 1.0
 # Unknown team ids are cached too (a made-up key must not cost a read each time), so the
 # cache is bounded: past this, the oldest entry goes.
 MAX_CACHED_TEAMS: Final = 4096
@@ -44,12 +49,17 @@ V = TypeVar("V")
 @dataclass(frozen=True)
 class _Entry(Generic[V]):
     value: V
-    until: float
+    until: float  # served without a read until then
+    read_at: float  # when the store last gave it: it stands in for a failed read for a while
 
 
 class _TtlCache(Generic[V]):
-    """Values for `seconds`, at most `max_entries`, with one load in flight per key; a value
-    up to `stale_seconds` past its time stands in for a load that fails."""
+    """Values for `seconds`, at most `max_entries`, with one load in flight per key.
+
+    A load gets `timeout` seconds (then ServiceUnavailable), or `stale_timeout` when a value
+    read within `stale_seconds` can stand in for it. A load that fails then serves that
+    value, which is kept for another `seconds` before the store is asked again: during an
+    outage one caller per key and period waits for the store, not every caller."""
 
     def __init__(
         self,
@@ -57,11 +67,16 @@ class _TtlCache(Generic[V]):
         max_entries: int,
         clock: Callable[[], float],
         stale_seconds: float = 0.0,
+        *,
+        timeout: float | None = None,
+        stale_timeout: float | None = None,
     ) -> None:
         self._seconds = seconds
         self._stale = stale_seconds
         self._max = max_entries
         self._clock = clock
+        self._timeout = timeout
+        self._stale_timeout = stale_timeout
         self._entries: dict[str, _Entry[V]] = {}
         self._loading: dict[str, asyncio.Future[V]] = {}
 
@@ -81,32 +96,49 @@ class _TtlCache(Generic[V]):
                 # The caller that was loading was cancelled, not this one: load again.
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
+        last = self._usable(self._entries.get(key))
         try:
-            value = await load()
+            value = await self._load(load, stale=last is not None)
         except asyncio.CancelledError:
             future.cancel()
             raise
         except Exception as error:
-            entry = self._entries.get(key)
-            if entry is not None and entry.until + self._stale > self._clock():
+            last = self._usable(self._entries.get(key))
+            if last is not None:
                 log.warning("team registry read failed (%s): last known used", type(error).__name__)
-                future.set_result(entry.value)
-                return entry.value
+                future.set_result(last.value)
+                self._put(key, last.value, read_at=last.read_at)
+                return last.value
             future.set_exception(error)
             future.exception()  # waiters see it; no "never retrieved" warning without any
             raise
         else:
             future.set_result(value)
-            self._put(key, value)
+            self._put(key, value, read_at=self._clock())
             return value
         finally:
             del self._loading[key]
 
-    def _put(self, key: str, value: V) -> None:
+    def _usable(self, entry: _Entry[V] | None) -> _Entry[V] | None:
+        """`entry` when it may stand in for a failed read (read within the stale window)."""
+        if entry is None or entry.read_at + self._seconds + self._stale <= self._clock():
+            return None
+        return entry
+
+    async def _load(self, load: Callable[[], Awaitable[V]], *, stale: bool) -> V:
+        """One read of the store, bounded: a hung Cosmos DB is a 503 in seconds, not the
+        SDK's own minutes (or the last known value, sooner)."""
+        try:
+            async with asyncio.timeout(self._stale_timeout if stale else self._timeout):
+                return await load()
+        except TimeoutError:
+            raise ServiceUnavailable("the team registry did not answer in time") from None
+
+    def _put(self, key: str, value: V, *, read_at: float) -> None:
         self._entries.pop(key, None)
         while len(self._entries) >= self._max:
             del self._entries[next(iter(self._entries))]
-        self._entries[key] = _Entry(value, self._clock() + self._seconds)
+        self._entries[key] = _Entry(value, self._clock() + self._seconds, read_at)
 
     def forget(self, key: str) -> None:
         self._entries.pop(key, None)
@@ -124,24 +156,18 @@ class TeamDirectory:
         max_entries: int = MAX_CACHED_TEAMS,
         stale_seconds: float = TEAM_STALE_SECONDS,
         load_timeout: float | None = TEAM_READ_TIMEOUT,
+        stale_load_timeout: float | None = TEAM_STALE_READ_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._teams = teams
         self._secret = hash_secret
-        self._timeout = load_timeout
+        bounds = {"timeout": load_timeout, "stale_timeout": stale_load_timeout}
         self._by_id: _TtlCache[Team | None] = _TtlCache(
-            cache_seconds, max_entries, clock, stale_seconds
+            cache_seconds, max_entries, clock, stale_seconds, **bounds
         )
-        self._all: _TtlCache[list[Team]] = _TtlCache(cache_seconds, 1, clock, stale_seconds)
-
-    async def _read(self, load: Callable[[], Awaitable[V]]) -> V:
-        """One read of the store, bounded by `load_timeout`: a hung Cosmos DB is a 503 in
-        seconds, not the SDK's own minutes."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await load()
-        except TimeoutError:
-            raise ServiceUnavailable("the team registry did not answer in time") from None
+        self._all: _TtlCache[list[Team]] = _TtlCache(
+            cache_seconds, 1, clock, stale_seconds, **bounds
+        )
 
     async def authenticate(self, key: str) -> Team | None:
         """The team `key` belongs to; None for a malformed or unknown key, a revoked one, or
@@ -151,7 +177,7 @@ class TeamDirectory:
         if parsed is None:
             return None
         team = await self._by_id.get(
-            parsed.team_id, lambda: self._read(lambda: self._teams.get(parsed.team_id))
+            parsed.team_id, lambda: self._teams.get(parsed.team_id)
         )
         if team is None or team.disabled:
             return None
@@ -163,13 +189,13 @@ class TeamDirectory:
     async def by_id(self, team_id: str) -> Team | None:
         """The team `team_id` names, disabled or not (a job's, for its limits); None when
         no such team is registered."""
-        return await self._by_id.get(team_id, lambda: self._read(lambda: self._teams.get(team_id)))
+        return await self._by_id.get(team_id, lambda: self._teams.get(team_id))
 
     async def for_principal(self, principal_id: str) -> Team | None:
         """The team whose `members` holds `principal_id` (an Entra object id or app id), if
         it is a member of exactly one team, and that team is not disabled; else None."""
         wanted = principal_id.lower()
-        teams = await self._all.get(_ALL, lambda: self._read(self._teams.all))
+        teams = await self._all.get(_ALL, self._teams.all)
         holding = [t for t in teams if wanted in t.members]
         if len(holding) != 1 or holding[0].disabled:
             return None

@@ -217,3 +217,37 @@ async def test_a_hung_store_is_unavailable_after_the_load_timeout() -> None:
     teams = TeamDirectory(store, SECRET, load_timeout=0.01, clock=clock)
     with pytest.raises(ServiceUnavailable):
         await teams.authenticate(key)
+
+
+async def test_after_a_failed_read_the_last_known_team_serves_a_cache_period_unasked() -> None:
+    """An outage costs one read attempt per team and cache period, not one per call: each
+    attempt may wait up to the read timeout, which the answer path must not pay every time."""
+    team, key = team_with_key()
+    store, clock = Failing(team), Clock()
+    teams = TeamDirectory(store, SECRET, cache_seconds=5, stale_seconds=60, clock=clock)
+    assert await teams.authenticate(key) is not None
+    store.down = True
+    clock.now += 6
+    for _ in range(20):
+        found = await teams.authenticate(key)
+        assert found is not None
+        assert found.id == "search"
+        clock.now += 0.2
+    assert store.reads == 2  # the first read, then one failed attempt for the 4 s that passed
+    clock.now += 1.1
+    assert await teams.authenticate(key) is not None
+    assert store.reads == 3
+
+
+async def test_a_hung_store_with_a_last_known_team_is_waited_for_briefly() -> None:
+    team, key = team_with_key()
+    store, clock = Teams(team), Clock()
+    teams = TeamDirectory(
+        store, SECRET, load_timeout=60, stale_load_timeout=0.01, clock=clock, cache_seconds=5
+    )
+    assert await teams.authenticate(key) is not None
+    store.gate = asyncio.Event()  # never set: Cosmos DB stops answering
+    clock.now += 6
+    found = await asyncio.wait_for(teams.authenticate(key), timeout=5)
+    assert found is not None
+    assert found.id == "search"
