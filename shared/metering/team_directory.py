@@ -176,9 +176,7 @@ class TeamDirectory:
         parsed = parse_key(key)
         if parsed is None:
             return None
-        team = await self._by_id.get(
-            parsed.team_id, lambda: self._teams.get(parsed.team_id)
-        )
+        team = await self._by_id.get(parsed.team_id, lambda: self._teams.get(parsed.team_id))
         if team is None or team.disabled:
             return None
         stored = team.key(parsed.key_id)
