@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Final
 
 # --- metrics ------------------------------------------------------------------------------
-TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # histogram, {token}, per call and type
+TOKEN_USAGE: Final = "gen_ai.client.token.usage"  # noqa: S105 (a metric name) - histogram, {token}, per call and type
 OPERATION_DURATION: Final = "gen_ai.client.operation.duration"  # histogram, s
 TIME_TO_FIRST_CHUNK: Final = "gen_ai.client.operation.time_to_first_chunk"  # histogram, s
 UPSTREAM_REQUESTS: Final = "app.upstream.requests"  # counter, {request}: each HTTP attempt
@@ -40,7 +40,7 @@ METRICS: Final = (
 OPERATION: Final = "gen_ai.operation.name"  # chat | embeddings | responses
 PROVIDER: Final = "gen_ai.provider.name"  # always PROVIDER_NAME
 DEPLOYMENT: Final = "gen_ai.request.model"  # the Azure OpenAI deployment called
-TOKEN_TYPE: Final = "gen_ai.token.type"  # TOKEN_TYPES
+TOKEN_TYPE: Final = "gen_ai.token.type"  # noqa: S105 (an attribute) - TOKEN_TYPES
 ERROR_TYPE: Final = "error.type"  # on a failed call: the app's error code
 BACKEND: Final = "app.backend"  # the backend's name (AZURE_OPENAI_BACKENDS), "primary" alone
 ROUTE: Final = "app.route"  # ROUTES: which surface of the app made the call
