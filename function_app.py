@@ -14,10 +14,14 @@ from shared.core.settings import get_settings
 from shared.http import admin_teams, handlers
 from shared.http.boundary import guarded
 from shared.runtime import apply_log_level, get_runtime
+from shared.telemetry.settings import get_telemetry_settings
+from shared.telemetry.setup import configure_telemetry
 
 # Read every setting now: a missing or invalid one stops start-up with its name. LOG_LEVEL
-# applies from here on.
+# applies from here on; metrics and traces export from here on when a destination is set
+# (docs/telemetry.md).
 apply_log_level(get_settings())
+configure_telemetry(get_telemetry_settings())
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
