@@ -18,6 +18,7 @@ from shared.core.settings import (
     load_settings,
     required_setting_names,
 )
+from shared.telemetry.settings import TelemetrySettings, load_telemetry_settings
 from tests.support.paths import REPO_ROOT
 
 VALID = {
@@ -159,11 +160,13 @@ def test_every_setting_is_in_the_example_and_the_reference() -> None:
     example = json.loads((root / "local.settings.json.example").read_text())["Values"]
     reference = (root / "docs" / "configuration.md").read_text()
     names = [_env_name(n) for n in Settings.model_fields]
+    names += [n.upper() for n in TelemetrySettings.model_fields if n != "azure_client_id"]
     assert [n for n in names if n not in example] == []
     assert [n for n in names if f"`{n}`" not in reference] == []
     assert example["USER_HASH_SECRET"] == "", "secrets are generated, never committed"
     assert example["TEAM_KEY_HASH_SECRET"] == ""
     assert example["LOCAL_MASTER_KEY"] == ""
+    assert not load_telemetry_settings(example).exporting, "telemetry is off until asked for"
 
 
 def test_make_run_generates_the_secrets_the_example_leaves_empty(tmp_path: Path) -> None:
