@@ -56,6 +56,7 @@ _NAME_IN = re.compile(r"\bName\s+in\s*\(([^)]*)\)")
 _QUOTED = re.compile(r'"([^"]*)"')
 _PROPERTY_INDEX = re.compile(r"""\bProperties\s*\[\s*(["'])(.*?)\1\s*\]""")
 _PROPERTY_DOT = re.compile(r"\bProperties\.([A-Za-z_]\w*)")
+_ALIAS = re.compile(r"""\b(\w+)\s*=\s*tostring\(\s*Properties\s*\[\s*(["'])(.*?)\2\s*\]\s*\)""")
 _PRICES = re.compile(r"datatable\([^)]*\)\s*\[([^\]]*)\]")
 _BATCH_DISCOUNT = re.compile(r"\blet batchDiscount = ([0-9.]+);")
 
@@ -115,6 +116,27 @@ def attribute_keys(query: str) -> list[str]:
     return [key for _, key in _PROPERTY_INDEX.findall(query)] + _PROPERTY_DOT.findall(query)
 
 
+# Attributes with a fixed set of values (shared.telemetry.names): a query comparing one with
+# anything else matches nothing, silently.
+ATTRIBUTE_VALUES = {
+    names.TOKEN_TYPE: names.TOKEN_TYPES,
+    names.OUTCOME: names.OUTCOMES,
+    names.ROUTE: names.ROUTES,
+}
+
+
+def compared_values(query: str) -> list[tuple[str, str]]:
+    """(attribute key, value) for each `alias == "v"` or `alias in ("v", ...)` where the query
+    bound `alias = tostring(Properties["key"])`."""
+    found = []
+    for alias, _, key in _ALIAS.findall(query):
+        for value in re.findall(rf'\b{alias}\s*==\s*"([^"]*)"', query):
+            found.append((key, value))
+        for group in re.findall(rf"\b{alias}\s+in\s*\(([^)]*)\)", query):
+            found += [(key, value) for value in _QUOTED.findall(group)]
+    return found
+
+
 def balance_problems(query: str) -> Problems:
     """Unclosed quotes or unbalanced (), [] and {} outside string literals."""
     pairs = {")": "(", "]": "[", "}": "{"}
@@ -150,6 +172,13 @@ def query_problems(query: str) -> Problems:
         _expect(problems, metric in names.METRICS, f"metric {metric!r} is not one the app emits")
     for key in attribute_keys(query):
         _expect(problems, key in names.ATTRIBUTES, f"attribute {key!r} is not one the app sets")
+    for key, value in compared_values(query):
+        allowed = ATTRIBUTE_VALUES.get(key)
+        _expect(
+            problems,
+            allowed is None or value in allowed,
+            f"{key} is never {value!r} (the app sets {allowed})",
+        )
     return problems
 
 

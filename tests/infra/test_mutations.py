@@ -405,6 +405,12 @@ MUTATIONS = {
         'series = strcat(kind, " ", outcome',
         "app_metrics_queries",
     ),
+    "workbook-outcome-misspelt": (
+        "modules/workbook.bicep",
+        'sumif(Sum, outcome == "throttled")',
+        'sumif(Sum, outcome == "throttling")',
+        "app_metrics_queries",
+    ),
     "workbook-price-drifted": (
         "modules/workbook.bicep",
         '"gpt-5.4", 2.5, 0.25, 15.0',

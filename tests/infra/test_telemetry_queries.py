@@ -11,6 +11,7 @@ from tests.infra.telemetry_checks import (
     app_metrics_queries,
     attribute_keys,
     balance_problems,
+    compared_values,
     expected_prices,
     metric_names,
     price_rows,
@@ -46,10 +47,38 @@ def test_a_query_of_known_names_passes() -> None:
         (GOOD.replace("sum(Sum)", "sum(Sum"), "unclosed '('"),
         (GOOD.replace('"app.job.items"', '"app.job.items'), "unclosed"),
         (GOOD.replace("sum(Sum)", "sum(Sum))"), "unbalanced ')'"),
+        (GOOD + ' | where t == "x"', ""),  # app.team has no fixed set of values
+        (
+            'AppMetrics | where Name == "app.job.items" '
+            '| extend o = tostring(Properties["app.outcome"]) | where o in ("ok", "failed")',
+            "app.outcome is never 'failed'",
+        ),
+        (
+            'AppMetrics | where Name == "gen_ai.client.token.usage" '
+            '| extend k = tostring(Properties["gen_ai.token.type"]) | where k == "prompt"',
+            "gen_ai.token.type is never 'prompt'",
+        ),
     ],
 )
 def test_a_wrong_query_is_named(query: str, expected: str) -> None:
+    if not expected:
+        assert query_problems(query) == []
+        return
     assert any(expected in p for p in query_problems(query)), query_problems(query)
+
+
+def test_compared_values_follow_their_alias() -> None:
+    query = (
+        'AppMetrics | where Name == "app.upstream.requests" '
+        '| extend outcome = tostring(Properties["app.outcome"]), '
+        'r = tostring(Properties["app.route"]) '
+        '| where r in ("chat", "gateway") | summarize sumif(Sum, outcome == "throttled")'
+    )
+    assert sorted(compared_values(query)) == [
+        ("app.outcome", "throttled"),
+        ("app.route", "chat"),
+        ("app.route", "gateway"),
+    ]
 
 
 def test_brackets_inside_strings_do_not_count() -> None:
