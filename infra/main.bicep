@@ -29,6 +29,10 @@ param grantUserDataAccess bool = false
 
 @description('E-mail address for alert notifications. Empty: alerts without an action group.')
 param alertEmailAddress string = ''
+@description('429-share alert (app metrics): percentage of a deployment\'s upstream requests throttled in 15 minutes above which it fires.')
+@minValue(1)
+@maxValue(100)
+param throttledSharePercent int = 5
 
 @minValue(1)
 @description('Monthly cost budget for the resource group, in the billing currency.')
@@ -335,7 +339,10 @@ module alerts 'modules/alerts.bicep' = {
     tags: tags
     openAiId: openAi.outputs.id
     appInsightsId: monitoring.outputs.appInsightsId
+    workspaceId: monitoring.outputs.workspaceId
+    ruleLocation: location
     alertEmailAddress: alertEmailAddress
+    throttledSharePercent: throttledSharePercent
     budgetAmount: budgetAmount
     budgetAlertEmail: budgetAlertEmail
     budgetStartDate: budgetStartDate

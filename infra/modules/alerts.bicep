@@ -1,4 +1,7 @@
 // Metric alerts: Azure OpenAI throttling (429s) and server errors, and failed app requests.
+// A log search alert on the app's own metrics (issue 25) fires per deployment when the share of
+// upstream requests answered 429 passes a threshold: the account's 429 count cannot say which
+// deployment is short of quota once spill-over moves calls between backends.
 // An action group is created only when an e-mail address is given; without it the alerts
 // still fire and show in the portal. A monthly cost budget on the resource group mails its own
 // address at 80% of the amount spent and at 100% forecast; no address, no budget. The budget
@@ -9,6 +12,10 @@ param tags object = {}
 
 param openAiId string
 param appInsightsId string
+@description('Log Analytics workspace behind Application Insights: the 429-share alert queries its AppMetrics table.')
+param workspaceId string
+@description('Region of the log search alert rule (a region, unlike the metric alerts\' global).')
+param ruleLocation string
 @description('E-mail address notified by the alerts. Empty: no action group.')
 param alertEmailAddress string = ''
 
@@ -23,6 +30,13 @@ param budgetStartDate string
 param throttledRequestsThreshold int = 10
 param serverErrorsThreshold int = 5
 param failedRequestsThreshold int = 10
+@description('429-share alert: fires when more than this percentage of a deployment\'s upstream requests in the window were throttled.')
+@minValue(1)
+@maxValue(100)
+param throttledSharePercent int = 5
+@description('429-share alert: a deployment with fewer upstream requests in the window is not judged.')
+@minValue(1)
+param throttledShareMinRequests int = 20
 
 var hasActionGroup = !empty(alertEmailAddress)
 
@@ -148,6 +162,61 @@ resource appFailures 'Microsoft.Insights/metricAlerts@2018-03-01' = {
       ]
     }
     actions: actions
+  }
+}
+
+// Throttled share per deployment over the window, from app.upstream.requests (a counter sent as
+// deltas: Sum is the number of requests in the export interval). Metric and attribute names are
+// shared/telemetry/names.py's; tests/infra/telemetry_checks.py holds the query to them.
+var throttledShareQuery = 'AppMetrics | where Name == "app.upstream.requests" | extend deployment = tostring(Properties["gen_ai.request.model"]), outcome = tostring(Properties["app.outcome"]) | summarize throttled = sumif(Sum, outcome == "throttled"), requests = sum(Sum) by deployment | where requests >= ${throttledShareMinRequests} | extend throttledPercent = 100.0 * throttled / requests'
+
+// No identity and no role assignment: the rule reads the one workspace in its scope, and no key
+// is involved. One alert per deployment (the dimension), resolved when the share falls back.
+resource throttledShare 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-${name}-app-throttled-share'
+  location: ruleLocation
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Azure OpenAI 429 share per deployment (${name})'
+    description: 'More than ${throttledSharePercent}% of the upstream requests to a deployment were answered 429 (throttled) in 15 minutes.'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: throttledShareQuery
+          timeAggregation: 'Maximum'
+          metricMeasureColumn: 'throttledPercent'
+          dimensions: [
+            {
+              name: 'deployment'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: throttledSharePercent
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: hasActionGroup ? [
+        actionGroup.id
+      ] : []
+    }
   }
 }
 

@@ -15,9 +15,10 @@ from tests.infra.bicep import INFRA_DIR
 from tests.infra.checks import STRUCTURAL_CHECKS, check_required_settings
 from tests.infra.deploy_checks import DEPLOY_CHECKS, check_models
 from tests.infra.provision_checks import PROVISION_CHECKS
+from tests.infra.telemetry_checks import TELEMETRY_CHECKS
 from tests.infra.test_syntax import syntax_errors
 
-ALL_CHECKS = {**STRUCTURAL_CHECKS, **DEPLOY_CHECKS, **PROVISION_CHECKS}
+ALL_CHECKS = {**STRUCTURAL_CHECKS, **DEPLOY_CHECKS, **PROVISION_CHECKS, **TELEMETRY_CHECKS}
 
 ZONE_GROUP = re.compile(r"resource dnsZoneGroup .*?\n}\n", re.DOTALL)
 OPENAI_ENDPOINT_WAIT = re.compile(
@@ -378,6 +379,67 @@ MUTATIONS = {
         'ResultSignature == "429"',
         'ResultSignature == "500"',
         "workbook",
+    ),
+    # Issue 25: the workbook and the alert read only what the app emits (shared/telemetry).
+    "workbook-metric-renamed": (
+        "modules/workbook.bicep",
+        'Name == "app.job.items"',
+        'Name == "app.job.item"',
+        "app_metrics_queries",
+    ),
+    "workbook-attribute-renamed": (
+        "modules/workbook.bicep",
+        'Properties["app.team"]',
+        'Properties["app.tenant"]',
+        "app_metrics_queries",
+    ),
+    "workbook-attribute-dotted": (
+        "modules/workbook.bicep",
+        'tostring(Properties["app.backend"])',
+        "tostring(Properties.app.backend)",
+        "app_metrics_queries",
+    ),
+    "workbook-parenthesis-unclosed": (
+        "modules/workbook.bicep",
+        'series = strcat(kind, " ", outcome)',
+        'series = strcat(kind, " ", outcome',
+        "app_metrics_queries",
+    ),
+    "workbook-outcome-misspelt": (
+        "modules/workbook.bicep",
+        'sumif(Sum, outcome == "throttled")',
+        'sumif(Sum, outcome == "throttling")',
+        "app_metrics_queries",
+    ),
+    "workbook-price-drifted": (
+        "modules/workbook.bicep",
+        '"gpt-5.4", 2.5, 0.25, 15.0',
+        '"gpt-5.4", 2.5, 0.25, 10.0',
+        "metric_charts",
+    ),
+    "workbook-first-token-p90": (
+        "modules/workbook.bicep",
+        "percentilew(meanSeconds, ItemCount, 95)",
+        "percentilew(meanSeconds, ItemCount, 90)",
+        "metric_charts",
+    ),
+    "alert-metric-renamed": (
+        "modules/alerts.bicep",
+        'Name == "app.upstream.requests"',
+        'Name == "app.upstream.request"',
+        "app_metrics_queries",
+    ),
+    "alert-not-per-deployment": (
+        "modules/alerts.bicep",
+        "              name: 'deployment'\n",
+        "              name: 'outcome'\n",
+        "throttle_share_alert",
+    ),
+    "alert-threshold-hard-coded": (
+        "modules/alerts.bicep",
+        "          threshold: throttledSharePercent\n",
+        "          threshold: 5\n",
+        "throttle_share_alert",
     ),
 }
 

@@ -15,8 +15,9 @@ from tests.infra.bicep import INFRA_DIR, parse, render
 from tests.infra.checks import STRUCTURAL_CHECKS, Problems, app_settings, check_required_settings
 from tests.infra.deploy_checks import DEPLOY_CHECKS
 from tests.infra.provision_checks import PROVISION_CHECKS
+from tests.infra.telemetry_checks import TELEMETRY_CHECKS
 
-ALL_CHECKS = {**STRUCTURAL_CHECKS, **DEPLOY_CHECKS, **PROVISION_CHECKS}
+ALL_CHECKS = {**STRUCTURAL_CHECKS, **DEPLOY_CHECKS, **PROVISION_CHECKS, **TELEMETRY_CHECKS}
 
 
 @pytest.mark.parametrize("check", ALL_CHECKS.values(), ids=list(ALL_CHECKS))
