@@ -69,7 +69,7 @@ RUNS = (
     Run(
         "telemetry_cost",
         "bench.telemetry_cost",
-        ("--rounds", "6", "--requests", "300"),
+        ("--rounds", "10", "--requests", "300"),
         ("--rounds", "3", "--requests", "150", "--stream-requests", "60"),
     ),
     Run("batch_ingest", "bench.batch_ingest", ("--lines", "100000"), ("--lines", "5000")),

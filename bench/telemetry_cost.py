@@ -1,7 +1,7 @@
 """What telemetry costs the host: CPU ms per chat with the app exporting metrics and traces to
 a local OTLP receiver, against the same host settings with telemetry off, in the same run.
 
-    .venv/bin/python -m bench.telemetry_cost [--rounds 6] [--requests 300] [--concurrency 4]
+    .venv/bin/python -m bench.telemetry_cost [--rounds 10] [--requests 300] [--concurrency 4]
 
 Two hosts run side by side on one stack (emulators, the simulator without quota): "off" has
 no `OTEL_EXPORTER_OTLP_ENDPOINT` (the API's no-op meters and tracers), "on" exports over
@@ -112,7 +112,8 @@ class Side:
 
 
 def figures(off: list[float], on: list[float]) -> dict[str, Any]:
-    """Both sides' median CPU ms per chat, each round's, their spread and the difference."""
+    """Both sides' median CPU ms per chat, each round's, their spread and the difference
+    of the medians; the differences of the rounds run side by side too."""
 
     def side(rounds: list[float]) -> dict[str, Any]:
         return {
@@ -121,10 +122,14 @@ def figures(off: list[float], on: list[float]) -> dict[str, Any]:
             "spread_ms": round(max(rounds) - min(rounds), 3),
         }
 
+    # Round n of each side ran next to the other's round n (order()): their difference is
+    # the added CPU with that stretch's drift taken out; its spread shows what the run resolves.
+    paired = [b - a for a, b in zip(off, on, strict=True)]
     return {
         "off": side(off),
         "on": side(on),
         "added_ms": round(statistics.median(on) - statistics.median(off), 3),
+        "paired_added_ms": side(paired),
     }
 
 
@@ -185,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=6, help="rounds per side")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds per side")
     parser.add_argument("--requests", type=int, default=300, help="non-streamed chats a round")
     parser.add_argument(
         "--stream-requests", type=int, default=None, help="streamed chats a round (0: none)"

@@ -298,6 +298,7 @@ def test_telemetry_cost_alternates_rounds_and_only_the_on_host_exports() -> None
         for side in ("off", "on"):
             assert len(figures[side]["rounds_ms"]) == 2
             assert figures[side]["median_ms"] > 0
+        assert len(figures["paired_added_ms"]["rounds_ms"]) == 2
         assert figures["added_ms"] == round(
             figures["on"]["median_ms"] - figures["off"]["median_ms"], 3
         )
