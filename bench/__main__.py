@@ -66,6 +66,12 @@ RUNS = (
         ("--requests", "40", "--warmup", "5"),
     ),
     Run("host_cpu", "bench.host_cpu", ("--requests", "300"), ("--requests", "60")),
+    Run(
+        "telemetry_cost",
+        "bench.telemetry_cost",
+        ("--rounds", "10", "--requests", "300"),
+        ("--rounds", "3", "--requests", "150", "--stream-requests", "60"),
+    ),
     Run("batch_ingest", "bench.batch_ingest", ("--lines", "100000"), ("--lines", "5000")),
     Run(
         "embed_memory",

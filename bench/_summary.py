@@ -22,6 +22,7 @@ from typing import Any
 from bench._proc import machine
 
 SMALL_ITEMS_TARGET_SHARE = 0.9
+TELEMETRY_TARGET_MS = 0.5  # issue 25: host CPU telemetry may add per chat
 
 
 def conditions(*, quick: bool) -> dict[str, Any]:
@@ -53,6 +54,20 @@ def small_items(run: dict[str, Any]) -> dict[str, Any]:
             "naive": naive["items_per_second"],
         },
     }
+
+
+def telemetry_cost(run: dict[str, Any]) -> dict[str, Any]:
+    """Host CPU that exporting telemetry adds per chat (median on - median off, same run),
+    against its target; streamed too when the run measured it."""
+    added = run["chat_json"]["added_ms"]
+    out: dict[str, Any] = {
+        "telemetry_added_cpu_ms_per_chat": added,
+        "telemetry_added_cpu_ms_per_chat_target": TELEMETRY_TARGET_MS,
+        "telemetry_within_target": added < TELEMETRY_TARGET_MS,
+    }
+    if "chat_stream" in run:
+        out["telemetry_added_cpu_ms_per_streamed_chat"] = run["chat_stream"]["added_ms"]
+    return out
 
 
 def headline(runs: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +109,8 @@ def headline(runs: dict[str, Any]) -> dict[str, Any]:
     if cpu := runs.get("host_cpu"):
         out["host_cpu_ms_per_chat_request"] = cpu["host_cpu_ms_per_request"]
         out["app_cpu_ms_per_chat_request"] = cpu["app_cpu_ms_per_request"]
+    if telemetry := runs.get("telemetry_cost"):
+        out.update(telemetry_cost(telemetry))
     if classify := runs.get("classify_batching"):
         out["classify"] = {
             str(s["items_per_request"]): {
@@ -183,6 +200,8 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         "gateway_responses_added_ms",
         "host_cpu_ms_per_chat_request",
         "app_cpu_ms_per_chat_request",
+        "telemetry_added_cpu_ms_per_chat",
+        "telemetry_added_cpu_ms_per_streamed_chat",
         "host_peak_rss_mib_load_1",
         "host_peak_rss_mib_embed_3072",
         "host_peak_rss_mib_embed_3072_uncapped",
@@ -196,6 +215,17 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             rows.append((key, str(results[key]), ""))
     for name in results.get("failed", []):
         rows.append((f"{name}: FAILED", "", f"see runs.{name}.error in results.json"))
+    if telemetry := runs.get("telemetry_cost"):
+        json_, got = telemetry["chat_json"], telemetry["receiver"]
+        rows.append(
+            (
+                "telemetry: host CPU ms/chat off vs on",
+                f"{json_['off']['median_ms']} vs {json_['on']['median_ms']}",
+                f"target added < {TELEMETRY_TARGET_MS} ms; {telemetry['rounds_each']} rounds "
+                f"each, spread {json_['off']['spread_ms']} / {json_['on']['spread_ms']} ms; "
+                f"receiver: {got['metric_points']} metric points, {got['spans']} spans",
+            )
+        )
     if cpu := runs.get("host_cpu"):
         shares = cpu["profile"]["cpu_share_by_owner"]
         rows.append(("chat CPU by owner", "", ", ".join(f"{k} {v:.0%}" for k, v in shares.items())))

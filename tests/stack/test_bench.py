@@ -281,3 +281,29 @@ def test_embed_memory_measures_capped_and_uncapped_hosts_and_loses_nothing() -> 
         assert run["items_by_outcome"]["lost"] == 0
         assert run["host_peak_rss_mib"] >= run["host_idle_rss_mib"] > 0
     assert result["host_peak_rss_mib_embed_3072"] == result["capped"]["host_peak_rss_mib"]
+
+
+@pytest.mark.timeout(200)  # the emulators, the simulator and two hosts start, then 2 x 2 rounds
+def test_telemetry_cost_alternates_rounds_and_only_the_on_host_exports() -> None:
+    result = run_bench(
+        "bench.telemetry_cost", "--rounds", "2", "--requests", "40", "--stream-requests", "20"
+    )
+    assert result["benchmark"] == "telemetry_cost"
+    assert result["requests"] == {
+        "off": {"json": 80, "stream": 40},
+        "on": {"json": 80, "stream": 40},
+    }
+    for kind in ("chat_json", "chat_stream"):
+        figures = result[kind]
+        for side in ("off", "on"):
+            assert len(figures[side]["rounds_ms"]) == 2
+            assert figures[side]["median_ms"] > 0
+        assert len(figures["paired_added_ms"]["rounds_ms"]) == 2
+        assert figures["added_ms"] == round(
+            figures["on"]["median_ms"] - figures["off"]["median_ms"], 3
+        )
+    assert result["telemetry_added_cpu_ms_per_chat"] == result["chat_json"]["added_ms"]
+    got = result["receiver"]
+    # Telemetry was on in one host (spans of the store writes at least), and off in the other.
+    assert got["spans"] + got["metric_points"] > 0
+    assert got["only_from_the_on_host"] is True

@@ -1,0 +1,229 @@
+"""What telemetry costs the host: CPU ms per chat with the app exporting metrics and traces to
+a local OTLP receiver, against the same host settings with telemetry off, in the same run.
+
+    .venv/bin/python -m bench.telemetry_cost [--rounds 10] [--requests 300] [--concurrency 4]
+
+Two hosts run side by side on one stack (emulators, the simulator without quota): "off" has
+no `OTEL_EXPORTER_OTLP_ENDPOINT` (the API's no-op meters and tracers), "on" exports over
+OTLP/HTTP to devstack/otlp_receiver.py with the worst case of the settings: metrics every
+`--export-ms` (1000: several exports land inside each round), every trace sampled
+(`OTEL_TRACES_SAMPLER=always_on`), spans sent every 200 ms (`OTEL_BSP_SCHEDULE_DELAY`, so a
+round's spans are exported, and charged, within the round). Rounds alternate between the two
+(off, on, on, off, off, on, ...) so drift on the machine hits both alike; each round sends
+`--requests` non-streamed `/api/chat` calls (then as many streamed ones, `--stream-requests`)
+and reads the host process's CPU time (utime + stime, /proc) before and after, plus a short
+settle so the round's last exports are in. The figure is median(on) - median(off) of the
+rounds' CPU ms per chat: `telemetry_added_cpu_ms_per_chat`, target under 0.5 ms.
+
+The receiver's metric points and spans prove the "on" host exported (and only it: every
+record names its process in `service.instance.id`). The timers are moved to once a day in
+both hosts, so their work (and its spans) does not blur the rounds. The figure measures
+whatever the app records at the time it runs: rerun it when metrics or spans are added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench._jobs import Rig, Stack, print_result, rig
+from bench._proc import cpu_seconds, machine
+from bench._summary import TELEMETRY_TARGET_MS
+from bench._timescale import TimeScale
+from bench.chat_ttfb import simulator_config
+from devstack.otlp_receiver import OtlpReceiver
+
+PROMPT = "echo: " + " ".join(f"token{i}" for i in range(20))
+WARM_UP = 20
+SETTLE_SECONDS = 0.3  # past OTEL_BSP_SCHEDULE_DELAY: a round's last spans are exported in it
+SPAN_DELAY_MS = 200
+RARELY = "0 0 3 * * *"  # the timers, once a day: not during the run
+QUIET_TIMERS = {
+    "POISON_SWEEP_SCHEDULE": RARELY,
+    "BATCH_POLL_SCHEDULE": RARELY,
+    "USAGE_ROLLUP_SCHEDULE": RARELY,
+}
+SIDES = ("off", "on")
+
+
+def exporting(endpoint: str, export_ms: int) -> dict[str, str]:
+    """The "on" host's settings beside the shared ones: the worst case of the knobs."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_METRIC_EXPORT_INTERVAL": str(export_ms),
+        "OTEL_TRACES_SAMPLER": "always_on",
+        "OTEL_BSP_SCHEDULE_DELAY": str(SPAN_DELAY_MS),
+    }
+
+
+def order(rounds: int) -> list[str]:
+    """off, on, on, off, off, on, ...: each side goes first in half the pairs."""
+    out: list[str] = []
+    for n in range(rounds):
+        out.extend(SIDES if n % 2 == 0 else SIDES[::-1])
+    return out
+
+
+async def load(rig_: Rig, requests: int, concurrency: int, *, stream: bool) -> None:
+    """`requests` chats, `concurrency` at a time; a streamed one is read to its end."""
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16}
+    if stream:
+        body["stream"] = True
+    left = list(range(requests))
+    async with rig_.app() as app:
+
+        async def worker() -> None:
+            while left:
+                left.pop()
+                if not stream:
+                    (await app.post("/chat", json=body)).raise_for_status()
+                    continue
+                async with app.stream("POST", "/chat", json=body) as response:
+                    response.raise_for_status()
+                    async for _ in response.aiter_bytes():
+                        pass
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+@dataclass
+class Side:
+    """One host's rounds: CPU ms per chat of each, per kind of chat."""
+
+    rig: Rig
+    rounds: dict[str, list[float]] = field(default_factory=lambda: {"json": [], "stream": []})
+    requests: dict[str, int] = field(default_factory=lambda: {"json": 0, "stream": 0})
+
+    def measure(self, kind: str, requests: int, concurrency: int) -> None:
+        (pid,) = self.rig.pids
+        before = cpu_seconds(pid)
+        asyncio.run(load(self.rig, requests, concurrency, stream=kind == "stream"))
+        time.sleep(SETTLE_SECONDS)
+        self.rounds[kind].append((cpu_seconds(pid) - before) * 1000 / requests)
+        self.requests[kind] += requests
+
+
+def figures(off: list[float], on: list[float]) -> dict[str, Any]:
+    """Both sides' median CPU ms per chat, each round's, their spread and the difference
+    of the medians; the differences of the rounds run side by side too."""
+
+    def side(rounds: list[float]) -> dict[str, Any]:
+        return {
+            "median_ms": round(statistics.median(rounds), 3),
+            "rounds_ms": [round(r, 3) for r in rounds],
+            "spread_ms": round(max(rounds) - min(rounds), 3),
+        }
+
+    # Round n of each side ran next to the other's round n (order()): their difference is
+    # the added CPU with that stretch's drift taken out; its spread shows what the run resolves.
+    paired = [b - a for a, b in zip(off, on, strict=True)]
+    return {
+        "off": side(off),
+        "on": side(on),
+        "added_ms": round(statistics.median(on) - statistics.median(off), 3),
+        "paired_added_ms": side(paired),
+    }
+
+
+def received(otlp: OtlpReceiver, on_pid: int) -> dict[str, Any]:
+    """What the receiver got, and from which process (the "off" host must send nothing)."""
+    points, spans = otlp.points(), otlp.spans()
+    resources = [p.resource for p in points] + [s.resource for s in spans]
+    senders = {str(r.get("service.instance.id", "")) for r in resources}
+    return {
+        "metric_points": len(points),
+        "spans": len(spans),
+        "metrics": sorted({p.metric for p in points}),
+        "span_names": dict(Counter(s.name for s in spans).most_common(12)),
+        "only_from_the_on_host": all(s.endswith(f"-{on_pid}") for s in senders),
+    }
+
+
+@contextmanager
+def hosts(stack: Stack, otlp: OtlpReceiver, export_ms: int) -> Iterator[dict[str, Side]]:
+    with ExitStack() as running:
+        off = running.enter_context(stack.host(QUIET_TIMERS))
+        on = running.enter_context(
+            stack.host({**QUIET_TIMERS, **exporting(otlp.endpoint, export_ms)})
+        )
+        yield {"off": Side(off), "on": Side(on)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    kinds = ["json"] + (["stream"] if args.stream_requests else [])
+    sizes = {"json": args.requests, "stream": args.stream_requests}
+    with (
+        OtlpReceiver() as otlp,
+        rig(simulator_config(per_token_ms=0.0), TimeScale(60.0)) as stack,
+        hosts(stack, otlp, args.export_ms) as sides,
+    ):
+        for side in sides.values():  # connections opened, code paths warm, on both
+            for kind in kinds:
+                asyncio.run(load(side.rig, WARM_UP, 1, stream=kind == "stream"))
+        started = time.monotonic()
+        for name in order(args.rounds):
+            for kind in kinds:
+                sides[name].measure(kind, sizes[kind], args.concurrency)
+        seconds = time.monotonic() - started
+        time.sleep(args.export_ms / 1000 + 0.5)  # the last export of the run
+        (on_pid,) = sides["on"].rig.pids
+        got = received(otlp, on_pid)
+    off, on = sides["off"], sides["on"]
+    out: dict[str, Any] = {
+        "seconds": round(seconds, 1),
+        "requests": {name: side.requests for name, side in sides.items()},
+        "receiver": got,
+        "chat_json": figures(off.rounds["json"], on.rounds["json"]),
+    }
+    if "stream" in kinds:
+        out["chat_stream"] = figures(off.rounds["stream"], on.rounds["stream"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=10, help="rounds per side")
+    parser.add_argument("--requests", type=int, default=300, help="non-streamed chats a round")
+    parser.add_argument(
+        "--stream-requests", type=int, default=None, help="streamed chats a round (0: none)"
+    )
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--export-ms", type=int, default=1000, help="OTEL_METRIC_EXPORT_INTERVAL")
+    args = parser.parse_args(argv)
+    if args.stream_requests is None:
+        args.stream_requests = args.requests
+    measured = run(args)
+    added = measured["chat_json"]["added_ms"]
+    print_result(
+        {
+            "benchmark": "telemetry_cost",
+            "workload": "/api/chat, 20-token prompt, max_tokens 16, simulator at once; "
+            "on: OTLP/HTTP to a loopback receiver, all traces sampled",
+            **machine(),
+            "rounds_each": args.rounds,
+            "requests_per_round": args.requests,
+            "stream_requests_per_round": args.stream_requests,
+            "concurrency": args.concurrency,
+            "export_interval_ms": args.export_ms,
+            "span_schedule_delay_ms": SPAN_DELAY_MS,
+            **measured,
+            "telemetry_added_cpu_ms_per_chat": added,
+            "telemetry_added_cpu_ms_per_streamed_chat": (
+                measured["chat_stream"]["added_ms"] if "chat_stream" in measured else None
+            ),
+            "target_added_ms": TELEMETRY_TARGET_MS,
+            "within_target": added < TELEMETRY_TARGET_MS,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

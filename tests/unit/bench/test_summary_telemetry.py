@@ -1,0 +1,52 @@
+"""The headline of `bench/results.json` from the telemetry_cost run: the host CPU telemetry adds
+per chat (median on - median off, as the run computed it) against the 0.5 ms target, and the
+streamed figure when the run measured streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench._summary import _rows, headline
+
+
+def _side(median: float) -> dict[str, Any]:
+    return {"median_ms": median, "rounds_ms": [median, median + 0.2], "spread_ms": 0.2}
+
+
+def _run(added_json: float, added_stream: float | None) -> dict[str, Any]:
+    run: dict[str, Any] = {
+        "rounds_each": 3,
+        "receiver": {"metric_points": 12, "spans": 300},
+        "chat_json": {"off": _side(5.0), "on": _side(5.0 + added_json), "added_ms": added_json},
+    }
+    if added_stream is not None:
+        run["chat_stream"] = {"off": _side(8.0), "on": _side(8.4), "added_ms": added_stream}
+    return run
+
+
+def test_the_added_cpu_per_chat_is_the_headline_with_its_target() -> None:
+    out = headline({"telemetry_cost": _run(0.31, 0.4)})
+    assert out["telemetry_added_cpu_ms_per_chat"] == 0.31
+    assert out["telemetry_added_cpu_ms_per_chat_target"] == 0.5
+    assert out["telemetry_within_target"] is True
+    assert out["telemetry_added_cpu_ms_per_streamed_chat"] == 0.4
+
+
+def test_over_the_target_is_said_and_a_run_without_streams_has_no_streamed_figure() -> None:
+    out = headline({"telemetry_cost": _run(0.9, None)})
+    assert out["telemetry_within_target"] is False
+    assert "telemetry_added_cpu_ms_per_streamed_chat" not in out
+
+
+def test_the_table_shows_both_medians_and_what_the_receiver_got() -> None:
+    runs = {"telemetry_cost": _run(0.31, 0.4)}
+    results = {**headline(runs), "runs": runs}
+    rows = {row[0]: row for row in _rows(results)}
+    assert rows["telemetry_added_cpu_ms_per_chat"][1] == "0.31"
+    _, value, why = rows["telemetry: host CPU ms/chat off vs on"]
+    assert value == "5.0 vs 5.31"
+    assert "12 metric points, 300 spans" in why
+
+
+def test_no_telemetry_run_no_telemetry_headline() -> None:
+    assert not any(key.startswith("telemetry") for key in headline({}))
