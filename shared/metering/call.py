@@ -6,7 +6,8 @@ call's worst case against its team's minute, day and month (shared/metering/team
 and its estimate against the per-caller limit (shared/metering/caller_limit.py), send through
 the backends (shared/aoai/backends.py), then settle the bookings with the tokens the service
 reported (the team's also with their cost, as the usage report prices it) and record the usage
-document and any content-filter events (shared/metering/bookkeeper.py). A call that fails
+document and any content-filter events (shared/metering/bookkeeper.py) with its metrics
+(shared/telemetry/record.py: tokens, duration, a stream's time to first chunk). A call that fails
 before its answer begins gives its bookings back and is recorded as failed. A stream
 is relayed by `MeteredCall.relay`, which records it also when the caller hangs up or the stream
 fails after its first byte (before the service's usage chunk: with the prompt's estimate and
