@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from shared.aoai.usage_window import UsageWindow
 from shared.core.settings import DeploymentQuota
+from shared.telemetry import record as metrics
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,13 @@ class DeploymentLimiter:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         name: str = "",
         minute: float = 60.0,
+        deployment: str = "",
+        backend: str | None = None,
     ) -> None:
         self.name = name
+        # app.limiter.* attributes, built once; callers waiting in acquire (the gauge's value).
+        self._attributes = metrics.limiter_attributes(deployment or name, backend or "primary")
+        self._waiting = 0
         self._clock = clock
         self._sleep = sleep
         # Azure's quota minute. Tests and benchmarks shorten it (AOAI_QUOTA_WINDOW_SECONDS)
@@ -149,15 +155,32 @@ class DeploymentLimiter:
         False (nothing reserved) when the room would come later than that; the caller sends
         the work back with a delay instead of holding the invocation.
         """
+        delay = self.delay_for(tokens)
+        if delay <= 0.0:
+            self._reserve(tokens)
+            return True
         deadline = self._clock() + max_wait
-        while True:
-            delay = self.delay_for(tokens)
-            if delay <= 0.0:
-                self._reserve(tokens)
-                return True
-            if self._clock() + delay > deadline:
-                return False
-            await self._sleep(max(delay, MIN_SLEEP))
+        if self._clock() + delay > deadline:
+            return False
+        # Waiting: app.limiter.queue_depth while it lasts, app.limiter.wait.duration after.
+        started = time.perf_counter()
+        self._queue(+1)
+        try:
+            while True:
+                await self._sleep(max(delay, MIN_SLEEP))
+                delay = self.delay_for(tokens)
+                if delay <= 0.0:
+                    self._reserve(tokens)
+                    return True
+                if self._clock() + delay > deadline:
+                    return False
+        finally:
+            self._queue(-1)
+            metrics.record_limiter_wait(self._attributes, time.perf_counter() - started)
+
+    def _queue(self, change: int) -> None:
+        self._waiting += change
+        metrics.record_queue_depth(self._attributes, self._waiting)
 
     def settle(self, reserved: int, used: int) -> None:
         """Correct a reservation of `reserved` tokens to what the service charged, `used`.
@@ -279,6 +302,8 @@ class Limiters:
                     sleep=self._sleep,
                     name=key,
                     minute=self._minute,
+                    deployment=deployment,
+                    backend=backend,
                 )
                 self._limiters[key] = limiter
             return limiter

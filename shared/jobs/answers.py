@@ -21,7 +21,7 @@ _RESULTS = TypeAdapter(list[ResultDoc])
 
 
 class ResultWriter(Protocol):
-    async def write_results(self, results: Iterable[ResultDoc]) -> None: ...
+    async def write_results(self, results: Iterable[ResultDoc]) -> object: ...
 
 
 def _prefix(job_id: str) -> str:

@@ -31,6 +31,7 @@ from shared.jobs.results import PartlyAnswered, failed_result
 from shared.jobs.team_budget import TeamBudget
 from shared.metering.bookkeeper import CallSite
 from shared.metering.team_limits import Booking
+from shared.telemetry import record as metrics
 
 PACING_SHARE_OF_MINUTE = 1 / 3  # the longest wait for room in a slice, of the quota's minute
 IN_PROCESS_RETRIES = 1  # 429s of one request waited here before it goes back to the queue
@@ -77,7 +78,7 @@ class ResultStore(Protocol):
 
     async def get(self, job_id: str) -> JobDoc | None: ...
 
-    async def write_results(self, results: Iterable[ResultDoc]) -> None: ...
+    async def write_results(self, results: Iterable[ResultDoc]) -> list[ResultDoc]: ...
 
 
 @dataclass
@@ -249,7 +250,7 @@ class _Slice:
             # Keep the parts answered; only the rest is refused.
             answered = {result.item_id for result in partial.results}
             rest = [item for item in group if item.id not in answered]
-            if not await self._kept(partial.results):
+            if not await self._kept(partial.results, lane.backend):
                 outcome.remaining.extend(rest)
                 return False
             return await self._refused(rest, lane, partial.failure)
@@ -260,7 +261,7 @@ class _Slice:
                 raise
             return await self._refused(group, lane, failure)
         await self._settle(booking, results)
-        return await self._kept(results)
+        return await self._kept(results, lane.backend)
 
     async def _book(self, group: list[Item], tokens: int) -> Booking | bool:
         """Book `group`'s worst case against the job's team: the booking (True: nothing to
@@ -312,11 +313,11 @@ class _Slice:
             if translate(error) is None:
                 raise
 
-    async def _kept(self, results: list[ResultDoc]) -> bool:
+    async def _kept(self, results: list[ResultDoc], backend: str) -> bool:
         """Write a request's results; False (the slice stops) when the store fails. The
         answers are paid for: they go on with the rest (`unwritten`), never asked again."""
         try:
-            await self._write(results)
+            await self._write(results, backend)
         except Exception as error:
             failure = translate(error)
             if failure is None:
@@ -389,8 +390,16 @@ class _Slice:
             return False  # the store is away: a write will stop the slice, its answers kept
         return current is None or current.status == "cancelled"
 
-    async def _write(self, results: list[ResultDoc]) -> None:
-        await self.store.write_results(results)
+    async def _write(self, results: list[ResultDoc], backend: str | None = None) -> None:
+        first = await self.store.write_results(results)
+        site = self.site
+        metrics.record_job_items(
+            ((r.kind, r.status, r.usage) for r in first),
+            mode=site.mode,
+            deployment=site.deployment,
+            backend=backend,
+            team=site.team,
+        )
         outcome = self.outcome
         outcome.written += len(results)
         outcome.failed += sum(1 for r in results if r.status != "succeeded")

@@ -122,22 +122,28 @@ class JobStore:
             row["item_id"] for row in rows if ((row.get("error") or {}).get("code")) not in redo
         }
 
-    async def write_results(self, results: Iterable[ResultDoc]) -> None:
-        """Write each result (deterministic ids: writing one twice keeps one). A success is
-        upserted; a failure or a filtered item only where no result exists yet."""
+    async def write_results(self, results: Iterable[ResultDoc]) -> list[ResultDoc]:
+        """Write each result (deterministic ids: writing one twice keeps one); those stored
+        for the first time (what app.job.items counts, so a redelivery counts none twice).
+        A success is created, or upserted over what is there; a failure or a filtered item
+        only where no result exists yet."""
         gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+        first: list[ResultDoc] = []
 
         async def write(result: ResultDoc) -> None:
             document = result.model_dump(mode="json", exclude_none=True)
             async with gate:
-                if result.status == "succeeded":
+                if await self._store.create(RESULTS, document) is not None:
+                    first.append(result)
+                elif result.status == "succeeded":
                     await self._store.upsert(RESULTS, document)
-                elif await self._store.create(RESULTS, document) is None:
+                else:
                     await self._replace_placeholder(document)
 
         async with asyncio.TaskGroup() as group:
             for result in results:
                 group.create_task(write(result))
+        return first
 
     async def _replace_placeholder(self, document: dict[str, Any]) -> None:
         """Put a failure over a stored failure that stood in for an answer (`poisoned`), under

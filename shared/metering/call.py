@@ -6,7 +6,8 @@ call's worst case against its team's minute, day and month (shared/metering/team
 and its estimate against the per-caller limit (shared/metering/caller_limit.py), send through
 the backends (shared/aoai/backends.py), then settle the bookings with the tokens the service
 reported (the team's also with their cost, as the usage report prices it) and record the usage
-document and any content-filter events (shared/metering/bookkeeper.py). A call that fails
+document and any content-filter events (shared/metering/bookkeeper.py) with its metrics
+(shared/telemetry/record.py: tokens, duration, a stream's time to first chunk). A call that fails
 before its answer begins gives its bookings back and is recorded as failed. A stream
 is relayed by `MeteredCall.relay`, which records it also when the caller hangs up or the stream
 fails after its first byte (before the service's usage chunk: with the prompt's estimate and
@@ -41,6 +42,7 @@ from shared.metering.report import price_for, usage_cost
 from shared.metering.team_limits import Booking as TeamBooking
 from shared.metering.team_limits import TeamLimiter
 from shared.metering.team_windows import worst_case_tokens, worst_case_usd
+from shared.telemetry import record as metrics
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,8 @@ class MeteredCall:
         self._flagged = False
         self._service_failed = False
         self._streamed_chars = 0
+        self._first_chunk: float | None = None  # perf_counter() at a stream's first content
+        self._failure: AppError | None = None  # what broke a started stream
         self.estimated = False
         self.record: UsageRecord | None = None  # the usage document, once written
 
@@ -194,9 +198,11 @@ class MeteredCall:
         await self._meter.caller_limiter.settle(self._booking, 0)
         await self._release_team()
         self.site = self.site.on(backend)
-        return await self._meter.bookkeeper.failed(
+        failure = await self._meter.bookkeeper.failed(
             self.site, error, started=self._started, prompt=self._prompt
         )
+        self._metrics(failure)
+        return failure
 
     def note(self, *, model: str | None = None, usage: Usage | None = None, text: str = "") -> None:
         """What the answer said so far, for the record: its model, the usage it reported, the
@@ -204,7 +210,10 @@ class MeteredCall:
         self.model = model or self.model
         if usage is not None:
             self.usage = usage
-        self._streamed_chars += len(text)
+        if text:
+            self._streamed_chars += len(text)
+            if self._first_chunk is None:
+                self._first_chunk = time.perf_counter()
 
     def _estimate(self) -> None:
         """A stream that ended without the service's usage: the prompt's characters / 4 (as
@@ -280,6 +289,7 @@ class MeteredCall:
         except (openai.OpenAIError, httpx2.HTTPError) as broken:
             self.status = "error"
             failure = translate(broken) or UpstreamError("the Azure OpenAI stream broke off")
+            self._failure = failure
             log.warning("%s stream %s failed upstream: %s", source, request_id, failure.code)
             for frame in error(failure):
                 yield frame
@@ -287,6 +297,7 @@ class MeteredCall:
             # Not the SDK's (say, Cosmos DB failing while a filter event is recorded).
             self.status = "error"
             failure = translate(bug) or AppError("internal error; see logs")
+            self._failure = failure
             log.exception(
                 "%s stream %s failed after it started: %s (%s)",
                 source,
@@ -321,7 +332,30 @@ class MeteredCall:
         finally:
             await close()
 
+    def _metrics(self, failure: AppError | None = None) -> None:
+        """The call's points (shared/telemetry/record.py): tokens, duration, and a stream's
+        time to its first content chunk; an estimated usage is recorded as it is."""
+        site = self.site
+        outcome, error_type = metrics.outcome_of(self.status, failure)
+        attributes = metrics.call_attributes(
+            operation=site.operation,
+            source=site.source,
+            deployment=site.deployment,
+            backend=site.backend,
+            team=site.team,
+            outcome=outcome,
+            error_type=error_type,
+        )
+        first = self._first_chunk
+        metrics.record_call(
+            attributes,
+            self.usage,
+            duration=time.perf_counter() - self._started,
+            first_chunk=None if first is None else first - self._started,
+        )
+
     async def _record(self, record_id: str | None = None) -> None:
+        self._metrics(self._failure)
         self.record = await self._meter.bookkeeper.usage(
             self.site,
             model=self.model,

@@ -47,6 +47,7 @@ from shared.jobs.batch.store import LeaseLost
 from shared.jobs.batch.submit import TOKEN_LIMIT
 from shared.jobs.models import JobDoc
 from shared.metering.bookkeeper import Bookkeeper, CallSite
+from shared.telemetry import record as metrics
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,14 @@ class BatchPoller:
         """Write a chunk's results, usage and events, then record the offset (writes first:
         a run killed in between writes the same ids again, never a second copy)."""
         results = [o.result for o in chunk if o.result is not None]
-        await self._service.jobs.write_results(results)
+        first = await self._service.jobs.write_results(results)
+        metrics.record_job_items(
+            ((r.kind, r.status, r.usage) for r in first),
+            mode="batch",
+            deployment=site.deployment,
+            backend=site.backend,
+            team=site.team,
+        )
         gate = asyncio.Semaphore(WRITE_CONCURRENCY)
 
         async def book(outcome: LineOutcome) -> None:

@@ -101,8 +101,10 @@ class Store:
             updated_at=datetime.now(UTC),
         )
 
-    async def write_results(self, results: Iterable[ResultDoc]) -> None:
-        self.written.extend(r.item_id for r in results)
+    async def write_results(self, results: Iterable[ResultDoc]) -> list[ResultDoc]:
+        kept = list(results)
+        self.written.extend(r.item_id for r in kept)
+        return kept
 
 
 class AskedFailover(Failover):
@@ -325,7 +327,7 @@ class SplitService(Service):
 
 
 class FailingStore(Store):
-    async def write_results(self, results: Iterable[ResultDoc]) -> None:
+    async def write_results(self, results: Iterable[ResultDoc]) -> list[ResultDoc]:
         raise ServiceUnavailable("cosmos")
 
 
