@@ -71,11 +71,11 @@ def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     found = carrier.get("traceparent")
-    return found if found is not None and _TRACEPARENT.match(found) else None
+    return found if found is not None and _TRACEPARENT.fullmatch(found) else None
 
 
 def _span_context_of(traceparent: str | None) -> trace.SpanContext | None:
-    if not traceparent or not _TRACEPARENT.match(traceparent):
+    if not traceparent or not _TRACEPARENT.fullmatch(traceparent):
         return None
     context = _PROPAGATOR.extract({"traceparent": traceparent})
     span_context = trace.get_current_span(context).get_span_context()
