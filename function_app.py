@@ -4,7 +4,8 @@ HTTP functions use the HTTP streaming extension's FastAPI types (`Request` in, `
 `StreamingResponse` out): with the extension enabled the worker serves every HTTP function
 that way, and it is what lets `/api/chat` stream on Azure (`PYTHON_ENABLE_INIT_INDEXING=1`).
 Queue functions hand their message to `shared/jobs/worker.py`, the queue-side twin of
-`shared/http/boundary.py`; the timers call one service method each.
+`shared/http/boundary.py`; the timers call one service method each. Every call, message and
+timer run is a trace of its own (docs/telemetry.md#traces).
 """
 
 import azure.functions as func
@@ -14,6 +15,7 @@ from shared.core.settings import get_settings
 from shared.http import admin_teams, handlers
 from shared.http.boundary import guarded
 from shared.runtime import apply_log_level, get_runtime
+from shared.telemetry import tracing
 from shared.telemetry.settings import get_telemetry_settings
 from shared.telemetry.setup import configure_telemetry
 
@@ -262,7 +264,8 @@ async def classify(msg: func.QueueMessage) -> None:
 
 @app.queue_trigger(arg_name="msg", queue_name="%OUTBOX_QUEUE%", connection="AzureWebJobsStorage")
 async def drain_outbox(msg: func.QueueMessage) -> None:
-    await get_runtime().outbox.drain(msg.get_body())
+    with tracing.message_span(get_settings().outbox_queue):
+        await get_runtime().outbox.drain(msg.get_body())
 
 
 # --- timers -------------------------------------------------------------------------------
@@ -270,19 +273,23 @@ async def drain_outbox(msg: func.QueueMessage) -> None:
 
 @app.timer_trigger(arg_name="timer", schedule="%POISON_SWEEP_SCHEDULE%", run_on_startup=False)
 async def record_poison(timer: func.TimerRequest) -> None:
-    await get_runtime().poison_sweeper.sweep()
+    with tracing.run_span("record_poison"):
+        await get_runtime().poison_sweeper.sweep()
 
 
 @app.timer_trigger(arg_name="timer", schedule="%POISON_SWEEP_SCHEDULE%", run_on_startup=False)
 async def sweep_outbox_poison(timer: func.TimerRequest) -> None:
-    await get_runtime().outbox.sweep()
+    with tracing.run_span("sweep_outbox_poison"):
+        await get_runtime().outbox.sweep()
 
 
 @app.timer_trigger(arg_name="timer", schedule="%BATCH_POLL_SCHEDULE%", run_on_startup=False)
 async def poll_batches(timer: func.TimerRequest) -> None:
-    await get_runtime().batch_poller.poll()
+    with tracing.run_span("poll_batches"):
+        await get_runtime().batch_poller.poll()
 
 
 @app.timer_trigger(arg_name="timer", schedule="%USAGE_ROLLUP_SCHEDULE%", run_on_startup=False)
 async def roll_up_usage(timer: func.TimerRequest) -> None:
-    await get_runtime().usage_rollups.run()
+    with tracing.run_span("roll_up_usage"):
+        await get_runtime().usage_rollups.run()

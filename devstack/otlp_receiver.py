@@ -69,6 +69,8 @@ class Span:
     links: list[tuple[str, str]]  # (trace_id, span_id) of each link
     status: int
     resource: dict[str, Any] = field(default_factory=dict)
+    start_ns: int = 0  # Unix nanoseconds
+    end_ns: int = 0
 
 
 def _value(value: AnyValue) -> Any:
@@ -139,6 +141,8 @@ def _spans(request: ExportTraceServiceRequest) -> list[Span]:
                         links=[(link.trace_id.hex(), link.span_id.hex()) for link in s.links],
                         status=s.status.code,
                         resource=resource,
+                        start_ns=s.start_time_unix_nano,
+                        end_ns=s.end_time_unix_nano,
                     )
                 )
     return out

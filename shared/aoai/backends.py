@@ -39,6 +39,7 @@ from shared.core.errors import (
     UpstreamTimeout,
     retry_after_seconds,
 )
+from shared.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -203,25 +204,41 @@ class Backends:
         )
         return True
 
-    def route(self, deployment: str, *, retries: bool = True, pinned: str | None = None) -> Route:
+    def route(
+        self,
+        deployment: str,
+        *,
+        retries: bool = True,
+        pinned: str | None = None,
+        operation: str | None = None,
+    ) -> Route:
         """One call's way through the backends. `retries=False`: no attempt uses the SDK's
         retries (queue jobs, which never sleep on the service's behalf). `pinned`: only that
         backend, whatever the priorities say (a stored response lives on the account that
-        created it): a cooling one is waited for, never passed over."""
-        return Route(self, deployment, retries, pinned)
+        created it): a cooling one is waited for, never passed over. `operation`: the GenAI
+        operation (chat | embeddings | responses) its attempts' spans are named by (default:
+        what the route declared: shared/telemetry/tracing.py `set_operation`)."""
+        return Route(self, deployment, retries, pinned, operation)
 
 
 class Route:
     """One call: `await route.send(call)`; `route.backend` names the backend that answered
-    (or whose error was raised), for the usage record."""
+    (or whose error was raised), for the usage record. Each attempt is a CLIENT span and
+    counts in app.upstream.requests; a move to the next backend in app.upstream.spillovers."""
 
     def __init__(
-        self, backends: Backends, deployment: str, retries: bool, pinned: str | None = None
+        self,
+        backends: Backends,
+        deployment: str,
+        retries: bool,
+        pinned: str | None = None,
+        operation: str | None = None,
     ) -> None:
         self._backends = backends
         self.deployment = deployment
         self._retries = retries
         self._pinned = pinned
+        self.operation = operation
         self.backend: str | None = None
 
     async def send(self, call: Callable[[Target], Awaitable[T]]) -> T:
@@ -247,7 +264,8 @@ class Route:
             self.backend = backend.name
             self._backends.picked(backend)
             try:
-                return await call(Target(backend.name, name, client))
+                with tracing.upstream_span(self.operation, self.deployment, backend.name, client):
+                    return await call(Target(backend.name, name, client))
             except openai.OpenAIError as error:
                 if not self._backends.cool(backend.name, self.deployment, error):
                     raise
@@ -260,6 +278,7 @@ class Route:
                     backend.name,
                     order[index + 1].name,
                 )
+                tracing.spilled(backend.name, order[index + 1].name)
         raise AssertionError("unreachable: candidates() is never empty")
 
     def _answer(self, refused: list[tuple[str, openai.OpenAIError]]) -> openai.OpenAIError:

@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 # The HTTP streaming extension's Request/Response are FastAPI's own classes (re-exported by
 # azurefunctions.extensions.http.fastapi, which ships no type information).
 from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from shared.core.errors import AppError, InvalidRequest, TooLarge, translate, validation_details
 from shared.core.models import ErrorDetail, ErrorResponse
+from shared.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -98,26 +100,42 @@ async def guarded(req: Request, handle: Callable[[str], Awaitable[Response]]) ->
     """Run a handler with a server-made request id; turn every error into a JSON error answer.
 
     The answer carries the server's id as `x-request-id` and echoes a well-formed caller id
-    as `x-client-request-id`."""
+    as `x-client-request-id`. The call is one span (shared/telemetry/tracing.py), continuing
+    the caller's `traceparent` and named in the answer's `traceresponse`; a streamed answer's
+    span ends with its last byte."""
     request_id = new_request_id()
     client_id = client_request_id_of(req)
-    try:
-        response = await handle(request_id)
-    except Exception as error:
-        known = translate(error)
-        if known is not None:
-            response = error_response(known)
-        else:
-            log.exception(
-                "unhandled error in %s %s (request %s)", req.method, req.url.path, request_id
-            )
-            response = json_response(
-                ErrorResponse(
-                    error=ErrorDetail(code="internal_error", message="internal error; see logs")
-                ),
-                500,
-            )
+    span = tracing.start_http_span(
+        req.method, tracing.http_route(req.url.path, req.path_params), req.headers
+    )
+    error_type: str | None = None
+    with tracing.current(span):
+        try:
+            response = await handle(request_id)
+        except Exception as error:
+            known = translate(error)
+            if known is not None:
+                error_type = known.code
+                response = error_response(known)
+            else:
+                error_type = "internal_error"
+                log.exception(
+                    "unhandled error in %s %s (request %s)", req.method, req.url.path, request_id
+                )
+                response = json_response(
+                    ErrorResponse(
+                        error=ErrorDetail(code="internal_error", message="internal error; see logs")
+                    ),
+                    500,
+                )
     response.headers["x-request-id"] = request_id
     if client_id is not None:
         response.headers["x-client-request-id"] = client_id
+    response.headers.update(tracing.response_header(span))
+    if isinstance(response, StreamingResponse):
+        response.body_iterator = tracing.traced_body(
+            response.body_iterator, span, response.status_code, error_type
+        )
+    else:
+        tracing.end_http_span(span, response.status_code, error_type)
     return response

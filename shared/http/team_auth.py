@@ -24,6 +24,7 @@ from shared.metering.callers import (
 )
 from shared.metering.teams import Team
 from shared.runtime import Runtime
+from shared.telemetry import names, tracing
 
 # Azure OpenAI's own 401 answers (`{"error": {"code": "401", "message": ...}}`), which the
 # gateway routes give, as Azure would, so SDKs raise their AuthenticationError.
@@ -69,4 +70,5 @@ async def team_caller(
             "this route needs a team key in the api-key header or as Authorization: Bearer"
             + (", or a signed-in member of one team" if rt.settings.entra_auth else "")
         )
+    tracing.annotate({names.TEAM: team.id})
     return Caller(client_request_id_of(req), principal, team), team

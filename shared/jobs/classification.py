@@ -40,6 +40,7 @@ from shared.jobs.models import Item, JobSpec, ResultDoc
 from shared.jobs.results import answer_in_parts, failed_result, request_usage_id, share_usage
 from shared.jobs.store import result_id
 from shared.metering.bookkeeper import Bookkeeper, CallSite
+from shared.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,13 @@ class ClassificationService:
         prompt = args["messages"]
         started = time.perf_counter()
         try:
-            raw = await target.client.chat.completions.with_raw_response.create(**args)
+            raw = await tracing.traced_upstream(
+                "chat",
+                spec.deployment,
+                target.backend,
+                target.client,
+                target.client.chat.completions.with_raw_response.create(**args),
+            )
         except openai.OpenAIError as error:
             if isinstance(error, openai.APIStatusError):
                 reservation.refused(error.response.headers)

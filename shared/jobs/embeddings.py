@@ -31,6 +31,7 @@ from shared.jobs.models import Item, JobSpec, ResultDoc
 from shared.jobs.results import answer_in_parts, failed_result, request_usage_id, share_usage
 from shared.jobs.store import result_id
 from shared.metering.bookkeeper import Bookkeeper, CallSite
+from shared.telemetry import tracing
 
 
 def estimate_tokens(text: str) -> int:
@@ -181,7 +182,13 @@ class EmbeddingService:
         record_id = request_usage_id(site, [i.id for i in group])
         started = time.perf_counter()
         try:
-            raw = await target.client.embeddings.with_raw_response.create(**args)
+            raw = await tracing.traced_upstream(
+                "embeddings",
+                spec.deployment,
+                target.backend,
+                target.client,
+                target.client.embeddings.with_raw_response.create(**args),
+            )
         except openai.OpenAIError as error:
             if isinstance(error, openai.APIStatusError):
                 reservation.refused(error.response.headers)

@@ -29,6 +29,7 @@ from shared.jobs.models import (
     JobKind,
     JobSpec,
 )
+from shared.telemetry import tracing
 
 JOB_TYPES: dict[JobKind, type[EmbeddingJob] | type[ClassificationJob]] = {
     "embedding": EmbeddingJob,
@@ -150,6 +151,7 @@ async def read_message(
             "created_at": check.created_at,
             "answers_blob": check.answers_blob,
             "budget_since": check.budget_since,
+            "traceparent": check.traceparent,
         }
         return job.model_copy(update=carried), check.items_blob
     return parse_job(kind, body if isinstance(document, dict) else b"[]", settings), None
@@ -159,7 +161,11 @@ async def enqueue(
     queues: JobQueues, queue: str, job: Job, *, delay_seconds: float = 0, blob: str | None = None
 ) -> str:
     """Put `job` on `queue`; too large for one message, its JSON goes to a blob (`blob`, or a
-    new name under the job's folder) and the message is a claim check. Returns the message id."""
+    new name under the job's folder) and the message is a claim check. Returns the message id.
+    A job without a `traceparent` takes the current span's (the submitting call's, or the
+    message's whose continuation this is): the next message's span links to it."""
+    if job.traceparent is None:
+        job = job.model_copy(update={"traceparent": tracing.current_traceparent()})
     text = job.model_dump_json(exclude_none=True, exclude_defaults=False)
     delay = max(0, round(delay_seconds))
     if fits_in_message(text):
@@ -177,6 +183,7 @@ async def enqueue(
         created_at=job.created_at,
         answers_blob=job.answers_blob,
         budget_since=job.budget_since,
+        traceparent=job.traceparent,
     )
     return await queues.send(queue, check, delay_seconds=delay)
 

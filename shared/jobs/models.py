@@ -16,6 +16,7 @@ from shared.core.clock import now
 from shared.core.models import CategoryResult, ErrorDetail, Tags, Usage
 from shared.core.settings import Settings
 from shared.metering.team_keys import TEAM_ID_PATTERN
+from shared.telemetry.tracing import TRACEPARENT_PATTERN
 
 JobKind = Literal["embedding", "classification"]
 JobMode = Literal["realtime", "batch"]
@@ -89,6 +90,10 @@ class _JobBase(_Strict):
     # Since when the rest has waited for its team's budget (JOB_BUDGET_MAX_WAIT counts from
     # it): set on a continuation sent back to wait for the budget, cleared on any other.
     budget_since: datetime | None = None
+    # The submitting call's span (W3C `traceparent`), set by the app when it queues the job:
+    # each message's span links to it (shared/telemetry/tracing.py). Optional: a message
+    # written before it existed, or dropped on the queue by another system, has none.
+    traceparent: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN)
 
     @model_validator(mode="after")
     def _within_limits(self, info: ValidationInfo) -> _JobBase:
@@ -150,6 +155,7 @@ class ClaimCheck(_Strict):
     created_at: datetime | None = None
     answers_blob: str | None = Field(default=None, max_length=1024)
     budget_since: datetime | None = None
+    traceparent: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN)
 
 
 class SubmitAccepted(BaseModel):

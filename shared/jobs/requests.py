@@ -54,8 +54,9 @@ class JobRequests:
         one) is the same 400 as an unknown model.
         `principal_id` is the signed-in caller; a `principal_id` in the body is replaced by it
         (a caller must not bill someone else), and `attempt`, `reason`, `lease`, `created_at`,
-        `answers_blob` and `budget_since` are reset (a caller must not spend its job's retries,
-        jump its lease, skip its budget's wait or bring results of its own)."""
+        `answers_blob`, `budget_since` and `traceparent` are reset (a caller must not spend
+        its job's retries, jump its lease, skip its budget's wait or bring results of its own;
+        the message carries this call's own span, and `_body_hash` never sees it)."""
         try:
             job = parse_job(kind, body, self.settings)
             # The signed-in caller, and a first attempt: `attempt` and `reason` belong to
@@ -70,6 +71,7 @@ class JobRequests:
                     "created_at": None,
                     "answers_blob": None,
                     "budget_since": None,
+                    "traceparent": None,  # enqueue sets this call's own
                 }
             )
             spec = job_spec(job, self.settings, models)

@@ -54,6 +54,7 @@ from shared.jobs.team_budget import gave_up, team_budget, team_job_spec
 from shared.metering.budget_wait import budget_wait
 from shared.metering.team_directory import TeamDirectory
 from shared.metering.team_limits import TeamLimiter
+from shared.telemetry import names, tracing
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,17 @@ class JobWorker:
 
     async def handle(self, kind: JobKind, message: Message) -> None:
         """Process one job message. Raises only when nothing could be settled (then the host
-        redelivers it; after maxDequeueCount the poison sweep records it)."""
+        redelivers it; after maxDequeueCount the poison sweep records it). The message is one
+        trace (`process <queue>`), linked to the call that submitted the job."""
+        with tracing.message_span(message.queue, **{names.JOB_KIND: kind}):
+            await self._handle(kind, message)
+
+    async def _handle(self, kind: JobKind, message: Message) -> None:
         try:
             job, _ = await read_message(kind, message.body, self.queues, self.settings)
+            tracing.link_to(job.traceparent)
             spec = await team_job_spec(job, self.settings, self.teams)
+            tracing.annotate({names.TEAM: spec.team, names.JOB_MODE: job.mode})
         except InvalidJob as error:
             await self.record_invalid(kind, message, error)
             return
