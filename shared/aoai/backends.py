@@ -216,8 +216,8 @@ class Backends:
         retries (queue jobs, which never sleep on the service's behalf). `pinned`: only that
         backend, whatever the priorities say (a stored response lives on the account that
         created it): a cooling one is waited for, never passed over. `operation`: the GenAI
-        operation (chat | embeddings | responses) its attempts' spans are named by (default:
-        what the route declared: shared/telemetry/tracing.py `set_operation`)."""
+        operation (chat | embeddings | responses) its attempts' spans are named by (the
+        metered call's; unset, a span is named by the deployment alone)."""
         return Route(self, deployment, retries, pinned, operation)
 
 

@@ -32,7 +32,6 @@ from shared.metering.callers import (
 from shared.metering.models import UsageQuery
 from shared.metering.report import usage_report
 from shared.runtime import Runtime
-from shared.telemetry import tracing
 
 B = TypeVar("B", ChatCompletionsBody, EmbeddingsBody, ResponsesBody)
 
@@ -45,7 +44,6 @@ SSE_HEADERS = {
 
 async def chat(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/chat`: JSON answer, or Server-Sent Events when `stream` is true."""
-    tracing.set_operation("chat")
     caller, _ = await team_caller(rt, req, CHAT_ROLE)
     request = await read_json(req, ChatRequest, context={"settings": rt.settings})
     if not request.stream:
@@ -157,21 +155,18 @@ async def gateway_chat(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/openai/deployments/{deployment}/chat/completions`, and, model in the body,
     `POST /api/openai/v1/chat/completions` and `/api/v1/chat/completions`: the service's
     answer, unchanged."""
-    tracing.set_operation("chat")
     return await _forward(rt, req, request_id, ChatCompletionsBody, rt.gateway.chat)
 
 
 async def gateway_embeddings(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/openai/deployments/{deployment}/embeddings`, `/api/openai/v1/embeddings`
     and `/api/v1/embeddings`."""
-    tracing.set_operation("embeddings")
     return await _forward(rt, req, request_id, EmbeddingsBody, rt.gateway.embeddings)
 
 
 async def gateway_responses(rt: Runtime, req: Request, request_id: str) -> Response:
     """`POST /api/openai/v1/responses`, `/api/openai/responses?api-version=` and
     `/api/v1/responses` (shared/gateway/responses.py)."""
-    tracing.set_operation("responses")
 
     async def create(body: ResponsesBody, _: str | None, origin: Origin) -> Forwarded:
         return await rt.responses.create(body, origin)
@@ -185,7 +180,6 @@ async def gateway_stored_response(
     """`GET`/`DELETE .../responses/{response_id}`, `GET .../input_items` (`suffix`
     `/input_items`), `POST .../cancel` (`/cancel`), in each shape: sent to the backend that
     created the response; another team's id is the service's 404."""
-    tracing.set_operation("responses")
     caller, _ = await team_caller(rt, req, CHAT_ROLE, azure=True)
     tags = parse_tags(req.headers.get("x-usage-tags"))
     origin = Origin(caller, request_id, tags, None)

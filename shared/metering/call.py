@@ -167,7 +167,11 @@ class MeteredCall:
         On failure the booking is given back, the failed call recorded (with a filter event
         for a refused prompt), and the AppError the caller sees is raised, chained to the
         SDK's error: an `openai.APIStatusError` cause holds the service's own error answer."""
-        route = self._meter.backends.route(self.site.deployment, pinned=pinned)
+        route = self._meter.backends.route(
+            self.site.deployment,
+            pinned=pinned,
+            operation=metrics.operation_name(self.site.operation),
+        )
         try:
             async with asyncio.timeout(deadline):
                 answer = await route.send(call)

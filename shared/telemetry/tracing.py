@@ -16,7 +16,6 @@ a header's value (docs/telemetry.md#traces).
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterator, Mapping
@@ -50,11 +49,6 @@ MESSAGING_OPERATION: Final = "messaging.operation.type"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACEPARENT = re.compile(TRACEPARENT_PATTERN)
-# The GenAI operation of the call in flight (chat | embeddings | responses), set by the route
-# that knows it, for the upstream spans of a call that does not pass it down.
-_OPERATION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "gen_ai_operation", default=None
-)
 
 
 @functools.cache
@@ -95,15 +89,6 @@ def annotate(attributes: Mapping[str, str | int | None]) -> None:
     for key, value in attributes.items():
         if value is not None:
             span.set_attribute(key, value)
-
-
-def set_operation(operation: str) -> None:
-    """Declare the GenAI operation (names.OPERATION) of the call this task is making."""
-    _OPERATION.set(operation)
-
-
-def current_operation() -> str | None:
-    return _OPERATION.get()
 
 
 def current(span: Span) -> Any:
@@ -262,7 +247,6 @@ def upstream_span(
     """One attempt at Azure OpenAI: a CLIENT span `{operation} {deployment}` with the GenAI
     attributes, and `app.upstream.requests` counted with its outcome. Only names: the request
     and the answer are never read here."""
-    operation = operation or current_operation()
     attributes: dict[str, str] = {
         names.PROVIDER: names.PROVIDER_NAME,
         names.DEPLOYMENT: deployment,
