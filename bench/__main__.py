@@ -66,11 +66,19 @@ RUNS = (
         ("--requests", "40", "--warmup", "5"),
     ),
     Run("host_cpu", "bench.host_cpu", ("--requests", "300"), ("--requests", "60")),
+    # The deployed default (TRACE_SAMPLE_RATIO 0.1 in infra/main.bicep: a tenth of the traces
+    # that come without a caller's, every metric), then every trace sampled.
     Run(
         "telemetry_cost",
         "bench.telemetry_cost",
-        ("--rounds", "10", "--requests", "300"),
-        ("--rounds", "3", "--requests", "150", "--stream-requests", "60"),
+        ("--rounds", "10", "--requests", "300", "--sample", "0.1"),
+        ("--rounds", "3", "--requests", "150", "--stream-requests", "60", "--sample", "0.1"),
+    ),
+    Run(
+        "telemetry_cost_all_traces",
+        "bench.telemetry_cost",
+        ("--rounds", "10", "--requests", "300", "--stream-requests", "0"),
+        ("--rounds", "3", "--requests", "150", "--stream-requests", "0"),
     ),
     Run("batch_ingest", "bench.batch_ingest", ("--lines", "100000"), ("--lines", "5000")),
     Run(

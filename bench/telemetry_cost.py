@@ -5,15 +5,16 @@ a local OTLP receiver, against the same host settings with telemetry off, in the
 
 Two hosts run side by side on one stack (emulators, the simulator without quota): "off" has
 no `OTEL_EXPORTER_OTLP_ENDPOINT` (the API's no-op meters and tracers), "on" exports over
-OTLP/HTTP to devstack/otlp_receiver.py with the worst case of the settings: metrics every
-`--export-ms` (1000: several exports land inside each round), every trace sampled
-(`OTEL_TRACES_SAMPLER=always_on`), spans sent every 200 ms (`OTEL_BSP_SCHEDULE_DELAY`, so a
-round's spans are exported, and charged, within the round). Rounds alternate between the two
-(off, on, on, off, off, on, ...) so drift on the machine hits both alike; each round sends
-`--requests` non-streamed `/api/chat` calls (then as many streamed ones, `--stream-requests`)
-and reads the host process's CPU time (utime + stime, /proc) before and after, plus a short
-settle so the round's last exports are in. The figure is median(on) - median(off) of the
-rounds' CPU ms per chat: `telemetry_added_cpu_ms_per_chat`, target under 0.5 ms.
+OTLP/HTTP to devstack/otlp_receiver.py: metrics every `--export-ms` (1000: several exports
+land inside each round), every trace sampled (`OTEL_TRACES_SAMPLER=always_on`, the worst
+case) or, with `--sample R`, the share R of them (`parentbased_traceidratio`; the deployed
+default is 0.1), spans sent every 200 ms (`OTEL_BSP_SCHEDULE_DELAY`, so a round's spans are
+exported, and charged, within the round). Rounds alternate between the two (off, on, on, off,
+off, on, ...) so drift on the machine hits both alike; each round sends `--requests`
+non-streamed `/api/chat` calls (then as many streamed ones, `--stream-requests`) and reads the
+host process's CPU time (utime + stime, /proc) before and after, plus a short settle so the
+round's last exports are in. The figure is median(on) - median(off) of the rounds' CPU ms per
+chat: `telemetry_added_cpu_ms_per_chat`, target under 0.5 ms.
 
 The receiver's metric points and spans prove the "on" host exported (and only it: every
 record names its process in `service.instance.id`). The timers are moved to once a day in
@@ -53,14 +54,21 @@ QUIET_TIMERS = {
 SIDES = ("off", "on")
 
 
-def exporting(endpoint: str, export_ms: int) -> dict[str, str]:
-    """The "on" host's settings beside the shared ones: the worst case of the knobs."""
+def exporting(endpoint: str, export_ms: int, ratio: float | None = None) -> dict[str, str]:
+    """The "on" host's settings beside the shared ones: every trace sampled (the worst
+    case), or `ratio` of the traces that come without a caller's."""
+    sampler = {"OTEL_TRACES_SAMPLER": "always_on"}
+    if ratio is not None:
+        sampler = {
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": str(ratio),
+        }
     return {
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_METRIC_EXPORT_INTERVAL": str(export_ms),
-        "OTEL_TRACES_SAMPLER": "always_on",
         "OTEL_BSP_SCHEDULE_DELAY": str(SPAN_DELAY_MS),
+        **sampler,
     }
 
 
@@ -148,11 +156,13 @@ def received(otlp: OtlpReceiver, on_pid: int) -> dict[str, Any]:
 
 
 @contextmanager
-def hosts(stack: Stack, otlp: OtlpReceiver, export_ms: int) -> Iterator[dict[str, Side]]:
+def hosts(
+    stack: Stack, otlp: OtlpReceiver, export_ms: int, ratio: float | None
+) -> Iterator[dict[str, Side]]:
     with ExitStack() as running:
         off = running.enter_context(stack.host(QUIET_TIMERS))
         on = running.enter_context(
-            stack.host({**QUIET_TIMERS, **exporting(otlp.endpoint, export_ms)})
+            stack.host({**QUIET_TIMERS, **exporting(otlp.endpoint, export_ms, ratio)})
         )
         yield {"off": Side(off), "on": Side(on)}
 
@@ -163,7 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with (
         OtlpReceiver() as otlp,
         rig(simulator_config(per_token_ms=0.0), TimeScale(60.0)) as stack,
-        hosts(stack, otlp, args.export_ms) as sides,
+        hosts(stack, otlp, args.export_ms, args.sample) as sides,
     ):
         for side in sides.values():  # connections opened, code paths warm, on both
             for kind in kinds:
@@ -197,6 +207,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--export-ms", type=int, default=1000, help="OTEL_METRIC_EXPORT_INTERVAL")
+    parser.add_argument(
+        "--sample",
+        type=float,
+        default=None,
+        help="sample this share of the traces (parentbased_traceidratio); default: all",
+    )
     args = parser.parse_args(argv)
     if args.stream_requests is None:
         args.stream_requests = args.requests
@@ -206,7 +222,9 @@ def main(argv: list[str] | None = None) -> None:
         {
             "benchmark": "telemetry_cost",
             "workload": "/api/chat, 20-token prompt, max_tokens 16, simulator at once; "
-            "on: OTLP/HTTP to a loopback receiver, all traces sampled",
+            "on: OTLP/HTTP to a loopback receiver, every metric, "
+            + (f"{args.sample:g} of the traces" if args.sample is not None else "every trace"),
+            "trace_sample": args.sample if args.sample is not None else 1.0,
             **machine(),
             "rounds_each": args.rounds,
             "requests_per_round": args.requests,

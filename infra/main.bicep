@@ -33,6 +33,8 @@ param alertEmailAddress string = ''
 @minValue(1)
 @maxValue(100)
 param throttledSharePercent int = 5
+@description('Share of the traces the app samples when the caller sends none (OTEL_TRACES_SAMPLER_ARG of parentbased_traceidratio), from 0 to 1; a caller\'s sampled traceparent is always followed. Metrics count every call.')
+param traceSampleRatio string = '0.1'
 
 @minValue(1)
 @description('Monthly cost budget for the resource group, in the billing currency.')
@@ -402,6 +404,10 @@ var appSettings = {
   AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.appInsightsConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  // The app's traces (docs/telemetry.md): a tenth by default, so ingestion and the host's CPU
+  // stay small; every metric is sent whatever the sampling.
+  OTEL_TRACES_SAMPLER: 'parentbased_traceidratio'
+  OTEL_TRACES_SAMPLER_ARG: traceSampleRatio
   // HTTP streaming (azurefunctions-extensions-http-fastapi) needs the worker to index at init.
   PYTHON_ENABLE_INIT_INDEXING: '1'
   AZURE_OPENAI_ENDPOINT: openAi.outputs.endpoint

@@ -862,6 +862,9 @@ def check_required_settings(root: Path, required: frozenset[str]) -> Problems:
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": (
             "ClientId=${identity.outputs.clientId};Authorization=AAD"
         ),
+        # The app's traces are sampled (docs/telemetry.md): a ratio of those without a caller's.
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "traceSampleRatio",
     }
     for name, value in expected_literals.items():
         _expect(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,3 +18,14 @@ async def control_plane(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClien
     async with httpx.AsyncClient(base_url=sim.url) as client:
         yield client
         (await client.post("/sim/reset", json={"config": True})).raise_for_status()
+
+
+def backends_setting(*sims: RunningSimulator) -> str:
+    """AOAI_BACKENDS for these simulators, first to last in priority, named first, second..."""
+    order = ("first", "second", "third", "fourth")
+    return json.dumps(
+        [
+            {"name": order[i], "endpoint": sim.url, "priority": i + 1, "api_key": sim.api_key}
+            for i, sim in enumerate(sims)
+        ]
+    )

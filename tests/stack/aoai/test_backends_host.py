@@ -25,7 +25,7 @@ from shared.core.store import USAGE, Store
 from tests.support.hosts import app_host
 from tests.support.jobs_stack import JOB_SETTINGS, queue_names, submit, wait_job
 from tests.support.records import query_until
-from tests.support.simulator import control_plane
+from tests.support.simulator import backends_setting, control_plane
 
 API_VERSION = "2025-04-01-preview"
 COOLDOWN = 1.0  # AOAI_BACKEND_COOLDOWN_SECONDS of the host below
@@ -49,16 +49,11 @@ def host(
     sims: tuple[RunningSimulator, RunningSimulator],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AppHost]:
-    first, second = sims
-    backends = [
-        {"name": "first", "endpoint": first.url, "priority": 1, "api_key": first.api_key},
-        {"name": "second", "endpoint": second.url, "priority": 2, "api_key": second.api_key},
-    ]
     environ = {
         **app_environ,
         **JOB_SETTINGS,
         **queue_names("backends"),
-        "AOAI_BACKENDS": json.dumps(backends),
+        "AOAI_BACKENDS": backends_setting(*sims),
         "AOAI_BACKEND_COOLDOWN_SECONDS": str(COOLDOWN),
         "EMBEDDING_MAX_INPUTS": "2",  # many small requests per job
     }

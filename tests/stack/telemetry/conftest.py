@@ -15,6 +15,15 @@ from tests.support.hosts import HOST_SETTINGS, app_host
 EXPORT_MS = 500
 
 
+def exporting_to(otlp: OtlpReceiver) -> dict[str, str]:
+    """The settings that make a host export to `otlp` every EXPORT_MS."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_METRIC_EXPORT_INTERVAL": str(EXPORT_MS),
+    }
+
+
 @pytest.fixture(scope="module")
 def otlp() -> Iterator[OtlpReceiver]:
     with OtlpReceiver() as receiver:
@@ -30,9 +39,7 @@ def host(
         **HOST_SETTINGS,
         # Queues of its own: no job message left by another module is counted here.
         **fresh_queues("tel"),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_METRIC_EXPORT_INTERVAL": str(EXPORT_MS),
+        **exporting_to(otlp),
     }
     with app_host(environ, tmp_path_factory.mktemp("telemetry")) as running:
         yield running

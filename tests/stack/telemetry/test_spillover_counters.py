@@ -4,7 +4,6 @@ call's trace holds both attempts, the refused one marked with `error.type` 429."
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
 
@@ -15,9 +14,9 @@ from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_sim
 from devstack.hosted_app import AppHost
 from devstack.otlp_receiver import OtlpReceiver
 from shared.telemetry import names
-from tests.stack.telemetry.conftest import EXPORT_MS
+from tests.stack.telemetry.conftest import exporting_to
 from tests.support.hosts import HOST_SETTINGS, app_host
-from tests.support.simulator import control_plane
+from tests.support.simulator import backends_setting, control_plane
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +35,12 @@ def host(
     sims: tuple[RunningSimulator, RunningSimulator],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AppHost]:
-    first, second = sims
-    backends = [
-        {"name": "first", "endpoint": first.url, "priority": 1, "api_key": first.api_key},
-        {"name": "second", "endpoint": second.url, "priority": 2, "api_key": second.api_key},
-    ]
     environ = {
         **app_environ,
         **HOST_SETTINGS,
-        "AOAI_BACKENDS": json.dumps(backends),
+        "AOAI_BACKENDS": backends_setting(*sims),
         "AOAI_BACKEND_COOLDOWN_SECONDS": "1",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        "OTEL_METRIC_EXPORT_INTERVAL": str(EXPORT_MS),
+        **exporting_to(otlp),
     }
     with app_host(environ, tmp_path_factory.mktemp("spill")) as running:
         yield running

@@ -16,6 +16,7 @@ def _side(median: float) -> dict[str, Any]:
 def _run(added_json: float, added_stream: float | None) -> dict[str, Any]:
     run: dict[str, Any] = {
         "rounds_each": 3,
+        "trace_sample": 0.1,
         "receiver": {"metric_points": 12, "spans": 300},
         "chat_json": {"off": _side(5.0), "on": _side(5.0 + added_json), "added_ms": added_json},
     }
@@ -43,10 +44,20 @@ def test_the_table_shows_both_medians_and_what_the_receiver_got() -> None:
     results = {**headline(runs), "runs": runs}
     rows = {row[0]: row for row in _rows(results)}
     assert rows["telemetry_added_cpu_ms_per_chat"][1] == "0.31"
-    _, value, why = rows["telemetry: host CPU ms/chat off vs on"]
+    _, value, why = rows["telemetry (0.1 of traces): host CPU ms/chat off vs on"]
     assert value == "5.0 vs 5.31"
     assert "12 metric points, 300 spans" in why
 
 
 def test_no_telemetry_run_no_telemetry_headline() -> None:
     assert not any(key.startswith("telemetry") for key in headline({}))
+
+
+def test_every_trace_sampled_is_its_own_figure_beside_the_default() -> None:
+    every = _run(1.0, None)
+    every["trace_sample"] = 1.0
+    out = headline({"telemetry_cost": _run(0.3, None), "telemetry_cost_all_traces": every})
+    assert out["telemetry_added_cpu_ms_per_chat"] == 0.3
+    assert out["telemetry_trace_sample"] == 0.1
+    assert out["telemetry_within_target"] is True
+    assert out["telemetry_added_cpu_ms_per_chat_all_traces"] == 1.0
