@@ -48,6 +48,7 @@ from shared.metering.team_admin import TeamAdmin
 from shared.metering.team_directory import TeamDirectory
 from shared.metering.team_limits import TeamLimiter
 from shared.metering.teams import TeamStore
+from shared.telemetry import tracing
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,8 @@ def create_runtime(settings: Settings) -> Runtime:
         create_credential(settings) if uses_entra_id(settings) else None
     )
     connection = create_connection(settings, credential=credential)
-    store = create_store(settings, credential)
-    queues = create_queues(settings, credential)
+    store = create_store(settings, credential, tracing.store_span)
+    queues = create_queues(settings, credential, tracing.queue_span)
     rollups = UsageRollups(store)
     outbox = Outbox(store, queues, settings.outbox_queue, rollups=rollups)
     books = Bookkeeper(

@@ -21,6 +21,7 @@ from azure.storage.queue.aio import QueueClient, QueueServiceClient
 from pydantic import BaseModel
 
 from shared.core.settings import Settings
+from shared.core.store import Traced, untraced
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,13 @@ class JobQueues:
     """The app's queues and claim-check container. Create with :func:`create_queues`."""
 
     def __init__(
-        self, queues: QueueServiceClient, blobs: BlobServiceClient, claim_check_container: str
+        self,
+        queues: QueueServiceClient,
+        blobs: BlobServiceClient,
+        claim_check_container: str,
+        traced: Traced = untraced,
     ) -> None:
+        self._traced = traced
         self._queues = queues
         self._blobs = blobs
         self._container = blobs.get_container_client(claim_check_container)
@@ -91,11 +97,13 @@ class JobQueues:
                 "use a claim check"
             )
         delay = max(0, min(int(delay_seconds), MAX_VISIBILITY_DELAY_SECONDS))
-        sent = await self.queue(queue_name).send_message(text, visibility_timeout=delay or None)
+        with self._traced("send_message", queue_name):
+            sent = await self.queue(queue_name).send_message(text, visibility_timeout=delay or None)
         return str(sent.id)
 
     async def put_payload(self, blob_name: str, data: bytes) -> None:
-        await self._container.upload_blob(blob_name, data, overwrite=True)
+        with self._traced("upload_blob", self._container.container_name):
+            await self._container.upload_blob(blob_name, data, overwrite=True)
 
     async def delete_payload(self, blob_name: str) -> None:
         """Delete a claim-check blob; one already gone is no error."""
@@ -133,8 +141,13 @@ def _blob_uri_for(settings: Settings) -> str:
 RETRY: Final[dict[str, Any]] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2}
 
 
-def create_queues(settings: Settings, credential: AsyncTokenCredential | None = None) -> JobQueues:
-    """Connection string when `AzureWebJobsStorage` is set (Azurite), else Entra ID."""
+def create_queues(
+    settings: Settings,
+    credential: AsyncTokenCredential | None = None,
+    traced: Traced = untraced,
+) -> JobQueues:
+    """Connection string when `AzureWebJobsStorage` is set (Azurite), else Entra ID; each send
+    and upload inside `traced` (a span, in the app's runtime)."""
     if settings.storage_connection_string is not None:
         conn = settings.storage_connection_string.get_secret_value()
         queues = QueueServiceClient.from_connection_string(conn, **RETRY)
@@ -144,4 +157,4 @@ def create_queues(settings: Settings, credential: AsyncTokenCredential | None = 
             raise ValueError("identity-based storage needs the process's Entra credential")
         queues = QueueServiceClient(str(settings.storage_queue_uri), credential=credential, **RETRY)
         blobs = BlobServiceClient(_blob_uri_for(settings), credential=credential, **RETRY)
-    return JobQueues(queues, blobs, settings.claim_check_container)
+    return JobQueues(queues, blobs, settings.claim_check_container, traced)

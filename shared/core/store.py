@@ -9,7 +9,8 @@ the partition key is also written into the query text because the local server i
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -76,10 +77,21 @@ class RequestCharge:
             self.reported = True
 
 
+# What a store call runs inside: `traced(operation, container)` is a context manager, a span of
+# the call in a trace (shared/telemetry/tracing.py `store_span`, passed in by shared/runtime.py),
+# or nothing at all (the default: scripts, tests, the CLI).
+Traced = Callable[[str, str], AbstractContextManager[object]]
+
+
+def untraced(_operation: str, _container: str) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
 class Store:
     """The app's Cosmos DB database. Create with :func:`create_store`; close with `aclose`."""
 
-    def __init__(self, client: CosmosClient, database: str) -> None:
+    def __init__(self, client: CosmosClient, database: str, traced: Traced = untraced) -> None:
+        self._traced = traced
         self._client = client
         self._database: DatabaseProxy = client.get_database_client(database)
         self.database_name = database
@@ -99,12 +111,14 @@ class Store:
         """Insert or replace by `id` (and partition key); the same document twice is one."""
         if not document.get("id"):
             raise ValueError("a document needs a deterministic 'id'")
-        stored: Document = await self.container(container).upsert_item(document)
+        with self._traced("upsert_item", container):
+            stored: Document = await self.container(container).upsert_item(document)
         return stored
 
     async def read(self, container: str, item_id: str, partition_key: str) -> Document | None:
         try:
-            found: Document = await self.container(container).read_item(item_id, partition_key)
+            with self._traced("read_item", container):
+                found: Document = await self.container(container).read_item(item_id, partition_key)
         except CosmosResourceNotFoundError:
             return None
         return found
@@ -125,10 +139,11 @@ class Store:
             query, parameters=params, partition_key=partition_key
         )
         out: list[Document] = []
-        async for item in items:
-            out.append(item)
-            if max_items is not None and len(out) >= max_items:
-                break
+        with self._traced("query_items", container):
+            async for item in items:
+                out.append(item)
+                if max_items is not None and len(out) >= max_items:
+                    break
         return out
 
     async def iterate(
@@ -169,19 +184,21 @@ class Store:
             )
             .by_page(continuation)
         )
-        async for page in pages:
-            items = [item async for item in page]
-            token: str | None = getattr(pages, "continuation_token", None)
-            return items, token
+        with self._traced("query_items", container):
+            async for page in pages:
+                items = [item async for item in page]
+                token: str | None = getattr(pages, "continuation_token", None)
+                return items, token
         return [], None
 
     async def replace_if_unchanged(self, container: str, document: Document, etag: str) -> Document:
         """Replace `document` only if it still has `etag` (optimistic concurrency); raises
         CosmosAccessConditionFailedError (412) when someone else wrote it first. Take `etag`
         from a read: the local server answers an upsert with an etag it does not keep."""
-        stored: Document = await self.container(container).replace_item(
-            document["id"], document, etag=etag, match_condition=MatchConditions.IfNotModified
-        )
+        with self._traced("replace_item", container):
+            stored: Document = await self.container(container).replace_item(
+                document["id"], document, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
         return stored
 
     async def delete_if_unchanged(
@@ -192,7 +209,8 @@ class Store:
             {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         )
         try:
-            await self.container(container).delete_item(item_id, partition_key, **extra)
+            with self._traced("delete_item", container):
+                await self.container(container).delete_item(item_id, partition_key, **extra)
         except (CosmosResourceNotFoundError, CosmosAccessConditionFailedError):
             return False
         return True
@@ -200,7 +218,8 @@ class Store:
     async def create(self, container: str, document: Document) -> Document | None:
         """Insert `document`; None if one with its id already exists (first writer wins)."""
         try:
-            stored: Document = await self.container(container).create_item(document)
+            with self._traced("create_item", container):
+                stored: Document = await self.container(container).create_item(document)
         except CosmosResourceExistsError:
             return None
         return stored
@@ -213,8 +232,13 @@ class Store:
         await self._client.close()
 
 
-def create_store(settings: Settings, credential: AsyncTokenCredential | None = None) -> Store:
-    """Key auth when `COSMOS_KEY` is set (the local server), else Entra ID."""
+def create_store(
+    settings: Settings,
+    credential: AsyncTokenCredential | None = None,
+    traced: Traced = untraced,
+) -> Store:
+    """Key auth when `COSMOS_KEY` is set (the local server), else Entra ID; each call inside
+    `traced` (a span, in the app's runtime)."""
     auth: str | AsyncTokenCredential
     if settings.cosmos_key is not None:
         auth = settings.cosmos_key.get_secret_value()
@@ -231,4 +255,4 @@ def create_store(settings: Settings, credential: AsyncTokenCredential | None = N
         connection_timeout=CONNECT_TIMEOUT_SECONDS,
         timeout=OPERATION_TIMEOUT_SECONDS,
     )
-    return Store(client, settings.cosmos_database)
+    return Store(client, settings.cosmos_database, traced)

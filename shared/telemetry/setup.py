@@ -2,9 +2,11 @@
 
 One MeterProvider and one TracerProvider, set as the global ones, with an exporter per
 destination: OTLP/HTTP (`OTEL_EXPORTER_OTLP_ENDPOINT`) and Azure Monitor
-(`APPLICATIONINSIGHTS_CONNECTION_STRING`, with the managed identity), either or both. The Azure
-SDKs (Cosmos DB, Blob, Queue) add their own spans through azure-core's OpenTelemetry plugin,
-so a store write shows in the trace of the call that made it.
+(`APPLICATIONINSIGHTS_CONNECTION_STRING`, with the managed identity), either or both. The
+store's calls are spans of the app's own (shared/telemetry/tracing.py `store_span`, wired in
+by shared/runtime.py), made only inside a sampled trace; azure-core's OpenTelemetry plugin is
+not used: it wraps every SDK call, sampled or not, in two spans (the method's and its HTTP
+request's), which cost more host CPU per chat than the target allows (docs/telemetry.md).
 
 No LoggerProvider: the Functions host already sends the app's log records to Application
 Insights, and they are not sent twice. Nothing here records a prompt or a completion.
@@ -102,15 +104,7 @@ def configure_telemetry(settings: TelemetrySettings) -> Telemetry | None:
         tracers.add_span_processor(processor)
     metrics.set_meter_provider(meters)
     trace.set_tracer_provider(tracers)
-    _trace_azure_sdks()
     _configured = Telemetry(meters, tracers, tuple(destinations))
     atexit.register(_configured.shutdown)
     log.info("telemetry: exporting metrics and traces to %s", ", ".join(destinations))
     return _configured
-
-
-def _trace_azure_sdks() -> None:
-    """Cosmos DB, Blob and Queue calls as spans (azure-core's OpenTelemetry plugin)."""
-    from azure.core.settings import settings as azure_settings
-
-    azure_settings.tracing_implementation = "opentelemetry"

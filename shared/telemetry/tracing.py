@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Final, TypeVar
 
 import openai
@@ -46,6 +46,10 @@ HTTP_STATUS: Final = "http.response.status_code"
 SERVER_ADDRESS: Final = "server.address"
 MESSAGING_DESTINATION: Final = "messaging.destination.name"
 MESSAGING_OPERATION: Final = "messaging.operation.type"
+MESSAGING_SYSTEM: Final = "messaging.system"
+DB_SYSTEM: Final = "db.system.name"
+DB_COLLECTION: Final = "db.collection.name"
+DB_OPERATION: Final = "db.operation.name"
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACEPARENT = re.compile(TRACEPARENT_PATTERN)
@@ -276,6 +280,37 @@ async def traced_upstream(
     """`await call` (one request to Azure OpenAI) inside its `upstream_span`."""
     with upstream_span(operation, deployment, backend, client):
         return await call
+
+
+# --- the store ----------------------------------------------------------------------------
+
+
+def store_span(operation: str, container: str) -> AbstractContextManager[object]:
+    """A Cosmos DB call (shared/core/store.py) as a CLIENT span `{operation} {container}`,
+    e.g. `upsert_item usage`, inside a recorded trace only: a call no sampled trace holds
+    (an unsampled chat, the local host's own polling) costs one check, not a span."""
+    if not trace.get_current_span().is_recording():
+        return nullcontext()
+    return _failing_span(
+        f"{operation} {container}",
+        SpanKind.CLIENT,
+        {DB_SYSTEM: "azure.cosmosdb", DB_COLLECTION: container, DB_OPERATION: operation},
+    )
+
+
+def queue_span(operation: str, target: str) -> AbstractContextManager[object]:
+    """A message sent to a queue (PRODUCER, `send_message <queue>`) or a claim-check blob
+    written (CLIENT, `upload_blob <container>`) by shared/core/queues.py, in a recorded trace."""
+    if not trace.get_current_span().is_recording():
+        return nullcontext()
+    if operation == "send_message":
+        attributes = {
+            MESSAGING_SYSTEM: "azure.storage.queue",
+            MESSAGING_DESTINATION: target,
+            MESSAGING_OPERATION: "send",
+        }
+        return _failing_span(f"{operation} {target}", SpanKind.PRODUCER, attributes)
+    return _failing_span(f"{operation} {target}", SpanKind.CLIENT, {DB_OPERATION: operation})
 
 
 def spilled(origin: str, to: str) -> None:

@@ -26,7 +26,7 @@ from devstack.otlp_receiver import OtlpReceiver, Span
 from shared.telemetry import names
 
 DEPLOYMENT = "gpt-4o"
-STORE_WRITES = ("ContainerProxy.upsert_item", "ContainerProxy.create_item")
+STORE_WRITES = ("upsert_item", "create_item", "replace_item")  # db.operation.name
 
 
 def new_traceparent() -> tuple[str, str, str]:
@@ -36,11 +36,12 @@ def new_traceparent() -> tuple[str, str, str]:
 
 
 def is_call_work(span: Span) -> bool:
-    """A span of the work a call does itself: a store write or read, a queue send, an upstream
-    attempt. (The local host's own queue-trigger polling, `QueueClient.receive_messages`,
-    is its own root: on Azure the Functions host polls, outside the app.)"""
-    return span.name.startswith(("ContainerProxy.", "QueueClient.send_message", "BlobClient.")) or (
-        span.kind == "client" and names.OPERATION in span.attributes
+    """A span of the work a call does itself: a store call, a queue send or blob upload, an
+    upstream attempt."""
+    return (
+        "db.operation.name" in span.attributes
+        or span.kind == "producer"
+        or (span.kind == "client" and names.OPERATION in span.attributes)
     )
 
 
@@ -58,7 +59,13 @@ def upstream(spans: list[Span]) -> list[Span]:
 
 
 def store_writes(spans: list[Span]) -> list[Span]:
-    return [s for s in spans if s.name in STORE_WRITES]
+    """The Cosmos DB writes: `upsert_item usage`, with db.system.name azure.cosmosdb."""
+    return [
+        s
+        for s in spans
+        if s.attributes.get("db.system.name") == "azure.cosmosdb"
+        and s.attributes.get("db.operation.name") in STORE_WRITES
+    ]
 
 
 def under(spans: list[Span], root: Span) -> set[str]:
