@@ -132,10 +132,10 @@ async def guarded(req: Request, handle: Callable[[str], Awaitable[Response]]) ->
     if client_id is not None:
         response.headers["x-client-request-id"] = client_id
     response.headers.update(tracing.response_header(span))
-    if isinstance(response, StreamingResponse):
+    if isinstance(response, StreamingResponse) and span.is_recording():
         response.body_iterator = tracing.traced_body(
             response.body_iterator, span, response.status_code, error_type
         )
-    else:
+    else:  # an unsampled span records nothing: its stream passes unwrapped
         tracing.end_http_span(span, response.status_code, error_type)
     return response

@@ -156,8 +156,10 @@ def response_header(span: Span) -> dict[str, str]:
 async def traced_body(
     body: AsyncIterable[T], span: Span, status: int, error_type: str | None = None
 ) -> AsyncIterator[T]:
-    """A streamed answer's body under its call's span, which ends with the last byte (or
-    when the caller hangs up): the records written after the stream belong to its trace.
+    """A streamed answer's body under its call's (sampled) span, which ends with the last byte
+    (or when the caller hangs up): the records written after the stream belong to its trace.
+    An unsampled call's body is not wrapped (shared/http/boundary.py): a layer per chunk
+    for nothing recorded.
     The span is current only while the body itself runs, never across a `yield`."""
     inner = aiter(body)
     failed: str | None = error_type

@@ -3,6 +3,8 @@ optional `traceparent` (no provider needed)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from pydantic import ValidationError
 
@@ -66,3 +68,13 @@ def test_a_job_message_without_a_traceparent_still_validates() -> None:
 def test_a_malformed_traceparent_is_refused(bad: str) -> None:
     with pytest.raises(ValidationError):
         EmbeddingJob.model_validate({"items": [{"id": "a", "text": "x"}], "traceparent": bad})
+
+
+def test_a_store_call_outside_a_sampled_trace_makes_no_span() -> None:
+    """An unsampled chat, or the local host's own polling, pays one check per store call."""
+    for made in (
+        tracing.store_span("upsert_item", "usage"),
+        tracing.queue_span("send_message", "embedding-jobs"),
+        tracing.queue_span("upload_blob", "job-payloads"),
+    ):
+        assert isinstance(made, contextlib.nullcontext)
