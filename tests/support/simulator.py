@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 
-from devstack.aoai_simulator import RunningSimulator
+from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
 
 
 @asynccontextmanager
@@ -18,6 +18,16 @@ async def control_plane(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClien
     async with httpx.AsyncClient(base_url=sim.url) as client:
         yield client
         (await client.post("/sim/reset", json={"config": True})).raise_for_status()
+
+
+@contextmanager
+def two_simulators() -> Iterator[tuple[RunningSimulator, RunningSimulator]]:
+    """Two simulators with the default config, on free ports: two backends' accounts."""
+    with (
+        start_simulator(SimulatorConfig(), port=0) as first,
+        start_simulator(SimulatorConfig(), port=0) as second,
+    ):
+        yield first, second
 
 
 def backends_setting(*sims: RunningSimulator) -> str:

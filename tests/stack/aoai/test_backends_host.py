@@ -16,7 +16,7 @@ import openai
 import pytest
 from openai import AsyncAzureOpenAI
 
-from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
+from devstack.aoai_simulator import RunningSimulator
 from devstack.emulators.processes import free_port
 from devstack.hosted_app import AppHost, make_app_dir, run_app_host
 from devstack.provision import provision
@@ -25,7 +25,7 @@ from shared.core.store import USAGE, Store
 from tests.support.hosts import app_host
 from tests.support.jobs_stack import JOB_SETTINGS, queue_names, submit, wait_job
 from tests.support.records import query_until
-from tests.support.simulator import backends_setting, control_plane
+from tests.support.simulator import backends_setting, control_plane, two_simulators
 
 API_VERSION = "2025-04-01-preview"
 COOLDOWN = 1.0  # AOAI_BACKEND_COOLDOWN_SECONDS of the host below
@@ -35,11 +35,8 @@ EMBED_RETRY_MS = 5000  # a refusal long enough that chat comes while the embeddi
 
 @pytest.fixture(scope="module")
 def sims() -> Iterator[tuple[RunningSimulator, RunningSimulator]]:
-    with (
-        start_simulator(SimulatorConfig(), port=0) as first,
-        start_simulator(SimulatorConfig(), port=0) as second,
-    ):
-        yield first, second
+    with two_simulators() as both:
+        yield both
 
 
 @pytest.fixture(scope="module")

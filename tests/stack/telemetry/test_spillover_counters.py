@@ -10,22 +10,19 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from devstack.aoai_simulator import RunningSimulator, SimulatorConfig, start_simulator
+from devstack.aoai_simulator import RunningSimulator
 from devstack.hosted_app import AppHost
 from devstack.otlp_receiver import OtlpReceiver
 from shared.telemetry import names
 from tests.stack.telemetry.conftest import exporting_to
 from tests.support.hosts import HOST_SETTINGS, app_host
-from tests.support.simulator import backends_setting, control_plane
+from tests.support.simulator import backends_setting, control_plane, two_simulators
 
 
 @pytest.fixture(scope="module")
 def sims() -> Iterator[tuple[RunningSimulator, RunningSimulator]]:
-    with (
-        start_simulator(SimulatorConfig(), port=0) as first,
-        start_simulator(SimulatorConfig(), port=0) as second,
-    ):
-        yield first, second
+    with two_simulators() as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
