@@ -71,13 +71,13 @@ RUNS = (
     Run(
         "telemetry_cost",
         "bench.telemetry_cost",
-        ("--rounds", "10", "--requests", "300", "--sample", "0.1"),
+        ("--rounds", "40", "--requests", "300", "--sample", "0.1"),
         ("--rounds", "3", "--requests", "150", "--stream-requests", "60", "--sample", "0.1"),
     ),
     Run(
         "telemetry_cost_all_traces",
         "bench.telemetry_cost",
-        ("--rounds", "10", "--requests", "300", "--stream-requests", "0"),
+        ("--rounds", "40", "--requests", "300", "--stream-requests", "0"),
         ("--rounds", "3", "--requests", "150", "--stream-requests", "0"),
     ),
     Run("batch_ingest", "bench.batch_ingest", ("--lines", "100000"), ("--lines", "5000")),

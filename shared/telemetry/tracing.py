@@ -264,7 +264,7 @@ def upstream_span(
     name = f"{operation} {deployment}" if operation is not None else deployment
     outcome = "error"
     try:
-        with _failing_span(name, SpanKind.CLIENT, attributes) as span:
+        with _child_span(name, SpanKind.CLIENT, attributes) as span:
             yield span
         outcome = "ok"
     except openai.RateLimitError:
@@ -282,6 +282,16 @@ async def traced_upstream(
     """`await call` (one request to Azure OpenAI) inside its `upstream_span`."""
     with upstream_span(operation, deployment, backend, client):
         return await call
+
+
+def _child_span(name: str, kind: SpanKind, attributes: dict[str, str]) -> Any:
+    """`_failing_span` under the current span, unless that span is a trace the sampler left
+    out: its children would be left out too (parent-based sampling), so none is made, only
+    the current (non-recording) span handed back. Outside any span, a span as usual."""
+    parent = trace.get_current_span()
+    if parent.get_span_context().is_valid and not parent.is_recording():
+        return nullcontext(parent)
+    return _failing_span(name, kind, attributes)
 
 
 # --- the store ----------------------------------------------------------------------------

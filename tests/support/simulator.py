@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import httpx
 
@@ -39,3 +40,21 @@ def backends_setting(*sims: RunningSimulator) -> str:
             for i, sim in enumerate(sims)
         ]
     )
+
+
+# The simulator's own route: the lines of Batch API jobs it works through in its own time,
+# including those of batches another test module left running. Not a request anybody sent.
+BATCH_LINES_ROUTE = "batch"
+
+
+def requests_sent(stats: dict[str, Any]) -> int:
+    """Requests that reached the simulator from a client, from its `/sim/stats`: the total less
+    the Batch API lines it ran itself (a CI run counted one in a test that sent nothing)."""
+    batch = stats["routes"].get(BATCH_LINES_ROUTE, {"requests": 0})
+    return int(stats["total"]["requests"]) - int(batch["requests"])
+
+
+async def requests_sent_to(url: str) -> int:
+    """`requests_sent` of the simulator at `url`."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as sim:
+        return requests_sent((await sim.get("/sim/stats")).json())

@@ -27,6 +27,7 @@ from shared.core.store import CONTENT_FILTER_EVENTS, RESPONSES, TEAM_SPEND, USAG
 from tests.support.hosts import HOST_SETTINGS, host_fixture
 from tests.support.records import docs_by_client_request_id, query_until
 from tests.support.samples import new_id
+from tests.support.simulator import requests_sent
 
 host = host_fixture("responses", HOST_SETTINGS)
 
@@ -251,7 +252,7 @@ async def test_another_team_s_response_is_not_found_and_no_key_is_azure_s_401(
 ) -> None:
     async with v1_client(host) as mine:
         created = await mine.responses.create(model="gpt-4o", input="echo: mine")
-    before = (await sim_control.get("/sim/stats")).json()["total"]["requests"]
+    before = requests_sent((await sim_control.get("/sim/stats")).json())
     async with v1_client(host, await other_team_key(admin)) as theirs:
         for read in (
             lambda: theirs.responses.retrieve(created.id),
@@ -273,7 +274,7 @@ async def test_another_team_s_response_is_not_found_and_no_key_is_azure_s_401(
             )
         assert refused.value.code == "previous_response_not_found"
     # None of it reached the service.
-    assert (await sim_control.get("/sim/stats")).json()["total"]["requests"] == before
+    assert requests_sent((await sim_control.get("/sim/stats")).json()) == before
     async with httpx.AsyncClient(base_url=host.url, timeout=30) as anonymous:
         for method, path in (
             ("POST", "/openai/v1/responses"),

@@ -29,6 +29,7 @@ from tests.support.hosts import HOST_SETTINGS, host_fixture
 from tests.support.paths import REPO_ROOT
 from tests.support.records import docs_by_client_request_id
 from tests.support.samples import chat_body, new_id
+from tests.support.simulator import requests_sent_to
 from tests.support.sse import parse_frames, split_stream
 
 ROOT = REPO_ROOT
@@ -386,9 +387,9 @@ async def test_with_cosmos_down_a_key_never_read_is_503_and_nothing_goes_upstrea
     environ = {**app_environ, **HOST_SETTINGS, "COSMOS_ENDPOINT": dead}
     with run_app_host(make_app_dir(tmp_path / "dead", environ)) as down:
         async with httpx.AsyncClient(base_url=down.url, timeout=60) as c:
-            before = (await c.get(f"{simulator.url}/sim/stats")).json()["total"]["requests"]
+            before = await requests_sent_to(simulator.url)
             chat = await c.post("/chat", json=chat_body("Hi"), headers={"api-key": host.team_key})
-            after = (await c.get(f"{simulator.url}/sim/stats")).json()["total"]["requests"]
+            after = await requests_sent_to(simulator.url)
     assert chat.status_code == 503, chat.text
     assert chat.json()["error"]["code"] == "unavailable"
     assert after == before

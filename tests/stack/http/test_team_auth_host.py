@@ -24,6 +24,7 @@ from shared.core.store import CONTENT_FILTER_EVENTS, USAGE, Store
 from tests.support.hosts import HOST_SETTINGS, host_fixture
 from tests.support.records import docs_by_client_request_id
 from tests.support.samples import new_id
+from tests.support.simulator import requests_sent_to
 
 API_VERSION = "2025-04-01-preview"
 AZURE_401 = (
@@ -71,9 +72,7 @@ async def new_team(admin: httpx.AsyncClient) -> tuple[str, str]:
 
 
 async def calls_upstream(simulator: RunningSimulator) -> int:
-    async with httpx.AsyncClient(base_url=simulator.url, timeout=10) as sim:
-        stats = (await sim.get("/sim/stats")).json()
-    return int(stats["total"]["requests"])
+    return await requests_sent_to(simulator.url)
 
 
 def credentials(key: str) -> list[dict[str, str]]:

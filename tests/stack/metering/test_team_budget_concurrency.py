@@ -26,6 +26,7 @@ from shared.gateway.service import prompt_text
 from shared.metering.callers import chat_estimate
 from tests.support.hosts import HOST_SETTINGS, app_host
 from tests.support.records import query_until
+from tests.support.simulator import requests_sent_to
 
 API_VERSION = "2025-04-01-preview"
 AZURE_CHAT = f"/openai/deployments/gpt-4o/chat/completions?api-version={API_VERSION}"
@@ -81,9 +82,7 @@ async def admin(hosts: tuple[AppHost, AppHost]) -> AsyncIterator[httpx.AsyncClie
 
 
 async def calls_upstream(simulator: RunningSimulator) -> int:
-    async with httpx.AsyncClient(base_url=simulator.url, timeout=10) as sim:
-        stats = (await sim.get("/sim/stats")).json()
-    return int(stats["total"]["requests"])
+    return await requests_sent_to(simulator.url)
 
 
 @pytest.mark.parametrize("route_name", sorted(ROUTES))

@@ -21,6 +21,7 @@ from devstack.hosted_app import AppHost
 from shared.core.store import TEAM_SPEND, Store
 from shared.metering.team_windows import Spend, Windows
 from tests.support.hosts import HOST_SETTINGS, host_fixture
+from tests.support.simulator import requests_sent_to
 
 API_VERSION = "2025-04-01-preview"
 DAY_HEADER = "x-ratelimit-remaining-tokens-day"
@@ -52,16 +53,8 @@ async def spend_the_day(store: Store, team_id: str, daily_tokens: int) -> None:
     await store.create(TEAM_SPEND, spend.doc(team_id))
 
 
-# What a team's call or job sends. Not the simulator's total: it also counts the lines of
-# Batch API jobs that other modules of the session left running (route "batch"), which the
-# simulator works through in its own time (a CI run counted one during a test here).
-CALL_ROUTES = ("chat", "embeddings", "responses")
-
-
 async def calls_upstream(simulator: RunningSimulator) -> int:
-    async with httpx.AsyncClient(base_url=simulator.url, timeout=10) as sim:
-        routes = (await sim.get("/sim/stats")).json()["routes"]
-    return sum(int(routes[name]["requests"]) for name in CALL_ROUTES if name in routes)
+    return await requests_sent_to(simulator.url)
 
 
 def team_client(host: AppHost, key: str) -> httpx.AsyncClient:

@@ -4,6 +4,9 @@ optional `traceparent` (no provider needed)."""
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -78,3 +81,34 @@ def test_a_store_call_outside_a_sampled_trace_makes_no_span() -> None:
         tracing.queue_span("upload_blob", "job-payloads"),
     ):
         assert isinstance(made, contextlib.nullcontext)
+
+
+# Run in its own interpreter: the SDK's provider is process-global and set only once.
+_UNSAMPLED_ATTEMPT = """
+import openai
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from shared.telemetry import tracing
+
+trace.set_tracer_provider(TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0))))
+client = openai.AsyncOpenAI(api_key="unused", base_url="http://127.0.0.1:9/openai/v1/")
+with tracing.tracer().start_as_current_span("POST /api/chat") as call:
+    assert not call.is_recording() and call.get_span_context().is_valid
+    with tracing.upstream_span("chat", "gpt-4o", "primary", client) as attempt:
+        print("same" if attempt is call else "new")
+"""
+
+
+def test_an_upstream_attempt_in_an_unsampled_trace_makes_no_span_of_its_own() -> None:
+    """Parent-based sampling would leave the attempt's span out anyway: the unsampled call's
+    own span stays current, and no span (ids, context, sampler call) is made for nothing."""
+    ran = subprocess.run(
+        [sys.executable, "-c", _UNSAMPLED_ATTEMPT],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[3],
+        timeout=60,
+    )
+    assert ran.stdout.strip() == "same"
