@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench._summary import _rows, headline
-from bench.telemetry_cost import mean_with_interval
+from bench.telemetry_cost import mean_with_interval, whole
 
 
 def _side(median: float) -> dict[str, Any]:
@@ -102,3 +102,8 @@ def test_the_interval_holds_the_mean_and_narrows_with_more_rounds() -> None:
     assert many["ci95_ms"][1] - many["ci95_ms"][0] < (few["ci95_ms"][1] - few["ci95_ms"][0]) / 2
     assert mean_with_interval([0.3]) == {"mean_ms": 0.3, "ci95_ms": [0.3, 0.3]}
     assert mean_with_interval(rounds) == few  # seeded: a run's figures can be recomputed
+
+
+def test_what_the_on_host_spent_between_its_rounds_is_added_to_the_rounds_figure() -> None:
+    paired = {"mean_ms": 0.2, "ci95_ms": [0.1, 0.3]}
+    assert whole(paired, {"off_ms": 0.5, "on_ms": 0.55, "added_ms": 0.05}) == (0.25, [0.15, 0.35])
