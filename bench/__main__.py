@@ -74,6 +74,13 @@ RUNS = (
         ("--rounds", "40", "--requests", "300", "--sample", "0.1"),
         ("--rounds", "3", "--requests", "150", "--stream-requests", "60", "--sample", "0.1"),
     ),
+    # Telemetry off in both hosts: what the bench reads when nothing differs (its resolution).
+    Run(
+        "telemetry_cost_control",
+        "bench.telemetry_cost",
+        ("--rounds", "40", "--requests", "300", "--stream-requests", "0", "--control"),
+        ("--rounds", "3", "--requests", "150", "--stream-requests", "0", "--control"),
+    ),
     Run(
         "telemetry_cost_all_traces",
         "bench.telemetry_cost",

@@ -217,13 +217,9 @@ def received(otlp: OtlpReceiver, on_pid: int) -> dict[str, Any]:
 def hosts(stack: Stack, otlp: OtlpReceiver, args: argparse.Namespace) -> Iterator[dict[str, Side]]:
     with ExitStack() as running:
         off = running.enter_context(stack.host(QUIET_TIMERS))
+        telemetry = exporting(otlp.endpoint, args.export_ms, args.span_delay_ms, args.sample)
         on = running.enter_context(
-            stack.host(
-                {
-                    **QUIET_TIMERS,
-                    **exporting(otlp.endpoint, args.export_ms, args.span_delay_ms, args.sample),
-                }
-            )
+            stack.host({**QUIET_TIMERS, **({} if args.control else telemetry)})
         )
         yield {"off": Side(off), "on": Side(on)}
 
@@ -289,6 +285,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="sample this share of the traces (parentbased_traceidratio); default: all",
     )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="telemetry off in both hosts (an A/A run): what the bench reads when nothing differs",
+    )
     args = parser.parse_args(argv)
     if args.stream_requests is None:
         args.stream_requests = args.requests
@@ -300,9 +301,14 @@ def main(argv: list[str] | None = None) -> None:
         {
             "benchmark": "telemetry_cost",
             "workload": "/api/chat, 20-token prompt, max_tokens 16, simulator at once; "
-            "on: OTLP/HTTP to a loopback receiver, every metric, "
-            + (f"{args.sample:g} of the traces" if args.sample is not None else "every trace"),
+            + (
+                "control: telemetry off in both hosts"
+                if args.control
+                else "on: OTLP/HTTP to a loopback receiver, every metric, "
+                + (f"{args.sample:g} of the traces" if args.sample is not None else "every trace")
+            ),
             "trace_sample": args.sample if args.sample is not None else 1.0,
+            "control": args.control,
             **machine(),
             "rounds_each": args.rounds,
             "requests_per_round": args.requests,

@@ -34,6 +34,10 @@ def _run(
             "added_ms": added_json + 0.05,
             "paired_added_ms": _paired(added_json, high),
         },
+        # The run's own figure (bench/telemetry_cost.py `whole`): here nothing between rounds.
+        "telemetry_added_cpu_ms_per_chat": added_json,
+        "telemetry_added_cpu_ms_per_chat_ci95": _paired(added_json, high)["ci95_ms"],
+        "telemetry_added_cpu_ms_per_streamed_chat": added_stream,
     }
     if added_stream is not None:
         run["chat_stream"] = {
@@ -107,3 +111,10 @@ def test_the_interval_holds_the_mean_and_narrows_with_more_rounds() -> None:
 def test_what_the_on_host_spent_between_its_rounds_is_added_to_the_rounds_figure() -> None:
     paired = {"mean_ms": 0.2, "ci95_ms": [0.1, 0.3]}
     assert whole(paired, {"off_ms": 0.5, "on_ms": 0.55, "added_ms": 0.05}) == (0.25, [0.15, 0.35])
+
+
+def test_the_control_run_with_telemetry_off_in_both_hosts_is_shown_beside() -> None:
+    out = headline({"telemetry_cost": _run(0.3, None), "telemetry_cost_control": _run(0.05, None)})
+    assert out["telemetry_added_cpu_ms_per_chat"] == 0.3
+    assert out["telemetry_control_added_cpu_ms_per_chat"] == 0.05
+    assert out["telemetry_control_added_cpu_ms_per_chat_ci95"] == [-0.05, 0.15]
