@@ -74,6 +74,13 @@ RUNS = (
         ("--rounds", "40", "--requests", "300", "--sample", "0.1"),
         ("--rounds", "3", "--requests", "150", "--stream-requests", "60", "--sample", "0.1"),
     ),
+    # The telemetry calls of one chat in-process: the floor under telemetry_cost's figure.
+    Run(
+        "telemetry_calls",
+        "bench.telemetry_calls",
+        ("--rounds", "10", "--chats", "20000"),
+        ("--rounds", "2", "--chats", "2000"),
+    ),
     # Telemetry off in both hosts: what the bench reads when nothing differs (its resolution).
     Run(
         "telemetry_cost_control",

@@ -116,6 +116,8 @@ def headline(runs: dict[str, Any]) -> dict[str, Any]:
         out["app_cpu_ms_per_chat_request"] = cpu["app_cpu_ms_per_request"]
     if telemetry := runs.get("telemetry_cost"):
         out.update(telemetry_cost(telemetry))
+    if calls := runs.get("telemetry_calls"):
+        out["telemetry_calls_added_us_per_chat"] = calls["telemetry_calls_added_us_per_chat"]
     if control := runs.get("telemetry_cost_control"):
         out["telemetry_control_added_cpu_ms_per_chat"] = control["telemetry_added_cpu_ms_per_chat"]
         out["telemetry_control_added_cpu_ms_per_chat_ci95"] = control[
@@ -216,6 +218,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         "telemetry_added_cpu_ms_per_streamed_chat",
         "telemetry_added_cpu_ms_per_chat_all_traces",
         "telemetry_control_added_cpu_ms_per_chat",
+        "telemetry_calls_added_us_per_chat",
         "host_peak_rss_mib_load_1",
         "host_peak_rss_mib_embed_3072",
         "host_peak_rss_mib_embed_3072_uncapped",

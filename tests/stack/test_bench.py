@@ -316,3 +316,15 @@ def test_telemetry_cost_alternates_rounds_and_only_the_on_host_exports() -> None
     # Telemetry was on in one host (spans of the store writes at least), and off in the other.
     assert got["spans"] + got["metric_points"] > 0
     assert got["only_from_the_on_host"] is True
+
+
+@pytest.mark.timeout(120)  # four interpreters, each importing the SDKs
+def test_telemetry_calls_pairs_interpreters_and_states_the_mean_of_their_differences() -> None:
+    result = run_bench("bench.telemetry_calls", "--rounds", "2", "--chats", "2000")
+    off, on = result["off_us_per_chat"], result["on_us_per_chat"]
+    assert len(off) == len(on) == 2
+    assert all(value > 0 for value in off + on)
+    added = result["telemetry_calls_added_us_per_chat"]
+    assert abs(added - (on[0] - off[0] + on[1] - off[1]) / 2) <= 0.1
+    low, high = result["telemetry_calls_added_us_per_chat_ci95"]
+    assert low <= added <= high
