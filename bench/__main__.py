@@ -58,6 +58,14 @@ RUNS = (
         ("--sizes", "1,10", "--window", "4", "--windows", "6"),
         ("--sizes", "1,10", "--window", "3", "--windows", "3"),
     ),
+    # Interactive calls first: chat on the deployment a classification job fills, with the
+    # policy and without it (its baseline) in the same run.
+    Run(
+        "chat_under_jobs",
+        "bench.chat_under_jobs",
+        ("--window", "6", "--windows", "8"),
+        ("--window", "3", "--windows", "3"),
+    ),
     Run("chat_ttfb", "bench.chat_ttfb", ("--requests", "300"), ("--requests", "40")),
     Run(
         "gateway_latency",

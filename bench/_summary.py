@@ -75,6 +75,26 @@ def telemetry_cost(run: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def chat_under_jobs(run: dict[str, Any]) -> dict[str, Any]:
+    """Interactive calls first (issue 24): chat under a classification job on its deployment,
+    with the policy; the same figures with the policy off, the run's baseline."""
+    ours = run["policy"]
+    out: dict[str, Any] = {
+        "chat_429_share_under_jobs": ours["chat_429_share"],
+        "chat_ttfb_p99_under_jobs_ms": ours["chat_under_job"]["ttfb"]["p99_ms"],
+        "chat_ttfb_p99_no_job_ms": ours["chat_no_job"]["ttfb"]["p99_ms"],
+        "classify_utilization_under_chat": ours["classify_utilization_under_chat"],
+        "chat_under_jobs_within_target": run["within_target"],
+    }
+    if off := run.get("off"):
+        out["chat_under_jobs_policy_off"] = {
+            "chat_429_share": off["chat_429_share"],
+            "ttfb_p99_ratio": off["ttfb_p99_ratio"],
+            "classify_utilization_under_chat": off["classify_utilization_under_chat"],
+        }
+    return out
+
+
 def headline(runs: dict[str, Any]) -> dict[str, Any]:
     """The figures the issue names, at the top level of results.json (None: not run)."""
     out: dict[str, Any] = {}
@@ -96,6 +116,8 @@ def headline(runs: dict[str, Any]) -> dict[str, Any]:
     lost = [r["ours"]["items_by_outcome"]["lost"] for r in (one, three, small) if r]
     if lost:
         out["lost_items"] = sum(lost)
+    if under := runs.get("chat_under_jobs"):
+        out.update(chat_under_jobs(under))
     if ttfb := runs.get("chat_ttfb"):
         out["chat_added_ttfb_p50_ms"] = ttfb["added_p50_ms"]
         out["chat_added_ttfb_p99_ms"] = ttfb["added_p99_ms"]
@@ -208,6 +230,11 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         )
     for key in (
         "classify",
+        "chat_429_share_under_jobs",
+        "chat_ttfb_p99_under_jobs_ms",
+        "chat_ttfb_p99_no_job_ms",
+        "classify_utilization_under_chat",
+        "chat_under_jobs_policy_off",
         "chat_added_ttfb_p50_ms",
         "chat_added_ttfb_p99_ms",
         "gateway_added_p50_ms",

@@ -18,6 +18,7 @@ from openai import AsyncOpenAI
 
 from shared.aoai.backends import Backends
 from shared.aoai.client import create_connection, describe_auth
+from shared.aoai.priority import HeadroomPolicy
 from shared.aoai.quota import Limiters
 from shared.chat.service import ChatService
 from shared.core.health import HealthCache, check_health
@@ -142,7 +143,14 @@ def create_runtime(settings: Settings) -> Runtime:
     backends = connection.backends
     # One per process: every call and job of a team books against the same counters.
     team_limits = TeamLimiter(store)
-    meter = CallMeter(settings, backends, books, caller_limiter, team_limits)
+    # One per process, shared by the jobs and the interactive calls: jobs leave the calls a
+    # person waits for headroom on the same deployment (docs/jobs.md#interactive-calls-first).
+    limiters = Limiters(
+        settings.aoai_quotas,
+        minute=settings.aoai_quota_window_seconds,
+        headroom=HeadroomPolicy(settings.job_headroom_factor, settings.job_headroom_min_tokens),
+    )
+    meter = CallMeter(settings, backends, books, caller_limiter, team_limits, limiters)
     # Batch API calls are few and nothing waits on them: the SDK's own retries are welcome.
     # A batch lives on the account that created it: one backend (AOAI_BATCH_BACKEND) runs them.
     batches = BatchService(
@@ -165,7 +173,7 @@ def create_runtime(settings: Settings) -> Runtime:
         settings=settings,
         jobs=jobs,
         queues=queues,
-        limiters=Limiters(settings.aoai_quotas, minute=settings.aoai_quota_window_seconds),
+        limiters=limiters,
         backends=backends,
         # Inside a queue invocation the SDK never sleeps on a 429: the worker moves to another
         # backend or hands the rest on (the services call without the SDK's retries).

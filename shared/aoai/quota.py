@@ -7,7 +7,10 @@ request itself in Azure's shorter request window and a one-second window that sp
 `acquire()` waits for room (at most `max_wait`); a `Reservation` settles each request to what
 the service charged; `observe()` reads the `x-ratelimit-remaining-*` headers, books what other
 hosts spent as entries spread over the time since the previous answer, and learns a quota that
-is not configured; `throttled()` pauses the process for a 429's retry-after.
+is not configured; `throttled()` pauses the process for a 429's retry-after. Calls a person
+waits for book their charge with `interactive()` without waiting; a job acquires with
+`job=True` and is held under the quota less the headroom those calls need
+(shared/aoai/priority.py).
 
 How calls and jobs use it (the 429 and retry policy): docs/jobs.md#rate-limits-and-retries;
 what it achieves, measured: docs/performance.md.
@@ -25,7 +28,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from shared.aoai.usage_window import UsageWindow
+from shared.aoai.priority import HeadroomPolicy, InteractiveRate
+from shared.aoai.usage_window import Entry, UsageWindow
 from shared.core.settings import DeploymentQuota
 from shared.telemetry import record as metrics
 
@@ -89,6 +93,7 @@ class DeploymentLimiter:
         minute: float = 60.0,
         deployment: str = "",
         backend: str | None = None,
+        headroom: HeadroomPolicy | None = None,
     ) -> None:
         self.name = name
         # app.limiter.* attributes, built once; callers waiting in acquire (the gauge's value).
@@ -114,6 +119,8 @@ class DeploymentLimiter:
         self._factor_at = clock()
         self._cut_until = -math.inf  # 429s of one burst cut the rate once
         self._seen_until: float | None = None  # stamp of the last reservation settled
+        self._policy = headroom or HeadroomPolicy()
+        self._interactive = InteractiveRate(minute, clock())
 
     # --- what the caller asks -----------------------------------------------------------
 
@@ -134,14 +141,22 @@ class DeploymentLimiter:
             return None
         return self._scaled(self._per_window, self.rate_factor)
 
-    def delay_for(self, tokens: int) -> float:
-        """Seconds until a request charged `tokens` would fit (0.0: now). Reserves nothing."""
+    @property
+    def headroom(self) -> int:
+        """Tokens a job's acquisition leaves free now for interactive calls (0: none)."""
+        return self._policy.headroom(self._interactive.per_minute(self._clock()))
+
+    def delay_for(self, tokens: int, *, job: bool = False) -> float:
+        """Seconds until a request charged `tokens` would fit (0.0: now). Reserves nothing.
+        `job`: a job's request, which fits only under the quota less the headroom."""
         now = self._clock()
         self._expire(now)
         factor = self._recover(now)
         waits = [self._paused_until - now]
         if self._tpm is not None:
             limit = self._scaled(self._tpm, factor)
+            if job:
+                limit = max(1, limit - self.headroom)
             waits.append(self._tokens.delay(now, tokens, limit))
         if self._per_window is not None:
             per_window = self._scaled(self._per_window, factor)
@@ -149,13 +164,14 @@ class DeploymentLimiter:
             waits.append(self._second.delay(now, 1, math.ceil(per_window / 10)))
         return max(0.0, *waits)
 
-    async def acquire(self, tokens: int, *, max_wait: float) -> bool:
+    async def acquire(self, tokens: int, *, max_wait: float, job: bool = False) -> bool:
         """Wait up to `max_wait` seconds for room, then reserve `tokens` and one request.
 
         False (nothing reserved) when the room would come later than that; the caller sends
-        the work back with a delay instead of holding the invocation.
+        the work back with a delay instead of holding the invocation. `job`: room under the
+        quota less the interactive headroom (shared/aoai/priority.py).
         """
-        delay = self.delay_for(tokens)
+        delay = self.delay_for(tokens, job=job)
         if delay <= 0.0:
             self._reserve(tokens)
             return True
@@ -168,7 +184,7 @@ class DeploymentLimiter:
         try:
             while True:
                 await self._sleep(max(delay, MIN_SLEEP))
-                delay = self.delay_for(tokens)
+                delay = self.delay_for(tokens, job=job)
                 if delay <= 0.0:
                     self._reserve(tokens)
                     return True
@@ -177,6 +193,30 @@ class DeploymentLimiter:
         finally:
             self._queue(-1)
             metrics.record_limiter_wait(self._attributes, time.perf_counter() - started)
+
+    def interactive(self, tokens: int) -> Interactive:
+        """Book a call a person waits for, charged `tokens`, as it goes out: never waits (it
+        sees the whole quota; the service's 429 is the only refusal it meets) and counts in
+        the recent interactive use that jobs leave headroom for. `Interactive.refused()`
+        takes it back when the service refused it."""
+        now = self._clock()
+        self._expire(now)
+        self._interactive.add(now, tokens)
+        booked = (
+            self._tokens.add(now, tokens, settled=True),
+            self._requests.add(now, 1, settled=True),
+            self._second.add(now, 1, settled=True),
+        )
+        return Interactive(self, tokens, booked)
+
+    def _unbook(self, booking: Interactive) -> None:
+        now = self._clock()
+        self._expire(now)
+        self._interactive.remove(now, booking.tokens)
+        for window, entry in zip(
+            (self._tokens, self._requests, self._second), booking.entries, strict=True
+        ):
+            window.void(now, entry)
 
     def _queue(self, change: int) -> None:
         self._waiting += change
@@ -268,8 +308,25 @@ class DeploymentLimiter:
         return max(1, math.floor(limit * factor))
 
 
+@dataclass
+class Interactive:
+    """An interactive call's booking (`DeploymentLimiter.interactive`)."""
+
+    limiter: DeploymentLimiter
+    tokens: int
+    entries: tuple[Entry, Entry, Entry]
+    taken_back: bool = False
+
+    def refused(self) -> None:
+        """The service refused the call (429): it was not charged."""
+        if not self.taken_back:
+            self.taken_back = True
+            self.limiter._unbook(self)
+
+
 class Limiters:
-    """The process's limiters, one per deployment name, made on first use."""
+    """The process's limiters, one per deployment name, made on first use; jobs and
+    interactive calls of the process share them (shared/runtime.py)."""
 
     def __init__(
         self,
@@ -278,7 +335,9 @@ class Limiters:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         minute: float = 60.0,
+        headroom: HeadroomPolicy | None = None,
     ) -> None:
+        self._headroom = headroom
         self._quotas = dict(quotas)
         self._minute = minute
         self._clock = clock
@@ -304,6 +363,7 @@ class Limiters:
                     minute=self._minute,
                     deployment=deployment,
                     backend=backend,
+                    headroom=self._headroom,
                 )
                 self._limiters[key] = limiter
             return limiter

@@ -60,10 +60,20 @@ class UsageWindow:
     def _left(self, entry: Entry, now: float) -> bool:
         return entry.stamp + self.seconds + self.margin <= now
 
-    def add(self, now: float, amount: int) -> None:
-        """Book our own request (stamps only grow: appended)."""
-        self.entries.append(Entry(now, amount))
+    def add(self, now: float, amount: int, *, settled: bool = False) -> Entry:
+        """Book our own request (stamps only grow: appended); `settled`: no answer will
+        correct it (an interactive call's, shared/aoai/priority.py)."""
+        entry = Entry(now, amount, settled)
+        self.entries.append(entry)
         self.total += amount
+        return entry
+
+    def void(self, now: float, entry: Entry) -> None:
+        """Our `entry` was not charged after all (a 429): it counts for nothing. Call
+        `expire(now)` first: an entry that has not left the window is then still in it."""
+        if not self._left(entry, now):
+            self.total -= entry.amount
+        entry.amount = 0
 
     def _book_others(self, now: float, amount: int, since: float) -> None:
         """Book `amount` spent by others, spread evenly over (since, now], in pieces no

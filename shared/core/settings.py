@@ -205,6 +205,22 @@ class Settings(BaseSettings):
         "calls to it; an unlisted deployment is paced by the rate-limit headers and 429s only. "
         "With AOAI_BACKENDS a key may be `backend/deployment` for one account's deployment.",
     )
+    job_headroom_factor: float = Field(
+        default=0.25,
+        ge=0,
+        le=10,
+        description="Interactive calls first: a job's request fits only under a deployment's "
+        "quota less this many times the interactive tokens per minute the instance saw "
+        "lately (chat, the gateway routes; decayed over the last quota minute), so jobs give "
+        "way when people use the deployment and take the whole quota back when they stop "
+        "(docs/jobs.md#interactive-calls-first). 0 with JOB_HEADROOM_MIN_TOKENS 0: off.",
+    )
+    job_headroom_min_tokens: int = Field(
+        default=1000,
+        ge=0,
+        description="The least headroom jobs leave while interactive calls are recent, in "
+        "tokens (never more than their recent tokens per minute: quiet, it is 0).",
+    )
     aoai_quota_window_seconds: float = Field(
         default=60.0,
         gt=0,

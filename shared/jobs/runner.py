@@ -228,9 +228,10 @@ class _Slice:
         lane = self.failover.current
         pacing = lane.limiter.minute * PACING_SHARE_OF_MINUTE
         wait = min(pacing, max(0.0, self.deadline - time.monotonic()))
-        if not await lane.limiter.acquire(tokens, max_wait=wait):
+        # A job gives way to interactive calls: it fills the quota less their headroom.
+        if not await lane.limiter.acquire(tokens, max_wait=wait, job=True):
             await self._release(booking)
-            delay = lane.limiter.delay_for(tokens)
+            delay = lane.limiter.delay_for(tokens, job=True)
             outcome.retry_after = max(outcome.retry_after or 0.0, delay)
             self._stop("rate_limited", group)
             return False

@@ -29,6 +29,8 @@ import httpx2
 import openai
 
 from shared.aoai.backends import Backends, Target
+from shared.aoai.interactive import booked
+from shared.aoai.quota import Limiters
 from shared.core.errors import AppError, UpstreamError, UpstreamTimeout, translate
 from shared.core.models import ContentFilterInfo, Usage
 from shared.core.settings import Settings
@@ -60,6 +62,9 @@ class CallMeter:
     bookkeeper: Bookkeeper
     caller_limiter: CallerLimiter
     team_limits: TeamLimiter | None = None
+    # The process's quota limiters, shared with its jobs: each attempt is booked there, so
+    # jobs leave interactive calls room (docs/jobs.md#interactive-calls-first).
+    limiters: Limiters | None = None
 
     def user_hash(self, user: str | None) -> str | None:
         """The caller's `user` as stored and sent upstream: HMAC-SHA256 keyed with
@@ -119,7 +124,13 @@ class CallMeter:
                     await self.team_limits.release(team_booking)
                 raise
         return MeteredCall(
-            self, site, booking, prompt, time.perf_counter(), team_booking=team_booking
+            self,
+            site,
+            booking,
+            prompt,
+            time.perf_counter(),
+            team_booking=team_booking,
+            charge=estimate,
         )
 
 
@@ -135,8 +146,10 @@ class MeteredCall:
         started: float,
         *,
         team_booking: TeamBooking | None = None,
+        charge: int = 0,
     ) -> None:
         self.site = site
+        self._charge = charge  # what the quota charges on arrival: the prompt + output cap
         self.model: str | None = None
         self.usage: Usage | None = None
         self.status: Status = "cancelled"  # a stream's, until it reaches an end of its own
@@ -174,7 +187,7 @@ class MeteredCall:
         )
         try:
             async with asyncio.timeout(deadline):
-                answer = await route.send(call)
+                answer = await route.send(booked(self._meter.limiters, self._charge, call))
         except TimeoutError:
             if deadline is None:
                 raise

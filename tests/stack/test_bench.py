@@ -102,6 +102,24 @@ def test_classify_batching_reports_each_size_without_failures() -> None:
         assert size["charged_tokens_per_item"] > 0
 
 
+@pytest.mark.timeout(400)  # a host start, chat alone then under a job, a few short windows
+def test_chat_under_jobs_measures_chat_with_and_without_a_job_and_the_jobs_share() -> None:
+    result = run_bench(
+        "bench.chat_under_jobs", "--window", "3", "--windows", "2", "--contenders", "policy"
+    )
+    assert result["benchmark"] == "chat_under_jobs"
+    ours = result["policy"]
+    for phase in ("chat_no_job", "chat_under_job"):
+        chats = ours[phase]
+        assert chats["sent"] > 10
+        assert chats["answered"] + chats["refused_429"] + chats["other_errors"] == chats["sent"]
+        assert chats["other_errors"] == 0
+    assert ours["windows_kept"] == 2
+    assert ours["job_items_per_minute"] > 0  # the job ran beside the chat
+    assert 0 < ours["classify_utilization_under_chat"] <= 1.2
+    assert isinstance(result["within_target"], bool)
+
+
 @pytest.mark.timeout(300)  # the Cosmos DB server's start-up, a few hundred writes
 def test_usage_report_counts_every_call_from_one_roll_up_per_day() -> None:
     result = run_bench("bench.usage_report", "--records", "140", "--synthetic", "7000")

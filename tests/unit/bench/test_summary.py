@@ -37,3 +37,29 @@ def test_the_responses_route_s_added_latency_is_a_headline_beside_chat() -> None
 
 def test_an_earlier_run_without_the_responses_route_has_no_such_headline() -> None:
     assert "gateway_responses_added_ms" not in headline({"gateway_latency": CHAT})
+
+
+def _chats(p99: float) -> dict[str, object]:
+    return {"ttfb": {"p50_ms": p99 / 2, "p99_ms": p99, "mean_ms": p99 / 2}}
+
+
+def test_chat_under_jobs_headline_is_the_policy_s_with_the_policy_off_beside_it() -> None:
+    contender = {
+        "chat_429_share": 0.0,
+        "ttfb_p99_ratio": 1.2,
+        "classify_utilization_under_chat": 0.9,
+        "chat_no_job": _chats(20.0),
+        "chat_under_job": _chats(24.0),
+    }
+    off = {**contender, "chat_429_share": 0.05, "ttfb_p99_ratio": 4.0}
+    run = {"policy": contender, "off": off, "within_target": True}
+    out = headline({"chat_under_jobs": run})
+    assert out["chat_429_share_under_jobs"] == 0.0
+    assert out["chat_ttfb_p99_under_jobs_ms"] == 24.0
+    assert out["chat_ttfb_p99_no_job_ms"] == 20.0
+    assert out["classify_utilization_under_chat"] == 0.9
+    assert out["chat_under_jobs_policy_off"] == {
+        "chat_429_share": 0.05,
+        "ttfb_p99_ratio": 4.0,
+        "classify_utilization_under_chat": 0.9,
+    }
