@@ -16,6 +16,12 @@ exactly as a single client did. When every backend is cooling, the one whose coo
 first gets the call; if it still refuses, the caller gets the refusal with the shortest
 retry-after seen. Other errors (400, 401, 404) are answers, not outages: no fail-over.
 
+An interactive call (chat, the gateway routes: `route(max_wait=...)`) is never held longer than
+INTERACTIVE_MAX_WAIT_SECONDS: when every backend cools for longer it is refused at once
+(`Cooling`, a 429 with Retry-After, nothing sent), and its last attempt retries as the SDK
+would only while the sleeps fit in that wait (shared/aoai/patience.py); past it the 429 is
+the caller's at once.
+
 A stream fails over only while it has not started: the SDK call returns once the status line
 is in, so an error before the first byte is an ordinary failed attempt.
 """
@@ -32,6 +38,7 @@ from typing import TypeVar
 import openai
 from openai import AsyncOpenAI
 
+from shared.aoai import patience
 from shared.core.errors import (
     AppError,
     RateLimited,
@@ -59,6 +66,15 @@ class NoBackend(UpstreamError):
             f"no Azure OpenAI backend serves deployment {deployment!r} (AOAI_BACKENDS)",
             retryable=False,
         )
+        self.deployment = deployment
+
+
+class Cooling(RateLimited):
+    """An interactive call refused before it is sent: every backend serving the deployment
+    cools (after a 429) for longer than the call may wait (INTERACTIVE_MAX_WAIT_SECONDS)."""
+
+    def __init__(self, deployment: str, seconds: float) -> None:
+        super().__init__("Azure OpenAI rate limit reached; retry later", retry_after=seconds)
         self.deployment = deployment
 
 
@@ -211,14 +227,18 @@ class Backends:
         retries: bool = True,
         pinned: str | None = None,
         operation: str | None = None,
+        max_wait: float | None = None,
     ) -> Route:
         """One call's way through the backends. `retries=False`: no attempt uses the SDK's
         retries (queue jobs, which never sleep on the service's behalf). `pinned`: only that
         backend, whatever the priorities say (a stored response lives on the account that
         created it): a cooling one is waited for, never passed over. `operation`: the GenAI
         operation (chat | embeddings | responses) its attempts' spans are named by (the
-        metered call's; unset, a span is named by the deployment alone)."""
-        return Route(self, deployment, retries, pinned, operation)
+        metered call's; unset, a span is named by the deployment alone). `max_wait`: an
+        interactive call, which never sleeps longer than that on the service's behalf: when
+        every backend cools for longer it is refused at once (`Cooling`), and its last attempt
+        retries as the SDK would only while the sleeps fit (shared/aoai/patience.py)."""
+        return Route(self, deployment, retries, pinned, operation, max_wait)
 
 
 class Route:
@@ -233,8 +253,10 @@ class Route:
         retries: bool,
         pinned: str | None = None,
         operation: str | None = None,
+        max_wait: float | None = None,
     ) -> None:
         self._backends = backends
+        self._max_wait = max_wait
         self.deployment = deployment
         self._retries = retries
         self._pinned = pinned
@@ -251,21 +273,36 @@ class Route:
             # the caller's deadline, if any, bounds the wait from outside.
             waiting = self._backends.cooling_for(self._pinned, self.deployment)
             if waiting > 0:
+                self._impatient(waiting)
                 await asyncio.sleep(waiting)
         else:
             order = self._backends.candidates(self.deployment)
+            # All cooling: the first to end gets the call now; not when that is far off.
+            self._impatient(self._backends.cooling_for(order[0].name, self.deployment))
         refused: list[tuple[str, openai.OpenAIError]] = []
         for index, backend in enumerate(order):
             last = index == len(order) - 1
             name = backend.deployment_for(self.deployment)
             if name is None:  # a pinned backend that no longer serves it (AOAI_BACKENDS)
                 raise NoBackend(self.deployment)
-            client = backend.client if last and self._retries else backend.direct
+            patient = last and self._retries and self._max_wait is not None
+            client = backend.client if last and self._retries and not patient else backend.direct
+            target = Target(backend.name, name, client)
             self.backend = backend.name
             self._backends.picked(backend)
+
+            async def attempt(target: Target = target) -> T:
+                with tracing.upstream_span(
+                    self.operation, self.deployment, target.backend, target.client
+                ):
+                    return await call(target)
+
             try:
-                with tracing.upstream_span(self.operation, self.deployment, backend.name, client):
-                    return await call(Target(backend.name, name, client))
+                if patient and self._max_wait is not None:
+                    return await patience.attempts(
+                        attempt, retries=backend.client.max_retries, max_wait=self._max_wait
+                    )
+                return await attempt()
             except openai.OpenAIError as error:
                 if not self._backends.cool(backend.name, self.deployment, error):
                     raise
@@ -280,6 +317,12 @@ class Route:
                 )
                 tracing.spilled(backend.name, order[index + 1].name)
         raise AssertionError("unreachable: candidates() is never empty")
+
+    def _impatient(self, waiting: float) -> None:
+        """Refuse an interactive call at once rather than wait `waiting` seconds past its
+        `max_wait`."""
+        if self._max_wait is not None and waiting > self._max_wait:
+            raise Cooling(self.deployment, waiting)
 
     def _answer(self, refused: list[tuple[str, openai.OpenAIError]]) -> openai.OpenAIError:
         """What the caller sees when every backend refused: the 429 with the shortest

@@ -195,6 +195,15 @@ class Settings(BaseSettings):
         "spent per attempt, and Azure's front end cuts an HTTP request at 230 s. Jobs keep "
         "their own timeouts.",
     )
+    interactive_max_wait_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="Longest a person waits on the service's behalf (chat and the gateway "
+        "routes): an upstream 429 whose retry-after (or a backend cooling for longer) is "
+        "past it, or SDK retries that would sleep longer in all, answer 429 with Retry-After "
+        "at once. Jobs wait as before.",
+    )
     aoai_max_retries: int = Field(
         default=2, ge=0, le=10, description="SDK retries (429/5xx/connection) inside a request."
     )

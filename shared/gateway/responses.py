@@ -279,7 +279,11 @@ class ResponsesGateway:
             return not_found(response_id)
         params = {name: value for name, value in query.items() if name in PASSED_QUERY}
         stream = params.get("stream") == "true"
-        route = self.gateway.meter.backends.route(home.deployment, pinned=home.backend)
+        route = self.gateway.meter.backends.route(
+            home.deployment,
+            pinned=home.backend,
+            max_wait=self.gateway.settings.interactive_max_wait_seconds,
+        )
 
         async def send(target: Target) -> httpx2.Response:
             path, extra = upstream_path(target, f"/responses/{response_id}{suffix}")

@@ -28,7 +28,7 @@ import anyio
 import httpx2
 import openai
 
-from shared.aoai.backends import Backends, Target
+from shared.aoai.backends import Backends, Cooling, Target
 from shared.core.errors import AppError, UpstreamError, UpstreamTimeout, translate
 from shared.core.models import ContentFilterInfo, Usage
 from shared.core.settings import Settings
@@ -161,8 +161,9 @@ class MeteredCall:
         pinned: str | None = None,
     ) -> T:
         """`call` through the backends of the call's deployment, within `deadline` seconds
-        for all attempts (CHAT_DEADLINE_SECONDS) when given; what it returns. `pinned`: that
-        backend only (a follow-up of a stored response: `Backends.route`).
+        for all attempts (CHAT_DEADLINE_SECONDS) when given, never sleeping longer than
+        INTERACTIVE_MAX_WAIT_SECONDS on a retry-after (a 429 at once instead); what it
+        returns. `pinned`: that backend only (a follow-up of a stored response: `Backends.route`).
 
         On failure the booking is given back, the failed call recorded (with a filter event
         for a refused prompt), and the AppError the caller sees is raised, chained to the
@@ -171,6 +172,7 @@ class MeteredCall:
             self.site.deployment,
             pinned=pinned,
             operation=metrics.operation_name(self.site.operation),
+            max_wait=self._meter.settings.interactive_max_wait_seconds,
         )
         try:
             async with asyncio.timeout(deadline):
@@ -184,6 +186,8 @@ class MeteredCall:
             raise await self._failed(route.backend, timeout) from None
         except openai.OpenAIError as error:
             raise await self._failed(route.backend, error) from error
+        except Cooling as refused:  # every backend cools longer than a person should wait
+            raise await self._failed(route.backend, refused) from None
         self.site = self.site.on(route.backend)
         return answer
 
