@@ -9,7 +9,8 @@ completion, also mid-stream; the per-caller limit, 429 in Azure's error shape), 
 goes into logs, and output tokens are held to CHAT_MAX_TOKENS_LIMIT (400). Errors keep the
 service's own status, headers that matter to a retrying SDK, and body, so the SDKs raise what
 they would against Azure OpenAI. Changes to the request: a body naming no output-token limit
-is sent with `max_completion_tokens: CHAT_MAX_TOKENS_LIMIT`; a stream always asks the service
+is sent with `max_completion_tokens`: the learned cap (shared/metering/output_caps.py), else
+CHAT_MAX_TOKENS_LIMIT; a stream always asks the service
 for its usage chunk (the usage document needs it) and drops it again when the caller did not
 ask for it; the caller identifiers go as their HMAC, and `data_sources` is refused unless
 GATEWAY_ALLOWED_EXTENSIONS names it (shared/gateway/models.py).
