@@ -71,7 +71,8 @@ class NoBackend(UpstreamError):
 
 class Cooling(RateLimited):
     """An interactive call refused before it is sent: every backend serving the deployment
-    cools (after a 429) for longer than the call may wait (INTERACTIVE_MAX_WAIT_SECONDS)."""
+    cools after a 429 whose retry-after ends later than the call may wait
+    (INTERACTIVE_MAX_WAIT_SECONDS)."""
 
     def __init__(self, deployment: str, seconds: float) -> None:
         super().__init__("Azure OpenAI rate limit reached; retry later", retry_after=seconds)
@@ -128,6 +129,9 @@ class Backends:
         self._state = {b.name: _State() for b in self.all}
         # (backend, deployment) -> monotonic time its cooldown ends; absent: not cooling.
         self._cooling: dict[tuple[str, str], float] = {}
+        # The same, for cooldowns a 429 asked for (the service's retry-after): only these turn
+        # an interactive call away unsent; a 5xx cooldown is ours, a guess, and is tried.
+        self._throttled: dict[tuple[str, str], float] = {}
         self._picks = 0
         self.batch = self.get(batch_backend) if batch_backend else self.all[0]
 
@@ -144,6 +148,12 @@ class Backends:
     def cooling_for(self, name: str, deployment: str) -> float:
         """Seconds until the backend takes calls for `deployment` again (0.0: it does now)."""
         return max(0.0, self._cooling_until(name, deployment) - self._clock())
+
+    def throttled_for(self, name: str, deployment: str) -> float:
+        """Seconds until the retry-after of the backend's last 429 for `deployment` ends
+        (0.0: none pending)."""
+        until = self._throttled.get((name, deployment), float("-inf"))
+        return max(0.0, min(until, self._cooling_until(name, deployment)) - self._clock())
 
     def _cooling_until(self, name: str, deployment: str) -> float:
         return self._cooling.get((name, deployment), float("-inf"))
@@ -210,7 +220,10 @@ class Backends:
             return False
         seconds = max(seconds, MIN_COOLDOWN)
         key = (name, deployment)
-        self._cooling[key] = max(self._cooling_until(name, deployment), self._clock() + seconds)
+        until = self._clock() + seconds
+        self._cooling[key] = max(self._cooling_until(name, deployment), until)
+        if isinstance(error, openai.RateLimitError | RateLimited):
+            self._throttled[key] = max(self._throttled.get(key, float("-inf")), until)
         log.warning(
             "Azure OpenAI backend %s cools for %.3f s for deployment %s (%s)",
             name,
@@ -273,12 +286,13 @@ class Route:
             # the caller's deadline, if any, bounds the wait from outside.
             waiting = self._backends.cooling_for(self._pinned, self.deployment)
             if waiting > 0:
-                self._impatient(waiting)
+                self._impatient(self._backends.throttled_for(self._pinned, self.deployment))
                 await asyncio.sleep(waiting)
         else:
             order = self._backends.candidates(self.deployment)
-            # All cooling: the first to end gets the call now; not when that is far off.
-            self._impatient(self._backends.cooling_for(order[0].name, self.deployment))
+            # All cooling: the first to end gets the call now; not when a 429 asked for a
+            # wait longer than the call may take (a 5xx cooldown is tried as before).
+            self._impatient(self._backends.throttled_for(order[0].name, self.deployment))
         refused: list[tuple[str, openai.OpenAIError]] = []
         for index, backend in enumerate(order):
             last = index == len(order) - 1

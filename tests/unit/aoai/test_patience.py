@@ -132,3 +132,10 @@ async def test_a_route_with_max_wait_sends_its_last_attempt_without_sdk_retries(
     plain = Upstream()
     await other.route("gpt-4o").send(plain)
     assert [t.client.max_retries for t in plain.attempts] == [2]
+
+
+async def test_a_5xx_cooldown_is_tried_not_refused(client: AsyncAzureOpenAI) -> None:
+    backends = router(client, Clock(), ("only", 1))  # cooldown 10 s, past the 5 s wait
+    backends.cool("only", "gpt-4o", status_error(503))
+    upstream = Upstream()
+    assert await backends.route("gpt-4o", max_wait=5.0).send(upstream) == "ok from only"
