@@ -62,7 +62,7 @@ RUNS = (
     Run(
         "chat_caps",
         "bench.chat_caps",
-        ("--window", "6", "--windows", "10"),
+        ("--window", "6", "--windows", "20"),
         ("--window", "3", "--windows", "4"),
     ),
     Run("chat_ttfb", "bench.chat_ttfb", ("--requests", "300"), ("--requests", "40")),

@@ -172,14 +172,18 @@ def _measure_host(
     host_json(app_dir, args.window)
     httpx.post(f"{sim_url}/sim/reset", json={}).raise_for_status()  # empty quota windows
     with run_app_host(make_app_dir(app_dir, environ)) as host:
-        return asyncio.run(_variant(host.url, host.team_key, args, rpm, prefix))
+        result = asyncio.run(_variant(host.url, host.team_key, args, rpm, prefix))
+    # The cap the last chat was sent with: the learned one at the end of the run, or 4,096.
+    last = httpx.get(f"{sim_url}/sim/requests/{DEPLOYMENT}/last").json()
+    result["last_max_completion_tokens"] = last.get("max_completion_tokens")
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tpm", type=int, default=80_000, help="the quota, per minute")
     parser.add_argument("--window", type=float, default=6.0, help="seconds of a quota minute")
-    parser.add_argument("--windows", type=int, default=10, help="minutes measured per variant")
+    parser.add_argument("--windows", type=int, default=20, help="minutes measured per variant")
     parser.add_argument("--callers", type=int, default=8)
     parser.add_argument("--pause", type=float, default=0.2, help="seconds after a 429")
     args = parser.parse_args(argv)
