@@ -98,11 +98,13 @@ class Backend:
 
 @dataclass(frozen=True)
 class Target:
-    """Where one attempt goes: the backend's name, its deployment name, the client to use."""
+    """Where one attempt goes: the backend's name, its deployment name, the client to use,
+    and headers the request must carry (a retry's count: shared/aoai/patience.py)."""
 
     backend: str
     deployment: str
     client: AsyncOpenAI
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -305,7 +307,10 @@ class Route:
             self.backend = backend.name
             self._backends.picked(backend)
 
-            async def attempt(target: Target = target) -> T:
+            async def attempt(retried: int = 0, target: Target = target) -> T:
+                if retried:  # as the SDK's own retries say (x-stainless-retry-count)
+                    retry = {patience.RETRY_COUNT: str(retried)}
+                    target = Target(target.backend, target.deployment, target.client, retry)
                 with tracing.upstream_span(
                     self.operation, self.deployment, target.backend, target.client
                 ):

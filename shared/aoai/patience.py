@@ -28,6 +28,9 @@ INITIAL_DELAY = 0.5  # the SDK's INITIAL_RETRY_DELAY
 MAX_DELAY = 8.0  # its MAX_RETRY_DELAY
 MAX_RETRY_AFTER = 120.0  # its MAX_RETRY_AFTER_DELAY: a longer retry-after is not waited for
 _RETRIED_STATUSES = (408, 409, 429)
+# The header the SDK's retries carry (the simulator counts retries by it); an attempt's
+# `Target.headers` carry it on ours, which every caller of `Route.send` sends.
+RETRY_COUNT = "x-stainless-retry-count"
 
 
 def retry_wait(error: openai.OpenAIError, retried: int) -> float | None:
@@ -57,19 +60,20 @@ def _backoff(retried: int) -> float:
 
 
 async def attempts(
-    attempt: Callable[[], Awaitable[T]],
+    attempt: Callable[[int], Awaitable[T]],
     *,
     retries: int,
     max_wait: float,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
-    """`attempt()`, retried as the SDK would up to `retries` times while the sleeps add up to
-    no more than `max_wait` seconds; the last error is raised as it came."""
+    """`attempt(retried)`, retried as the SDK would up to `retries` times while the sleeps add
+    up to no more than `max_wait` seconds; the last error is raised as it came. `retried`: the
+    retries made before this attempt (the SDK's `x-stainless-retry-count`)."""
     waited = 0.0
     retried = 0
     while True:
         try:
-            return await attempt()
+            return await attempt(retried)
         except openai.OpenAIError as error:
             wait = retry_wait(error, retried)
             if wait is None or retried >= retries or waited + wait > max_wait:

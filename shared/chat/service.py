@@ -127,7 +127,7 @@ class ChatService:
 
         async def send(target: Target) -> ChatCompletion:
             answer: ChatCompletion = await target.client.chat.completions.create(
-                **self._arguments(request, target.deployment, cap)
+                **self._arguments(request, target.deployment, cap), extra_headers=target.headers
             )
             return answer
 
@@ -173,6 +173,7 @@ class ChatService:
                 ChatCompletionChunk
             ] = await target.client.chat.completions.create(
                 **self._arguments(request, target.deployment, cap),
+                extra_headers=target.headers,
                 stream=True,
                 stream_options={"include_usage": True},
             )

@@ -132,7 +132,7 @@ class ResponsesGateway:
             return await target.client.post(
                 path,
                 body={**payload, "model": target.deployment},
-                options={"params": query},
+                options={"params": query, "headers": target.headers},
                 cast_to=httpx2.Response,
                 stream=stream,
             )
@@ -287,7 +287,7 @@ class ResponsesGateway:
 
         async def send(target: Target) -> httpx2.Response:
             path, extra = upstream_path(target, f"/responses/{response_id}{suffix}")
-            options: Any = {"params": {**params, **extra}}
+            options: Any = {"params": {**params, **extra}, "headers": target.headers}
             client = target.client
             if method == "GET":
                 return await client.get(

@@ -266,7 +266,13 @@ class Gateway:
             # The backend's own name for the deployment: the v1 client sends `model` in the
             # body, a dated-version (Azure) client puts it into the URL.
             body = {**payload, "model": target.deployment}
-            return await target.client.post(path, body=body, cast_to=httpx2.Response, stream=stream)
+            return await target.client.post(
+                path,
+                body=body,
+                options={"headers": target.headers},
+                cast_to=httpx2.Response,
+                stream=stream,
+            )
 
         return await sent(call, send)
 

@@ -51,7 +51,8 @@ class Attempts:
         self.answers = list(answers)
         self.count = 0
 
-    async def __call__(self) -> str:
+    async def __call__(self, retried: int) -> str:
+        assert retried == self.count
         answer = self.answers[min(self.count, len(self.answers) - 1)]
         self.count += 1
         if isinstance(answer, BaseException):
