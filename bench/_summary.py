@@ -118,6 +118,13 @@ def headline(runs: dict[str, Any]) -> dict[str, Any]:
         out["lost_items"] = sum(lost)
     if under := runs.get("chat_under_jobs"):
         out.update(chat_under_jobs(under))
+    if caps := runs.get("chat_caps"):
+        # Chats admitted per minute with no caller cap over the quota's bound, and answers cut
+        # by a cap the caller did not set: learned caps, and the fixed 4,096 in the same run.
+        out["chat_admitted_share_of_bound"] = caps["chat_admitted_share_of_bound"]
+        out["chat_truncated_share"] = caps["chat_truncated_share"]
+        out["chat_admitted_share_of_bound_fixed_4096"] = caps["baseline_admitted_share_of_bound"]
+        out["chat_truncated_share_fixed_4096"] = caps["baseline_truncated_share"]
     if ttfb := runs.get("chat_ttfb"):
         out["chat_added_ttfb_p50_ms"] = ttfb["added_p50_ms"]
         out["chat_added_ttfb_p99_ms"] = ttfb["added_p99_ms"]

@@ -44,6 +44,7 @@ from shared.metering.bookkeeper import Bookkeeper
 from shared.metering.call import CallMeter
 from shared.metering.caller_limit import create_caller_limiter
 from shared.metering.outbox import Outbox
+from shared.metering.output_caps import OutputCaps
 from shared.metering.rollups import UsageRollups
 from shared.metering.team_admin import TeamAdmin
 from shared.metering.team_directory import TeamDirectory
@@ -150,7 +151,15 @@ def create_runtime(settings: Settings) -> Runtime:
         minute=settings.aoai_quota_window_seconds,
         headroom=HeadroomPolicy(settings.job_headroom_factor, settings.job_headroom_min_tokens),
     )
-    meter = CallMeter(settings, backends, books, caller_limiter, team_limits, limiters)
+    caps = OutputCaps(
+        enabled=settings.chat_cap_learning,
+        percentile=settings.chat_cap_percentile,
+        min_samples=settings.chat_cap_min_samples,
+        window=settings.chat_cap_window,
+    )
+    meter = CallMeter(
+        settings, backends, books, caller_limiter, team_limits, limiters=limiters, caps=caps
+    )
     # Batch API calls are few and nothing waits on them: the SDK's own retries are welcome.
     # A batch lives on the account that created it: one backend (AOAI_BATCH_BACKEND) runs them.
     batches = BatchService(

@@ -20,6 +20,7 @@ from .content_filter import FilterVerdict, evaluate, prompt_filter_results
 from .strict_schema import check_strict
 from .structured import fill_schema
 from .tokens import (
+    answer_length,
     estimate_tokens,
     generate_words,
     message_text,
@@ -169,7 +170,9 @@ def _last_user(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-def _text_for(body: dict[str, Any], messages: list[dict[str, Any]], seed: int) -> str:
+def _text_for(
+    body: dict[str, Any], messages: list[dict[str, Any]], seed: int, config: SimulatorConfig
+) -> str:
     fmt = body.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
@@ -177,7 +180,11 @@ def _text_for(body: dict[str, Any], messages: list[dict[str, Any]], seed: int) -
     last = _last_user(messages)
     position = last.lower().find(_ECHO)
     echoed = last[position + len(_ECHO) :].strip() if position >= 0 else None
-    text = echoed if echoed is not None else " ".join(generate_words(seed))
+    lengths = config.answer_length
+    count = (
+        None if lengths is None else answer_length(seed, lengths.median, lengths.p99, lengths.max)
+    )
+    text = echoed if echoed is not None else " ".join(generate_words(seed, count))
     if isinstance(fmt, dict) and fmt.get("type") == "json_object":
         return json.dumps({"result": text})
     return text
@@ -255,7 +262,7 @@ def plan_chat(body: Any, deployment: DeploymentConfig, config: SimulatorConfig) 
             clean = evaluate("", "completion", [], config.filter_threshold).results
             plan.choices.append(ChoicePlan(index, [], "tool_calls", clean, calls))
             continue
-        pieces = _pieces(_text_for(body, messages, seed), structured)
+        pieces = _pieces(_text_for(body, messages, seed, config), structured)
         finish = "stop"
         # Hidden reasoning comes first and out of the same budget: what it leaves is the
         # room for the answer (none at all: "length" with empty content).

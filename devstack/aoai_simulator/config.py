@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_API_KEY = "sim-key-0000000000000000"  # a well-known local test key
 
@@ -129,6 +129,23 @@ class PromptCacheConfig(_Model):
         ge=1,
         description="cached prefixes kept per deployment, least recently used evicted first",
     )
+
+
+class AnswerLengthConfig(_Model):
+    """How long generated answers are, in completion tokens: a lognormal distribution given by
+    its median and 99th percentile, drawn once per request content (the same prompt always
+    gets the same length). An answer longer than the request's `max_tokens` is cut there with
+    `finish_reason: length`, as Azure's is. Unset (the default): 12 to 48 words."""
+
+    median: int = Field(default=250, ge=1, description="median answer length in tokens")
+    p99: int = Field(default=1500, ge=1, description="99th percentile of answer lengths")
+    max: int = Field(default=16_384, ge=1, description="no answer is drawn longer than this")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AnswerLengthConfig:
+        if self.p99 < self.median:
+            raise ValueError("answer_length.p99 must be at least its median")
+        return self
 
 
 class FilterRule(_Model):
@@ -257,6 +274,10 @@ class SimulatorConfig(_Model):
     batch: BatchConfig = Field(default_factory=BatchConfig)
     prompt_cache: PromptCacheConfig = Field(default_factory=PromptCacheConfig)
     seed: int = Field(default=0, description="mixed into every generated text and vector")
+    answer_length: AnswerLengthConfig | None = Field(
+        default=None,
+        description="generated answers' length distribution (median, p99); None: 12-48 words",
+    )
 
     @field_validator("deployments")
     @classmethod

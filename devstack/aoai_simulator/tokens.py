@@ -94,6 +94,18 @@ def generate_words(seed: int, count: int | None = None) -> list[str]:
     return words
 
 
+# The standard normal's 99th percentile: p99 = median * exp(Z99 * sigma) for a lognormal.
+Z99 = 2.3263478740408408
+
+
+def answer_length(seed: int, median: int, p99: int, longest: int) -> int:
+    """A lognormal answer length (tokens, 1..`longest`) with the given median and 99th
+    percentile, the same for the same `seed`."""
+    sigma = math.log(p99 / median) / Z99
+    drawn = random.Random(seed_for("length", seed)).lognormvariate(math.log(median), sigma)
+    return max(1, min(longest, round(drawn)))
+
+
 def split_tokens(text: str) -> list[str]:
     """Split text into simulated tokens: each word keeps its leading space."""
     pieces: list[str] = []

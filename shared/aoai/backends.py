@@ -16,6 +16,12 @@ exactly as a single client did. When every backend is cooling, the one whose coo
 first gets the call; if it still refuses, the caller gets the refusal with the shortest
 retry-after seen. Other errors (400, 401, 404) are answers, not outages: no fail-over.
 
+An interactive call (chat, the gateway routes: `route(max_wait=...)`) is never held longer than
+INTERACTIVE_MAX_WAIT_SECONDS: when every backend cools for longer it is refused at once
+(`Cooling`, a 429 with Retry-After, nothing sent), and its last attempt retries as the SDK
+would only while the sleeps fit in that wait (shared/aoai/patience.py); past it the 429 is
+the caller's at once.
+
 A stream fails over only while it has not started: the SDK call returns once the status line
 is in, so an error before the first byte is an ordinary failed attempt.
 """
@@ -32,6 +38,7 @@ from typing import TypeVar
 import openai
 from openai import AsyncOpenAI
 
+from shared.aoai import patience
 from shared.core.errors import (
     AppError,
     RateLimited,
@@ -62,6 +69,16 @@ class NoBackend(UpstreamError):
         self.deployment = deployment
 
 
+class Cooling(RateLimited):
+    """An interactive call refused before it is sent: every backend serving the deployment
+    cools after a 429 whose retry-after ends later than the call may wait
+    (INTERACTIVE_MAX_WAIT_SECONDS)."""
+
+    def __init__(self, deployment: str, seconds: float) -> None:
+        super().__init__("Azure OpenAI rate limit reached; retry later", retry_after=seconds)
+        self.deployment = deployment
+
+
 @dataclass
 class Backend:
     """One account: its clients and the names its deployments have there."""
@@ -81,11 +98,13 @@ class Backend:
 
 @dataclass(frozen=True)
 class Target:
-    """Where one attempt goes: the backend's name, its deployment name, the client to use."""
+    """Where one attempt goes: the backend's name, its deployment name, the client to use,
+    and headers the request must carry (a retry's count: shared/aoai/patience.py)."""
 
     backend: str
     deployment: str
     client: AsyncOpenAI
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +131,9 @@ class Backends:
         self._state = {b.name: _State() for b in self.all}
         # (backend, deployment) -> monotonic time its cooldown ends; absent: not cooling.
         self._cooling: dict[tuple[str, str], float] = {}
+        # The same, for cooldowns a 429 asked for (the service's retry-after): only these turn
+        # an interactive call away unsent; a 5xx cooldown is ours, a guess, and is tried.
+        self._throttled: dict[tuple[str, str], float] = {}
         self._picks = 0
         self.batch = self.get(batch_backend) if batch_backend else self.all[0]
 
@@ -128,6 +150,12 @@ class Backends:
     def cooling_for(self, name: str, deployment: str) -> float:
         """Seconds until the backend takes calls for `deployment` again (0.0: it does now)."""
         return max(0.0, self._cooling_until(name, deployment) - self._clock())
+
+    def throttled_for(self, name: str, deployment: str) -> float:
+        """Seconds until the retry-after of the backend's last 429 for `deployment` ends
+        (0.0: none pending)."""
+        until = self._throttled.get((name, deployment), float("-inf"))
+        return max(0.0, min(until, self._cooling_until(name, deployment)) - self._clock())
 
     def _cooling_until(self, name: str, deployment: str) -> float:
         return self._cooling.get((name, deployment), float("-inf"))
@@ -194,7 +222,10 @@ class Backends:
             return False
         seconds = max(seconds, MIN_COOLDOWN)
         key = (name, deployment)
-        self._cooling[key] = max(self._cooling_until(name, deployment), self._clock() + seconds)
+        until = self._clock() + seconds
+        self._cooling[key] = max(self._cooling_until(name, deployment), until)
+        if isinstance(error, openai.RateLimitError | RateLimited):
+            self._throttled[key] = max(self._throttled.get(key, float("-inf")), until)
         log.warning(
             "Azure OpenAI backend %s cools for %.3f s for deployment %s (%s)",
             name,
@@ -211,14 +242,18 @@ class Backends:
         retries: bool = True,
         pinned: str | None = None,
         operation: str | None = None,
+        max_wait: float | None = None,
     ) -> Route:
         """One call's way through the backends. `retries=False`: no attempt uses the SDK's
         retries (queue jobs, which never sleep on the service's behalf). `pinned`: only that
         backend, whatever the priorities say (a stored response lives on the account that
         created it): a cooling one is waited for, never passed over. `operation`: the GenAI
         operation (chat | embeddings | responses) its attempts' spans are named by (the
-        metered call's; unset, a span is named by the deployment alone)."""
-        return Route(self, deployment, retries, pinned, operation)
+        metered call's; unset, a span is named by the deployment alone). `max_wait`: an
+        interactive call, which never sleeps longer than that on the service's behalf: when
+        every backend cools for longer it is refused at once (`Cooling`), and its last attempt
+        retries as the SDK would only while the sleeps fit (shared/aoai/patience.py)."""
+        return Route(self, deployment, retries, pinned, operation, max_wait)
 
 
 class Route:
@@ -233,8 +268,10 @@ class Route:
         retries: bool,
         pinned: str | None = None,
         operation: str | None = None,
+        max_wait: float | None = None,
     ) -> None:
         self._backends = backends
+        self._max_wait = max_wait
         self.deployment = deployment
         self._retries = retries
         self._pinned = pinned
@@ -251,21 +288,40 @@ class Route:
             # the caller's deadline, if any, bounds the wait from outside.
             waiting = self._backends.cooling_for(self._pinned, self.deployment)
             if waiting > 0:
+                self._impatient(self._backends.throttled_for(self._pinned, self.deployment))
                 await asyncio.sleep(waiting)
         else:
             order = self._backends.candidates(self.deployment)
+            # All cooling: the first to end gets the call now; not when a 429 asked for a
+            # wait longer than the call may take (a 5xx cooldown is tried as before).
+            self._impatient(self._backends.throttled_for(order[0].name, self.deployment))
         refused: list[tuple[str, openai.OpenAIError]] = []
         for index, backend in enumerate(order):
             last = index == len(order) - 1
             name = backend.deployment_for(self.deployment)
             if name is None:  # a pinned backend that no longer serves it (AOAI_BACKENDS)
                 raise NoBackend(self.deployment)
-            client = backend.client if last and self._retries else backend.direct
+            patient = last and self._retries and self._max_wait is not None
+            client = backend.client if last and self._retries and not patient else backend.direct
+            target = Target(backend.name, name, client)
             self.backend = backend.name
             self._backends.picked(backend)
+
+            async def attempt(retried: int = 0, target: Target = target) -> T:
+                if retried:  # as the SDK's own retries say (x-stainless-retry-count)
+                    retry = {patience.RETRY_COUNT: str(retried)}
+                    target = Target(target.backend, target.deployment, target.client, retry)
+                with tracing.upstream_span(
+                    self.operation, self.deployment, target.backend, target.client
+                ):
+                    return await call(target)
+
             try:
-                with tracing.upstream_span(self.operation, self.deployment, backend.name, client):
-                    return await call(Target(backend.name, name, client))
+                if patient and self._max_wait is not None:
+                    return await patience.attempts(
+                        attempt, retries=backend.client.max_retries, max_wait=self._max_wait
+                    )
+                return await attempt()
             except openai.OpenAIError as error:
                 if not self._backends.cool(backend.name, self.deployment, error):
                     raise
@@ -280,6 +336,12 @@ class Route:
                 )
                 tracing.spilled(backend.name, order[index + 1].name)
         raise AssertionError("unreachable: candidates() is never empty")
+
+    def _impatient(self, waiting: float) -> None:
+        """Refuse an interactive call at once rather than wait `waiting` seconds past its
+        `max_wait`."""
+        if self._max_wait is not None and waiting > self._max_wait:
+            raise Cooling(self.deployment, waiting)
 
     def _answer(self, refused: list[tuple[str, openai.OpenAIError]]) -> openai.OpenAIError:
         """What the caller sees when every backend refused: the 429 with the shortest

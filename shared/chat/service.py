@@ -33,6 +33,7 @@ from shared.core.models import Usage
 from shared.core.settings import Settings
 from shared.metering.call import CallMeter, MeteredCall
 from shared.metering.callers import Caller, Origin
+from shared.metering.output_caps import OutputCap, choose_cap
 from shared.metering.teams import Team
 
 SSE_DONE = "data: [DONE]\n\n"
@@ -55,24 +56,28 @@ class ChatService:
     settings: Settings
     meter: CallMeter
 
-    def max_tokens(self, request: ChatRequest, team: Team | None = None) -> int:
+    def output_cap(self, request: ChatRequest, deployment: str, team: Team | None) -> OutputCap:
         """Always sent: left out, the model's own default (far above the limit) would apply.
-        The caller's team's `max_tokens` clamps it (the answer then ends with
-        `finish_reason: length`, as Azure's own cap would): a team's cap is an operator's
-        budget rule, and a client sending a fixed max_tokens keeps working."""
-        asked = request.max_tokens or self.settings.chat_max_tokens_limit
-        if team is not None and team.max_tokens is not None:
-            return min(asked, team.max_tokens)
-        return asked
+        The caller's `max_tokens`, else the cap learned from recent answers (a high percentile
+        of their lengths: shared/metering/output_caps.py), else CHAT_MAX_TOKENS_LIMIT. The
+        caller's team's `max_tokens` clamps it (the answer then ends with `finish_reason:
+        length`, as Azure's own cap would): a team's cap is an operator's budget rule, and a
+        client sending a fixed max_tokens keeps working."""
+        team_id = team.id if team is not None else None
+        learned = None if request.max_tokens else self.meter.caps.learned(deployment, team_id)
+        return choose_cap(
+            request.max_tokens,
+            learned,
+            self.settings.chat_max_tokens_limit,
+            team.max_tokens if team is not None else None,
+        )
 
-    def _arguments(
-        self, request: ChatRequest, deployment: str, team: Team | None
-    ) -> dict[str, Any]:
+    def _arguments(self, request: ChatRequest, deployment: str, cap: int) -> dict[str, Any]:
         args: dict[str, Any] = {
             "model": deployment,
             "messages": [m.model_dump() for m in request.messages],
             # Reasoning models (gpt-5.x, o-series: the deployed default) refuse max_tokens.
-            "max_completion_tokens": self.max_tokens(request, team),
+            "max_completion_tokens": cap,
         }
         if request.temperature is not None:
             args["temperature"] = request.temperature
@@ -93,8 +98,8 @@ class ChatService:
             self.settings.chat_deployment,
             team.models if team is not None else (),
         )
-        max_tokens = self.max_tokens(request, team)
-        estimate = sum(len(m.content) for m in request.messages) // 4 + max_tokens
+        cap = self.output_cap(request, deployment, team)
+        estimate = sum(len(m.content) for m in request.messages) // 4 + cap.tokens
         return await self.meter.start(
             "chat_stream" if stream else "chat",
             "chat",
@@ -102,7 +107,8 @@ class ChatService:
             Origin(caller or Caller(), request_id, request.tags, request.user),
             estimate=estimate,
             prompt="\n".join(m.content for m in request.messages),
-            max_tokens=max_tokens,
+            max_tokens=cap.tokens,
+            cap=cap,
         )
 
     async def complete(
@@ -117,11 +123,11 @@ class ChatService:
     ) -> tuple[ChatResponse, dict[str, str]]:
         """One whole answer, with the headers saying the team's room left."""
         call = await self._start(request, request_id, caller, stream=False)
-        team = caller.team if caller is not None else None
+        cap = call.cap.tokens if call.cap is not None else self.settings.chat_max_tokens_limit
 
         async def send(target: Target) -> ChatCompletion:
             answer: ChatCompletion = await target.client.chat.completions.create(
-                **self._arguments(request, target.deployment, team)
+                **self._arguments(request, target.deployment, cap), extra_headers=target.headers
             )
             return answer
 
@@ -134,6 +140,7 @@ class ChatService:
             model=completion.model,
             usage=usage,
             filtered=[(flagged, content)] if flagged is not None else [],
+            finish_reason=choice.finish_reason,
         )
         return ChatResponse(
             id=completion.id,
@@ -158,14 +165,15 @@ class ChatService:
     ) -> tuple[AsyncIterator[str], dict[str, str]]:
         """`open_stream`, with the headers saying the team's room left."""
         call = await self._start(request, request_id, caller, stream=True)
-        team = caller.team if caller is not None else None
+        cap = call.cap.tokens if call.cap is not None else self.settings.chat_max_tokens_limit
 
         async def send(target: Target) -> openai.AsyncStream[ChatCompletionChunk]:
             # Returns once the status line is in: a failure before the first byte fails over.
             stream: openai.AsyncStream[
                 ChatCompletionChunk
             ] = await target.client.chat.completions.create(
-                **self._arguments(request, target.deployment, team),
+                **self._arguments(request, target.deployment, cap),
+                extra_headers=target.headers,
                 stream=True,
                 stream_options={"include_usage": True},
             )
@@ -198,6 +206,7 @@ async def _frames(
             yield sse(DeltaFrame(content=choice.delta.content))
         if choice.finish_reason is not None:
             finish_reason = choice.finish_reason
+            call.note(finish_reason=finish_reason)
         flagged = content_filter.completion_flag(choice)
         if flagged is not None:
             await call.filtered(flagged, "".join(parts))

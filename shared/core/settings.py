@@ -195,6 +195,15 @@ class Settings(BaseSettings):
         "spent per attempt, and Azure's front end cuts an HTTP request at 230 s. Jobs keep "
         "their own timeouts.",
     )
+    interactive_max_wait_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="Longest a person waits on the service's behalf (chat and the gateway "
+        "routes): an upstream 429 whose retry-after (or a backend cooling for longer) is "
+        "past it, or SDK retries that would sleep longer in all, answer 429 with Retry-After "
+        "at once. Jobs wait as before.",
+    )
     aoai_max_retries: int = Field(
         default=2, ge=0, le=10, description="SDK retries (429/5xx/connection) inside a request."
     )
@@ -396,6 +405,31 @@ class Settings(BaseSettings):
         ge=1,
         description="Upper bound a caller may ask for as max_tokens (/api/chat and the gateway "
         "routes); sent as max_completion_tokens when the caller names none.",
+    )
+    chat_cap_learning: bool = Field(
+        default=True,
+        description="A chat call naming no output cap (/api/chat, the gateway's chat routes) "
+        "is sent with a high percentile of the answer lengths seen lately for its deployment "
+        "and team instead of CHAT_MAX_TOKENS_LIMIT (Azure books prompt + cap per request). "
+        "false: the limit, as before (shared/metering/output_caps.py).",
+    )
+    chat_cap_percentile: float = Field(
+        default=99.5,
+        gt=50,
+        le=100,
+        description="The percentile of recent completion lengths a learned cap is set at.",
+    )
+    chat_cap_min_samples: int = Field(
+        default=100,
+        ge=1,
+        description="Answers a deployment (or team) needs before its cap is learned; until "
+        "then CHAT_MAX_TOKENS_LIMIT is sent.",
+    )
+    chat_cap_window: int = Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        description="The recent answer lengths kept per deployment and team (4 bytes each).",
     )
     gateway_allowed_extensions: list[Literal["data_sources"]] = Field(
         default_factory=list,

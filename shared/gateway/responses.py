@@ -132,7 +132,7 @@ class ResponsesGateway:
             return await target.client.post(
                 path,
                 body={**payload, "model": target.deployment},
-                options={"params": query},
+                options={"params": query, "headers": target.headers},
                 cast_to=httpx2.Response,
                 stream=stream,
             )
@@ -279,11 +279,15 @@ class ResponsesGateway:
             return not_found(response_id)
         params = {name: value for name, value in query.items() if name in PASSED_QUERY}
         stream = params.get("stream") == "true"
-        route = self.gateway.meter.backends.route(home.deployment, pinned=home.backend)
+        route = self.gateway.meter.backends.route(
+            home.deployment,
+            pinned=home.backend,
+            max_wait=self.gateway.settings.interactive_max_wait_seconds,
+        )
 
         async def send(target: Target) -> httpx2.Response:
             path, extra = upstream_path(target, f"/responses/{response_id}{suffix}")
-            options: Any = {"params": {**params, **extra}}
+            options: Any = {"params": {**params, **extra}, "headers": target.headers}
             client = target.client
             if method == "GET":
                 return await client.get(

@@ -9,7 +9,8 @@ completion, also mid-stream; the per-caller limit, 429 in Azure's error shape), 
 goes into logs, and output tokens are held to CHAT_MAX_TOKENS_LIMIT (400). Errors keep the
 service's own status, headers that matter to a retrying SDK, and body, so the SDKs raise what
 they would against Azure OpenAI. Changes to the request: a body naming no output-token limit
-is sent with `max_completion_tokens: CHAT_MAX_TOKENS_LIMIT`; a stream always asks the service
+is sent with `max_completion_tokens`: the learned cap (shared/metering/output_caps.py), else
+CHAT_MAX_TOKENS_LIMIT; a stream always asks the service
 for its usage chunk (the usage document needs it) and drops it again when the caller did not
 ask for it; the caller identifiers go as their HMAC, and `data_sources` is refused unless
 GATEWAY_ALLOWED_EXTENSIONS names it (shared/gateway/models.py).
@@ -43,8 +44,10 @@ from shared.metering.callers import (
     choices_of,
     clamp_completion_tokens,
     embedding_estimate,
+    names_completion_tokens,
 )
 from shared.metering.models import Operation
+from shared.metering.output_caps import choose_cap
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +177,15 @@ class Gateway:
         deployment = self.deployment(name or body.model, origin)
         stream = bool(body.stream)
         payload = self._upstream(body, deployment)
-        max_tokens = cap_completion_tokens(payload, self.settings.chat_max_tokens_limit)
         team = origin.caller.team
-        max_tokens = clamp_completion_tokens(
-            payload, max_tokens, team.max_tokens if team is not None else None
-        )
+        team_max = team.max_tokens if team is not None else None
+        limit = self.settings.chat_max_tokens_limit
+        # A body naming no cap gets the learned one (shared/metering/output_caps.py).
+        asked = names_completion_tokens(payload)
+        learned = None if asked else self.meter.caps.learned(deployment, team.id if team else None)
+        max_tokens = cap_completion_tokens(payload, limit, default=learned)
+        cap = choose_cap(max_tokens if asked else None, learned, limit, team_max)
+        max_tokens = clamp_completion_tokens(payload, max_tokens, team_max)
         if stream:
             payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
         prompt = prompt_text(body.messages)
@@ -193,6 +200,7 @@ class Gateway:
             prompt=prompt,
             max_tokens=max_tokens,
             n=choices_of(payload),
+            cap=cap,
         )
         answer = await self._send(call, "/chat/completions", payload, stream)
         if isinstance(answer, Forwarded):
@@ -209,6 +217,8 @@ class Gateway:
         data = json_object(answer.content)
         flags: list[tuple[ContentFilterInfo, str | None]] = []
         for raw in data.get("choices") or []:
+            if isinstance(raw, dict) and isinstance(raw.get("finish_reason"), str):
+                call.note(finish_reason=raw["finish_reason"])
             flagged = _flag(raw)
             if flagged is not None:
                 text = (raw.get("message") or {}).get("content")
@@ -256,7 +266,13 @@ class Gateway:
             # The backend's own name for the deployment: the v1 client sends `model` in the
             # body, a dated-version (Azure) client puts it into the URL.
             body = {**payload, "model": target.deployment}
-            return await target.client.post(path, body=body, cast_to=httpx2.Response, stream=stream)
+            return await target.client.post(
+                path,
+                body=body,
+                options={"headers": target.headers},
+                cast_to=httpx2.Response,
+                stream=stream,
+            )
 
         return await sent(call, send)
 
@@ -329,6 +345,8 @@ async def _observe(chunk: dict[str, Any], call: MeteredCall, state: _StreamState
         if not isinstance(raw, dict):
             continue
         index = raw.get("index", 0)
+        if isinstance(raw.get("finish_reason"), str):
+            call.note(finish_reason=raw["finish_reason"])
         content = (raw.get("delta") or {}).get("content")
         if isinstance(content, str):
             call.note(text=content)

@@ -27,7 +27,7 @@ from shared.core.models import ContentFilterInfo, Usage
 from shared.core.store import CONTENT_FILTER_EVENTS, USAGE
 from shared.metering import filter_events
 from shared.metering.filter_events import Source
-from shared.metering.models import Mode, Operation, UsageRecord
+from shared.metering.models import CapSource, Mode, Operation, UsageRecord
 from shared.metering.outbox import Outbox, OutboxContainer
 from shared.metering.report import build_record
 
@@ -89,6 +89,7 @@ class Bookkeeper:
         status: Status = "ok",
         record_id: str | None = None,
         estimated: bool = False,
+        cut_by: CapSource | None = None,
     ) -> UsageRecord:
         """Record one call. `started` is its `time.perf_counter()` at the start; `record_id`
         a deterministic id for calls that redelivery may repeat (job requests); `estimated`
@@ -115,6 +116,8 @@ class Bookkeeper:
             record = record.model_copy(
                 update={"user_hash": filter_events.hash_user(site.user, self._user_hash_secret)}
             )
+        if cut_by is not None:  # an answer cut at its output cap: who set it
+            record = record.model_copy(update={"cut_by": cut_by})
         await self._write(site, USAGE, record.model_dump(mode="json"))
         return record
 

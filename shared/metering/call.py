@@ -21,14 +21,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
 import httpx2
 import openai
 
-from shared.aoai.backends import Backends, Target
+from shared.aoai.backends import Backends, Cooling, Target
 from shared.aoai.interactive import booked
 from shared.aoai.quota import Limiters
 from shared.core.errors import AppError, UpstreamError, UpstreamTimeout, translate
@@ -40,6 +40,7 @@ from shared.metering.caller_limit import Booking, CallerLimiter
 from shared.metering.callers import Origin, caller_key
 from shared.metering.filter_events import Source
 from shared.metering.models import Operation, UsageRecord
+from shared.metering.output_caps import OutputCap, OutputCaps
 from shared.metering.report import price_for, usage_cost
 from shared.metering.team_limits import Booking as TeamBooking
 from shared.metering.team_limits import TeamLimiter
@@ -65,6 +66,8 @@ class CallMeter:
     # The process's quota limiters, shared with its jobs: each attempt is booked there, so
     # jobs leave interactive calls room (docs/jobs.md#interactive-calls-first).
     limiters: Limiters | None = None
+    # What chat calls naming no output cap are sent with (shared/metering/output_caps.py).
+    caps: OutputCaps = field(default_factory=OutputCaps)
 
     def user_hash(self, user: str | None) -> str | None:
         """The caller's `user` as stored and sent upstream: HMAC-SHA256 keyed with
@@ -82,6 +85,7 @@ class CallMeter:
         prompt: str,
         max_tokens: int = 0,
         n: int = 1,
+        cap: OutputCap | None = None,
     ) -> MeteredCall:
         """Book the call's worst case against the caller's team (its minute, day and month:
         RateLimited or BudgetExceeded, 429, when spent) and `estimate` tokens against the
@@ -89,7 +93,8 @@ class CallMeter:
         start the call's clock. `estimate` is the prompt's estimate plus `max_tokens` (the
         output cap sent, already within the team's `max_tokens`) for each of `n` choices.
         `prompt` goes into the filter event of a refused prompt, stored only with
-        CONTENT_FILTER_STORE_TEXT."""
+        CONTENT_FILTER_STORE_TEXT. `cap`: a chat call's output cap and who set it, so that an
+        answer it cuts is counted and whole answers teach the learned caps."""
         caller = origin.caller
         site = CallSite(
             operation=operation,
@@ -131,6 +136,7 @@ class CallMeter:
             time.perf_counter(),
             team_booking=team_booking,
             charge=estimate,
+            cap=cap if n == 1 else None,
         )
 
 
@@ -147,9 +153,12 @@ class MeteredCall:
         *,
         team_booking: TeamBooking | None = None,
         charge: int = 0,
+        cap: OutputCap | None = None,
     ) -> None:
         self.site = site
         self._charge = charge  # what the quota charges on arrival: the prompt + output cap
+        self.cap = cap  # a chat call's output cap (one choice only: lengths are per answer)
+        self.finish_reason: str | None = None
         self.model: str | None = None
         self.usage: Usage | None = None
         self.status: Status = "cancelled"  # a stream's, until it reaches an end of its own
@@ -174,8 +183,9 @@ class MeteredCall:
         pinned: str | None = None,
     ) -> T:
         """`call` through the backends of the call's deployment, within `deadline` seconds
-        for all attempts (CHAT_DEADLINE_SECONDS) when given; what it returns. `pinned`: that
-        backend only (a follow-up of a stored response: `Backends.route`).
+        for all attempts (CHAT_DEADLINE_SECONDS) when given, never sleeping longer than
+        INTERACTIVE_MAX_WAIT_SECONDS on a retry-after (a 429 at once instead); what it
+        returns. `pinned`: that backend only (a follow-up of a stored response: `Backends.route`).
 
         On failure the booking is given back, the failed call recorded (with a filter event
         for a refused prompt), and the AppError the caller sees is raised, chained to the
@@ -184,6 +194,7 @@ class MeteredCall:
             self.site.deployment,
             pinned=pinned,
             operation=metrics.operation_name(self.site.operation),
+            max_wait=self._meter.settings.interactive_max_wait_seconds,
         )
         try:
             async with asyncio.timeout(deadline):
@@ -197,6 +208,8 @@ class MeteredCall:
             raise await self._failed(route.backend, timeout) from None
         except openai.OpenAIError as error:
             raise await self._failed(route.backend, error) from error
+        except Cooling as refused:  # every backend cools longer than a person should wait
+            raise await self._failed(route.backend, refused) from None
         self.site = self.site.on(route.backend)
         return answer
 
@@ -221,10 +234,20 @@ class MeteredCall:
         self._metrics(failure)
         return failure
 
-    def note(self, *, model: str | None = None, usage: Usage | None = None, text: str = "") -> None:
+    def note(
+        self,
+        *,
+        model: str | None = None,
+        usage: Usage | None = None,
+        text: str = "",
+        finish_reason: str | None = None,
+    ) -> None:
         """What the answer said so far, for the record: its model, the usage it reported, the
-        output `text` of a stream's chunk (its estimate if the usage never comes)."""
+        output `text` of a stream's chunk (its estimate if the usage never comes), why it
+        ended (`length`, cut at its cap, is kept over any other choice's reason)."""
         self.model = model or self.model
+        if finish_reason is not None and self.finish_reason != "length":
+            self.finish_reason = finish_reason
         if usage is not None:
             self.usage = usage
         if text:
@@ -270,11 +293,12 @@ class MeteredCall:
         usage: Usage | None,
         filtered: Iterable[tuple[ContentFilterInfo, str | None]] = (),
         record_id: str | None = None,
+        finish_reason: str | None = None,
     ) -> None:
         """A whole answer: record its filter events and usage document (`record_id`: its id,
         for one written again later), and settle the booking with the tokens used (kept at the
         estimate when the service reported none)."""
-        self.note(model=model, usage=usage)
+        self.note(model=model, usage=usage, finish_reason=finish_reason)
         try:
             for info, text in filtered:
                 await self.filtered(info, text)
@@ -373,6 +397,12 @@ class MeteredCall:
 
     async def _record(self, record_id: str | None = None) -> None:
         self._metrics(self._failure)
+        cut = self.cap if self.finish_reason == "length" else None
+        if self.cap is not None and self.usage is not None and not self.estimated:
+            # A whole answer teaches the learned caps its length (a cut stream cannot).
+            self._meter.caps.answered(
+                self.site, self.cap, self.usage.completion_tokens, self.status, cut is not None
+            )
         self.record = await self._meter.bookkeeper.usage(
             self.site,
             model=self.model,
@@ -381,6 +411,7 @@ class MeteredCall:
             status=self.status,
             record_id=record_id,
             estimated=self.estimated,
+            cut_by=None if cut is None else cut.source,
         )
 
     async def _settle(self) -> None:

@@ -134,13 +134,24 @@ def caller_key(
     return "anonymous"
 
 
+def names_completion_tokens(
+    body: dict[str, Any], fields: tuple[str, ...] = _MAX_TOKEN_FIELDS
+) -> bool:
+    """Whether the caller set an output cap of its own (any of `fields`)."""
+    return any(body.get(name) is not None for name in fields)
+
+
 def cap_completion_tokens(
-    body: dict[str, Any], limit: int, fields: tuple[str, ...] = _MAX_TOKEN_FIELDS
+    body: dict[str, Any],
+    limit: int,
+    fields: tuple[str, ...] = _MAX_TOKEN_FIELDS,
+    default: int | None = None,
 ) -> int:
     """The output tokens a gateway body may use, held to CHAT_MAX_TOKENS_LIMIT as on
     `/api/chat`: a body naming none of `fields` gets the first of them set to `limit` (left
     out, the model's own default, far above the limit, would apply); a larger value is a 400.
-    `fields`: chat's names by default, RESPONSES_MAX_TOKEN_FIELDS for the Responses API."""
+    `fields`: chat's names by default, RESPONSES_MAX_TOKEN_FIELDS for the Responses API.
+    `default`: what a body naming none gets instead of `limit` (a learned cap, within it)."""
     asked = 0
     for name in fields:
         value = body.get(name)
@@ -154,7 +165,7 @@ def cap_completion_tokens(
             )
         asked = max(asked, value)
     if not asked:
-        body[fields[0]] = asked = limit
+        body[fields[0]] = asked = limit if default is None else max(1, min(default, limit))
     return asked
 
 

@@ -15,6 +15,11 @@ Operation = Literal[
 Mode = Literal["realtime", "batch"]
 
 
+# Who set the output cap a chat call was sent with (shared/metering/output_caps.py): its
+# caller, the learned percentile, CHAT_MAX_TOKENS_LIMIT, or the team's `max_tokens`.
+CapSource = Literal["caller", "learned", "limit", "team"]
+
+
 class UsageRecord(BaseModel):
     """One upstream call, in the `usage` container (partition `/day`)."""
 
@@ -52,6 +57,11 @@ class UsageRecord(BaseModel):
     user_hash: str | None = None  # HMAC of the caller's `user` (USER_HASH_SECRET), if sent
     backend: str | None = Field(
         default=None, description="The AOAI_BACKENDS entry that served the call (or refused it)."
+    )
+    cut_by: CapSource | None = Field(
+        default=None,
+        description="A chat answer that ended at its output cap (`finish_reason: length`): "
+        "who set that cap. `learned`, `limit` or `team`: cut by a cap its caller did not set.",
     )
     estimated: bool = Field(
         default=False,

@@ -450,3 +450,28 @@ async def test_chat_has_one_deadline_across_every_sdk_attempt(
     assert elapsed < 8, elapsed  # generous under load; one attempt alone would take 3 s
     (usage,) = await docs_by_request_id(store, USAGE, rid)
     assert usage["status"] == "error"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_answer_cut_by_a_cap_the_caller_did_not_set_is_counted(
+    app_environ: dict[str, str], store: Store, stream: bool
+) -> None:
+    """`cut_by` in the usage document says who set the cap an answer ended at: the limit
+    (the caller named none, nothing learned yet) or the caller's own."""
+    settings = load_settings({**app_environ, "CHAT_MAX_TOKENS_LIMIT": "5"})
+    async for chat in service_for(settings, store):
+        by_limit, by_caller, whole = new_id(), new_id(), new_id()
+        if stream:
+            await collect(await chat.open_stream(ask("Hello there", stream=True), by_limit))
+            await collect(await chat.open_stream(ask("Hi", stream=True, max_tokens=3), by_caller))
+            await collect(await chat.open_stream(ask("echo: done", stream=True), whole))
+        else:
+            assert (await chat.complete(ask("Hello there"), by_limit)).finish_reason == "length"
+            await chat.complete(ask("Hi", max_tokens=3), by_caller)
+            assert (await chat.complete(ask("echo: done"), whole)).finish_reason == "stop"
+    (limit,) = await docs_by_request_id(store, USAGE, by_limit)
+    (caller,) = await docs_by_request_id(store, USAGE, by_caller)
+    (ended,) = await docs_by_request_id(store, USAGE, whole)
+    assert (limit["cut_by"], limit["completion_tokens"]) == ("limit", 5)
+    assert caller["cut_by"] == "caller"
+    assert ended["cut_by"] is None
