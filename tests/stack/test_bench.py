@@ -120,6 +120,22 @@ def test_chat_under_jobs_measures_chat_with_and_without_a_job_and_the_jobs_share
     assert isinstance(result["within_target"], bool)
 
 
+@pytest.mark.timeout(400)  # two hosts one after the other, each warmed up on 100 answers
+def test_chat_caps_sends_the_learned_cap_against_the_fixed_one_in_the_same_run() -> None:
+    result = run_bench("bench.chat_caps", "--window", "3", "--windows", "2")
+    learned, fixed = result["learned"], result["fixed_4096"]
+    for variant in (learned, fixed):
+        assert variant["admitted"] > 0
+        assert variant["failed"] == 0
+        assert 0 < variant["admitted_share_of_bound"] <= 1.5
+        assert variant["truncated"] <= variant["admitted"]
+    # The learning ran: past its warm-up the chats went out below the limit; the baseline not.
+    assert learned["last_max_completion_tokens"] < 4096
+    assert fixed["last_max_completion_tokens"] == 4096
+    assert result["chat_admitted_share_of_bound"] == learned["admitted_share_of_bound"]
+    assert result["baseline_admitted_share_of_bound"] == fixed["admitted_share_of_bound"]
+
+
 @pytest.mark.timeout(300)  # the Cosmos DB server's start-up, a few hundred writes
 def test_usage_report_counts_every_call_from_one_roll_up_per_day() -> None:
     result = run_bench("bench.usage_report", "--records", "140", "--synthetic", "7000")
