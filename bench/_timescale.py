@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench._serve import ROOT
+from devstack.aoai_simulator import SimulatorConfig
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,18 @@ def _seconds(span: str) -> float:
 def scaled(per_minute: int, window: float) -> int:
     """A per-minute quota for the simulator, so one `window` holds a minute's worth."""
     return round(per_minute * 60.0 / window)
+
+
+def compressed_quota(
+    deployment: str, tpm: int, rpm: int, window: float
+) -> tuple[SimulatorConfig, str]:
+    """The simulator's config with `deployment` granted `tpm` / `rpm` a minute in `window`-second
+    minutes, and the app's `AOAI_QUOTAS` for it as Azure grants it (per real minute)."""
+    config = SimulatorConfig.model_validate({})
+    granted = config.deployment(deployment)
+    if granted is None:
+        raise LookupError(f"the simulator has no deployment {deployment!r}")
+    granted.tpm = scaled(tpm, window)
+    granted.rpm = scaled(rpm, window)
+    config.rate_limit.window_seconds = window
+    return config, json.dumps({deployment: {"tpm": tpm, "rpm": rpm}})

@@ -40,9 +40,8 @@ import httpx
 
 from bench._jobs import Rig, Sampler, print_result, reset_sim, rig, submit
 from bench._summary import latencies
-from bench._timescale import TimeScale, scaled
+from bench._timescale import TimeScale, compressed_quota
 from bench.classify_batching import DEPLOYMENT, LABELS, charged_per_item, item
-from devstack.aoai_simulator import SimulatorConfig
 from devstack.aoai_simulator.chat import rate_limit_estimate
 
 CHAT_MAX_TOKENS = 100
@@ -209,13 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--windows", type=int, default=8, help="windows measured")
     parser.add_argument("--contenders", default="policy,off", help=",".join(CONTENDERS))
     args = parser.parse_args(argv)
-    config = SimulatorConfig.model_validate({})
-    deployment = config.deployment(DEPLOYMENT)
-    assert deployment is not None
-    deployment.tpm = scaled(args.tpm, args.window)
-    deployment.rpm = scaled(args.rpm, args.window)
-    config.rate_limit.window_seconds = args.window
-    quotas = f'{{"{DEPLOYMENT}": {{"tpm": {args.tpm}, "rpm": {args.rpm}}}}}'
+    config, quotas = compressed_quota(DEPLOYMENT, args.tpm, args.rpm, args.window)
     results: dict[str, Any] = {}
     with rig(config, TimeScale(args.window)) as stack:
         for name in args.contenders.split(","):

@@ -24,8 +24,7 @@ import time
 from typing import Any
 
 from bench._jobs import Rig, Sampler, print_result, reset_sim, rig, submit
-from bench._timescale import TimeScale, scaled
-from devstack.aoai_simulator import SimulatorConfig
+from bench._timescale import TimeScale, compressed_quota
 from shared.jobs.classification import MESSAGE_OVERHEAD_TOKENS, max_answer_tokens, messages
 from shared.jobs.embeddings import estimate_tokens
 from shared.jobs.models import Item, JobSpec
@@ -113,13 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         "--windows", type=int, default=4, help="windows measured per size, first and last included"
     )
     args = parser.parse_args(argv)
-    config = SimulatorConfig.model_validate({})
-    deployment = config.deployment(DEPLOYMENT)
-    assert deployment is not None
-    deployment.tpm = scaled(args.tpm, args.window)
-    deployment.rpm = scaled(args.rpm, args.window)
-    config.rate_limit.window_seconds = args.window
-    quotas = f'{{"{DEPLOYMENT}": {{"tpm": {args.tpm}, "rpm": {args.rpm}}}}}'
+    config, quotas = compressed_quota(DEPLOYMENT, args.tpm, args.rpm, args.window)
     results = []
     with rig(config, TimeScale(args.window)) as stack:
         for size in (int(s) for s in args.sizes.split(",")):

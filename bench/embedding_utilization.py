@@ -40,8 +40,7 @@ from bench._jobs import (
     wait_jobs,
 )
 from bench._proc import machine
-from bench._timescale import TimeScale, scaled
-from devstack.aoai_simulator import SimulatorConfig
+from bench._timescale import TimeScale, compressed_quota
 
 DEPLOYMENT = "text-embedding-3-small"
 TARGET = 0.95
@@ -176,13 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--naive-concurrency", type=int, default=8)
     parser.add_argument("--skip-naive", action="store_true", help="ours only (diagnosis)")
     args = parser.parse_args(argv)
-    config = SimulatorConfig.model_validate({})
-    deployment = config.deployment(DEPLOYMENT)
-    assert deployment is not None
-    deployment.tpm = scaled(args.tpm, args.window)
-    deployment.rpm = scaled(args.rpm, args.window)
-    config.rate_limit.window_seconds = args.window
-    quotas = f'{{"{DEPLOYMENT}": {{"tpm": {args.tpm}, "rpm": {args.rpm}}}}}'
+    config, quotas = compressed_quota(DEPLOYMENT, args.tpm, args.rpm, args.window)
     with (
         rig(config, TimeScale(args.window)) as stack,
         stack.host({"AOAI_QUOTAS": quotas}, hosts=args.hosts) as running,
