@@ -18,8 +18,9 @@ from openai import AsyncOpenAI
 
 from shared.aoai.backends import Backends
 from shared.aoai.client import create_connection, describe_auth
+from shared.aoai.limiters import Limiters
 from shared.aoai.priority import HeadroomPolicy
-from shared.aoai.quota import Limiters
+from shared.aoai.quota_share import QuotaShare, instance_id
 from shared.chat.service import ChatService
 from shared.core.health import HealthCache, check_health
 from shared.core.identity import create_credential
@@ -146,10 +147,18 @@ def create_runtime(settings: Settings) -> Runtime:
     team_limits = TeamLimiter(store)
     # One per process, shared by the jobs and the interactive calls: jobs leave the calls a
     # person waits for headroom on the same deployment (docs/jobs.md#interactive-calls-first).
+    # With the ledger, the instances share each configured quota as if they were one
+    # (docs/jobs.md#instances-sharing-one-quota).
+    instance, timeout = instance_id(), settings.aoai_quota_ledger_timeout_seconds
     limiters = Limiters(
         settings.aoai_quotas,
         minute=settings.aoai_quota_window_seconds,
         headroom=HeadroomPolicy(settings.job_headroom_factor, settings.job_headroom_min_tokens),
+        shares=(
+            (lambda doc_id: QuotaShare(store, doc_id, instance, timeout))
+            if settings.aoai_quota_ledger
+            else None
+        ),
     )
     caps = OutputCaps(
         enabled=settings.chat_cap_learning,

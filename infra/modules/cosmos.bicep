@@ -215,6 +215,30 @@ resource responsesContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/
   }
 }
 
+// The quota ledgers (shared/aoai/quota_ledger.py): one small document per backend and deployment
+// that every instance reads and replaces under its ETag to share the deployment's quota. Only
+// point reads and replaces touch it, so nothing is indexed: a write costs the fewest RUs.
+// Bounded by the deployments, so no TTL. The app's database-scoped data role covers it.
+resource quotaLedgerContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: database
+  name: 'quota_ledger'
+  properties: {
+    resource: {
+      id: 'quota_ledger'
+      partitionKey: {
+        paths: [
+          '/id'
+        ]
+        kind: 'Hash'
+      }
+      indexingPolicy: {
+        indexingMode: 'none'
+        automatic: false
+      }
+    }
+  }
+}
+
 resource privateEndpoint 'Microsoft.Network/privateEndpoints@2024-01-01' = {
   name: 'pe-${name}'
   location: location
@@ -265,6 +289,7 @@ resource appDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssign
     sqlContainers
     callerMinutesContainer
     responsesContainer
+    quotaLedgerContainer
     resultsContainer
   ]
 }
@@ -281,6 +306,7 @@ resource userDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssig
     sqlContainers
     callerMinutesContainer
     responsesContainer
+    quotaLedgerContainer
     resultsContainer
     appDataContributor
   ]

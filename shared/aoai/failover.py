@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.aoai.backends import Backend, Backends
-from shared.aoai.quota import DeploymentLimiter, Limiters
+from shared.aoai.limiters import Limiters
+from shared.aoai.quota import DeploymentLimiter
 from shared.core.errors import AppError, RateLimited
 
 

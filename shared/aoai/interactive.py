@@ -15,7 +15,7 @@ from typing import TypeVar
 import openai
 
 from shared.aoai.backends import Target
-from shared.aoai.quota import Limiters
+from shared.aoai.limiters import Limiters
 
 T = TypeVar("T")
 

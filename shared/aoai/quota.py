@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from shared.aoai.priority import HeadroomPolicy, InteractiveRate
+from shared.aoai.quota_ledger import Quota
+from shared.aoai.quota_share import QuotaShare
 from shared.aoai.usage_window import Entry, UsageWindow
-from shared.core.settings import DeploymentQuota
 from shared.telemetry import record as metrics
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,10 @@ class DeploymentLimiter:
         deployment: str = "",
         backend: str | None = None,
         headroom: HeadroomPolicy | None = None,
+        share: QuotaShare | None = None,
     ) -> None:
         self.name = name
+        self._share = share  # the instances' ledger in Cosmos DB (None: this process alone)
         # app.limiter.* attributes, built once; callers waiting in acquire (the gauge's value).
         self._attributes = metrics.limiter_attributes(deployment or name, backend or "primary")
         self._waiting = 0
@@ -123,6 +125,11 @@ class DeploymentLimiter:
         self._interactive = InteractiveRate(minute, clock())
 
     # --- what the caller asks -----------------------------------------------------------
+
+    @property
+    def share(self) -> QuotaShare | None:
+        """This process's share of the instances' ledger for the deployment, if any."""
+        return self._share
 
     @property
     def rate_factor(self) -> float:
@@ -153,6 +160,8 @@ class DeploymentLimiter:
         self._expire(now)
         factor = self._recover(now)
         waits = [self._paused_until - now]
+        if self._share is not None and self._share.available:
+            waits.append(self._share.delay())
         if self._tpm is not None:
             limit = self._scaled(self._tpm, factor)
             if job:
@@ -171,11 +180,10 @@ class DeploymentLimiter:
         the work back with a delay instead of holding the invocation. `job`: room under the
         quota less the interactive headroom (shared/aoai/priority.py).
         """
+        deadline = self._clock() + max_wait
         delay = self.delay_for(tokens, job=job)
         if delay <= 0.0:
-            self._reserve(tokens)
-            return True
-        deadline = self._clock() + max_wait
+            return await self._shared(tokens, deadline, job)
         if self._clock() + delay > deadline:
             return False
         # Waiting: app.limiter.queue_depth while it lasts, app.limiter.wait.duration after.
@@ -186,13 +194,49 @@ class DeploymentLimiter:
                 await self._sleep(max(delay, MIN_SLEEP))
                 delay = self.delay_for(tokens, job=job)
                 if delay <= 0.0:
-                    self._reserve(tokens)
-                    return True
+                    return await self._shared(tokens, deadline, job)
                 if self._clock() + delay > deadline:
                     return False
         finally:
             self._queue(-1)
             metrics.record_limiter_wait(self._attributes, time.perf_counter() - started)
+
+    async def _shared(self, tokens: int, deadline: float, job: bool) -> bool:
+        """Room here: take the request from the instances' ledger too (waiting for room
+        there until `deadline`), then reserve it. The ledger away: this process alone."""
+        quota = self._quota()
+        if self._share is not None and quota is not None:
+            taken = await self._share.take(
+                tokens,
+                quota,
+                max_wait=max(0.0, deadline - self._clock()),
+                headroom=self.headroom if job else 0,
+            )
+            if taken is False:
+                return False
+        self._reserve(tokens)
+        return True
+
+    def _quota(self) -> Quota | None:
+        """The quota as the ledger counts it; None while the token quota is unknown."""
+        if self._tpm is None:
+            return None
+        return Quota(
+            tokens=self._tpm,
+            requests=self._per_window,
+            token_window=TOKEN_WINDOW * self.minute / 60.0,
+            request_window=REQUEST_WINDOW * self.minute / 60.0,
+            scale=self.minute / 60.0,
+        )
+
+    def _shared_usage(self, tokens: int, requests: int, stamp: float | None = None) -> None:
+        """Usage the ledger has not taken from a hold (a person's call, a correction):
+        reported with this instance's next round trip. `stamp`: when it was sent (clock)."""
+        quota = self._quota()
+        if self._share is None or quota is None or (tokens == 0 and requests == 0):
+            return
+        ago = 0.0 if stamp is None else max(0.0, self._clock() - stamp)
+        self._share.sent(tokens, quota, requests=requests, ago=ago)
 
     def interactive(self, tokens: int) -> Interactive:
         """Book a call a person waits for, charged `tokens`, as it goes out: never waits (it
@@ -207,6 +251,7 @@ class DeploymentLimiter:
             self._requests.add(now, 1, settled=True),
             self._second.add(now, 1, settled=True),
         )
+        self._shared_usage(tokens, 1)
         return Interactive(self, tokens, booked)
 
     def _unbook(self, booking: Interactive) -> None:
@@ -217,6 +262,7 @@ class DeploymentLimiter:
             (self._tokens, self._requests, self._second), booking.entries, strict=True
         ):
             window.void(now, entry)
+        self._shared_usage(-booking.tokens, -1, booking.entries[0].stamp)
 
     def _queue(self, change: int) -> None:
         self._waiting += change
@@ -236,6 +282,8 @@ class DeploymentLimiter:
         stamp = self._tokens.settle(reserved, max(0, used))
         if stamp is not None:
             self._seen_until = stamp
+            # The ledger too; a refused or unsent request was no request at all.
+            self._shared_usage(max(0, used) - reserved, -1 if used <= 0 else 0, stamp)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Take the service's `x-ratelimit-remaining-*` as the truth about the quota.
@@ -322,51 +370,6 @@ class Interactive:
         if not self.taken_back:
             self.taken_back = True
             self.limiter._unbook(self)
-
-
-class Limiters:
-    """The process's limiters, one per deployment name, made on first use; jobs and
-    interactive calls of the process share them (shared/runtime.py)."""
-
-    def __init__(
-        self,
-        quotas: Mapping[str, DeploymentQuota],
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        minute: float = 60.0,
-        headroom: HeadroomPolicy | None = None,
-    ) -> None:
-        self._headroom = headroom
-        self._quotas = dict(quotas)
-        self._minute = minute
-        self._clock = clock
-        self._sleep = sleep
-        self._limiters: dict[str, DeploymentLimiter] = {}
-        self._lock = threading.Lock()  # get() may be reached from the worker's threads
-
-    def get(self, deployment: str, *, backend: str | None = None) -> DeploymentLimiter:
-        """The limiter of `deployment` (its name on `backend`); one without a configured
-        quota learns from the service. AOAI_QUOTAS keys: `backend/deployment` for one
-        backend's deployment, or the deployment name for it on any backend."""
-        key = deployment if backend is None else f"{backend}/{deployment}"
-        with self._lock:
-            limiter = self._limiters.get(key)
-            if limiter is None:
-                quota = self._quotas.get(key) or self._quotas.get(deployment)
-                limiter = DeploymentLimiter(
-                    quota.tpm if quota else None,
-                    quota.requests_per_minute if quota else None,
-                    clock=self._clock,
-                    sleep=self._sleep,
-                    name=key,
-                    minute=self._minute,
-                    deployment=deployment,
-                    backend=backend,
-                    headroom=self._headroom,
-                )
-                self._limiters[key] = limiter
-            return limiter
 
 
 @dataclass

@@ -230,6 +230,20 @@ class Settings(BaseSettings):
         description="The least headroom jobs leave while interactive calls are recent, in "
         "tokens (never more than their recent tokens per minute: quiet, it is 0).",
     )
+    aoai_quota_ledger: bool = Field(
+        default=True,
+        description="Instances share each configured deployment's quota (AOAI_QUOTAS) through a "
+        "ledger in Cosmos DB (container quota_ledger): together they send no more than it "
+        "and leave none of it unused. false: each instance paces on the rate-limit headers "
+        "alone (docs/jobs.md#instances-sharing-one-quota).",
+    )
+    aoai_quota_ledger_timeout_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=30,
+        description="Longest a ledger round trip may take; a slower or failed one makes the "
+        "instance pace on its own limiter for 10 s, then try the ledger again.",
+    )
     aoai_quota_window_seconds: float = Field(
         default=60.0,
         gt=0,

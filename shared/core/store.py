@@ -38,6 +38,7 @@ CALLER_MINUTES: Final = "caller_minutes"
 TEAMS: Final = "teams"
 TEAM_SPEND: Final = "team_spend"
 RESPONSES: Final = "responses"
+QUOTA_LEDGER: Final = "quota_ledger"
 
 # container -> partition key path (DESIGN.md, "Cosmos DB").
 CONTAINERS: Final[Mapping[str, str]] = {
@@ -51,6 +52,7 @@ CONTAINERS: Final[Mapping[str, str]] = {
     TEAMS: "/id",
     TEAM_SPEND: "/id",
     RESPONSES: "/id",
+    QUOTA_LEDGER: "/id",
 }
 
 Document = dict[str, Any]

@@ -23,7 +23,7 @@ import azure.functions as func
 
 from shared.aoai.backends import Backends
 from shared.aoai.failover import Failover
-from shared.aoai.quota import Limiters
+from shared.aoai.limiters import Limiters
 from shared.core.clock import now
 from shared.core.errors import translate
 from shared.core.models import ErrorDetail

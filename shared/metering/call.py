@@ -30,7 +30,7 @@ import openai
 
 from shared.aoai.backends import Backends, Cooling, Target
 from shared.aoai.interactive import booked
-from shared.aoai.quota import Limiters
+from shared.aoai.limiters import Limiters
 from shared.core.errors import AppError, UpstreamError, UpstreamTimeout, translate
 from shared.core.models import ContentFilterInfo, Usage
 from shared.core.settings import Settings

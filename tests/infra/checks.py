@@ -68,6 +68,7 @@ COSMOS_CONTAINERS = {
     "teams": "/id",
     "team_spend": "/id",
     "responses": "/id",
+    "quota_ledger": "/id",
 }
 
 MAIN_FILE = "main.bicep"

@@ -12,6 +12,7 @@ import pytest
 from openai import AsyncAzureOpenAI
 
 from devstack.aoai_simulator import RunningSimulator
+from shared.aoai.limiters import Limiters
 from shared.aoai.quota import (
     DECREASE,
     DEFAULT_PAUSE,
@@ -21,7 +22,6 @@ from shared.aoai.quota import (
     TOKEN_MARGIN,
     TOKEN_WINDOW,
     DeploymentLimiter,
-    Limiters,
 )
 from shared.aoai.usage_window import PHANTOM_PIECES
 from shared.core.settings import DeploymentQuota

@@ -8,7 +8,7 @@ from openai import AsyncOpenAI
 
 from shared.aoai.backends import Backend, Backends
 from shared.aoai.failover import Failover
-from shared.aoai.quota import Limiters
+from shared.aoai.limiters import Limiters
 from shared.core.errors import RateLimited, ServiceUnavailable, UpstreamError
 from tests.support.clock import Clock
 

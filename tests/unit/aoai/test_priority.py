@@ -12,8 +12,9 @@ from openai import AsyncAzureOpenAI
 
 from shared.aoai.backends import Target
 from shared.aoai.interactive import booked
+from shared.aoai.limiters import Limiters
 from shared.aoai.priority import HeadroomPolicy, InteractiveRate
-from shared.aoai.quota import DeploymentLimiter, Limiters
+from shared.aoai.quota import DeploymentLimiter
 from shared.core.settings import DeploymentQuota
 
 POLICY = HeadroomPolicy(factor=0.25, floor=1000)

@@ -12,7 +12,8 @@ from openai import AsyncOpenAI
 
 from shared.aoai.backends import Backend, Backends
 from shared.aoai.failover import Failover, Lane
-from shared.aoai.quota import Limiters, Reservation
+from shared.aoai.limiters import Limiters
+from shared.aoai.quota import Reservation
 from shared.core.errors import AppError, RateLimited, ServiceUnavailable, UpstreamError
 from shared.core.models import Usage
 from shared.jobs.memory import MIB, MemoryBudget

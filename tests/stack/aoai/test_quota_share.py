@@ -1,0 +1,109 @@
+"""Instances sharing one quota through the ledger in the local Cosmos DB server
+(shared/aoai/quota_share.py), in compressed time: three shares of one deployment's ledger
+take requests as fast as they are let, and what they took together never passes the quota
+in any window while using most of it; with Cosmos DB cut, a share answers "on your own" within
+its timeout and reports what was sent meanwhile once the server is back; an idle share hands
+its hold back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+
+from devstack.emulators.outage import FaultProxy
+from devstack.emulators.stack import EmulatorStack
+from shared.aoai.quota_ledger import Quota
+from shared.aoai.quota_share import QuotaShare
+from shared.core.settings import load_settings
+from shared.core.store import QUOTA_LEDGER, Store, create_store
+
+WINDOW = 2.0  # seconds of a compressed minute
+QUOTA = Quota(
+    tokens=3000,
+    requests=None,
+    token_window=WINDOW,
+    request_window=WINDOW / 6,
+    scale=WINDOW / 60,
+)
+ITEM = 150
+
+
+def most_in_a_window(taken: list[tuple[float, int]], window: float) -> int:
+    """The most tokens taken in any `window` seconds (sliding, as the service counts)."""
+    live: deque[tuple[float, int]] = deque()
+    total = most = 0
+    for stamp, tokens in sorted(taken):
+        live.append((stamp, tokens))
+        total += tokens
+        while live[0][0] <= stamp - window:
+            total -= live.popleft()[1]
+        most = max(most, total)
+    return most
+
+
+async def test_three_instances_share_one_quota_without_passing_it(store: Store) -> None:
+    doc_id = f"test|{uuid.uuid4().hex[:8]}"
+    shares = [QuotaShare(store, doc_id, f"i{n}", timeout=2.0) for n in range(3)]
+    taken: list[tuple[float, int]] = []
+    deadline = time.time() + 3 * WINDOW
+
+    async def instance(share: QuotaShare) -> None:
+        while time.time() < deadline:
+            ok = await share.take(ITEM, QUOTA, max_wait=WINDOW)
+            if ok:
+                taken.append((time.time(), ITEM))
+            assert ok is not None, "the ledger was reachable the whole time"
+
+    await asyncio.gather(*(instance(share) for share in shares))
+    assert most_in_a_window(taken, WINDOW) <= QUOTA.tokens
+    # Three windows' worth of quota, less the first window's ramp: most of it was used.
+    assert sum(tokens for _, tokens in taken) >= 0.8 * 3 * QUOTA.tokens
+    assert all(share.stats.grants > 0 for share in shares), "every instance got room"
+    assert sum(share.stats.failures for share in shares) == 0
+
+
+async def test_cosmos_db_away_the_share_says_so_and_reports_later(
+    store: Store, emulators: EmulatorStack, app_environ: dict[str, str]
+) -> None:
+    doc_id = f"test|{uuid.uuid4().hex[:8]}"
+    with FaultProxy(emulators.ports.cosmos) as proxy:
+        proxied = create_store(load_settings({**app_environ, "COSMOS_ENDPOINT": proxy.endpoint()}))
+        try:
+            share = QuotaShare(proxied, doc_id, "away", timeout=0.5, open_seconds=1.0)
+            assert await share.take(ITEM, QUOTA, max_wait=1.0) is True
+            proxy.cut()
+            started = time.monotonic()
+            # The hold runs out; the renewal fails: on its own, within the timeout.
+            await asyncio.sleep(QUOTA.hold)
+            assert await share.take(ITEM, QUOTA, max_wait=1.0) is None
+            assert time.monotonic() - started < QUOTA.hold + 1.0
+            assert not share.available
+            share.sent(777, QUOTA)  # sent while away (a chat, which never waits)
+            proxy.restore()
+            await asyncio.sleep(1.0)  # open_seconds
+            assert await share.take(ITEM, QUOTA, max_wait=1.0) is True
+            await asyncio.sleep(4 * QUOTA.hold)  # the last request is reported, the hold back
+            doc = await store.read(QUOTA_LEDGER, doc_id, doc_id)
+            assert doc is not None
+            reported = sum(cell[0] for cell in doc["slots"].values())
+            assert reported == ITEM + 777 + ITEM
+            assert share.stats.failures == 1
+        finally:
+            await proxied.aclose()
+
+
+async def test_an_idle_instance_hands_its_hold_back(store: Store) -> None:
+    doc_id = f"test|{uuid.uuid4().hex[:8]}"
+    share = QuotaShare(store, doc_id, "idle", timeout=2.0)
+    for _ in range(5):  # a pace: the next hold asks for more than one request
+        assert await share.take(ITEM, QUOTA, max_wait=1.0) is True
+    doc = await store.read(QUOTA_LEDGER, doc_id, doc_id)
+    assert doc is not None
+    assert "idle" in doc["holds"]
+    await asyncio.sleep(4 * QUOTA.hold)
+    doc = await store.read(QUOTA_LEDGER, doc_id, doc_id)
+    assert doc is not None
+    assert doc["holds"] == {}
+    assert sum(cell[0] for cell in doc["slots"].values()) == 5 * ITEM
