@@ -265,8 +265,6 @@ class QuotaShare:
     async def _flush_later(self, quota: Quota) -> None:
         while True:
             await asyncio.sleep(quota.hold * FLUSH_AFTER_HOLDS)
-            if not self.available:
-                continue
             async with self._lock:
                 if not self.available:
                     continue
