@@ -41,6 +41,7 @@ class Rig:
     sim_key: str
     log: Path
     pids: tuple[int, ...] = ()  # every host process sharing the queues (bench/_proc.py)
+    logs: tuple[Path, ...] = ()  # every host's log, the first's included
 
     def app(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -103,6 +104,7 @@ class Stack:
                     environ["AZURE_OPENAI_API_KEY"],
                     first.log,
                     tuple(pid for _, pid in started),
+                    tuple(host.log for host, _ in started),
                 )
             finally:
                 keep = os.environ.get("BENCH_HOST_LOG")

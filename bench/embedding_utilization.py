@@ -15,6 +15,11 @@ fails after the SDK's retries. Target: ours >= 0.95 with nothing lost. Prints on
 Ours is 4 jobs (`--jobs`) sized to outlast the windows at the full quota; the naive loop runs
 8 requests at a time (`--naive-concurrency`, the app's JOB_CONCURRENCY) for as many windows.
 For diagnosis: `--skip-naive`.
+
+The hosts share the quota through the ledger in Cosmos DB (AOAI_QUOTA_LEDGER, the default);
+`ours.ledger` is what it cost them: store round trips and estimated RUs per upstream request
+(bench/_ledger.py). `--header-fed` runs ours again with the ledger off, each host pacing on the
+rate-limit headers alone (the limiter before the ledger), as the baseline in the same run.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from bench._jobs import (
     utilisation,
     wait_jobs,
 )
+from bench._ledger import ledger_cost
 from bench._proc import machine
 from bench._timescale import TimeScale, compressed_quota
 
@@ -87,6 +93,9 @@ async def run_ours(rig_: Rig, args: argparse.Namespace) -> dict[str, Any]:
         "items": per_job * args.jobs,
         "seconds": round(elapsed, 1),
         **measured,
+        # Every request the hosts sent the deployment, refused ones included (the ledger's
+        # cost is per upstream request).
+        "upstream_requests": int(sampler.samples[-1]["requests"]),
         "tokens_per_request": round(tokens / max(1, answered)),
         "tokens_per_item": round(tokens_per_item, 1),
         **rates(items_per_minute, args.window),
@@ -174,14 +183,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--naive-concurrency", type=int, default=8)
     parser.add_argument("--skip-naive", action="store_true", help="ours only (diagnosis)")
+    parser.add_argument(
+        "--header-fed",
+        action="store_true",
+        help="ours again with AOAI_QUOTA_LEDGER=false (each host on the rate-limit headers "
+        "alone), after ours: the baseline of the shared ledger in the same run",
+    )
     args = parser.parse_args(argv)
     config, quotas = compressed_quota(DEPLOYMENT, args.tpm, args.rpm, args.window)
-    with (
-        rig(config, TimeScale(args.window)) as stack,
-        stack.host({"AOAI_QUOTAS": quotas}, hosts=args.hosts) as running,
-    ):
-        ours = asyncio.run(run_ours(running, args))
-        naive = None if args.skip_naive else asyncio.run(run_naive(running, args))
+    with rig(config, TimeScale(args.window)) as stack:
+        with stack.host({"AOAI_QUOTAS": quotas}, hosts=args.hosts) as running:
+            ours = asyncio.run(run_ours(running, args))
+            naive = None if args.skip_naive else asyncio.run(run_naive(running, args))
+        # The hosts log what the ledger cost them as they stop.
+        ours["ledger"] = ledger_cost(running.logs, ours["upstream_requests"])
+        header_fed = None
+        if args.header_fed:
+            off = {"AOAI_QUOTAS": quotas, "AOAI_QUOTA_LEDGER": "false"}
+            with stack.host(off, hosts=args.hosts) as running:
+                header_fed = asyncio.run(run_ours(running, args))
     print_result(
         {
             "benchmark": "embedding_utilization",
@@ -195,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
             **machine(),
             "ours": ours,
             **({"naive": naive} if naive else {}),
+            **({"header_fed": header_fed} if header_fed else {}),
             "target": TARGET,
             "within_target": ours["utilisation"] >= TARGET
             and ours["items_by_outcome"]["lost"] == 0,

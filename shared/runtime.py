@@ -160,6 +160,8 @@ def create_runtime(settings: Settings) -> Runtime:
             else None
         ),
     )
+    # First to close: the holds go back to the ledgers while Cosmos DB is still open.
+    closers.insert(0, ("the quota ledgers", limiters.aclose))
     caps = OutputCaps(
         enabled=settings.chat_cap_learning,
         percentile=settings.chat_cap_percentile,

@@ -78,3 +78,10 @@ class Limiters:
         with self._lock:
             shares = (limiter.share for limiter in self._limiters.values())
             return [share for share in shares if share is not None]
+
+    async def aclose(self) -> None:
+        """The instance stops: every limiter hands its hold back to its ledger."""
+        with self._lock:
+            limiters = list(self._limiters.values())
+        for limiter in limiters:
+            await limiter.aclose()

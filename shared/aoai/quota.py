@@ -131,6 +131,11 @@ class DeploymentLimiter:
         """This process's share of the instances' ledger for the deployment, if any."""
         return self._share
 
+    async def aclose(self) -> None:
+        """Hand this process's hold back to the ledger (the instance stops)."""
+        if self._share is not None:
+            await self._share.aclose(self._quota())
+
     @property
     def rate_factor(self) -> float:
         """The share of the quota allowed now (1.0 until a 429, then recovering)."""
@@ -282,8 +287,12 @@ class DeploymentLimiter:
         stamp = self._tokens.settle(reserved, max(0, used))
         if stamp is not None:
             self._seen_until = stamp
-            # The ledger too; a refused or unsent request was no request at all.
-            self._shared_usage(max(0, used) - reserved, -1 if used <= 0 else 0, stamp)
+            # The ledger too: the request reached the service before its answer came, so it
+            # is booked again at the answer, at what was charged, and the booking made as it
+            # went out is taken back (a refused or unsent request was no request at all).
+            self._shared_usage(-reserved, -1, stamp)
+            if used > 0:
+                self._shared_usage(used, 1)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Take the service's `x-ratelimit-remaining-*` as the truth about the quota.

@@ -71,7 +71,8 @@ async def test_cosmos_db_away_the_share_says_so_and_reports_later(
     with FaultProxy(emulators.ports.cosmos) as proxy:
         proxied = create_store(load_settings({**app_environ, "COSMOS_ENDPOINT": proxy.endpoint()}))
         try:
-            share = QuotaShare(proxied, doc_id, "away", timeout=0.5, open_seconds=1.0)
+            # Away for 30 Azure seconds: 1 s at this compression.
+            share = QuotaShare(proxied, doc_id, "away", timeout=0.5, open_seconds=30.0)
             assert await share.take(ITEM, QUOTA, max_wait=1.0) is True
             proxy.cut()
             started = time.monotonic()
@@ -82,7 +83,7 @@ async def test_cosmos_db_away_the_share_says_so_and_reports_later(
             assert not share.available
             share.sent(777, QUOTA)  # sent while away (a chat, which never waits)
             proxy.restore()
-            await asyncio.sleep(1.0)  # open_seconds
+            await asyncio.sleep(1.0)  # open_seconds, compressed
             assert await share.take(ITEM, QUOTA, max_wait=1.0) is True
             await asyncio.sleep(4 * QUOTA.hold)  # the last request is reported, the hold back
             doc = await store.read(QUOTA_LEDGER, doc_id, doc_id)
