@@ -33,6 +33,7 @@ class Run:
 EMBEDDING = ("--tpm", "30000", "--rpm", "180", "--item-tokens", "100")
 SMALL = ("--tpm", "2000", "--rpm", "12", "--item-tokens", "10")
 QUICK_WINDOWS = ("--window", "3", "--windows", "6")
+HOSTS_ONLY = ("--skip-naive", "--header-fed")
 RUNS = (
     Run(
         "embedding_1_host",
@@ -40,11 +41,19 @@ RUNS = (
         (*EMBEDDING, "--window", "4", "--windows", "32"),
         (*EMBEDDING, *QUICK_WINDOWS),
     ),
+    # Hosts on one quota: sharing it through the ledger in Cosmos DB, then each on the
+    # rate-limit headers alone (--header-fed, the baseline) in the same run.
     Run(
         "embedding_3_hosts",
         "bench.embedding_utilization",
-        (*EMBEDDING, "--window", "4", "--windows", "32", "--hosts", "3", "--skip-naive"),
-        (*EMBEDDING, *QUICK_WINDOWS, "--hosts", "3", "--skip-naive"),
+        (*EMBEDDING, "--window", "4", "--windows", "32", "--hosts", "3", *HOSTS_ONLY),
+        (*EMBEDDING, *QUICK_WINDOWS, "--hosts", "3", *HOSTS_ONLY),
+    ),
+    Run(
+        "embedding_10_hosts",
+        "bench.embedding_utilization",
+        (*EMBEDDING, "--window", "4", "--windows", "32", "--hosts", "10", *HOSTS_ONLY),
+        (*EMBEDDING, *QUICK_WINDOWS, "--hosts", "10", *HOSTS_ONLY),
     ),
     Run(
         "small_items",

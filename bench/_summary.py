@@ -95,6 +95,26 @@ def chat_under_jobs(run: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def hosts_on_one_quota(run: dict[str, Any], hosts: int) -> dict[str, Any]:
+    """Hosts sharing one quota through the ledger, the ledger's cost per upstream request,
+    and the same hosts on the rate-limit headers alone (the baseline) when it was run."""
+    ours, ledger = run["ours"], run["ours"].get("ledger", {})
+    out = {
+        f"embedding_utilization_{hosts}_hosts": ours["utilisation"],
+        f"embedding_429_share_{hosts}_hosts": ours["share_429"],
+        f"ledger_round_trips_per_upstream_request_{hosts}_hosts": ledger.get(
+            "round_trips_per_upstream_request"
+        ),
+        f"ledger_request_units_per_upstream_request_{hosts}_hosts": ledger.get(
+            "request_units_per_upstream_request_estimated"
+        ),
+    }
+    if baseline := run.get("header_fed"):
+        out[f"embedding_utilization_{hosts}_hosts_header_fed"] = baseline["utilisation"]
+        out[f"embedding_429_share_{hosts}_hosts_header_fed"] = baseline["share_429"]
+    return out
+
+
 def headline(runs: dict[str, Any]) -> dict[str, Any]:
     """The figures the issue names, at the top level of results.json (None: not run)."""
     out: dict[str, Any] = {}
@@ -109,11 +129,13 @@ def headline(runs: dict[str, Any]) -> dict[str, Any]:
         )
         out["host_peak_rss_mib_load_1"] = max(one["ours"]["host_peak_rss_mib"])
         out["host_cpu_ms_per_embedded_item"] = one["ours"]["host_cpu_ms_per_item"]
-    if three:
-        out["embedding_utilization_3_hosts"] = three["ours"]["utilisation"]
+    for hosts in (3, 10):
+        if run := runs.get(f"embedding_{hosts}_hosts"):
+            out.update(hosts_on_one_quota(run, hosts))
     if small:
         out.update(small_items(small))
-    lost = [r["ours"]["items_by_outcome"]["lost"] for r in (one, three, small) if r]
+    ten = runs.get("embedding_10_hosts")
+    lost = [r["ours"]["items_by_outcome"]["lost"] for r in (one, three, ten, small) if r]
     if lost:
         out["lost_items"] = sum(lost)
     if under := runs.get("chat_under_jobs"):
@@ -203,8 +225,23 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                     f"peak RSS {r['host_peak_rss_mib']} MiB; lost {r['items_by_outcome']['lost']}",
                 )
             )
+            if (ledger := r.get("ledger", {})).get("hosts_reporting"):
+                rows.append(
+                    (
+                        "ours: quota ledger per upstream request",
+                        f"{ledger['round_trips_per_upstream_request']} round trips",
+                        f"~{ledger['request_units_per_upstream_request_estimated']} RU "
+                        f"(estimated); {ledger['conflicts']} ETag conflicts, "
+                        f"{ledger['failures']} failures over {ledger['hosts_reporting']} hosts",
+                    )
+                )
 
-    for name, label in (("embedding_1_host", "1 host"), ("embedding_3_hosts", "3 hosts")):
+    hosts_runs = (
+        ("embedding_1_host", "1 host"),
+        ("embedding_3_hosts", "3 hosts"),
+        ("embedding_10_hosts", "10 hosts"),
+    )
+    for name, label in hosts_runs:
         if run := runs.get(name):
             rows.append(
                 (
@@ -217,6 +254,8 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             quota(run, "ours")
             if "naive" in run:
                 quota(run, "naive")
+            if "header_fed" in run:
+                quota(run, "header_fed")
     if "small_items_speedup" in results:
         run = runs["small_items"]
         rows.append(

@@ -31,6 +31,7 @@ from azure.core.exceptions import AzureError
 from azure.cosmos.aio import CosmosClient
 from azure.storage.queue.aio import QueueServiceClient
 
+from shared.aoai.quota_share import FELL_BACK, SHARED_AGAIN
 from shared.core.settings import load_settings
 from shared.core.store import JOBS, RESULTS, USAGE, Store
 from shared.jobs.models import TERMINAL
@@ -38,6 +39,12 @@ from soak.load import Submission
 from soak.stack import SoakStack
 
 CONTINUED = re.compile(r"items continue in [\d.]+s \((\w+), attempt \d+\)")
+# shared/aoai/quota_share.py: the ledger away (the host on its own limiter), and back.
+LEDGER = re.compile(
+    rf"^\[(?P<at>[^\]]+)\] quota ledger (?P<id>\S+): "
+    rf"(?P<what>{re.escape(FELL_BACK)}|{re.escape(SHARED_AGAIN)})",
+    re.MULTILINE,
+)
 
 
 @dataclass
@@ -136,6 +143,25 @@ def _continuations(logs: list[Path]) -> Counter[str]:
     return reasons
 
 
+def ledger_outages(logs: list[Path]) -> dict[str, Any]:
+    """Per host, how often its quota ledgers fell back to the host's own limiter (Cosmos DB
+    away) and came back; a host still on its own limiter after its last fall is a problem."""
+    hosts: dict[str, Any] = {}
+    for n, path in enumerate(logs):
+        events = [
+            (match["at"], match["what"] == FELL_BACK)
+            for match in LEDGER.finditer(path.read_text(errors="replace"))
+        ]
+        fell = sum(1 for _, failed in events if failed)
+        back = sum(1 for _, failed in events if not failed)
+        hosts[f"host-{n}"] = {
+            "fell_back": fell,
+            "shared_again": back,
+            "ends_shared": not events or not events[-1][1],
+        }
+    return hosts
+
+
 async def check(stack: SoakStack, store: Store, submissions: list[Submission]) -> Figures:
     figures = Figures()
     accepted = [s for s in submissions if s.accepted]
@@ -203,6 +229,11 @@ async def check(stack: SoakStack, store: Store, submissions: list[Submission]) -
     )
     if any(figures.details["queues"].values()):
         figures.problems.append(f"messages left in queues: {figures.details['queues']}")
+    ledger = figures.details["quota_ledger"] = ledger_outages([h.log for h in stack.hosts])
+    if not any(host["fell_back"] for host in ledger.values()):
+        figures.problems.append("no quota ledger fell back to its host's limiter: untested")
+    if stuck := [name for name, host in ledger.items() if not host["ends_shared"]]:
+        figures.problems.append(f"quota ledger never shared again after Cosmos DB on {stuck}")
     return figures
 
 

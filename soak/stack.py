@@ -9,6 +9,7 @@ of a host killed with SIGKILL come back within the run.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,14 @@ SOAK_SETTINGS = {
     "BATCH_RETRY_SECONDS": "2",
     "BATCH_CHECKPOINT_LINES": "20",
     "USAGE_ROLLUP_SCHEDULE": "*/10 * * * * *",
+    # The simulator's own quotas, so every call and job of the three hosts is paced through
+    # the shared quota ledger in Cosmos DB, which the Cosmos DB faults then take away.
+    "AOAI_QUOTAS": json.dumps(
+        {
+            "gpt-4o": {"tpm": 1_000_000, "rpm": 6_000},
+            "text-embedding-3-small": {"tpm": 10_000_000, "rpm": 6_000},
+        }
+    ),
 }
 
 

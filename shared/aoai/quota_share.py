@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 OPEN_SECONDS: Final = 10.0  # Azure seconds the ledger is left alone after Cosmos DB failed
 ETAG_RETRIES: Final = 8
 FLUSH_AFTER_HOLDS: Final = 1.0  # report unreported sends this many holds after the first
+# What the host logs as the ledger goes away and comes back (soak/checks.py looks for them).
+FELL_BACK: Final = "Cosmos DB failed"
+SHARED_AGAIN: Final = "Cosmos DB answers again; pacing is shared"
 
 
 @dataclass
@@ -211,9 +214,10 @@ class QuotaShare:
             self._doc = None
             self._tokens = self._requests = 0
             log.warning(
-                "quota ledger %s: Cosmos DB failed (%s); this instance paces the deployment "
-                "on its own limiter for %gs",
+                "quota ledger %s: %s (%s); this instance paces the deployment on its own "
+                "limiter for %gs",
                 self.doc_id,
+                FELL_BACK,
                 type(error).__name__,
                 away,
             )
@@ -266,7 +270,7 @@ class QuotaShare:
             self._down_until = 0.0
             if self._degraded:
                 self._degraded = False
-                log.info("quota ledger %s: Cosmos DB answers again; pacing is shared", self.doc_id)
+                log.info("quota ledger %s: %s", self.doc_id, SHARED_AGAIN)
             return grant
         # Instances kept writing first: no room this time, ask again after a slot.
         self._doc = None

@@ -66,9 +66,18 @@ def test_embedding_utilization_measures_both_and_ours_loses_nothing() -> None:
         "2",
         "--hosts",
         "2",
+        "--header-fed",
     )
     assert result["benchmark"] == "embedding_utilization"
     ours, naive = result["ours"], result["naive"]
+    # The two hosts shared the quota through the ledger and said what it cost them; the
+    # baseline ran them again on the rate-limit headers alone.
+    ledger = ours["ledger"]
+    assert ledger["hosts_reporting"] == 2
+    assert ledger["round_trips"] >= ledger["holds_granted"] > 0
+    assert ledger["round_trips_per_upstream_request"] > 0
+    assert set(result["header_fed"]) >= SHAPE
+    assert result["header_fed"]["items_by_outcome"]["lost"] == 0
     assert ours["hosts"] == 2  # two host processes shared the queues
     assert len(ours["host_peak_rss_mib"]) == 2
     assert ours["host_cpu_ms_per_item"] > 0

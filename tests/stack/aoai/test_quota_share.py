@@ -14,6 +14,7 @@ from collections import deque
 
 from devstack.emulators.outage import FaultProxy
 from devstack.emulators.stack import EmulatorStack
+from shared.aoai.quota import DeploymentLimiter
 from shared.aoai.quota_ledger import Quota
 from shared.aoai.quota_share import QuotaShare
 from shared.core.settings import load_settings
@@ -108,3 +109,25 @@ async def test_an_idle_instance_hands_its_hold_back(store: Store) -> None:
     assert doc is not None
     assert doc["holds"] == {}
     assert sum(cell[0] for cell in doc["slots"].values()) == 5 * ITEM
+
+
+async def test_a_limiter_books_a_request_at_its_answer_and_takes_a_refused_one_back(
+    store: Store,
+) -> None:
+    """The service counts a request from its arrival, which is before its answer but after
+    the hold it came from: the limiter re-books it at the answer, at what was charged."""
+    doc_id = f"test|{uuid.uuid4().hex[:8]}"
+    share = QuotaShare(store, doc_id, "limiter", timeout=2.0)
+    limiter = DeploymentLimiter(QUOTA.tokens, None, minute=WINDOW, share=share)
+    sent_at = time.time()
+    assert await limiter.acquire(500, max_wait=1.0, job=True)
+    await asyncio.sleep(0.3)  # upstream
+    limiter.settle(500, 450)
+    assert await limiter.acquire(300, max_wait=1.0, job=True)
+    limiter.settle(300, 0)  # refused (429): not charged, no request
+    await asyncio.sleep(4 * QUOTA.hold)  # reported by the flush
+    doc = await store.read(QUOTA_LEDGER, doc_id, doc_id)
+    assert doc is not None
+    booked = {int(slot): cell for slot, cell in doc["slots"].items() if cell != [0, 0]}
+    assert list(booked.values()) == [[450, 1]]
+    assert min(booked) >= QUOTA.slot_of(sent_at + 0.3)
