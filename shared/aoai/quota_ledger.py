@@ -6,7 +6,8 @@ ETag by shared/aoai/quota_share.py). This module is its arithmetic, with no I/O:
 
 - `slots`: tokens and requests sent, summed per slot of half an Azure second (an instance
   reports its sends stamped with the end of their slot, so a slot leaves the window no earlier
-  than the service forgets the sends in it);
+  than the service forgets the sends in it; the instances' clocks, which Azure keeps within
+  milliseconds of each other, are trusted);
 - `holds`: per instance, tokens and requests it may send until `until`. A hold counts in full
   until `until` + the window (the service counts a send made at `until` that long), or until
   its instance reports what it really sent and takes a new hold, whichever comes first.
@@ -140,7 +141,7 @@ class Ledger:
 
     def used(self, now: float, quota: Quota) -> tuple[int, int]:
         """Tokens and requests counted against the quota at `now`: slots still in their
-        window (a slot's margin covers clocks a slot apart) and every hold not yet expired."""
+        window and every hold not yet expired."""
         tokens = sum(amount for amount, end in self._tokens(quota) if end > now)
         requests = sum(amount for amount, end in self._requests(quota) if end > now)
         return tokens, requests
@@ -159,17 +160,16 @@ class Ledger:
         return max(token_wait, request_wait)
 
     def _tokens(self, quota: Quota) -> Iterable[tuple[int, float]]:
-        """(amount, when it stops counting) of every token charge in the ledger."""
-        margin = quota.token_window + quota.slot
+        """(amount, when it stops counting) of every token charge in the ledger: a slot a
+        window after its end (after every send in it), a hold a window after it ends."""
         for slot, (tokens, _) in self.slots.items():
-            yield tokens, slot * quota.slot + margin
+            yield tokens, slot * quota.slot + quota.token_window
         for held, _, until in self.holds.values():
             yield int(held), until + quota.token_window
 
     def _requests(self, quota: Quota) -> Iterable[tuple[int, float]]:
-        margin = quota.request_window + quota.slot
         for slot, (_, requests) in self.slots.items():
-            yield requests, slot * quota.slot + margin
+            yield requests, slot * quota.slot + quota.request_window
         for _, held, until in self.holds.values():
             yield int(held), until + quota.request_window
 

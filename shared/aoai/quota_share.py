@@ -139,7 +139,7 @@ class QuotaShare:
                         return True
                     wait = grant.wait
             # Spread a little, so instances waiting for the same room do not all ask at once.
-            wait += random.uniform(0.0, quota.slot)  # noqa: S311 - jitter, not a secret
+            wait += random.uniform(0.0, quota.slot / 4)  # noqa: S311 - jitter, not a secret
             if time.monotonic() + wait > deadline:
                 return False
             await asyncio.sleep(wait)
