@@ -4,13 +4,16 @@ deployment, per process (`Limiters`).
 A limiter keeps a log of what it sent as Azure counts a deployment's quota, on arrival: each
 request's estimated prompt tokens plus `max_tokens` in a sliding window of a minute, and the
 request itself in Azure's shorter request window and a one-second window that spreads starts.
-`acquire()` waits for room (at most `max_wait`); a `Reservation` settles each request to what
-the service charged; `observe()` reads the `x-ratelimit-remaining-*` headers, books what other
-hosts spent as entries spread over the time since the previous answer, and learns a quota that
-is not configured; `throttled()` pauses the process for a 429's retry-after. Calls a person
-waits for book their charge with `interactive()` without waiting; a job acquires with
+`acquire()` waits for room (at most `max_wait`); a `Reservation` (shared/aoai/reservation.py)
+settles each request to what the service charged; `observe()` reads the
+`x-ratelimit-remaining-*` headers, books what other hosts spent as entries spread over the time
+since the previous answer, and learns a quota that is not configured; `throttled()` pauses the
+process for a 429's retry-after. Calls a person waits for book their charge with
+`interactive()` without waiting; a job acquires with
 `job=True` and is held under the quota less the headroom those calls need
-(shared/aoai/priority.py).
+(shared/aoai/priority.py). With a `QuotaShare`, a job's request is also taken from the
+instances' ledger in Cosmos DB (shared/aoai/quota_share.py), and what the process sends is
+reported to it.
 
 How calls and jobs use it (the 429 and retry policy): docs/jobs.md#rate-limits-and-retries;
 what it achieves, measured: docs/performance.md.
@@ -379,35 +382,3 @@ class Interactive:
         if not self.taken_back:
             self.taken_back = True
             self.limiter._unbook(self)
-
-
-@dataclass
-class Reservation:
-    """One request's share of the quota, from `acquire` to the service's answer.
-
-    The order matters (see `DeploymentLimiter.observe`): the reservation is settled first,
-    then the answer's headers are observed, so requests still in flight are not taken for
-    other hosts' usage. A request that got no answer at all (a timeout) stays reserved: the
-    service may have counted it.
-    """
-
-    limiter: DeploymentLimiter
-    tokens: int
-    settled: bool = False
-
-    def answered(self, headers: Mapping[str, str], charged: int | None = None) -> None:
-        """The service answered and charged `charged` tokens (default: what was reserved,
-        as for chat, where the quota charges the prompt estimate plus max tokens)."""
-        self._settle(self.tokens if charged is None else charged)
-        self.limiter.observe(headers)
-
-    def refused(self, headers: Mapping[str, str]) -> None:
-        """The service refused the request (429, 400): it was not charged."""
-        self._settle(0)
-        self.limiter.observe(headers)
-
-    def _settle(self, used: int) -> None:
-        # A split request answers several times; only its first answer settles.
-        if not self.settled:
-            self.limiter.settle(self.tokens, used)
-            self.settled = True

@@ -29,7 +29,7 @@ from typing import Any
 import openai
 
 from shared.aoai.backends import Backends
-from shared.aoai.quota import Reservation
+from shared.aoai.reservation import Reservation
 from shared.core import content_filter
 from shared.core.clock import now
 from shared.core.errors import AppError, ContentFiltered, InvalidRequest

@@ -20,7 +20,7 @@ from typing import Any
 import openai
 
 from shared.aoai.backends import Backends
-from shared.aoai.quota import Reservation
+from shared.aoai.reservation import Reservation
 from shared.core.clock import now
 from shared.core.errors import AppError, InvalidRequest
 from shared.core.models import ErrorDetail, Usage

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from shared.aoai.failover import Failover, Lane
-from shared.aoai.quota import Reservation
+from shared.aoai.reservation import Reservation
 from shared.core.errors import AppError, InvalidRequest, RateLimited, translate
 from shared.core.models import Usage
 from shared.jobs.memory import MemoryBudget

@@ -13,7 +13,7 @@ from openai import AsyncOpenAI
 from shared.aoai.backends import Backend, Backends
 from shared.aoai.failover import Failover, Lane
 from shared.aoai.limiters import Limiters
-from shared.aoai.quota import Reservation
+from shared.aoai.reservation import Reservation
 from shared.core.errors import AppError, RateLimited, ServiceUnavailable, UpstreamError
 from shared.core.models import Usage
 from shared.jobs.memory import MIB, MemoryBudget
