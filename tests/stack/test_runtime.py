@@ -30,7 +30,13 @@ async def test_close_all_closes_the_rest_when_one_fails() -> None:
 async def test_runtime_closes_every_client(app_settings: Settings) -> None:
     runtime = create_runtime(app_settings)
     names = [name for name, _ in runtime.closers]
-    assert names == ["the Azure OpenAI clients", "the Cosmos DB client", "the storage clients"]
+    # The quota ledgers first: each hands its hold back while Cosmos DB is still open.
+    assert names == [
+        "the quota ledgers",
+        "the Azure OpenAI clients",
+        "the Cosmos DB client",
+        "the storage clients",
+    ]
     assert await runtime.aclose() == []
     assert runtime.aoai.is_closed()
 
