@@ -23,6 +23,7 @@ from shared.aoai.priority import HeadroomPolicy
 from shared.aoai.quota_share import QuotaShare, instance_id
 from shared.chat.service import ChatService
 from shared.core.health import HealthCache, check_health
+from shared.core.heap import freeze_startup_heap
 from shared.core.identity import create_credential
 from shared.core.queues import JobQueues, create_queues
 from shared.core.settings import Settings, get_settings
@@ -260,6 +261,7 @@ def get_runtime() -> Runtime:
         settings = get_settings()
         apply_log_level(settings)
         _runtime = create_runtime(settings)
+        freeze_startup_heap()
     return _runtime
 
 
