@@ -116,7 +116,10 @@ class FunctionsHost:
     async def start(self) -> None:
         settings = self.settings = load_settings(self.app_dir)
         apply_values(settings.values, os.environ)
-        app = self.app = index_app(self.app_dir)
+        app, disabled = index_app(self.app_dir).without_disabled(os.environ)
+        self.app = app
+        for name in disabled:
+            log.info("function %s is disabled (AzureWebJobs.%s.Disabled)", name, name)
         _check_http_streams(app)
         self.function_key = os.environ.get(FUNCTION_KEY_SETTING, "")
         if not self.function_key:

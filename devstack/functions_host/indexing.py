@@ -12,7 +12,7 @@ import inspect
 import json
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -79,6 +79,20 @@ class IndexedApp:
 
     def of_type(self, trigger_type: str) -> list[FunctionSpec]:
         return [f for f in self.functions if f.trigger_type == trigger_type]
+
+    def without_disabled(self, environ: Mapping[str, str]) -> tuple[IndexedApp, list[str]]:
+        """The app less the functions its settings disable, as Azure's runtime reads them:
+        `AzureWebJobs.<FUNCTION_NAME>.Disabled` set to true (or 1). No listener starts for a
+        disabled trigger and a disabled HTTP function answers 404. (Azure still runs one for
+        a caller with the master key; this host does not.) Also the names disabled."""
+        off = [f.name for f in self.functions if _disabled(environ, f.name)]
+        kept = tuple(f for f in self.functions if f.name not in off)
+        return IndexedApp(self.module, kept, self.http_v2), off
+
+
+def _disabled(environ: Mapping[str, str], name: str) -> bool:
+    value = environ.get(f"AzureWebJobs.{name}.Disabled", "")
+    return value.strip().lower() in ("true", "1")
 
 
 def import_app_module(app_dir: Path) -> ModuleType:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue.aio import QueueClient
@@ -230,3 +231,26 @@ async def test_identity_style_connection_reaches_azurite_with_the_dev_key(
     [listener] = [q for q in host.queue_listeners if q.spec.name == "record"]
     assert listener.connection.connection_string is None
     assert listener.connection.is_loopback
+
+
+async def test_a_disabled_function_is_not_run_and_the_others_are(
+    make_app: MakeApp,
+    start_host: StartHost,
+    queue_factory: QueueFactory,
+    queue_names: dict[str, str],
+) -> None:
+    """`AzureWebJobs.<FUNCTION_NAME>.Disabled`, as Azure reads it: the bench runs an instance
+    of HTTP functions only beside one of queue functions, as Flex Consumption scales them."""
+    values = {"AzureWebJobs.record.Disabled": "true", "AzureWebJobs.hello.Disabled": "1"}
+    host = await start_host(make_app(values=values))
+    assert host.app is not None
+    names = {f.name for f in host.app.functions}
+    assert names.isdisjoint({"record", "hello"})
+    assert "failing" in names
+    queue = await _created(queue_factory(queue_names["RECORD_QUEUE"]))
+    await queue.send_message(b64("nobody reads this"))
+    async with httpx.AsyncClient(base_url=host.api_url) as client:
+        assert (await client.get("/hello/you")).status_code == 404
+        assert (await client.get("/boom")).status_code == 500  # enabled, and it raises
+    await asyncio.sleep(2.0)  # several polls of an enabled listener
+    assert len(await _visible(queue)) == 1
