@@ -73,12 +73,6 @@ class Limiters:
                 self._limiters[key] = limiter
             return limiter
 
-    def shares(self) -> list[QuotaShare]:
-        """The ledgers this process takes part in (for its cost figures)."""
-        with self._lock:
-            shares = (limiter.share for limiter in self._limiters.values())
-            return [share for share in shares if share is not None]
-
     async def aclose(self) -> None:
         """The instance stops: every limiter hands its hold back to its ledger."""
         with self._lock:

@@ -14,6 +14,12 @@ The headroom is on top of the interactive tokens already in the quota's window (
 counts them like any other use): it covers the calls that arrive before the jobs' own requests
 age out of the window, not the minute's whole interactive use again.
 
+Requests get a headroom too, in the service's short request window (10 s): the interactive
+calls expected in one such window and two standard deviations more, since people arrive as
+they please (Poisson), not evenly. A job's requests come in bursts (room freed at once is taken
+at once) and can fill a 10 s window; without it, a chat meets the service's 429 on requests
+while tokens are plentiful. It costs jobs little: they are held by tokens, not requests.
+
 Pure arithmetic on a clock: no I/O, nothing waits here.
 """
 
@@ -46,6 +52,15 @@ class HeadroomPolicy:
             return 0
         wanted = max(float(self.floor), self.factor * interactive_per_minute)
         return math.ceil(min(interactive_per_minute, wanted))
+
+    def requests(self, interactive_per_minute: float, requests_per_window: float) -> int:
+        """Requests a job must leave free in the service's request window, for
+        `requests_per_window` recent interactive requests in one: that many and two standard
+        deviations more (sqrt of it), at least 1; 0 when quiet (by the tokens, as above)."""
+        if not self.enabled or interactive_per_minute < QUIET_TOKENS_PER_MINUTE:
+            return 0
+        expected = max(0.0, requests_per_window)
+        return max(1, math.ceil(expected + 2.0 * math.sqrt(expected)))
 
 
 class InteractiveRate:

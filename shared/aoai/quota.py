@@ -10,7 +10,7 @@ settles each request to what the service charged; `observe()` reads the
 since the previous answer, and learns a quota that is not configured; `throttled()` pauses the
 process for a 429's retry-after. Calls a person waits for book their charge with
 `interactive()` without waiting; a job acquires with
-`job=True` and is held under the quota less the headroom those calls need
+`job=True` and is held under the quota (tokens and requests) less the headroom those calls need
 (shared/aoai/priority.py). With a `QuotaShare`, a job's request is also taken from the
 instances' ledger in Cosmos DB (shared/aoai/quota_share.py), and what the process sends is
 reported to it.
@@ -126,6 +126,7 @@ class DeploymentLimiter:
         self._seen_until: float | None = None  # stamp of the last reservation settled
         self._policy = headroom or HeadroomPolicy()
         self._interactive = InteractiveRate(minute, clock())
+        self._interactive_requests = InteractiveRate(minute, clock())
 
     # --- what the caller asks -----------------------------------------------------------
 
@@ -161,6 +162,13 @@ class DeploymentLimiter:
         """Tokens a job's acquisition leaves free now for interactive calls (0: none)."""
         return self._policy.headroom(self._interactive.per_minute(self._clock()))
 
+    @property
+    def request_headroom(self) -> int:
+        """Requests a job's acquisition leaves free now in the service's request window."""
+        now = self._clock()
+        per_window = self._interactive_requests.per_minute(now) * REQUEST_WINDOW / TOKEN_WINDOW
+        return self._policy.requests(self._interactive.per_minute(now), per_window)
+
     def delay_for(self, tokens: int, *, job: bool = False) -> float:
         """Seconds until a request charged `tokens` would fit (0.0: now). Reserves nothing.
         `job`: a job's request, which fits only under the quota less the headroom."""
@@ -177,7 +185,8 @@ class DeploymentLimiter:
             waits.append(self._tokens.delay(now, tokens, limit))
         if self._per_window is not None:
             per_window = self._scaled(self._per_window, factor)
-            waits.append(self._requests.delay(now, 1, per_window))
+            room = max(1, per_window - self.request_headroom) if job else per_window
+            waits.append(self._requests.delay(now, 1, room))
             waits.append(self._second.delay(now, 1, math.ceil(per_window / 10)))
         return max(0.0, *waits)
 
@@ -218,7 +227,8 @@ class DeploymentLimiter:
                 tokens,
                 quota,
                 max_wait=max(0.0, deadline - self._clock()),
-                headroom=self.headroom if job else 0,
+                headroom=(self.headroom, self.request_headroom) if job else (0, 0),
+                policy=self._policy if job and self._policy.enabled else None,
             )
             if taken is False:
                 return False
@@ -237,14 +247,16 @@ class DeploymentLimiter:
             scale=self.minute / 60.0,
         )
 
-    def _shared_usage(self, tokens: int, requests: int, stamp: float | None = None) -> None:
+    def _shared_usage(
+        self, tokens: int, requests: int, stamp: float | None = None, *, interactive: bool = False
+    ) -> None:
         """Usage the ledger has not taken from a hold (a person's call, a correction):
         reported with this instance's next round trip. `stamp`: when it was sent (clock)."""
         quota = self._quota()
         if self._share is None or quota is None or (tokens == 0 and requests == 0):
             return
         ago = 0.0 if stamp is None else max(0.0, self._clock() - stamp)
-        self._share.sent(tokens, quota, requests=requests, ago=ago)
+        self._share.sent(tokens, quota, requests=requests, ago=ago, interactive=interactive)
 
     def interactive(self, tokens: int) -> Interactive:
         """Book a call a person waits for, charged `tokens`, as it goes out: never waits (it
@@ -254,23 +266,25 @@ class DeploymentLimiter:
         now = self._clock()
         self._expire(now)
         self._interactive.add(now, tokens)
+        self._interactive_requests.add(now, 1)
         booked = (
             self._tokens.add(now, tokens, settled=True),
             self._requests.add(now, 1, settled=True),
             self._second.add(now, 1, settled=True),
         )
-        self._shared_usage(tokens, 1)
+        self._shared_usage(tokens, 1, interactive=True)
         return Interactive(self, tokens, booked)
 
     def _unbook(self, booking: Interactive) -> None:
         now = self._clock()
         self._expire(now)
         self._interactive.remove(now, booking.tokens)
+        self._interactive_requests.remove(now, 1)
         for window, entry in zip(
             (self._tokens, self._requests, self._second), booking.entries, strict=True
         ):
             window.void(now, entry)
-        self._shared_usage(-booking.tokens, -1, booking.entries[0].stamp)
+        self._shared_usage(-booking.tokens, -1, booking.entries[0].stamp, interactive=True)
 
     def _queue(self, change: int) -> None:
         self._waiting += change

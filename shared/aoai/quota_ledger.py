@@ -7,7 +7,11 @@ ETag by shared/aoai/quota_share.py). This module is its arithmetic, with no I/O:
 - `slots`: tokens and requests sent, summed per slot of half an Azure second (an instance
   reports its sends stamped with the end of their slot, so a slot leaves the window no earlier
   than the service forgets the sends in it; the instances' clocks, which Azure keeps within
-  milliseconds of each other, are trusted);
+  milliseconds of each other, are trusted), and how much of them were calls a person waits
+  for (interactive): the headroom jobs leave them is reckoned from every instance's
+  interactive use (shared/aoai/priority.py). On Flex Consumption the HTTP functions and each
+  queue function scale on instances of their own, so the instance running a job never serves
+  the chats it must leave room for;
 - `holds`: per instance, tokens and requests it may send until `until`. A hold counts in full
   until `until` + the window (the service counts a send made at `until` that long), or until
   its instance reports what it really sent and takes a new hold, whichever comes first.
@@ -18,7 +22,8 @@ service's count past the quota. Usage nobody holds (calls a person waits for, wh
 is in the slots from its instance's next report on.
 
 The document, as stored:
-    {"id": "primary|gpt-4o-mini", "slots": {"<slot>": [tokens, requests]},
+    {"id": "primary|gpt-4o-mini",
+     "slots": {"<slot>": [tokens, requests, interactive tokens, interactive requests]},
      "holds": {"<instance>": [tokens, requests, until_ms]}}
 """
 
@@ -28,6 +33,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from shared.aoai.priority import HeadroomPolicy
 
 SLOT_SECONDS = 0.5  # Azure seconds per slot: 0.8 % of a minute, at most 122 slots in a doc
 HOLD_SECONDS = 2.0  # Azure seconds a hold lasts; an instance reports and renews within it
@@ -77,7 +84,7 @@ class Ledger:
     def of(cls, doc_id: str, doc: Mapping[str, Any] | None) -> Ledger:
         if doc is None:
             return cls(doc_id)
-        slots = {int(k): [int(v[0]), int(v[1])] for k, v in (doc.get("slots") or {}).items()}
+        slots = {int(k): _cell(v) for k, v in (doc.get("slots") or {}).items()}
         holds = {
             str(k): [float(v[0]), float(v[1]), float(v[2]) / 1000.0]
             for k, v in (doc.get("holds") or {}).items()
@@ -93,12 +100,13 @@ class Ledger:
 
     # --- changes ------------------------------------------------------------------------
 
-    def report(self, sent: Mapping[int, tuple[int, int]]) -> None:
-        """Add what an instance sent, by slot (negative amounts correct earlier reports)."""
-        for slot, (tokens, requests) in sent.items():
-            cell = self.slots.setdefault(slot, [0, 0])
-            cell[0] = max(0, cell[0] + tokens)
-            cell[1] = max(0, cell[1] + requests)
+    def report(self, sent: Mapping[int, tuple[int, ...]]) -> None:
+        """Add what an instance sent, by slot: (tokens, requests) and, optionally, how much of
+        it was interactive (negative amounts correct earlier reports)."""
+        for slot, amounts in sent.items():
+            cell = self.slots.setdefault(slot, [0, 0, 0, 0])
+            for n, amount in enumerate(_cell(amounts)):
+                cell[n] = max(0, cell[n] + amount)
 
     def prune(self, now: float, quota: Quota) -> None:
         """Drop slots and holds that no longer count in any window."""
@@ -116,15 +124,15 @@ class Ledger:
         *,
         need: tuple[int, int],
         ask: tuple[int, int],
-        headroom: int = 0,
+        headroom: tuple[int, int] = (0, 0),
     ) -> Grant:
         """Replace `instance`'s hold with a new one of up to `ask` (tokens, requests), if at
-        least `need` fits under the quota (less `headroom` tokens, which jobs leave for calls
-        a person waits for); else drop it and say how long until `need` would fit."""
+        least `need` fits under the quota (less `headroom`, the tokens and requests jobs leave
+        for calls a person waits for); else drop it and say how long until `need` would fit."""
         self.holds.pop(instance, None)
         tokens, requests = self.used(now, quota)
-        free_tokens = quota.tokens - headroom - tokens
-        free_requests = None if quota.requests is None else quota.requests - requests
+        free_tokens = quota.tokens - headroom[0] - tokens
+        free_requests = None if quota.requests is None else quota.requests - headroom[1] - requests
         fits = need[0] <= free_tokens and (free_requests is None or need[1] <= free_requests)
         if not fits or ask == (0, 0):
             wait = 0.0 if fits else self.wait(now, quota, need, headroom)
@@ -139,6 +147,22 @@ class Ledger:
 
     # --- what counts ----------------------------------------------------------------------
 
+    def interactive(self, now: float, quota: Quota) -> tuple[int, int]:
+        """Interactive tokens in the token window and requests in the request window, every
+        instance's: a quota minute's tokens, and one request window's requests."""
+        tokens = requests = 0
+        for slot, cell in self.slots.items():
+            start = slot * quota.slot
+            tokens += cell[2] if start + quota.token_window > now else 0
+            requests += cell[3] if start + quota.request_window > now else 0
+        return tokens, requests
+
+    def headroom(self, now: float, quota: Quota, policy: HeadroomPolicy) -> tuple[int, int]:
+        """The tokens and requests a job leaves free for the interactive use of every
+        instance, by `policy`."""
+        tokens, requests = self.interactive(now, quota)
+        return policy.headroom(float(tokens)), policy.requests(float(tokens), float(requests))
+
     def used(self, now: float, quota: Quota) -> tuple[int, int]:
         """Tokens and requests counted against the quota at `now`: slots still in their
         window and every hold not yet expired."""
@@ -146,30 +170,32 @@ class Ledger:
         requests = sum(amount for amount, end in self._requests(quota) if end > now)
         return tokens, requests
 
-    def wait(self, now: float, quota: Quota, need: tuple[int, int], headroom: int = 0) -> float:
+    def wait(
+        self, now: float, quota: Quota, need: tuple[int, int], headroom: tuple[int, int] = (0, 0)
+    ) -> float:
         """Seconds until `need` fits, as what counts now leaves the windows (others' new
         holds aside): the window's length when it never would."""
         token_wait = _until_fits(
-            self._tokens(quota), now, quota.tokens - headroom - need[0], quota.token_window
+            self._tokens(quota), now, quota.tokens - headroom[0] - need[0], quota.token_window
         )
         if quota.requests is None:
             return token_wait
         request_wait = _until_fits(
-            self._requests(quota), now, quota.requests - need[1], quota.request_window
+            self._requests(quota), now, quota.requests - headroom[1] - need[1], quota.request_window
         )
         return max(token_wait, request_wait)
 
     def _tokens(self, quota: Quota) -> Iterable[tuple[int, float]]:
         """(amount, when it stops counting) of every token charge in the ledger: a slot a
         window after its end (after every send in it), a hold a window after it ends."""
-        for slot, (tokens, _) in self.slots.items():
-            yield tokens, slot * quota.slot + quota.token_window
+        for slot, cell in self.slots.items():
+            yield cell[0], slot * quota.slot + quota.token_window
         for held, _, until in self.holds.values():
             yield int(held), until + quota.token_window
 
     def _requests(self, quota: Quota) -> Iterable[tuple[int, float]]:
-        for slot, (_, requests) in self.slots.items():
-            yield requests, slot * quota.slot + quota.request_window
+        for slot, cell in self.slots.items():
+            yield cell[1], slot * quota.slot + quota.request_window
         for _, held, until in self.holds.values():
             yield int(held), until + quota.request_window
 
@@ -189,3 +215,9 @@ def _until_fits(
         if total <= allowed:
             return end - now
     return 0.0 if total <= allowed else window
+
+
+def _cell(amounts: Iterable[Any]) -> list[int]:
+    """A slot's four counts (documents written before the interactive ones have two)."""
+    cell = [int(v) for v in amounts][:4]
+    return cell + [0] * (4 - len(cell))

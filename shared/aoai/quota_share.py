@@ -35,6 +35,7 @@ from typing import Any, Final
 from azure.core.exceptions import AzureError
 from azure.cosmos.exceptions import CosmosAccessConditionFailedError
 
+from shared.aoai.priority import HeadroomPolicy
 from shared.aoai.quota_ledger import Grant, Ledger, Quota
 from shared.core.store import QUOTA_LEDGER, Store
 
@@ -92,7 +93,8 @@ class QuotaShare:
     _tokens: int = 0
     _requests: int = 0
     _until: float = 0.0
-    # Sent and not yet reported, by ledger slot; applied ones are subtracted after a write.
+    # Sent and not yet reported, by ledger slot (tokens, requests, and the interactive part of
+    # each); applied ones are subtracted after a write.
     _unreported: dict[int, list[int]] = field(default_factory=dict)
     _recent: deque[tuple[float, int]] = field(default_factory=deque)  # (stamp, tokens) taken
     _doc: dict[str, Any] | None = None  # the last one read or written, with its _etag
@@ -112,11 +114,19 @@ class QuotaShare:
         return max(0.0, self._next_room - self.clock())
 
     async def take(
-        self, tokens: int, quota: Quota, *, max_wait: float, headroom: int = 0
+        self,
+        tokens: int,
+        quota: Quota,
+        *,
+        max_wait: float,
+        headroom: tuple[int, int] = (0, 0),
+        policy: HeadroomPolicy | None = None,
     ) -> bool | None:
         """Take one request of `tokens` from the hold, renewing it from the ledger as needed
         and waiting for room at most `max_wait` seconds. True: taken (and reported as sent
-        now); False: no room that soon; None: the ledger is away, the caller goes on alone."""
+        now); False: no room that soon; None: the ledger is away, the caller goes on alone.
+        A job's request passes its `policy`: the hold then leaves free the headroom it gives
+        every instance's interactive use in the ledger, and at least `headroom`."""
         deadline = time.monotonic() + max_wait
         while True:
             if not self.available:
@@ -131,7 +141,9 @@ class QuotaShare:
                 # The ledger said lately when room would come: no round trip before that.
                 wait = self._next_room - self.clock()
                 if wait <= 0.0:
-                    grant = await self._sync(quota, need=(tokens, 1), headroom=headroom)
+                    grant = await self._sync(
+                        quota, need=(tokens, 1), headroom=headroom, policy=policy
+                    )
                     if grant is None:
                         self.stats.fallback += 1
                         return None
@@ -144,11 +156,19 @@ class QuotaShare:
                 return False
             await asyncio.sleep(wait)
 
-    def sent(self, tokens: int, quota: Quota, *, requests: int = 1, ago: float = 0.0) -> None:
-        """Calls outside any hold (a person's, which never waits), or a correction (negative
-        too) to what was sent `ago` seconds back: reported with the next round trip, which
-        comes within a hold period."""
-        self._book(self.clock() - ago, tokens, requests, quota)
+    def sent(
+        self,
+        tokens: int,
+        quota: Quota,
+        *,
+        requests: int = 1,
+        ago: float = 0.0,
+        interactive: bool = False,
+    ) -> None:
+        """Calls outside any hold (a person's, which never waits: `interactive`), or a
+        correction (negative too) to what was sent `ago` seconds back: reported with the next
+        round trip, which comes within a hold period."""
+        self._book(self.clock() - ago, tokens, requests, quota, interactive=interactive)
         self._schedule_flush(quota)
 
     async def aclose(self, quota: Quota | None) -> None:
@@ -175,10 +195,15 @@ class QuotaShare:
         self._recent.append((now, tokens))
         return True
 
-    def _book(self, now: float, tokens: int, requests: int, quota: Quota) -> None:
-        cell = self._unreported.setdefault(quota.slot_of(now), [0, 0])
+    def _book(
+        self, now: float, tokens: int, requests: int, quota: Quota, *, interactive: bool = False
+    ) -> None:
+        cell = self._unreported.setdefault(quota.slot_of(now), [0, 0, 0, 0])
         cell[0] += tokens
         cell[1] += requests
+        if interactive:
+            cell[2] += tokens
+            cell[3] += requests
 
     def _asks(self, quota: Quota, need: tuple[int, int]) -> tuple[int, int]:
         """What to hold next: what this instance took over the last hold period (its pace),
@@ -198,13 +223,18 @@ class QuotaShare:
     # --- the store ----------------------------------------------------------------------
 
     async def _sync(
-        self, quota: Quota, *, need: tuple[int, int], headroom: int = 0
+        self,
+        quota: Quota,
+        *,
+        need: tuple[int, int],
+        headroom: tuple[int, int] = (0, 0),
+        policy: HeadroomPolicy | None = None,
     ) -> Grant | None:
         """Report, hand back the rest of the hold and take a new one; None when Cosmos DB
         failed (the instance is then on its own for OPEN_SECONDS)."""
         ask = (0, 0) if need == (0, 0) else self._asks(quota, need)
         try:
-            return await self._write(quota, need, ask, headroom)
+            return await self._write(quota, need, ask, headroom, policy)
         except (AzureError, TimeoutError) as error:
             self.stats.failures += 1
             # In Azure seconds: tests and benchmarks compress the quota's minute.
@@ -224,7 +254,12 @@ class QuotaShare:
             return None
 
     async def _write(
-        self, quota: Quota, need: tuple[int, int], ask: tuple[int, int], headroom: int
+        self,
+        quota: Quota,
+        need: tuple[int, int],
+        ask: tuple[int, int],
+        headroom: tuple[int, int],
+        policy: HeadroomPolicy | None,
     ) -> Grant:
         for _ in range(ETAG_RETRIES):
             fresh = self._doc is None
@@ -235,10 +270,14 @@ class QuotaShare:
             now = self.clock()
             ledger = Ledger.of(self.doc_id, self._doc)
             held = self.instance in ledger.holds
-            applied = {slot: (cell[0], cell[1]) for slot, cell in self._unreported.items()}
+            applied = {slot: tuple(cell) for slot, cell in self._unreported.items()}
             ledger.report(applied)
             ledger.prune(now, quota)
-            grant = ledger.grant(self.instance, now, quota, need=need, ask=ask, headroom=headroom)
+            room = headroom
+            if policy is not None:
+                everyone = ledger.headroom(now, quota, policy)
+                room = (max(room[0], everyone[0]), max(room[1], everyone[1]))
+            grant = ledger.grant(self.instance, now, quota, need=need, ask=ask, headroom=room)
             if not grant.tokens and not applied and not held:
                 # Nothing to write: no room, nothing to report, no hold to hand back. Decided
                 # on a fresh read (one RU), never on the copy of an earlier round trip.
@@ -254,11 +293,11 @@ class QuotaShare:
                 continue
             self._doc = stored
             self.stats.doc_bytes = len(json.dumps(body))
-            for slot, (tokens, requests) in applied.items():
+            for slot, amounts in applied.items():
                 cell = self._unreported[slot]
-                cell[0] -= tokens
-                cell[1] -= requests
-                if cell == [0, 0]:
+                for n, amount in enumerate(amounts):
+                    cell[n] -= amount
+                if not any(cell):
                     del self._unreported[slot]
             self._tokens, self._requests, self._until = grant.tokens, grant.requests, grant.until
             self._next_room = 0.0 if grant.tokens else now + grant.wait

@@ -3,7 +3,7 @@
 take requests as fast as they are let, and what they took together never passes the quota
 in any window while using most of it; with Cosmos DB cut, a share answers "on your own" within
 its timeout and reports what was sent meanwhile once the server is back; an idle share hands
-its hold back."""
+its hold back; a job on one instance leaves the headroom for chats served by another."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from collections import deque
 
 from devstack.emulators.outage import FaultProxy
 from devstack.emulators.stack import EmulatorStack
+from shared.aoai.priority import HeadroomPolicy
 from shared.aoai.quota import DeploymentLimiter
 from shared.aoai.quota_ledger import Quota
 from shared.aoai.quota_share import QuotaShare
@@ -128,6 +129,56 @@ async def test_a_limiter_books_a_request_at_its_answer_and_takes_a_refused_one_b
     await asyncio.sleep(4 * QUOTA.hold)  # reported by the flush
     doc = await store.read(QUOTA_LEDGER, doc_id, doc_id)
     assert doc is not None
-    booked = {int(slot): cell for slot, cell in doc["slots"].items() if cell != [0, 0]}
-    assert list(booked.values()) == [[450, 1]]
+    booked = {int(slot): cell for slot, cell in doc["slots"].items() if any(cell)}
+    assert list(booked.values()) == [[450, 1, 0, 0]]
     assert min(booked) >= QUOTA.slot_of(sent_at + 0.3)
+
+
+async def chats_beside_a_job(store: Store, policy: HeadroomPolicy) -> list[tuple[float, int]]:
+    """Two instances of one deployment, as Flex Consumption scales them: one serves chats
+    (100 tokens every 0.4 s, 500 a window), the other runs a job that takes requests as fast
+    as it is let, for three windows once the chats have run one alone (the headroom is for
+    the use seen lately: docs/jobs.md). Every send, stamped."""
+    doc_id = f"test|{uuid.uuid4().hex[:8]}"
+    http, queue = (
+        DeploymentLimiter(
+            QUOTA.tokens,
+            None,
+            minute=WINDOW,
+            headroom=policy,
+            share=QuotaShare(store, doc_id, name, timeout=2.0),
+        )
+        for name in ("http", "queue")
+    )
+    sent: list[tuple[float, int]] = []
+    deadline = time.time() + 4 * WINDOW
+
+    async def chats() -> None:
+        while time.time() < deadline:
+            http.interactive(100)
+            sent.append((time.time(), 100))
+            await asyncio.sleep(0.4)
+
+    async def job() -> None:
+        await asyncio.sleep(WINDOW)  # the chats come first: the job starts beside them
+        while time.time() < deadline:
+            if await queue.acquire(ITEM, max_wait=WINDOW, job=True):
+                sent.append((time.time(), ITEM))
+                queue.settle(ITEM, ITEM)
+
+    await asyncio.gather(chats(), job())
+    await http.aclose()
+    await queue.aclose()
+    return sent
+
+
+async def test_a_job_leaves_room_for_the_chats_another_instance_serves(store: Store) -> None:
+    """The job's instance serves no chat, so only the ledger can tell it of them: it leaves
+    the headroom for every instance's interactive use, and no window passes the quota. With
+    the policy off, the job takes the chats' room and the service would refuse some."""
+    policy = HeadroomPolicy(factor=0.25, floor=1000)
+    sent = await chats_beside_a_job(store, policy)
+    assert most_in_a_window(sent, WINDOW) <= QUOTA.tokens
+    assert sum(t for _, t in sent) >= 0.7 * 3 * QUOTA.tokens  # the job still used the rest
+    crowded = await chats_beside_a_job(store, HeadroomPolicy())
+    assert most_in_a_window(crowded, WINDOW) > QUOTA.tokens

@@ -56,6 +56,14 @@ def test_headroom_is_the_factor_of_recent_use_raised_to_the_floor_capped_at_the_
     assert HeadroomPolicy().headroom(40_000.0) == 0  # off
 
 
+def test_request_headroom_covers_a_window_of_interactive_calls_and_their_spread() -> None:
+    assert POLICY.requests(0.5, 4.0) == 0  # quiet
+    assert POLICY.requests(2_000.0, 0.0) == 1  # at least one while interactive use is recent
+    assert POLICY.requests(2_000.0, 4.0) == 8  # 4 expected, + 2 x sqrt(4)
+    assert POLICY.requests(2_000.0, 25.0) == 35
+    assert HeadroomPolicy().requests(2_000.0, 4.0) == 0  # off
+
+
 def test_the_rate_reads_a_steady_use_per_minute_and_decays_when_quiet() -> None:
     rate = InteractiveRate(60.0, 0.0)
     for second in range(600):  # 100 tokens a second for ten minutes: 6,000 a minute
@@ -90,6 +98,30 @@ async def test_jobs_are_refused_the_room_interactive_calls_get() -> None:
     assert lim.delay_for(1_000) == 0.0
     assert not await lim.acquire(500, max_wait=1.0, job=True)
     assert await lim.acquire(500, max_wait=0.0)  # an interactive acquisition fits
+
+
+def test_jobs_leave_requests_free_in_the_request_window_for_interactive_calls() -> None:
+    clock = Clock()
+    lim = DeploymentLimiter(100_000, 600, clock=clock, sleep=clock.sleep, headroom=POLICY)
+    for _ in range(4):  # 4 calls a minute, decayed: 0.37 in a 10 s window, + 2 x sqrt: 2
+        lim.interactive(100)
+        clock.now += 15.0
+    assert lim.request_headroom == 2
+    sent = 0
+    for _ in range(200):  # job requests as fast as the request window and its spread allow
+        if lim.delay_for(10, job=True) == 0.0:
+            lim._reserve(10)
+            sent += 1
+        clock.now += 0.05
+    # 600 RPM is 100 a 10 s window; over these 10 s the jobs kept 2 of them free...
+    assert sent == 98
+    assert lim.delay_for(10) == 0.0  # ...which an interactive call still finds
+    no_policy = DeploymentLimiter(100_000, 600, clock=clock, sleep=clock.sleep)
+    for _ in range(200):
+        if no_policy.delay_for(10, job=True) == 0.0:
+            no_policy._reserve(10)
+        clock.now += 0.05
+    assert no_policy.delay_for(10) > 0.0  # without it, the jobs filled the request window
 
 
 def test_without_the_policy_jobs_fill_the_whole_quota() -> None:

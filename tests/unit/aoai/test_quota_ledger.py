@@ -9,6 +9,7 @@ from collections import deque
 
 import pytest
 
+from shared.aoai.priority import HeadroomPolicy
 from shared.aoai.quota_ledger import Ledger, Quota
 
 QUOTA = Quota(tokens=1000, requests=10, token_window=60.0, request_window=10.0)
@@ -72,8 +73,35 @@ def test_requests_bind_as_well_as_tokens() -> None:
 def test_a_job_leaves_the_headroom_free() -> None:
     ledger = Ledger("x")
     ledger.report({QUOTA.slot_of(5.0): (500, 1)})
-    assert ledger.grant("a", 6.0, QUOTA, need=(400, 1), ask=(400, 1), headroom=200).tokens == 0
-    assert ledger.grant("a", 6.0, QUOTA, need=(300, 1), ask=(400, 1), headroom=200).tokens == 300
+    room = (200, 0)
+    assert ledger.grant("a", 6.0, QUOTA, need=(400, 1), ask=(400, 1), headroom=room).tokens == 0
+    assert ledger.grant("a", 6.0, QUOTA, need=(300, 1), ask=(400, 1), headroom=room).tokens == 300
+
+
+def test_a_job_leaves_the_request_headroom_free_too() -> None:
+    ledger = Ledger("x")
+    ledger.report({QUOTA.slot_of(5.0): (100, 7)})  # 7 of 10 requests in the window
+    room = (0, 3)
+    refused = ledger.grant("a", 6.0, QUOTA, need=(10, 1), ask=(10, 1), headroom=room)
+    assert refused.tokens == 0
+    assert refused.wait == pytest.approx(5.0 + 10.0 - 6.0)  # when the 7 leave the window
+    granted = ledger.grant("a", 6.0, QUOTA, need=(10, 1), ask=(10, 5), headroom=(0, 2))
+    assert (granted.tokens, granted.requests) == (10, 1)
+
+
+def test_jobs_leave_headroom_for_every_instance_s_interactive_use() -> None:
+    ledger = Ledger("x")
+    policy = HeadroomPolicy(factor=0.25, floor=100)
+    # Another instance's chats: 80 tokens in 2 requests at 5 s, 40 in 1 at 30 s; a job's 300.
+    ledger.report({QUOTA.slot_of(5.0): (380, 3, 80, 2), QUOTA.slot_of(30.0): (40, 1, 40, 1)})
+    assert ledger.interactive(31.0, QUOTA) == (120, 1)  # the 5 s ones left the request window
+    assert ledger.headroom(31.0, QUOTA, policy) == (100, 3)  # the floor; 1 + 2 x sqrt(1)
+    assert ledger.interactive(70.0, QUOTA) == (40, 0)
+    assert ledger.interactive(91.0, QUOTA) == (0, 0)
+    assert ledger.headroom(91.0, QUOTA, policy) == (0, 0)  # quiet: the job has it all
+    again = Ledger.of("x", ledger.doc())
+    assert again.slots == ledger.slots
+    assert Ledger.of("x", {"slots": {"3": [10, 1]}}).slots == {3: [10, 1, 0, 0]}  # older docs
 
 
 def test_the_document_round_trips_and_prunes_what_no_window_counts() -> None:
