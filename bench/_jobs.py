@@ -8,12 +8,13 @@ the requests it answered, so a refused request (429) counts for nothing.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import httpx
 
 from bench._proc import child_pid, cpu_seconds, peak_rss_mib
-from bench._serve import local_stack
+from bench._serve import ROOT, local_stack
 from bench._timescale import TimeScale, host_json
 from devstack.aoai_simulator import SimulatorConfig
 from devstack.hosted_app import fresh_queues, make_app_dir, run_app_host
@@ -74,10 +75,13 @@ class Stack:
         app_settings: dict[str, str],
         hosts: int = 1,
         process_env: dict[str, str] | None = None,
+        per_host: Sequence[dict[str, str]] = (),
     ) -> Iterator[Rig]:
         """The app under `hosts` local Functions host processes with these settings, sharing
         fresh queues and the database as Flex Consumption instances do; the rig talks HTTP
-        to the first. `process_env`: environment of the host processes (bench/_profile.py)."""
+        to the first. `process_env`: environment of the host processes (bench/_profile.py).
+        `per_host`: app settings of each host on top (`per_function_scaling()`), and as many
+        hosts as it has entries."""
         queues = fresh_queues("bench")
         suffix = queues["EMBEDDING_QUEUE"]
         environ = {
@@ -89,10 +93,11 @@ class Stack:
         asyncio.run(provision(load_settings(environ)))
         with ExitStack() as running:
             started = []
-            for n in range(hosts):
+            for n in range(max(hosts, len(per_host))):
                 folder = self.tmp / f"app-{suffix}-{n}"
                 host_json(folder, self.scale.window)
-                app_dir = make_app_dir(folder, environ)
+                own = per_host[n] if n < len(per_host) else {}
+                app_dir = make_app_dir(folder, {**environ, **own})
                 host = running.enter_context(run_app_host(app_dir, extra_env=process_env))
                 started.append((host, child_pid(str(app_dir))))
             first = started[0][0]
@@ -111,6 +116,27 @@ class Stack:
                 for n, (host, _) in enumerate(started if keep else []):
                     # The hosts' logs outlive the temporary folder: PATH, PATH.1, PATH.2, ...
                     shutil.copyfile(host.log, f"{keep}.{n}" if n else str(keep))
+
+
+def per_function_scaling() -> tuple[dict[str, str], dict[str, str]]:
+    """The app settings of two hosts laid out as Flex Consumption scales one app: its HTTP
+    functions on instances of their own, every other function on others (Azure gives each its
+    own; one host runs them all here). The first host serves HTTP only: its queue and timer
+    functions are disabled (`AzureWebJobs.<name>.Disabled`, which the local host reads as
+    Azure does); the second runs them, and gets no HTTP traffic."""
+    tree = ast.parse((ROOT / "function_app.py").read_text())
+    triggered = [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and any(
+            isinstance(d, ast.Call)
+            and isinstance(d.func, ast.Attribute)
+            and d.func.attr in ("queue_trigger", "timer_trigger")
+            for d in node.decorator_list
+        )
+    ]
+    return {f"AzureWebJobs.{name}.Disabled": "true" for name in triggered}, {}
 
 
 @contextmanager

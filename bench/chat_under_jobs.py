@@ -3,7 +3,12 @@ filling, against the same chat with no job, in the same run; with the policy (th
 JOB_HEADROOM_FACTOR and JOB_HEADROOM_MIN_TOKENS) and without it (both 0) as the baseline.
 
     .venv/bin/python -m bench.chat_under_jobs [--tpm 30000] [--rpm 180] [--chat-share 0.1]
-        [--window 6] [--windows 8] [--contenders policy,off]
+        [--window 6] [--windows 8] [--contenders policy,off,policy_one_host]
+
+The app runs as Flex Consumption scales it (bench/_jobs.py `per_function_scaling`): the chats
+on a host of HTTP functions, the job on a host of queue functions, sharing the quota through
+the ledger in Cosmos DB (docs/jobs.md). `policy_one_host` runs everything in one host process,
+as no Azure plan the infra deploys does: there the job's work shares the chats' event loop.
 
 Per contender the app is started afresh on a reset simulator (compressed time as
 bench/_timescale.py explains: a quota "minute" of `--window` seconds on both sides). Streamed
@@ -38,7 +43,15 @@ from typing import Any
 
 import httpx
 
-from bench._jobs import Rig, Sampler, print_result, reset_sim, rig, submit
+from bench._jobs import (
+    Rig,
+    Sampler,
+    per_function_scaling,
+    print_result,
+    reset_sim,
+    rig,
+    submit,
+)
 from bench._summary import latencies
 from bench._timescale import TimeScale, compressed_quota
 from bench.classify_batching import DEPLOYMENT, LABELS, charged_per_item, item
@@ -50,11 +63,14 @@ WARM_CHATS = 10
 TARGET_429_SHARE = 0.01
 TARGET_TTFB_RATIO = 1.5
 TARGET_UTILISATION = 0.85
-CONTENDERS = {
-    "policy": {},  # the defaults
-    "off": {"JOB_HEADROOM_FACTOR": "0", "JOB_HEADROOM_MIN_TOKENS": "0"},
+OFF = {"JOB_HEADROOM_FACTOR": "0", "JOB_HEADROOM_MIN_TOKENS": "0"}
+# name: (settings, the per-function layout of Flex Consumption, else one host for everything)
+CONTENDERS: dict[str, tuple[dict[str, str], bool]] = {
+    "policy": ({}, True),  # the defaults
+    "off": (OFF, True),
+    "policy_one_host": ({}, False),
     # Not run by default: a wider headroom, to see what it buys (--contenders wide).
-    "wide": {"JOB_HEADROOM_MIN_TOKENS": "3000"},
+    "wide": ({"JOB_HEADROOM_MIN_TOKENS": "3000"}, True),
 }
 
 
@@ -206,18 +222,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chat-share", type=float, default=0.1, help="of the TPM, by chats")
     parser.add_argument("--window", type=float, default=6.0, help="a compressed minute, s")
     parser.add_argument("--windows", type=int, default=8, help="windows measured")
-    parser.add_argument("--contenders", default="policy,off", help=",".join(CONTENDERS))
+    parser.add_argument(
+        "--contenders", default="policy,off,policy_one_host", help=",".join(CONTENDERS)
+    )
     args = parser.parse_args(argv)
     config, quotas = compressed_quota(DEPLOYMENT, args.tpm, args.rpm, args.window)
     results: dict[str, Any] = {}
     with rig(config, TimeScale(args.window)) as stack:
         for name in args.contenders.split(","):
+            own, per_function = CONTENDERS[name]
             settings = {
                 "AOAI_QUOTAS": quotas,
                 "AOAI_MAX_RETRIES": "0",  # a chat's upstream 429 reaches the bench
-                **CONTENDERS[name],
+                **own,
             }
-            with stack.host(settings) as running:
+            layout = per_function_scaling() if per_function else ()
+            with stack.host(settings, per_host=layout) as running:
                 results[name] = asyncio.run(measure(running, args))
     ours = results.get("policy")
     print_result(

@@ -52,7 +52,8 @@ def test_chat_under_jobs_headline_is_the_policy_s_with_the_policy_off_beside_it(
         "chat_under_job": _chats(24.0),
     }
     off = {**contender, "chat_429_share": 0.05, "ttfb_p99_ratio": 4.0}
-    run = {"policy": contender, "off": off, "within_target": True}
+    one_host = {**contender, "ttfb_p99_ratio": 2.1}
+    run = {"policy": contender, "off": off, "policy_one_host": one_host, "within_target": True}
     out = headline({"chat_under_jobs": run})
     assert out["chat_429_share_under_jobs"] == 0.0
     assert out["chat_ttfb_p99_under_jobs_ms"] == 24.0
@@ -63,3 +64,4 @@ def test_chat_under_jobs_headline_is_the_policy_s_with_the_policy_off_beside_it(
         "ttfb_p99_ratio": 4.0,
         "classify_utilization_under_chat": 0.9,
     }
+    assert out["chat_under_jobs_one_host"]["ttfb_p99_ratio"] == 2.1
