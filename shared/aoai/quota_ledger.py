@@ -152,9 +152,9 @@ class Ledger:
         instance's: a quota minute's tokens, and one request window's requests."""
         tokens = requests = 0
         for slot, cell in self.slots.items():
-            start = slot * quota.slot
-            tokens += cell[2] if start + quota.token_window > now else 0
-            requests += cell[3] if start + quota.request_window > now else 0
+            end = slot * quota.slot  # a slot counts from its end, as in `_tokens`
+            tokens += cell[2] if end + quota.token_window > now else 0
+            requests += cell[3] if end + quota.request_window > now else 0
         return tokens, requests
 
     def headroom(self, now: float, quota: Quota, policy: HeadroomPolicy) -> tuple[int, int]:
