@@ -13,11 +13,11 @@ docs/jobs.md#one-slice-at-a-time and docs/jobs.md#rate-limits-and-retries.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 import azure.functions as func
 
@@ -34,6 +34,7 @@ from shared.jobs.batch.service import BatchService
 from shared.jobs.classification import ClassificationService
 from shared.jobs.embeddings import EmbeddingService
 from shared.jobs.intake import InvalidJob, enqueue, read_message
+from shared.jobs.invalid import record_invalid
 from shared.jobs.lease import Lease
 from shared.jobs.memory import MemoryBudget
 from shared.jobs.models import (
@@ -377,39 +378,17 @@ class JobWorker:
         message: Message,
         error: InvalidJob,
         *,
-        via: str = "queue",
+        via: Literal["queue", "poison"] = "queue",
         raw_blob: str | None = None,
     ) -> JobDoc:
-        """Record a message that is not a valid job, once however often it is delivered."""
-        digest = hashlib.sha256(message.queue.encode() + b"\n" + message.body).hexdigest()
-        detail = ErrorDetail(code=error.code, message=error.reason, details=error.details)
-        raw = message.body.decode("utf-8", errors="replace")[: self.settings.job_raw_body_chars]
-        record = JobDoc(
-            id=f"invalid-{digest[:32]}",
-            job_id=f"invalid-{digest[:32]}",
-            kind=kind,
-            status="failed",
-            error=detail,
-            raw_body=raw,
+        """Record a message that is not a valid job, once however often it is delivered
+        (shared/jobs/invalid.py)."""
+        return await record_invalid(
+            self.jobs,
+            kind,
+            message,
+            error,
+            raw_body_chars=self.settings.job_raw_body_chars,
+            via=via,
             raw_blob=raw_blob,
-            created_at=now(),
-            updated_at=now(),
-            source=JobSource(via=via, queue=message.queue, message_id=message.id),
         )
-        log.warning(
-            "message %s on %s is not a valid job: %s", message.id, message.queue, error.reason
-        )
-        if error.job_id is not None:
-            named = record.model_copy(
-                update={"id": error.job_id, "job_id": error.job_id, "team": error.team}
-            )
-            stored, created = await self.jobs.create(named)
-            if created or stored.raw_body == raw:  # new, or this very message again
-                return stored
-            if stored.status in OPEN:
-                failed = await self.jobs.update(
-                    error.job_id, status="failed", only_from=OPEN, error=detail, raw_body=raw
-                )
-                return failed or stored
-        stored, _ = await self.jobs.create(record)
-        return stored
