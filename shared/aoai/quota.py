@@ -190,43 +190,46 @@ class DeploymentLimiter:
             waits.append(self._second.delay(now, 1, math.ceil(per_window / 10)))
         return max(0.0, *waits)
 
-    async def acquire(self, tokens: int, *, max_wait: float, job: bool = False) -> bool:
-        """Wait up to `max_wait` seconds for room, then reserve `tokens` and one request.
+    async def acquire(
+        self, tokens: int, *, max_wait: float, within: float | None = None, job: bool = False
+    ) -> bool:
+        """Wait for room, then reserve `tokens` and one request.
 
-        False (nothing reserved) when the room would come later than that; the caller sends
-        the work back with a delay instead of holding the invocation. `job`: room under the
-        quota less the interactive headroom (shared/aoai/priority.py).
+        False (nothing reserved) when room would come later than `max_wait` seconds from now,
+        or later than `within` seconds from the call (default: `max_wait`); the caller sends
+        the work back with a delay instead of holding the invocation. While others take the
+        room as it comes (the process's other jobs, other instances), a request waits its turn
+        as long as each turn is due within `max_wait`: room that flows is not a quota that is
+        gone. `job`: room under the quota less the interactive headroom
+        (shared/aoai/priority.py).
         """
-        deadline = self._clock() + max_wait
-        delay = self.delay_for(tokens, job=job)
-        if delay <= 0.0:
-            return await self._shared(tokens, deadline, job)
-        if self._clock() + delay > deadline:
-            return False
-        # Waiting: app.limiter.queue_depth while it lasts, app.limiter.wait.duration after.
-        started = time.perf_counter()
-        self._queue(+1)
+        deadline = self._clock() + (max_wait if within is None else within)
+        started, queued = time.perf_counter(), False
         try:
-            while True:
-                await self._sleep(max(delay, MIN_SLEEP))
-                delay = self.delay_for(tokens, job=job)
-                if delay <= 0.0:
-                    return await self._shared(tokens, deadline, job)
-                if self._clock() + delay > deadline:
+            while (delay := self.delay_for(tokens, job=job)) > 0.0:
+                if delay > max_wait or self._clock() + delay > deadline:
                     return False
+                if not queued:  # app.limiter.queue_depth while it waits, wait.duration after
+                    queued = True
+                    self._queue(+1)
+                await self._sleep(max(delay, MIN_SLEEP))
         finally:
-            self._queue(-1)
-            metrics.record_limiter_wait(self._attributes, time.perf_counter() - started)
+            if queued:
+                self._queue(-1)
+                metrics.record_limiter_wait(self._attributes, time.perf_counter() - started)
+        return await self._shared(tokens, max_wait, deadline, job)
 
-    async def _shared(self, tokens: int, deadline: float, job: bool) -> bool:
+    async def _shared(self, tokens: int, max_wait: float, deadline: float, job: bool) -> bool:
         """Room here: take the request from the instances' ledger too (waiting for room
-        there until `deadline`), then reserve it. The ledger away: this process alone."""
+        there as `acquire` waits, until `deadline`), then reserve it. The ledger away: this
+        process alone."""
         quota = self._quota()
         if self._share is not None and quota is not None:
             taken = await self._share.take(
                 tokens,
                 quota,
-                max_wait=max(0.0, deadline - self._clock()),
+                max_wait=max_wait,
+                within=max(0.0, deadline - self._clock()),
                 headroom=(self.headroom, self.request_headroom) if job else (0, 0),
                 policy=self._policy if job and self._policy.enabled else None,
             )

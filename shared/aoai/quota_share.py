@@ -119,15 +119,17 @@ class QuotaShare:
         quota: Quota,
         *,
         max_wait: float,
+        within: float | None = None,
         headroom: tuple[int, int] = (0, 0),
         policy: HeadroomPolicy | None = None,
     ) -> bool | None:
         """Take one request of `tokens` from the hold, renewing it from the ledger as needed
-        and waiting for room at most `max_wait` seconds. True: taken (and reported as sent
-        now); False: no room that soon; None: the ledger is away, the caller goes on alone.
+        and waiting for room while it comes within `max_wait` seconds, `within` seconds in
+        all (default: `max_wait`). True: taken (and reported as sent now); False: no room that
+        soon; None: the ledger is away, the caller goes on alone.
         A job's request passes its `policy`: the hold then leaves free the headroom it gives
         every instance's interactive use in the ledger, and at least `headroom`."""
-        deadline = time.monotonic() + max_wait
+        deadline = time.monotonic() + (max_wait if within is None else within)
         while True:
             if not self.available:
                 self.stats.fallback += 1
@@ -152,7 +154,7 @@ class QuotaShare:
                     wait = grant.wait
             # Spread a little, so instances waiting for the same room do not all ask at once.
             wait += random.uniform(0.0, quota.slot / 4)  # noqa: S311 - jitter, not a secret
-            if time.monotonic() + wait > deadline:
+            if wait > max_wait or time.monotonic() + wait > deadline:
                 return False
             await asyncio.sleep(wait)
 
