@@ -21,6 +21,12 @@ other instance's hold: then no send of anyone, at any moment of the new hold, ca
 service's count past the quota. Usage nobody holds (calls a person waits for, which never wait)
 is in the slots from its instance's next report on.
 
+Jobs are also paced: in any request window they are granted at most its share of the quota
+(`Quota.pace`) and the one request a grant is for on top, their sends and holds counting in it
+for a request window. Unpaced, jobs with more work than the quota fill each minute in its first
+seconds and get its room back all at once a minute later, so they wait out most of every minute
+(docs/jobs.md#instances-sharing-one-quota).
+
 The document, as stored:
     {"id": "primary|gpt-4o-mini",
      "slots": {"<slot>": [tokens, requests, interactive tokens, interactive requests]},
@@ -58,6 +64,11 @@ class Quota:
     @property
     def hold(self) -> float:
         return HOLD_SECONDS * self.scale
+
+    def pace(self, headroom: int = 0) -> int:
+        """The jobs' tokens one request window holds at the quota's rate (a sixth of what
+        they may have in a minute); a grant may pass it by the one request it is for."""
+        return int((self.tokens - headroom) * self.request_window / self.token_window)
 
     def slot_of(self, stamp: float) -> int:
         """The slot a send at `stamp` (epoch seconds) is booked in: the one ending after it."""
@@ -132,12 +143,15 @@ class Ledger:
         self.holds.pop(instance, None)
         tokens, requests = self.used(now, quota)
         free_tokens = quota.tokens - headroom[0] - tokens
+        free_paced = quota.pace(headroom[0]) + need[0] - self.paced(now, quota)
         free_requests = None if quota.requests is None else quota.requests - headroom[1] - requests
-        fits = need[0] <= free_tokens and (free_requests is None or need[1] <= free_requests)
+        fits = need[0] <= min(free_tokens, free_paced) and (
+            free_requests is None or need[1] <= free_requests
+        )
         if not fits or ask == (0, 0):
             wait = 0.0 if fits else self.wait(now, quota, need, headroom)
             return Grant(0, 0, now, wait)
-        granted_tokens = min(max(ask[0], need[0]), free_tokens)
+        granted_tokens = min(max(ask[0], need[0]), free_tokens, free_paced)
         granted_requests = max(ask[1], need[1])
         if free_requests is not None:
             granted_requests = min(granted_requests, free_requests)
@@ -170,6 +184,11 @@ class Ledger:
         requests = sum(amount for amount, end in self._requests(quota) if end > now)
         return tokens, requests
 
+    def paced(self, now: float, quota: Quota) -> int:
+        """The jobs' tokens counted in the pace at `now`: sent in the last request window, or
+        held for it."""
+        return sum(amount for amount, end in self._paced(quota) if end > now)
+
     def wait(
         self, now: float, quota: Quota, need: tuple[int, int], headroom: tuple[int, int] = (0, 0)
     ) -> float:
@@ -178,6 +197,10 @@ class Ledger:
         token_wait = _until_fits(
             self._tokens(quota), now, quota.tokens - headroom[0] - need[0], quota.token_window
         )
+        pace_wait = _until_fits(
+            self._paced(quota), now, quota.pace(headroom[0]), quota.request_window
+        )
+        token_wait = max(token_wait, pace_wait)
         if quota.requests is None:
             return token_wait
         request_wait = _until_fits(
@@ -192,6 +215,15 @@ class Ledger:
             yield cell[0], slot * quota.slot + quota.token_window
         for held, _, until in self.holds.values():
             yield int(held), until + quota.token_window
+
+    def _paced(self, quota: Quota) -> Iterable[tuple[int, float]]:
+        """(amount, when it leaves the pace) of the jobs' tokens: a slot's less its
+        interactive part a request window after its end, a hold a request window after it
+        ends."""
+        for slot, cell in self.slots.items():
+            yield cell[0] - cell[2], slot * quota.slot + quota.request_window
+        for held, _, until in self.holds.values():
+            yield int(held), until + quota.request_window
 
     def _requests(self, quota: Quota) -> Iterable[tuple[int, float]]:
         for slot, cell in self.slots.items():

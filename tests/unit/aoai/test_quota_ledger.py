@@ -17,10 +17,10 @@ QUOTA = Quota(tokens=1000, requests=10, token_window=60.0, request_window=10.0)
 
 def test_a_grant_takes_what_is_asked_when_it_fits_and_records_the_hold() -> None:
     ledger = Ledger("primary|emb")
-    grant = ledger.grant("a", 100.0, QUOTA, need=(300, 1), ask=(500, 3))
-    assert (grant.tokens, grant.requests, grant.wait) == (500, 3, 0.0)
+    grant = ledger.grant("a", 100.0, QUOTA, need=(300, 1), ask=(400, 3))
+    assert (grant.tokens, grant.requests, grant.wait) == (400, 3, 0.0)
     assert grant.until == pytest.approx(100.0 + QUOTA.hold)
-    assert ledger.holds["a"][:2] == [500, 3]
+    assert ledger.holds["a"][:2] == [400, 3]
 
 
 def test_another_instance_s_hold_counts_until_a_window_after_it_ends() -> None:
@@ -40,7 +40,8 @@ def test_a_report_replaces_the_hold_with_what_was_sent_and_frees_the_rest() -> N
     ledger.grant("a", 101.0, QUOTA, need=(0, 0), ask=(0, 0))  # hands the hold back
     assert "a" not in ledger.holds
     assert ledger.used(101.0, QUOTA) == (200, 1)
-    assert ledger.grant("b", 101.0, QUOTA, need=(800, 1), ask=(900, 1)).tokens == 800
+    # Past the request window (the pace, below), the minute's room is all that binds.
+    assert ledger.grant("b", 112.0, QUOTA, need=(800, 1), ask=(900, 1)).tokens == 800
 
 
 def test_sends_count_until_their_slot_has_left_the_window() -> None:
@@ -74,8 +75,9 @@ def test_a_job_leaves_the_headroom_free() -> None:
     ledger = Ledger("x")
     ledger.report({QUOTA.slot_of(5.0): (500, 1)})
     room = (200, 0)
-    assert ledger.grant("a", 6.0, QUOTA, need=(400, 1), ask=(400, 1), headroom=room).tokens == 0
-    assert ledger.grant("a", 6.0, QUOTA, need=(300, 1), ask=(400, 1), headroom=room).tokens == 300
+    # At 16 s the 500 have left the request window (the pace) and are still in the minute.
+    assert ledger.grant("a", 16.0, QUOTA, need=(400, 1), ask=(400, 1), headroom=room).tokens == 0
+    assert ledger.grant("a", 16.0, QUOTA, need=(300, 1), ask=(400, 1), headroom=room).tokens == 300
 
 
 def test_a_job_leaves_the_request_headroom_free_too() -> None:
@@ -102,6 +104,31 @@ def test_jobs_leave_headroom_for_every_instance_s_interactive_use() -> None:
     again = Ledger.of("x", ledger.doc())
     assert again.slots == ledger.slots
     assert Ledger.of("x", {"slots": {"3": [10, 1]}}).slots == {3: [10, 1, 0, 0]}  # older docs
+
+
+def test_jobs_get_a_request_window_s_share_of_the_quota_and_the_request_on_top() -> None:
+    """The pace: a burst is a request window's share of the quota (1,000 / 6 = 166) and the
+    one request it is for; what jobs sent counts in it for a request window."""
+    ledger = Ledger("x")
+    assert QUOTA.pace() == 166
+    assert ledger.grant("a", 100.0, QUOTA, need=(100, 1), ask=(1000, 5)).tokens == 266
+    ledger.report({QUOTA.slot_of(100.2): (266, 1)})
+    ledger.grant("a", 100.6, QUOTA, need=(0, 0), ask=(0, 0))  # reported; the hold handed back
+    refused = ledger.grant("b", 100.6, QUOTA, need=(100, 1), ask=(100, 1))
+    assert refused.tokens == 0
+    assert refused.wait == pytest.approx(100.5 + 10.0 - 100.6)  # the slot leaves the window
+    assert ledger.grant("b", 110.6, QUOTA, need=(100, 1), ask=(100, 1)).tokens == 100
+    assert ledger.used(110.6, QUOTA)[0] == 266 + 100  # both still in the minute
+
+
+def test_interactive_tokens_do_not_count_in_the_jobs_pace() -> None:
+    ledger = Ledger("x")
+    ledger.report({QUOTA.slot_of(100.0): (300, 3, 300, 3)})  # chats, never held back
+    assert ledger.grant("a", 100.5, QUOTA, need=(100, 1), ask=(100, 1)).tokens == 100
+
+
+def test_a_headroom_lowers_the_pace_too() -> None:
+    assert QUOTA.pace(400) == 100  # (1,000 - 400) / 6
 
 
 def test_the_document_round_trips_and_prunes_what_no_window_counts() -> None:
@@ -149,4 +176,7 @@ def test_instances_that_send_only_from_their_holds_never_pass_the_quota() -> Non
         while sent and sent[0][0] <= now - 60.0:
             sent.popleft()
         assert sum(tokens for _, tokens in sent) <= QUOTA.tokens
+        # ...and in any request window no more than its share and one request.
+        recent = sum(tokens for stamp, tokens in sent if stamp > now - QUOTA.request_window)
+        assert recent <= QUOTA.pace() + 300  # the largest request
     assert granted > 100  # the instances did get room, often
