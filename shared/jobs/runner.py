@@ -228,11 +228,8 @@ class _Slice:
         lane = self.failover.current
         pacing = lane.limiter.minute * PACING_SHARE_OF_MINUTE
         left = max(0.0, self.deadline - time.monotonic())
-        # A job gives way to interactive calls: it fills the quota less their headroom. It
-        # waits its turn behind others while each turn is due within the pacing bound.
-        if not await lane.limiter.acquire(
-            tokens, max_wait=min(pacing, left), within=left, job=True
-        ):
+        wait = min(pacing, left)  # a turn's; under the quota less the interactive headroom
+        if not await lane.limiter.acquire(tokens, max_wait=wait, within=left, job=True):
             await self._release(booking)
             delay = lane.limiter.delay_for(tokens, job=True)
             outcome.retry_after = max(outcome.retry_after or 0.0, delay)
