@@ -29,9 +29,11 @@ def test_what_lives_at_start_up_is_frozen_and_what_was_garbage_is_not(unfrozen: 
     del garbage
     assert gc.get_freeze_count() == 0
     freeze_startup_heap()
-    frozen = gc.get_freeze_count()
-    assert frozen > 0
+    assert gc.get_freeze_count() > 0
     assert gone() is None  # collected first, not frozen with the rest
-    assert live.me is live
+    # Later collections leave frozen objects be: a frozen cycle that became garbage stays.
+    # (The frozen count itself may fall: objects freed by their reference counts leave it.)
+    kept = weakref.ref(live)
+    del live
     gc.collect()
-    assert gc.get_freeze_count() == frozen  # later collections leave them be
+    assert kept() is not None
